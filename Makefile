@@ -1,0 +1,48 @@
+# pactmesh — `make run` starts the mesh, `make test` proves it. `make` alone lists targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv comes from PyPI when the machine does not have it yet.
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+KAFKA := infra/kafka/kafka.sh
+PYTEST_ARGS ?=
+
+.PHONY: help install run test test-unit test-integration lint typecheck fmt schemas clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+install: ## install Python deps (uv, from uv.lock) and the Kafka broker jars (Maven Central)
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --locked --all-packages
+	$(KAFKA) install
+
+run: install ## start the broker and all six services in the foreground (Ctrl-C stops everything)
+	infra/run.sh
+
+test: install ## unit + integration tests against a real Kafka broker (started and stopped here)
+	$(UV) run --no-sync pytest $(PYTEST_ARGS)
+
+test-unit: install ## unit tests only (no broker)
+	$(UV) run --no-sync pytest -m "not integration" $(PYTEST_ARGS)
+
+test-integration: install ## integration tests only
+	$(UV) run --no-sync pytest -m integration $(PYTEST_ARGS)
+
+lint: ## ruff
+	$(UV) run --no-sync ruff check .
+	$(UV) run --no-sync ruff format --check .
+
+typecheck: ## mypy (strict, pydantic plugin)
+	$(UV) run --no-sync mypy shared-contracts/src services/*/src
+
+fmt: ## format and fix imports
+	$(UV) run --no-sync ruff format .
+	$(UV) run --no-sync ruff check --fix .
+
+schemas: ## re-export the JSON Schema snapshots of every event
+	$(UV) run --no-sync pactmesh-schemas
+
+clean: ## stop the local broker and delete caches and local state
+	-$(KAFKA) stop
+	rm -rf .cache .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,1 @@
+"""pactmesh delivery: hands finished workflows' results to downstream consumers."""

@@ -1,0 +1,14 @@
+"""``python -m pactmesh_delivery``: serve the delivery service."""
+
+from pactmesh_delivery.settings import Settings
+from pactmesh_kit.service import serve
+
+
+def main() -> None:
+    """Run the delivery service under uvicorn."""
+    settings = Settings()
+    serve("pactmesh_delivery.app:create_app", settings, port=settings.port)
+
+
+if __name__ == "__main__":
+    main()

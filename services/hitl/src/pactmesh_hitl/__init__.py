@@ -1,0 +1,1 @@
+"""pactmesh hitl: human review of the actions workflows pause on."""

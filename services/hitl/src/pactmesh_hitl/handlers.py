@@ -1,0 +1,54 @@
+"""The hitl service's Kafka subscribers."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from faststream.kafka import KafkaBroker
+
+from pactmesh_contracts.envelope import Envelope
+from pactmesh_contracts.events import ReviewRequested, WorkflowCompleted
+from pactmesh_contracts.topics import REVIEWS_REQUESTED, WORKFLOW_COMPLETED
+from pactmesh_hitl.domain.reviews import Review, ReviewState, ReviewStore
+from pactmesh_hitl.settings import Settings
+from pactmesh_kit.broker import subscriber
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Filled in by the app's lifespan."""
+
+    settings: Settings
+    store: ReviewStore | None = None
+
+    def require_store(self) -> ReviewStore:
+        """The store, or an error if used outside the app's lifespan."""
+        if self.store is None:
+            raise RuntimeError("the review store is not open")
+        return self.store
+
+
+def register(broker: KafkaBroker, runtime: Runtime) -> None:
+    """Subscribe the hitl service's handlers on ``broker``."""
+    settings = runtime.settings
+
+    @subscriber(broker, REVIEWS_REQUESTED, settings)
+    async def on_review_requested(event: Envelope[ReviewRequested]) -> None:
+        """Queue a review for reviewers."""
+        request = event.payload
+        await runtime.require_store().add(Review(
+            review_id=request.review_id, workflow_id=event.workflow_id, workflow=request.workflow,
+            tenant=event.tenant, rule=request.rule, summary=request.summary,
+            proposed_action=dict(request.proposed_action), required_role=request.required_role,
+            expires_at=request.expires_at, state=ReviewState.PENDING, requested_at=event.occurred_at,
+        ))
+
+    @subscriber(broker, WORKFLOW_COMPLETED, settings)
+    async def on_workflow_completed(event: Envelope[WorkflowCompleted]) -> None:
+        """Withdraw reviews of a workflow that has ended, so nobody acts on them."""
+        withdrawn = await runtime.require_store().withdraw_for(event.workflow_id)
+        if withdrawn:
+            logger.info("withdrew %d review(s) of ended workflow %s", withdrawn, event.workflow_id)

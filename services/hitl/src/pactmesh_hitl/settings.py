@@ -1,0 +1,15 @@
+"""hitl settings."""
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from pactmesh_kit.settings import KitSettings
+
+
+class Settings(KitSettings):
+    """The hitl service's settings; its own fields read ``PACTMESH_HITL_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="PACTMESH_HITL_", extra="ignore", frozen=True)
+
+    service_name: str = "hitl"
+    port: int = Field(8004, ge=1, le=65535)

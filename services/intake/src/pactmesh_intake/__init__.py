@@ -1,0 +1,1 @@
+"""pactmesh intake: the front door for HTTP clients and upstream systems."""

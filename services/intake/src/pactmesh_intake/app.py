@@ -1,0 +1,48 @@
+"""Intake's app factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from pactmesh_contracts.topics import REQUESTS_ACCEPTED
+from pactmesh_intake import handlers
+from pactmesh_intake.adapters.sqlite_store import open_store
+from pactmesh_intake.api.routes import requests
+from pactmesh_intake.runtime import Runtime
+from pactmesh_intake.settings import Settings
+from pactmesh_kit.broker import EventPublisher, make_broker
+from pactmesh_kit.service import create_service_app
+from pactmesh_kit.telemetry import setup_telemetry
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build intake: HTTP submission and status, plus the inbound-topic consumer."""
+    settings = settings or Settings()
+    tracer_provider = setup_telemetry(settings)
+    broker = make_broker(settings, tracer_provider=tracer_provider)
+    runtime = Runtime(
+        settings=settings, publisher=EventPublisher(broker, settings, produces=[REQUESTS_ACCEPTED])
+    )
+    handlers.register(broker, runtime)
+
+    @asynccontextmanager
+    async def resources(app: FastAPI) -> AsyncIterator[None]:
+        async with open_store(settings.data_dir / "intake.sqlite3") as store:
+            runtime.store = store
+            yield
+            runtime.store = None
+
+    app = create_service_app(
+        settings=settings,
+        broker=broker,
+        tracer_provider=tracer_provider,
+        title="pactmesh intake",
+        description="Submit requests to the mesh and follow their status.",
+        resources=resources,
+        routers=(requests.router,),
+    )
+    app.state.runtime = runtime
+    return app

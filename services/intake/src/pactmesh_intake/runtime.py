@@ -1,0 +1,29 @@
+"""What intake's handlers and routes share for the life of the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pactmesh_contracts.envelope import Principal
+from pactmesh_intake.domain.requests import RequestStore
+from pactmesh_intake.settings import Settings
+from pactmesh_kit.broker import EventPublisher
+
+
+@dataclass
+class Runtime:
+    """Filled in by the app's lifespan; the store exists only while the app runs."""
+
+    settings: Settings
+    publisher: EventPublisher
+    store: RequestStore | None = None
+    http_principal: Principal = field(
+        default_factory=lambda: Principal(subject="anonymous", roles=("requester",))
+    )
+    """Who HTTP requests act for until authentication lands."""
+
+    def require_store(self) -> RequestStore:
+        """The store, or an error if used outside the app's lifespan."""
+        if self.store is None:
+            raise RuntimeError("intake's request store is not open")
+        return self.store

@@ -1,0 +1,1 @@
+"""pactmesh's runtime kit: what every service needs and nothing service-specific."""

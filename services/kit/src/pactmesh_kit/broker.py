@@ -1,0 +1,286 @@
+"""The Kafka layer every service shares: one broker factory, typed decoding that
+dead-letters what it cannot accept, and a publisher for enveloped events.
+
+Guarantees set here, once, for every service:
+
+* producers use ``acks=all`` with idempotence on;
+* consumers never auto-create topics and commit an offset only after the handler
+  returned (``AckPolicy.NACK_ON_ERROR``: an exception rewinds to the same message);
+* a message that cannot be decoded into its topic's contract, or whose handler keeps
+  failing, goes to the dead-letter topic with its original bytes and the reason, and
+  the consumer carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from faststream import BaseMiddleware
+from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.middlewares import AckPolicy
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from pydantic import BaseModel, ValidationError
+
+from pactmesh_contracts.envelope import Envelope
+from pactmesh_contracts.events import DeadLetter
+from pactmesh_contracts.topics import DEAD_LETTERS, Topic, topic_for
+from pactmesh_kit.errors import UndeliverableMessage
+from pactmesh_kit.settings import KitSettings
+
+logger = logging.getLogger(__name__)
+
+JSON_HEADERS = {"content-type": "application/json"}
+WORKFLOW_ID_ATTRIBUTE = "pactmesh.workflow_id"
+"""Span attribute naming the workflow a span worked on, to find a request's trace."""
+
+
+def make_broker(settings: KitSettings, *, tracer_provider: TracerProvider | None) -> KafkaBroker:
+    """A FastStream Kafka broker configured with the mesh's delivery guarantees.
+
+    A plain broker started by the app's lifespan, not FastStream's FastAPI router: that
+    integration is deprecated in FastStream 0.7 and re-resolves handler arguments the
+    FastAPI way, which would bypass the contract decoder below.
+    """
+    middlewares: list[Any] = []
+    if tracer_provider is not None:
+        middlewares.append(KafkaTelemetryMiddleware(tracer_provider=tracer_provider))
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=settings.service_name,
+        acks="all",
+        enable_idempotence=True,
+        allow_auto_create_topics=False,
+        middlewares=middlewares,
+        description=f"pactmesh {settings.service_name} service",
+        logger=logging.getLogger(f"pactmesh.{settings.service_name}.kafka"),
+    )
+    # Added last, so innermost: a dead-lettered message is still inside its trace span.
+    broker.add_middleware(dead_letter_middleware(broker, settings))
+    return broker
+
+
+def consumer_group(settings: KitSettings, topic: Topic) -> str:
+    """One consumer group per service and topic, so rebalances stay local."""
+    return f"{settings.consumer_group_prefix}.{topic.name}"
+
+
+def subscriber(
+    broker: KafkaBroker, topic: Topic, settings: KitSettings, **options: Any
+) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
+    """Subscribe a handler to ``topic``: typed decoding, dead-lettering, commit-after."""
+    group = consumer_group(settings, topic)
+    return broker.subscriber(  # type: ignore[no-any-return]
+        topic.qualified(settings.topic_prefix),
+        group_id=group,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=contract_decoder(topic, settings=settings, group=group),
+        title=f"{settings.service_name}:{topic.name}",
+        description=topic.description,
+        **options,
+    )
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def dead_letter_for(
+    record: ConsumerRecord[Any, Any],
+    *,
+    settings: KitSettings,
+    group: str | None,
+    error_code: str,
+    error: str,
+    errors: list[dict[str, Any]] | None = None,
+) -> DeadLetter:
+    """A dead-letter record describing ``record`` and why it was refused."""
+    headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+    return DeadLetter(
+        service=settings.service_name,
+        consumer_group=group,
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        original_key_b64=_b64(record.key),
+        original_value_b64=_b64(record.value or b"") or "",
+        original_headers=headers,
+        error_code=error_code,  # type: ignore[arg-type]
+        error=error[:8000],
+        errors=errors or [],
+    )
+
+
+def _jsonable_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return json.loads(exc.json(include_url=False, include_context=False))  # type: ignore[no-any-return]
+
+
+def contract_decoder(
+    topic: Topic, *, settings: KitSettings, group: str
+) -> Callable[..., Awaitable[Any]]:
+    """A FastStream decoder validating the raw bytes against ``topic``'s contract.
+
+    Validation happens here, on the exact bytes received, rather than in the handler's
+    signature, so the dead-letter record can carry those bytes and pydantic's errors.
+    """
+
+    async def decode(msg: KafkaMessage, _original: Any = None) -> Any:
+        record = msg.raw_message
+        assert isinstance(record, ConsumerRecord), "batch subscribers are not used"
+        try:
+            decoded = topic.adapter.validate_json(record.value or b"")
+        except ValidationError as exc:
+            code = "undecodable" if _is_json_error(exc) else "invalid"
+            raise UndeliverableMessage(
+                dead_letter_for(
+                    record,
+                    settings=settings,
+                    group=group,
+                    error_code=code,
+                    error=str(exc),
+                    errors=_jsonable_errors(exc),
+                )
+            ) from exc
+        if workflow_id := getattr(decoded, "workflow_id", None):
+            trace.get_current_span().set_attribute(WORKFLOW_ID_ATTRIBUTE, str(workflow_id))
+        return decoded
+
+    return decode
+
+
+def _is_json_error(exc: ValidationError) -> bool:
+    return any(e["type"] == "json_invalid" for e in exc.errors())
+
+
+class _AttemptCounter:
+    """Failed attempts per (topic, partition, offset), bounded so it cannot grow forever."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._counts: OrderedDict[tuple[str, int, int], int] = OrderedDict()
+        self._capacity = capacity
+
+    def fail(self, key: tuple[str, int, int]) -> int:
+        count = self._counts.pop(key, 0) + 1
+        self._counts[key] = count
+        while len(self._counts) > self._capacity:
+            self._counts.popitem(last=False)
+        return count
+
+    def forget(self, key: tuple[str, int, int]) -> None:
+        self._counts.pop(key, None)
+
+
+def dead_letter_middleware(broker: KafkaBroker, settings: KitSettings) -> type[BaseMiddleware]:
+    """Middleware that dead-letters refused messages and retries failing handlers.
+
+    A handler exception is retried (the subscriber rewinds to the message) with a short,
+    growing pause; after ``handler_max_attempts`` the message is dead-lettered with
+    ``error_code="refused"`` so that one poisoned message cannot stall its partition.
+    """
+    attempts = _AttemptCounter()
+    dlq_topic = DEAD_LETTERS.qualified(settings.topic_prefix)
+
+    async def publish_dead_letter(dead_letter: DeadLetter, key: bytes | None) -> None:
+        logger.warning(
+            "dead-lettering %s[%d]@%d: %s",
+            dead_letter.source_topic,
+            dead_letter.source_partition,
+            dead_letter.source_offset,
+            dead_letter.error.splitlines()[0] if dead_letter.error else dead_letter.error_code,
+        )
+        await broker.publish(
+            dead_letter.model_dump_json().encode(), dlq_topic, key=key, headers=JSON_HEADERS
+        )
+
+    class DeadLetterMiddleware(BaseMiddleware):
+        async def consume_scope(self, call_next: Any, msg: Any) -> Any:
+            record = msg.raw_message
+            key = (record.topic, record.partition, record.offset)
+            try:
+                result = await call_next(msg)
+            except UndeliverableMessage as exc:
+                await publish_dead_letter(exc.dead_letter, record.key)
+                return None
+            except Exception as exc:
+                count = attempts.fail(key)
+                if count < settings.handler_max_attempts:
+                    logger.exception("handler failed (attempt %d), will retry", count)
+                    await asyncio.sleep(min(0.1 * 2**count, 5.0))
+                    raise
+                attempts.forget(key)
+                letter = dead_letter_for(
+                    record,
+                    settings=settings,
+                    group=None,
+                    error_code="refused",
+                    error=f"handler failed {count} times: {exc!r}",
+                )
+                await publish_dead_letter(letter, record.key)
+                return None
+            attempts.forget(key)
+            return result
+
+    return DeadLetterMiddleware
+
+
+class EventPublisher:
+    """Publishes enveloped events on the topic the registry names for their payload.
+
+    Declaring each produced topic up front also documents it in the AsyncAPI schema.
+    """
+
+    def __init__(self, broker: KafkaBroker, settings: KitSettings, produces: Iterable[Topic]):
+        self._broker = broker
+        self._prefix = settings.topic_prefix
+        self._publishers = {
+            topic.name: broker.publisher(
+                topic.qualified(self._prefix),
+                schema=topic.record_type,
+                title=f"{settings.service_name}:{topic.name}",
+                description=topic.description,
+            )
+            for topic in produces
+        }
+
+    async def publish(self, event: Envelope[Any], *, topic: Topic | None = None) -> None:
+        """Publish ``event`` keyed by its workflow id; waits for all in-sync replicas."""
+        topic = topic or topic_for(event.payload)
+        if not topic.accepts(type(event.payload)):
+            raise ValueError(f"{event.type} may not travel on {topic.name}")
+        body = event.model_dump_json().encode()
+        headers = {**JSON_HEADERS, "event-type": event.type}
+        publisher = self._publishers.get(topic.name)
+        if publisher is None:
+            await self._broker.publish(
+                body, topic.qualified(self._prefix), key=event.key, headers=headers
+            )
+        else:
+            await publisher.publish(body, key=event.key, headers=headers)
+
+
+def encode(model: BaseModel) -> bytes:
+    """The wire form of a contract model."""
+    return model.model_dump_json().encode()
+
+
+def refuse(message: KafkaMessage, settings: KitSettings, reason: str) -> UndeliverableMessage:
+    """An exception that dead-letters ``message`` (raise it from a handler) with ``reason``.
+
+    For well-formed events the service cannot act on, such as a result for a workflow
+    run it has never heard of: kept, not dropped, and the consumer moves on.
+    """
+    record = message.raw_message
+    assert isinstance(record, ConsumerRecord), "batch subscribers are not used"
+    return UndeliverableMessage(
+        dead_letter_for(record, settings=settings, group=None, error_code="refused", error=reason)
+    )

@@ -1,0 +1,100 @@
+"""OpenTelemetry set-up in one function, honouring the standard ``OTEL_*`` variables."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import IO
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+from pactmesh_kit.settings import KitSettings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(name)s] [trace=%(trace_id)s] %(message)s"
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def span_to_json_line(span: ReadableSpan) -> str:
+    """One span as one JSON line, in the layout of ``ReadableSpan.to_json``.
+
+    Written here because ``to_json`` raises on bytes attributes, and FastStream records
+    the Kafka message key as bytes: every consumer span would be lost.
+    """
+    context = span.get_span_context()
+    record = {
+        "name": span.name,
+        "context": {
+            "trace_id": f"0x{context.trace_id:032x}" if context else None,
+            "span_id": f"0x{context.span_id:016x}" if context else None,
+        },
+        "kind": str(span.kind),
+        "parent_id": f"0x{span.parent.span_id:016x}" if span.parent else None,
+        "start_time": span.start_time,
+        "end_time": span.end_time,
+        "status": {"status_code": span.status.status_code.name, "description": span.status.description},
+        "attributes": dict(span.attributes or {}),
+        "events": [
+            {"name": e.name, "timestamp": e.timestamp, "attributes": dict(e.attributes or {})}
+            for e in span.events
+        ],
+        "links": [
+            {"trace_id": f"0x{link.context.trace_id:032x}", "span_id": f"0x{link.context.span_id:016x}"}
+            for link in span.links
+        ],
+        "resource": {"attributes": dict(span.resource.attributes)},
+    }
+    return json.dumps(record, default=_jsonable) + "\n"
+
+
+def _exporter(settings: KitSettings) -> tuple[SpanExporter, IO[str] | None]:
+    if settings.otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter(), None  # reads OTEL_EXPORTER_OTLP_* itself
+    settings.trace_file.parent.mkdir(parents=True, exist_ok=True)
+    sink = settings.trace_file.open("a", encoding="utf-8", buffering=1)
+    return ConsoleSpanExporter(out=sink, formatter=span_to_json_line), sink
+
+
+def setup_telemetry(settings: KitSettings) -> TracerProvider:
+    """A tracer provider for this service, exporting over OTLP or to a local JSON-lines file.
+
+    Returned rather than only set globally so that tests can build several services in
+    one process; the first call also becomes the global provider.
+    """
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: settings.service_name}))
+    exporter, _sink = _exporter(settings)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)  # ignored (with a warning) after the first call
+    return provider
+
+
+class TraceIdFilter(logging.Filter):
+    """Stamps each record with the current trace id (``-`` outside a span).
+
+    A handler filter rather than opentelemetry-instrumentation-logging's record
+    factory: it sees records from every logger, including ones created before set-up
+    and by libraries that build records themselves.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = trace.get_current_span().get_span_context()
+        record.trace_id = format(context.trace_id, "032x") if context.is_valid else "-"
+        return True
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Log lines to stderr, each carrying the current trace id."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(TraceIdFilter())
+    logging.basicConfig(level=level, handlers=[handler], force=True)

@@ -1,0 +1,1 @@
+"""pactmesh orchestrator: every workflow as a checkpointed LangGraph graph."""

@@ -1,0 +1,36 @@
+"""The workflow registry: every module in ``pactmesh_orchestrator.workflows`` that
+exports ``WORKFLOW`` is a workflow; adding one means adding a module."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from langgraph.graph import StateGraph
+
+from pactmesh_orchestrator.domain.state import WorkflowState
+
+
+@dataclass(frozen=True)
+class WorkflowDefinition:
+    """A workflow: its name and how to build its (uncompiled) graph."""
+
+    name: str
+    description: str
+    build: Callable[[], StateGraph[WorkflowState]]
+
+
+def discover(package: str = "pactmesh_orchestrator.workflows") -> dict[str, WorkflowDefinition]:
+    """Every ``WORKFLOW`` exported by a module of ``package``, by name."""
+    found: dict[str, WorkflowDefinition] = {}
+    root = importlib.import_module(package)
+    for info in pkgutil.iter_modules(root.__path__):
+        module = importlib.import_module(f"{package}.{info.name}")
+        definition = getattr(module, "WORKFLOW", None)
+        if isinstance(definition, WorkflowDefinition):
+            if definition.name in found:
+                raise ValueError(f"workflow {definition.name!r} is defined twice")
+            found[definition.name] = definition
+    return found

@@ -1,0 +1,24 @@
+"""What the orchestrator's handlers and routes share for the life of the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pactmesh_kit.broker import EventPublisher
+from pactmesh_orchestrator.domain.engine import Engine
+from pactmesh_orchestrator.settings import Settings
+
+
+@dataclass
+class Runtime:
+    """Filled in by the app's lifespan."""
+
+    settings: Settings
+    publisher: EventPublisher
+    engine: Engine | None = None
+
+    def require_engine(self) -> Engine:
+        """The engine, or an error if used outside the app's lifespan."""
+        if self.engine is None:
+            raise RuntimeError("the orchestrator's engine is not running")
+        return self.engine

@@ -1,0 +1,1 @@
+"""One module per workflow; each exports ``WORKFLOW``."""

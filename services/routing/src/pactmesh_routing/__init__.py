@@ -1,0 +1,1 @@
+"""pactmesh routing: decides which workflow handles each accepted request."""

@@ -1,0 +1,1 @@
+"""pactmesh tools: runs the tool calls workflows request over Kafka."""

@@ -1,0 +1,294 @@
+"""Every event type of the flow, in the order a request meets them.
+
+Each payload carries a literal ``type`` tag ``<name>.v<N>``. Adding an optional field
+keeps the version; a breaking change adds a ``v2`` class and both live until every
+consumer has moved.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    NonNegativeInt,
+    PositiveInt,
+    StringConstraints,
+)
+
+from pactmesh_contracts.envelope import Payload, Role
+from pactmesh_contracts.ids import uuid7
+
+WorkflowName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,62}$")]
+"""A registered workflow, for example ``support-triage``."""
+
+ToolName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")]
+"""A tool in the tools service's registry, namespaced by backend: ``kb.search``."""
+
+RequestText = Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
+Metadata = Annotated[
+    dict[Annotated[str, StringConstraints(max_length=64)], Annotated[str, StringConstraints(max_length=1024)]],
+    Field(max_length=50),
+]
+Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class RequestStatus(StrEnum):
+    """Where a request stands, as reported by ``GET /v1/requests/{id}``."""
+
+    ACCEPTED = "accepted"
+    ROUTED = "routed"
+    RUNNING = "running"
+    WAITING_FOR_TOOL = "waiting_for_tool"
+    WAITING_FOR_REVIEW = "waiting_for_review"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DELIVERED = "delivered"
+
+    @property
+    def is_terminal(self) -> bool:
+        """No later status but ``delivered`` can follow a terminal one."""
+        return self in {RequestStatus.COMPLETED, RequestStatus.FAILED, RequestStatus.DELIVERED}
+
+
+class Channel(StrEnum):
+    """How a request reached the mesh."""
+
+    HTTP = "http"
+    KAFKA = "kafka"
+
+
+# -- intake ---------------------------------------------------------------------------
+
+
+class RequestSubmitted(Payload):
+    """A request published by an upstream system on the inbound topic.
+
+    The envelope's ``workflow_id`` is the upstream's request id: results carry it back.
+    """
+
+    type: Literal["request.submitted.v1"] = "request.submitted.v1"
+    text: RequestText
+    """The request in natural language (or a document's text)."""
+    requested_workflow: WorkflowName | None = None
+    """Set when the upstream already knows the workflow; routing still validates it."""
+    metadata: Metadata = Field(default_factory=dict)
+    """Opaque string pairs carried through to the result (for example a ticket id)."""
+
+
+class RequestAccepted(Payload):
+    """Intake validated a request (from HTTP or the inbound topic) and took ownership."""
+
+    type: Literal["request.accepted.v1"] = "request.accepted.v1"
+    text: RequestText
+    channel: Channel
+    requested_workflow: WorkflowName | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+# -- routing --------------------------------------------------------------------------
+
+
+class RequestRouted(Payload):
+    """Routing chose a workflow for the request and extracted that workflow's inputs."""
+
+    type: Literal["request.routed.v1"] = "request.routed.v1"
+    workflow: WorkflowName
+    confidence: Confidence
+    """The classifier's confidence in ``workflow``, 0 to 1."""
+    reason: Annotated[str, StringConstraints(max_length=2_000)]
+    """Why this workflow was chosen, recorded for audit."""
+    text: RequestText
+    fields: dict[str, JsonValue] = Field(default_factory=dict)
+    """Inputs extracted for the workflow's input contract."""
+    metadata: Metadata = Field(default_factory=dict)
+
+
+# -- tools ----------------------------------------------------------------------------
+
+
+class ToolCallRequested(Payload):
+    """The orchestrator asks the tools service to run one tool."""
+
+    type: Literal["tool.call.requested.v1"] = "tool.call.requested.v1"
+    call_id: uuid.UUID
+    """Identifies this call; the result names it."""
+    tool: ToolName
+    arguments: dict[str, JsonValue]
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    """Workflow id and step: the tool layer performs a side effect at most once per key."""
+    timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    """Overall deadline for the call, retries included."""
+
+
+class ToolCallCompleted(Payload):
+    """A tool call succeeded."""
+
+    type: Literal["tool.call.completed.v1"] = "tool.call.completed.v1"
+    call_id: uuid.UUID
+    tool: ToolName
+    result: dict[str, JsonValue]
+    attempts: PositiveInt = 1
+    duration_ms: NonNegativeInt
+
+
+class ToolErrorCode(StrEnum):
+    """Why a tool call failed; the orchestrator's recovery paths branch on it."""
+
+    UNKNOWN_TOOL = "unknown_tool"
+    INVALID_ARGUMENTS = "invalid_arguments"
+    FORBIDDEN = "forbidden"
+    TIMEOUT = "timeout"
+    BACKEND_ERROR = "backend_error"
+    CIRCUIT_OPEN = "circuit_open"
+
+
+class ToolCallFailed(Payload):
+    """A tool call failed after the tools service's own retries."""
+
+    type: Literal["tool.call.failed.v1"] = "tool.call.failed.v1"
+    call_id: uuid.UUID
+    tool: ToolName
+    error_code: ToolErrorCode
+    message: Annotated[str, StringConstraints(max_length=4_000)]
+    retryable: bool
+    """Whether the same call may succeed later."""
+    attempts: NonNegativeInt = 0
+
+
+# -- human review ---------------------------------------------------------------------
+
+
+class ReviewRequested(Payload):
+    """A workflow paused at an approval gate and waits for a reviewer."""
+
+    type: Literal["review.requested.v1"] = "review.requested.v1"
+    review_id: uuid.UUID
+    workflow: WorkflowName
+    rule: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    """The policy rule that fired, for example ``procurement.amount_over_threshold``."""
+    summary: Annotated[str, StringConstraints(max_length=4_000)]
+    proposed_action: dict[str, JsonValue]
+    """The action the workflow will take if approved."""
+    required_role: Role
+    expires_at: AwareDatetime
+
+
+class ReviewDecision(StrEnum):
+    """What a reviewer decided."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+    EDIT = "edit"
+    EXPIRE = "expire"
+
+
+class ReviewDecided(Payload):
+    """A reviewer (or the expiry policy) decided a review; the workflow resumes."""
+
+    type: Literal["review.decided.v1"] = "review.decided.v1"
+    review_id: uuid.UUID
+    decision: ReviewDecision
+    edited_action: dict[str, JsonValue] | None = None
+    """For ``edit``: the changed action, validated against the action's contract."""
+    reviewer: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    comment: Annotated[str, StringConstraints(max_length=4_000)] = ""
+
+
+# -- workflow lifecycle ---------------------------------------------------------------
+
+
+class WorkflowProgress(Payload):
+    """A status transition, published by whichever service caused it."""
+
+    type: Literal["workflow.progress.v1"] = "workflow.progress.v1"
+    status: RequestStatus
+    service: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    detail: Annotated[str, StringConstraints(max_length=2_000)] = ""
+    workflow: WorkflowName | None = None
+
+
+class Outcome(StrEnum):
+    """How a workflow ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+class WorkflowCompleted(Payload):
+    """The orchestrator finished a workflow, one way or another."""
+
+    type: Literal["workflow.completed.v1"] = "workflow.completed.v1"
+    workflow: WorkflowName
+    outcome: Outcome
+    output: dict[str, JsonValue] = Field(default_factory=dict)
+    error: Annotated[str, StringConstraints(max_length=4_000)] | None = None
+    steps: NonNegativeInt = 0
+    """How many graph steps ran, recoveries included."""
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class WorkflowResult(Payload):
+    """What downstream consumers receive on ``results.<workflow>``."""
+
+    type: Literal["workflow.result.v1"] = "workflow.result.v1"
+    workflow: WorkflowName
+    outcome: Outcome
+    output: dict[str, JsonValue] = Field(default_factory=dict)
+    error: Annotated[str, StringConstraints(max_length=4_000)] | None = None
+    metadata: Metadata = Field(default_factory=dict)
+    """The metadata the request was submitted with, returned unchanged."""
+
+
+class AuditRecorded(Payload):
+    """A state transition worth keeping for the workflow's timeline."""
+
+    type: Literal["audit.recorded.v1"] = "audit.recorded.v1"
+    service: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    action: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    detail: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+# -- dead letters ---------------------------------------------------------------------
+
+
+class DeadLetter(BaseModel):
+    """A message a consumer could not accept, kept whole with the reason.
+
+    Not enveloped: a dead letter may have no valid workflow id, tenant or principal.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["dead.letter.v1"] = "dead.letter.v1"
+    dead_letter_id: uuid.UUID = Field(default_factory=uuid7)
+    occurred_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    service: str
+    """The service whose consumer refused the message."""
+    consumer_group: str | None
+    source_topic: str
+    source_partition: NonNegativeInt
+    source_offset: NonNegativeInt
+    original_key_b64: str | None
+    """The original key, base64-encoded (``None`` when the message had no key)."""
+    original_value_b64: str
+    """The original value bytes, base64-encoded: exactly what was received."""
+    original_headers: dict[str, str] = Field(default_factory=dict)
+    error_code: Literal["undecodable", "invalid", "unknown_type", "refused"]
+    error: str
+    """Human-readable reason, for example pydantic's validation errors."""
+    errors: list[dict[str, JsonValue]] = Field(default_factory=list)
+    """Machine-readable field errors (pydantic's ``errors()``) when validation failed."""
+
+    def original_value(self) -> bytes:
+        """The refused message's value, decoded back to its exact bytes."""
+        return base64.b64decode(self.original_value_b64)

@@ -1,0 +1,158 @@
+"""The topic registry: which event types travel on which topic.
+
+Names here are logical (``requests.accepted``); a deployment qualifies them with a
+prefix (``pactmesh.`` by default) so several meshes, or several test runs, can share
+one cluster without seeing each other's messages.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+from pactmesh_contracts.envelope import Envelope, Payload
+from pactmesh_contracts.events import (
+    AuditRecorded,
+    DeadLetter,
+    RequestAccepted,
+    RequestRouted,
+    RequestSubmitted,
+    ReviewDecided,
+    ReviewRequested,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRequested,
+    WorkflowCompleted,
+    WorkflowProgress,
+    WorkflowResult,
+)
+
+KEYED_PARTITIONS = 6
+"""Partitions of every topic keyed by workflow id: the most consumers a group can use."""
+
+DEFAULT_PREFIX = "pactmesh."
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One Kafka topic and the only event types allowed on it."""
+
+    name: str
+    """Logical name, without the deployment prefix."""
+    payload: Any
+    """The payload type, or an annotated discriminated union of payload types."""
+    description: str
+    partitions: int = KEYED_PARTITIONS
+    enveloped: bool = True
+    """False only for the dead-letter topic, whose records are not enveloped."""
+    config: tuple[tuple[str, str], ...] = ()
+    """Topic-level broker settings applied at creation, for example retention."""
+
+    def qualified(self, prefix: str = DEFAULT_PREFIX) -> str:
+        """The topic's name on the cluster."""
+        return f"{prefix}{self.name}"
+
+    @cached_property
+    def events(self) -> tuple[type[BaseModel], ...]:
+        """The event types allowed on this topic."""
+        inner = get_args(self.payload)[0] if get_origin(self.payload) is Annotated else self.payload
+        if get_origin(inner) in (Union, types.UnionType):
+            return tuple(get_args(inner))
+        return (inner,)
+
+    @cached_property
+    def record_type(self) -> Any:
+        """The type one record on this topic validates into.
+
+        ``Envelope[X]`` is cached by pydantic per ``X`` object, so handlers annotated
+        with ``Envelope[<the alias below>]`` get this very class.
+        """
+        return Envelope[self.payload] if self.enveloped else self.payload
+
+    @cached_property
+    def adapter(self) -> TypeAdapter[Any]:
+        """Validates raw bytes (``adapter.validate_json``) into ``record_type``."""
+        return TypeAdapter(self.record_type)
+
+    def accepts(self, payload_type: type[BaseModel]) -> bool:
+        """Whether events of ``payload_type`` may be published on this topic."""
+        return payload_type in self.events
+
+
+ToolResult = Annotated[ToolCallCompleted | ToolCallFailed, Field(discriminator="type")]
+"""What comes back on ``tool.results``."""
+
+REQUESTS_INBOUND = Topic(
+    "requests.inbound",
+    RequestSubmitted,
+    "Raw requests published by upstream systems; intake validates them.",
+)
+REQUESTS_ACCEPTED = Topic(
+    "requests.accepted", RequestAccepted, "Requests intake accepted, from HTTP or Kafka."
+)
+REQUESTS_ROUTED = Topic(
+    "requests.routed", RequestRouted, "Requests with their workflow chosen by routing."
+)
+TOOL_CALLS = Topic("tool.calls", ToolCallRequested, "Tool invocations for the tools service.")
+TOOL_RESULTS = Topic(
+    "tool.results", ToolResult, "Outcomes of tool invocations."
+)
+REVIEWS_REQUESTED = Topic(
+    "reviews.requested", ReviewRequested, "Approval gates waiting for a reviewer."
+)
+REVIEWS_DECIDED = Topic("reviews.decided", ReviewDecided, "Reviewers' decisions.")
+WORKFLOW_PROGRESS = Topic(
+    "workflow.progress", WorkflowProgress, "Status transitions of every request."
+)
+WORKFLOW_COMPLETED = Topic(
+    "workflow.completed", WorkflowCompleted, "Workflows the orchestrator finished."
+)
+AUDIT = Topic("audit", AuditRecorded, "Every state transition, for the workflow timeline.")
+DEAD_LETTERS = Topic(
+    "dlq",
+    DeadLetter,
+    "Messages a consumer refused, with their original bytes and the reason.",
+    enveloped=False,
+)
+
+WORKFLOWS: tuple[str, ...] = ("support-triage", "procurement", "supply-chain-reroute", "refund")
+"""Workflows with a documented result topic."""
+
+
+def result_topic(workflow: str) -> Topic:
+    """The topic downstream consumers read ``workflow``'s results from."""
+    return Topic(
+        f"results.{workflow}",
+        WorkflowResult,
+        f"Results of the {workflow} workflow, for downstream consumers.",
+    )
+
+
+RESULT_TOPICS: tuple[Topic, ...] = tuple(result_topic(w) for w in WORKFLOWS)
+
+ALL_TOPICS: tuple[Topic, ...] = (
+    REQUESTS_INBOUND,
+    REQUESTS_ACCEPTED,
+    REQUESTS_ROUTED,
+    TOOL_CALLS,
+    TOOL_RESULTS,
+    REVIEWS_REQUESTED,
+    REVIEWS_DECIDED,
+    WORKFLOW_PROGRESS,
+    WORKFLOW_COMPLETED,
+    AUDIT,
+    DEAD_LETTERS,
+    *RESULT_TOPICS,
+)
+
+
+def topic_for(payload: Payload) -> Topic:
+    """The one topic (other than result topics) that carries ``payload``'s type."""
+    for topic in ALL_TOPICS:
+        if topic.enveloped and topic.accepts(type(payload)) and topic not in RESULT_TOPICS:
+            return topic
+    raise LookupError(f"no topic carries {type(payload).__name__}")

@@ -1,0 +1,34 @@
+"""Fixtures for the integration tests: one real broker per session, one mesh per module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from harness import REPO, Broker, Mesh, running_mesh, start_broker
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests-integration" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Broker]:
+    """A real Kafka broker for the whole session."""
+    started = start_broker(REPO / ".cache")
+    print(f"\nkafka: {started.how} at {started.bootstrap}, ready in {started.startup_s:.1f}s")
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="module")
+def mesh(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """All six services as real processes, on a topic prefix of their own."""
+    with running_mesh(broker.bootstrap, tmp_path_factory.mktemp("mesh")) as running:
+        print(f"\nmesh: six services ready in {running.startup_s:.1f}s")
+        yield running

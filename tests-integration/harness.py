@@ -1,0 +1,203 @@
+"""Real processes against a real broker: start the broker and the six services, wait
+for them, and stop exactly what was started (by PID)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+KAFKA_SH = REPO / "infra" / "kafka" / "kafka.sh"
+SERVICES = ("intake", "routing", "orchestrator", "tools", "hitl", "delivery")
+
+T = TypeVar("T")
+
+
+def wait_for(
+    condition: Callable[[], T | None], *, timeout: float, interval: float = 0.1, what: str = ""
+) -> T:
+    """Poll ``condition`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Broker:
+    """A Kafka cluster the tests may use, and how to let go of it."""
+
+    bootstrap: str
+    how: str
+    startup_s: float
+    stop: Callable[[], None] = lambda: None
+
+
+def _docker_engine_reachable() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=2)
+    except Exception:
+        return False
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+def start_broker(cache: Path) -> Broker:
+    """The external cluster if configured, else testcontainers' Kafka where a Docker
+    engine answers, else the project's local KRaft broker (never an in-memory fake)."""
+    if external := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return Broker(external, "external", 0.0)
+    started = time.monotonic()
+    if _docker_engine_reachable():
+        from testcontainers.kafka import KafkaContainer
+
+        container = KafkaContainer().with_kraft()
+        container.start()
+        return Broker(
+            container.get_bootstrap_server(), "testcontainers", time.monotonic() - started, container.stop
+        )
+    env = {
+        **os.environ,
+        "KAFKA_DATA_DIR": str(cache / "kafka-test" / "data"),
+        "KAFKA_PORT": os.environ.get("PACTMESH_TEST_KAFKA_PORT", "19092"),
+        "KAFKA_CONTROLLER_PORT": os.environ.get("PACTMESH_TEST_KAFKA_CONTROLLER_PORT", "19093"),
+    }
+    subprocess.run([str(KAFKA_SH), "start"], env=env, check=True)
+    return Broker(
+        f"127.0.0.1:{env['KAFKA_PORT']}",
+        "local KRaft broker",
+        time.monotonic() - started,
+        lambda: subprocess.run([str(KAFKA_SH), "stop"], env=env, check=False),
+    )
+
+
+@dataclass
+class Mesh:
+    """The six services, running as real processes on one topic prefix."""
+
+    bootstrap: str
+    prefix: str
+    data_dir: Path
+    ports: dict[str, int]
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    startup_s: float = 0.0
+
+    def url(self, service: str) -> str:
+        """Base URL of ``service``'s HTTP API."""
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def env(self, service: str) -> dict[str, str]:
+        """The environment ``service`` runs with."""
+        return {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "PACTMESH_TOPIC_PREFIX": self.prefix,
+            "PACTMESH_DATA_DIR": str(self.data_dir),
+            f"PACTMESH_{service.upper()}_PORT": str(self.ports[service]),
+            "PACTMESH_INTAKE_PUBLIC_URL": self.url("intake"),
+            "OTEL_SERVICE_NAME": service,
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def start(self, service: str) -> None:
+        """Start ``service``, logging to ``<data dir>/logs/<service>.log``."""
+        logs = self.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with (logs / f"{service}.log").open("ab") as log:
+            self.processes[service] = subprocess.Popen(
+                [sys.executable, "-m", f"pactmesh_{service}"],
+                env=self.env(service),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def ready(self, service: str) -> bool:
+        """Whether ``service`` answers its readiness probe."""
+        process = self.processes[service]
+        if process.poll() is not None:
+            raise RuntimeError(f"{service} exited with {process.returncode}:\n{self.log(service)}")
+        try:
+            return httpx.get(f"{self.url(service)}/health/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, service: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        """Signal ``service`` (by PID) and wait for it; SIGKILL if it will not go."""
+        process = self.processes.pop(service, None)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+    def log(self, service: str) -> str:
+        """What ``service`` has logged so far."""
+        path = self.data_dir / "logs" / f"{service}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def spans(self) -> list[dict[str, Any]]:
+        """Every span the services have exported to their local trace files so far."""
+        found = []
+        for path in (self.data_dir / "traces").glob("*.jsonl"):
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    found.append(json.loads(line))
+        return found
+
+
+@contextmanager
+def running_mesh(bootstrap: str, data_dir: Path) -> Iterator[Mesh]:
+    """Create a fresh topic prefix, start all six services, and stop them afterwards."""
+    import asyncio
+
+    from pactmesh_kit.bootstrap import ensure_topics
+
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    asyncio.run(ensure_topics(bootstrap_servers=bootstrap, prefix=prefix))
+    mesh = Mesh(bootstrap, prefix, data_dir, {s: free_port() for s in SERVICES})
+    started = time.monotonic()
+    try:
+        for service in SERVICES:
+            mesh.start(service)
+        for service in SERVICES:
+            wait_for(lambda s=service: mesh.ready(s), timeout=60, what=f"{service} ready")
+        mesh.startup_s = time.monotonic() - started
+        yield mesh
+    finally:
+        for service in list(mesh.processes):
+            mesh.stop(service)

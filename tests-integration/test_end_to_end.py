@@ -1,0 +1,160 @@
+"""Fifty requests through all six services on a real broker: every result exactly once,
+one trace per request with spans from every service."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from collections import Counter, defaultdict
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from harness import SERVICES, Mesh, wait_for
+from pactmesh_contracts.envelope import Principal, new_event
+from pactmesh_contracts.events import RequestStatus, RequestSubmitted
+from pactmesh_contracts.ids import uuid7
+from pactmesh_contracts.topics import REQUESTS_INBOUND, RESULT_TOPICS
+
+TEXTS = (
+    "How do I reset my password?",
+    "I want a refund for order 4411, the headphones arrived broken",
+    "Please raise a purchase order for 25 laptops, about $30,000",
+    "The port of Long Beach is closed, reroute shipment SH-77",
+    "Where is my order? I want to track it",
+)
+UPSTREAM = Principal(subject="system:erp-connector", roles=("upstream",))
+
+
+async def _publish_inbound(mesh: Mesh, count: int) -> dict[uuid.UUID, float]:
+    producer = AIOKafkaProducer(bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    sent: dict[uuid.UUID, float] = {}
+    try:
+        for i in range(count):
+            event = new_event(
+                RequestSubmitted(text=TEXTS[i % len(TEXTS)], metadata={"ticket": f"T-{i}"}),
+                workflow_id=uuid7(), tenant="acme", principal=UPSTREAM,
+            )
+            await producer.send_and_wait(
+                REQUESTS_INBOUND.qualified(mesh.prefix), event.model_dump_json().encode(), key=event.key
+            )
+            sent[event.workflow_id] = time.monotonic()
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def _submit_http(mesh: Mesh, count: int) -> dict[uuid.UUID, float]:
+    sent: dict[uuid.UUID, float] = {}
+    async with httpx.AsyncClient(base_url=mesh.url("intake"), timeout=10) as client:
+        for i in range(count):
+            started = time.monotonic()
+            response = await client.post("/v1/requests", json={"text": TEXTS[i % len(TEXTS)]})
+            assert response.status_code == 202, response.text
+            receipt = response.json()
+            assert response.headers["location"] == receipt["status_url"]
+            sent[uuid.UUID(receipt["request_id"])] = started
+    return sent
+
+
+async def _collect_results(
+    mesh: Mesh, expected: asyncio.Future[set[uuid.UUID]], timeout: float
+) -> list[tuple[uuid.UUID, float, dict[str, Any]]]:
+    """Read every result topic as a downstream consumer until all expected results came,
+    then keep reading for a few seconds so that a duplicate would be seen."""
+    consumer = AIOKafkaConsumer(
+        *(t.qualified(mesh.prefix) for t in RESULT_TOPICS),
+        bootstrap_servers=mesh.bootstrap,
+        group_id=f"downstream-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    received: list[tuple[uuid.UUID, float, dict[str, Any]]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        linger_until: float | None = None
+        while time.monotonic() < (linger_until or deadline):
+            for records in (await consumer.getmany(timeout_ms=250)).values():
+                for record in records:
+                    result = RESULT_TOPICS[0].adapter.validate_json(record.value)
+                    received.append((result.workflow_id, time.monotonic(), result.model_dump(mode="json")))
+            seen = {r[0] for r in received}
+            if linger_until is None and expected.done() and expected.result() <= seen:
+                linger_until = time.monotonic() + 3.0
+    finally:
+        await consumer.stop()
+    return received
+
+
+async def _scenario(
+    mesh: Mesh,
+) -> tuple[dict[uuid.UUID, float], dict[uuid.UUID, float], list[tuple[uuid.UUID, float, dict[str, Any]]]]:
+    expected: asyncio.Future[set[uuid.UUID]] = asyncio.get_running_loop().create_future()
+    collector = asyncio.create_task(_collect_results(mesh, expected, timeout=120))
+    http_sent = await _submit_http(mesh, 25)
+    kafka_sent = await _publish_inbound(mesh, 25)
+    expected.set_result(set(http_sent) | set(kafka_sent))
+    return http_sent, kafka_sent, await collector
+
+
+def test_fifty_requests_flow_through_all_six_services_once(mesh: Mesh) -> None:
+    http_sent, kafka_sent, received = asyncio.run(_scenario(mesh))
+    sent = {**http_sent, **kafka_sent}
+    assert len(sent) == 50
+
+    counts = Counter(workflow_id for workflow_id, _, _ in received)
+    assert set(counts) == set(sent), f"missing {set(sent) - set(counts)}, unexpected {set(counts) - set(sent)}"
+    assert all(n == 1 for n in counts.values()), f"duplicates: {[k for k, n in counts.items() if n > 1]}"
+    assert len(received) == 50
+
+    latencies = sorted(at - sent[wid] for wid, at, _ in received)
+    print(
+        f"\nend-to-end latency over 50 requests: p50 {statistics.median(latencies) * 1000:.0f} ms,"
+        f" p95 {latencies[int(0.95 * len(latencies)) - 1] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms"
+    )
+    workflows = Counter(r["payload"]["workflow"] for _, _, r in received)
+    assert set(workflows) == {"support-triage", "refund", "procurement", "supply-chain-reroute"}
+    outcomes = Counter(r["payload"]["outcome"] for _, _, r in received)
+    assert outcomes["succeeded"] == 50, outcomes
+    by_id = {wid: r for wid, _, r in received}
+    assert all(by_id[wid]["payload"]["metadata"]["ticket"].startswith("T-") for wid in kafka_sent)
+
+    # Intake reports every request's journey, ending delivered.
+    for request_id in http_sent:
+        view = wait_for(
+            lambda rid=request_id: _delivered(mesh, rid), timeout=30, what=f"{request_id} delivered"
+        )
+        statuses = [h["status"] for h in view["history"]]
+        assert statuses[0] == RequestStatus.ACCEPTED
+        assert {RequestStatus.ROUTED, RequestStatus.RUNNING, RequestStatus.WAITING_FOR_TOOL,
+                RequestStatus.COMPLETED, RequestStatus.DELIVERED} <= set(statuses)
+
+    # One trace per request, with spans from all six services.
+    def traces_complete() -> dict[uuid.UUID, set[str]] | None:
+        services_in: dict[str, set[str]] = defaultdict(set)
+        traces_of: dict[uuid.UUID, set[str]] = defaultdict(set)
+        for span in mesh.spans():
+            trace_id = span["context"]["trace_id"]
+            services_in[trace_id].add(span["resource"]["attributes"]["service.name"])
+            if wid := span["attributes"].get("pactmesh.workflow_id"):
+                traces_of[uuid.UUID(wid)].add(trace_id)
+        complete = {}
+        for wid in sent:
+            if len(traces_of[wid]) != 1:
+                return None
+            complete[wid] = services_in[next(iter(traces_of[wid]))]
+            if complete[wid] != set(SERVICES):
+                return None
+        return complete
+
+    assert len(wait_for(traces_complete, timeout=30, interval=0.5, what="complete traces")) == 50
+
+
+def _delivered(mesh: Mesh, request_id: uuid.UUID) -> dict[str, Any] | None:
+    view = httpx.get(f"{mesh.url('intake')}/v1/requests/{request_id}", timeout=5).json()
+    return view if view["status"] == RequestStatus.DELIVERED else None
