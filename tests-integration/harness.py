@@ -58,18 +58,25 @@ class Broker:
 
 
 def _docker_engine_reachable() -> bool:
-    try:
-        import docker
+    """Whether a Docker engine answers ``/_ping`` (the client binary alone is not enough).
 
-        client = docker.from_env(timeout=2)
-    except Exception:
+    A raw request rather than the docker SDK, whose failed probes leak sockets."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://"):
+        family, address = socket.AF_UNIX, host.removeprefix("unix://")
+    elif host.startswith("tcp://"):
+        name, _, port = host.removeprefix("tcp://").partition(":")
+        family, address = socket.AF_INET, (name, int(port or 2375))  # type: ignore[assignment]
+    else:
         return False
     try:
-        return bool(client.ping())
-    except Exception:
+        with socket.socket(family) as sock:
+            sock.settimeout(2)
+            sock.connect(address)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            return b" 200 " in sock.recv(64)
+    except OSError:
         return False
-    finally:
-        client.close()
 
 
 def start_broker(cache: Path) -> Broker:
