@@ -140,7 +140,7 @@ def contract_decoder(
         try:
             decoded = topic.adapter.validate_json(record.value or b"")
         except ValidationError as exc:
-            code = "undecodable" if _is_json_error(exc) else "invalid"
+            code = _error_code(exc)
             raise UndeliverableMessage(
                 dead_letter_for(
                     record,
@@ -158,8 +158,19 @@ def contract_decoder(
     return decode
 
 
-def _is_json_error(exc: ValidationError) -> bool:
-    return any(e["type"] == "json_invalid" for e in exc.errors())
+def _error_code(exc: ValidationError) -> str:
+    """``undecodable`` (not JSON), ``unknown_type`` (a type tag this topic does not
+    carry) or ``invalid`` (anything else the contract refuses)."""
+    errors = exc.errors()
+    if any(e["type"] == "json_invalid" for e in errors):
+        return "undecodable"
+    if any(
+        e["type"] in ("literal_error", "union_tag_invalid") and e["loc"] and e["loc"][-1] == "type"
+        or e["type"] == "union_tag_invalid"
+        for e in errors
+    ):
+        return "unknown_type"
+    return "invalid"
 
 
 class _AttemptCounter:
