@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from harness import REPO, Broker, Mesh, running_mesh, start_broker
 
 

@@ -91,7 +91,10 @@ def start_broker(cache: Path) -> Broker:
         container = KafkaContainer().with_kraft()
         container.start()
         return Broker(
-            container.get_bootstrap_server(), "testcontainers", time.monotonic() - started, container.stop
+            container.get_bootstrap_server(),
+            "testcontainers",
+            time.monotonic() - started,
+            container.stop,
         )
     env = {
         **os.environ,

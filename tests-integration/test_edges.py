@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from harness import SERVICES, Mesh, wait_for
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import DeadLetter, RequestStatus, RequestSubmitted
@@ -24,7 +23,9 @@ UPSTREAM = Principal(subject="system:crm", roles=("upstream",))
 def _valid_event() -> dict[str, Any]:
     event = new_event(
         RequestSubmitted(text="Where is my order 4411?"),
-        workflow_id=uuid7(), tenant="acme", principal=UPSTREAM,
+        workflow_id=uuid7(),
+        tenant="acme",
+        principal=UPSTREAM,
     )
     return json.loads(event.model_dump_json())
 
@@ -45,19 +46,23 @@ def _bad_messages() -> dict[str, bytes]:
 
 
 async def _produce(mesh: Mesh, messages: list[bytes]) -> list[tuple[int, int]]:
-    producer = AIOKafkaProducer(bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True
+    )
     await producer.start()
     try:
         placed = []
         for value in messages:
-            meta = await producer.send_and_wait(REQUESTS_INBOUND.qualified(mesh.prefix), value, key=b"k")
+            meta = await producer.send_and_wait(
+                REQUESTS_INBOUND.qualified(mesh.prefix), value, key=b"k"
+            )
             placed.append((meta.partition, meta.offset))
         return placed
     finally:
         await producer.stop()
 
 
-async def _dead_letters(mesh: Mesh, expected: int, timeout: float) -> list[DeadLetter]:
+async def _dead_letters(mesh: Mesh, expected: int, deadline_s: float) -> list[DeadLetter]:
     consumer = AIOKafkaConsumer(
         DEAD_LETTERS.qualified(mesh.prefix),
         bootstrap_servers=mesh.bootstrap,
@@ -68,7 +73,7 @@ async def _dead_letters(mesh: Mesh, expected: int, timeout: float) -> list[DeadL
     await consumer.start()
     letters: list[DeadLetter] = []
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(deadline_s):
             while len(letters) < expected:
                 for records in (await consumer.getmany(timeout_ms=250)).values():
                     letters += [DeadLetter.model_validate_json(r.value) for r in records]
@@ -82,7 +87,7 @@ def test_bad_inbound_events_are_dead_lettered_and_the_consumer_carries_on(mesh: 
     good = _valid_event()
     placed = asyncio.run(_produce(mesh, [*bad.values(), json.dumps(good).encode()]))
 
-    letters = asyncio.run(_dead_letters(mesh, expected=len(bad), timeout=60))
+    letters = asyncio.run(_dead_letters(mesh, expected=len(bad), deadline_s=60))
     by_bytes = {letter.original_value(): letter for letter in letters}
     assert set(by_bytes) == set(bad.values()), "every bad message is kept, byte for byte"
     for (name, value), (partition, offset) in zip(bad.items(), placed, strict=False):
@@ -102,7 +107,8 @@ def test_bad_inbound_events_are_dead_lettered_and_the_consumer_carries_on(mesh: 
     request_id = good["workflow_id"]
     wait_for(
         lambda: _status(mesh, request_id) == RequestStatus.DELIVERED,
-        timeout=60, what="the valid event after the bad ones to be delivered",
+        timeout=60,
+        what="the valid event after the bad ones to be delivered",
     )
 
 
@@ -121,7 +127,9 @@ def _status(mesh: Mesh, request_id: str) -> str | None:
         ({"text": "hi", "requested_workflow": "Not A Workflow!"}, "requested_workflow"),
     ],
 )
-def test_intake_answers_422_with_the_field_errors(mesh: Mesh, body: dict[str, Any], field: str) -> None:
+def test_intake_answers_422_with_the_field_errors(
+    mesh: Mesh, body: dict[str, Any], field: str
+) -> None:
     response = httpx.post(f"{mesh.url('intake')}/v1/requests", json=body, timeout=5)
     assert response.status_code == 422
     errors = response.json()["detail"]

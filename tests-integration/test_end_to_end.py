@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from harness import SERVICES, Mesh, wait_for
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import RequestStatus, RequestSubmitted
@@ -30,17 +29,23 @@ UPSTREAM = Principal(subject="system:erp-connector", roles=("upstream",))
 
 
 async def _publish_inbound(mesh: Mesh, count: int) -> dict[uuid.UUID, float]:
-    producer = AIOKafkaProducer(bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True
+    )
     await producer.start()
     sent: dict[uuid.UUID, float] = {}
     try:
         for i in range(count):
             event = new_event(
                 RequestSubmitted(text=TEXTS[i % len(TEXTS)], metadata={"ticket": f"T-{i}"}),
-                workflow_id=uuid7(), tenant="acme", principal=UPSTREAM,
+                workflow_id=uuid7(),
+                tenant="acme",
+                principal=UPSTREAM,
             )
             await producer.send_and_wait(
-                REQUESTS_INBOUND.qualified(mesh.prefix), event.model_dump_json().encode(), key=event.key
+                REQUESTS_INBOUND.qualified(mesh.prefix),
+                event.model_dump_json().encode(),
+                key=event.key,
             )
             sent[event.workflow_id] = time.monotonic()
     finally:
@@ -62,7 +67,7 @@ async def _submit_http(mesh: Mesh, count: int) -> dict[uuid.UUID, float]:
 
 
 async def _collect_results(
-    mesh: Mesh, expected: asyncio.Future[set[uuid.UUID]], timeout: float
+    mesh: Mesh, expected: asyncio.Future[set[uuid.UUID]], deadline_s: float
 ) -> list[tuple[uuid.UUID, float, dict[str, Any]]]:
     """Read every result topic as a downstream consumer until all expected results came,
     then keep reading for a few seconds so that a duplicate would be seen."""
@@ -76,13 +81,15 @@ async def _collect_results(
     await consumer.start()
     received: list[tuple[uuid.UUID, float, dict[str, Any]]] = []
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + deadline_s
         linger_until: float | None = None
         while time.monotonic() < (linger_until or deadline):
             for records in (await consumer.getmany(timeout_ms=250)).values():
                 for record in records:
                     result = RESULT_TOPICS[0].adapter.validate_json(record.value)
-                    received.append((result.workflow_id, time.monotonic(), result.model_dump(mode="json")))
+                    received.append(
+                        (result.workflow_id, time.monotonic(), result.model_dump(mode="json"))
+                    )
             seen = {r[0] for r in received}
             if linger_until is None and expected.done() and expected.result() <= seen:
                 linger_until = time.monotonic() + 3.0
@@ -93,9 +100,11 @@ async def _collect_results(
 
 async def _scenario(
     mesh: Mesh,
-) -> tuple[dict[uuid.UUID, float], dict[uuid.UUID, float], list[tuple[uuid.UUID, float, dict[str, Any]]]]:
+) -> tuple[
+    dict[uuid.UUID, float], dict[uuid.UUID, float], list[tuple[uuid.UUID, float, dict[str, Any]]]
+]:
     expected: asyncio.Future[set[uuid.UUID]] = asyncio.get_running_loop().create_future()
-    collector = asyncio.create_task(_collect_results(mesh, expected, timeout=120))
+    collector = asyncio.create_task(_collect_results(mesh, expected, deadline_s=120))
     http_sent = await _submit_http(mesh, 25)
     kafka_sent = await _publish_inbound(mesh, 25)
     expected.set_result(set(http_sent) | set(kafka_sent))
@@ -108,14 +117,19 @@ def test_fifty_requests_flow_through_all_six_services_once(mesh: Mesh) -> None:
     assert len(sent) == 50
 
     counts = Counter(workflow_id for workflow_id, _, _ in received)
-    assert set(counts) == set(sent), f"missing {set(sent) - set(counts)}, unexpected {set(counts) - set(sent)}"
-    assert all(n == 1 for n in counts.values()), f"duplicates: {[k for k, n in counts.items() if n > 1]}"
+    assert set(counts) == set(sent), (
+        f"missing {set(sent) - set(counts)}, unexpected {set(counts) - set(sent)}"
+    )
+    assert all(n == 1 for n in counts.values()), (
+        f"duplicates: {[k for k, n in counts.items() if n > 1]}"
+    )
     assert len(received) == 50
 
     latencies = sorted(at - sent[wid] for wid, at, _ in received)
+    p50, p95 = statistics.median(latencies), latencies[int(0.95 * len(latencies)) - 1]
     print(
-        f"\nend-to-end latency over 50 requests: p50 {statistics.median(latencies) * 1000:.0f} ms,"
-        f" p95 {latencies[int(0.95 * len(latencies)) - 1] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms"
+        f"\nend-to-end latency over 50 requests: p50 {p50 * 1000:.0f} ms,"
+        f" p95 {p95 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms"
     )
     workflows = Counter(r["payload"]["workflow"] for _, _, r in received)
     assert set(workflows) == {"support-triage", "refund", "procurement", "supply-chain-reroute"}
@@ -131,8 +145,13 @@ def test_fifty_requests_flow_through_all_six_services_once(mesh: Mesh) -> None:
         )
         statuses = [h["status"] for h in view["history"]]
         assert statuses[0] == RequestStatus.ACCEPTED
-        assert {RequestStatus.ROUTED, RequestStatus.RUNNING, RequestStatus.WAITING_FOR_TOOL,
-                RequestStatus.COMPLETED, RequestStatus.DELIVERED} <= set(statuses)
+        assert {
+            RequestStatus.ROUTED,
+            RequestStatus.RUNNING,
+            RequestStatus.WAITING_FOR_TOOL,
+            RequestStatus.COMPLETED,
+            RequestStatus.DELIVERED,
+        } <= set(statuses)
 
     # One trace per request, with spans from all six services.
     def traces_complete() -> dict[uuid.UUID, set[str]] | None:

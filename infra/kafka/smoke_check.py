@@ -39,7 +39,9 @@ def step(msg: str) -> None:
 
 
 async def create_topic(admin: AIOKafkaAdminClient, topic: str) -> None:
-    await admin.create_topics([NewTopic(name=topic, num_partitions=N_PARTITIONS, replication_factor=1)])
+    await admin.create_topics(
+        [NewTopic(name=topic, num_partitions=N_PARTITIONS, replication_factor=1)]
+    )
     # Wait until the topic and all its partitions are visible in metadata.
     deadline = time.monotonic() + 15
     while True:
@@ -48,7 +50,9 @@ async def create_topic(admin: AIOKafkaAdminClient, topic: str) -> None:
         if described and described[0].get("error_code", 0) == 0 and len(parts) == N_PARTITIONS:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"topic {topic} not visible with {N_PARTITIONS} partitions: {described!r}")
+            raise AssertionError(
+                f"topic {topic} not visible with {N_PARTITIONS} partitions: {described!r}"
+            )
         await asyncio.sleep(0.2)
 
 
@@ -110,10 +114,12 @@ async def produce_to_missing(admin: AIOKafkaAdminClient, missing: str) -> None:
     try:
         try:
             await asyncio.wait_for(producer.send_and_wait(missing, b"should-not-exist"), timeout=15)
-        except (KafkaError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaError) as exc:
             step(f"produce to missing topic failed as expected: {type(exc).__name__}")
         else:
-            raise AssertionError(f"produce to missing topic {missing} succeeded (auto-create is on?)")
+            raise AssertionError(
+                f"produce to missing topic {missing} succeeded (auto-create is on?)"
+            )
     finally:
         await producer.stop()
     topics = await admin.list_topics()
@@ -123,8 +129,8 @@ async def produce_to_missing(admin: AIOKafkaAdminClient, missing: str) -> None:
 
 
 async def main() -> int:
-    # aiokafka logs every metadata retry (e.g. "Topic ... not found") at ERROR; the checks below raise on
-    # real failures, so keep its log quiet unless SMOKE_VERBOSE is set.
+    # aiokafka logs every metadata retry (e.g. "Topic ... not found") at ERROR; the checks
+    # below raise on real failures, so keep its log quiet unless SMOKE_VERBOSE is set.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not os.environ.get("SMOKE_VERBOSE"):
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -145,7 +151,9 @@ async def main() -> int:
 
         t = time.monotonic()
         sent_parts = await produce(topic)
-        step(f"produced {N_MESSAGES} messages (acks=all, idempotent) in {time.monotonic() - t:.2f}s")
+        step(
+            f"produced {N_MESSAGES} messages (acks=all, idempotent) in {time.monotonic() - t:.2f}s"
+        )
 
         t = time.monotonic()
         values, recv_parts, committed, first = await consume(topic, group)
@@ -160,7 +168,9 @@ async def main() -> int:
             raise AssertionError(f"committed offsets add up to {committed}, expected {N_MESSAGES}")
         for key, parts in recv_parts.items():
             if len(parts) != 1 or parts != sent_parts.get(key):
-                raise AssertionError(f"key {key} spread over partitions {parts} (sent to {sent_parts.get(key)})")
+                raise AssertionError(
+                    f"key {key} spread over partitions {parts} (sent to {sent_parts.get(key)})"
+                )
         used = set().union(*recv_parts.values())
         step(f"each of {N_KEYS} keys stayed on one partition; partitions used: {sorted(used)}")
 
@@ -179,7 +189,9 @@ async def main() -> int:
 if __name__ == "__main__":
     try:
         sys.exit(asyncio.run(main()))
-    except Exception as exc:  # report any failure (e.g. UnsupportedVersion against Kafka 4.x) and exit 1
+    except (
+        Exception
+    ) as exc:  # report any failure (e.g. UnsupportedVersion against Kafka 4.x) and exit 1
         import traceback
 
         traceback.print_exc()

@@ -10,9 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from pactmesh_contracts.ids import uuid7
 
-TenantId = Annotated[
-    str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-]
+TenantId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 """A tenant slug: lowercase letters, digits and dashes, at most 63 characters."""
 
 Scope = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.:-]{0,127}$")]

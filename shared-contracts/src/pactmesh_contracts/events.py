@@ -35,7 +35,10 @@ ToolName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a
 
 RequestText = Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
 Metadata = Annotated[
-    dict[Annotated[str, StringConstraints(max_length=64)], Annotated[str, StringConstraints(max_length=1024)]],
+    dict[
+        Annotated[str, StringConstraints(max_length=64)],
+        Annotated[str, StringConstraints(max_length=1024)],
+    ],
     Field(max_length=50),
 ]
 Confidence = Annotated[float, Field(ge=0.0, le=1.0)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import types
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Union, cast, get_args, get_origin
 
 from pydantic import BaseModel, Field, TypeAdapter
 
@@ -71,7 +71,7 @@ class Topic:
         ``Envelope[X]`` is cached by pydantic per ``X`` object, so handlers annotated
         with ``Envelope[<the alias below>]`` get this very class.
         """
-        return Envelope[self.payload] if self.enveloped else self.payload
+        return cast(Any, Envelope)[self.payload] if self.enveloped else self.payload
 
     @cached_property
     def adapter(self) -> TypeAdapter[Any]:
@@ -98,9 +98,7 @@ REQUESTS_ROUTED = Topic(
     "requests.routed", RequestRouted, "Requests with their workflow chosen by routing."
 )
 TOOL_CALLS = Topic("tool.calls", ToolCallRequested, "Tool invocations for the tools service.")
-TOOL_RESULTS = Topic(
-    "tool.results", ToolResult, "Outcomes of tool invocations."
-)
+TOOL_RESULTS = Topic("tool.results", ToolResult, "Outcomes of tool invocations.")
 REVIEWS_REQUESTED = Topic(
     "reviews.requested", ReviewRequested, "Approval gates waiting for a reviewer."
 )

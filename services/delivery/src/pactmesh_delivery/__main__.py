@@ -1,7 +1,8 @@
 """``python -m pactmesh_delivery``: serve the delivery service."""
 
-from pactmesh_delivery.settings import Settings
 from pactmesh_kit.service import serve
+
+from pactmesh_delivery.settings import Settings
 
 
 def main() -> None:

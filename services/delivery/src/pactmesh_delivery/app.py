@@ -6,14 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-
 from pactmesh_contracts.topics import RESULT_TOPICS, WORKFLOW_PROGRESS
-from pactmesh_delivery import handlers
-from pactmesh_delivery.adapters.ledger import open_ledger
-from pactmesh_delivery.settings import Settings
 from pactmesh_kit.broker import EventPublisher, make_broker
 from pactmesh_kit.service import create_service_app
 from pactmesh_kit.telemetry import setup_telemetry
+
+from pactmesh_delivery import handlers
+from pactmesh_delivery.adapters.ledger import open_ledger
+from pactmesh_delivery.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

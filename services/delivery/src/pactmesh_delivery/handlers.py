@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka import KafkaBroker
-
+from faststream.kafka.annotations import KafkaMessage
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import RequestStatus, WorkflowCompleted, WorkflowProgress
 from pactmesh_contracts.topics import WORKFLOW_COMPLETED, WORKFLOWS, result_topic
+from pactmesh_kit.broker import EventPublisher, refuse, subscriber
+
 from pactmesh_delivery.adapters.ledger import SqliteDeliveryLedger
 from pactmesh_delivery.domain.results import result_for
 from pactmesh_delivery.settings import Settings
-from pactmesh_kit.broker import EventPublisher, refuse, subscriber
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +46,20 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
             logger.info("result of %s already delivered", event.workflow_id)
             return
         if event.payload.workflow not in WORKFLOWS:
-            raise refuse(message, settings, f"no result topic for workflow {event.payload.workflow!r}")
+            raise refuse(
+                message, settings, f"no result topic for workflow {event.payload.workflow!r}"
+            )
         topic = result_topic(event.payload.workflow)
         result = result_for(event)
         await runtime.publisher.publish(result, topic=topic)
         await ledger.record(event.workflow_id, topic=topic.name, event_id=result.event_id)
-        await runtime.publisher.publish(event.follow(WorkflowProgress(
-            status=RequestStatus.DELIVERED, service="delivery", workflow=event.payload.workflow,
-            detail=f"published on {topic.qualified(settings.topic_prefix)}",
-        )))
+        await runtime.publisher.publish(
+            event.follow(
+                WorkflowProgress(
+                    status=RequestStatus.DELIVERED,
+                    service="delivery",
+                    workflow=event.payload.workflow,
+                    detail=f"published on {topic.qualified(settings.topic_prefix)}",
+                )
+            )
+        )

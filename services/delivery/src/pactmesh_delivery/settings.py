@@ -1,9 +1,8 @@
 """Delivery settings."""
 
+from pactmesh_kit.settings import KitSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-
-from pactmesh_kit.settings import KitSettings
 
 
 class Settings(KitSettings):

@@ -1,7 +1,8 @@
 """``python -m pactmesh_hitl``: serve the hitl service."""
 
-from pactmesh_hitl.settings import Settings
 from pactmesh_kit.service import serve
+
+from pactmesh_hitl.settings import Settings
 
 
 def main() -> None:

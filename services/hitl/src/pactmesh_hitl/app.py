@@ -7,14 +7,14 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Query
+from pactmesh_kit.broker import make_broker
+from pactmesh_kit.service import create_service_app
+from pactmesh_kit.telemetry import setup_telemetry
 
 from pactmesh_hitl import handlers
 from pactmesh_hitl.adapters.sqlite_store import open_store
 from pactmesh_hitl.domain.reviews import Review
 from pactmesh_hitl.settings import Settings
-from pactmesh_kit.broker import make_broker
-from pactmesh_kit.service import create_service_app
-from pactmesh_kit.telemetry import setup_telemetry
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -6,13 +6,13 @@ import logging
 from dataclasses import dataclass
 
 from faststream.kafka import KafkaBroker
-
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import ReviewRequested, WorkflowCompleted
 from pactmesh_contracts.topics import REVIEWS_REQUESTED, WORKFLOW_COMPLETED
+from pactmesh_kit.broker import subscriber
+
 from pactmesh_hitl.domain.reviews import Review, ReviewState, ReviewStore
 from pactmesh_hitl.settings import Settings
-from pactmesh_kit.broker import subscriber
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +39,21 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
     async def on_review_requested(event: Envelope[ReviewRequested]) -> None:
         """Queue a review for reviewers."""
         request = event.payload
-        await runtime.require_store().add(Review(
-            review_id=request.review_id, workflow_id=event.workflow_id, workflow=request.workflow,
-            tenant=event.tenant, rule=request.rule, summary=request.summary,
-            proposed_action=dict(request.proposed_action), required_role=request.required_role,
-            expires_at=request.expires_at, state=ReviewState.PENDING, requested_at=event.occurred_at,
-        ))
+        await runtime.require_store().add(
+            Review(
+                review_id=request.review_id,
+                workflow_id=event.workflow_id,
+                workflow=request.workflow,
+                tenant=event.tenant,
+                rule=request.rule,
+                summary=request.summary,
+                proposed_action=dict(request.proposed_action),
+                required_role=request.required_role,
+                expires_at=request.expires_at,
+                state=ReviewState.PENDING,
+                requested_at=event.occurred_at,
+            )
+        )
 
     @subscriber(broker, WORKFLOW_COMPLETED, settings)
     async def on_workflow_completed(event: Envelope[WorkflowCompleted]) -> None:

@@ -1,7 +1,8 @@
 """``python -m pactmesh_intake``: serve intake."""
 
-from pactmesh_intake.settings import Settings
 from pactmesh_kit.service import serve
+
+from pactmesh_intake.settings import Settings
 
 
 def main() -> None:

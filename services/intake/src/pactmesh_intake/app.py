@@ -6,16 +6,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED
+from pactmesh_kit.broker import EventPublisher, make_broker
+from pactmesh_kit.service import create_service_app
+from pactmesh_kit.telemetry import setup_telemetry
+
 from pactmesh_intake import handlers
 from pactmesh_intake.adapters.sqlite_store import open_store
 from pactmesh_intake.api.routes import requests
 from pactmesh_intake.runtime import Runtime
 from pactmesh_intake.settings import Settings
-from pactmesh_kit.broker import EventPublisher, make_broker
-from pactmesh_kit.service import create_service_app
-from pactmesh_kit.telemetry import setup_telemetry
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

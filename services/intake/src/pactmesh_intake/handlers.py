@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 
 from faststream.kafka import KafkaBroker
-
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import RequestSubmitted, WorkflowProgress
 from pactmesh_contracts.topics import REQUESTS_INBOUND, WORKFLOW_PROGRESS
+from pactmesh_kit.broker import subscriber
+
 from pactmesh_intake.domain.intake import accept_inbound
 from pactmesh_intake.domain.requests import Transition
 from pactmesh_intake.runtime import Runtime
-from pactmesh_kit.broker import subscriber
 
 logger = logging.getLogger(__name__)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pactmesh_contracts.envelope import Principal
+from pactmesh_kit.broker import EventPublisher
+
 from pactmesh_intake.domain.requests import RequestStore
 from pactmesh_intake.settings import Settings
-from pactmesh_kit.broker import EventPublisher
 
 
 @dataclass

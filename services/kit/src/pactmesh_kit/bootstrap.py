@@ -15,8 +15,8 @@ import time
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
-
 from pactmesh_contracts.topics import ALL_TOPICS, Topic
+
 from pactmesh_kit.settings import KitSettings
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     total = len(ALL_TOPICS)
-    print(f"topics: {len(created)} created, {total - len(created)} already present ({total} in all)")
+    print(
+        f"topics: {len(created)} created, {total - len(created)} already present ({total} in all)"
+    )
     return 0
 
 

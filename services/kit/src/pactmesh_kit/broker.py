@@ -29,11 +29,11 @@ from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.middlewares import AckPolicy
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from pydantic import BaseModel, ValidationError
-
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import DeadLetter
 from pactmesh_contracts.topics import DEAD_LETTERS, Topic, topic_for
+from pydantic import BaseModel, ValidationError
+
 from pactmesh_kit.errors import UndeliverableMessage
 from pactmesh_kit.settings import KitSettings
 
@@ -115,7 +115,7 @@ def dead_letter_for(
         original_key_b64=_b64(record.key),
         original_value_b64=_b64(record.value or b"") or "",
         original_headers=headers,
-        error_code=error_code,  # type: ignore[arg-type]
+        error_code=error_code,
         error=error[:8000],
         errors=errors or [],
     )
@@ -165,7 +165,11 @@ def _error_code(exc: ValidationError) -> str:
     if any(e["type"] == "json_invalid" for e in errors):
         return "undecodable"
     if any(
-        e["type"] in ("literal_error", "union_tag_invalid") and e["loc"] and e["loc"][-1] == "type"
+        (
+            e["type"] in ("literal_error", "union_tag_invalid")
+            and e["loc"]
+            and e["loc"][-1] == "type"
+        )
         or e["type"] == "union_tag_invalid"
         for e in errors
     ):

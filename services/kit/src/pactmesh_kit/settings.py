@@ -38,7 +38,9 @@ class KitSettings(BaseSettings):
     """Attempts at a message whose handler keeps failing before it is dead-lettered."""
     otlp_endpoint: str | None = Field(
         None,
-        validation_alias=_alias("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        validation_alias=_alias(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
+        ),
     )
     """When set, spans go there over OTLP/HTTP; otherwise to ``trace_file``."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import IO
+from typing import IO, Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -30,7 +30,7 @@ def span_to_json_line(span: ReadableSpan) -> str:
     the Kafka message key as bytes: every consumer span would be lost.
     """
     context = span.get_span_context()
-    record = {
+    record: dict[str, Any] = {
         "name": span.name,
         "context": {
             "trace_id": f"0x{context.trace_id:032x}" if context else None,
@@ -40,14 +40,20 @@ def span_to_json_line(span: ReadableSpan) -> str:
         "parent_id": f"0x{span.parent.span_id:016x}" if span.parent else None,
         "start_time": span.start_time,
         "end_time": span.end_time,
-        "status": {"status_code": span.status.status_code.name, "description": span.status.description},
+        "status": {
+            "status_code": span.status.status_code.name,
+            "description": span.status.description,
+        },
         "attributes": dict(span.attributes or {}),
         "events": [
             {"name": e.name, "timestamp": e.timestamp, "attributes": dict(e.attributes or {})}
             for e in span.events
         ],
         "links": [
-            {"trace_id": f"0x{link.context.trace_id:032x}", "span_id": f"0x{link.context.span_id:016x}"}
+            {
+                "trace_id": f"0x{link.context.trace_id:032x}",
+                "span_id": f"0x{link.context.span_id:016x}",
+            }
             for link in span.links
         ],
         "resource": {"attributes": dict(span.resource.attributes)},
@@ -98,3 +104,5 @@ def setup_logging(level: int = logging.INFO) -> None:
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.addFilter(TraceIdFilter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    for chatty in ("aiokafka", "uvicorn.access"):
+        logging.getLogger(chatty).setLevel(max(level, logging.WARNING))

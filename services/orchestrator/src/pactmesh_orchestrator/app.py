@@ -7,11 +7,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
 from pactmesh_contracts.topics import TOOL_CALLS, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS
 from pactmesh_kit.broker import EventPublisher, make_broker
 from pactmesh_kit.service import create_service_app
 from pactmesh_kit.telemetry import setup_telemetry
+
 from pactmesh_orchestrator import api, handlers
 from pactmesh_orchestrator.adapters.outbox import open_outbox
 from pactmesh_orchestrator.domain.engine import Engine
@@ -41,7 +41,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             open_outbox(settings.data_dir / "orchestrator-outbox.sqlite3") as outbox,
         ):
             runtime.engine = Engine(
-                graphs={n: d.build().compile(checkpointer=checkpointer) for n, d in definitions.items()},
+                graphs={
+                    n: d.build().compile(checkpointer=checkpointer) for n, d in definitions.items()
+                },
                 checkpointer=checkpointer,
                 publisher=publisher,
                 outbox=outbox,

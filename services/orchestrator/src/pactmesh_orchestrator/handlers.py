@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka import KafkaBroker
-
+from faststream.kafka.annotations import KafkaMessage
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import RequestRouted
 from pactmesh_contracts.topics import REQUESTS_ROUTED, TOOL_RESULTS, ToolResult
 from pactmesh_kit.broker import refuse, subscriber
+
 from pactmesh_orchestrator.domain.engine import UnknownWorkflowRun
 from pactmesh_orchestrator.runtime import Runtime
 

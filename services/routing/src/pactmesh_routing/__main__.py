@@ -1,6 +1,7 @@
 """``python -m pactmesh_routing``: serve routing."""
 
 from pactmesh_kit.service import serve
+
 from pactmesh_routing.settings import Settings
 
 

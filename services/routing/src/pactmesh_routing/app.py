@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-
 from pactmesh_contracts.topics import REQUESTS_ROUTED, WORKFLOW_PROGRESS
 from pactmesh_kit.broker import EventPublisher, make_broker
 from pactmesh_kit.service import create_service_app
 from pactmesh_kit.telemetry import setup_telemetry
+
 from pactmesh_routing import handlers
 from pactmesh_routing.settings import Settings
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from faststream.kafka import KafkaBroker
-
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import (
     RequestAccepted,
@@ -15,6 +14,7 @@ from pactmesh_contracts.events import (
 )
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED, WORKFLOWS
 from pactmesh_kit.broker import EventPublisher, subscriber
+
 from pactmesh_routing.domain.classifier import classify
 from pactmesh_routing.settings import Settings
 
@@ -44,9 +44,17 @@ def register(broker: KafkaBroker, settings: Settings, publisher: EventPublisher)
         )
         await publisher.publish(event.follow(routed))
         await publisher.publish(
-            event.follow(WorkflowProgress(
-                status=RequestStatus.ROUTED, service="routing", workflow=decision.workflow,
-                detail=f"{decision.workflow} ({decision.confidence:.2f}): {decision.reason}"[:2000],
-            ))
+            event.follow(
+                WorkflowProgress(
+                    status=RequestStatus.ROUTED,
+                    service="routing",
+                    workflow=decision.workflow,
+                    detail=f"{decision.workflow} ({decision.confidence:.2f}): {decision.reason}"[
+                        :2000
+                    ],
+                )
+            )
         )
-        logger.info("routed %s to %s (%.2f)", event.workflow_id, decision.workflow, decision.confidence)
+        logger.info(
+            "routed %s to %s (%.2f)", event.workflow_id, decision.workflow, decision.confidence
+        )

@@ -1,6 +1,7 @@
 """``python -m pactmesh_tools``: serve the tools service."""
 
 from pactmesh_kit.service import serve
+
 from pactmesh_tools.settings import Settings
 
 

@@ -20,7 +20,10 @@ def result_for(event: Envelope[WorkflowCompleted]) -> Envelope[Any]:
     """The result event for a completed workflow."""
     done = event.payload
     result = WorkflowResult(
-        workflow=done.workflow, outcome=done.outcome, output=done.output, error=done.error,
+        workflow=done.workflow,
+        outcome=done.outcome,
+        output=done.output,
+        error=done.error,
         metadata=done.metadata,
     )
     return event.follow(result, event_id=result_event_id(event.workflow_id))

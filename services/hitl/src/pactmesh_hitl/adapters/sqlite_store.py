@@ -34,9 +34,16 @@ CREATE INDEX IF NOT EXISTS reviews_by_workflow ON reviews (workflow_id);
 
 def _row_to_review(row: aiosqlite.Row) -> Review:
     return Review(
-        review_id=uuid.UUID(row[0]), workflow_id=uuid.UUID(row[1]), workflow=row[2], tenant=row[3],
-        rule=row[4], summary=row[5], proposed_action=json.loads(row[6]), required_role=row[7],
-        expires_at=datetime.fromisoformat(row[8]), state=ReviewState(row[9]),
+        review_id=uuid.UUID(row[0]),
+        workflow_id=uuid.UUID(row[1]),
+        workflow=row[2],
+        tenant=row[3],
+        rule=row[4],
+        summary=row[5],
+        proposed_action=json.loads(row[6]),
+        required_role=row[7],
+        expires_at=datetime.fromisoformat(row[8]),
+        state=ReviewState(row[9]),
         requested_at=datetime.fromisoformat(row[10]),
     )
 
@@ -50,9 +57,19 @@ class SqliteReviewStore:
     async def add(self, review: Review) -> bool:
         cursor = await self._conn.execute(
             "INSERT OR IGNORE INTO reviews VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (str(review.review_id), str(review.workflow_id), review.workflow, review.tenant,
-             review.rule, review.summary, json.dumps(review.proposed_action), review.required_role,
-             review.expires_at.isoformat(), review.state.value, review.requested_at.isoformat()),
+            (
+                str(review.review_id),
+                str(review.workflow_id),
+                review.workflow,
+                review.tenant,
+                review.rule,
+                review.summary,
+                json.dumps(review.proposed_action),
+                review.required_role,
+                review.expires_at.isoformat(),
+                review.state.value,
+                review.requested_at.isoformat(),
+            ),
         )
         await self._conn.commit()
         return cursor.rowcount == 1

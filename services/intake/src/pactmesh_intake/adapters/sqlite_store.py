@@ -9,8 +9,8 @@ from datetime import datetime
 from pathlib import Path
 
 import aiosqlite
-
 from pactmesh_contracts.events import Channel, RequestStatus
+
 from pactmesh_intake.domain.requests import HistoryEntry, RequestView, Transition, next_status
 
 SCHEMA = """
@@ -46,15 +46,27 @@ class SqliteRequestStore:
     ) -> bool:
         cursor = await self._conn.execute(
             "INSERT OR IGNORE INTO requests VALUES (?, ?, ?, ?, NULL, ?, ?)",
-            (str(request_id), tenant, channel.value, RequestStatus.ACCEPTED.value,
-             at.isoformat(), at.isoformat()),
+            (
+                str(request_id),
+                tenant,
+                channel.value,
+                RequestStatus.ACCEPTED.value,
+                at.isoformat(),
+                at.isoformat(),
+            ),
         )
         created = cursor.rowcount == 1
         if created:
             await self._conn.execute(
                 "INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?, ?, ?)",
-                (f"created:{request_id}", str(request_id), RequestStatus.ACCEPTED.value,
-                 "intake", f"received over {channel.value}", at.isoformat()),
+                (
+                    f"created:{request_id}",
+                    str(request_id),
+                    RequestStatus.ACCEPTED.value,
+                    "intake",
+                    f"received over {channel.value}",
+                    at.isoformat(),
+                ),
             )
         await self._conn.commit()
         return created
@@ -69,8 +81,14 @@ class SqliteRequestStore:
     async def record(self, transition: Transition) -> bool:
         cursor = await self._conn.execute(
             "INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?, ?, ?)",
-            (str(transition.event_id), str(transition.request_id), transition.status.value,
-             transition.service, transition.detail, transition.at.isoformat()),
+            (
+                str(transition.event_id),
+                str(transition.request_id),
+                transition.status.value,
+                transition.service,
+                transition.detail,
+                transition.at.isoformat(),
+            ),
         )
         if cursor.rowcount != 1:
             await self._conn.commit()
@@ -80,8 +98,12 @@ class SqliteRequestStore:
             await self._conn.execute(
                 "UPDATE requests SET status = ?, workflow = COALESCE(?, workflow), updated_at = ?"
                 " WHERE request_id = ?",
-                (next_status(current, transition.status).value, transition.workflow,
-                 transition.at.isoformat(), str(transition.request_id)),
+                (
+                    next_status(current, transition.status).value,
+                    transition.workflow,
+                    transition.at.isoformat(),
+                    str(transition.request_id),
+                ),
             )
         await self._conn.commit()
         return True
@@ -101,14 +123,20 @@ class SqliteRequestStore:
             (str(request_id),),
         ) as cursor:
             history = [
-                HistoryEntry(status=RequestStatus(s), service=svc, detail=d, at=datetime.fromisoformat(a))
+                HistoryEntry(
+                    status=RequestStatus(s), service=svc, detail=d, at=datetime.fromisoformat(a)
+                )
                 for s, svc, d, a in await cursor.fetchall()
             ]
         tenant, channel, status, workflow, created, updated = row
         return RequestView(
-            request_id=request_id, tenant=tenant, channel=Channel(channel),
-            status=RequestStatus(status), workflow=workflow,
-            created_at=datetime.fromisoformat(created), updated_at=datetime.fromisoformat(updated),
+            request_id=request_id,
+            tenant=tenant,
+            channel=Channel(channel),
+            status=RequestStatus(status),
+            workflow=workflow,
+            created_at=datetime.fromisoformat(created),
+            updated_at=datetime.fromisoformat(updated),
             history=history,
         )
 

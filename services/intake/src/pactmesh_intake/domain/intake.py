@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
-from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.events import Channel, RequestAccepted, RequestStatus, RequestSubmitted
+from pactmesh_contracts.ids import uuid7
+
 from pactmesh_intake.domain.requests import RequestStore, SubmitRequest
 
 

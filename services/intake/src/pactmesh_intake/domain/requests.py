@@ -6,8 +6,6 @@ import uuid
 from datetime import datetime
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from pactmesh_contracts.events import (
     Channel,
     Metadata,
@@ -15,6 +13,7 @@ from pactmesh_contracts.events import (
     RequestText,
     WorkflowName,
 )
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class SubmitRequest(BaseModel):

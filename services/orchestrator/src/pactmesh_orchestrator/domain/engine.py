@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
-from langchain_core.runnables import RunnableConfig
-
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import (
     Outcome,
@@ -23,6 +22,7 @@ from pactmesh_contracts.events import (
     WorkflowCompleted,
     WorkflowProgress,
 )
+
 from pactmesh_orchestrator.domain.state import ToolAnswer, ToolRequest, WorkflowState
 
 logger = logging.getLogger(__name__)
@@ -102,13 +102,23 @@ class Engine:
         config = _config(event.workflow_id)
         snapshot = await graph.aget_state(config)
         if not snapshot.values:
-            await self._publisher.publish(event.follow(WorkflowProgress(
-                status=RequestStatus.RUNNING, service=SERVICE, workflow=routed.workflow,
-                detail=f"started {routed.workflow}",
-            )))
+            await self._publisher.publish(
+                event.follow(
+                    WorkflowProgress(
+                        status=RequestStatus.RUNNING,
+                        service=SERVICE,
+                        workflow=routed.workflow,
+                        detail=f"started {routed.workflow}",
+                    )
+                )
+            )
             initial: WorkflowState = {
-                "workflow": routed.workflow, "text": routed.text, "fields": dict(routed.fields),
-                "metadata": dict(routed.metadata), "tool_results": {}, "steps": 0,
+                "workflow": routed.workflow,
+                "text": routed.text,
+                "fields": dict(routed.fields),
+                "metadata": dict(routed.metadata),
+                "tool_results": {},
+                "steps": 0,
             }
             await graph.ainvoke(initial, config, durability="sync")
             snapshot = await graph.aget_state(config)
@@ -120,12 +130,15 @@ class Engine:
         config = _config(event.workflow_id)
         snapshot = await graph.aget_state(config)
         waiting = [
-            i for i in snapshot.interrupts
+            i
+            for i in snapshot.interrupts
             if call_id_for(event.workflow_id, ToolRequest.model_validate(i.value).step)
             == event.payload.call_id
         ]
         if waiting:
-            await graph.ainvoke(Command(resume=_answer(event).model_dump()), config, durability="sync")
+            await graph.ainvoke(
+                Command(resume=_answer(event).model_dump()), config, durability="sync"
+            )
             snapshot = await graph.aget_state(config)
         else:
             logger.info("ignoring duplicate result of call %s", event.payload.call_id)
@@ -156,49 +169,83 @@ class Engine:
         await self._outbox.mark(thread_id, checkpoint_id)
 
     def _outgoing(self, cause: Envelope[Any], snapshot: StateSnapshot) -> list[Envelope[Any]]:
-        values: WorkflowState = snapshot.values
+        values = cast(WorkflowState, snapshot.values)
         workflow = values["workflow"]
         if snapshot.interrupts:
             events: list[Envelope[Any]] = []
             for pending in snapshot.interrupts:
                 request = ToolRequest.model_validate(pending.value)
-                events.append(cause.follow(ToolCallRequested(
-                    call_id=call_id_for(cause.workflow_id, request.step),
-                    tool=request.tool,
-                    arguments=request.arguments,
-                    idempotency_key=f"{cause.workflow_id}:{request.step}",
-                    timeout_s=self._tool_timeout_s,
-                )))
-                events.append(cause.follow(WorkflowProgress(
-                    status=RequestStatus.WAITING_FOR_TOOL, service=SERVICE, workflow=workflow,
-                    detail=f"{request.step}: waiting for {request.tool}",
-                )))
+                events.append(
+                    cause.follow(
+                        ToolCallRequested(
+                            call_id=call_id_for(cause.workflow_id, request.step),
+                            tool=request.tool,
+                            arguments=request.arguments,
+                            idempotency_key=f"{cause.workflow_id}:{request.step}",
+                            timeout_s=self._tool_timeout_s,
+                        )
+                    )
+                )
+                events.append(
+                    cause.follow(
+                        WorkflowProgress(
+                            status=RequestStatus.WAITING_FOR_TOOL,
+                            service=SERVICE,
+                            workflow=workflow,
+                            detail=f"{request.step}: waiting for {request.tool}",
+                        )
+                    )
+                )
             return events
         if snapshot.next:
             return []  # mid-run without a pause cannot be seen with durability="sync"
         outcome = Outcome(values.get("outcome", "failed"))
         return [
-            cause.follow(WorkflowCompleted(
-                workflow=workflow, outcome=outcome, output=values.get("output", {}),
-                error=values.get("error"), steps=values.get("steps", 0),
-                metadata=values.get("metadata", {}),
-            )),
-            cause.follow(WorkflowProgress(
-                status=RequestStatus.COMPLETED if outcome is Outcome.SUCCEEDED else RequestStatus.FAILED,
-                service=SERVICE, workflow=workflow, detail=values.get("error") or outcome.value,
-            )),
+            cause.follow(
+                WorkflowCompleted(
+                    workflow=workflow,
+                    outcome=outcome,
+                    output=values.get("output", {}),
+                    error=values.get("error"),
+                    steps=values.get("steps", 0),
+                    metadata=values.get("metadata", {}),
+                )
+            ),
+            cause.follow(
+                WorkflowProgress(
+                    status=RequestStatus.COMPLETED
+                    if outcome is Outcome.SUCCEEDED
+                    else RequestStatus.FAILED,
+                    service=SERVICE,
+                    workflow=workflow,
+                    detail=values.get("error") or outcome.value,
+                )
+            ),
         ]
 
     async def _publish_unknown_workflow(self, event: Envelope[RequestRouted]) -> None:
         # No graph, so no checkpoint: delivery deduplicates by workflow id instead.
         error = f"workflow {event.payload.workflow!r} is not registered"
-        await self._publisher.publish(event.follow(WorkflowCompleted(
-            workflow=event.payload.workflow, outcome=Outcome.FAILED, error=error,
-            metadata=event.payload.metadata,
-        )))
-        await self._publisher.publish(event.follow(WorkflowProgress(
-            status=RequestStatus.FAILED, service=SERVICE, workflow=event.payload.workflow, detail=error,
-        )))
+        await self._publisher.publish(
+            event.follow(
+                WorkflowCompleted(
+                    workflow=event.payload.workflow,
+                    outcome=Outcome.FAILED,
+                    error=error,
+                    metadata=event.payload.metadata,
+                )
+            )
+        )
+        await self._publisher.publish(
+            event.follow(
+                WorkflowProgress(
+                    status=RequestStatus.FAILED,
+                    service=SERVICE,
+                    workflow=event.payload.workflow,
+                    detail=error,
+                )
+            )
+        )
 
 
 def _answer(event: Envelope[ToolCallCompleted | ToolCallFailed]) -> ToolAnswer:

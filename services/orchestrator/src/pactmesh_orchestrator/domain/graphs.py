@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 
 from pactmesh_orchestrator.domain.state import ToolAnswer, ToolRequest, WorkflowState
 
-Node = Callable[[WorkflowState], Awaitable[dict[str, Any]]]
+
+class Node(Protocol):
+    """A graph node: reads the state, returns the keys it changes."""
+
+    def __call__(self, state: WorkflowState) -> Awaitable[dict[str, Any]]: ...
 
 
 def tool_step(step: str, tool: str, arguments: Callable[[WorkflowState], dict[str, Any]]) -> Node:

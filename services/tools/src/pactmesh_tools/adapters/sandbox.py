@@ -8,9 +8,9 @@ import hashlib
 import re
 from typing import Annotated
 
+from pactmesh_contracts.events import ToolErrorCode
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from pactmesh_contracts.events import ToolErrorCode
 from pactmesh_tools.domain.registry import Tool, ToolError
 
 
@@ -21,22 +21,43 @@ class _Strict(BaseModel):
 # -- knowledge base -------------------------------------------------------------------
 
 ARTICLES: tuple[tuple[str, str, str], ...] = (
-    ("kb-001", "Reset your password",
-     "Open Settings > Security, choose 'Reset password' and follow the link we e-mail you."),
-    ("kb-002", "Track an order",
-     "Your order's tracking link is in the shipping confirmation; status updates every 4 hours."),
-    ("kb-003", "Cancel a subscription or membership plan",
-     "Go to Billing > Plan and choose 'Cancel plan'; access continues to the end of the period."),
-    ("kb-004", "Refunds for damaged or defective items",
-     "Report the damage within 30 days; we refund to the original payment method in 5 days."),
-    ("kb-005", "Change the delivery address",
-     "Addresses can be changed until the order ships, from Orders > Details."),
-    ("kb-006", "Update billing details",
-     "Billing > Payment methods lets you add a card and make it the default."),
+    (
+        "kb-001",
+        "Reset your password",
+        "Open Settings > Security, choose 'Reset password' and follow the link we e-mail you.",
+    ),
+    (
+        "kb-002",
+        "Track an order",
+        "Your order's tracking link is in the shipping confirmation; status updates every 4 hours.",
+    ),
+    (
+        "kb-003",
+        "Cancel a subscription or membership plan",
+        "Go to Billing > Plan and choose 'Cancel plan'; access continues to the end of the period.",
+    ),
+    (
+        "kb-004",
+        "Refunds for damaged or defective items",
+        "Report the damage within 30 days; we refund to the original payment method in 5 days.",
+    ),
+    (
+        "kb-005",
+        "Change the delivery address",
+        "Addresses can be changed until the order ships, from Orders > Details.",
+    ),
+    (
+        "kb-006",
+        "Update billing details",
+        "Billing > Payment methods lets you add a card and make it the default.",
+    ),
 )
 
 _WORD = re.compile(r"[a-z0-9]+")
-_STOP = frozenset("a an and the to my i me is of for in on it how do can please what where".split())
+_STOP = frozenset(
+    {"a", "an", "and", "the", "to", "my", "i", "me", "is", "of", "for", "in", "on", "it"}
+    | {"how", "do", "can", "please", "what", "where"}
+)
 
 
 def _terms(text: str) -> set[str]:
@@ -66,8 +87,14 @@ async def kb_search(args: KbSearchArgs) -> KbSearchResult:
     for article_id, title, body in ARTICLES:
         overlap = len(query & _terms(f"{title} {body}"))
         if overlap:
-            hits.append(KbHit(id=article_id, title=title, answer=body,
-                              score=round(overlap / max(len(query), 1), 3)))
+            hits.append(
+                KbHit(
+                    id=article_id,
+                    title=title,
+                    answer=body,
+                    score=round(overlap / max(len(query), 1), 3),
+                )
+            )
     hits.sort(key=lambda h: h.score, reverse=True)
     return KbSearchResult(hits=hits[: args.limit])
 
@@ -97,8 +124,10 @@ async def crm_get_order(args: GetOrderArgs) -> Order:
     """Look an order up in the sandbox CRM."""
     row = ORDERS.get(args.order_id)
     if row is None:
-        raise ToolError(ToolErrorCode.BACKEND_ERROR, f"order {args.order_id} not found", retryable=False)
-    return Order(order_id=args.order_id, **row)  # type: ignore[arg-type]
+        raise ToolError(
+            ToolErrorCode.BACKEND_ERROR, f"order {args.order_id} not found", retryable=False
+        )
+    return Order.model_validate({"order_id": args.order_id, **row})
 
 
 # -- procurement policy ---------------------------------------------------------------
@@ -154,7 +183,9 @@ async def carriers_quote(args: QuoteArgs) -> Quotes:
     quotes = []
     for carrier in CARRIERS:
         digest = hashlib.sha256(f"{carrier}:{args.shipment_id}".encode()).digest()
-        quotes.append(Quote(carrier=carrier, cost=round(800 + digest[0] * 10.0, 2), days=2 + digest[1] % 6))
+        quotes.append(
+            Quote(carrier=carrier, cost=round(800 + digest[0] * 10.0, 2), days=2 + digest[1] % 6)
+        )
     return Quotes(shipment_id=args.shipment_id, quotes=quotes)
 
 
@@ -163,7 +194,12 @@ def sandbox_tools() -> list[Tool]:
     return [
         Tool("kb.search", "Search the knowledge base.", KbSearchArgs, KbSearchResult, kb_search),
         Tool("crm.get_order", "Look an order up.", GetOrderArgs, Order, crm_get_order),
-        Tool("procurement.check_policy", "Check a purchase against policy.", CheckPolicyArgs,
-             PolicyCheck, procurement_check_policy),
+        Tool(
+            "procurement.check_policy",
+            "Check a purchase against policy.",
+            CheckPolicyArgs,
+            PolicyCheck,
+            procurement_check_policy,
+        ),
         Tool("carriers.quote", "Quote alternative routes.", QuoteArgs, Quotes, carriers_quote),
     ]

@@ -8,9 +8,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
 from pactmesh_contracts.events import ToolErrorCode
+from pydantic import BaseModel, ValidationError
 
 
 class ToolError(Exception):
@@ -76,21 +75,51 @@ class ToolRegistry:
 
         spec = self._tools.get(tool)
         if spec is None:
-            return done(ok=False, result={}, error_code=ToolErrorCode.UNKNOWN_TOOL,
-                        message=f"no tool {tool!r}", retryable=False, attempts=0)
+            return done(
+                ok=False,
+                result={},
+                error_code=ToolErrorCode.UNKNOWN_TOOL,
+                message=f"no tool {tool!r}",
+                retryable=False,
+                attempts=0,
+            )
         try:
             args = spec.arguments.model_validate(arguments)
         except ValidationError as exc:
-            return done(ok=False, result={}, error_code=ToolErrorCode.INVALID_ARGUMENTS,
-                        message=str(exc), retryable=False, attempts=0)
+            return done(
+                ok=False,
+                result={},
+                error_code=ToolErrorCode.INVALID_ARGUMENTS,
+                message=str(exc),
+                retryable=False,
+                attempts=0,
+            )
         try:
             async with asyncio.timeout(timeout_s):
                 result = await spec.run(args)
         except TimeoutError:
-            return done(ok=False, result={}, error_code=ToolErrorCode.TIMEOUT,
-                        message=f"{tool} did not answer within {timeout_s}s", retryable=True, attempts=1)
+            return done(
+                ok=False,
+                result={},
+                error_code=ToolErrorCode.TIMEOUT,
+                message=f"{tool} did not answer within {timeout_s}s",
+                retryable=True,
+                attempts=1,
+            )
         except ToolError as exc:
-            return done(ok=False, result={}, error_code=exc.code, message=str(exc),
-                        retryable=exc.retryable, attempts=1)
-        return done(ok=True, result=result.model_dump(mode="json"), error_code=None,
-                    message="", retryable=False, attempts=1)
+            return done(
+                ok=False,
+                result={},
+                error_code=exc.code,
+                message=str(exc),
+                retryable=exc.retryable,
+                attempts=1,
+            )
+        return done(
+            ok=True,
+            result=result.model_dump(mode="json"),
+            error_code=None,
+            message="",
+            retryable=False,
+            attempts=1,
+        )

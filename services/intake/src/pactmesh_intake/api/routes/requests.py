@@ -6,12 +6,12 @@ import uuid
 
 from fastapi import APIRouter, HTTPException, Response, status
 from opentelemetry import trace
+from pactmesh_contracts.events import RequestStatus
+from pactmesh_kit.broker import WORKFLOW_ID_ATTRIBUTE
 
 from pactmesh_intake.api.deps import RuntimeDep, StoreDep
 from pactmesh_intake.domain.intake import accept_http
 from pactmesh_intake.domain.requests import Receipt, RequestView, SubmitRequest
-from pactmesh_contracts.events import RequestStatus
-from pactmesh_kit.broker import WORKFLOW_ID_ATTRIBUTE
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"])
 
@@ -22,7 +22,9 @@ router = APIRouter(prefix="/v1/requests", tags=["requests"])
     response_model=Receipt,
     responses={503: {"description": "The mesh could not take the request; retry later."}},
 )
-async def submit(body: SubmitRequest, runtime: RuntimeDep, store: StoreDep, response: Response) -> Receipt:
+async def submit(
+    body: SubmitRequest, runtime: RuntimeDep, store: StoreDep, response: Response
+) -> Receipt:
     """Accept a request for asynchronous processing; poll ``status_url`` for progress."""
     try:
         request_id = await accept_http(
@@ -40,7 +42,11 @@ async def submit(body: SubmitRequest, runtime: RuntimeDep, store: StoreDep, resp
     return Receipt(request_id=request_id, status=RequestStatus.ACCEPTED, status_url=status_url)
 
 
-@router.get("/{request_id}", response_model=RequestView, responses={404: {"description": "Unknown request."}})
+@router.get(
+    "/{request_id}",
+    response_model=RequestView,
+    responses={404: {"description": "Unknown request."}},
+)
 async def get_request(request_id: uuid.UUID, store: StoreDep) -> RequestView:
     """The request's current status and every transition so far."""
     view = await store.get(request_id)
