@@ -20,7 +20,7 @@ Role = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
 class Principal(BaseModel):
     """Who an event acts for: the subject, its roles and scopes, as the edge verified them."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     subject: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     """Stable identifier of the user or system on whose behalf the mesh acts."""
@@ -33,7 +33,7 @@ class Principal(BaseModel):
 class Payload(BaseModel):
     """Base of every event payload: strict, immutable, tagged with ``<name>.v<N>``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     type: str
 
@@ -57,7 +57,7 @@ class Envelope(BaseModel, Generic[P]):
     Transport facts (trace context, content type) travel in Kafka headers, not here.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     event_id: uuid.UUID = Field(default_factory=uuid7)
     """Unique, time-sortable (UUIDv7) id; consumers deduplicate on it."""

@@ -270,7 +270,7 @@ class DeadLetter(BaseModel):
     Not enveloped: a dead letter may have no valid workflow id, tenant or principal.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     type: Literal["dead.letter.v1"] = "dead.letter.v1"
     dead_letter_id: uuid.UUID = Field(default_factory=uuid7)

@@ -52,7 +52,6 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
         topic = result_topic(event.payload.workflow)
         result = result_for(event)
         await runtime.publisher.publish(result, topic=topic)
-        await ledger.record(event.workflow_id, topic=topic.name, event_id=result.event_id)
         await runtime.publisher.publish(
             event.follow(
                 WorkflowProgress(
@@ -63,3 +62,5 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
                 )
             )
         )
+        # Recorded last: a crash before this re-publishes (same result event id), never skips.
+        await ledger.record(event.workflow_id, topic=topic.name, event_id=result.event_id)

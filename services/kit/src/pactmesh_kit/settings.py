@@ -18,8 +18,9 @@ class KitSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
-    service_name: str = Field("pactmesh", validation_alias=_alias("OTEL_SERVICE_NAME"))
-    """Also the OpenTelemetry ``service.name``."""
+    service_name: str = "pactmesh"
+    """The service's identity: names its consumer groups and its trace file. Fixed per
+    service (not read from the environment) so two services never share a group."""
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092",
         validation_alias=_alias("KAFKA_BOOTSTRAP_SERVERS", "PACTMESH_KAFKA_BOOTSTRAP_SERVERS"),

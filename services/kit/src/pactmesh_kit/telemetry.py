@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import IO, Any
 
 from opentelemetry import trace
@@ -61,14 +63,25 @@ def span_to_json_line(span: ReadableSpan) -> str:
     return json.dumps(record, default=_jsonable) + "\n"
 
 
-def _exporter(settings: KitSettings) -> tuple[SpanExporter, IO[str] | None]:
+class FileSpanExporter(ConsoleSpanExporter):
+    """Spans as JSON lines appended to a file, which closes when the provider shuts down."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._sink: IO[str] = path.open("a", encoding="utf-8", buffering=1)
+        super().__init__(out=self._sink, formatter=span_to_json_line)
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self._sink.close()
+
+
+def _exporter(settings: KitSettings) -> SpanExporter:
     if settings.otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        return OTLPSpanExporter(), None  # reads OTEL_EXPORTER_OTLP_* itself
-    settings.trace_file.parent.mkdir(parents=True, exist_ok=True)
-    sink = settings.trace_file.open("a", encoding="utf-8", buffering=1)
-    return ConsoleSpanExporter(out=sink, formatter=span_to_json_line), sink
+        return OTLPSpanExporter()  # reads OTEL_EXPORTER_OTLP_* itself
+    return FileSpanExporter(settings.trace_file)
 
 
 def setup_telemetry(settings: KitSettings) -> TracerProvider:
@@ -77,9 +90,9 @@ def setup_telemetry(settings: KitSettings) -> TracerProvider:
     Returned rather than only set globally so that tests can build several services in
     one process; the first call also becomes the global provider.
     """
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: settings.service_name}))
-    exporter, _sink = _exporter(settings)
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+    name = os.environ.get("OTEL_SERVICE_NAME") or settings.service_name
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
+    provider.add_span_processor(BatchSpanProcessor(_exporter(settings)))
     trace.set_tracer_provider(provider)  # ignored (with a warning) after the first call
     return provider
 

@@ -79,6 +79,9 @@ class SqliteRequestStore:
         return None if row is None else RequestStatus(row[0])
 
     async def record(self, transition: Transition) -> bool:
+        current = await self.status(transition.request_id)
+        if current is None:
+            return False  # not a request of this intake: nothing to report on
         cursor = await self._conn.execute(
             "INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?, ?, ?)",
             (
@@ -93,18 +96,16 @@ class SqliteRequestStore:
         if cursor.rowcount != 1:
             await self._conn.commit()
             return False
-        current = await self.status(transition.request_id)
-        if current is not None:
-            await self._conn.execute(
-                "UPDATE requests SET status = ?, workflow = COALESCE(?, workflow), updated_at = ?"
-                " WHERE request_id = ?",
-                (
-                    next_status(current, transition.status).value,
-                    transition.workflow,
-                    transition.at.isoformat(),
-                    str(transition.request_id),
-                ),
-            )
+        await self._conn.execute(
+            "UPDATE requests SET status = ?, workflow = COALESCE(?, workflow), updated_at = ?"
+            " WHERE request_id = ?",
+            (
+                next_status(current, transition.status).value,
+                transition.workflow,
+                transition.at.isoformat(),
+                str(transition.request_id),
+            ),
+        )
         await self._conn.commit()
         return True
 

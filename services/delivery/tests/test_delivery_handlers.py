@@ -1,0 +1,111 @@
+"""The delivery subscriber on FastStream's in-memory broker, with a real ledger."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+from pactmesh_contracts.envelope import Envelope, Principal, new_event
+from pactmesh_contracts.events import (
+    DeadLetter,
+    Outcome,
+    RequestStatus,
+    WorkflowCompleted,
+    WorkflowProgress,
+    WorkflowResult,
+)
+from pactmesh_contracts.topics import (
+    DEAD_LETTERS,
+    RESULT_TOPICS,
+    WORKFLOW_COMPLETED,
+    WORKFLOW_PROGRESS,
+    result_topic,
+)
+from pactmesh_delivery import handlers
+from pactmesh_delivery.adapters.ledger import open_ledger
+from pactmesh_delivery.domain.results import result_event_id
+from pactmesh_delivery.settings import Settings
+from pactmesh_kit.broker import EventPublisher, encode, make_broker, subscriber
+
+SETTINGS = Settings(topic_prefix="delivery-test.")
+
+
+@dataclass
+class Harness:
+    broker: KafkaBroker
+    results: list[Envelope[WorkflowResult]] = field(default_factory=list)
+    progress: list[Envelope[WorkflowProgress]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+    async def complete(self, event: Envelope[Any]) -> None:
+        await self.broker.publish(
+            encode(event), WORKFLOW_COMPLETED.qualified(SETTINGS.topic_prefix), key=event.key
+        )
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    broker = make_broker(SETTINGS, tracer_provider=None)
+    publisher = EventPublisher(broker, SETTINGS, produces=[*RESULT_TOPICS, WORKFLOW_PROGRESS])
+    runtime = handlers.Runtime(settings=SETTINGS, publisher=publisher)
+    handlers.register(broker, runtime)
+    out = Harness(broker)
+
+    @subscriber(broker, result_topic("refund"), SETTINGS)
+    async def on_result(event: Envelope[WorkflowResult]) -> None:
+        out.results.append(event)
+
+    @subscriber(broker, WORKFLOW_PROGRESS, SETTINGS)
+    async def on_progress(event: Envelope[WorkflowProgress]) -> None:
+        out.progress.append(event)
+
+    @subscriber(broker, DEAD_LETTERS, SETTINGS)
+    async def on_dead(letter: DeadLetter) -> None:
+        out.dead.append(letter)
+
+    async with open_ledger(tmp_path / "delivery.sqlite3") as ledger, TestKafkaBroker(broker):
+        runtime.ledger = ledger
+        yield out
+
+
+def _completed(workflow: str = "refund") -> Envelope[Any]:
+    return new_event(
+        WorkflowCompleted(workflow=workflow, outcome=Outcome.SUCCEEDED, output={"ok": True}),
+        workflow_id=uuid.uuid4(),
+        tenant="acme",
+        principal=Principal(subject="user-1"),
+    )
+
+
+async def test_result_is_published_once_then_marked_delivered(harness: Harness) -> None:
+    done = _completed()
+
+    await harness.complete(done)
+
+    [result] = harness.results
+    assert result.event_id == result_event_id(done.workflow_id)
+    assert result.payload.output == {"ok": True}
+    [progress] = harness.progress
+    assert progress.payload.status is RequestStatus.DELIVERED
+    assert progress.payload.detail == "published on delivery-test.results.refund"
+
+
+async def test_redelivered_completion_publishes_nothing(harness: Harness) -> None:
+    done = _completed()
+    await harness.complete(done)
+    await harness.complete(done)
+    assert len(harness.results) == 1
+    assert len(harness.progress) == 1
+
+
+async def test_workflow_without_a_result_topic_is_dead_lettered(harness: Harness) -> None:
+    await harness.complete(_completed("teleportation"))
+    assert harness.results == []
+    [letter] = harness.dead
+    assert letter.error_code == "refused"
+    assert letter.error == "no result topic for workflow 'teleportation'"

@@ -1,0 +1,95 @@
+"""Spans written as JSON lines, including the bytes attributes FastStream records."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pactmesh_kit.telemetry import TraceIdFilter, span_to_json_line
+
+
+@pytest.fixture
+def provider() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider(shutdown_on_exit=False)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield tracer_provider, exporter
+    tracer_provider.shutdown()
+
+
+def _finished(provider: tuple[TracerProvider, InMemorySpanExporter]) -> list[ReadableSpan]:
+    return list(provider[1].get_finished_spans())
+
+
+def test_bytes_attribute_is_written_as_text(
+    provider: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    tracer = provider[0].get_tracer("test")
+    with tracer.start_as_current_span(
+        "consume", attributes={"messaging.kafka.message.key": b"wf-1"}
+    ):
+        pass
+    [span] = _finished(provider)
+
+    line = span_to_json_line(span)
+
+    assert line.endswith("\n")
+    assert line.count("\n") == 1
+    record = json.loads(line)
+    assert record["name"] == "consume"
+    assert record["attributes"]["messaging.kafka.message.key"] == "wf-1"
+    assert record["context"]["trace_id"] == f"0x{span.get_span_context().trace_id:032x}"
+    assert record["parent_id"] is None
+
+
+def test_undecodable_bytes_do_not_lose_the_span(
+    provider: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    tracer = provider[0].get_tracer("test")
+    with tracer.start_as_current_span("consume") as span:
+        span.set_attribute("key", b"\xff\xfeid")
+        span.add_event("retry", {"raw": b"\x00ok"})
+    [finished] = _finished(provider)
+
+    record = json.loads(span_to_json_line(finished))
+
+    assert record["attributes"]["key"] == "\ufffd\ufffdid"
+    assert record["events"] == [
+        {
+            "name": "retry",
+            "timestamp": finished.events[0].timestamp,
+            "attributes": {"raw": "\x00ok"},
+        }
+    ]
+
+
+def test_child_span_names_its_parent(
+    provider: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    tracer = provider[0].get_tracer("test")
+    with tracer.start_as_current_span("parent") as parent, tracer.start_as_current_span("child"):
+        pass
+    child = next(s for s in _finished(provider) if s.name == "child")
+
+    record = json.loads(span_to_json_line(child))
+
+    assert record["parent_id"] == f"0x{parent.get_span_context().span_id:016x}"
+    assert record["context"]["trace_id"] == f"0x{parent.get_span_context().trace_id:032x}"
+
+
+def test_log_records_carry_the_current_trace_id(
+    provider: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    outside = logging.LogRecord("t", logging.INFO, __file__, 1, "msg", None, None)
+    assert TraceIdFilter().filter(outside)
+    assert outside.trace_id == "-"
+
+    with provider[0].get_tracer("test").start_as_current_span("work") as span:
+        inside = logging.LogRecord("t", logging.INFO, __file__, 1, "msg", None, None)
+        TraceIdFilter().filter(inside)
+    assert inside.trace_id == f"{span.get_span_context().trace_id:032x}"

@@ -1,0 +1,325 @@
+"""The engine drives workflow graphs from events and publishes what each checkpoint implies."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from pactmesh_contracts.envelope import Envelope, Principal, new_event
+from pactmesh_contracts.events import (
+    Outcome,
+    RequestRouted,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRequested,
+    ToolErrorCode,
+    WorkflowCompleted,
+    WorkflowProgress,
+)
+from pactmesh_orchestrator.domain.engine import Engine, UnknownWorkflowRun, call_id_for
+from pactmesh_orchestrator.domain.registry import discover
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.events: list[Envelope[Any]] = []
+
+    async def publish(self, event: Envelope[Any]) -> None:
+        self.events.append(event)
+
+    def take(self) -> list[Envelope[Any]]:
+        taken, self.events = self.events, []
+        return taken
+
+
+class FakeOutbox:
+    def __init__(self) -> None:
+        self.marks: set[tuple[str, str]] = set()
+
+    async def published(self, thread_id: str, checkpoint_id: str) -> bool:
+        return (thread_id, checkpoint_id) in self.marks
+
+    async def mark(self, thread_id: str, checkpoint_id: str) -> None:
+        self.marks.add((thread_id, checkpoint_id))
+
+
+@pytest.fixture
+def publisher() -> FakePublisher:
+    return FakePublisher()
+
+
+@pytest.fixture
+def engine(publisher: FakePublisher) -> Engine:
+    saver = InMemorySaver()
+    return Engine(
+        graphs={n: d.build().compile(checkpointer=saver) for n, d in discover().items()},
+        checkpointer=saver,
+        publisher=publisher,
+        outbox=FakeOutbox(),
+        tool_timeout_s=12.5,
+    )
+
+
+def _routed(workflow: str = "support-triage", **fields: Any) -> Envelope[RequestRouted]:
+    event = new_event(
+        RequestRouted(
+            workflow=workflow,
+            confidence=0.9,
+            reason="test",
+            text="How do I reset my password?",
+            fields=fields,
+            metadata={"ticket": "T-1"},
+        ),
+        workflow_id=uuid.uuid4(),
+        tenant="acme",
+        principal=Principal(subject="user-1"),
+    )
+    return Envelope[RequestRouted].model_validate(event.model_dump())
+
+
+KB_HITS: dict[str, Any] = {
+    "hits": [{"id": "kb-001", "title": "Reset", "answer": "Open Settings", "score": 0.5}]
+}
+
+
+def _completed(
+    routed: Envelope[Any], call: ToolCallRequested, result: dict[str, Any] = KB_HITS
+) -> Envelope[Any]:
+    return routed.follow(
+        ToolCallCompleted(call_id=call.call_id, tool=call.tool, result=result, duration_ms=4)
+    )
+
+
+def _failed(
+    routed: Envelope[Any], call: ToolCallRequested, code: ToolErrorCode, message: str
+) -> Envelope[Any]:
+    return routed.follow(
+        ToolCallFailed(
+            call_id=call.call_id, tool=call.tool, error_code=code, message=message, retryable=False
+        )
+    )
+
+
+async def _started(
+    engine: Engine, publisher: FakePublisher, routed: Envelope[Any]
+) -> ToolCallRequested:
+    await engine.start(routed)
+    return next(e.payload for e in publisher.take() if isinstance(e.payload, ToolCallRequested))
+
+
+def _types(events: list[Envelope[Any]]) -> list[tuple[str, str | None]]:
+    return [
+        (e.type, e.payload.status.value if isinstance(e.payload, WorkflowProgress) else None)
+        for e in events
+    ]
+
+
+async def test_start_publishes_running_then_the_tool_call(
+    engine: Engine, publisher: FakePublisher
+) -> None:
+    routed = _routed()
+
+    await engine.start(routed)
+
+    events = publisher.take()
+    assert _types(events) == [
+        ("workflow.progress.v1", "running"),
+        ("tool.call.requested.v1", None),
+        ("workflow.progress.v1", "waiting_for_tool"),
+    ]
+    call = events[1].payload
+    assert isinstance(call, ToolCallRequested)
+    assert call.call_id == call_id_for(routed.workflow_id, "search_kb")
+    assert call.idempotency_key == f"{routed.workflow_id}:search_kb"
+    assert call.tool == "kb.search"
+    assert call.arguments == {"query": "How do I reset my password?", "limit": 3}
+    assert call.timeout_s == 12.5
+    assert all(e.workflow_id == routed.workflow_id for e in events)
+    assert all(e.causation_id == routed.event_id for e in events)
+    assert all(e.tenant == "acme" for e in events)
+
+
+async def test_start_again_publishes_nothing(engine: Engine, publisher: FakePublisher) -> None:
+    routed = _routed()
+    await engine.start(routed)
+    publisher.take()
+
+    await engine.start(routed)
+
+    assert publisher.events == []
+
+
+async def test_tool_result_completes_the_workflow(engine: Engine, publisher: FakePublisher) -> None:
+    routed = _routed()
+    call = await _started(engine, publisher, routed)
+    result = _completed(routed, call)
+
+    await engine.resume(result)
+
+    events = publisher.take()
+    assert _types(events) == [
+        ("workflow.completed.v1", None),
+        ("workflow.progress.v1", "completed"),
+    ]
+    done = events[0].payload
+    assert isinstance(done, WorkflowCompleted)
+    assert done.outcome is Outcome.SUCCEEDED
+    assert done.workflow == "support-triage"
+    assert done.output == {"answer": "Open Settings", "article_id": "kb-001", "score": 0.5}
+    assert done.error is None
+    assert done.metadata == {"ticket": "T-1"}
+    assert done.steps == 1
+    assert all(e.causation_id == result.event_id for e in events)
+
+
+async def test_duplicate_tool_result_changes_nothing(
+    engine: Engine, publisher: FakePublisher
+) -> None:
+    routed = _routed()
+    call = await _started(engine, publisher, routed)
+    result = _completed(routed, call)
+    await engine.resume(result)
+    publisher.take()
+
+    await engine.resume(result)
+    await engine.resume(_completed(routed, call))  # same call id, new event id
+
+    assert publisher.events == []
+    snapshot = await engine.state(routed.workflow_id)
+    assert snapshot is not None
+    assert snapshot.values["outcome"] == "succeeded"
+
+
+async def test_failed_tool_call_fails_the_workflow(
+    engine: Engine, publisher: FakePublisher
+) -> None:
+    routed = _routed("refund", order_id="9999")
+    call = await _started(engine, publisher, routed)
+    assert (call.tool, call.arguments) == ("crm.get_order", {"order_id": "9999"})
+
+    await engine.resume(_failed(routed, call, ToolErrorCode.BACKEND_ERROR, "order 9999 not found"))
+
+    events = publisher.take()
+    assert _types(events) == [("workflow.completed.v1", None), ("workflow.progress.v1", "failed")]
+    done = events[0].payload
+    assert isinstance(done, WorkflowCompleted)
+    assert done.outcome is Outcome.FAILED
+    assert done.error == "lookup_order: backend_error order 9999 not found"
+    assert done.output == {}
+    assert events[1].payload.detail == done.error
+
+
+async def test_result_for_another_call_is_ignored(engine: Engine, publisher: FakePublisher) -> None:
+    routed = _routed()
+    call = await _started(engine, publisher, routed)
+    stray = call.model_copy(update={"call_id": uuid.uuid4()})
+
+    await engine.resume(_completed(routed, stray))
+
+    assert publisher.events == []
+    snapshot = await engine.state(routed.workflow_id)
+    assert snapshot is not None
+    assert [i.value["step"] for i in snapshot.interrupts] == ["search_kb"]
+
+
+async def test_result_for_an_unknown_run_raises(engine: Engine) -> None:
+    stranger = _routed()
+    call = ToolCallRequested(
+        call_id=uuid.uuid4(), tool="kb.search", arguments={}, idempotency_key="x:y"
+    )
+    with pytest.raises(UnknownWorkflowRun, match=str(stranger.workflow_id)):
+        await engine.resume(_completed(stranger, call))
+    assert await engine.state(stranger.workflow_id) is None
+
+
+async def test_unregistered_workflow_fails_at_once(
+    engine: Engine, publisher: FakePublisher
+) -> None:
+    routed = _routed("teleportation")
+
+    await engine.start(routed)
+
+    events = publisher.take()
+    assert _types(events) == [("workflow.completed.v1", None), ("workflow.progress.v1", "failed")]
+    done = events[0].payload
+    assert isinstance(done, WorkflowCompleted)
+    assert (done.workflow, done.outcome) == ("teleportation", Outcome.FAILED)
+    assert done.error == "workflow 'teleportation' is not registered"
+    assert done.metadata == {"ticket": "T-1"}
+    assert await engine.state(routed.workflow_id) is None
+
+
+@pytest.mark.parametrize(
+    ("workflow", "fields", "tool", "arguments"),
+    [
+        (
+            "procurement",
+            {"amount": 30000.0},
+            "procurement.check_policy",
+            {"amount": 30000.0, "text": "How do I reset my password?"},
+        ),
+        (
+            "supply-chain-reroute",
+            {"shipment_id": "SH-77"},
+            "carriers.quote",
+            {"shipment_id": "SH-77"},
+        ),
+        ("supply-chain-reroute", {}, "carriers.quote", {"shipment_id": "unknown"}),
+        ("refund", {"order_id": "4411"}, "crm.get_order", {"order_id": "4411"}),
+    ],
+)
+async def test_each_workflow_asks_for_its_tool(
+    engine: Engine,
+    publisher: FakePublisher,
+    workflow: str,
+    fields: dict[str, Any],
+    tool: str,
+    arguments: dict[str, Any],
+) -> None:
+    call = await _started(engine, publisher, _routed(workflow, **fields))
+    assert (call.tool, call.arguments) == (tool, arguments)
+
+
+async def test_reroute_picks_the_cheapest_quote(engine: Engine, publisher: FakePublisher) -> None:
+    routed = _routed("supply-chain-reroute", shipment_id="SH-77")
+    call = await _started(engine, publisher, routed)
+    quotes = [
+        {"carrier": "a", "cost": 900.0, "days": 3},
+        {"carrier": "b", "cost": 850.0, "days": 6},
+        {"carrier": "c", "cost": 850.0, "days": 4},
+    ]
+
+    await engine.resume(_completed(routed, call, {"shipment_id": "SH-77", "quotes": quotes}))
+
+    done = publisher.take()[0].payload
+    assert isinstance(done, WorkflowCompleted)
+    assert done.output["chosen"] == {"carrier": "c", "cost": 850.0, "days": 4}
+
+
+def test_call_ids_are_stable_per_run_and_step() -> None:
+    run = uuid.uuid4()
+    assert call_id_for(run, "search_kb") == call_id_for(run, "search_kb")
+    assert call_id_for(run, "search_kb") != call_id_for(run, "lookup_order")
+    assert call_id_for(run, "search_kb") != call_id_for(uuid.uuid4(), "search_kb")
+
+
+async def test_another_instance_resumes_from_the_checkpoint(publisher: FakePublisher) -> None:
+    saver, outbox = InMemorySaver(), FakeOutbox()
+
+    def instance() -> Engine:
+        graphs = {n: d.build().compile(checkpointer=saver) for n, d in discover().items()}
+        return Engine(
+            graphs=graphs, checkpointer=saver, publisher=publisher, outbox=outbox, tool_timeout_s=30
+        )
+
+    routed = _routed()
+    call = await _started(instance(), publisher, routed)
+
+    await instance().resume(_completed(routed, call))
+
+    assert _types(publisher.take()) == [
+        ("workflow.completed.v1", None),
+        ("workflow.progress.v1", "completed"),
+    ]
