@@ -36,6 +36,7 @@ pactmesh on Kafka $KAFKA_BOOTSTRAP_SERVERS (topics prefixed '$PACTMESH_TOPIC_PRE
   tools         http://127.0.0.1:8003/docs   AsyncAPI http://127.0.0.1:8003/asyncapi
   hitl          http://127.0.0.1:8004/docs   AsyncAPI http://127.0.0.1:8004/asyncapi
   delivery      http://127.0.0.1:8005/docs   AsyncAPI http://127.0.0.1:8005/asyncapi
+  sandbox       http://127.0.0.1:8010/docs   (backends for the tools; faults, ledger)
 Try: curl -s -XPOST localhost:8000/v1/requests -H 'content-type: application/json' -d '{"text":"How do I reset my password?"}'
 Traces: ${OTEL_EXPORTER_OTLP_ENDPOINT:-$PACTMESH_DATA_DIR/traces/*.jsonl}.  Ctrl-C stops everything.
 

@@ -22,6 +22,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_SH = REPO / "infra" / "kafka" / "kafka.sh"
 SERVICES = ("intake", "routing", "orchestrator", "tools", "hitl", "delivery")
+SANDBOX = "sandbox"
+"""The sandbox backends the tools service calls: started first, not part of the mesh."""
 
 T = TypeVar("T")
 
@@ -111,42 +113,60 @@ def start_broker(cache: Path) -> Broker:
     )
 
 
+def kind_of(instance: str) -> str:
+    """The service an instance runs: ``orchestrator-2`` runs ``orchestrator``."""
+    return instance.split("-", 1)[0]
+
+
 @dataclass
 class Mesh:
-    """The six services, running as real processes on one topic prefix."""
+    """The six services (and the sandbox), running as real processes on one topic prefix.
+
+    An instance is named after its service, with ``-2``… for additional instances that
+    share their service's consumer groups.
+    """
 
     bootstrap: str
     prefix: str
     data_dir: Path
     ports: dict[str, int]
+    extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     startup_s: float = 0.0
+
+    @property
+    def sandbox_url(self) -> str:
+        """Base URL of the sandbox enterprise app (ledger, faults)."""
+        return self.url(SANDBOX)
 
     def url(self, service: str) -> str:
         """Base URL of ``service``'s HTTP API."""
         return f"http://127.0.0.1:{self.ports[service]}"
 
-    def env(self, service: str) -> dict[str, str]:
-        """The environment ``service`` runs with."""
+    def env(self, instance: str) -> dict[str, str]:
+        """The environment ``instance`` runs with."""
+        kind = kind_of(instance)
         return {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "PACTMESH_TOPIC_PREFIX": self.prefix,
             "PACTMESH_DATA_DIR": str(self.data_dir),
-            f"PACTMESH_{service.upper()}_PORT": str(self.ports[service]),
+            f"PACTMESH_{kind.upper()}_PORT": str(self.ports[instance]),
             "PACTMESH_INTAKE_PUBLIC_URL": self.url("intake"),
-            "OTEL_SERVICE_NAME": service,
+            "PACTMESH_TOOLS_SANDBOX_URL": self.url(SANDBOX),
+            "OTEL_SERVICE_NAME": kind,
             "OTEL_BSP_SCHEDULE_DELAY": "200",
             "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
         }
 
     def start(self, service: str) -> None:
-        """Start ``service``, logging to ``<data dir>/logs/<service>.log``."""
+        """Start the instance ``service``, logging to ``<data dir>/logs/<service>.log``."""
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with (logs / f"{service}.log").open("ab") as log:
             self.processes[service] = subprocess.Popen(
-                [sys.executable, "-m", f"pactmesh_{service}"],
+                [sys.executable, "-m", f"pactmesh_{kind_of(service)}"],
                 env=self.env(service),
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -191,20 +211,28 @@ class Mesh:
 
 
 @contextmanager
-def running_mesh(bootstrap: str, data_dir: Path) -> Iterator[Mesh]:
-    """Create a fresh topic prefix, start all six services, and stop them afterwards."""
+def running_mesh(
+    bootstrap: str, data_dir: Path, *, env: dict[str, str] | None = None, orchestrators: int = 1
+) -> Iterator[Mesh]:
+    """Create a fresh topic prefix, start the sandbox and all six services (with
+    ``orchestrators`` orchestrator instances, which need Postgres when more than one),
+    and stop them afterwards. ``env`` is added to every process's environment."""
     import asyncio
 
     from pactmesh_kit.bootstrap import ensure_topics
 
     prefix = f"t{uuid.uuid4().hex[:10]}."
     asyncio.run(ensure_topics(bootstrap_servers=bootstrap, prefix=prefix))
-    mesh = Mesh(bootstrap, prefix, data_dir, {s: free_port() for s in SERVICES})
+    instances = [*SERVICES, *(f"orchestrator-{n}" for n in range(2, orchestrators + 1))]
+    ports = {s: free_port() for s in (SANDBOX, *instances)}
+    mesh = Mesh(bootstrap, prefix, data_dir, ports, extra_env=dict(env or {}))
     started = time.monotonic()
     try:
-        for service in SERVICES:
+        mesh.start(SANDBOX)
+        wait_for(lambda: mesh.ready(SANDBOX), timeout=60, what=f"{SANDBOX} ready")
+        for service in instances:
             mesh.start(service)
-        for service in SERVICES:
+        for service in instances:
             wait_for(lambda s=service: mesh.ready(s), timeout=60, what=f"{service} ready")
         mesh.startup_s = time.monotonic() - started
         yield mesh

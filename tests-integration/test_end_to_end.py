@@ -18,17 +18,38 @@ from pactmesh_contracts.events import RequestStatus, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import REQUESTS_INBOUND, RESULT_TOPICS
 
+# Requests that pass no approval gate (the gates have tests of their own): a refund of the
+# order's total (129) under the automatic limit, a purchase order under 10,000, and a
+# shipment whose best alternative costs less than 500 over the disrupted route.
 TEXTS = (
     "How do I reset my password?",
     "I want a refund for order 4411, the headphones arrived broken",
-    "Please raise a purchase order for 25 laptops, about $30,000",
-    "The port of Long Beach is closed, reroute shipment SH-77",
+    "Please raise a purchase order for 5 monitors from Acme, $2,000 in total",
+    "The port of Long Beach is closed, reroute shipment {shipment}",
     "Where is my order? I want to track it",
 )
+
+
+def _texts(mesh: Mesh) -> list[str]:
+    """TEXTS with a shipment whose cheapest alternative stays under the gate's 500 increase."""
+    for n in range(1, 300):
+        costs = [
+            httpx.post(
+                f"{mesh.sandbox_url}/carriers/{c}/quotes",
+                json={"shipment_id": f"SH-{n}"},
+                timeout=10,
+            ).json()["cost"]
+            for c in ("northwind", "oceanic")
+        ]
+        if min(costs) <= 1400:
+            return [t.format(shipment=f"SH-{n}") for t in TEXTS]
+    raise AssertionError("no cheap shipment in SH-1..SH-299")
+
+
 UPSTREAM = Principal(subject="system:erp-connector", roles=("upstream",))
 
 
-async def _publish_inbound(mesh: Mesh, count: int) -> dict[uuid.UUID, float]:
+async def _publish_inbound(mesh: Mesh, count: int, texts: list[str]) -> dict[uuid.UUID, float]:
     producer = AIOKafkaProducer(
         bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True
     )
@@ -37,7 +58,7 @@ async def _publish_inbound(mesh: Mesh, count: int) -> dict[uuid.UUID, float]:
     try:
         for i in range(count):
             event = new_event(
-                RequestSubmitted(text=TEXTS[i % len(TEXTS)], metadata={"ticket": f"T-{i}"}),
+                RequestSubmitted(text=texts[i % len(texts)], metadata={"ticket": f"T-{i}"}),
                 workflow_id=uuid7(),
                 tenant="acme",
                 principal=UPSTREAM,
@@ -53,12 +74,12 @@ async def _publish_inbound(mesh: Mesh, count: int) -> dict[uuid.UUID, float]:
     return sent
 
 
-async def _submit_http(mesh: Mesh, count: int) -> dict[uuid.UUID, float]:
+async def _submit_http(mesh: Mesh, count: int, texts: list[str]) -> dict[uuid.UUID, float]:
     sent: dict[uuid.UUID, float] = {}
     async with httpx.AsyncClient(base_url=mesh.url("intake"), timeout=10) as client:
         for i in range(count):
             started = time.monotonic()
-            response = await client.post("/v1/requests", json={"text": TEXTS[i % len(TEXTS)]})
+            response = await client.post("/v1/requests", json={"text": texts[i % len(texts)]})
             assert response.status_code == 202, response.text
             receipt = response.json()
             assert response.headers["location"] == receipt["status_url"]
@@ -105,8 +126,9 @@ async def _scenario(
 ]:
     expected: asyncio.Future[set[uuid.UUID]] = asyncio.get_running_loop().create_future()
     collector = asyncio.create_task(_collect_results(mesh, expected, deadline_s=120))
-    http_sent = await _submit_http(mesh, 25)
-    kafka_sent = await _publish_inbound(mesh, 25)
+    texts = _texts(mesh)
+    http_sent = await _submit_http(mesh, 25, texts)
+    kafka_sent = await _publish_inbound(mesh, 25, texts)
     expected.set_result(set(http_sent) | set(kafka_sent))
     return http_sent, kafka_sent, await collector
 

@@ -85,14 +85,24 @@ EXAMPLES: dict[type[BaseModel], BaseModel] = {
         workflow="procurement",
         rule="procurement.amount_over_threshold",
         summary="PO over limit",
-        proposed_action={"po": "PO-1042"},
-        required_role="approver",
+        action_type="purchase_order.v1",
+        proposed_action={
+            "vendor": "Acme Supplies",
+            "items": [{"description": "laptops", "quantity": 12, "unit_price": 1000.0}],
+            "amount": 12000.0,
+        },
+        required_role="procurement-manager",
         expires_at=datetime.now(UTC) + timedelta(days=1),
+        attempt=1,
     ),
     ReviewDecided: ReviewDecided(
         review_id=uuid.uuid4(),
         decision=ReviewDecision.EDIT,
-        edited_action={"po": "PO-1043"},
+        edited_action={
+            "vendor": "Acme Supplies",
+            "items": [{"description": "laptops", "quantity": 10, "unit_price": 1000.0}],
+            "amount": 10000.0,
+        },
         reviewer="alice",
     ),
     WorkflowProgress: WorkflowProgress(

@@ -12,12 +12,12 @@ import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import Outcome, ReviewRequested, WorkflowCompleted
-from pactmesh_contracts.topics import REVIEWS_REQUESTED, WORKFLOW_COMPLETED, Topic
+from pactmesh_contracts.topics import REVIEWS_DECIDED, REVIEWS_REQUESTED, WORKFLOW_COMPLETED, Topic
 from pactmesh_hitl import handlers
 from pactmesh_hitl.adapters.sqlite_store import SqliteReviewStore, open_store
-from pactmesh_hitl.domain.reviews import ReviewState
+from pactmesh_hitl.domain.reviews import Review, ReviewState
 from pactmesh_hitl.settings import Settings
-from pactmesh_kit.broker import encode, make_broker
+from pactmesh_kit.broker import EventPublisher, encode, make_broker
 
 SETTINGS = Settings(topic_prefix="hitl-test.")
 
@@ -25,7 +25,10 @@ SETTINGS = Settings(topic_prefix="hitl-test.")
 @pytest.fixture
 async def hitl(tmp_path: Path) -> AsyncIterator[tuple[KafkaBroker, SqliteReviewStore]]:
     broker = make_broker(SETTINGS, tracer_provider=None)
-    runtime = handlers.Runtime(settings=SETTINGS)
+    runtime = handlers.Runtime(
+        settings=SETTINGS,
+        publisher=EventPublisher(broker, SETTINGS, produces=[REVIEWS_DECIDED]),
+    )
     handlers.register(broker, runtime)
     async with open_store(tmp_path / "hitl.sqlite3") as store, TestKafkaBroker(broker):
         runtime.store = store
@@ -38,33 +41,106 @@ async def _send(broker: KafkaBroker, topic: Topic, event: Envelope[Any]) -> None
 
 def _event(payload: Any, workflow_id: uuid.UUID) -> Envelope[Any]:
     return new_event(
-        payload, workflow_id=workflow_id, tenant="acme", principal=Principal(subject="user-1")
+        payload,
+        workflow_id=workflow_id,
+        tenant="acme",
+        principal=Principal(subject="user-1", roles=("requester",)),
     )
 
 
-async def test_requested_review_is_queued_then_withdrawn_when_the_workflow_ends(
-    hitl: tuple[KafkaBroker, SqliteReviewStore],
-) -> None:
-    broker, store = hitl
-    workflow_id = uuid.uuid4()
-    request = ReviewRequested(
+def _request(attempt: int = 0) -> ReviewRequested:
+    return ReviewRequested(
         review_id=uuid.uuid4(),
         workflow="procurement",
         rule="procurement.amount_over_threshold",
         summary="PO-1042 over the limit",
-        proposed_action={"po": "PO-1042"},
-        required_role="approver",
+        action_type="purchase_order.v1",
+        proposed_action={
+            "action_type": "purchase_order.v1",
+            "vendor": "Acme Supplies",
+            "items": [{"description": "laptops", "quantity": 12, "unit_price": 1000.0}],
+            "amount": 12000.0,
+            "currency": "USD",
+        },
+        required_role="finance-director" if attempt else "procurement-manager",
         expires_at=datetime.now(UTC) + timedelta(days=1),
+        attempt=attempt,
     )
+
+
+async def _still_pending(store: SqliteReviewStore, review_id: uuid.UUID) -> bool:
+    """Whether the review is stored and pending, without reading the row back."""
+    taken = await store.decide(
+        review_id,
+        state=ReviewState.DECIDED,
+        decision="approve",
+        reviewer="probe",
+        comment="",
+        edited_action=None,
+        at=datetime.now(UTC),
+    )
+    if taken:
+        await store.reopen(review_id)
+    return taken
+
+
+async def test_requested_review_is_stored_once_then_withdrawn_when_the_workflow_ends(
+    hitl: tuple[KafkaBroker, SqliteReviewStore],
+) -> None:
+    broker, store = hitl
+    workflow_id, request = uuid.uuid4(), _request()
+    requested = _event(request, workflow_id)
+
+    await _send(broker, REVIEWS_REQUESTED, requested)
+    await _send(broker, REVIEWS_REQUESTED, requested)  # redelivery
+
+    assert await _still_pending(store, request.review_id)
+    done = WorkflowCompleted(workflow="procurement", outcome=Outcome.FAILED, error="timeout")
+    await _send(broker, WORKFLOW_COMPLETED, _event(done, workflow_id))
+    assert not await _still_pending(store, request.review_id)
+
+
+async def test_completion_of_another_workflow_withdraws_nothing(
+    hitl: tuple[KafkaBroker, SqliteReviewStore],
+) -> None:
+    broker, store = hitl
+    request = _request()
+    await _send(broker, REVIEWS_REQUESTED, _event(request, uuid.uuid4()))
+
+    done = WorkflowCompleted(workflow="procurement", outcome=Outcome.SUCCEEDED)
+    await _send(broker, WORKFLOW_COMPLETED, _event(done, uuid.uuid4()))
+
+    assert await _still_pending(store, request.review_id)
+
+
+async def test_requested_review_is_queued_with_everything_a_decision_needs(
+    hitl: tuple[KafkaBroker, SqliteReviewStore],
+) -> None:
+    broker, store = hitl
+    workflow_id, request = uuid.uuid4(), _request(attempt=1)
     requested = _event(request, workflow_id)
 
     await _send(broker, REVIEWS_REQUESTED, requested)
     await _send(broker, REVIEWS_REQUESTED, requested)  # redelivery
 
     [review] = await store.pending(tenant="acme", limit=10, offset=0)
-    assert (review.review_id, review.workflow_id) == (request.review_id, workflow_id)
-    assert review.state is ReviewState.PENDING
-    assert review.requested_at == requested.occurred_at
+    assert review == Review(
+        review_id=request.review_id,
+        workflow_id=workflow_id,
+        workflow="procurement",
+        tenant="acme",
+        rule=request.rule,
+        summary=request.summary,
+        action_type="purchase_order.v1",
+        proposed_action=dict(request.proposed_action),
+        required_role="finance-director",
+        expires_at=request.expires_at,
+        state=ReviewState.PENDING,
+        requested_at=requested.occurred_at,
+        attempt=1,
+        principal=requested.principal,
+        request_event_id=requested.event_id,
+    )
 
     done = WorkflowCompleted(workflow="procurement", outcome=Outcome.FAILED, error="timeout")
     await _send(broker, WORKFLOW_COMPLETED, _event(done, workflow_id))

@@ -19,6 +19,7 @@ from pactmesh_contracts.events import (
     WorkflowProgress,
 )
 from pactmesh_orchestrator.domain.engine import Engine, UnknownWorkflowRun, call_id_for
+from pactmesh_orchestrator.domain.policy import GatePolicy
 from pactmesh_orchestrator.domain.registry import discover
 
 
@@ -54,7 +55,9 @@ def publisher() -> FakePublisher:
 def engine(publisher: FakePublisher) -> Engine:
     saver = InMemorySaver()
     return Engine(
-        graphs={n: d.build().compile(checkpointer=saver) for n, d in discover().items()},
+        graphs={
+            n: d.build(GatePolicy.load()).compile(checkpointer=saver) for n, d in discover().items()
+        },
         checkpointer=saver,
         publisher=publisher,
         outbox=FakeOutbox(),
@@ -167,7 +170,11 @@ async def test_tool_result_completes_the_workflow(engine: Engine, publisher: Fak
     assert isinstance(done, WorkflowCompleted)
     assert done.outcome is Outcome.SUCCEEDED
     assert done.workflow == "support-triage"
-    assert done.output == {"answer": "Open Settings", "article_id": "kb-001", "score": 0.5}
+    assert done.output == {
+        "answer": "Open Settings",
+        "source": "knowledge_base",
+        "article_id": "kb-001",
+    }
     assert done.error is None
     assert done.metadata == {"ticket": "T-1"}
     assert done.steps == 1
@@ -258,15 +265,26 @@ async def test_unregistered_workflow_fails_at_once(
             "procurement",
             {"amount": 30000.0},
             "procurement.check_policy",
-            {"amount": 30000.0, "text": "How do I reset my password?"},
+            {
+                "vendor": "unspecified vendor",
+                "amount": 30000.0,
+                "currency": "USD",
+                "items": [
+                    {
+                        "description": "items as described in the request",
+                        "quantity": 1,
+                        "unit_price": 30000.0,
+                    }
+                ],
+                "text": "How do I reset my password?",
+            },
         ),
         (
             "supply-chain-reroute",
             {"shipment_id": "SH-77"},
             "carriers.quote",
-            {"shipment_id": "SH-77"},
+            {"carrier": "northwind", "shipment_id": "SH-77"},
         ),
-        ("supply-chain-reroute", {}, "carriers.quote", {"shipment_id": "unknown"}),
         ("refund", {"order_id": "4411"}, "crm.get_order", {"order_id": "4411"}),
     ],
 )
@@ -282,20 +300,23 @@ async def test_each_workflow_asks_for_its_tool(
     assert (call.tool, call.arguments) == (tool, arguments)
 
 
-async def test_reroute_picks_the_cheapest_quote(engine: Engine, publisher: FakePublisher) -> None:
-    routed = _routed("supply-chain-reroute", shipment_id="SH-77")
+async def test_reroute_books_the_cheapest_quote(engine: Engine, publisher: FakePublisher) -> None:
+    routed = _routed("supply-chain-reroute", shipment_id="SH-77", baseline_cost=900.0)
     call = await _started(engine, publisher, routed)
-    quotes = [
-        {"carrier": "a", "cost": 900.0, "days": 3},
-        {"carrier": "b", "cost": 850.0, "days": 6},
-        {"carrier": "c", "cost": 850.0, "days": 4},
-    ]
+    quotes = {
+        "northwind": {"carrier": "northwind", "quote_id": "q-n", "cost": 900.0, "days": 3},
+        "oceanic": {"carrier": "oceanic", "quote_id": "q-o", "cost": 850.0, "days": 6},
+    }
 
-    await engine.resume(_completed(routed, call, {"shipment_id": "SH-77", "quotes": quotes}))
+    for carrier in ("northwind", "oceanic"):
+        assert call.arguments == {"carrier": carrier, "shipment_id": "SH-77"}
+        await engine.resume(_completed(routed, call, quotes[carrier]))
+        call = next(e.payload for e in publisher.take() if isinstance(e.payload, ToolCallRequested))
 
-    done = publisher.take()[0].payload
-    assert isinstance(done, WorkflowCompleted)
-    assert done.output["chosen"] == {"carrier": "c", "cost": 850.0, "days": 4}
+    assert (call.tool, call.arguments) == (
+        "carriers.book",
+        {"carrier": "oceanic", "shipment_id": "SH-77", "quote_id": "q-o", "cost": 850.0},
+    )
 
 
 def test_call_ids_are_stable_per_run_and_step() -> None:
@@ -309,7 +330,8 @@ async def test_another_instance_resumes_from_the_checkpoint(publisher: FakePubli
     saver, outbox = InMemorySaver(), FakeOutbox()
 
     def instance() -> Engine:
-        graphs = {n: d.build().compile(checkpointer=saver) for n, d in discover().items()}
+        policy = GatePolicy.load()
+        graphs = {n: d.build(policy).compile(checkpointer=saver) for n, d in discover().items()}
         return Engine(
             graphs=graphs, checkpointer=saver, publisher=publisher, outbox=outbox, tool_timeout_s=30
         )

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from langgraph.graph import START
 from pactmesh_contracts.topics import WORKFLOWS
+from pactmesh_orchestrator.domain.policy import GatePolicy
 from pactmesh_orchestrator.domain.registry import WorkflowDefinition, discover
+from pydantic import BaseModel
 
 
 def test_discovers_exactly_the_four_workflows() -> None:
@@ -17,9 +20,23 @@ def test_discovers_exactly_the_four_workflows() -> None:
 
 
 def test_every_workflow_builds_a_graph_that_compiles() -> None:
+    policy = GatePolicy.load()
     for name, definition in discover().items():
-        graph = definition.build().compile()
-        assert {"finish", "failed"} <= set(graph.nodes), name
+        builder = definition.build(policy)
+        builder.compile()
+        # the input contract is checked before anything else runs
+        assert (START, "validate_input") in builder.edges, name
+        assert issubclass(definition.input_model, BaseModel), name
+        assert issubclass(definition.output_model, BaseModel), name
+
+
+def test_every_gate_of_the_default_policy_guards_a_step_of_its_workflow() -> None:
+    """A gate naming a step that does not exist would never fire: a silent hole."""
+    policy, workflows = GatePolicy.load(), discover()
+    for gate in policy.gates:
+        assert gate.workflow in workflows, gate.rule
+        nodes = workflows[gate.workflow].build(policy).compile().nodes
+        assert gate.step in nodes, gate.rule
 
 
 def _package(root: Path, name: str, modules: dict[str, str]) -> None:
@@ -28,7 +45,9 @@ def _package(root: Path, name: str, modules: dict[str, str]) -> None:
     for module, workflow in modules.items():
         (root / name / f"{module}.py").write_text(
             "from pactmesh_orchestrator.domain.registry import WorkflowDefinition\n"
-            f"WORKFLOW = WorkflowDefinition(name={workflow!r}, description='', build=list)\n"
+            "from pydantic import BaseModel\n"
+            f"WORKFLOW = WorkflowDefinition(name={workflow!r}, description='',"
+            " input_model=BaseModel, output_model=BaseModel, build=list)\n"
             if workflow
             else "HELPER = 1\n"
         )

@@ -179,10 +179,14 @@ class ReviewRequested(Payload):
     rule: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     """The policy rule that fired, for example ``procurement.amount_over_threshold``."""
     summary: Annotated[str, StringConstraints(max_length=4_000)]
+    action_type: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*\.v[0-9]+$")]
+    """The contract of ``proposed_action`` (``pactmesh_contracts.actions``); edits must validate."""
     proposed_action: dict[str, JsonValue]
     """The action the workflow will take if approved."""
     required_role: Role
     expires_at: AwareDatetime
+    attempt: NonNegativeInt = 0
+    """0 for the first request at this gate, 1 after an escalation."""
 
 
 class ReviewDecision(StrEnum):
@@ -264,6 +268,11 @@ class AuditRecorded(Payload):
 # -- dead letters ---------------------------------------------------------------------
 
 
+DeadLetterCode = Literal["undecodable", "invalid", "unknown_type", "refused"]
+"""Why a message was refused: not JSON, against its contract, a type this topic does
+not carry, or refused by its handler (unknown run, or failing on every attempt)."""
+
+
 class DeadLetter(BaseModel):
     """A message a consumer could not accept, kept whole with the reason.
 
@@ -286,7 +295,7 @@ class DeadLetter(BaseModel):
     original_value_b64: str
     """The original value bytes, base64-encoded: exactly what was received."""
     original_headers: dict[str, str] = Field(default_factory=dict)
-    error_code: Literal["undecodable", "invalid", "unknown_type", "refused"]
+    error_code: DeadLetterCode
     error: str
     """Human-readable reason, for example pydantic's validation errors."""
     errors: list[dict[str, JsonValue]] = Field(default_factory=list)

@@ -2,53 +2,72 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from datetime import UTC, datetime
 
-from fastapi import APIRouter, FastAPI, Query
-from pactmesh_kit.broker import make_broker
+from fastapi import FastAPI
+from pactmesh_contracts.topics import REVIEWS_DECIDED
+from pactmesh_kit.broker import EventPublisher, make_broker
 from pactmesh_kit.service import create_service_app
 from pactmesh_kit.telemetry import setup_telemetry
 
-from pactmesh_hitl import handlers
+from pactmesh_hitl import api, handlers
 from pactmesh_hitl.adapters.sqlite_store import open_store
-from pactmesh_hitl.domain.reviews import Review
+from pactmesh_hitl.domain.decisions import expire_due
 from pactmesh_hitl.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the hitl service: the review queue and its API."""
+    """Build the hitl service: the review queue, the reviewer API, the expiry sweeper."""
     settings = settings or Settings()
     tracer_provider = setup_telemetry(settings)
     broker = make_broker(settings, tracer_provider=tracer_provider)
-    runtime = handlers.Runtime(settings=settings)
+    runtime = handlers.Runtime(
+        settings=settings, publisher=EventPublisher(broker, settings, produces=[REVIEWS_DECIDED])
+    )
     handlers.register(broker, runtime)
 
-    api = APIRouter(prefix="/v1/reviews", tags=["reviews"])
-
-    @api.get("")
-    async def list_pending(
-        tenant: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
-    ) -> list[Review]:
-        """Pending reviews, oldest first."""
-        return await runtime.require_store().pending(tenant=tenant, limit=limit, offset=offset)
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(settings.expiry_check_s)
+            try:
+                expired = await expire_due(
+                    store=runtime.require_store(),
+                    publisher=runtime.publisher,
+                    now=datetime.now(UTC),
+                )
+                if expired:
+                    logger.info("expired %d review(s)", expired)
+            except Exception:
+                logger.exception("expiry sweep failed; retrying next round")
 
     @asynccontextmanager
     async def resources(app: FastAPI) -> AsyncIterator[None]:
         async with open_store(settings.data_dir / "hitl.sqlite3") as store:
             runtime.store = store
-            yield
-            runtime.store = None
+            sweeper = asyncio.create_task(sweep(), name="review-expiry")
+            try:
+                yield
+            finally:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+                runtime.store = None
 
-    return create_service_app(
+    app = create_service_app(
         settings=settings,
         broker=broker,
         tracer_provider=tracer_provider,
         title="pactmesh hitl",
-        description="Stores reviews and serves the reviewer API.",
+        description="Stores reviews, serves the reviewer API and expires overdue reviews.",
         resources=resources,
-        routers=(api,),
+        routers=(api.router,),
     )
+    app.state.runtime = runtime
+    return app

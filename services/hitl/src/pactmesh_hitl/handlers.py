@@ -9,7 +9,7 @@ from faststream.kafka import KafkaBroker
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import ReviewRequested, WorkflowCompleted
 from pactmesh_contracts.topics import REVIEWS_REQUESTED, WORKFLOW_COMPLETED
-from pactmesh_kit.broker import subscriber
+from pactmesh_kit.broker import EventPublisher, subscriber
 
 from pactmesh_hitl.domain.reviews import Review, ReviewState, ReviewStore
 from pactmesh_hitl.settings import Settings
@@ -22,6 +22,7 @@ class Runtime:
     """Filled in by the app's lifespan."""
 
     settings: Settings
+    publisher: EventPublisher
     store: ReviewStore | None = None
 
     def require_store(self) -> ReviewStore:
@@ -37,7 +38,7 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
 
     @subscriber(broker, REVIEWS_REQUESTED, settings)
     async def on_review_requested(event: Envelope[ReviewRequested]) -> None:
-        """Queue a review for reviewers."""
+        """Queue a review for reviewers (a redelivered request is stored once)."""
         request = event.payload
         await runtime.require_store().add(
             Review(
@@ -47,11 +48,15 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
                 tenant=event.tenant,
                 rule=request.rule,
                 summary=request.summary,
+                action_type=request.action_type,
                 proposed_action=dict(request.proposed_action),
                 required_role=request.required_role,
                 expires_at=request.expires_at,
                 state=ReviewState.PENDING,
                 requested_at=event.occurred_at,
+                attempt=request.attempt,
+                principal=event.principal,
+                request_event_id=event.event_id,
             )
         )
 

@@ -12,3 +12,5 @@ class Settings(KitSettings):
 
     service_name: str = "hitl"
     port: int = Field(8004, ge=1, le=65535)
+    expiry_check_s: float = Field(5.0, gt=0, le=3600)
+    """How often overdue reviews are looked for."""

@@ -30,7 +30,7 @@ from faststream.middlewares import AckPolicy
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from pactmesh_contracts.envelope import Envelope
-from pactmesh_contracts.events import DeadLetter
+from pactmesh_contracts.events import DeadLetter, DeadLetterCode
 from pactmesh_contracts.topics import DEAD_LETTERS, Topic, topic_for
 from pydantic import BaseModel, ValidationError
 
@@ -100,7 +100,7 @@ def dead_letter_for(
     *,
     settings: KitSettings,
     group: str | None,
-    error_code: str,
+    error_code: DeadLetterCode,
     error: str,
     errors: list[dict[str, Any]] | None = None,
 ) -> DeadLetter:
@@ -158,7 +158,7 @@ def contract_decoder(
     return decode
 
 
-def _error_code(exc: ValidationError) -> str:
+def _error_code(exc: ValidationError) -> DeadLetterCode:
     """``undecodable`` (not JSON), ``unknown_type`` (a type tag this topic does not
     carry) or ``invalid`` (anything else the contract refuses)."""
     errors = exc.errors()

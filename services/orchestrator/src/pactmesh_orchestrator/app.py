@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from pactmesh_contracts.topics import TOOL_CALLS, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS
+from pactmesh_contracts.topics import (
+    REVIEWS_REQUESTED,
+    TOOL_CALLS,
+    WORKFLOW_COMPLETED,
+    WORKFLOW_PROGRESS,
+)
 from pactmesh_kit.broker import EventPublisher, make_broker
 from pactmesh_kit.service import create_service_app
 from pactmesh_kit.telemetry import setup_telemetry
 
 from pactmesh_orchestrator import api, handlers
-from pactmesh_orchestrator.adapters.outbox import open_outbox
+from pactmesh_orchestrator.adapters.persistence import open_persistence
 from pactmesh_orchestrator.domain.engine import Engine
+from pactmesh_orchestrator.domain.policy import GatePolicy
 from pactmesh_orchestrator.domain.registry import discover
 from pactmesh_orchestrator.runtime import Runtime
 from pactmesh_orchestrator.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -26,29 +34,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     tracer_provider = setup_telemetry(settings)
     broker = make_broker(settings, tracer_provider=tracer_provider)
     publisher = EventPublisher(
-        broker, settings, produces=[TOOL_CALLS, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS]
+        broker,
+        settings,
+        produces=[TOOL_CALLS, REVIEWS_REQUESTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS],
     )
     runtime = Runtime(settings=settings, publisher=publisher)
     handlers.register(broker, runtime)
     definitions = discover()
+    policy = GatePolicy.load(settings.gate_policy)
 
     @asynccontextmanager
     async def resources(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        checkpoints = str(settings.data_dir / "orchestrator-checkpoints.sqlite3")
-        async with (
-            AsyncSqliteSaver.from_conn_string(checkpoints) as checkpointer,
-            open_outbox(settings.data_dir / "orchestrator-outbox.sqlite3") as outbox,
-        ):
+        async with open_persistence(settings) as store:
+            graphs = {
+                n: d.build(policy).compile(checkpointer=store.checkpointer)
+                for n, d in definitions.items()
+            }
             runtime.engine = Engine(
-                graphs={
-                    n: d.build().compile(checkpointer=checkpointer) for n, d in definitions.items()
-                },
-                checkpointer=checkpointer,
+                graphs=graphs,
+                checkpointer=store.checkpointer,
                 publisher=publisher,
-                outbox=outbox,
+                outbox=store.outbox,
                 tool_timeout_s=settings.tool_timeout_s,
             )
+            logger.info("workflow state in %s; workflows: %s", store.kind, ", ".join(graphs))
             yield
             runtime.engine = None
 

@@ -1,7 +1,9 @@
 """Orchestrator settings."""
 
+from pathlib import Path
+
 from pactmesh_kit.settings import KitSettings
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 
@@ -16,3 +18,14 @@ class Settings(KitSettings):
     port: int = Field(8002, ge=1, le=65535)
     tool_timeout_s: float = Field(30.0, gt=0, le=600)
     """Deadline handed to the tools service with each call."""
+    postgres_url: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "PACTMESH_POSTGRES_URL", "PACTMESH_ORCHESTRATOR_POSTGRES_URL"
+        ),
+    )
+    """When set, checkpoints and outbox marks live in Postgres (several instances share
+    them); otherwise in SQLite files under the data dir (one instance)."""
+    postgres_pool_size: int = Field(10, ge=1, le=200)
+    gate_policy: Path | None = None
+    """The approval-gate policy file (TOML); the packaged default when unset."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from fastapi import APIRouter, FastAPI
 from pactmesh_contracts.topics import TOOL_RESULTS
 from pactmesh_kit.broker import EventPublisher, make_broker
@@ -11,21 +14,58 @@ from pactmesh_kit.service import create_service_app
 from pactmesh_kit.telemetry import setup_telemetry
 
 from pactmesh_tools import handlers
-from pactmesh_tools.adapters.sandbox import sandbox_tools
+from pactmesh_tools.adapters.http import HttpBackends
+from pactmesh_tools.adapters.sandbox import BACKENDS, sandbox_tools
 from pactmesh_tools.domain.registry import ToolRegistry
+from pactmesh_tools.domain.resilience import Backends
 from pactmesh_tools.settings import Settings
 
 
-def create_app(settings: Settings | None = None, registry: ToolRegistry | None = None) -> FastAPI:
-    """Build the tools service over ``registry`` (the sandbox tools by default)."""
+def create_app(
+    settings: Settings | None = None, *, sandbox_transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """Build the tools service over the sandbox at ``settings.sandbox_url``
+    (``sandbox_transport`` replaces the network, for tests)."""
     settings = settings or Settings()
-    registry = registry or ToolRegistry(sandbox_tools())
     tracer_provider = setup_telemetry(settings)
+    guards = Backends(settings.backend_limits)
+    http = HttpBackends(
+        base_url=settings.sandbox_url,
+        guards=guards,
+        names=BACKENDS,
+        transport=sandbox_transport,
+        tracer_provider=tracer_provider,
+    )
+    registry = ToolRegistry(
+        sandbox_tools(http),
+        policy=settings.tool_policy,
+        tracer=tracer_provider.get_tracer(__name__),
+    )
     broker = make_broker(settings, tracer_provider=tracer_provider)
     handlers.register(
         broker, settings, EventPublisher(broker, settings, produces=[TOOL_RESULTS]), registry
     )
 
+    @asynccontextmanager
+    async def clients(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await http.aclose()
+
+    return create_service_app(
+        settings=settings,
+        broker=broker,
+        tracer_provider=tracer_provider,
+        title="pactmesh tools",
+        description="Runs tool calls requested over Kafka against the sandbox backends.",
+        resources=clients,
+        routers=(tools_router(registry, guards),),
+    )
+
+
+def tools_router(registry: ToolRegistry, guards: Backends) -> APIRouter:
+    """``GET /v1/tools`` (the registry) and ``GET /v1/tools/backends`` (their breakers)."""
     api = APIRouter(prefix="/v1/tools", tags=["tools"])
 
     @api.get("")
@@ -33,11 +73,9 @@ def create_app(settings: Settings | None = None, registry: ToolRegistry | None =
         """Every tool with the JSON Schemas of its arguments and result."""
         return registry.describe()
 
-    return create_service_app(
-        settings=settings,
-        broker=broker,
-        tracer_provider=tracer_provider,
-        title="pactmesh tools",
-        description="Runs tool calls requested over Kafka.",
-        routers=(api,),
-    )
+    @api.get("/backends")
+    async def list_backends() -> list[dict[str, Any]]:
+        """Every backend's circuit breaker state and concurrency slots in use."""
+        return guards.describe()
+
+    return api

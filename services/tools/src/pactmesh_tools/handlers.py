@@ -6,7 +6,7 @@ import logging
 
 from faststream.kafka import KafkaBroker
 from pactmesh_contracts.envelope import Envelope
-from pactmesh_contracts.events import ToolCallCompleted, ToolCallFailed, ToolCallRequested
+from pactmesh_contracts.events import ToolCallRequested
 from pactmesh_contracts.topics import TOOL_CALLS
 from pactmesh_kit.broker import EventPublisher, subscriber
 
@@ -23,28 +23,16 @@ def register(
 
     @subscriber(broker, TOOL_CALLS, settings)
     async def on_tool_call(event: Envelope[ToolCallRequested]) -> None:
-        """Run the requested tool and publish how it went."""
+        """Run the requested tool and publish how it went (always: it never raises)."""
         call = event.payload
         outcome = await registry.invoke(
-            tool=call.tool, arguments=dict(call.arguments), timeout_s=call.timeout_s
+            tool=call.tool,
+            arguments=dict(call.arguments),
+            idempotency_key=call.idempotency_key,
+            timeout_s=call.timeout_s,
         )
-        if outcome.ok:
-            answer: ToolCallCompleted | ToolCallFailed = ToolCallCompleted(
-                call_id=call.call_id,
-                tool=call.tool,
-                result=outcome.result,
-                attempts=outcome.attempts,
-                duration_ms=outcome.duration_ms,
-            )
-        else:
-            assert outcome.error_code is not None
-            answer = ToolCallFailed(
-                call_id=call.call_id,
-                tool=call.tool,
-                error_code=outcome.error_code,
-                message=outcome.message[:4000],
-                retryable=outcome.retryable,
-                attempts=outcome.attempts,
-            )
+        if not outcome.ok:
             logger.warning("%s failed: %s %s", call.tool, outcome.error_code, outcome.message[:200])
-        await publisher.publish(event.follow(answer))
+        await publisher.publish(
+            event.follow(outcome.to_event(call_id=call.call_id, tool=call.tool))
+        )

@@ -1,8 +1,37 @@
-"""Tools settings."""
+"""Tools settings: where the sandbox is, and how calls to it are attempted and guarded."""
+
+from __future__ import annotations
+
+from typing import Any
 
 from pactmesh_kit.settings import KitSettings
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
+
+from pactmesh_tools.domain.registry import ToolPolicy
+from pactmesh_tools.domain.resilience import BackendLimits
+
+
+class ToolPolicyOverride(BaseModel):
+    """One tool's departures from the default policy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempt_timeout_s: float | None = Field(None, gt=0, le=600)
+    max_attempts: int | None = Field(None, ge=1, le=20)
+    backoff_initial_s: float | None = Field(None, ge=0, le=60)
+    backoff_max_s: float | None = Field(None, ge=0, le=600)
+    backoff_jitter_s: float | None = Field(None, ge=0, le=60)
+
+
+class BackendLimitsOverride(BaseModel):
+    """One backend's departures from the default limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    concurrency: int | None = Field(None, ge=1, le=10_000)
+    breaker_threshold: int | None = Field(None, ge=1, le=1_000)
+    breaker_cooldown_s: float | None = Field(None, gt=0, le=3_600)
 
 
 class Settings(KitSettings):
@@ -12,3 +41,38 @@ class Settings(KitSettings):
 
     service_name: str = "tools"
     port: int = Field(8003, ge=1, le=65535)
+    sandbox_url: str = "http://127.0.0.1:8010"
+    """Base URL of the sandbox backends (``python -m pactmesh_sandbox``)."""
+
+    attempt_timeout_s: float = Field(5.0, gt=0, le=600)
+    """Bound on one backend request; a call's overall deadline is its ``timeout_s``."""
+    max_attempts: int = Field(4, ge=1, le=20)
+    """Attempts per call, first one included, on 5xx, timeouts and lost connections."""
+    backoff_initial_s: float = Field(0.1, ge=0, le=60)
+    backoff_max_s: float = Field(2.0, ge=0, le=600)
+    backoff_jitter_s: float = Field(0.1, ge=0, le=60)
+    tool_overrides: dict[str, ToolPolicyOverride] = Field(default_factory=dict)
+    """Per tool, as JSON: ``{"erp.create_purchase_order": {"attempt_timeout_s": 15}}``."""
+
+    concurrency: int = Field(16, ge=1, le=10_000)
+    """Requests in flight per backend."""
+    breaker_threshold: int = Field(5, ge=1, le=1_000)
+    """Consecutive failures that open a backend's circuit breaker."""
+    breaker_cooldown_s: float = Field(10.0, gt=0, le=3_600)
+    """How long an open breaker fails fast before letting a trial call through."""
+    backend_overrides: dict[str, BackendLimitsOverride] = Field(default_factory=dict)
+    """Per backend, as JSON: ``{"carriers.oceanic": {"concurrency": 2}}``."""
+
+    def tool_policy(self, tool: str) -> ToolPolicy:
+        """The policy for ``tool``: the defaults above, then its override."""
+        return ToolPolicy(**self._merged(ToolPolicyOverride, self.tool_overrides.get(tool)))
+
+    def backend_limits(self, backend: str) -> BackendLimits:
+        """The limits for ``backend``: the defaults above, then its override."""
+        return BackendLimits(
+            **self._merged(BackendLimitsOverride, self.backend_overrides.get(backend))
+        )
+
+    def _merged(self, shape: type[BaseModel], override: BaseModel | None) -> dict[str, Any]:
+        defaults = {name: getattr(self, name) for name in shape.model_fields}
+        return defaults | (override.model_dump(exclude_none=True) if override else {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 from typing import Any, Protocol, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -16,6 +17,8 @@ from pactmesh_contracts.events import (
     Outcome,
     RequestRouted,
     RequestStatus,
+    ReviewDecided,
+    ReviewRequested,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
@@ -23,12 +26,19 @@ from pactmesh_contracts.events import (
     WorkflowProgress,
 )
 
-from pactmesh_orchestrator.domain.state import ToolAnswer, ToolRequest, WorkflowState
+from pactmesh_orchestrator.domain.state import (
+    ReviewAnswer,
+    ReviewRequest,
+    ToolAnswer,
+    ToolRequest,
+    WorkflowState,
+)
 
 logger = logging.getLogger(__name__)
 
 SERVICE = "orchestrator"
 _CALL_NAMESPACE = uuid.UUID("5b0f3c4e-8e1a-4f7e-9a59-4f1b0c1d2e3f")
+_REVIEW_NAMESPACE = uuid.UUID("0e8b2f5a-3c1d-4e6f-8a9b-7c6d5e4f3a2b")
 
 
 class Publisher(Protocol):
@@ -60,6 +70,31 @@ class UnknownWorkflowRun(LookupError):
 def call_id_for(workflow_id: uuid.UUID, step: str) -> uuid.UUID:
     """The same call id for the same step of the same run, however often it is asked."""
     return uuid.uuid5(_CALL_NAMESPACE, f"{workflow_id}:{step}")
+
+
+def review_id_for(workflow_id: uuid.UUID, step: str, attempt: int) -> uuid.UUID:
+    """The same review id for the same gate and attempt of the same run."""
+    return uuid.uuid5(_REVIEW_NAMESPACE, f"{workflow_id}:{step}:{attempt}")
+
+
+def _pause_id(workflow_id: uuid.UUID, value: dict[str, Any]) -> uuid.UUID:
+    """The id an answer to this pause carries: a call id or a review id."""
+    if value.get("kind") == "review":
+        review = ReviewRequest.model_validate(value)
+        return review_id_for(workflow_id, review.step, review.attempt)
+    return call_id_for(workflow_id, ToolRequest.model_validate(value).step)
+
+
+def _marker(snapshot: StateSnapshot) -> str:
+    """What was published for: the checkpoint and the pauses pending at it.
+
+    A node that pauses twice (a gate escalating after an expiry) stays on the same
+    checkpoint with a new pending interrupt, so the checkpoint id alone would wrongly
+    say its new request was already published.
+    """
+    checkpoint_id = str(snapshot.config["configurable"]["checkpoint_id"])
+    pending = ",".join(sorted(i.id for i in snapshot.interrupts))
+    return f"{checkpoint_id}|{pending}" if pending else checkpoint_id
 
 
 def _config(workflow_id: uuid.UUID) -> RunnableConfig:
@@ -119,6 +154,8 @@ class Engine:
                 "metadata": dict(routed.metadata),
                 "tool_results": {},
                 "steps": 0,
+                "confidence": routed.confidence,
+                "history": [],
             }
             await graph.ainvoke(initial, config, durability="sync")
             snapshot = await graph.aget_state(config)
@@ -126,22 +163,36 @@ class Engine:
 
     async def resume(self, event: Envelope[ToolCallCompleted | ToolCallFailed]) -> None:
         """Resume the run waiting for this tool result; a duplicate changes nothing."""
+        await self._resume(event, event.payload.call_id, _tool_answer(event).model_dump())
+
+    async def decide(self, event: Envelope[ReviewDecided]) -> None:
+        """Resume the gate waiting for this review; a duplicate changes nothing."""
+        decided = event.payload
+        answer = ReviewAnswer(
+            decision=decided.decision.value,
+            edited_action=dict(decided.edited_action)
+            if decided.edited_action is not None
+            else None,
+            reviewer=decided.reviewer,
+            comment=decided.comment,
+        )
+        await self._resume(event, decided.review_id, answer.model_dump())
+
+    async def _resume(
+        self, event: Envelope[Any], pause_id: uuid.UUID, answer: dict[str, Any]
+    ) -> None:
         graph = await self._graph_of(event.workflow_id)
         config = _config(event.workflow_id)
         snapshot = await graph.aget_state(config)
         waiting = [
-            i
-            for i in snapshot.interrupts
-            if call_id_for(event.workflow_id, ToolRequest.model_validate(i.value).step)
-            == event.payload.call_id
+            i for i in snapshot.interrupts if _pause_id(event.workflow_id, i.value) == pause_id
         ]
         if waiting:
-            await graph.ainvoke(
-                Command(resume=_answer(event).model_dump()), config, durability="sync"
-            )
+            resume: Command[Any] = Command(resume={waiting[0].id: answer})
+            await graph.ainvoke(resume, config, durability="sync")
             snapshot = await graph.aget_state(config)
         else:
-            logger.info("ignoring duplicate result of call %s", event.payload.call_id)
+            logger.info("ignoring an answer to %s, which nothing waits for", pause_id)
         await self._emit(event, snapshot)
 
     async def state(self, workflow_id: uuid.UUID) -> StateSnapshot | None:
@@ -161,12 +212,12 @@ class Engine:
 
     async def _emit(self, cause: Envelope[Any], snapshot: StateSnapshot) -> None:
         thread_id = str(cause.workflow_id)
-        checkpoint_id = str(snapshot.config["configurable"]["checkpoint_id"])
-        if await self._outbox.published(thread_id, checkpoint_id):
+        marker = _marker(snapshot)
+        if await self._outbox.published(thread_id, marker):
             return
         for event in self._outgoing(cause, snapshot):
             await self._publisher.publish(event)
-        await self._outbox.mark(thread_id, checkpoint_id)
+        await self._outbox.mark(thread_id, marker)
 
     def _outgoing(self, cause: Envelope[Any], snapshot: StateSnapshot) -> list[Envelope[Any]]:
         values = cast(WorkflowState, snapshot.values)
@@ -174,28 +225,7 @@ class Engine:
         if snapshot.interrupts:
             events: list[Envelope[Any]] = []
             for pending in snapshot.interrupts:
-                request = ToolRequest.model_validate(pending.value)
-                events.append(
-                    cause.follow(
-                        ToolCallRequested(
-                            call_id=call_id_for(cause.workflow_id, request.step),
-                            tool=request.tool,
-                            arguments=request.arguments,
-                            idempotency_key=f"{cause.workflow_id}:{request.step}",
-                            timeout_s=self._tool_timeout_s,
-                        )
-                    )
-                )
-                events.append(
-                    cause.follow(
-                        WorkflowProgress(
-                            status=RequestStatus.WAITING_FOR_TOOL,
-                            service=SERVICE,
-                            workflow=workflow,
-                            detail=f"{request.step}: waiting for {request.tool}",
-                        )
-                    )
-                )
+                events += self._pause_events(cause, workflow, pending.value)
             return events
         if snapshot.next:
             return []  # mid-run without a pause cannot be seen with durability="sync"
@@ -219,6 +249,55 @@ class Engine:
                     service=SERVICE,
                     workflow=workflow,
                     detail=values.get("error") or outcome.value,
+                )
+            ),
+        ]
+
+    def _pause_events(
+        self, cause: Envelope[Any], workflow: str, value: dict[str, Any]
+    ) -> list[Envelope[Any]]:
+        if value.get("kind") == "review":
+            review = ReviewRequest.model_validate(value)
+            return [
+                cause.follow(
+                    ReviewRequested(
+                        review_id=review_id_for(cause.workflow_id, review.step, review.attempt),
+                        workflow=workflow,
+                        rule=review.rule,
+                        summary=review.summary,
+                        action_type=review.action_type,
+                        proposed_action=review.proposed_action,
+                        required_role=review.required_role,
+                        expires_at=datetime.fromisoformat(review.expires_at),
+                        attempt=review.attempt,
+                    )
+                ),
+                cause.follow(
+                    WorkflowProgress(
+                        status=RequestStatus.WAITING_FOR_REVIEW,
+                        service=SERVICE,
+                        workflow=workflow,
+                        detail=f"{review.step}: {review.rule}, for a {review.required_role}",
+                    )
+                ),
+            ]
+        request = ToolRequest.model_validate(value)
+        return [
+            cause.follow(
+                ToolCallRequested(
+                    call_id=call_id_for(cause.workflow_id, request.step),
+                    tool=request.tool,
+                    arguments=request.arguments,
+                    idempotency_key=f"{cause.workflow_id}:{request.idempotency_scope}",
+                    timeout_s=self._tool_timeout_s,
+                )
+            ),
+            cause.follow(
+                WorkflowProgress(
+                    status=RequestStatus.WAITING_FOR_TOOL,
+                    service=SERVICE,
+                    workflow=workflow,
+                    detail=f"{request.step}: waiting for {request.tool}",
                 )
             ),
         ]
@@ -248,8 +327,13 @@ class Engine:
         )
 
 
-def _answer(event: Envelope[ToolCallCompleted | ToolCallFailed]) -> ToolAnswer:
+def _tool_answer(event: Envelope[ToolCallCompleted | ToolCallFailed]) -> ToolAnswer:
     payload = event.payload
     if isinstance(payload, ToolCallCompleted):
         return ToolAnswer(ok=True, result=dict(payload.result))
-    return ToolAnswer(ok=False, error_code=payload.error_code.value, message=payload.message)
+    return ToolAnswer(
+        ok=False,
+        error_code=payload.error_code.value,
+        message=payload.message,
+        retryable=payload.retryable,
+    )

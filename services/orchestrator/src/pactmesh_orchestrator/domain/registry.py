@@ -9,17 +9,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from langgraph.graph import StateGraph
+from pydantic import BaseModel
 
+from pactmesh_orchestrator.domain.policy import GatePolicy
 from pactmesh_orchestrator.domain.state import WorkflowState
 
 
 @dataclass(frozen=True)
 class WorkflowDefinition:
-    """A workflow: its name and how to build its (uncompiled) graph."""
+    """A workflow: its contracts and how to build its (uncompiled) graph.
+
+    ``build`` receives the gate policy (the workflow's policy hooks read it), so tests
+    can pass their own policy; the checkpointer is given when the graph is compiled.
+    """
 
     name: str
     description: str
-    build: Callable[[], StateGraph[WorkflowState]]
+    input_model: type[BaseModel]
+    """What the workflow needs from routing's extracted fields; checked at start."""
+    output_model: type[BaseModel]
+    """What a successful run returns; checked before it is published."""
+    build: Callable[[GatePolicy], StateGraph[WorkflowState]]
 
 
 def discover(package: str = "pactmesh_orchestrator.workflows") -> dict[str, WorkflowDefinition]:

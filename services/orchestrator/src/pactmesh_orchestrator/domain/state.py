@@ -1,8 +1,10 @@
-"""The state every workflow graph carries, and the requests a graph pauses on."""
+"""The state every workflow graph carries, and what a graph pauses on."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+import operator
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict
 
@@ -14,12 +16,31 @@ class WorkflowState(TypedDict, total=False):
     text: str
     fields: dict[str, Any]
     metadata: dict[str, Any]
+    confidence: float
+    """Routing's confidence in this workflow."""
     tool_results: dict[str, Any]
-    """Step name to what the tool returned (or how it failed)."""
+    """Step name to what the tool returned (or how it failed); retries overwrite."""
+    proposed_action: dict[str, Any] | None
+    """The action a gate reviews and the final step executes."""
+    approval: dict[str, Any] | None
+    """How the last gate was passed: decision, rule, reviewer."""
     output: dict[str, Any]
     outcome: Literal["succeeded", "failed", "rejected"]
     error: str | None
     steps: int
+    history: Annotated[list[dict[str, Any]], operator.add]
+    """Every step, failure, recovery and decision, in order (appended, never rewritten)."""
+
+
+def entry(step: str, event: str, detail: str = "", **extra: Any) -> dict[str, Any]:
+    """One history entry."""
+    return {
+        "at": datetime.now(UTC).isoformat(),
+        "step": step,
+        "event": event,
+        "detail": detail,
+        **extra,
+    }
 
 
 class ToolRequest(BaseModel):
@@ -29,9 +50,11 @@ class ToolRequest(BaseModel):
 
     kind: Literal["tool"] = "tool"
     step: str
-    """The graph step asking; with the workflow id it makes the idempotency key."""
+    """The graph step asking; names the call (a retry is another step)."""
     tool: str
     arguments: dict[str, Any]
+    idempotency_scope: str
+    """With the workflow id, the idempotency key: a retry of a side effect reuses it."""
 
 
 class ToolAnswer(BaseModel):
@@ -43,3 +66,33 @@ class ToolAnswer(BaseModel):
     result: dict[str, Any] = {}
     error_code: str | None = None
     message: str = ""
+    retryable: bool = False
+
+
+class ReviewRequest(BaseModel):
+    """What a graph hands to ``interrupt()`` at an approval gate."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["review"] = "review"
+    step: str
+    attempt: int
+    """0 for the first request, 1 after an escalation."""
+    rule: str
+    summary: str
+    action_type: str
+    proposed_action: dict[str, Any]
+    required_role: str
+    expires_at: str
+    """ISO-8601; fixed when the gate first fires, so re-publishing repeats it."""
+
+
+class ReviewAnswer(BaseModel):
+    """What a paused gate is resumed with."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    decision: Literal["approve", "reject", "edit", "expire"]
+    edited_action: dict[str, Any] | None = None
+    reviewer: str
+    comment: str = ""

@@ -1,29 +1,123 @@
-"""support-triage: answer from the knowledge base."""
+"""support-triage: answer from the knowledge base, or hand over to a person."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pactmesh_orchestrator.domain.graphs import single_tool_graph
+from langgraph.graph import END, START, StateGraph
+from pactmesh_contracts.actions import TriageHandover
+from pydantic import BaseModel, ConfigDict
+
+from pactmesh_orchestrator.domain.graphs import (
+    add_tool_with_retry,
+    approval_gate,
+    approved,
+    tool_ok,
+    tool_result,
+    validate_input,
+)
+from pactmesh_orchestrator.domain.policy import GatePolicy
 from pactmesh_orchestrator.domain.registry import WorkflowDefinition
-from pactmesh_orchestrator.domain.state import WorkflowState
+from pactmesh_orchestrator.domain.state import WorkflowState, entry
+
+NAME = "support-triage"
+MIN_CONFIDENCE = 0.3
+"""Below this routing confidence, a person triages the request."""
+MIN_SCORE = 0.5
+"""Below this knowledge-base score, the best article is only a suggestion."""
 
 
-def _answer(state: WorkflowState, result: dict[str, Any]) -> dict[str, Any]:
-    hits = result.get("hits", [])
-    if not hits:
-        return {"answer": None, "handover": "human-triage", "reason": "no article matched"}
-    best = hits[0]
-    return {"answer": best["answer"], "article_id": best["id"], "score": best["score"]}
+class TriageInput(BaseModel):
+    """Support triage needs nothing beyond the request text."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class TriageOutput(BaseModel):
+    """The answer sent to the requester, and where it came from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    answer: str
+    source: str
+    """``knowledge_base`` or ``agent``."""
+    article_id: str | None = None
+
+
+async def _decide(state: WorkflowState) -> dict[str, Any]:
+    hits = tool_result(state, "search_kb").get("hits", []) if tool_ok(state, "search_kb") else []
+    best = hits[0] if hits else None
+    confidence = state.get("confidence", 1.0)
+    if best and best["score"] >= MIN_SCORE and confidence >= MIN_CONFIDENCE:
+        output = TriageOutput(answer=best["answer"], source="knowledge_base", article_id=best["id"])
+        return {
+            "outcome": "succeeded",
+            "output": output.model_dump(),
+            "error": None,
+            "history": [entry("decide", "answered", best["id"])],
+        }
+    if not tool_ok(state, "search_kb"):
+        reason = "knowledge base unavailable"
+    elif confidence < MIN_CONFIDENCE:
+        reason = f"routing confidence {confidence:.2f} below {MIN_CONFIDENCE}"
+    else:
+        reason = "no article answers it confidently"
+    handover = TriageHandover(
+        question=state["text"], reason=reason, suggested_answer=best["answer"] if best else None
+    )
+    return {
+        "proposed_action": handover.model_dump(mode="json"),
+        "history": [entry("decide", "handover", reason)],
+    }
+
+
+async def _agent_answer(state: WorkflowState) -> dict[str, Any]:
+    action = state.get("proposed_action") or {}
+    answer = action.get("suggested_answer")
+    if not answer:
+        return {"outcome": "rejected", "error": "the agent approved no answer", "output": {}}
+    output = TriageOutput(answer=answer, source="agent")
+    return {"outcome": "succeeded", "output": output.model_dump(), "error": None}
+
+
+def build(policy: GatePolicy) -> StateGraph[WorkflowState]:
+    """validate → search_kb (retry with a narrower query) → answer | human triage."""
+    graph: StateGraph[WorkflowState] = StateGraph(WorkflowState)
+    check, after_check = validate_input(TriageInput, on_valid="search_kb", on_invalid=END)
+    graph.add_node("validate_input", check)
+    graph.add_edge(START, "validate_input")
+    graph.add_conditional_edges("validate_input", after_check, ["search_kb", END])
+    add_tool_with_retry(
+        graph,
+        "search_kb",
+        "kb.search",
+        lambda s: {"query": s["text"], "limit": 3},
+        retry_arguments=lambda s: {"query": s["text"][:200], "limit": 1},
+        on_success="decide",
+        on_failure="decide",
+    )
+    graph.add_node("decide", _decide)
+    graph.add_node(
+        "human_triage",
+        approval_gate(
+            workflow=NAME, step="human_triage", policy=policy, action_type="triage_handover.v1"
+        ),
+    )
+    graph.add_node("agent_answer", _agent_answer)
+    graph.add_conditional_edges(
+        "decide", lambda s: END if s.get("outcome") else "human_triage", ["human_triage", END]
+    )
+    graph.add_conditional_edges(
+        "human_triage", lambda s: "agent_answer" if approved(s) else END, ["agent_answer", END]
+    )
+    graph.add_edge("agent_answer", END)
+    return graph
 
 
 WORKFLOW = WorkflowDefinition(
-    name="support-triage",
-    description="Answer a support question from the knowledge base.",
-    build=lambda: single_tool_graph(
-        step="search_kb",
-        tool="kb.search",
-        arguments=lambda s: {"query": s["text"], "limit": 3},
-        finish=_answer,
-    ),
+    name=NAME,
+    description="Answer from the knowledge base, or hand over to a support agent.",
+    input_model=TriageInput,
+    output_model=TriageOutput,
+    build=build,
 )

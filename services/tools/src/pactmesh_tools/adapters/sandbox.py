@@ -1,205 +1,257 @@
-"""In-process sandbox backends: a small knowledge base, CRM, procurement policy and
-carrier quotes. Data is fixed and small so results are predictable in tests; the real
-HTTP backends replace these behind the same tool contracts."""
+"""The sandbox's tools: typed contracts, each run as HTTP requests to a sandbox backend
+(``python -m pactmesh_sandbox``). Backend names match the sandbox's fault switches."""
 
 from __future__ import annotations
 
-import hashlib
-import re
-from typing import Annotated
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pactmesh_contracts.events import ToolErrorCode
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from pactmesh_tools.domain.registry import Tool, ToolError
+from pactmesh_tools.adapters.http import HttpBackends
+from pactmesh_tools.domain.errors import ToolError
+from pactmesh_tools.domain.registry import Tool
+from pactmesh_tools.domain.resilience import CallContext
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# -- knowledge base -------------------------------------------------------------------
-
-ARTICLES: tuple[tuple[str, str, str], ...] = (
-    (
-        "kb-001",
-        "Reset your password",
-        "Open Settings > Security, choose 'Reset password' and follow the link we e-mail you.",
-    ),
-    (
-        "kb-002",
-        "Track an order",
-        "Your order's tracking link is in the shipping confirmation; status updates every 4 hours.",
-    ),
-    (
-        "kb-003",
-        "Cancel a subscription or membership plan",
-        "Go to Billing > Plan and choose 'Cancel plan'; access continues to the end of the period.",
-    ),
-    (
-        "kb-004",
-        "Refunds for damaged or defective items",
-        "Report the damage within 30 days; we refund to the original payment method in 5 days.",
-    ),
-    (
-        "kb-005",
-        "Change the delivery address",
-        "Addresses can be changed until the order ships, from Orders > Details.",
-    ),
-    (
-        "kb-006",
-        "Update billing details",
-        "Billing > Payment methods lets you add a card and make it the default.",
-    ),
+Carrier = Literal["northwind", "oceanic", "rapidfreight"]
+CARRIERS: tuple[str, ...] = get_args(Carrier)
+BACKENDS: tuple[str, ...] = (
+    "kb",
+    "crm",
+    "procurement",
+    "erp",
+    *(f"carriers.{carrier}" for carrier in CARRIERS),
+    "payments",
 )
+"""Every backend the tools call; each carrier is one, with its own breaker and limit."""
 
-_WORD = re.compile(r"[a-z0-9]+")
-_STOP = frozenset(
-    {"a", "an", "and", "the", "to", "my", "i", "me", "is", "of", "for", "in", "on", "it"}
-    | {"how", "do", "can", "please", "what", "where"}
-)
-
-
-def _terms(text: str) -> set[str]:
-    return {w.rstrip("s") for w in _WORD.findall(text.lower()) if w not in _STOP}
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Amount = Annotated[float, Field(gt=0, le=1_000_000_000)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+ShipmentId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+OrderId = Annotated[str, StringConstraints(pattern=r"^\d{3,12}$")]
 
 
-class KbSearchArgs(_Strict):
+class _Args(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True
+    )
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+# -- contracts ------------------------------------------------------------------------
+
+
+class KbSearchArgs(_Args):
     query: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
     limit: int = Field(3, ge=1, le=10)
 
 
-class KbHit(_Strict):
+class KbHit(_Result):
     id: str
     title: str
     answer: str
     score: float
+    """Share of the query's terms the article contains, 0 to 1."""
 
 
-class KbSearchResult(_Strict):
+class KbSearchResult(_Result):
     hits: list[KbHit]
 
 
-async def kb_search(args: KbSearchArgs) -> KbSearchResult:
-    """Rank articles by the share of query terms they contain (title and body)."""
-    query = _terms(args.query)
-    hits = []
-    for article_id, title, body in ARTICLES:
-        overlap = len(query & _terms(f"{title} {body}"))
-        if overlap:
-            hits.append(
-                KbHit(
-                    id=article_id,
-                    title=title,
-                    answer=body,
-                    score=round(overlap / max(len(query), 1), 3),
-                )
-            )
-    hits.sort(key=lambda h: h.score, reverse=True)
-    return KbSearchResult(hits=hits[: args.limit])
+class GetOrderArgs(_Args):
+    order_id: OrderId
 
 
-# -- CRM ------------------------------------------------------------------------------
-
-ORDERS: dict[str, dict[str, object]] = {
-    "4411": {"status": "shipped", "total": 129.0, "items": ["wireless headphones"]},
-    "1001": {"status": "delivered", "total": 59.5, "items": ["phone case", "charger"]},
-    "2002": {"status": "processing", "total": 980.0, "items": ["laptop stand", "monitor"]},
-    "3003": {"status": "delivered", "total": 15.0, "items": ["usb cable"]},
-}
-
-
-class GetOrderArgs(_Strict):
-    order_id: Annotated[str, StringConstraints(pattern=r"^\d{3,12}$")]
-
-
-class Order(_Strict):
+class Order(_Result):
     order_id: str
     status: str
     total: float
+    currency: str
     items: list[str]
+    customer_id: str
 
 
-async def crm_get_order(args: GetOrderArgs) -> Order:
-    """Look an order up in the sandbox CRM."""
-    row = ORDERS.get(args.order_id)
-    if row is None:
-        raise ToolError(
-            ToolErrorCode.BACKEND_ERROR, f"order {args.order_id} not found", retryable=False
-        )
-    return Order.model_validate({"order_id": args.order_id, **row})
+class LineItem(_Args):
+    description: Name
+    quantity: int = Field(ge=1, le=1_000_000)
+    unit_price: float = Field(ge=0, le=1_000_000_000)
 
 
-# -- procurement policy ---------------------------------------------------------------
-
-APPROVAL_LIMIT = 10_000.0
-BLOCKED_VENDORS = ("shadyparts",)
-
-
-class CheckPolicyArgs(_Strict):
+class CheckPolicyArgs(_Args):
+    vendor: Name | None = None
     amount: float | None = Field(None, ge=0)
+    """``None`` when the request states no amount (itself a policy flag)."""
+    currency: Currency = "USD"
+    items: list[LineItem] = Field(default_factory=list, max_length=200)
     text: Annotated[str, StringConstraints(max_length=20_000)] = ""
+    """The purchase request's own words, scanned for blocked vendors."""
 
 
-class PolicyCheck(_Strict):
+class PolicyCheck(_Result):
     within_policy: bool
     flags: list[str]
     approval_limit: float
 
 
-async def procurement_check_policy(args: CheckPolicyArgs) -> PolicyCheck:
-    """Flag what a purchase request breaks in the sandbox procurement policy."""
-    flags = []
-    if args.amount is None:
-        flags.append("no amount stated")
-    elif args.amount > APPROVAL_LIMIT:
-        flags.append(f"amount {args.amount:g} exceeds the approval limit {APPROVAL_LIMIT:g}")
-    flags += [f"vendor {v} is blocked" for v in BLOCKED_VENDORS if v in args.text.lower()]
-    return PolicyCheck(within_policy=not flags, flags=flags, approval_limit=APPROVAL_LIMIT)
+class CreatePurchaseOrderArgs(_Args):
+    vendor: Name
+    items: list[LineItem] = Field(min_length=1, max_length=200)
+    amount: Amount
+    currency: Currency
 
 
-# -- carriers -------------------------------------------------------------------------
-
-CARRIERS = ("northwind", "oceanic", "rapidfreight")
-
-
-class QuoteArgs(_Strict):
-    shipment_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+class PurchaseOrderCreated(_Result):
+    po_id: str
+    status: str
+    amount: float
 
 
-class Quote(_Strict):
+class QuoteArgs(_Args):
+    carrier: Carrier
+    shipment_id: ShipmentId
+
+
+class Quote(_Result):
+    quote_id: str
     carrier: str
     cost: float
     days: int
 
 
-class Quotes(_Strict):
-    shipment_id: str
-    quotes: list[Quote]
+class BookArgs(_Args):
+    carrier: Carrier
+    shipment_id: ShipmentId
+    quote_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    cost: Amount
+    """The quoted cost; the carrier refuses any other."""
 
 
-async def carriers_quote(args: QuoteArgs) -> Quotes:
-    """Quotes from every sandbox carrier, stable for a given shipment."""
-    quotes = []
-    for carrier in CARRIERS:
-        digest = hashlib.sha256(f"{carrier}:{args.shipment_id}".encode()).digest()
-        quotes.append(
-            Quote(carrier=carrier, cost=round(800 + digest[0] * 10.0, 2), days=2 + digest[1] % 6)
+class Booking(_Result):
+    booking_id: str
+    carrier: str
+    cost: float
+
+
+class RefundArgs(_Args):
+    order_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    amount: Amount
+    currency: Currency
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2_000)]
+
+
+class Refund(_Result):
+    refund_id: str
+    amount: float
+
+
+# -- tools ----------------------------------------------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], backend: str, body: Any) -> M:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise ToolError(
+            ToolErrorCode.BACKEND_ERROR,
+            f"{backend} answered outside its contract: {exc}",
+            retryable=False,
+        ) from exc
+
+
+def sandbox_tools(http: HttpBackends) -> list[Tool]:
+    """The sandbox's tools, calling it through ``http``."""
+
+    async def kb_search(args: KbSearchArgs, ctx: CallContext) -> KbSearchResult:
+        params = {"q": args.query, "limit": args.limit}
+        body = await http.request("kb", "GET", "/kb/search", params=params, ctx=ctx)
+        return _parse(KbSearchResult, "kb", body)
+
+    async def crm_get_order(args: GetOrderArgs, ctx: CallContext) -> Order:
+        body = await http.request("crm", "GET", f"/crm/orders/{args.order_id}", ctx=ctx)
+        return _parse(Order, "crm", body)
+
+    async def check_policy(args: CheckPolicyArgs, ctx: CallContext) -> PolicyCheck:
+        payload = args.model_dump(mode="json")
+        body = await http.request(
+            "procurement", "POST", "/procurement/check", json=payload, ctx=ctx
         )
-    return Quotes(shipment_id=args.shipment_id, quotes=quotes)
+        return _parse(PolicyCheck, "procurement", body)
 
+    async def create_purchase_order(
+        args: CreatePurchaseOrderArgs, ctx: CallContext
+    ) -> PurchaseOrderCreated:
+        payload = args.model_dump(mode="json")
+        body = await http.request(
+            "erp", "POST", "/erp/purchase-orders", json=payload, idempotent=True, ctx=ctx
+        )
+        return _parse(PurchaseOrderCreated, "erp", body)
 
-def sandbox_tools() -> list[Tool]:
-    """The sandbox's tools."""
+    async def carriers_quote(args: QuoteArgs, ctx: CallContext) -> Quote:
+        backend = f"carriers.{args.carrier}"
+        path = f"/carriers/{args.carrier}/quotes"
+        payload = {"shipment_id": args.shipment_id}
+        body = await http.request(backend, "POST", path, json=payload, ctx=ctx)
+        return _parse(Quote, backend, body)
+
+    async def carriers_book(args: BookArgs, ctx: CallContext) -> Booking:
+        backend = f"carriers.{args.carrier}"
+        payload = args.model_dump(mode="json", exclude={"carrier"})
+        path = f"/carriers/{args.carrier}/bookings"
+        body = await http.request(backend, "POST", path, json=payload, idempotent=True, ctx=ctx)
+        return _parse(Booking, backend, body)
+
+    async def payments_refund(args: RefundArgs, ctx: CallContext) -> Refund:
+        payload = args.model_dump(mode="json")
+        body = await http.request(
+            "payments", "POST", "/payments/refunds", json=payload, idempotent=True, ctx=ctx
+        )
+        return _parse(Refund, "payments", body)
+
     return [
         Tool("kb.search", "Search the knowledge base.", KbSearchArgs, KbSearchResult, kb_search),
-        Tool("crm.get_order", "Look an order up.", GetOrderArgs, Order, crm_get_order),
+        Tool("crm.get_order", "Look an order up in the CRM.", GetOrderArgs, Order, crm_get_order),
         Tool(
             "procurement.check_policy",
-            "Check a purchase against policy.",
+            "Check a purchase against the procurement policy.",
             CheckPolicyArgs,
             PolicyCheck,
-            procurement_check_policy,
+            check_policy,
         ),
-        Tool("carriers.quote", "Quote alternative routes.", QuoteArgs, Quotes, carriers_quote),
+        Tool(
+            "erp.create_purchase_order",
+            "Raise a purchase order in the ERP (once per idempotency key).",
+            CreatePurchaseOrderArgs,
+            PurchaseOrderCreated,
+            create_purchase_order,
+            side_effecting=True,
+        ),
+        Tool(
+            "carriers.quote",
+            "A carrier's quote for a shipment (the same each time it is asked).",
+            QuoteArgs,
+            Quote,
+            carriers_quote,
+        ),
+        Tool(
+            "carriers.book",
+            "Book a shipment on a carrier's quote (once per idempotency key).",
+            BookArgs,
+            Booking,
+            carriers_book,
+            side_effecting=True,
+        ),
+        Tool(
+            "payments.refund",
+            "Refund (part of) an order (once per idempotency key).",
+            RefundArgs,
+            Refund,
+            payments_refund,
+            side_effecting=True,
+        ),
     ]

@@ -1,36 +1,61 @@
-"""Tools with typed arguments and results, and running one call."""
+"""Tools with typed arguments and results, and running one call: retries with backoff
+within the call's deadline, one span per call, and every failure an outcome."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pactmesh_contracts.events import ToolErrorCode
+from opentelemetry import trace
+from pactmesh_contracts.events import ToolCallCompleted, ToolCallFailed, ToolErrorCode
 from pydantic import BaseModel, ValidationError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
+
+from pactmesh_tools.domain.errors import ToolError, TransientError
+from pactmesh_tools.domain.resilience import CallContext
+
+logger = logging.getLogger(__name__)
+
+ToolFunction = Callable[[Any, CallContext], Awaitable[BaseModel]]
+"""Runs one attempt: validated arguments and the call's context in, result model out."""
 
 
-class ToolError(Exception):
-    """A backend refused or failed a call."""
+@dataclass(frozen=True)
+class ToolPolicy:
+    """How one tool's calls are attempted."""
 
-    def __init__(self, code: ToolErrorCode, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.code = code
-        self.retryable = retryable
+    attempt_timeout_s: float = 5.0
+    """Bound on each backend request; the call as a whole is bounded by its deadline."""
+    max_attempts: int = 4
+    backoff_initial_s: float = 0.1
+    """First pause between attempts; each later one doubles, up to ``backoff_max_s``."""
+    backoff_max_s: float = 2.0
+    backoff_jitter_s: float = 0.1
+    """Up to this much is added at random to each pause, so retries do not align."""
 
 
 @dataclass(frozen=True)
 class Tool:
-    """One tool: its contract and the function that runs it."""
+    """One tool: its contract and the function that runs one attempt of it."""
 
     name: str
     description: str
     arguments: type[BaseModel]
     result: type[BaseModel]
-    run: Callable[[Any], Awaitable[BaseModel]]
+    run: ToolFunction
     side_effecting: bool = False
+    """Sends the call's idempotency key, so the backend performs it at most once."""
 
 
 @dataclass(frozen=True)
@@ -43,14 +68,42 @@ class Outcome:
     message: str
     retryable: bool
     attempts: int
+    """Attempts that reached a backend (0 when refused before any)."""
     duration_ms: int
+
+    def to_event(self, *, call_id: uuid.UUID, tool: str) -> ToolCallCompleted | ToolCallFailed:
+        """The result event to publish for call ``call_id``."""
+        if self.ok:
+            return ToolCallCompleted(
+                call_id=call_id,
+                tool=tool,
+                result=self.result,
+                attempts=max(self.attempts, 1),
+                duration_ms=self.duration_ms,
+            )
+        return ToolCallFailed(
+            call_id=call_id,
+            tool=tool,
+            error_code=self.error_code or ToolErrorCode.BACKEND_ERROR,
+            message=self.message[:4000],
+            retryable=self.retryable,
+            attempts=self.attempts,
+        )
 
 
 class ToolRegistry:
-    """The tools this service can run, by name."""
+    """The tools this service can run, by name, with how each is attempted."""
 
-    def __init__(self, tools: list[Tool]) -> None:
+    def __init__(
+        self,
+        tools: list[Tool],
+        *,
+        policy: Callable[[str], ToolPolicy] = lambda _name: ToolPolicy(),
+        tracer: trace.Tracer | None = None,
+    ) -> None:
         self._tools = {t.name: t for t in tools}
+        self._policy = policy
+        self._tracer = tracer or trace.get_tracer(__name__)
 
     def describe(self) -> list[dict[str, Any]]:
         """Every tool with the JSON Schemas of its arguments and result."""
@@ -65,61 +118,119 @@ class ToolRegistry:
             for t in self._tools.values()
         ]
 
-    async def invoke(self, *, tool: str, arguments: dict[str, Any], timeout_s: float) -> Outcome:
-        """Run one call to completion or failure; never raises for a tool's own errors."""
+    async def invoke(
+        self, *, tool: str, arguments: dict[str, Any], idempotency_key: str, timeout_s: float
+    ) -> Outcome:
+        """Run one call to completion or failure within ``timeout_s``, retries included.
+
+        Never raises (but for cancellation): an unexpected exception is a
+        ``BACKEND_ERROR`` outcome, so the workflow always hears back.
+        """
+        with self._tracer.start_as_current_span(f"tool {tool}") as span:
+            outcome = await self._invoke(tool, arguments, idempotency_key, timeout_s)
+            span.set_attributes(
+                {
+                    "pactmesh.tool.name": tool,
+                    "pactmesh.tool.attempts": outcome.attempts,
+                    "pactmesh.tool.outcome": "ok" if outcome.ok else str(outcome.error_code),
+                }
+            )
+            if not outcome.ok:
+                span.set_status(trace.StatusCode.ERROR, outcome.message[:200])
+            return outcome
+
+    async def _invoke(
+        self, tool: str, arguments: dict[str, Any], idempotency_key: str, timeout_s: float
+    ) -> Outcome:
         started = time.monotonic()
 
         def done(**fields: Any) -> Outcome:
             elapsed = int((time.monotonic() - started) * 1000)
             return Outcome(duration_ms=elapsed, **fields)
 
-        spec = self._tools.get(tool)
-        if spec is None:
+        def failed(code: ToolErrorCode, message: str, *, retryable: bool, attempts: int) -> Outcome:
             return done(
                 ok=False,
                 result={},
-                error_code=ToolErrorCode.UNKNOWN_TOOL,
-                message=f"no tool {tool!r}",
-                retryable=False,
-                attempts=0,
+                error_code=code,
+                message=message,
+                retryable=retryable,
+                attempts=attempts,
+            )
+
+        spec = self._tools.get(tool)
+        if spec is None:
+            return failed(
+                ToolErrorCode.UNKNOWN_TOOL, f"no tool {tool!r}", retryable=False, attempts=0
             )
         try:
             args = spec.arguments.model_validate(arguments)
         except ValidationError as exc:
-            return done(
-                ok=False,
-                result={},
-                error_code=ToolErrorCode.INVALID_ARGUMENTS,
-                message=str(exc),
-                retryable=False,
-                attempts=0,
-            )
+            return failed(ToolErrorCode.INVALID_ARGUMENTS, str(exc), retryable=False, attempts=0)
+
+        policy = self._policy(tool)
+        attempts = _Attempts(spec, args, idempotency_key, policy)
         try:
             async with asyncio.timeout(timeout_s):
-                result = await spec.run(args)
+                answer: BaseModel = await _retrying(policy, timeout_s)(attempts.run)
+            result = answer.model_dump(mode="json")
         except TimeoutError:
-            return done(
-                ok=False,
-                result={},
-                error_code=ToolErrorCode.TIMEOUT,
-                message=f"{tool} did not answer within {timeout_s}s",
-                retryable=True,
-                attempts=1,
-            )
+            message = f"{tool} did not complete within its {timeout_s:g}s deadline"
+            if attempts.last_error is not None:
+                message += f" ({attempts.sent} attempts; last: {attempts.last_error})"
+            return failed(ToolErrorCode.TIMEOUT, message, retryable=True, attempts=attempts.sent)
         except ToolError as exc:
-            return done(
-                ok=False,
-                result={},
-                error_code=exc.code,
-                message=str(exc),
-                retryable=exc.retryable,
-                attempts=1,
+            return failed(exc.code, str(exc), retryable=exc.retryable, attempts=attempts.sent)
+        except Exception as exc:
+            logger.exception("%s raised unexpectedly", tool)
+            message = f"{tool} failed unexpectedly: {exc!r}"
+            return failed(
+                ToolErrorCode.BACKEND_ERROR, message, retryable=False, attempts=attempts.sent
             )
         return done(
             ok=True,
-            result=result.model_dump(mode="json"),
+            result=result,
             error_code=None,
             message="",
             retryable=False,
-            attempts=1,
+            attempts=attempts.sent,
         )
+
+
+class _Attempts:
+    """Runs attempts of one call and remembers what they did."""
+
+    def __init__(self, spec: Tool, args: BaseModel, key: str, policy: ToolPolicy) -> None:
+        self._spec, self._args, self._key, self._policy = spec, args, key, policy
+        self.sent = 0
+        """Attempts that sent at least one backend request."""
+        self.last_error: ToolError | None = None
+
+    async def run(self) -> BaseModel:
+        ctx = CallContext(
+            idempotency_key=self._key, attempt_timeout_s=self._policy.attempt_timeout_s
+        )
+        try:
+            return await self._spec.run(self._args, ctx)
+        except TransientError as exc:
+            self.last_error = exc
+            logger.info("%s attempt failed, may retry: %s", self._spec.name, exc)
+            raise
+        finally:
+            if ctx.requests:
+                self.sent += 1
+
+
+def _retrying(policy: ToolPolicy, deadline_s: float) -> AsyncRetrying:
+    """Retry transient failures with exponential backoff and jitter, never starting a
+    pause that would end past the deadline (which also bounds the whole call)."""
+    return AsyncRetrying(
+        stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(deadline_s),
+        wait=wait_exponential_jitter(
+            multiplier=policy.backoff_initial_s,
+            max=policy.backoff_max_s,
+            jitter=policy.backoff_jitter_s,
+        ),
+        retry=retry_if_exception_type(TransientError),
+        reraise=True,
+    )

@@ -1,0 +1,1095 @@
+"""The four workflows, end to end through the real engine, with scripted tools and reviewers.
+
+The rest of the mesh is played by two helpers: ``Mesh.run_tools`` answers every tool call
+the engine published according to a per-tool script, and ``Mesh.decide`` answers a review
+the way the hitl service would. Every event crosses the wire format of its topic both ways.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from pactmesh_contracts.envelope import Envelope, Principal, new_event
+from pactmesh_contracts.events import (
+    Outcome,
+    RequestRouted,
+    RequestStatus,
+    ReviewDecided,
+    ReviewDecision,
+    ReviewRequested,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRequested,
+    ToolErrorCode,
+    WorkflowCompleted,
+    WorkflowProgress,
+)
+from pactmesh_contracts.topics import REQUESTS_ROUTED, REVIEWS_DECIDED, TOOL_RESULTS, topic_for
+from pactmesh_orchestrator.domain.engine import (
+    Engine,
+    UnknownWorkflowRun,
+    call_id_for,
+    review_id_for,
+)
+from pactmesh_orchestrator.domain.policy import GatePolicy
+from pactmesh_orchestrator.domain.registry import discover
+
+T = TypeVar("T")
+
+# -- the scripted mesh ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fail:
+    """A scripted tool failure."""
+
+    code: ToolErrorCode = ToolErrorCode.BACKEND_ERROR
+    message: str = "upstream answered 503"
+    retryable: bool = True
+
+
+Answer = dict[str, Any] | Fail | Callable[[dict[str, Any]], dict[str, Any] | Fail]
+"""A result, a failure, or a function of the call's arguments returning either."""
+
+QUOTES = {
+    "northwind": {"carrier": "northwind", "quote_id": "q-nw-1", "cost": 1100.0, "days": 3},
+    "oceanic": {"carrier": "oceanic", "quote_id": "q-oc-1", "cost": 1450.0, "days": 6},
+    "rapidfreight": {"carrier": "rapidfreight", "quote_id": "q-rf-1", "cost": 1300.0, "days": 2},
+}
+KB_ANSWER = "Open Settings, then Security, then Reset password."
+ORDER = {"order_id": "4411", "total": 500.0, "currency": "USD", "status": "delivered"}
+
+DEFAULTS: dict[str, Answer] = {
+    "kb.search": {
+        "hits": [{"id": "kb-001", "title": "Reset a password", "answer": KB_ANSWER, "score": 0.9}]
+    },
+    "procurement.check_policy": {"flags": []},
+    "erp.create_purchase_order": {"po_id": "PO-1042"},
+    "carriers.quote": lambda arguments: QUOTES[arguments["carrier"]],
+    "carriers.book": {"booking_id": "BK-7"},
+    "crm.get_order": ORDER,
+    "payments.refund": {"refund_id": "RF-9"},
+}
+"""What each tool answers when a test scripts nothing else for it."""
+
+
+class FakePublisher:
+    """Collects events, after checking each one survives its topic's wire format."""
+
+    def __init__(self) -> None:
+        self.events: list[Envelope[Any]] = []
+
+    async def publish(self, event: Envelope[Any]) -> None:
+        self.events.append(topic_for(event.payload).adapter.validate_json(event.model_dump_json()))
+
+
+class FakeOutbox:
+    def __init__(self) -> None:
+        self.marks: set[tuple[str, str]] = set()
+
+    async def published(self, thread_id: str, checkpoint_id: str) -> bool:
+        return (thread_id, checkpoint_id) in self.marks
+
+    async def mark(self, thread_id: str, checkpoint_id: str) -> None:
+        self.marks.add((thread_id, checkpoint_id))
+
+
+class Mesh:
+    """The engine, and the tools and reviewers around it played by scripts."""
+
+    def __init__(self, engine: Engine, publisher: FakePublisher) -> None:
+        self.engine = engine
+        self.publisher = publisher
+        self.script: dict[str, list[Answer]] = {}
+        """Per tool, the answers to give in order before falling back to ``DEFAULTS``."""
+        self._answered: set[uuid.UUID] = set()
+
+    async def start(
+        self, workflow: str, text: str, *, confidence: float = 0.9, **fields: Any
+    ) -> uuid.UUID:
+        routed = new_event(
+            RequestRouted(
+                workflow=workflow,
+                confidence=confidence,
+                reason="test",
+                text=text,
+                fields=fields,
+                metadata={"ticket": "T-1"},
+            ),
+            workflow_id=uuid.uuid4(),
+            tenant="acme",
+            principal=Principal(subject="user-1", roles=("requester",)),
+        )
+        await self.engine.start(REQUESTS_ROUTED.adapter.validate_json(routed.model_dump_json()))
+        return routed.workflow_id
+
+    # what the engine published
+
+    def payloads(self, kind: type[T]) -> list[T]:
+        return [e.payload for e in self.publisher.events if isinstance(e.payload, kind)]
+
+    def envelopes(self, kind: type[Any]) -> list[Envelope[Any]]:
+        return [e for e in self.publisher.events if isinstance(e.payload, kind)]
+
+    def calls(self, tool: str | None = None) -> list[ToolCallRequested]:
+        return [c for c in self.payloads(ToolCallRequested) if tool in (None, c.tool)]
+
+    @property
+    def reviews(self) -> list[ReviewRequested]:
+        return self.payloads(ReviewRequested)
+
+    @property
+    def completed(self) -> WorkflowCompleted:
+        [done] = self.payloads(WorkflowCompleted)
+        return done
+
+    @property
+    def statuses(self) -> list[RequestStatus]:
+        return [p.status for p in self.payloads(WorkflowProgress)]
+
+    async def history(self, workflow_id: uuid.UUID) -> list[tuple[str, str]]:
+        snapshot = await self.engine.state(workflow_id)
+        assert snapshot is not None
+        return [(h["step"], h["event"]) for h in snapshot.values["history"]]
+
+    # the tools service
+
+    async def run_tools(self) -> None:
+        """Answer every unanswered tool call, and the calls those answers lead to."""
+        while pending := [
+            e for e in self.envelopes(ToolCallRequested) if e.payload.call_id not in self._answered
+        ]:
+            request = pending[0]
+            self._answered.add(request.payload.call_id)
+            result = request.follow(self._answer(request.payload))
+            await self.engine.resume(TOOL_RESULTS.adapter.validate_json(result.model_dump_json()))
+
+    def _answer(self, call: ToolCallRequested) -> ToolCallCompleted | ToolCallFailed:
+        queue = self.script.get(call.tool) or []
+        answer = queue.pop(0) if queue else DEFAULTS[call.tool]
+        if callable(answer):
+            answer = answer(dict(call.arguments))
+        if isinstance(answer, Fail):
+            return ToolCallFailed(
+                call_id=call.call_id,
+                tool=call.tool,
+                error_code=answer.code,
+                message=answer.message,
+                retryable=answer.retryable,
+                attempts=3,
+            )
+        return ToolCallCompleted(call_id=call.call_id, tool=call.tool, result=answer, duration_ms=7)
+
+    # the hitl service
+
+    def review_envelope(self, review_id: uuid.UUID) -> Envelope[Any]:
+        [found] = [e for e in self.envelopes(ReviewRequested) if e.payload.review_id == review_id]
+        return found
+
+    def decision(
+        self,
+        review_id: uuid.UUID,
+        decision: ReviewDecision,
+        *,
+        edited_action: dict[str, Any] | None = None,
+        reviewer: str = "alice",
+        comment: str = "",
+        cause: Envelope[Any] | None = None,
+    ) -> Envelope[Any]:
+        """A ReviewDecided caused by the review's request (or by ``cause``), off the wire."""
+        event = (cause or self.review_envelope(review_id)).follow(
+            ReviewDecided(
+                review_id=review_id,
+                decision=decision,
+                edited_action=edited_action,
+                reviewer=reviewer,
+                comment=comment,
+            )
+        )
+        decoded: Envelope[Any] = REVIEWS_DECIDED.adapter.validate_json(event.model_dump_json())
+        return decoded
+
+    async def decide(
+        self, review: ReviewRequested, decision: ReviewDecision, **kwargs: Any
+    ) -> None:
+        """Decide ``review`` as a reviewer would, then run whatever tools follow."""
+        await self.engine.decide(self.decision(review.review_id, decision, **kwargs))
+        await self.run_tools()
+
+    async def expire(self, review: ReviewRequested, **kwargs: Any) -> None:
+        """Expire ``review`` as the hitl service's sweeper does."""
+        await self.decide(
+            review,
+            ReviewDecision.EXPIRE,
+            reviewer="policy:expiry",
+            comment="deadline passed",
+            **kwargs,
+        )
+
+
+@pytest.fixture
+def mesh() -> Mesh:
+    saver, publisher = InMemorySaver(), FakePublisher()
+    policy = GatePolicy.load()
+    engine = Engine(
+        graphs={n: d.build(policy).compile(checkpointer=saver) for n, d in discover().items()},
+        checkpointer=saver,
+        publisher=publisher,
+        outbox=FakeOutbox(),
+        tool_timeout_s=20.0,
+    )
+    return Mesh(engine, publisher)
+
+
+def _purchase_order(quantity: int, unit_price: float = 1000.0) -> dict[str, Any]:
+    return {
+        "action_type": "purchase_order.v1",
+        "vendor": "Acme Supplies",
+        "items": [{"description": "laptops", "quantity": quantity, "unit_price": unit_price}],
+        "amount": quantity * unit_price,
+        "currency": "USD",
+    }
+
+
+PROCUREMENT_TEXT = "Please buy 12 laptops, from Acme Supplies"
+TRIAGE_TEXT = "How do I reset my password?"
+REFUND_TEXT = "Refund order 4411, the screen arrived cracked"
+
+# -- happy paths ----------------------------------------------------------------------
+
+
+async def test_support_triage_answers_from_a_good_knowledge_base_hit(mesh: Mesh) -> None:
+    workflow_id = await mesh.start("support-triage", TRIAGE_TEXT)
+    await mesh.run_tools()
+
+    [search] = mesh.calls()
+    assert (search.tool, search.arguments) == ("kb.search", {"query": TRIAGE_TEXT, "limit": 3})
+    done = mesh.completed
+    assert (done.outcome, done.error) == (Outcome.SUCCEEDED, None)
+    assert done.output == {"answer": KB_ANSWER, "source": "knowledge_base", "article_id": "kb-001"}
+    assert done.metadata == {"ticket": "T-1"}
+    assert mesh.reviews == []
+    assert await mesh.history(workflow_id) == [
+        ("validate_input", "valid_input"),
+        ("search_kb", "tool_completed"),
+        ("decide", "answered"),
+    ]
+
+
+async def test_procurement_under_the_threshold_commits_without_review(mesh: Mesh) -> None:
+    workflow_id = await mesh.start("procurement", PROCUREMENT_TEXT, amount=6000.0)
+    await mesh.run_tools()
+
+    assert [c.tool for c in mesh.calls()] == [
+        "procurement.check_policy",
+        "erp.create_purchase_order",
+    ]
+    [commit] = mesh.calls("erp.create_purchase_order")
+    assert commit.arguments == {
+        k: v for k, v in _purchase_order(12, 500.0).items() if k != "action_type"
+    }
+    assert commit.idempotency_key == f"{workflow_id}:commit_order"
+    done = mesh.completed
+    assert (done.outcome, done.error) == (Outcome.SUCCEEDED, None)
+    assert done.output == {
+        "po_id": "PO-1042",
+        "vendor": "Acme Supplies",
+        "amount": 6000.0,
+        "flagged_items": [],
+        "approval": {"decision": "not_required"},
+    }
+    assert mesh.reviews == []
+    assert await mesh.history(workflow_id) == [
+        ("validate_input", "valid_input"),
+        ("read_request", "read"),
+        ("check_policy", "tool_completed"),
+        ("draft_report", "drafted"),
+        ("approve_purchase_order", "gate_passed"),
+        ("commit_order", "tool_completed"),
+    ]
+
+
+async def test_reroute_with_a_small_cost_increase_books_the_cheapest_quote(mesh: Mesh) -> None:
+    workflow_id = await mesh.start("supply-chain-reroute", "SH-77 is stuck", shipment_id="SH-77")
+    await mesh.run_tools()
+
+    assert [(c.tool, c.arguments.get("carrier")) for c in mesh.calls()] == [
+        ("carriers.quote", "northwind"),
+        ("carriers.quote", "oceanic"),
+        ("carriers.book", "northwind"),
+    ]
+    done = mesh.completed
+    assert (done.outcome, done.error) == (Outcome.SUCCEEDED, None)
+    assert done.output == {
+        "booking_id": "BK-7",
+        "carrier": "northwind",
+        "cost": 1100.0,
+        "days": 3,
+        "cost_increase": 100.0,
+        "quotes": [QUOTES["northwind"], QUOTES["oceanic"]],
+        "approval": {"decision": "not_required"},
+    }
+    assert mesh.reviews == []
+    assert ("approve_booking", "gate_passed") in await mesh.history(workflow_id)
+
+
+async def test_refund_under_the_auto_limit_pays(mesh: Mesh) -> None:
+    workflow_id = await mesh.start("refund", REFUND_TEXT, order_id="4411", amount=120.0)
+    await mesh.run_tools()
+
+    assert [c.tool for c in mesh.calls()] == ["crm.get_order", "payments.refund"]
+    [pay] = mesh.calls("payments.refund")
+    assert pay.arguments == {
+        "order_id": "4411",
+        "amount": 120.0,
+        "currency": "USD",
+        "reason": REFUND_TEXT,
+    }
+    done = mesh.completed
+    assert (done.outcome, done.error) == (Outcome.SUCCEEDED, None)
+    assert done.output == {
+        "refund_id": "RF-9",
+        "order_id": "4411",
+        "amount": 120.0,
+        "approval": {"decision": "not_required"},
+    }
+    assert mesh.reviews == []
+    assert await mesh.history(workflow_id) == [
+        ("validate_input", "valid_input"),
+        ("lookup_order", "tool_completed"),
+        ("propose_refund", "proposed"),
+        ("check_refund_policy", "within_policy"),
+        ("approve_refund", "gate_passed"),
+        ("execute_refund", "tool_completed"),
+    ]
+
+
+async def test_refund_without_an_amount_refunds_the_order_total(mesh: Mesh) -> None:
+    await mesh.start("refund", REFUND_TEXT, order_id="4411")
+    mesh.script["crm.get_order"] = [{**ORDER, "total": 150.0}]
+    await mesh.run_tools()
+
+    assert mesh.calls("payments.refund")[0].arguments["amount"] == 150.0
+    assert mesh.completed.outcome is Outcome.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("workflow", "text", "fields"),
+    [
+        ("support-triage", TRIAGE_TEXT, {}),
+        ("procurement", PROCUREMENT_TEXT, {"amount": 6000.0}),
+        ("supply-chain-reroute", "SH-77 is stuck", {"shipment_id": "SH-77"}),
+        ("refund", REFUND_TEXT, {"order_id": "4411", "amount": 120.0}),
+    ],
+)
+async def test_every_event_of_a_run_belongs_to_it_and_the_run_ends_completed(
+    mesh: Mesh, workflow: str, text: str, fields: dict[str, Any]
+) -> None:
+    workflow_id = await mesh.start(workflow, text, **fields)
+    await mesh.run_tools()
+
+    assert {e.workflow_id for e in mesh.publisher.events} == {workflow_id}
+    assert {e.tenant for e in mesh.publisher.events} == {"acme"}
+    assert mesh.statuses[0] is RequestStatus.RUNNING
+    assert mesh.statuses[-1] is RequestStatus.COMPLETED
+    assert mesh.completed.steps == len(mesh.calls())
+
+
+# -- recovery paths -------------------------------------------------------------------
+
+
+async def test_kb_search_failing_once_is_retried_with_other_parameters(mesh: Mesh) -> None:
+    mesh.script["kb.search"] = [Fail(ToolErrorCode.TIMEOUT, "no answer in 5s")]
+    workflow_id = await mesh.start("support-triage", TRIAGE_TEXT)
+    await mesh.run_tools()
+
+    first, retry = mesh.calls()
+    assert first.arguments == {"query": TRIAGE_TEXT, "limit": 3}
+    assert retry.arguments == {"query": TRIAGE_TEXT, "limit": 1}
+    assert retry.call_id == call_id_for(workflow_id, "search_kb_retry") != first.call_id
+    assert mesh.completed.outcome is Outcome.SUCCEEDED
+    assert mesh.completed.output["source"] == "knowledge_base"
+    assert await mesh.history(workflow_id) == [
+        ("validate_input", "valid_input"),
+        ("search_kb", "tool_failed"),
+        ("search_kb_retry", "tool_completed"),
+        ("decide", "answered"),
+    ]
+
+
+async def test_kb_search_failing_twice_hands_over_to_a_person(mesh: Mesh) -> None:
+    mesh.script["kb.search"] = [Fail(), Fail()]
+    await mesh.start("support-triage", TRIAGE_TEXT)
+    await mesh.run_tools()
+
+    assert len(mesh.calls()) == 2
+    [review] = mesh.reviews
+    assert review.proposed_action["reason"] == "knowledge base unavailable"
+    assert review.proposed_action["suggested_answer"] is None
+
+
+async def test_primary_carrier_failing_falls_through_to_the_next_two(mesh: Mesh) -> None:
+    mesh.script["carriers.quote"] = [Fail(ToolErrorCode.CIRCUIT_OPEN, "northwind circuit open")]
+    workflow_id = await mesh.start("supply-chain-reroute", "SH-77 is stuck", shipment_id="SH-77")
+    await mesh.run_tools()
+
+    assert [c.arguments["carrier"] for c in mesh.calls("carriers.quote")] == [
+        "northwind",
+        "oceanic",
+        "rapidfreight",
+    ]
+    [book] = mesh.calls("carriers.book")
+    assert book.arguments == {
+        "carrier": "rapidfreight",
+        "shipment_id": "SH-77",
+        "quote_id": "q-rf-1",
+        "cost": 1300.0,
+    }
+    done = mesh.completed
+    assert done.outcome is Outcome.SUCCEEDED
+    assert done.output["quotes"] == [QUOTES["rapidfreight"], QUOTES["oceanic"]]
+    assert (done.output["carrier"], done.output["cost_increase"]) == ("rapidfreight", 300.0)
+    assert await mesh.history(workflow_id) == [
+        ("validate_input", "valid_input"),
+        ("quote_northwind", "tool_failed"),
+        ("quote_oceanic", "tool_completed"),
+        ("quote_rapidfreight", "tool_completed"),
+        ("choose_route", "chosen"),
+        ("approve_booking", "gate_passed"),
+        ("book", "tool_completed"),
+    ]
+
+
+async def test_no_carrier_quoting_fails_the_reroute_naming_each_failure(mesh: Mesh) -> None:
+    mesh.script["carriers.quote"] = [Fail(message=f"{c} down") for c in QUOTES]
+    await mesh.start("supply-chain-reroute", "SH-77 is stuck", shipment_id="SH-77")
+    await mesh.run_tools()
+
+    done = mesh.completed
+    assert done.outcome is Outcome.FAILED
+    assert done.error == (
+        "no carrier quoted: quote_northwind: backend_error northwind down;"
+        " quote_oceanic: backend_error oceanic down;"
+        " quote_rapidfreight: backend_error rapidfreight down"
+    )
+    assert mesh.calls("carriers.book") == []
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        Fail(ToolErrorCode.BACKEND_ERROR, "ERP answered 502", retryable=True),
+        Fail(ToolErrorCode.TIMEOUT, "ERP did not answer in 20s", retryable=True),
+    ],
+    ids=["5xx", "timeout"],
+)
+async def test_erp_commit_retry_reuses_the_idempotency_key_with_a_new_call_id(
+    mesh: Mesh, failure: Fail
+) -> None:
+    mesh.script["erp.create_purchase_order"] = [failure]
+    workflow_id = await mesh.start("procurement", PROCUREMENT_TEXT, amount=6000.0)
+    await mesh.run_tools()
+
+    first, retry = mesh.calls("erp.create_purchase_order")
+    assert first.idempotency_key == retry.idempotency_key == f"{workflow_id}:commit_order"
+    assert first.call_id != retry.call_id
+    assert (first.call_id, retry.call_id) == (
+        call_id_for(workflow_id, "commit_order"),
+        call_id_for(workflow_id, "commit_order_retry"),
+    )
+    assert retry.arguments == first.arguments
+    assert mesh.completed.outcome is Outcome.SUCCEEDED
+    assert mesh.completed.output["po_id"] == "PO-1042"
+    history = await mesh.history(workflow_id)
+    assert history[-2:] == [
+        ("commit_order", "tool_failed"),
+        ("commit_order_retry", "tool_completed"),
+    ]
+
+
+async def test_a_non_retryable_failure_goes_straight_to_the_failure_end(mesh: Mesh) -> None:
+    mesh.script["erp.create_purchase_order"] = [
+        Fail(ToolErrorCode.INVALID_ARGUMENTS, "vendor Acme Supplies is unknown", retryable=False)
+    ]
+    workflow_id = await mesh.start("procurement", PROCUREMENT_TEXT, amount=6000.0)
+    await mesh.run_tools()
+
+    assert len(mesh.calls("erp.create_purchase_order")) == 1
+    done = mesh.completed
+    assert (done.outcome, done.output) == (Outcome.FAILED, {})
+    assert done.error == "commit_order: invalid_arguments vendor Acme Supplies is unknown"
+    assert mesh.statuses[-1] is RequestStatus.FAILED
+    history = await mesh.history(workflow_id)
+    assert history[-2:] == [("commit_order", "tool_failed"), ("failed", "failed")]
+
+
+async def test_a_failed_retry_fails_the_workflow_with_the_retrys_error(mesh: Mesh) -> None:
+    mesh.script["payments.refund"] = [Fail(message="PSP 503"), Fail(message="PSP 504")]
+    workflow_id = await mesh.start("refund", REFUND_TEXT, order_id="4411", amount=120.0)
+    await mesh.run_tools()
+
+    assert len(mesh.calls("payments.refund")) == 2
+    assert mesh.completed.outcome is Outcome.FAILED
+    assert mesh.completed.error == "execute_refund: backend_error PSP 504"
+    history = await mesh.history(workflow_id)
+    assert history[-3:] == [
+        ("execute_refund", "tool_failed"),
+        ("execute_refund_retry", "tool_failed"),
+        ("failed", "failed"),
+    ]
+
+
+# -- procurement approval gate --------------------------------------------------------
+
+
+async def _over_threshold(mesh: Mesh) -> tuple[uuid.UUID, ReviewRequested]:
+    workflow_id = await mesh.start("procurement", PROCUREMENT_TEXT, amount=12000.0)
+    await mesh.run_tools()
+    [review] = mesh.reviews
+    return workflow_id, review
+
+
+async def test_procurement_above_the_threshold_waits_for_a_procurement_manager(
+    mesh: Mesh,
+) -> None:
+    workflow_id, review = await _over_threshold(mesh)
+
+    assert review.rule == "procurement.amount_over_threshold"
+    assert review.required_role == "procurement-manager"
+    assert review.action_type == "purchase_order.v1"
+    assert review.attempt == 0
+    assert review.review_id == review_id_for(workflow_id, "approve_purchase_order", 0)
+    assert review.proposed_action == _purchase_order(12)
+    assert mesh.statuses[-1] is RequestStatus.WAITING_FOR_REVIEW
+    assert mesh.calls("erp.create_purchase_order") == []
+    assert mesh.payloads(WorkflowCompleted) == []
+
+
+async def test_approved_purchase_order_is_committed(mesh: Mesh) -> None:
+    workflow_id, review = await _over_threshold(mesh)
+
+    await mesh.decide(review, ReviewDecision.APPROVE, reviewer="maria", comment="budgeted")
+
+    [commit] = mesh.calls("erp.create_purchase_order")
+    assert commit.arguments["amount"] == 12000.0
+    done = mesh.completed
+    assert done.outcome is Outcome.SUCCEEDED
+    assert done.output["approval"] == {
+        "decision": "approve",
+        "rule": "procurement.amount_over_threshold",
+        "reviewer": "maria",
+        "comment": "budgeted",
+    }
+    assert (await mesh.history(workflow_id))[-3:] == [
+        ("approve_purchase_order", "review_requested"),
+        ("approve_purchase_order", "approved"),
+        ("commit_order", "tool_completed"),
+    ]
+
+
+async def test_rejected_purchase_order_is_never_sent_to_the_erp(mesh: Mesh) -> None:
+    workflow_id, review = await _over_threshold(mesh)
+
+    await mesh.decide(review, ReviewDecision.REJECT, reviewer="maria", comment="over budget")
+
+    done = mesh.completed
+    assert (done.outcome, done.output) == (Outcome.REJECTED, {})
+    assert done.error == "rejected by maria: over budget"
+    assert mesh.calls("erp.create_purchase_order") == []
+    assert mesh.statuses[-1] is RequestStatus.FAILED
+    assert (await mesh.history(workflow_id))[-1][1] == "rejected"
+
+
+async def test_edited_purchase_order_is_committed_with_the_edited_values(mesh: Mesh) -> None:
+    workflow_id, review = await _over_threshold(mesh)
+    edited = _purchase_order(8)
+
+    await mesh.decide(review, ReviewDecision.EDIT, edited_action=edited, reviewer="maria")
+
+    [commit] = mesh.calls("erp.create_purchase_order")
+    assert commit.arguments == {k: v for k, v in edited.items() if k != "action_type"}
+    done = mesh.completed
+    assert done.outcome is Outcome.SUCCEEDED
+    assert done.output["amount"] == 8000.0
+    assert done.output["approval"] == {
+        "decision": "edit",
+        "rule": "procurement.amount_over_threshold",
+        "reviewer": "maria",
+        "comment": "",
+    }
+    snapshot = await mesh.engine.state(workflow_id)
+    assert snapshot is not None
+    [edit] = [h for h in snapshot.values["history"] if h["event"] == "edited"]
+    assert (edit["before"], edit["after"]) == (_purchase_order(12), edited)
+
+
+async def test_an_edit_without_its_tag_is_accepted_and_tagged(mesh: Mesh) -> None:
+    _, review = await _over_threshold(mesh)
+    edited = {k: v for k, v in _purchase_order(8).items() if k != "action_type"}
+
+    await mesh.decide(review, ReviewDecision.EDIT, edited_action=edited)
+
+    assert mesh.completed.outcome is Outcome.SUCCEEDED
+    assert mesh.calls("erp.create_purchase_order")[0].arguments["amount"] == 8000.0
+
+
+@pytest.mark.parametrize(
+    "edited",
+    [
+        {**_purchase_order(8), "amount": 12000.0},  # amount is not the total of the lines
+        {**_purchase_order(8), "approved": True},  # a field the contract does not know
+        {**_purchase_order(8), "items": []},
+    ],
+    ids=["wrong-total", "unknown-field", "no-lines"],
+)
+async def test_an_invalid_edit_rejects_without_executing(
+    mesh: Mesh, edited: dict[str, Any]
+) -> None:
+    workflow_id, review = await _over_threshold(mesh)
+
+    await mesh.decide(review, ReviewDecision.EDIT, edited_action=edited)
+
+    done = mesh.completed
+    assert done.outcome is Outcome.REJECTED
+    assert done.error is not None
+    assert done.error.startswith("edited action is invalid: ")
+    assert mesh.calls("erp.create_purchase_order") == []
+    assert (await mesh.history(workflow_id))[-1] == ("approve_purchase_order", "rejected")
+
+
+async def test_expired_review_is_escalated_to_the_finance_director(mesh: Mesh) -> None:
+    workflow_id, review = await _over_threshold(mesh)
+
+    await mesh.expire(review)
+
+    assert len(mesh.reviews) == 2
+    first, escalated = mesh.reviews
+    assert escalated.attempt == 1
+    assert escalated.required_role == "finance-director"
+    assert escalated.review_id == review_id_for(workflow_id, "approve_purchase_order", 1)
+    assert escalated.review_id != first.review_id
+    assert escalated.summary.startswith("ESCALATED: ")
+    assert escalated.proposed_action == first.proposed_action
+    assert mesh.statuses[-1] is RequestStatus.WAITING_FOR_REVIEW
+
+
+async def test_expired_review_waits_for_the_escalated_review(mesh: Mesh) -> None:
+    """What the run itself does on expiry (the published events are tested above)."""
+    workflow_id, review = await _over_threshold(mesh)
+
+    await mesh.expire(review)
+
+    snapshot = await mesh.engine.state(workflow_id)
+    assert snapshot is not None
+    [waiting] = [i.value for i in snapshot.interrupts]
+    assert (waiting["attempt"], waiting["required_role"]) == (1, "finance-director")
+    assert waiting["summary"] == "ESCALATED: Purchase order above the approval threshold"
+    assert mesh.payloads(WorkflowCompleted) == []
+    assert mesh.calls("erp.create_purchase_order") == []
+
+
+def _escalated(workflow_id: uuid.UUID, first: ReviewRequested) -> ReviewRequested:
+    """The escalated review as the engine publishes it after the first one expired."""
+    return first.model_copy(
+        update={
+            "review_id": review_id_for(workflow_id, "approve_purchase_order", 1),
+            "attempt": 1,
+            "required_role": "finance-director",
+        }
+    )
+
+
+async def test_escalated_review_expiring_too_rejects(mesh: Mesh) -> None:
+    workflow_id, review = await _over_threshold(mesh)
+    await mesh.expire(review)
+
+    first_request = mesh.review_envelope(review.review_id)
+    await mesh.expire(_escalated(workflow_id, review), cause=first_request)
+
+    done = mesh.completed
+    assert (done.outcome, done.error) == (Outcome.REJECTED, "review expired: deadline passed")
+    assert mesh.calls("erp.create_purchase_order") == []
+    assert (await mesh.history(workflow_id))[-3:] == [
+        ("approve_purchase_order", "review_requested"),
+        ("approve_purchase_order", "review_expired"),
+        ("approve_purchase_order", "rejected"),
+    ]
+
+
+async def test_escalated_review_approved_by_the_director_commits(mesh: Mesh) -> None:
+    workflow_id, review = await _over_threshold(mesh)
+    await mesh.expire(review)
+
+    first_request = mesh.review_envelope(review.review_id)
+    await mesh.decide(
+        _escalated(workflow_id, review),
+        ReviewDecision.APPROVE,
+        reviewer="dora",
+        cause=first_request,
+    )
+
+    assert mesh.completed.outcome is Outcome.SUCCEEDED
+    assert mesh.completed.output["approval"] == {
+        "decision": "approve",
+        "rule": "procurement.amount_over_threshold",
+        "reviewer": "dora",
+        "comment": "",
+    }
+    assert len(mesh.calls("erp.create_purchase_order")) == 1
+
+
+async def test_flagged_blocked_items_reject_before_any_review(mesh: Mesh) -> None:
+    mesh.script["procurement.check_policy"] = [{"flags": ["vendor blocked: sanctions list"]}]
+    await mesh.start("procurement", PROCUREMENT_TEXT, amount=12000.0)
+    await mesh.run_tools()
+
+    done = mesh.completed
+    assert (done.outcome, done.error) == (Outcome.REJECTED, "vendor blocked: sanctions list")
+    assert done.output == {"flagged_items": ["vendor blocked: sanctions list"]}
+    assert mesh.reviews == []
+    assert mesh.calls("erp.create_purchase_order") == []
+
+
+# -- supply-chain approval gate -------------------------------------------------------
+
+
+async def test_reroute_cost_increase_over_the_threshold_waits_then_expiry_rejects(
+    mesh: Mesh,
+) -> None:
+    workflow_id = await mesh.start(
+        "supply-chain-reroute", "SH-77 is stuck", shipment_id="SH-77", baseline_cost=500.0
+    )
+    await mesh.run_tools()
+
+    [review] = mesh.reviews
+    assert review.rule == "supply-chain.cost_increase_over_threshold"
+    assert review.required_role == "logistics-manager"
+    assert review.action_type == "reroute_booking.v1"
+    assert review.proposed_action["cost_increase"] == 600.0
+    assert mesh.statuses[-1] is RequestStatus.WAITING_FOR_REVIEW
+
+    await mesh.expire(review)
+
+    assert len(mesh.reviews) == 1  # this gate rejects on expiry instead of escalating
+    done = mesh.completed
+    assert (done.outcome, done.error) == (Outcome.REJECTED, "review expired: deadline passed")
+    assert mesh.calls("carriers.book") == []
+    assert (await mesh.history(workflow_id))[-1] == ("approve_booking", "rejected")
+
+
+async def test_reroute_over_the_threshold_approved_books(mesh: Mesh) -> None:
+    await mesh.start(
+        "supply-chain-reroute", "SH-77 is stuck", shipment_id="SH-77", baseline_cost=500.0
+    )
+    await mesh.run_tools()
+
+    await mesh.decide(mesh.reviews[0], ReviewDecision.APPROVE, reviewer="lena")
+
+    assert mesh.calls("carriers.book")[0].arguments["quote_id"] == "q-nw-1"
+    assert mesh.completed.outcome is Outcome.SUCCEEDED
+
+
+# -- refund policy ----------------------------------------------------------------------
+
+
+async def _out_of_policy(mesh: Mesh, amount: float = 800.0) -> tuple[uuid.UUID, ReviewRequested]:
+    workflow_id = await mesh.start("refund", REFUND_TEXT, order_id="4411", amount=amount)
+    await mesh.run_tools()
+    [review] = mesh.reviews
+    return workflow_id, review
+
+
+async def test_refund_over_the_order_total_goes_to_an_out_of_policy_review(mesh: Mesh) -> None:
+    workflow_id, review = await _out_of_policy(mesh)
+
+    assert review.rule == "refund.amount_out_of_policy"
+    assert review.required_role == "support-lead"
+    assert review.action_type == "refund.v1"
+    assert review.proposed_action["amount"] == 800.0
+    assert "exceeds the order total 500" in review.summary
+    assert review.review_id == review_id_for(workflow_id, "check_refund_policy", 0)
+    assert mesh.calls("payments.refund") == []
+
+
+async def test_refund_over_the_policy_ceiling_goes_to_review_too(mesh: Mesh) -> None:
+    mesh.script["crm.get_order"] = [{**ORDER, "total": 5000.0}]
+    _, review = await _out_of_policy(mesh, amount=1500.0)
+
+    assert review.rule == "refund.amount_out_of_policy"
+    assert "exceeds the refund limit 1000" in review.summary
+
+
+async def test_approving_an_out_of_policy_refund_as_is_never_pays(mesh: Mesh) -> None:
+    workflow_id, review = await _out_of_policy(mesh)
+
+    await mesh.decide(review, ReviewDecision.APPROVE, reviewer="lee")
+
+    done = mesh.completed
+    assert done.outcome is Outcome.REJECTED
+    assert done.error == (
+        "refund not executed: amount 800 exceeds the order total 500 (approve by lee)"
+    )
+    assert mesh.calls("payments.refund") == []
+    assert (await mesh.history(workflow_id))[-2:] == [
+        ("check_refund_policy", "out_of_policy"),
+        ("check_refund_policy", "rejected"),
+    ]
+
+
+async def test_an_in_policy_edit_pays_the_edited_amount_without_a_second_review(
+    mesh: Mesh,
+) -> None:
+    workflow_id, review = await _out_of_policy(mesh)
+    edited = {**review.proposed_action, "amount": 450.0}
+
+    await mesh.decide(review, ReviewDecision.EDIT, edited_action=edited, reviewer="lee")
+
+    assert len(mesh.reviews) == 1
+    [pay] = mesh.calls("payments.refund")
+    assert pay.arguments["amount"] == 450.0
+    done = mesh.completed
+    assert done.outcome is Outcome.SUCCEEDED
+    assert done.output["amount"] == 450.0
+    assert done.output["approval"] == {
+        "decision": "edit",
+        "rule": "refund.amount_out_of_policy",
+        "reviewer": "lee",
+    }
+    assert ("approve_refund", "gate_passed") not in await mesh.history(workflow_id)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"amount": 600.0}, "amount 600 exceeds the order total 500"),
+        ({"order_id": "9999", "amount": 100.0}, "the edit changed the order"),
+    ],
+)
+async def test_an_edit_still_out_of_policy_is_rejected(
+    mesh: Mesh, change: dict[str, Any], reason: str
+) -> None:
+    _, review = await _out_of_policy(mesh)
+
+    await mesh.decide(
+        review, ReviewDecision.EDIT, edited_action={**review.proposed_action, **change}
+    )
+
+    assert mesh.completed.outcome is Outcome.REJECTED
+    assert mesh.completed.error == f"refund not executed: {reason} (edit by alice)"
+    assert mesh.calls("payments.refund") == []
+
+
+async def test_an_out_of_policy_edit_that_breaks_the_contract_is_rejected(mesh: Mesh) -> None:
+    _, review = await _out_of_policy(mesh)
+
+    await mesh.decide(
+        review, ReviewDecision.EDIT, edited_action={**review.proposed_action, "amount": -5.0}
+    )
+
+    assert mesh.completed.outcome is Outcome.REJECTED
+    assert mesh.calls("payments.refund") == []
+
+
+async def test_refund_above_the_auto_limit_within_policy_waits_for_approval(
+    mesh: Mesh,
+) -> None:
+    workflow_id, review = await _out_of_policy(mesh, amount=300.0)
+
+    assert review.rule == "refund.amount_over_auto_limit"
+    assert review.required_role == "support-lead"
+    assert review.review_id == review_id_for(workflow_id, "approve_refund", 0)
+    assert mesh.calls("payments.refund") == []
+
+    await mesh.decide(review, ReviewDecision.APPROVE, reviewer="lee")
+
+    assert mesh.calls("payments.refund")[0].arguments["amount"] == 300.0
+    assert mesh.completed.outcome is Outcome.SUCCEEDED
+    assert (await mesh.history(workflow_id))[3:6] == [
+        ("check_refund_policy", "within_policy"),
+        ("approve_refund", "review_requested"),
+        ("approve_refund", "approved"),
+    ]
+
+
+# -- support triage handover ------------------------------------------------------------
+
+
+async def _handover(mesh: Mesh) -> tuple[uuid.UUID, ReviewRequested]:
+    workflow_id = await mesh.start("support-triage", TRIAGE_TEXT, confidence=0.1)
+    await mesh.run_tools()
+    [review] = mesh.reviews
+    return workflow_id, review
+
+
+async def test_low_routing_confidence_hands_over_to_a_person(mesh: Mesh) -> None:
+    _, review = await _handover(mesh)
+
+    assert review.rule == "support.human_triage"
+    assert review.required_role == "support-agent"
+    assert review.action_type == "triage_handover.v1"
+    assert review.proposed_action == {
+        "action_type": "triage_handover.v1",
+        "question": TRIAGE_TEXT,
+        "reason": "routing confidence 0.10 below 0.3",
+        "suggested_answer": KB_ANSWER,
+    }
+    assert mesh.payloads(WorkflowCompleted) == []
+
+
+async def test_agent_edit_answers_with_the_agents_text(mesh: Mesh) -> None:
+    workflow_id, review = await _handover(mesh)
+    edited = {**review.proposed_action, "suggested_answer": "I have reset it for you."}
+
+    await mesh.decide(review, ReviewDecision.EDIT, edited_action=edited, reviewer="sam")
+
+    done = mesh.completed
+    assert (done.outcome, done.error) == (Outcome.SUCCEEDED, None)
+    assert done.output == {
+        "answer": "I have reset it for you.",
+        "source": "agent",
+        "article_id": None,
+    }
+    assert (await mesh.history(workflow_id))[-2:] == [
+        ("human_triage", "review_requested"),
+        ("human_triage", "edited"),
+    ]
+
+
+async def test_agent_approving_the_suggestion_sends_it(mesh: Mesh) -> None:
+    _, review = await _handover(mesh)
+
+    await mesh.decide(review, ReviewDecision.APPROVE)
+
+    assert mesh.completed.output == {"answer": KB_ANSWER, "source": "agent", "article_id": None}
+
+
+async def test_agent_approving_without_any_answer_rejects(mesh: Mesh) -> None:
+    mesh.script["kb.search"] = [{"hits": []}]
+    _, review = await _handover(mesh)
+    assert review.proposed_action["suggested_answer"] is None
+
+    await mesh.decide(review, ReviewDecision.APPROVE)
+
+    assert mesh.completed.outcome is Outcome.REJECTED
+    assert mesh.completed.error == "the agent approved no answer"
+
+
+# -- invalid input --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("workflow", "fields", "contract", "field"),
+    [
+        ("procurement", {"po_number": "PO-1"}, "ProcurementInput", "amount"),
+        ("procurement", {"amount": -3.0}, "ProcurementInput", "amount"),
+        ("refund", {"amount": 20.0}, "RefundInput", "order_id"),
+        ("supply-chain-reroute", {"baseline_cost": 100.0}, "RerouteInput", "shipment_id"),
+        ("supply-chain-reroute", {"shipment_id": "77"}, "RerouteInput", "shipment_id"),
+    ],
+)
+async def test_invalid_input_fails_naming_the_contract_and_calls_no_tool(
+    mesh: Mesh, workflow: str, fields: dict[str, Any], contract: str, field: str
+) -> None:
+    workflow_id = await mesh.start(workflow, "do the thing", **fields)
+    await mesh.run_tools()
+
+    done = mesh.completed
+    assert (done.outcome, done.output) == (Outcome.FAILED, {})
+    assert done.error is not None
+    assert done.error.startswith(f"input does not satisfy {contract}: {field}: ")
+    assert mesh.calls() == []
+    assert mesh.statuses == [RequestStatus.RUNNING, RequestStatus.FAILED]
+    assert await mesh.history(workflow_id) == [("validate_input", "invalid_input")]
+
+
+# -- idempotency ----------------------------------------------------------------------
+
+
+async def test_the_same_decision_delivered_twice_changes_nothing_the_second_time(
+    mesh: Mesh,
+) -> None:
+    workflow_id, review = await _over_threshold(mesh)
+    decided = mesh.decision(review.review_id, ReviewDecision.APPROVE)
+    await mesh.engine.decide(decided)
+    published = len(mesh.publisher.events)
+    before = await mesh.engine.state(workflow_id)
+
+    await mesh.engine.decide(decided)
+
+    assert len(mesh.publisher.events) == published
+    after = await mesh.engine.state(workflow_id)
+    assert before is not None
+    assert after is not None
+    assert after.config == before.config
+    assert len(mesh.calls("erp.create_purchase_order")) == 1
+
+
+async def test_a_late_duplicate_after_completion_changes_nothing(mesh: Mesh) -> None:
+    _, review = await _over_threshold(mesh)
+    decided = mesh.decision(review.review_id, ReviewDecision.APPROVE)
+    await mesh.engine.decide(decided)
+    await mesh.run_tools()
+    published = len(mesh.publisher.events)
+
+    await mesh.engine.decide(decided)
+    await mesh.engine.decide(mesh.decision(review.review_id, ReviewDecision.REJECT))
+
+    assert len(mesh.publisher.events) == published
+    assert mesh.completed.outcome is Outcome.SUCCEEDED
+
+
+async def test_a_decision_for_an_unknown_review_of_a_known_run_is_ignored(mesh: Mesh) -> None:
+    workflow_id, review = await _over_threshold(mesh)
+    published = len(mesh.publisher.events)
+    stray = mesh.decision(
+        uuid.uuid4(),
+        ReviewDecision.APPROVE,
+        reviewer="mallory",
+        cause=mesh.review_envelope(review.review_id),
+    )
+
+    await mesh.engine.decide(stray)
+
+    assert len(mesh.publisher.events) == published
+    snapshot = await mesh.engine.state(workflow_id)
+    assert snapshot is not None
+    assert [i.value["step"] for i in snapshot.interrupts] == ["approve_purchase_order"]
+    assert mesh.calls("erp.create_purchase_order") == []
+
+
+async def test_a_tool_answer_cannot_resume_a_review(mesh: Mesh) -> None:
+    """A call id and a review id live in different namespaces, even for the same step."""
+    workflow_id, review = await _over_threshold(mesh)
+    published = len(mesh.publisher.events)
+    [request] = mesh.envelopes(ToolCallRequested)
+    forged = request.follow(
+        ToolCallCompleted(
+            call_id=call_id_for(workflow_id, "approve_purchase_order"),
+            tool="erp.create_purchase_order",
+            result={"approved": True},
+            duration_ms=1,
+        )
+    )
+
+    await mesh.engine.resume(TOOL_RESULTS.adapter.validate_json(forged.model_dump_json()))
+
+    assert len(mesh.publisher.events) == published
+    assert review.review_id != call_id_for(workflow_id, "approve_purchase_order")
+
+
+async def test_a_decision_for_an_unknown_workflow_raises(mesh: Mesh) -> None:
+    stranger = new_event(
+        ReviewDecided(review_id=uuid.uuid4(), decision=ReviewDecision.APPROVE, reviewer="x"),
+        workflow_id=uuid.uuid4(),
+        tenant="acme",
+        principal=Principal(subject="user-1"),
+    )
+
+    with pytest.raises(UnknownWorkflowRun, match=str(stranger.workflow_id)):
+        await mesh.engine.decide(REVIEWS_DECIDED.adapter.validate_json(stranger.model_dump_json()))
+    assert mesh.publisher.events == []

@@ -1,0 +1,119 @@
+"""kill -9 of the orchestrator in the middle of 100 running workflows: every workflow
+completes, every result is delivered exactly once, and the sandbox ledger shows every
+purchase order exactly once. On Postgres, a second instance takes over."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer
+from harness import Broker, Mesh, running_mesh, wait_for
+from pactmesh_contracts.topics import RESULT_TOPICS
+from workflow_client import fault, ledger, submit
+
+WORKFLOWS = 100
+
+
+def _submit_many(mesh: Mesh) -> list[uuid.UUID]:
+    quantities = [n % 9 + 1 for n in range(WORKFLOWS)]
+    return [
+        submit(mesh, f"Please raise a purchase order for {q} chairs from Acme, ${q * 100} in total")
+        for q in quantities
+    ]
+
+
+def _delivered(mesh: Mesh, ids: list[uuid.UUID]) -> int:
+    with httpx.Client(base_url=mesh.url("intake"), timeout=10) as client:
+        return sum(client.get(f"/v1/requests/{rid}").json()["status"] == "delivered" for rid in ids)
+
+
+async def _results(mesh: Mesh, expected: set[uuid.UUID], deadline_s: float) -> Counter[uuid.UUID]:
+    consumer = AIOKafkaConsumer(
+        *(t.qualified(mesh.prefix) for t in RESULT_TOPICS),
+        bootstrap_servers=mesh.bootstrap,
+        group_id=f"check-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    seen: Counter[uuid.UUID] = Counter()
+    try:
+        deadline = time.monotonic() + deadline_s
+        linger: float | None = None
+        while time.monotonic() < (linger or deadline):
+            for records in (await consumer.getmany(timeout_ms=250)).values():
+                for record in records:
+                    seen[RESULT_TOPICS[0].adapter.validate_json(record.value).workflow_id] += 1
+            if linger is None and expected <= set(seen):
+                linger = time.monotonic() + 3.0
+    finally:
+        await consumer.stop()
+    return seen
+
+
+def _crash_and_recover(mesh: Mesh, victim: str, *, restart: bool) -> None:
+    fault(mesh, "erp", latency_ms=150)  # keep workflows in flight long enough to be caught
+    ids = _submit_many(mesh)
+    wait_for(
+        lambda: _delivered(mesh, ids) >= 10, timeout=120, interval=0.5, what="the first results"
+    )
+    in_flight = WORKFLOWS - _delivered(mesh, ids)
+    mesh.stop(victim, sig=signal.SIGKILL)
+    print(f"\nkilled {victim} with about {in_flight} of {WORKFLOWS} workflows in flight")
+    if restart:
+        mesh.start(victim)
+        wait_for(lambda: mesh.ready(victim), timeout=60, what=f"{victim} back")
+    wait_for(
+        lambda: _delivered(mesh, ids) == WORKFLOWS, timeout=240, interval=1.0, what="all delivered"
+    )
+
+    results = asyncio.run(_results(mesh, set(ids), deadline_s=60))
+    assert set(results) == set(ids)
+    assert [rid for rid, n in results.items() if n != 1] == [], "every result exactly once"
+    orders = Counter(e["idempotency_key"] for e in ledger(mesh, "purchase_order"))
+    assert all(orders[f"{rid}:commit_order"] == 1 for rid in ids), "every order exactly once"
+    assert sum(orders.values()) == WORKFLOWS
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A private PostgreSQL cluster for this module (Debian's packages, via pg.sh)."""
+    import os
+    import subprocess
+
+    from harness import REPO
+
+    env = {
+        **os.environ,
+        "PG_PORT": "15433",
+        "PG_DATA_DIR": str(REPO / ".cache" / "postgres-test" / "data"),
+    }
+    script = str(REPO / "infra" / "postgres" / "pg.sh")
+    subprocess.run([script, "reset"], env=env, check=True)
+    url = subprocess.run(
+        [script, "start"], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    try:
+        yield url
+    finally:
+        subprocess.run([script, "stop"], env=env, check=False)
+
+
+def test_kill_9_on_sqlite_then_restart(broker: Broker, tmp_path: pytest.TempPathFactory) -> None:
+    with running_mesh(broker.bootstrap, tmp_path) as mesh:  # type: ignore[arg-type]
+        _crash_and_recover(mesh, "orchestrator", restart=True)
+
+
+def test_kill_9_on_postgres_second_instance_takes_over(
+    broker: Broker, tmp_path: pytest.TempPathFactory, postgres_url: str
+) -> None:
+    env = {"PACTMESH_POSTGRES_URL": postgres_url}
+    with running_mesh(broker.bootstrap, tmp_path, env=env, orchestrators=2) as mesh:  # type: ignore[arg-type]
+        _crash_and_recover(mesh, "orchestrator", restart=False)
