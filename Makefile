@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 KAFKA := infra/kafka/kafka.sh
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-unit test-integration lint typecheck fmt schemas clean
+.PHONY: help install run test test-unit test-integration bench lint typecheck fmt schemas clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ test-unit: install ## unit tests only (no broker)
 
 test-integration: install ## integration tests only
 	$(UV) run --no-sync pytest -m integration $(PYTEST_ARGS)
+
+bench: install ## workflows end to end on a real broker (bounded); figures to bench-results/ and docs/benchmarks.md
+	$(UV) run --no-sync python bench/workflows.py
 
 lint: ## ruff
 	$(UV) run --no-sync ruff check .

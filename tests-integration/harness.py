@@ -81,7 +81,7 @@ def _docker_engine_reachable() -> bool:
         return False
 
 
-def start_broker(cache: Path) -> Broker:
+def start_broker(cache: Path, *, name: str = "kafka-test", port: int = 19092) -> Broker:
     """The external cluster if configured, else testcontainers' Kafka where a Docker
     engine answers, else the project's local KRaft broker (never an in-memory fake)."""
     if external := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
@@ -100,9 +100,9 @@ def start_broker(cache: Path) -> Broker:
         )
     env = {
         **os.environ,
-        "KAFKA_DATA_DIR": str(cache / "kafka-test" / "data"),
-        "KAFKA_PORT": os.environ.get("PACTMESH_TEST_KAFKA_PORT", "19092"),
-        "KAFKA_CONTROLLER_PORT": os.environ.get("PACTMESH_TEST_KAFKA_CONTROLLER_PORT", "19093"),
+        "KAFKA_DATA_DIR": str(cache / name / "data"),
+        "KAFKA_PORT": os.environ.get("PACTMESH_TEST_KAFKA_PORT", str(port)),
+        "KAFKA_CONTROLLER_PORT": os.environ.get("PACTMESH_TEST_KAFKA_CONTROLLER_PORT", str(port + 1)),
     }
     subprocess.run([str(KAFKA_SH), "start"], env=env, check=True)
     return Broker(

@@ -6,6 +6,7 @@ sharing it can resume any workflow and knows what was already published.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -54,6 +55,19 @@ class PostgresOutbox:
             )
 
 
+async def _acquire(conn: Any, deadline_s: float = 120.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
+    while True:
+        cursor = await conn.execute("SELECT pg_try_advisory_lock(%s) AS locked", (_SETUP_LOCK,))
+        row = await cursor.fetchone()
+        if row and row["locked"]:
+            return
+        if loop.time() > deadline:
+            raise TimeoutError("another orchestrator held the schema set-up lock too long")
+        await asyncio.sleep(0.2)
+
+
 @asynccontextmanager
 async def _postgres(url: str, pool_size: int) -> AsyncIterator[Persistence]:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -67,8 +81,11 @@ async def _postgres(url: str, pool_size: int) -> AsyncIterator[Persistence]:
         checkpointer = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
         # Migrations are idempotent but not concurrent-safe: two instances starting
         # together race on CREATE TABLE. A session advisory lock makes them take turns.
+        # It is polled, not awaited in pg_advisory_lock: the migrations run CREATE INDEX
+        # CONCURRENTLY, which waits for every open statement, including a blocked
+        # pg_advisory_lock of the other instance (a deadlock Postgres cannot see).
         async with pool.connection() as lock:
-            await lock.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
+            await _acquire(lock)
             try:
                 await checkpointer.setup()
                 async with pool.connection() as conn:

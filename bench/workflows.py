@@ -1,0 +1,283 @@
+"""`make bench`: workflows through the whole mesh on a real broker, bounded in count
+and time. Prints the figures, writes them to bench-results/workflows.json and into the
+generated section of docs/benchmarks.md.
+
+Two phases, each on a fresh mesh:
+  slow  -- every knowledge-base call takes BENCH_LATENCY_MS (default 2000 ms) in the
+           sandbox; BENCH_SLOW_WORKFLOWS (default 10,000) support-triage requests are
+           published at once: how many are in flight together, end-to-end p50/p99, and
+           each process's peak memory.
+  fast  -- no injected latency; BENCH_FAST_WORKFLOWS (default 2,000) requests: sustained
+           workflows per second and CPU milliseconds per workflow (all processes).
+Each phase stops at BENCH_DEADLINE_S (default 600 s) and reports what completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests-integration"))
+
+import httpx  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+from harness import Mesh, running_mesh, start_broker  # noqa: E402
+from pactmesh_contracts.envelope import Principal, new_event  # noqa: E402
+from pactmesh_contracts.events import RequestSubmitted  # noqa: E402
+from pactmesh_contracts.ids import uuid7  # noqa: E402
+from pactmesh_contracts.topics import REQUESTS_INBOUND, RESULT_TOPICS  # noqa: E402
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+QUESTIONS = (
+    "How do I reset my password?",
+    "Where is my order? I want to track it",
+    "How do I cancel my subscription plan?",
+    "How can I update my billing details?",
+)
+
+
+@dataclass
+class Phase:
+    name: str
+    workflows: int
+    latency_ms: int
+    sent_at: dict[uuid.UUID, float] = field(default_factory=dict)
+    done_at: dict[uuid.UUID, float] = field(default_factory=dict)
+    max_in_flight: int = 0
+    started: float = 0.0
+
+
+def _proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def _publish(mesh: Mesh, phase: Phase) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+    )
+    await producer.start()
+    principal = Principal(subject="system:bench", roles=("upstream",))
+    topic = REQUESTS_INBOUND.qualified(mesh.prefix)
+    try:
+        pending = []
+        for i in range(phase.workflows):
+            event = new_event(
+                RequestSubmitted(
+                    text=QUESTIONS[i % len(QUESTIONS)], requested_workflow="support-triage"
+                ),
+                workflow_id=uuid7(),
+                tenant="bench",
+                principal=principal,
+            )
+            phase.sent_at[event.workflow_id] = time.monotonic()
+            pending.append(
+                await producer.send(topic, event.model_dump_json().encode(), key=event.key)
+            )
+            if len(pending) >= 500:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def _collect(mesh: Mesh, phase: Phase, deadline: float) -> None:
+    consumer = AIOKafkaConsumer(
+        *(t.qualified(mesh.prefix) for t in RESULT_TOPICS),
+        bootstrap_servers=mesh.bootstrap,
+        group_id=f"bench-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=2000,
+    )
+    await consumer.start()
+    try:
+        while len(phase.done_at) < phase.workflows and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                now = time.monotonic()
+                for record in records:
+                    workflow_id = uuid.UUID(json.loads(record.value)["workflow_id"])
+                    phase.done_at.setdefault(workflow_id, now)
+            phase.max_in_flight = max(phase.max_in_flight, len(phase.sent_at) - len(phase.done_at))
+    finally:
+        await consumer.stop()
+
+
+def _span_summary(mesh: Mesh) -> dict[str, dict[str, float]]:
+    """Mean and total span time per service and span name: where the time goes."""
+    durations: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for span in mesh.spans():
+        service = span["resource"]["attributes"]["service.name"]
+        name = span["name"].replace(mesh.prefix, "")
+        durations[(service, name)].append((span["end_time"] - span["start_time"]) / 1e6)
+    rows = {
+        f"{service} {name}": {
+            "count": len(d),
+            "mean_ms": round(statistics.fmean(d), 2),
+            "total_s": round(sum(d) / 1000, 1),
+        }
+        for (service, name), d in durations.items()
+    }
+    return dict(sorted(rows.items(), key=lambda kv: -kv[1]["total_s"])[:15])
+
+
+def run_phase(broker_bootstrap: str, phase: Phase, deadline_s: float) -> dict[str, Any]:
+    env = {
+        "PACTMESH_TOOLS_CONCURRENCY": "10000",
+        "PACTMESH_TOOLS_MAX_IN_FLIGHT": "10000",
+        "PACTMESH_ORCHESTRATOR_TOOL_TIMEOUT_S": "600",
+        "PACTMESH_TOOLS_ATTEMPT_TIMEOUT_S": "600",
+        "OTEL_BSP_MAX_QUEUE_SIZE": "200000",
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix=f"bench-{phase.name}-") as tmp,
+        running_mesh(broker_bootstrap, Path(tmp), env=env) as mesh,
+    ):
+        if phase.latency_ms:
+            httpx.put(
+                f"{mesh.sandbox_url}/faults/kb", json={"latency_ms": phase.latency_ms}, timeout=10
+            )
+        pids = {name: p.pid for name, p in mesh.processes.items()}
+        cpu_before = {name: _proc_cpu_s(pid) for name, pid in pids.items()}
+
+        async def drive() -> None:
+            deadline = time.monotonic() + deadline_s
+            collector = asyncio.create_task(_collect(mesh, phase, deadline))
+            phase.started = time.monotonic()
+            await _publish(mesh, phase)
+            await collector
+
+        asyncio.run(drive())
+        cpu = {name: _proc_cpu_s(pid) - cpu_before[name] for name, pid in pids.items()}
+        peak = {name: round(_peak_rss_mb(pid), 1) for name, pid in pids.items()}
+        spans = _span_summary(mesh)
+    latencies = sorted(phase.done_at[w] - phase.sent_at[w] for w in phase.done_at)
+    completed = len(latencies)
+    elapsed = (max(phase.done_at.values()) - phase.started) if completed else 0.0
+
+    def pick(q: float) -> int | None:
+        if not latencies:
+            return None
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000)
+
+    return {
+        "workflows": phase.workflows,
+        "completed": completed,
+        "injected_tool_latency_ms": phase.latency_ms,
+        "max_in_flight": phase.max_in_flight,
+        "p50_ms": pick(0.50),
+        "p99_ms": pick(0.99),
+        "elapsed_s": round(elapsed, 1),
+        "workflows_per_s": round(completed / elapsed, 1) if elapsed else None,
+        "cpu_ms_per_workflow": round(sum(cpu.values()) * 1000 / completed, 1)
+        if completed
+        else None,
+        "cpu_s_by_process": {k: round(v, 1) for k, v in cpu.items()},
+        "peak_rss_mb_by_process": peak,
+        "busiest_spans": spans,
+    }
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    lines = ["<!-- bench:begin (generated by `make bench`; do not edit by hand) -->", ""]
+    lines.append(f"Run at {results['at']} on {os.cpu_count()} cores; broker: {results['broker']}.")
+    lines.append("")
+    lines.append(
+        "| phase | workflows | completed | injected tool latency | max in flight"
+        " | p50 | p99 | workflows/s | CPU ms / workflow |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for name, r in results["phases"].items():
+        lines.append(
+            f"| {name} | {r['workflows']} | {r['completed']} | {r['injected_tool_latency_ms']} ms |"
+            f" {r['max_in_flight']} | {r['p50_ms']} ms | {r['p99_ms']} ms |"
+            f" {r['workflows_per_s']} |"
+            f" {r['cpu_ms_per_workflow']} |"
+        )
+    for name, r in results["phases"].items():
+        lines.append("")
+        lines.append(
+            f"Peak RSS by process, {name} phase (MB): "
+            + ", ".join(f"{k} {v}" for k, v in r["peak_rss_mb_by_process"].items())
+        )
+        lines.append("")
+        lines.append(
+            f"CPU seconds by process, {name} phase: "
+            + ", ".join(f"{k} {v}" for k, v in r["cpu_s_by_process"].items())
+        )
+    lines += [
+        "",
+        "Busiest spans, fast phase (total span time):",
+        "",
+        "| span | count | mean ms | total s |",
+        "|---|---|---|---|",
+    ]
+    for span, row in results["phases"].get("fast", {}).get("busiest_spans", {}).items():
+        lines.append(f"| {span} | {row['count']} | {row['mean_ms']} | {row['total_s']} |")
+    lines += ["", "<!-- bench:end -->"]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    slow = Phase(
+        "slow",
+        int(os.environ.get("BENCH_SLOW_WORKFLOWS", "10000")),
+        int(os.environ.get("BENCH_LATENCY_MS", "2000")),
+    )
+    fast = Phase("fast", int(os.environ.get("BENCH_FAST_WORKFLOWS", "2000")), 0)
+    deadline_s = float(os.environ.get("BENCH_DEADLINE_S", "600"))
+    broker = start_broker(REPO / ".cache", name="kafka-bench", port=19192)
+    try:
+        results: dict[str, Any] = {
+            "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "broker": broker.how,
+            "phases": {},
+        }
+        for phase in (fast, slow):
+            print(f"bench: {phase.name} phase, {phase.workflows} workflows ...", flush=True)
+            results["phases"][phase.name] = run_phase(broker.bootstrap, phase, deadline_s)
+            figures = results["phases"][phase.name]
+            summary = {k: v for k, v in figures.items() if not isinstance(v, dict)}
+            print(f"bench: {phase.name}: {json.dumps(summary)}", flush=True)
+    finally:
+        broker.stop()
+    out = REPO / "bench-results" / "workflows.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    docs = REPO / "docs" / "benchmarks.md"
+    text = docs.read_text()
+    section = _markdown(results)
+    if "<!-- bench:begin" in text:
+        start, end = (
+            text.index("<!-- bench:begin"),
+            text.index("<!-- bench:end -->") + len("<!-- bench:end -->"),
+        )
+        text = text[:start] + section + text[end:]
+    else:
+        text = text.rstrip() + "\n\n## `make bench`: workflows end to end\n\n" + section + "\n"
+    docs.write_text(text)
+    print(f"bench: figures written to {out} and {docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
