@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 from pactmesh_contracts.actions import validate_action
 from pydantic import ValidationError
@@ -290,3 +291,78 @@ def proposed(state: WorkflowState) -> dict[str, Any]:
     if action is None:
         raise LookupError("no action has been proposed yet")
     return dict(action)
+
+
+def start_graph(input_model: type[Any], *, first: str) -> StateGraph[WorkflowState]:
+    """A workflow graph whose first node checks routing's fields against ``input_model``;
+    valid input goes on to ``first``, invalid input ends the run as failed."""
+    graph: StateGraph[WorkflowState] = StateGraph(WorkflowState)
+    check, after_check = validate_input(input_model, on_valid=first, on_invalid=END)
+    graph.add_node("validate_input", check)
+    graph.add_edge(START, "validate_input")
+    graph.add_conditional_edges("validate_input", after_check, [first, END])
+    return graph
+
+
+def unless_ended(graph: StateGraph[WorkflowState], step: str, next_step: str) -> None:
+    """After ``step``, go to ``next_step`` unless ``step`` decided the outcome."""
+    graph.add_conditional_edges(
+        step, lambda s: END if s.get("outcome") else next_step, [next_step, END]
+    )
+
+
+def add_tool_or_fail(
+    graph: StateGraph[WorkflowState],
+    step: str,
+    tool: str,
+    arguments: Callable[[WorkflowState], dict[str, Any]],
+    *,
+    on_success: str,
+    retry_arguments: Callable[[WorkflowState], dict[str, Any]] | None = None,
+) -> None:
+    """``add_tool_with_retry`` whose failure ends the run as failed, naming the error."""
+    failed = f"{step}_failed"
+    add_tool_with_retry(
+        graph,
+        step,
+        tool,
+        arguments,
+        on_success=on_success,
+        on_failure=failed,
+        retry_arguments=retry_arguments,
+    )
+    graph.add_node(failed, fail(tool_failure_reason(step)))
+    graph.add_edge(failed, END)
+
+
+def add_gated_action(
+    graph: StateGraph[WorkflowState],
+    *,
+    workflow: str,
+    policy: GatePolicy,
+    gate: str,
+    action_type: str,
+    step: str,
+    tool: str,
+    arguments: Callable[[WorkflowState], dict[str, Any]],
+    finish: Node,
+) -> None:
+    """``gate`` (the approval gate on the proposed action) → ``step`` (the side effect,
+    with its retry path) → ``finish``; a rejected or failed action ends the run."""
+    graph.add_node(
+        gate, approval_gate(workflow=workflow, step=gate, policy=policy, action_type=action_type)
+    )
+    graph.add_conditional_edges(gate, lambda s: step if approved(s) else END, [step, END])
+    add_tool_or_fail(graph, step, tool, arguments, on_success="finish")
+    graph.add_node("finish", finish)
+    graph.add_edge("finish", END)
+
+
+def action_fields(*keys: str) -> Callable[[WorkflowState], dict[str, Any]]:
+    """Tool arguments taken from the proposed action's ``keys``."""
+
+    def arguments(state: WorkflowState) -> dict[str, Any]:
+        action = proposed(state)
+        return {k: action[k] for k in keys}
+
+    return arguments

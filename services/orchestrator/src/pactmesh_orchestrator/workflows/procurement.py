@@ -6,19 +6,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import StateGraph
 from pactmesh_contracts.actions import LineItem, PurchaseOrderAction
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pactmesh_orchestrator.domain.graphs import (
-    add_tool_with_retry,
-    approval_gate,
-    approved,
-    fail,
-    proposed,
-    tool_failure_reason,
+    action_fields,
+    add_gated_action,
+    add_tool_or_fail,
+    start_graph,
     tool_result,
-    validate_input,
+    unless_ended,
 )
 from pactmesh_orchestrator.domain.policy import GatePolicy
 from pactmesh_orchestrator.domain.registry import WorkflowDefinition
@@ -117,63 +115,29 @@ async def _finish(state: WorkflowState) -> dict[str, Any]:
 
 def build(policy: GatePolicy) -> StateGraph[WorkflowState]:
     """validate → read → check_policy → draft_report → approval gate → commit_order."""
-    graph: StateGraph[WorkflowState] = StateGraph(WorkflowState)
-    check, after_check = validate_input(ProcurementInput, on_valid="read_request", on_invalid=END)
-    graph.add_node("validate_input", check)
-    graph.add_edge(START, "validate_input")
-    graph.add_conditional_edges("validate_input", after_check, ["read_request", END])
+    graph = start_graph(ProcurementInput, first="read_request")
     graph.add_node("read_request", _read)
-    graph.add_conditional_edges(
-        "read_request", lambda s: END if s.get("outcome") else "check_policy", ["check_policy", END]
-    )
-    add_tool_with_retry(
+    unless_ended(graph, "read_request", "check_policy")
+    add_tool_or_fail(
         graph,
         "check_policy",
         "procurement.check_policy",
-        lambda s: {
-            "vendor": proposed(s)["vendor"],
-            "amount": proposed(s)["amount"],
-            "currency": proposed(s)["currency"],
-            "items": proposed(s)["items"],
-            "text": s["text"],
-        },
+        lambda s: {**action_fields("vendor", "amount", "currency", "items")(s), "text": s["text"]},
         on_success="draft_report",
-        on_failure="check_failed",
     )
-    graph.add_node("check_failed", fail(tool_failure_reason("check_policy")))
-    graph.add_edge("check_failed", END)
     graph.add_node("draft_report", _report)
-    graph.add_conditional_edges(
-        "draft_report",
-        lambda s: END if s.get("outcome") else "approve_purchase_order",
-        ["approve_purchase_order", END],
-    )
-    graph.add_node(
-        "approve_purchase_order",
-        approval_gate(
-            workflow=NAME,
-            step="approve_purchase_order",
-            policy=policy,
-            action_type="purchase_order.v1",
-        ),
-    )
-    graph.add_conditional_edges(
-        "approve_purchase_order",
-        lambda s: "commit_order" if approved(s) else END,
-        ["commit_order", END],
-    )
-    add_tool_with_retry(
+    unless_ended(graph, "draft_report", "approve_purchase_order")
+    add_gated_action(
         graph,
-        "commit_order",
-        "erp.create_purchase_order",
-        lambda s: {k: proposed(s)[k] for k in ("vendor", "items", "amount", "currency")},
-        on_success="finish",
-        on_failure="commit_failed",
+        workflow=NAME,
+        policy=policy,
+        gate="approve_purchase_order",
+        action_type="purchase_order.v1",
+        step="commit_order",
+        tool="erp.create_purchase_order",
+        arguments=action_fields("vendor", "items", "amount", "currency"),
+        finish=_finish,
     )
-    graph.add_node("commit_failed", fail(tool_failure_reason("commit_order")))
-    graph.add_edge("commit_failed", END)
-    graph.add_node("finish", _finish)
-    graph.add_edge("finish", END)
     return graph
 
 

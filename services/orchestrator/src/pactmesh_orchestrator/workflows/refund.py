@@ -6,20 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, StateGraph
 from langgraph.types import interrupt
 from pactmesh_contracts.actions import RefundAction
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pactmesh_orchestrator.domain.graphs import (
-    add_tool_with_retry,
-    approval_gate,
-    approved,
-    fail,
-    proposed,
-    tool_failure_reason,
+    action_fields,
+    add_gated_action,
+    add_tool_or_fail,
+    start_graph,
     tool_result,
-    validate_input,
 )
 from pactmesh_orchestrator.domain.policy import GatePolicy
 from pactmesh_orchestrator.domain.registry import WorkflowDefinition
@@ -159,48 +156,31 @@ def _after_policy_check(state: WorkflowState) -> str:
 
 def build(policy: GatePolicy) -> StateGraph[WorkflowState]:
     """validate → lookup_order → propose → policy check → approval gate → pay."""
-    graph: StateGraph[WorkflowState] = StateGraph(WorkflowState)
-    check, after_check = validate_input(RefundInput, on_valid="lookup_order", on_invalid=END)
-    graph.add_node("validate_input", check)
-    graph.add_edge(START, "validate_input")
-    graph.add_conditional_edges("validate_input", after_check, ["lookup_order", END])
-    add_tool_with_retry(
+    graph = start_graph(RefundInput, first="lookup_order")
+    add_tool_or_fail(
         graph,
         "lookup_order",
         "crm.get_order",
         lambda s: {"order_id": s["fields"]["order_id"]},
         on_success="propose_refund",
-        on_failure="lookup_failed",
     )
-    graph.add_node("lookup_failed", fail(tool_failure_reason("lookup_order")))
-    graph.add_edge("lookup_failed", END)
     graph.add_node("propose_refund", _propose)
     graph.add_edge("propose_refund", "check_refund_policy")
     graph.add_node("check_refund_policy", _check_policy)
     graph.add_conditional_edges(
         "check_refund_policy", _after_policy_check, ["approve_refund", "execute_refund", END]
     )
-    graph.add_node(
-        "approve_refund",
-        approval_gate(workflow=NAME, step="approve_refund", policy=policy, action_type="refund.v1"),
-    )
-    graph.add_conditional_edges(
-        "approve_refund",
-        lambda s: "execute_refund" if approved(s) else END,
-        ["execute_refund", END],
-    )
-    add_tool_with_retry(
+    add_gated_action(
         graph,
-        "execute_refund",
-        "payments.refund",
-        lambda s: {k: proposed(s)[k] for k in ("order_id", "amount", "currency", "reason")},
-        on_success="finish",
-        on_failure="refund_failed",
+        workflow=NAME,
+        policy=policy,
+        gate="approve_refund",
+        action_type="refund.v1",
+        step="execute_refund",
+        tool="payments.refund",
+        arguments=action_fields("order_id", "amount", "currency", "reason"),
+        finish=_finish,
     )
-    graph.add_node("refund_failed", fail(tool_failure_reason("execute_refund")))
-    graph.add_edge("refund_failed", END)
-    graph.add_node("finish", _finish)
-    graph.add_edge("finish", END)
     return graph
 
 

@@ -6,21 +6,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import StateGraph
 from pactmesh_contracts.actions import RerouteBookingAction
 from pydantic import BaseModel, ConfigDict, Field
 
 from pactmesh_orchestrator.domain.graphs import (
-    add_tool_with_retry,
-    approval_gate,
-    approved,
-    fail,
-    proposed,
+    action_fields,
+    add_gated_action,
+    start_graph,
     tool_failure_reason,
     tool_ok,
     tool_result,
     tool_step,
-    validate_input,
+    unless_ended,
 )
 from pactmesh_orchestrator.domain.policy import GatePolicy
 from pactmesh_orchestrator.domain.registry import WorkflowDefinition
@@ -124,48 +122,25 @@ async def _finish(state: WorkflowState) -> dict[str, Any]:
 
 def build(policy: GatePolicy) -> StateGraph[WorkflowState]:
     """validate → quote (primary, then the next carriers) → choose → gate → book."""
-    graph: StateGraph[WorkflowState] = StateGraph(WorkflowState)
-    check, after_check = validate_input(
-        RerouteInput, on_valid=_quote_step(CARRIERS[0]), on_invalid=END
-    )
-    graph.add_node("validate_input", check)
-    graph.add_edge(START, "validate_input")
-    graph.add_conditional_edges("validate_input", after_check, [_quote_step(CARRIERS[0]), END])
+    graph = start_graph(RerouteInput, first=_quote_step(CARRIERS[0]))
     for index, carrier in enumerate(CARRIERS):
         step = _quote_step(carrier)
         graph.add_node(step, tool_step(step, "carriers.quote", _quote_arguments(carrier)))
-        targets = [
-            "choose_route",
-            *([_quote_step(CARRIERS[index + 1])] if index + 1 < len(CARRIERS) else []),
-        ]
-        graph.add_conditional_edges(step, _after_quote(index), targets)
+        following = [_quote_step(c) for c in CARRIERS[index + 1 : index + 2]]
+        graph.add_conditional_edges(step, _after_quote(index), ["choose_route", *following])
     graph.add_node("choose_route", _choose)
-    graph.add_conditional_edges(
-        "choose_route",
-        lambda s: END if s.get("outcome") else "approve_booking",
-        ["approve_booking", END],
-    )
-    graph.add_node(
-        "approve_booking",
-        approval_gate(
-            workflow=NAME, step="approve_booking", policy=policy, action_type="reroute_booking.v1"
-        ),
-    )
-    graph.add_conditional_edges(
-        "approve_booking", lambda s: "book" if approved(s) else END, ["book", END]
-    )
-    add_tool_with_retry(
+    unless_ended(graph, "choose_route", "approve_booking")
+    add_gated_action(
         graph,
-        "book",
-        "carriers.book",
-        lambda s: {k: proposed(s)[k] for k in ("carrier", "shipment_id", "quote_id", "cost")},
-        on_success="finish",
-        on_failure="book_failed",
+        workflow=NAME,
+        policy=policy,
+        gate="approve_booking",
+        action_type="reroute_booking.v1",
+        step="book",
+        tool="carriers.book",
+        arguments=action_fields("carrier", "shipment_id", "quote_id", "cost"),
+        finish=_finish,
     )
-    graph.add_node("book_failed", fail(tool_failure_reason("book")))
-    graph.add_edge("book_failed", END)
-    graph.add_node("finish", _finish)
-    graph.add_edge("finish", END)
     return graph
 
 

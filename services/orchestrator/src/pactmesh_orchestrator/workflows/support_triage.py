@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, StateGraph
 from pactmesh_contracts.actions import TriageHandover
 from pydantic import BaseModel, ConfigDict
 
@@ -12,9 +12,9 @@ from pactmesh_orchestrator.domain.graphs import (
     add_tool_with_retry,
     approval_gate,
     approved,
+    start_graph,
     tool_ok,
     tool_result,
-    validate_input,
 )
 from pactmesh_orchestrator.domain.policy import GatePolicy
 from pactmesh_orchestrator.domain.registry import WorkflowDefinition
@@ -82,11 +82,7 @@ async def _agent_answer(state: WorkflowState) -> dict[str, Any]:
 
 def build(policy: GatePolicy) -> StateGraph[WorkflowState]:
     """validate → search_kb (retry with a narrower query) → answer | human triage."""
-    graph: StateGraph[WorkflowState] = StateGraph(WorkflowState)
-    check, after_check = validate_input(TriageInput, on_valid="search_kb", on_invalid=END)
-    graph.add_node("validate_input", check)
-    graph.add_edge(START, "validate_input")
-    graph.add_conditional_edges("validate_input", after_check, ["search_kb", END])
+    graph = start_graph(TriageInput, first="search_kb")
     add_tool_with_retry(
         graph,
         "search_kb",
