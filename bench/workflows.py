@@ -5,8 +5,9 @@ generated section of docs/benchmarks.md.
 Two phases, each on a fresh mesh:
   slow  -- every knowledge-base call takes BENCH_LATENCY_MS (default 2000 ms) in the
            sandbox; BENCH_SLOW_WORKFLOWS (default 10,000) support-triage requests are
-           published at once: how many are in flight together, end-to-end p50/p99, and
-           each process's peak memory.
+           published at once: how many are in flight together (started by the
+           orchestrator and not finished), end-to-end p50/p99, each process's peak memory.
+           Support triage calls no model yet, so only tool latency is simulated.
   fast  -- no injected latency; BENCH_FAST_WORKFLOWS (default 2,000) requests: sustained
            workflows per second and CPU milliseconds per workflow (all processes).
 Each phase stops at BENCH_DEADLINE_S (default 600 s) and reports what completed.
@@ -36,7 +37,11 @@ from harness import Mesh, running_mesh, start_broker  # noqa: E402
 from pactmesh_contracts.envelope import Principal, new_event  # noqa: E402
 from pactmesh_contracts.events import RequestSubmitted  # noqa: E402
 from pactmesh_contracts.ids import uuid7  # noqa: E402
-from pactmesh_contracts.topics import REQUESTS_INBOUND, RESULT_TOPICS  # noqa: E402
+from pactmesh_contracts.topics import (  # noqa: E402
+    REQUESTS_INBOUND,
+    RESULT_TOPICS,
+    WORKFLOW_PROGRESS,
+)
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 QUESTIONS = (
@@ -53,6 +58,8 @@ class Phase:
     workflows: int
     latency_ms: int
     sent_at: dict[uuid.UUID, float] = field(default_factory=dict)
+    started_at: dict[uuid.UUID, float] = field(default_factory=dict)
+    """When the orchestrator started each workflow (its ``running`` progress event)."""
     done_at: dict[uuid.UUID, float] = field(default_factory=dict)
     max_in_flight: int = 0
     started: float = 0.0
@@ -101,7 +108,11 @@ async def _publish(mesh: Mesh, phase: Phase) -> None:
 
 
 async def _collect(mesh: Mesh, phase: Phase, deadline: float) -> None:
+    """Read results and progress: a workflow is in flight from the orchestrator's
+    ``running`` event until its result, so queued requests do not count."""
+    progress = WORKFLOW_PROGRESS.qualified(mesh.prefix)
     consumer = AIOKafkaConsumer(
+        progress,
         *(t.qualified(mesh.prefix) for t in RESULT_TOPICS),
         bootstrap_servers=mesh.bootstrap,
         group_id=f"bench-{uuid.uuid4().hex[:8]}",
@@ -115,9 +126,14 @@ async def _collect(mesh: Mesh, phase: Phase, deadline: float) -> None:
             for records in (await consumer.getmany(timeout_ms=200)).values():
                 now = time.monotonic()
                 for record in records:
-                    workflow_id = uuid.UUID(json.loads(record.value)["workflow_id"])
-                    phase.done_at.setdefault(workflow_id, now)
-            phase.max_in_flight = max(phase.max_in_flight, len(phase.sent_at) - len(phase.done_at))
+                    event = json.loads(record.value)
+                    workflow_id = uuid.UUID(event["workflow_id"])
+                    if record.topic != progress:
+                        phase.done_at.setdefault(workflow_id, now)
+                    elif event["payload"]["status"] == "running":
+                        phase.started_at.setdefault(workflow_id, now)
+            in_flight = len(phase.started_at.keys() - phase.done_at.keys())
+            phase.max_in_flight = max(phase.max_in_flight, in_flight)
     finally:
         await consumer.stop()
 
