@@ -1,8 +1,10 @@
-"""Fixtures: the sandbox in-process, and the tools registry calling it over HTTP."""
+"""Fixtures: the sandbox in-process, the tools registry calling it over HTTP, and the
+tools service's handler and dispatcher on FastStream's in-memory broker."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from pactmesh_tools.adapters.sandbox import BACKENDS, sandbox_tools
 from pactmesh_tools.domain.registry import ToolRegistry
 from pactmesh_tools.domain.resilience import Backends
 from pactmesh_tools.settings import Settings
+from pactmesh_tools.testing import RunTools, running_tools
 
 FAST = {
     "attempt_timeout_s": 2.0,
@@ -78,3 +81,11 @@ async def make_tools(recorder: Recorder) -> AsyncIterator[MakeTools]:
 async def tools(make_tools: MakeTools) -> ToolRegistry:
     registry, _ = await make_tools()
     return registry
+
+
+@pytest.fixture
+def run_tools(tmp_path: Path) -> RunTools:
+    """Start the tools service's handler and dispatcher over a registry, on the
+    in-memory broker, with the inbox in ``tmp_path`` (see ``running_tools``)."""
+    settings = Settings(topic_prefix="tools-test.", data_dir=tmp_path)
+    return partial(running_tools, settings=settings)

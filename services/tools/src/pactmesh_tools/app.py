@@ -15,7 +15,9 @@ from pactmesh_kit.telemetry import setup_telemetry
 
 from pactmesh_tools import handlers
 from pactmesh_tools.adapters.http import HttpBackends
+from pactmesh_tools.adapters.inbox import INBOX_FILE, open_inbox
 from pactmesh_tools.adapters.sandbox import BACKENDS, sandbox_tools
+from pactmesh_tools.dispatcher import Dispatcher
 from pactmesh_tools.domain.registry import ToolRegistry
 from pactmesh_tools.domain.resilience import Backends
 from pactmesh_tools.settings import Settings
@@ -42,14 +44,25 @@ def create_app(
         tracer=tracer_provider.get_tracer(__name__),
     )
     broker = make_broker(settings, tracer_provider=tracer_provider)
-    handlers.register(
-        broker, settings, EventPublisher(broker, settings, produces=[TOOL_RESULTS]), registry
+    dispatcher = Dispatcher(
+        registry=registry,
+        publisher=EventPublisher(broker, settings, produces=[TOOL_RESULTS]),
+        limits=settings.dispatch_limits(),
+        tracer=tracer_provider.get_tracer(__name__),
+        ready=lambda: broker.running,
     )
+    handlers.register(broker, settings, dispatcher)
 
     @asynccontextmanager
-    async def clients(_app: FastAPI) -> AsyncIterator[None]:
+    async def resources(_app: FastAPI) -> AsyncIterator[None]:
+        """The HTTP clients, the inbox and its dispatcher, which publishes results
+        once the broker has started (the kit opens resources before it)."""
         try:
-            yield
+            async with (
+                open_inbox(settings.data_dir / INBOX_FILE) as inbox,
+                dispatcher.running(inbox),
+            ):
+                yield
         finally:
             await http.aclose()
 
@@ -59,7 +72,7 @@ def create_app(
         tracer_provider=tracer_provider,
         title="pactmesh tools",
         description="Runs tool calls requested over Kafka against the sandbox backends.",
-        resources=clients,
+        resources=resources,
         routers=(tools_router(registry, guards),),
     )
 

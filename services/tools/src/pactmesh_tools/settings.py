@@ -1,4 +1,5 @@
-"""Tools settings: where the sandbox is, and how calls to it are attempted and guarded."""
+"""Tools settings: where the sandbox is, how calls to it are attempted and guarded, and
+how many the inbox's dispatcher runs at once."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pactmesh_kit.settings import KitSettings
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
+from pactmesh_tools.domain.inbox import DispatchLimits
 from pactmesh_tools.domain.registry import ToolPolicy
 from pactmesh_tools.domain.resilience import BackendLimits
 
@@ -55,13 +57,25 @@ class Settings(KitSettings):
     """Per tool, as JSON: ``{"erp.create_purchase_order": {"attempt_timeout_s": 15}}``."""
 
     concurrency: int = Field(16, ge=1, le=10_000)
-    """Requests in flight per backend."""
+    """Requests in flight per backend (``PACTMESH_TOOLS_CONCURRENCY``); also the size of
+    each backend's HTTP connection pool. Calls beyond it wait for a slot within their
+    deadline. The benchmark, with 10,000 workflows waiting on tools at once, sets 10000."""
     breaker_threshold: int = Field(5, ge=1, le=1_000)
     """Consecutive failures that open a backend's circuit breaker."""
     breaker_cooldown_s: float = Field(10.0, gt=0, le=3_600)
     """How long an open breaker fails fast before letting a trial call through."""
     backend_overrides: dict[str, BackendLimitsOverride] = Field(default_factory=dict)
     """Per backend, as JSON: ``{"carriers.oceanic": {"concurrency": 2}}``."""
+
+    max_in_flight: int = Field(10_000, ge=1, le=1_000_000)
+    """Tool calls the dispatcher runs at once, all backends together; the rest wait in
+    the inbox (``PACTMESH_TOOLS_MAX_IN_FLIGHT``)."""
+    inbox_batch_size: int = Field(500, ge=1, le=10_000)
+    """Pending calls the dispatcher reads from the inbox per query."""
+    inbox_retention_s: float = Field(3_600.0, ge=0, le=30 * 86_400)
+    """How long an answered call stays in the inbox, so a redelivered request is ignored."""
+    inbox_prune_interval_s: float = Field(60.0, gt=0, le=86_400)
+    """How often answered calls past their retention are deleted."""
 
     def tool_policy(self, tool: str) -> ToolPolicy:
         """The policy for ``tool``: the defaults above, then its override."""
@@ -71,6 +85,15 @@ class Settings(KitSettings):
         """The limits for ``backend``: the defaults above, then its override."""
         return BackendLimits(
             **self._merged(BackendLimitsOverride, self.backend_overrides.get(backend))
+        )
+
+    def dispatch_limits(self) -> DispatchLimits:
+        """The dispatcher's in-flight cap, page size and retention."""
+        return DispatchLimits(
+            max_in_flight=self.max_in_flight,
+            batch_size=self.inbox_batch_size,
+            retention_s=self.inbox_retention_s,
+            prune_interval_s=self.inbox_prune_interval_s,
         )
 
     def _merged(self, shape: type[BaseModel], override: BaseModel | None) -> dict[str, Any]:

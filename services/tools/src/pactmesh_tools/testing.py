@@ -1,0 +1,125 @@
+"""Running the tools service's handler and dispatcher on FastStream's in-memory broker,
+for tests: requests go in on the calls topic, results are collected as they come out."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+from opentelemetry.sdk.trace import TracerProvider
+from pactmesh_contracts.envelope import Envelope, Principal, new_event
+from pactmesh_contracts.events import ToolCallRequested
+from pactmesh_contracts.topics import TOOL_CALLS, TOOL_RESULTS, ToolResult
+from pactmesh_kit.broker import EventPublisher, encode, make_broker, subscriber
+
+from pactmesh_tools import handlers
+from pactmesh_tools.adapters.inbox import INBOX_FILE, SqliteInbox, open_inbox
+from pactmesh_tools.dispatcher import Dispatcher, ResultPublisher
+from pactmesh_tools.domain.registry import ToolRegistry
+from pactmesh_tools.settings import Settings
+
+
+@dataclass
+class RunningTools:
+    """The handler and dispatcher over an in-memory broker, and every result published."""
+
+    broker: KafkaBroker
+    settings: Settings
+    dispatcher: Dispatcher
+    inbox: SqliteInbox
+    received: list[Envelope[ToolResult]]
+    arrived: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    """Set whenever a result arrives."""
+
+    async def call(
+        self, tool: str, arguments: dict[str, Any], *, key: str = "wf:step"
+    ) -> Envelope[Any]:
+        """Request a call; the handler has recorded it when this returns."""
+        request = new_event(
+            ToolCallRequested(
+                call_id=uuid.uuid4(), tool=tool, arguments=arguments, idempotency_key=key
+            ),
+            workflow_id=uuid.uuid4(),
+            tenant="acme",
+            principal=Principal(subject="user-1"),
+        )
+        await self.send(request)
+        return request
+
+    async def send(self, request: Envelope[Any]) -> None:
+        """Deliver ``request`` on the calls topic (again, for a redelivery)."""
+        topic = TOOL_CALLS.qualified(self.settings.topic_prefix)
+        await self.broker.publish(encode(request), topic, key=request.key)
+
+    async def results(self, count: int, *, within_s: float = 10.0) -> list[Envelope[ToolResult]]:
+        """The results once there are at least ``count``; ``TimeoutError`` after
+        ``within_s``."""
+        await self._until(lambda: len(self.received) >= count, within_s)
+        return list(self.received)
+
+    async def answer_to(
+        self, request: Envelope[Any], *, within_s: float = 10.0
+    ) -> Envelope[ToolResult]:
+        """The one result for ``request``, once there is one."""
+        call_id = request.payload.call_id
+
+        def answers() -> list[Envelope[ToolResult]]:
+            return [r for r in self.received if r.payload.call_id == call_id]
+
+        await self._until(lambda: bool(answers()), within_s)
+        [answer] = answers()
+        return answer
+
+    async def _until(self, condition: Callable[[], bool], within_s: float) -> None:
+        async with asyncio.timeout(within_s):
+            while not condition():
+                self.arrived.clear()
+                await self.arrived.wait()
+
+
+@asynccontextmanager
+async def running_tools(
+    registry: ToolRegistry,
+    *,
+    settings: Settings,
+    tracer_provider: TracerProvider | None = None,
+    publisher: Callable[[ResultPublisher], ResultPublisher] = lambda real: real,
+    **limits: Any,
+) -> AsyncIterator[RunningTools]:
+    """The handler and dispatcher over ``registry``, the inbox in ``settings.data_dir``.
+
+    ``limits`` override the dispatcher's (``max_in_flight=20``); ``publisher`` wraps the
+    real publisher; ``tracer_provider`` traces the broker and the dispatcher.
+    """
+    broker = make_broker(settings, tracer_provider=tracer_provider)
+    dispatcher = Dispatcher(
+        registry=registry,
+        publisher=publisher(EventPublisher(broker, settings, produces=[TOOL_RESULTS])),
+        limits=dataclasses.replace(settings.dispatch_limits(), **limits),
+        tracer=tracer_provider.get_tracer(__name__) if tracer_provider else None,
+    )
+    handlers.register(broker, settings, dispatcher)
+    received: list[Envelope[ToolResult]] = []
+    arrived = asyncio.Event()
+
+    @subscriber(broker, TOOL_RESULTS, settings)
+    async def on_result(event: Envelope[ToolResult]) -> None:
+        received.append(event)
+        arrived.set()
+
+    async with (
+        TestKafkaBroker(broker),
+        open_inbox(settings.data_dir / INBOX_FILE) as inbox,
+        dispatcher.running(inbox),
+    ):
+        yield RunningTools(broker, settings, dispatcher, inbox, received, arrived)
+
+
+RunTools = Callable[..., AbstractAsyncContextManager[RunningTools]]
+"""``running_tools`` with its settings bound (the ``run_tools`` test fixture)."""
