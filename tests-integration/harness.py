@@ -102,7 +102,9 @@ def start_broker(cache: Path, *, name: str = "kafka-test", port: int = 19092) ->
         **os.environ,
         "KAFKA_DATA_DIR": str(cache / name / "data"),
         "KAFKA_PORT": os.environ.get("PACTMESH_TEST_KAFKA_PORT", str(port)),
-        "KAFKA_CONTROLLER_PORT": os.environ.get("PACTMESH_TEST_KAFKA_CONTROLLER_PORT", str(port + 1)),
+        "KAFKA_CONTROLLER_PORT": os.environ.get(
+            "PACTMESH_TEST_KAFKA_CONTROLLER_PORT", str(port + 1)
+        ),
     }
     subprocess.run([str(KAFKA_SH), "start"], env=env, check=True)
     return Broker(

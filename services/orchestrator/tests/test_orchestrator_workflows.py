@@ -110,13 +110,20 @@ class Mesh:
         self._answered: set[uuid.UUID] = set()
 
     async def start(
-        self, workflow: str, text: str, *, confidence: float = 0.9, **fields: Any
+        self,
+        workflow: str,
+        text: str,
+        *,
+        confidence: float = 0.9,
+        needs_human: bool = False,
+        **fields: Any,
     ) -> uuid.UUID:
         routed = new_event(
             RequestRouted(
                 workflow=workflow,
                 confidence=confidence,
                 reason="test",
+                needs_human=needs_human,
                 text=text,
                 fields=fields,
                 metadata={"ticket": "T-1"},
@@ -938,6 +945,17 @@ async def test_low_routing_confidence_hands_over_to_a_person(mesh: Mesh) -> None
         "reason": "routing confidence 0.10 below 0.3",
         "suggested_answer": KB_ANSWER,
     }
+    assert mesh.payloads(WorkflowCompleted) == []
+
+
+async def test_routing_asking_for_a_person_hands_over_even_when_confident(mesh: Mesh) -> None:
+    await mesh.start("support-triage", TRIAGE_TEXT, confidence=0.49, needs_human=True)
+    await mesh.run_tools()
+
+    [review] = mesh.reviews
+    assert review.rule == "support.human_triage"
+    assert review.proposed_action["reason"] == "routing asked for a person to triage it"
+    assert review.proposed_action["suggested_answer"] == KB_ANSWER
     assert mesh.payloads(WorkflowCompleted) == []
 
 

@@ -1,4 +1,5 @@
-"""The keyword classifier and the field extractor."""
+"""The keyword rules (the offline evidence, and the baseline on their own) and the field
+extractor."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ from typing import Any
 
 import pytest
 from pactmesh_contracts.topics import WORKFLOWS
-from pactmesh_routing.domain.classifier import classify, extract_fields
+from pactmesh_routing.domain.classifier import (
+    classify,
+    extract_fields,
+    keyword_scores,
+    matched_words,
+)
 
 FALLBACK = "support-triage"
 
@@ -85,10 +91,15 @@ def test_decision_carries_the_extracted_fields() -> None:
     assert decision.fields == {"amount": 129.5, "order_id": "4411"}
 
 
+def test_the_reason_quotes_the_words_that_matched() -> None:
+    decision = _classify("The blender arrived broken, can I get my money back?")
+    assert decision.reason == "matched 'money back', 'broken' (score 4.5, runner-up 0)"
+
+
 @pytest.mark.parametrize(
     ("text", "fields"),
     [
-        ("Raise a PO for $30,000 with vendor Acme", {"amount": 30000.0}),
+        ("Raise a PO for $30,000 with vendor Acme", {"amount": 30000.0, "vendor": "Acme"}),
         ("total of 1,250.75 USD", {"amount": 1250.75}),
         ("about 300 dollars", {"amount": 300.0}),
         ("€ 99", {"amount": 99.0}),
@@ -101,7 +112,32 @@ def test_decision_carries_the_extracted_fields() -> None:
             {"amount": 5000.0, "order_id": "4411", "po_number": "PO-1042", "shipment_id": "SH-77"},
         ),
         ("order 12 of 3 items, no money involved", {}),
+        (
+            "buy 40 laptops from Herman Miller Inc. for 50 euros",
+            {"amount": 50.0, "vendor": "Herman Miller"},
+        ),
+        ("supplier: Brightline Catering, lunch for 20", {"vendor": "Brightline Catering"}),
+        ("send it from the warehouse with care", {}),
     ],
 )
 def test_extract_fields(text: str, fields: dict[str, Any]) -> None:
     assert extract_fields(text) == fields
+
+
+def test_a_vendor_is_extracted_only_for_procurement_or_an_unknown_workflow() -> None:
+    text = "Shipment SH-77 from Rotterdam is stuck"
+    assert extract_fields(text) == {"shipment_id": "SH-77", "vendor": "Rotterdam"}
+    assert extract_fields(text, workflow="procurement")["vendor"] == "Rotterdam"
+    assert extract_fields(text, workflow="supply-chain-reroute") == {"shipment_id": "SH-77"}
+
+
+def test_keyword_scores_sum_the_weights_of_each_workflows_matching_patterns() -> None:
+    scores = keyword_scores("I want a refund, the vendor sent the wrong purchase")
+    assert scores == {
+        "refund": 3.0,
+        "procurement": 3.5,
+        "supply-chain-reroute": 0.0,
+        "support-triage": 0.0,
+    }
+    assert keyword_scores("refund", workflows={"refund"}) == {"refund": 3.0}
+    assert matched_words("Refund it, it is BROKEN", "refund") == ["'Refund'", "'BROKEN'"]

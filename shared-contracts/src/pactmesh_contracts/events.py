@@ -109,6 +109,9 @@ class RequestRouted(Payload):
     """The classifier's confidence in ``workflow``, 0 to 1."""
     reason: Annotated[str, StringConstraints(max_length=2_000)]
     """Why this workflow was chosen, recorded for audit."""
+    needs_human: bool = False
+    """Routing would not guess (below its threshold, an invalid model answer, a text that
+    tries to instruct it): the workflow must hand the request to a person."""
     text: RequestText
     fields: dict[str, JsonValue] = Field(default_factory=dict)
     """Inputs extracted for the workflow's input contract."""

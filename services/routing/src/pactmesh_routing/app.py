@@ -2,27 +2,59 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from pactmesh_contracts.topics import REQUESTS_ROUTED, WORKFLOW_PROGRESS
 from pactmesh_kit.broker import EventPublisher, make_broker
-from pactmesh_kit.service import create_service_app
+from pactmesh_kit.reasoning.classifier import ExampleClassifier
+from pactmesh_kit.reasoning.models import ModelRouter
+from pactmesh_kit.service import Resources, create_service_app
 from pactmesh_kit.telemetry import setup_telemetry
 
 from pactmesh_routing import handlers
+from pactmesh_routing.adapters.models import load_classifier, routing_models
+from pactmesh_routing.domain.router import Router
 from pactmesh_routing.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build routing: one consumer of accepted requests."""
+    """Build routing: one consumer of accepted requests, deciding through the models."""
     settings = settings or Settings()
     tracer_provider = setup_telemetry(settings)
     broker = make_broker(settings, tracer_provider=tracer_provider)
     publisher = EventPublisher(broker, settings, produces=[REQUESTS_ROUTED, WORKFLOW_PROGRESS])
-    handlers.register(broker, settings, publisher)
+    nearest = load_classifier(settings.examples_file)
+    models = routing_models(nearest=nearest)
+    router = Router(
+        models=models,
+        min_confidence=settings.min_confidence,
+        fallback=settings.fallback_workflow,
+    )
+    handlers.register(broker, settings, publisher, router)
     return create_service_app(
         settings=settings,
         broker=broker,
         tracer_provider=tracer_provider,
         title="pactmesh routing",
         description="Classifies accepted requests into registered workflows.",
+        resources=_warm_up(nearest, models),
     )
+
+
+def _warm_up(nearest: ExampleClassifier, models: ModelRouter) -> Resources:
+    """Load the embeddings and embed the examples before consuming, when the routing chain
+    uses the offline model, so the first request does not wait for them."""
+
+    @asynccontextmanager
+    async def warm(_app: FastAPI) -> AsyncIterator[None]:
+        if any(spec.offline for spec in models.config.role("routing").chain):
+            await nearest.aclassify("warm-up")
+            logger.info("routing: offline examples embedded")
+        yield
+
+    return warm

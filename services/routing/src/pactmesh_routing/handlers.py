@@ -12,49 +12,48 @@ from pactmesh_contracts.events import (
     RequestStatus,
     WorkflowProgress,
 )
-from pactmesh_contracts.topics import REQUESTS_ACCEPTED, WORKFLOWS
+from pactmesh_contracts.topics import REQUESTS_ACCEPTED
 from pactmesh_kit.broker import EventPublisher, subscriber
 
-from pactmesh_routing.domain.classifier import classify
+from pactmesh_routing.domain.router import Router
 from pactmesh_routing.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
-def register(broker: KafkaBroker, settings: Settings, publisher: EventPublisher) -> None:
-    """Subscribe routing's handler on ``broker``."""
+def register(
+    broker: KafkaBroker, settings: Settings, publisher: EventPublisher, router: Router
+) -> None:
+    """Subscribe routing's handler on ``broker``; ``router`` takes the decisions."""
 
     @subscriber(broker, REQUESTS_ACCEPTED, settings)
     async def on_accepted(event: Envelope[RequestAccepted]) -> None:
-        """Classify an accepted request and publish the routing decision."""
+        """Route an accepted request and publish the decision, with its reason."""
         request = event.payload
-        decision = classify(
-            text=request.text,
-            known_workflows=WORKFLOWS,
-            fallback=settings.fallback_workflow,
-            requested=request.requested_workflow,
-        )
+        decision = await router.route(text=request.text, requested=request.requested_workflow)
         routed = RequestRouted(
             workflow=decision.workflow,
             confidence=decision.confidence,
             reason=decision.reason,
+            needs_human=decision.human_triage,
             text=request.text,
             fields=decision.fields,
             metadata=request.metadata,
         )
         await publisher.publish(event.follow(routed))
-        await publisher.publish(
-            event.follow(
-                WorkflowProgress(
-                    status=RequestStatus.ROUTED,
-                    service="routing",
-                    workflow=decision.workflow,
-                    detail=f"{decision.workflow} ({decision.confidence:.2f}): {decision.reason}"[
-                        :2000
-                    ],
-                )
-            )
+        detail = f"{decision.workflow} ({decision.confidence:.2f}): {decision.reason}"
+        progress = WorkflowProgress(
+            status=RequestStatus.ROUTED,
+            service="routing",
+            workflow=decision.workflow,
+            detail=detail[:2000],
         )
+        await publisher.publish(event.follow(progress))
         logger.info(
-            "routed %s to %s (%.2f)", event.workflow_id, decision.workflow, decision.confidence
+            "routed %s to %s (%.2f%s) by %s",
+            event.workflow_id,
+            decision.workflow,
+            decision.confidence,
+            ", human triage" if decision.human_triage else "",
+            decision.model or "the submitter's request",
         )

@@ -155,6 +155,7 @@ class Engine:
                 "tool_results": {},
                 "steps": 0,
                 "confidence": routed.confidence,
+                "needs_human": routed.needs_human,
                 "history": [],
             }
             await graph.ainvoke(initial, config, durability="sync")

@@ -18,6 +18,8 @@ class WorkflowState(TypedDict, total=False):
     metadata: dict[str, Any]
     confidence: float
     """Routing's confidence in this workflow."""
+    needs_human: bool
+    """Routing would not guess: the workflow hands the request to a person."""
     tool_results: dict[str, Any]
     """Step name to what the tool returned (or how it failed); retries overwrite."""
     proposed_action: dict[str, Any] | None

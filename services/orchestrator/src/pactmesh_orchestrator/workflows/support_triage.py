@@ -48,7 +48,13 @@ async def _decide(state: WorkflowState) -> dict[str, Any]:
     hits = tool_result(state, "search_kb").get("hits", []) if tool_ok(state, "search_kb") else []
     best = hits[0] if hits else None
     confidence = state.get("confidence", 1.0)
-    if best and best["score"] >= MIN_SCORE and confidence >= MIN_CONFIDENCE:
+    routed_to_a_person = state.get("needs_human", False)
+    if (
+        best
+        and best["score"] >= MIN_SCORE
+        and confidence >= MIN_CONFIDENCE
+        and not routed_to_a_person
+    ):
         output = TriageOutput(answer=best["answer"], source="knowledge_base", article_id=best["id"])
         return {
             "outcome": "succeeded",
@@ -56,7 +62,9 @@ async def _decide(state: WorkflowState) -> dict[str, Any]:
             "error": None,
             "history": [entry("decide", "answered", best["id"])],
         }
-    if not tool_ok(state, "search_kb"):
+    if routed_to_a_person:
+        reason = "routing asked for a person to triage it"
+    elif not tool_ok(state, "search_kb"):
         reason = "knowledge base unavailable"
     elif confidence < MIN_CONFIDENCE:
         reason = f"routing confidence {confidence:.2f} below {MIN_CONFIDENCE}"

@@ -1,17 +1,23 @@
-"""A transparent keyword classifier: the offline baseline routing runs without a model.
+"""Keyword rules and field extraction: the transparent half of routing's offline evidence.
 
-Each workflow declares weighted patterns; the best-scoring workflow wins, with a
-confidence that reflects both its score and its margin over the runner-up. The reason
-names the patterns that matched, so every decision can be explained.
+Each workflow declares weighted patterns. ``keyword_scores`` sums the weights that match;
+the offline model blends those scores with its nearest examples, and ``classify`` (the
+keywords alone) is kept as the baseline the evaluation compares against. The best-scoring
+workflow wins, with a confidence that reflects both its score and its margin over the
+runner-up; reasons name the patterns that matched, so every decision can be explained.
+
+``extract_fields`` finds the identifiers and amounts the workflows' input contracts need.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import JsonValue
+
+from pactmesh_routing.domain.decision import Decision
 
 
 @dataclass(frozen=True)
@@ -31,65 +37,110 @@ RULES: tuple[Rule, ...] = (
         "refund",
         (
             (r"\brefund", 3.0),
-            (r"money back", 3.0),
-            (r"\b(broken|damaged|defective)\b", 1.5),
+            (r"money back|\breimburs", 3.0),
+            (r"\b(broken|damaged|defective|faulty)\b", 1.5),
             (r"\breturn(ed)?\b", 1.0),
-            (r"\bcharged? twice\b", 2.0),
+            (
+                r"\b(charged?|billed|debited)\b.*\btwice\b|\bovercharged\b|\bcredit(ed)? .*back\b",
+                2.0,
+            ),
         ),
     ),
     Rule(
         "procurement",
         (
-            (r"\bpurchase order\b|\bPO-?\d+|\braise a PO\b|\ba PO\b", 3.0),
-            (r"\bvendor\b", 1.5),
-            (r"\bcontract\b", 1.0),
-            (r"\b(buy|procure|purchase)\b", 2.0),
-            (r"\bquote\b", 0.5),
+            (r"\bpurchase order\b|\bPO-?\d+|\bPO\b", 3.0),
+            (r"\b(vendor|suppliers?)\b", 1.5),
+            (r"\bcontract(or)?\b|\brequisition\b|\btender\b|\bsourc(e|ing)\b", 1.0),
+            (r"\b(buy|procure|purchase|purchasing)\b", 2.0),
+            (r"\bquotes?\b|\bpricing\b|\bbudget\b|\blicen[cs]es\b", 0.5),
         ),
     ),
     Rule(
         "supply-chain-reroute",
         (
-            (r"\breroute\b|\bre-route\b|another route", 3.0),
-            (r"\bshipment\b|\bSH-\d+", 2.0),
-            (r"\bport\b|\bclosure\b|\bdisruption\b|\bstuck\b", 1.5),
-            (r"\bcarrier\b", 1.0),
+            (
+                r"\breroute\b|\bre-route\b|\b(another|alternative|new) route\b|\bdivert|\bredirect",
+                3.0,
+            ),
+            (r"\bshipments?\b|\bSH-\d+", 2.0),
+            (r"\bport\b|\bclosure\b|\bdisruption\b|\bstuck\b|\bstrike\b|\bcongest", 1.5),
+            (
+                r"\bcarriers?\b|\bfreight\b|\bcontainers?\b|\bcargo\b|\bvessel\b|\bconsignments?\b|\bcustoms\b",
+                1.0,
+            ),
         ),
     ),
     Rule(
         "support-triage",
         (
-            (r"\bpassword\b|\blog ?in\b|\baccount\b", 2.0),
+            (
+                r"\bpassword\b|\blog ?in\b|\blog(ged|ging)? (in|out)\b|\blocked out\b|\baccount\b",
+                2.0,
+            ),
             (r"\bwhere is my order\b|\btrack", 2.0),
             (r"\bsubscription\b|\bmembership\b|\bplan\b|\bcancel\b", 1.5),
-            (r"\bhow (do|can) i\b", 1.0),
+            (r"\bhow (do|can) i\b|^(how|where|what|when|is there|do you|can i)\b", 1.0),
+            (r"\b(app|website|browser|e-?mail|profile|settings|error|crash(es)?)\b", 1.0),
             (r"\bhelp\b|\bissue\b|\bproblem\b", 0.5),
         ),
     ),
 )
 
-_AMOUNT = re.compile(
-    r"(?:[$€£]\s?(\d[\d,]*(?:\.\d+)?))|(\d[\d,]*(?:\.\d+)?)\s?(?:USD|EUR|GBP|dollars)", re.I
-)
-_ORDER = re.compile(r"\border\s*#?\s*(\d{3,})", re.I)
+_NUMERAL = r"(\d[\d,]*(?:\.\d+)?)"
+_AMOUNT = re.compile(rf"[$€£]\s?{_NUMERAL}|{_NUMERAL}\s?(?:USD|EUR|GBP|dollars|euros)", re.I)
+_ORDER = re.compile(r"\border\s*#?\s*(\d{3,12})\b", re.I)
 _PO = re.compile(r"\b(PO-\d+)\b", re.I)
 _SHIPMENT = re.compile(r"\b(SH-\d+)\b", re.I)
+# A capitalised name after "from", "with", "vendor" or "supplier": "from Acme Corp".
+_VENDOR = re.compile(
+    r"\b(?i:from|with|vendor|supplier)[:,]?\s+([A-Z][\w&.-]*(?:\s+[A-Z][\w&.-]*)?)"
+)
+VENDOR_WORKFLOW = "procurement"
+"""The only workflow whose contract takes a vendor (elsewhere "from Rotterdam" is a place)."""
 
 
-class Decision(BaseModel):
-    """A routing decision and why it was taken."""
-
-    model_config = ConfigDict(frozen=True)
-
-    workflow: str
-    confidence: float
-    reason: str
-    fields: dict[str, Any]
+_IDENTIFIERS = (
+    (re.compile(r"\b(order)\s*#?\s*\d{3,12}\b", re.I), r"\1"),
+    (re.compile(r"\bSH-\d+\b", re.I), "the shipment"),
+    (re.compile(r"\bPO-\d+\b", re.I), "the purchase order"),
+)
 
 
-def extract_fields(text: str) -> dict[str, Any]:
-    """Identifiers and amounts a workflow's input contract may need."""
-    fields: dict[str, Any] = {}
+def without_identifiers(text: str) -> str:
+    """``text`` with order numbers, shipment and PO identifiers replaced by what they name.
+
+    Embeddings compare what texts are about; the digits of an identifier would otherwise
+    make "order 7345" look like any example that mentions an order number."""
+    for pattern, replacement in _IDENTIFIERS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def keyword_scores(text: str, *, workflows: Collection[str] | None = None) -> dict[str, float]:
+    """Each workflow's (among ``workflows``, default all) summed weight of matching rules."""
+    return {
+        rule.workflow: sum(weight for _, weight in rule.matches(text))
+        for rule in RULES
+        if workflows is None or rule.workflow in workflows
+    }
+
+
+def matched_words(text: str, workflow: str) -> list[str]:
+    """What ``text`` says that matches ``workflow``'s patterns, one item per pattern."""
+    found = (
+        re.search(pattern, text, re.IGNORECASE)
+        for rule in RULES
+        if rule.workflow == workflow
+        for pattern, _ in rule.matches(text)
+    )
+    return [repr(m.group(0)) for m in found if m is not None]
+
+
+def extract_fields(text: str, *, workflow: str | None = None) -> dict[str, JsonValue]:
+    """Identifiers and amounts a workflow's input contract may need; a vendor only when
+    ``workflow`` is procurement or not yet known."""
+    fields: dict[str, JsonValue] = {}
     if m := _AMOUNT.search(text):
         fields["amount"] = float((m.group(1) or m.group(2)).replace(",", ""))
     if m := _ORDER.search(text):
@@ -98,39 +149,37 @@ def extract_fields(text: str) -> dict[str, Any]:
         fields["po_number"] = m.group(1).upper()
     if m := _SHIPMENT.search(text):
         fields["shipment_id"] = m.group(1).upper()
+    if workflow in (None, VENDOR_WORKFLOW) and (m := _VENDOR.search(text)):
+        fields["vendor"] = m.group(1).rstrip(".")
     return fields
 
 
 def classify(
     *, text: str, known_workflows: tuple[str, ...], fallback: str, requested: str | None = None
 ) -> Decision:
-    """Choose a workflow for ``text`` among ``known_workflows``."""
-    fields = extract_fields(text)
+    """Choose a workflow for ``text`` among ``known_workflows`` by keywords alone."""
     if requested is not None and requested in known_workflows:
+        fields = extract_fields(text, workflow=requested)
         return Decision(
             workflow=requested, confidence=1.0, reason="requested by the submitter", fields=fields
         )
-    scored = sorted(
-        (
-            (sum(w for _, w in rule.matches(text)), rule)
-            for rule in RULES
-            if rule.workflow in known_workflows
-        ),
-        key=lambda pair: pair[0],
-        reverse=True,
-    )
-    if not scored or scored[0][0] == 0:
+    scores = keyword_scores(text, workflows=known_workflows)
+    ranked = sorted(scores, key=lambda workflow: scores[workflow], reverse=True)
+    if not ranked or scores[ranked[0]] == 0:
         note = f"; requested workflow {requested!r} is not registered" if requested else ""
         return Decision(
-            workflow=fallback, confidence=0.0, reason=f"no rule matched{note}", fields=fields
+            workflow=fallback,
+            confidence=0.0,
+            reason=f"no rule matched{note}",
+            fields=extract_fields(text),
         )
-    best_score, best = scored[0]
-    runner_up = scored[1][0] if len(scored) > 1 else 0.0
+    best, best_score = ranked[0], scores[ranked[0]]
+    runner_up = scores[ranked[1]] if len(ranked) > 1 else 0.0
     confidence = round(min(1.0, best_score / 4.0) * (best_score - runner_up) / best_score, 3)
-    matched = ", ".join(p for p, _ in best.matches(text))
+    matched = ", ".join(matched_words(text, best))
     return Decision(
-        workflow=best.workflow,
+        workflow=best,
         confidence=confidence,
         reason=f"matched {matched} (score {best_score:g}, runner-up {runner_up:g})",
-        fields=fields,
+        fields=extract_fields(text, workflow=best),
     )

@@ -1,0 +1,1 @@
+"""Routing's outbound I/O: the chat models that answer routing requests."""
