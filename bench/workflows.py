@@ -130,7 +130,7 @@ async def _collect(mesh: Mesh, phase: Phase, deadline: float) -> None:
                     workflow_id = uuid.UUID(event["workflow_id"])
                     if record.topic != progress:
                         phase.done_at.setdefault(workflow_id, now)
-                    elif event["payload"]["status"] == "running":
+                    elif event["payload"].get("status") == "running":
                         phase.started_at.setdefault(workflow_id, now)
             in_flight = len(phase.started_at.keys() - phase.done_at.keys())
             phase.max_in_flight = max(phase.max_in_flight, in_flight)

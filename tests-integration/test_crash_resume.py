@@ -78,8 +78,25 @@ def _crash_and_recover(mesh: Mesh, victim: str, *, restart: bool) -> None:
     assert set(results) == set(ids)
     assert [rid for rid, n in results.items() if n != 1] == [], "every result exactly once"
     orders = Counter(e["idempotency_key"] for e in ledger(mesh, "purchase_order"))
-    assert all(orders[f"{rid}:commit_order"] == 1 for rid in ids), "every order exactly once"
+    wrong = {
+        str(rid): orders[f"{rid}:commit_order"] for rid in ids if orders[f"{rid}:commit_order"] != 1
+    }
+    assert wrong == {}, (
+        f"orders per workflow should be 1: {wrong}; outcomes {_outcomes(mesh, wrong)}"
+    )
     assert sum(orders.values()) == WORKFLOWS
+
+
+def _outcomes(mesh: Mesh, workflow_ids: dict[str, int]) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for rid in workflow_ids:
+        values = httpx.get(f"{mesh.url('orchestrator')}/v1/workflows/runs/{rid}", timeout=10).json()
+        found[rid] = (
+            values.get("values", {}).get("outcome"),
+            values.get("values", {}).get("error"),
+            [(h["step"], h["event"]) for h in values.get("values", {}).get("history", [])],
+        )
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +123,13 @@ def postgres_url() -> Iterator[str]:
         subprocess.run([script, "stop"], env=env, check=False)
 
 
+@pytest.mark.timeout(480)
 def test_kill_9_on_sqlite_then_restart(broker: Broker, tmp_path: pytest.TempPathFactory) -> None:
     with running_mesh(broker.bootstrap, tmp_path) as mesh:  # type: ignore[arg-type]
         _crash_and_recover(mesh, "orchestrator", restart=True)
 
 
+@pytest.mark.timeout(480)
 def test_kill_9_on_postgres_second_instance_takes_over(
     broker: Broker, tmp_path: pytest.TempPathFactory, postgres_url: str
 ) -> None:

@@ -287,6 +287,9 @@ def test_knowledge_base_timeout_hands_over_to_a_person(mesh: Mesh) -> None:
         "answer": "Orders > Details > Address.",
         "source": "agent",
         "article_id": None,
+        "reply": None,
+        "drafted_by": None,
+        "similarity": None,
     }
 
 

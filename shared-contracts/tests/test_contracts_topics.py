@@ -28,6 +28,7 @@ from pactmesh_contracts.events import (
     WorkflowCompleted,
     WorkflowProgress,
     WorkflowResult,
+    WorkflowToken,
 )
 from pactmesh_contracts.topics import (
     ALL_TOPICS,
@@ -108,6 +109,7 @@ EXAMPLES: dict[type[BaseModel], BaseModel] = {
     WorkflowProgress: WorkflowProgress(
         status=RequestStatus.RUNNING, service="orchestrator", workflow="refund"
     ),
+    WorkflowToken: WorkflowToken(seq=0, text="Open", step="draft", final=False),
     WorkflowCompleted: WorkflowCompleted(
         workflow="refund", outcome=Outcome.SUCCEEDED, output={"order": {"id": "4411"}}, steps=2
     ),
@@ -189,6 +191,7 @@ def test_topic_refuses_an_event_type_it_does_not_carry() -> None:
         (ReviewRequested, REVIEWS_REQUESTED),
         (ReviewDecided, REVIEWS_DECIDED),
         (WorkflowProgress, WORKFLOW_PROGRESS),
+        (WorkflowToken, WORKFLOW_PROGRESS),
         (WorkflowCompleted, WORKFLOW_COMPLETED),
         (AuditRecorded, AUDIT),
     ],

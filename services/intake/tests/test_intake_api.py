@@ -3,8 +3,11 @@ entered; the request store is supplied directly and the publisher is a fake."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +15,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from pactmesh_contracts.envelope import Envelope
-from pactmesh_contracts.events import Channel, RequestStatus
+from pactmesh_contracts.envelope import Envelope, Principal, new_event
+from pactmesh_contracts.events import Channel, RequestStatus, WorkflowProgress, WorkflowToken
 from pactmesh_intake.adapters.sqlite_store import open_store
 from pactmesh_intake.api.deps import get_store
 from pactmesh_intake.app import create_app
+from pactmesh_intake.domain.requests import Transition
 from pactmesh_intake.runtime import Runtime
 from pactmesh_intake.settings import Settings
 
@@ -195,3 +199,105 @@ def test_store_is_required_outside_the_lifespan(app: FastAPI) -> None:
     runtime: Runtime = app.state.runtime
     with pytest.raises(RuntimeError, match="not open"):
         runtime.require_store()
+
+
+# -- GET /v1/requests/{id}/events -----------------------------------------------------
+
+
+def _sse(body: str) -> list[tuple[str, dict[str, Any]]]:
+    """(event, data) of each server-sent event of ``body``; pings are comments."""
+    events = []
+    for block in body.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ":" in line[:6])
+        if "event" in fields:
+            events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+async def test_events_replay_the_history_then_stream_live_until_delivered(
+    app: FastAPI, http: httpx.AsyncClient
+) -> None:
+    runtime: Runtime = app.state.runtime
+    request_id = (await http.post("/v1/requests", json={"text": "reset?"})).json()["request_id"]
+    workflow_id = uuid.UUID(request_id)
+    accepted = await runtime.require_store().get(workflow_id)
+    assert accepted is not None
+    routed = new_event(
+        WorkflowProgress(status=RequestStatus.ROUTED, service="routing"),
+        workflow_id=workflow_id,
+        tenant="acme",
+        principal=Principal(subject="anonymous", roles=("requester",)),
+    )
+    live = [
+        routed,  # recorded and received live: sent once
+        routed.follow(WorkflowProgress(status=RequestStatus.RUNNING, service="orchestrator")),
+        *(
+            routed.follow(WorkflowToken(seq=i, text=t, step="draft", final=i == 2))
+            for i, t in enumerate(["Open", " Settings", ""])
+        ),
+        routed.follow(WorkflowProgress(status=RequestStatus.DELIVERED, service="delivery")),
+        routed.follow(WorkflowToken(seq=9, text="after the end", step="draft", final=True)),
+    ]
+    await runtime.require_store().record(
+        Transition(
+            event_id=routed.event_id,
+            request_id=workflow_id,
+            status=RequestStatus.ROUTED,
+            service="routing",
+            at=routed.occurred_at,
+        )
+    )
+
+    async def feed() -> None:
+        for _ in range(500):  # polled, with a 5 s deadline
+            if runtime.live.following(workflow_id):
+                break
+            await asyncio.sleep(0.01)
+        for event in live:
+            runtime.live.publish(event)
+
+    feeding = asyncio.create_task(feed())
+    response = await http.get(f"/v1/requests/{request_id}/events")
+    await feeding
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = _sse(response.text)
+    assert [
+        (e, d.get("status") or d.get("text"), d["replayed"] if e == "progress" else None)
+        for e, d in events
+    ] == [
+        ("progress", "accepted", True),
+        ("progress", "routed", True),
+        ("progress", "running", False),
+        ("token", "Open", None),
+        ("token", " Settings", None),
+        ("token", "", None),
+        ("progress", "delivered", False),
+    ]
+    assert runtime.live.following(workflow_id) == 0
+
+
+async def test_events_of_a_delivered_request_end_after_the_replay(
+    app: FastAPI, http: httpx.AsyncClient
+) -> None:
+    runtime: Runtime = app.state.runtime
+    request_id = (await http.post("/v1/requests", json={"text": "reset?"})).json()["request_id"]
+    await runtime.require_store().record(
+        Transition(
+            event_id=uuid.uuid4(),
+            request_id=uuid.UUID(request_id),
+            status=RequestStatus.DELIVERED,
+            service="delivery",
+            at=datetime.now(UTC),
+        )
+    )
+
+    response = await http.get(f"/v1/requests/{request_id}/events")
+
+    assert [d["status"] for _, d in _sse(response.text)] == ["accepted", "delivered"]
+
+
+async def test_events_of_an_unknown_request_are_404(http: httpx.AsyncClient) -> None:
+    response = await http.get(f"/v1/requests/{uuid.uuid4()}/events")
+    assert response.status_code == 404

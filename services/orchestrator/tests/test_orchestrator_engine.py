@@ -17,6 +17,7 @@ from pactmesh_contracts.events import (
     ToolErrorCode,
     WorkflowCompleted,
     WorkflowProgress,
+    WorkflowToken,
 )
 from pactmesh_orchestrator.domain.engine import Engine, UnknownWorkflowRun, call_id_for
 from pactmesh_orchestrator.domain.policy import GatePolicy
@@ -112,6 +113,10 @@ async def _started(
     return next(e.payload for e in publisher.take() if isinstance(e.payload, ToolCallRequested))
 
 
+def _without_tokens(events: list[Envelope[Any]]) -> list[Envelope[Any]]:
+    return [e for e in events if not isinstance(e.payload, WorkflowToken)]
+
+
 def _types(events: list[Envelope[Any]]) -> list[tuple[str, str | None]]:
     return [
         (e.type, e.payload.status.value if isinstance(e.payload, WorkflowProgress) else None)
@@ -161,7 +166,10 @@ async def test_tool_result_completes_the_workflow(engine: Engine, publisher: Fak
 
     await engine.resume(result)
 
-    events = publisher.take()
+    published = publisher.take()
+    tokens = [e.payload for e in published if isinstance(e.payload, WorkflowToken)]
+    events = published[len(tokens) :]
+    assert [e.payload for e in published[: len(tokens)]] == tokens, "tokens come first"
     assert _types(events) == [
         ("workflow.completed.v1", None),
         ("workflow.progress.v1", "completed"),
@@ -170,15 +178,33 @@ async def test_tool_result_completes_the_workflow(engine: Engine, publisher: Fak
     assert isinstance(done, WorkflowCompleted)
     assert done.outcome is Outcome.SUCCEEDED
     assert done.workflow == "support-triage"
-    assert done.output == {
-        "answer": "Open Settings",
-        "source": "knowledge_base",
-        "article_id": "kb-001",
-    }
+    assert done.output["source"] == "knowledge_base"
+    assert done.output["article_id"] == "kb-001"
+    assert done.output["drafted_by"] == "pactmesh-offline:default"
     assert done.error is None
     assert done.metadata == {"ticket": "T-1"}
     assert done.steps == 1
-    assert all(e.causation_id == result.event_id for e in events)
+    assert all(e.causation_id == result.event_id for e in published)
+
+
+async def test_drafting_streams_tokens_in_order_before_completion(
+    engine: Engine, publisher: FakePublisher
+) -> None:
+    routed = _routed()
+    call = await _started(engine, publisher, routed)
+
+    await engine.resume(_completed(routed, call))
+
+    published = publisher.take()
+    tokens = [e.payload for e in published if isinstance(e.payload, WorkflowToken)]
+    assert len(tokens) > 3
+    assert [t.seq for t in tokens] == list(range(len(tokens)))
+    assert [t.final for t in tokens] == [False] * (len(tokens) - 1) + [True]
+    assert {t.step for t in tokens} == {"draft"}
+    assert all(e.key == routed.key for e in published)
+    done = next(e.payload for e in published if isinstance(e.payload, WorkflowCompleted))
+    assert done.output["reply"] == "".join(t.text for t in tokens).strip()
+    assert isinstance(published[-1].payload, WorkflowProgress)
 
 
 async def test_duplicate_tool_result_changes_nothing(
@@ -341,7 +367,7 @@ async def test_another_instance_resumes_from_the_checkpoint(publisher: FakePubli
 
     await instance().resume(_completed(routed, call))
 
-    assert _types(publisher.take()) == [
+    assert _types(_without_tokens(publisher.take())) == [
         ("workflow.completed.v1", None),
         ("workflow.progress.v1", "completed"),
     ]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
+from langchain_core.embeddings import DeterministicFakeEmbedding
 from langgraph.checkpoint.memory import InMemorySaver
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import (
@@ -28,8 +29,10 @@ from pactmesh_contracts.events import (
     ToolErrorCode,
     WorkflowCompleted,
     WorkflowProgress,
+    WorkflowToken,
 )
 from pactmesh_contracts.topics import REQUESTS_ROUTED, REVIEWS_DECIDED, TOOL_RESULTS, topic_for
+from pactmesh_kit.reasoning.semantic_cache import SemanticCache
 from pactmesh_orchestrator.domain.engine import (
     Engine,
     UnknownWorkflowRun,
@@ -37,6 +40,7 @@ from pactmesh_orchestrator.domain.engine import (
     review_id_for,
 )
 from pactmesh_orchestrator.domain.policy import GatePolicy
+from pactmesh_orchestrator.domain.reasoning import Reasoning
 from pactmesh_orchestrator.domain.registry import discover
 
 T = TypeVar("T")
@@ -62,6 +66,11 @@ QUOTES = {
     "rapidfreight": {"carrier": "rapidfreight", "quote_id": "q-rf-1", "cost": 1300.0, "days": 2},
 }
 KB_ANSWER = "Open Settings, then Security, then Reset password."
+DRAFTED = (
+    'Thank you for your message about "How do I reset my password". We have received it '
+    "and will follow up with the details shortly."
+)
+"""What the offline drafting model writes for ``TRIAGE_TEXT`` (an acknowledgement)."""
 ORDER = {"order_id": "4411", "total": 500.0, "currency": "USD", "status": "delivered"}
 
 DEFAULTS: dict[str, Answer] = {
@@ -116,6 +125,7 @@ class Mesh:
         *,
         confidence: float = 0.9,
         needs_human: bool = False,
+        tenant: str = "acme",
         **fields: Any,
     ) -> uuid.UUID:
         routed = new_event(
@@ -129,7 +139,7 @@ class Mesh:
                 metadata={"ticket": "T-1"},
             ),
             workflow_id=uuid.uuid4(),
-            tenant="acme",
+            tenant=tenant,
             principal=Principal(subject="user-1", roles=("requester",)),
         )
         await self.engine.start(REQUESTS_ROUTED.adapter.validate_json(routed.model_dump_json()))
@@ -239,18 +249,34 @@ class Mesh:
         )
 
 
-@pytest.fixture
-def mesh() -> Mesh:
+def _mesh(reasoning: Reasoning | None = None) -> Mesh:
     saver, publisher = InMemorySaver(), FakePublisher()
     policy = GatePolicy.load()
     engine = Engine(
-        graphs={n: d.build(policy).compile(checkpointer=saver) for n, d in discover().items()},
+        graphs={
+            n: d.build(policy, reasoning).compile(checkpointer=saver) for n, d in discover().items()
+        },
         checkpointer=saver,
         publisher=publisher,
         outbox=FakeOutbox(),
         tool_timeout_s=20.0,
     )
     return Mesh(engine, publisher)
+
+
+@pytest.fixture
+def mesh() -> Mesh:
+    return _mesh()
+
+
+@pytest.fixture
+def cache() -> SemanticCache:
+    return SemanticCache(DeterministicFakeEmbedding(size=32), threshold=0.99)
+
+
+@pytest.fixture
+def cached_mesh(cache: SemanticCache) -> Mesh:
+    return _mesh(Reasoning(cache=cache))
 
 
 def _purchase_order(quantity: int, unit_price: float = 1000.0) -> dict[str, Any]:
@@ -278,13 +304,21 @@ async def test_support_triage_answers_from_a_good_knowledge_base_hit(mesh: Mesh)
     assert (search.tool, search.arguments) == ("kb.search", {"query": TRIAGE_TEXT, "limit": 3})
     done = mesh.completed
     assert (done.outcome, done.error) == (Outcome.SUCCEEDED, None)
-    assert done.output == {"answer": KB_ANSWER, "source": "knowledge_base", "article_id": "kb-001"}
+    assert done.output == {
+        "answer": KB_ANSWER,
+        "source": "knowledge_base",
+        "article_id": "kb-001",
+        "reply": DRAFTED,
+        "drafted_by": "pactmesh-offline:default",
+        "similarity": None,
+    }
     assert done.metadata == {"ticket": "T-1"}
     assert mesh.reviews == []
     assert await mesh.history(workflow_id) == [
         ("validate_input", "valid_input"),
         ("search_kb", "tool_completed"),
         ("decide", "answered"),
+        ("draft", "drafted"),
     ]
 
 
@@ -426,6 +460,7 @@ async def test_kb_search_failing_once_is_retried_with_other_parameters(mesh: Mes
         ("search_kb", "tool_failed"),
         ("search_kb_retry", "tool_completed"),
         ("decide", "answered"),
+        ("draft", "drafted"),
     ]
 
 
@@ -971,6 +1006,9 @@ async def test_agent_edit_answers_with_the_agents_text(mesh: Mesh) -> None:
         "answer": "I have reset it for you.",
         "source": "agent",
         "article_id": None,
+        "reply": None,
+        "drafted_by": None,
+        "similarity": None,
     }
     assert (await mesh.history(workflow_id))[-2:] == [
         ("human_triage", "review_requested"),
@@ -983,7 +1021,14 @@ async def test_agent_approving_the_suggestion_sends_it(mesh: Mesh) -> None:
 
     await mesh.decide(review, ReviewDecision.APPROVE)
 
-    assert mesh.completed.output == {"answer": KB_ANSWER, "source": "agent", "article_id": None}
+    assert mesh.completed.output == {
+        "answer": KB_ANSWER,
+        "source": "agent",
+        "article_id": None,
+        "reply": None,
+        "drafted_by": None,
+        "similarity": None,
+    }
 
 
 async def test_agent_approving_without_any_answer_rejects(mesh: Mesh) -> None:
@@ -1111,3 +1156,56 @@ async def test_a_decision_for_an_unknown_workflow_raises(mesh: Mesh) -> None:
     with pytest.raises(UnknownWorkflowRun, match=str(stranger.workflow_id)):
         await mesh.engine.decide(REVIEWS_DECIDED.adapter.validate_json(stranger.model_dump_json()))
     assert mesh.publisher.events == []
+
+
+# -- the semantic cache in support-triage ---------------------------------------------
+
+
+async def test_a_cached_answer_skips_the_knowledge_base_and_the_model(
+    cached_mesh: Mesh, cache: SemanticCache
+) -> None:
+    await cached_mesh.start("support-triage", TRIAGE_TEXT)
+    await cached_mesh.run_tools()
+    first = cached_mesh.completed
+    cached_mesh.publisher.events.clear()
+
+    workflow_id = await cached_mesh.start("support-triage", TRIAGE_TEXT)
+    await cached_mesh.run_tools()
+
+    assert cached_mesh.calls() == []
+    assert cached_mesh.payloads(WorkflowToken) == []
+    done = cached_mesh.completed
+    assert done.output == {**first.output, "source": "cache", "similarity": 1.0}
+    assert await cached_mesh.history(workflow_id) == [
+        ("validate_input", "valid_input"),
+        ("cache_lookup", "hit"),
+    ]
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.stores, stats.model_calls_saved) == (1, 1, 1, 1)
+
+
+async def test_the_cache_is_per_tenant(cached_mesh: Mesh, cache: SemanticCache) -> None:
+    await cached_mesh.start("support-triage", TRIAGE_TEXT, tenant="acme")
+    await cached_mesh.run_tools()
+    cached_mesh.publisher.events.clear()
+
+    await cached_mesh.start("support-triage", TRIAGE_TEXT, tenant="globex")
+    await cached_mesh.run_tools()
+
+    assert len(cached_mesh.calls("kb.search")) == 1
+    assert cached_mesh.completed.output["source"] == "knowledge_base"
+    assert (cache.stats().hits, cache.stats().misses) == (0, 2)
+
+
+async def test_a_hand_over_to_a_person_is_neither_looked_up_nor_cached(
+    cached_mesh: Mesh, cache: SemanticCache
+) -> None:
+    await cached_mesh.start("support-triage", TRIAGE_TEXT, needs_human=True)
+    await cached_mesh.run_tools()
+    [review] = cached_mesh.reviews
+
+    await cached_mesh.decide(review, ReviewDecision.APPROVE)
+
+    assert cached_mesh.completed.output["source"] == "agent"
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.stores) == (0, 0, 0)

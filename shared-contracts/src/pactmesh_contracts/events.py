@@ -226,6 +226,23 @@ class WorkflowProgress(Payload):
     workflow: WorkflowName | None = None
 
 
+class WorkflowToken(Payload):
+    """A piece of text a workflow step is streaming (a draft being written).
+
+    Best-effort: a replayed step may send its tokens again; the final text is in the
+    workflow's result, not in the tokens.
+    """
+
+    type: Literal["workflow.token.v1"] = "workflow.token.v1"
+    seq: NonNegativeInt
+    """Position of this token in its step's stream, from 0."""
+    text: Annotated[str, StringConstraints(max_length=2_000)]
+    step: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    """The graph step streaming, for example ``draft``."""
+    final: bool
+    """The step's last token: its stream is complete."""
+
+
 class Outcome(StrEnum):
     """How a workflow ended."""
 

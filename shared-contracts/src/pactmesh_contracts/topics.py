@@ -29,6 +29,7 @@ from pactmesh_contracts.events import (
     WorkflowCompleted,
     WorkflowProgress,
     WorkflowResult,
+    WorkflowToken,
 )
 
 KEYED_PARTITIONS = 6
@@ -85,6 +86,8 @@ class Topic:
 
 ToolResult = Annotated[ToolCallCompleted | ToolCallFailed, Field(discriminator="type")]
 """What comes back on ``tool.results``."""
+WorkflowUpdate = Annotated[WorkflowProgress | WorkflowToken, Field(discriminator="type")]
+"""What travels on ``workflow.progress``: status transitions and streamed tokens."""
 
 REQUESTS_INBOUND = Topic(
     "requests.inbound",
@@ -104,7 +107,9 @@ REVIEWS_REQUESTED = Topic(
 )
 REVIEWS_DECIDED = Topic("reviews.decided", ReviewDecided, "Reviewers' decisions.")
 WORKFLOW_PROGRESS = Topic(
-    "workflow.progress", WorkflowProgress, "Status transitions of every request."
+    "workflow.progress",
+    WorkflowUpdate,
+    "Status transitions of every request, and the tokens its steps stream.",
 )
 WORKFLOW_COMPLETED = Topic(
     "workflow.completed", WorkflowCompleted, "Workflows the orchestrator finished."

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from typing import Any
 
 from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
+from faststream.middlewares import AckPolicy
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import RequestSubmitted, WorkflowProgress
-from pactmesh_contracts.topics import REQUESTS_INBOUND, WORKFLOW_PROGRESS
-from pactmesh_kit.broker import subscriber
+from pactmesh_contracts.topics import REQUESTS_INBOUND, WORKFLOW_PROGRESS, WorkflowUpdate
+from pactmesh_kit.broker import consumer_group, subscriber
+from pydantic import ValidationError
 
 from pactmesh_intake.domain.intake import accept_inbound
 from pactmesh_intake.domain.requests import Transition
@@ -30,8 +35,10 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
             logger.info("accepted %s from the inbound topic", event.workflow_id)
 
     @subscriber(broker, WORKFLOW_PROGRESS, settings)
-    async def on_progress(event: Envelope[WorkflowProgress]) -> None:
-        """Record a status transition for ``GET /v1/requests/{id}``."""
+    async def on_progress(event: Envelope[WorkflowUpdate]) -> None:
+        """Record a status transition for ``GET /v1/requests/{id}`` (tokens are not kept)."""
+        if not isinstance(event.payload, WorkflowProgress):
+            return
         await runtime.require_store().record(
             Transition(
                 event_id=event.event_id,
@@ -43,3 +50,30 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
                 at=event.occurred_at,
             )
         )
+
+    # Each instance needs every event for the SSE clients connected to it: a group of
+    # its own, from the latest offset (history comes from the store, not the topic).
+    live_group = f"{consumer_group(settings, WORKFLOW_PROGRESS)}.live.{uuid.uuid4().hex[:12]}"
+
+    @broker.subscriber(
+        WORKFLOW_PROGRESS.qualified(settings.topic_prefix),
+        group_id=live_group,
+        auto_offset_reset="latest",
+        ack_policy=AckPolicy.ACK_FIRST,
+        decoder=_lenient_decoder,
+        title=f"{settings.service_name}:{WORKFLOW_PROGRESS.name}:live",
+        description="Progress and tokens for this instance's SSE clients.",
+    )
+    async def on_live(event: Envelope[WorkflowUpdate] | None) -> None:
+        """Hand the event to the SSE clients following its request here."""
+        if event is not None:
+            runtime.live.publish(event)
+
+
+async def _lenient_decoder(msg: KafkaMessage, _original: Any = None) -> Any:
+    """The topic's contract, or ``None``: the shared-group consumer already
+    dead-letters what the contract refuses, once, so the live one just skips it."""
+    try:
+        return WORKFLOW_PROGRESS.adapter.validate_json(msg.body or b"")
+    except ValidationError:
+        return None

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pactmesh_contracts.envelope import Principal
 from pactmesh_kit.broker import EventPublisher
 
+from pactmesh_intake.domain.live import LiveFeed
 from pactmesh_intake.domain.requests import RequestStore
 from pactmesh_intake.settings import Settings
 
@@ -18,6 +19,8 @@ class Runtime:
     settings: Settings
     publisher: EventPublisher
     store: RequestStore | None = None
+    live: LiveFeed = field(default_factory=LiveFeed)
+    """Progress and token events for the SSE clients connected to this instance."""
     http_principal: Principal = field(
         default_factory=lambda: Principal(subject="anonymous", roles=("requester",))
     )

@@ -1,4 +1,4 @@
-"""``/v1/workflows``: the registry and each run's state."""
+"""``/v1/workflows``: the registry and each run's state; ``/v1/cache``: the semantic cache."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, status
 
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"])
+cache_router = APIRouter(prefix="/v1/cache", tags=["cache"])
 
 
 @router.get("")
@@ -29,4 +30,23 @@ async def get_run(workflow_id: uuid.UUID, request: Request) -> dict[str, Any]:
         "waiting_for": [i.value for i in snapshot.interrupts],
         "checkpoint_id": snapshot.config["configurable"].get("checkpoint_id"),
         "created_at": snapshot.created_at,
+    }
+
+
+@cache_router.get("/stats")
+async def cache_stats(request: Request) -> dict[str, Any]:
+    """This instance's semantic-cache counters (each instance has its own cache)."""
+    cache = request.app.state.runtime.cache
+    if cache is None:
+        return {"enabled": False}
+    stats = cache.stats()
+    return {
+        "enabled": True,
+        "scope": "instance",
+        "hits": stats.hits,
+        "misses": stats.misses,
+        "stores": stats.stores,
+        "evictions": stats.evictions,
+        "expirations": stats.expirations,
+        "model_calls_saved": stats.model_calls_saved,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,9 @@ from pactmesh_contracts.topics import (
     WORKFLOW_PROGRESS,
 )
 from pactmesh_kit.broker import EventPublisher, make_broker
+from pactmesh_kit.reasoning.embeddings import load_embeddings
+from pactmesh_kit.reasoning.models import ModelRouter
+from pactmesh_kit.reasoning.semantic_cache import SemanticCache
 from pactmesh_kit.service import create_service_app
 from pactmesh_kit.telemetry import setup_telemetry
 
@@ -21,6 +25,7 @@ from pactmesh_orchestrator import api, handlers
 from pactmesh_orchestrator.adapters.persistence import open_persistence
 from pactmesh_orchestrator.domain.engine import Engine
 from pactmesh_orchestrator.domain.policy import GatePolicy
+from pactmesh_orchestrator.domain.reasoning import Reasoning
 from pactmesh_orchestrator.domain.registry import discover
 from pactmesh_orchestrator.runtime import Runtime
 from pactmesh_orchestrator.settings import Settings
@@ -45,9 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def resources(app: FastAPI) -> AsyncIterator[None]:
+        runtime.cache = await _open_cache(settings)
+        reasoning = Reasoning(models=ModelRouter(), cache=runtime.cache)
         async with open_persistence(settings) as store:
             graphs = {
-                n: d.build(policy).compile(checkpointer=store.checkpointer)
+                n: d.build(policy, reasoning).compile(checkpointer=store.checkpointer)
                 for n, d in definitions.items()
             }
             runtime.engine = Engine(
@@ -68,7 +75,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="pactmesh orchestrator",
         description="Runs each workflow as a checkpointed LangGraph graph.",
         resources=resources,
-        routers=(api.router,),
+        routers=(api.router, api.cache_router),
     )
     app.state.runtime = runtime
     return app
+
+
+async def _open_cache(settings: Settings) -> SemanticCache | None:
+    """This instance's semantic cache; the embeddings model loads off the event loop."""
+    if not settings.cache_enabled:
+        return None
+    embeddings = await asyncio.to_thread(load_embeddings, settings.cache_embeddings)
+    return SemanticCache(embeddings, threshold=settings.cache_threshold, ttl_s=settings.cache_ttl_s)

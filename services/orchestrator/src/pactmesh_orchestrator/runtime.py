@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pactmesh_kit.broker import EventPublisher
+from pactmesh_kit.reasoning.semantic_cache import SemanticCache
 
 from pactmesh_orchestrator.domain.engine import Engine
 from pactmesh_orchestrator.settings import Settings
@@ -17,6 +18,8 @@ class Runtime:
     settings: Settings
     publisher: EventPublisher
     engine: Engine | None = None
+    cache: SemanticCache | None = None
+    """This instance's semantic cache (not shared with other instances)."""
 
     def require_engine(self) -> Engine:
         """The engine, or an error if used outside the app's lifespan."""

@@ -29,3 +29,12 @@ class Settings(KitSettings):
     postgres_pool_size: int = Field(10, ge=1, le=200)
     gate_policy: Path | None = None
     """The approval-gate policy file (TOML); the packaged default when unset."""
+    cache_enabled: bool = True
+    """Serve support-triage answers again for questions that mean the same (per tenant,
+    in this instance's memory)."""
+    cache_embeddings: str = "local:all-minilm-l6-v2"
+    """The embeddings model of the semantic cache (``load_embeddings`` spec)."""
+    cache_threshold: float = Field(0.40, ge=-1.0, le=1.0)
+    """Cosine at or above which a stored question counts as the same question."""
+    cache_ttl_s: float = Field(3600.0, gt=0)
+    """How long a cached answer may be served."""

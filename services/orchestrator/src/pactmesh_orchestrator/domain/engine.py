@@ -1,5 +1,10 @@
 """Drives workflow graphs from events: start on a routed request, resume on a tool
-result, and publish what each new checkpoint implies (a tool call, or completion)."""
+result, and publish what each new checkpoint implies (a tool call, or completion).
+
+Tokens a node streams (LangGraph's custom stream, ``{"kind": "token", ...}``) are
+published as ``WorkflowToken`` as they come, before the checkpoint's events. They are
+best-effort, outside the outbox: a replayed step may send them again.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from pactmesh_contracts.events import (
     ToolCallRequested,
     WorkflowCompleted,
     WorkflowProgress,
+    WorkflowToken,
 )
 
 from pactmesh_orchestrator.domain.state import (
@@ -149,6 +155,7 @@ class Engine:
             )
             initial: WorkflowState = {
                 "workflow": routed.workflow,
+                "tenant": event.tenant,
                 "text": routed.text,
                 "fields": dict(routed.fields),
                 "metadata": dict(routed.metadata),
@@ -158,8 +165,9 @@ class Engine:
                 "needs_human": routed.needs_human,
                 "history": [],
             }
-            await graph.ainvoke(initial, config, durability="sync")
+            await self._run(event, graph, initial, config)
             snapshot = await graph.aget_state(config)
+        snapshot = await self._caught_up(event, graph, config, snapshot)
         await self._emit(event, snapshot)
 
     async def resume(self, event: Envelope[ToolCallCompleted | ToolCallFailed]) -> None:
@@ -190,11 +198,40 @@ class Engine:
         ]
         if waiting:
             resume: Command[Any] = Command(resume={waiting[0].id: answer})
-            await graph.ainvoke(resume, config, durability="sync")
+            await self._run(event, graph, resume, config)
             snapshot = await graph.aget_state(config)
         else:
             logger.info("ignoring an answer to %s, which nothing waits for", pause_id)
+        snapshot = await self._caught_up(event, graph, config, snapshot)
         await self._emit(event, snapshot)
+
+    async def _caught_up(
+        self, cause: Envelope[Any], graph: Graph, config: RunnableConfig, snapshot: StateSnapshot
+    ) -> StateSnapshot:
+        """Finish a run that a crash stopped between two steps.
+
+        Steps are checkpointed one by one, so a process killed mid-run leaves a checkpoint
+        with steps still to run and nothing to wait for. The redelivered event that
+        started that run finds it here and runs it on from the checkpoint; without this
+        the workflow would wait forever.
+        """
+        if snapshot.next and not snapshot.interrupts:
+            logger.warning(
+                "resuming %s, stopped mid-run before %s", cause.workflow_id, snapshot.next
+            )
+            await self._run(cause, graph, None, config)
+            snapshot = await graph.aget_state(config)
+        return snapshot
+
+    async def _run(
+        self, cause: Envelope[Any], graph: Graph, graph_input: Any, config: RunnableConfig
+    ) -> None:
+        """Run ``graph`` to its next pause or end, publishing streamed tokens in order."""
+        async for mode, chunk in graph.astream(
+            graph_input, config, stream_mode=["custom", "updates"], durability="sync"
+        ):
+            if mode == "custom" and isinstance(chunk, dict) and chunk.get("kind") == "token":
+                await self._publisher.publish(cause.follow(_token(chunk)))
 
     async def state(self, workflow_id: uuid.UUID) -> StateSnapshot | None:
         """The run's latest checkpoint, or None if there is none."""
@@ -326,6 +363,15 @@ class Engine:
                 )
             )
         )
+
+
+def _token(chunk: dict[str, Any]) -> WorkflowToken:
+    return WorkflowToken(
+        seq=chunk["seq"],
+        text=chunk["text"][:2000],
+        step=chunk["step"],
+        final=bool(chunk.get("final", False)),
+    )
 
 
 def _tool_answer(event: Envelope[ToolCallCompleted | ToolCallFailed]) -> ToolAnswer:

@@ -5,22 +5,32 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from langgraph.graph import StateGraph
 from pydantic import BaseModel
 
 from pactmesh_orchestrator.domain.policy import GatePolicy
+from pactmesh_orchestrator.domain.reasoning import Reasoning
 from pactmesh_orchestrator.domain.state import WorkflowState
+
+
+class Builder(Protocol):
+    """Builds a workflow's graph from the gate policy and what it reasons with."""
+
+    def __call__(
+        self, policy: GatePolicy, reasoning: Reasoning | None = None
+    ) -> StateGraph[WorkflowState]: ...
 
 
 @dataclass(frozen=True)
 class WorkflowDefinition:
     """A workflow: its contracts and how to build its (uncompiled) graph.
 
-    ``build`` receives the gate policy (the workflow's policy hooks read it), so tests
-    can pass their own policy; the checkpointer is given when the graph is compiled.
+    ``build`` receives the gate policy (the workflow's policy hooks read it) and the
+    models and cache it may use, so tests can pass their own; the checkpointer is given
+    when the graph is compiled.
     """
 
     name: str
@@ -29,7 +39,7 @@ class WorkflowDefinition:
     """What the workflow needs from routing's extracted fields; checked at start."""
     output_model: type[BaseModel]
     """What a successful run returns; checked before it is published."""
-    build: Callable[[GatePolicy], StateGraph[WorkflowState]]
+    build: Builder
 
 
 def discover(package: str = "pactmesh_orchestrator.workflows") -> dict[str, WorkflowDefinition]:

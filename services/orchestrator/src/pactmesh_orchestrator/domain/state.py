@@ -13,6 +13,8 @@ class WorkflowState(TypedDict, total=False):
     """Checkpointed state of one workflow run (JSON-serialisable values only)."""
 
     workflow: str
+    tenant: str
+    """Whose request this is: the semantic cache is per tenant."""
     text: str
     fields: dict[str, Any]
     metadata: dict[str, Any]
@@ -26,6 +28,8 @@ class WorkflowState(TypedDict, total=False):
     """The action a gate reviews and the final step executes."""
     approval: dict[str, Any] | None
     """How the last gate was passed: decision, rule, reviewer."""
+    cached: dict[str, Any] | None
+    """What the semantic cache answered (looked up once, in a node, so replays agree)."""
     output: dict[str, Any]
     outcome: Literal["succeeded", "failed", "rejected"]
     error: str | None

@@ -19,6 +19,7 @@ from pactmesh_orchestrator.domain.graphs import (
     unless_ended,
 )
 from pactmesh_orchestrator.domain.policy import GatePolicy
+from pactmesh_orchestrator.domain.reasoning import Reasoning
 from pactmesh_orchestrator.domain.registry import WorkflowDefinition
 from pactmesh_orchestrator.domain.state import WorkflowState, entry
 
@@ -113,7 +114,7 @@ async def _finish(state: WorkflowState) -> dict[str, Any]:
     return {"outcome": "succeeded", "output": output.model_dump(), "error": None}
 
 
-def build(policy: GatePolicy) -> StateGraph[WorkflowState]:
+def build(policy: GatePolicy, reasoning: Reasoning | None = None) -> StateGraph[WorkflowState]:
     """validate → read → check_policy → draft_report → approval gate → commit_order."""
     graph = start_graph(ProcurementInput, first="read_request")
     graph.add_node("read_request", _read)

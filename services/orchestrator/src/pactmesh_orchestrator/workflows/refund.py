@@ -19,6 +19,7 @@ from pactmesh_orchestrator.domain.graphs import (
     tool_result,
 )
 from pactmesh_orchestrator.domain.policy import GatePolicy
+from pactmesh_orchestrator.domain.reasoning import Reasoning
 from pactmesh_orchestrator.domain.registry import WorkflowDefinition
 from pactmesh_orchestrator.domain.state import ReviewAnswer, ReviewRequest, WorkflowState, entry
 
@@ -154,7 +155,7 @@ def _after_policy_check(state: WorkflowState) -> str:
     return "execute_refund" if state.get("approval") else "approve_refund"
 
 
-def build(policy: GatePolicy) -> StateGraph[WorkflowState]:
+def build(policy: GatePolicy, reasoning: Reasoning | None = None) -> StateGraph[WorkflowState]:
     """validate → lookup_order → propose → policy check → approval gate → pay."""
     graph = start_graph(RefundInput, first="lookup_order")
     add_tool_or_fail(

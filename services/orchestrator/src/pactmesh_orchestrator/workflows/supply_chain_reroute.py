@@ -21,6 +21,7 @@ from pactmesh_orchestrator.domain.graphs import (
     unless_ended,
 )
 from pactmesh_orchestrator.domain.policy import GatePolicy
+from pactmesh_orchestrator.domain.reasoning import Reasoning
 from pactmesh_orchestrator.domain.registry import WorkflowDefinition
 from pactmesh_orchestrator.domain.state import WorkflowState, entry
 
@@ -120,7 +121,7 @@ async def _finish(state: WorkflowState) -> dict[str, Any]:
     return {"outcome": "succeeded", "output": output.model_dump(), "error": None}
 
 
-def build(policy: GatePolicy) -> StateGraph[WorkflowState]:
+def build(policy: GatePolicy, reasoning: Reasoning | None = None) -> StateGraph[WorkflowState]:
     """validate → quote (primary, then the next carriers) → choose → gate → book."""
     graph = start_graph(RerouteInput, first=_quote_step(CARRIERS[0]))
     for index, carrier in enumerate(CARRIERS):

@@ -1,14 +1,27 @@
-"""support-triage: answer from the knowledge base, or hand over to a person."""
+"""support-triage: answer from the semantic cache or the knowledge base, or hand over
+to a person.
+
+A knowledge-base answer is redrafted for the requester by the ``drafting`` model, whose
+tokens are streamed (LangGraph's custom stream; the engine publishes them). Answers are
+cached per tenant: this flow answers general questions, personalises nothing and has no
+side effect; a hand-over to a person (or an agent's answer) is never cached.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.config import get_stream_writer
 from langgraph.graph import END, StateGraph
 from pactmesh_contracts.actions import TriageHandover
+from pactmesh_kit.reasoning.models import AllModelsFailed
+from pactmesh_kit.reasoning.semantic_cache import cacheable
 from pydantic import BaseModel, ConfigDict
 
 from pactmesh_orchestrator.domain.graphs import (
+    Node,
     add_tool_with_retry,
     approval_gate,
     approved,
@@ -17,8 +30,11 @@ from pactmesh_orchestrator.domain.graphs import (
     tool_result,
 )
 from pactmesh_orchestrator.domain.policy import GatePolicy
+from pactmesh_orchestrator.domain.reasoning import Reasoning
 from pactmesh_orchestrator.domain.registry import WorkflowDefinition
 from pactmesh_orchestrator.domain.state import WorkflowState, entry
+
+logger = logging.getLogger(__name__)
 
 NAME = "support-triage"
 MIN_CONFIDENCE = 0.3
@@ -39,9 +55,85 @@ class TriageOutput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     answer: str
+    """The substance: the knowledge-base article's answer, or the agent's text."""
     source: str
-    """``knowledge_base`` or ``agent``."""
+    """``knowledge_base``, ``cache`` or ``agent``."""
     article_id: str | None = None
+    reply: str | None = None
+    """The message drafted for the requester from ``answer`` (streamed token by token),
+    when a drafting model wrote one."""
+    drafted_by: str | None = None
+    """The model that drafted ``reply``, when one did."""
+    similarity: float | None = None
+    """For ``cache``: the cosine between this question and the one answered before."""
+
+
+DRAFT_STEP = "draft"
+TOKEN = "token"
+"""``kind`` of the custom-stream items the engine publishes as ``WorkflowToken``."""
+_DRAFT_PROMPT = (
+    "You answer customer support questions. Rewrite the knowledge-base article below "
+    "as a short, friendly reply to the customer's question. Use only the article."
+)
+
+
+def _may_cache(state: WorkflowState) -> bool:
+    """Only answers anyone in the tenant should get, never a hand-over to a person."""
+    return not state.get("needs_human", False) and cacheable(
+        workflow=NAME, personalised=False, side_effecting=False
+    )
+
+
+def _cache_lookup(reasoning: Reasoning) -> Node:
+    async def cache_lookup(state: WorkflowState) -> dict[str, Any]:
+        cache = reasoning.cache
+        if cache is None or not _may_cache(state):
+            return {"cached": None}
+        hit = await cache.lookup(tenant=state.get("tenant", ""), question=state["text"])
+        if hit is None:
+            return {"cached": None, "history": [entry("cache_lookup", "miss")]}
+        output = TriageOutput.model_validate(
+            {**hit.answer, "source": "cache", "similarity": round(hit.similarity, 4)}
+        )
+        return {
+            "cached": {"matched_question": hit.matched_question, "similarity": hit.similarity},
+            "outcome": "succeeded",
+            "output": output.model_dump(),
+            "error": None,
+            "history": [entry("cache_lookup", "hit", hit.matched_question)],
+        }
+
+    return cache_lookup
+
+
+def _draft(reasoning: Reasoning) -> Node:
+    async def draft(state: WorkflowState) -> dict[str, Any]:
+        found = TriageOutput.model_validate(state["output"])
+        write = get_stream_writer()
+        messages = [
+            SystemMessage(f"{_DRAFT_PROMPT}\n\nArticle: {found.answer}"),
+            HumanMessage(state["text"]),
+        ]
+        pieces: list[str] = []
+        try:
+            async for piece in reasoning.models.astream("drafting", messages):
+                write({"kind": TOKEN, "step": DRAFT_STEP, "seq": len(pieces), "text": piece})
+                pieces.append(piece)
+        except AllModelsFailed as exc:
+            logger.warning("drafting failed, answering with the article: %s", exc)
+            pieces = []
+        write({"kind": TOKEN, "step": DRAFT_STEP, "seq": len(pieces), "text": "", "final": True})
+        if not pieces:
+            return {"history": [entry(DRAFT_STEP, "kept_article")]}
+        spec = reasoning.models.config.role("drafting").primary.model
+        output = found.model_copy(update={"reply": "".join(pieces).strip(), "drafted_by": spec})
+        if reasoning.cache is not None and _may_cache(state):
+            await reasoning.cache.store(
+                tenant=state.get("tenant", ""), question=state["text"], answer=output.model_dump()
+            )
+        return {"output": output.model_dump(), "history": [entry(DRAFT_STEP, "drafted", spec)]}
+
+    return draft
 
 
 async def _decide(state: WorkflowState) -> dict[str, Any]:
@@ -88,9 +180,15 @@ async def _agent_answer(state: WorkflowState) -> dict[str, Any]:
     return {"outcome": "succeeded", "output": output.model_dump(), "error": None}
 
 
-def build(policy: GatePolicy) -> StateGraph[WorkflowState]:
-    """validate → search_kb (retry with a narrower query) → answer | human triage."""
-    graph = start_graph(TriageInput, first="search_kb")
+def build(policy: GatePolicy, reasoning: Reasoning | None = None) -> StateGraph[WorkflowState]:
+    """validate → cache_lookup → search_kb (retry with a narrower query) → draft |
+    human triage."""
+    reasoning = reasoning or Reasoning()
+    graph = start_graph(TriageInput, first="cache_lookup")
+    graph.add_node("cache_lookup", _cache_lookup(reasoning))
+    graph.add_conditional_edges(
+        "cache_lookup", lambda s: END if s.get("outcome") else "search_kb", ["search_kb", END]
+    )
     add_tool_with_retry(
         graph,
         "search_kb",
@@ -101,6 +199,8 @@ def build(policy: GatePolicy) -> StateGraph[WorkflowState]:
         on_failure="decide",
     )
     graph.add_node("decide", _decide)
+    graph.add_node(DRAFT_STEP, _draft(reasoning))
+    graph.add_edge(DRAFT_STEP, END)
     graph.add_node(
         "human_triage",
         approval_gate(
@@ -109,7 +209,9 @@ def build(policy: GatePolicy) -> StateGraph[WorkflowState]:
     )
     graph.add_node("agent_answer", _agent_answer)
     graph.add_conditional_edges(
-        "decide", lambda s: END if s.get("outcome") else "human_triage", ["human_triage", END]
+        "decide",
+        lambda s: DRAFT_STEP if s.get("outcome") else "human_triage",
+        [DRAFT_STEP, "human_triage"],
     )
     graph.add_conditional_edges(
         "human_triage", lambda s: "agent_answer" if approved(s) else END, ["agent_answer", END]

@@ -1,0 +1,130 @@
+"""Live progress for ``GET /v1/requests/{id}/events``: this instance's fan-out.
+
+Every intake instance reads every progress and token event (its own consumer group,
+from the latest offset) and hands each to the SSE clients connected to *it* that follow
+that request. Queues are bounded: a client that stops reading loses its stream (it is
+closed, the client can reconnect and replay), never the consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pactmesh_contracts.envelope import Envelope
+from pactmesh_contracts.events import RequestStatus, WorkflowProgress, WorkflowToken
+
+from pactmesh_intake.domain.requests import RequestStore
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_QUEUE_SIZE = 1000
+"""Events one client may fall behind by before its stream is cut."""
+
+
+class Follower:
+    """One client's view of one request's live events."""
+
+    def __init__(self, size: int) -> None:
+        self.queue: asyncio.Queue[Envelope[Any]] = asyncio.Queue(maxsize=size)
+        self.overflowed = False
+
+    def offer(self, event: Envelope[Any]) -> None:
+        """Queue ``event``, or mark the follower as having fallen too far behind."""
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+
+class LiveFeed:
+    """Request id to the followers connected to this instance (in memory)."""
+
+    def __init__(self, *, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+        self._queue_size = queue_size
+        self._followers: dict[uuid.UUID, set[Follower]] = {}
+
+    @contextmanager
+    def follow(self, request_id: uuid.UUID) -> Iterator[Follower]:
+        """Receive ``request_id``'s events from now until the block exits."""
+        follower = Follower(self._queue_size)
+        self._followers.setdefault(request_id, set()).add(follower)
+        try:
+            yield follower
+        finally:
+            followers = self._followers.get(request_id, set())
+            followers.discard(follower)
+            if not followers:
+                self._followers.pop(request_id, None)
+
+    def publish(self, event: Envelope[Any]) -> None:
+        """Hand ``event`` to every follower of its request (none: dropped)."""
+        for follower in self._followers.get(event.workflow_id, ()):
+            follower.offer(event)
+
+    def following(self, request_id: uuid.UUID) -> int:
+        """How many clients follow ``request_id`` here."""
+        return len(self._followers.get(request_id, ()))
+
+
+@dataclass(frozen=True)
+class StreamItem:
+    """One server-sent event: ``progress`` or ``token`` (or ``lagging``, last)."""
+
+    event: str
+    data: dict[str, Any]
+    id: str | None = None
+
+
+async def request_events(
+    *, store: RequestStore, live: LiveFeed, request_id: uuid.UUID
+) -> AsyncIterator[StreamItem]:
+    """The request's recorded history, then its live progress and tokens, in order,
+    ending with ``delivered``.
+
+    Following starts before the history is read, so nothing falls between the two;
+    a transition both recorded and received live is sent once.
+    """
+    with live.follow(request_id) as follower:
+        view = await store.get(request_id)
+        if view is None:
+            return
+        sent: set[tuple[str, str, str]] = set()
+        for entry in view.history:
+            sent.add((entry.status.value, entry.service, entry.detail))
+            yield StreamItem("progress", {**entry.model_dump(mode="json"), "replayed": True})
+            if entry.status is RequestStatus.DELIVERED:
+                return
+        while not follower.overflowed or not follower.queue.empty():
+            event = await follower.queue.get()
+            item = _live_item(event, sent)
+            if item is not None:
+                yield item
+                if item.data.get("status") == RequestStatus.DELIVERED.value:
+                    return
+        yield StreamItem("lagging", {"detail": "too far behind; reconnect to replay"})
+
+
+def _live_item(event: Envelope[Any], sent: set[tuple[str, str, str]]) -> StreamItem | None:
+    payload = event.payload
+    if isinstance(payload, WorkflowToken):
+        data = payload.model_dump(mode="json", include={"seq", "text", "step", "final"})
+        return StreamItem("token", data, str(event.event_id))
+    assert isinstance(payload, WorkflowProgress)
+    key = (payload.status.value, payload.service, payload.detail)
+    if key in sent:
+        return None
+    sent.add(key)
+    data = {
+        "status": payload.status.value,
+        "service": payload.service,
+        "detail": payload.detail,
+        "at": event.occurred_at.isoformat(),
+        "replayed": False,
+    }
+    return StreamItem("progress", data, str(event.event_id))

@@ -1,0 +1,89 @@
+"""A run stopped between two steps (as a crash leaves it) is finished by the redelivery."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from langgraph.checkpoint.memory import InMemorySaver
+from pactmesh_contracts.envelope import Envelope, Principal, new_event
+from pactmesh_contracts.events import RequestRouted, ToolCallRequested
+from pactmesh_contracts.topics import REQUESTS_ROUTED
+from pactmesh_orchestrator.domain.engine import Engine, call_id_for
+from pactmesh_orchestrator.domain.policy import GatePolicy
+from pactmesh_orchestrator.domain.registry import discover
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.events: list[Envelope[Any]] = []
+
+    async def publish(self, event: Envelope[Any]) -> None:
+        self.events.append(event)
+
+
+class NoOutbox:
+    async def published(self, thread_id: str, checkpoint_id: str) -> bool:
+        return False
+
+    async def mark(self, thread_id: str, checkpoint_id: str) -> None:
+        return None
+
+
+def _routed() -> Envelope[Any]:
+    event = new_event(
+        RequestRouted(
+            workflow="procurement",
+            confidence=0.9,
+            reason="test",
+            text="Please raise a purchase order for 3 desks from Acme, $900 in total",
+            fields={"amount": 900.0},
+        ),
+        workflow_id=uuid.uuid4(),
+        tenant="acme",
+        principal=Principal(subject="u"),
+    )
+    return REQUESTS_ROUTED.adapter.validate_json(event.model_dump_json())
+
+
+async def test_a_run_stopped_between_steps_is_finished_by_the_redelivered_event() -> None:
+    saver = InMemorySaver()
+    definition = discover()["procurement"]
+    # The first process stops right after read_request: a checkpoint with next steps
+    # pending and no pause, as a kill -9 between two checkpointed steps leaves it.
+    crashed = definition.build(GatePolicy.load()).compile(
+        checkpointer=saver, interrupt_after=["read_request"]
+    )
+    first = Engine(
+        graphs={"procurement": crashed},
+        checkpointer=saver,
+        publisher=Collect(),
+        outbox=NoOutbox(),
+        tool_timeout_s=5,
+    )
+
+    async def died_before_catching_up(_cause: Any, _graph: Any, _config: Any, snapshot: Any) -> Any:
+        return snapshot  # the process is gone before it could run the next step
+
+    first._caught_up = died_before_catching_up  # type: ignore[method-assign]
+    event = _routed()
+    await first.start(event)
+    stopped = await crashed.aget_state({"configurable": {"thread_id": str(event.workflow_id)}})
+    assert stopped.next == ("check_policy",)
+    assert not stopped.interrupts
+
+    # The restarted process receives the same routed event again.
+    publisher = Collect()
+    healthy = definition.build(GatePolicy.load()).compile(checkpointer=saver)
+    second = Engine(
+        graphs={"procurement": healthy},
+        checkpointer=saver,
+        publisher=publisher,
+        outbox=NoOutbox(),
+        tool_timeout_s=5,
+    )
+    await second.start(event)
+
+    [call] = [e.payload for e in publisher.events if isinstance(e.payload, ToolCallRequested)]
+    assert call.tool == "procurement.check_policy"
+    assert call.call_id == call_id_for(event.workflow_id, "check_policy")

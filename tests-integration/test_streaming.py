@@ -1,0 +1,93 @@
+"""Streaming and the semantic cache on the real mesh: a support-triage answer's draft
+reaches the requester token by token over SSE, and a paraphrase from the same tenant is
+answered from the orchestrator's semantic cache while another tenant's is not."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+from harness import Mesh
+from pactmesh_contracts.envelope import Principal, new_event
+from pactmesh_contracts.events import RequestSubmitted
+from pactmesh_contracts.ids import uuid7
+from pactmesh_contracts.topics import REQUESTS_INBOUND
+from workflow_client import finished, submit
+
+QUESTION = "How do I reset my password?"
+PARAPHRASE = "I forgot my password, how can I change it?"
+UPSTREAM = Principal(subject="system:erp-connector", roles=("upstream",))
+
+
+def _events(mesh: Mesh, request_id: uuid.UUID) -> list[tuple[str, dict[str, Any]]]:
+    """Every server-sent event of the request's stream, until the server ends it."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    fields: dict[str, str] = {}
+    url = f"{mesh.url('intake')}/v1/requests/{request_id}/events"
+    with httpx.stream("GET", url, timeout=httpx.Timeout(10, read=60)) as response:
+        assert response.status_code == 200, response.read()
+        for line in response.iter_lines():
+            if not line:
+                if "event" in fields:
+                    found.append((fields["event"], json.loads(fields["data"])))
+                fields = {}
+            elif not line.startswith(":"):  # ": ping" keep-alives are comments
+                name, _, value = line.partition(": ")
+                fields[name] = value
+    return found
+
+
+async def _publish_inbound(mesh: Mesh, text: str, tenant: str) -> uuid.UUID:
+    producer = AIOKafkaProducer(bootstrap_servers=mesh.bootstrap, acks="all")
+    await producer.start()
+    try:
+        event = new_event(
+            RequestSubmitted(text=text), workflow_id=uuid7(), tenant=tenant, principal=UPSTREAM
+        )
+        await producer.send_and_wait(
+            REQUESTS_INBOUND.qualified(mesh.prefix), event.model_dump_json().encode(), key=event.key
+        )
+    finally:
+        await producer.stop()
+    return event.workflow_id
+
+
+def test_the_draft_streams_over_sse_and_paraphrases_hit_the_cache(mesh: Mesh) -> None:
+    request_id = submit(mesh, QUESTION)
+    events = _events(mesh, request_id)
+
+    statuses = [d["status"] for e, d in events if e == "progress"]
+    tokens = [d for e, d in events if e == "token"]
+    assert statuses[0] == "accepted"
+    assert events[-1] == ("progress", events[-1][1])
+    assert statuses[-1] == "delivered"
+    assert {"routed", "running", "completed"} <= set(statuses)
+    assert len(tokens) >= 3, events
+    assert [t["seq"] for t in tokens] == list(range(len(tokens)))
+    assert tokens[-1]["final"]
+    kinds = [e for e, _ in events]
+    running = next(i for i, (e, d) in enumerate(events) if d.get("status") == "running")
+    completed = next(i for i, (e, d) in enumerate(events) if d.get("status") == "completed")
+    assert running < kinds.index("token")
+    assert len(kinds) - 1 - kinds[::-1].index("token") < completed
+    output = finished(mesh, request_id)["output"]
+    assert output["source"] == "knowledge_base"
+    assert output["reply"] == "".join(t["text"] for t in tokens).strip()
+
+    again = finished(mesh, submit(mesh, PARAPHRASE))
+    assert again["workflow"] == "support-triage"
+    assert again["output"]["source"] == "cache"
+    assert again["output"]["similarity"] >= 0.4
+    assert again["output"]["answer"] == output["answer"]
+
+    elsewhere = finished(mesh, asyncio.run(_publish_inbound(mesh, QUESTION, "globex")))
+    assert elsewhere["tenant"] == "globex"
+    assert elsewhere["output"]["source"] == "knowledge_base"
+
+    stats = httpx.get(f"{mesh.url('orchestrator')}/v1/cache/stats", timeout=10).json()
+    counts = {k: stats[k] for k in ("hits", "misses", "stores", "model_calls_saved")}
+    assert counts == {"hits": 1, "misses": 2, "stores": 2, "model_calls_saved": 1}
