@@ -27,6 +27,18 @@ if [[ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
 fi
 "$PACTMESH_PYTHON" -m pactmesh_kit.bootstrap
 
+# PACTMESH_MODEL_SIM=1: start the OpenAI-compatible simulator too and send every model
+# role to it through langchain-openai (the real client path), the offline model behind
+# it as the fallback. Its behaviour is changed at runtime with PUT :8020/sim/config.
+procfile=infra/Procfile
+if [[ "${PACTMESH_MODEL_SIM:-0}" == 1 && -z "${PACTMESH_MODELS_JSON:-}${PACTMESH_MODELS_FILE:-}" ]]; then
+  role='{"primary": {"model": "openai:sim", "base_url": "http://127.0.0.1:8020/v1", "api_key": "sk-simulator", "latency_budget_s": 10}, "fallbacks": [{"model": "pactmesh-offline:default"}]}'
+  export PACTMESH_MODELS_JSON="{\"routing\": $role, \"extraction\": $role, \"drafting\": $role}"
+  procfile="$PACTMESH_DATA_DIR/Procfile.with-model-sim"
+  { cat infra/Procfile; echo 'model-sim: exec "$PACTMESH_PYTHON" -m pactmesh_model_sim'; } > "$procfile"
+  echo "models: every role -> the simulator on 127.0.0.1:8020, offline model as fallback"
+fi
+
 cat <<INFO
 
 pactmesh on Kafka $KAFKA_BOOTSTRAP_SERVERS (topics prefixed '$PACTMESH_TOPIC_PREFIX'), state in $PACTMESH_DATA_DIR
@@ -42,4 +54,4 @@ Traces: ${OTEL_EXPORTER_OTLP_ENDPOINT:-$PACTMESH_DATA_DIR/traces/*.jsonl}.  Ctrl
 
 INFO
 # honcho forwards Ctrl-C to every service and waits for them to exit.
-.venv/bin/honcho --no-colour -f infra/Procfile -d "$PWD" start
+.venv/bin/honcho --no-colour -f "$procfile" -d "$PWD" start
