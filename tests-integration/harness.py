@@ -23,6 +23,11 @@ REPO = Path(__file__).resolve().parents[1]
 KAFKA_SH = REPO / "infra" / "kafka" / "kafka.sh"
 SERVICES = ("intake", "routing", "orchestrator", "tools", "hitl", "delivery")
 SANDBOX = "sandbox"
+MODEL_SIM = "modelsim"
+"""The OpenAI-compatible model simulator (optional; ``running_mesh(model_sim=True)``)."""
+_MODULES = {MODEL_SIM: "pactmesh_model_sim"}
+_PORT_ENV = {MODEL_SIM: "PACTMESH_MODEL_SIM_PORT"}
+_READY = {MODEL_SIM: "/v1/models"}
 """The sandbox backends the tools service calls: started first, not part of the mesh."""
 
 T = TypeVar("T")
@@ -153,14 +158,21 @@ class Mesh:
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "PACTMESH_TOPIC_PREFIX": self.prefix,
             "PACTMESH_DATA_DIR": str(self.data_dir),
-            f"PACTMESH_{kind.upper()}_PORT": str(self.ports[instance]),
+            _PORT_ENV.get(kind, f"PACTMESH_{kind.upper()}_PORT"): str(self.ports[instance]),
             "PACTMESH_INTAKE_PUBLIC_URL": self.url("intake"),
             "PACTMESH_TOOLS_SANDBOX_URL": self.url(SANDBOX),
             "OTEL_SERVICE_NAME": kind,
             "OTEL_BSP_SCHEDULE_DELAY": "200",
             "PYTHONUNBUFFERED": "1",
-            **self.extra_env,
+            **{
+                k: v.replace("{model_sim_url}", self._model_sim_url)
+                for k, v in self.extra_env.items()
+            },
         }
+
+    @property
+    def _model_sim_url(self) -> str:
+        return self.url(MODEL_SIM) if MODEL_SIM in self.ports else ""
 
     def start(self, service: str) -> None:
         """Start the instance ``service``, logging to ``<data dir>/logs/<service>.log``."""
@@ -168,7 +180,7 @@ class Mesh:
         logs.mkdir(parents=True, exist_ok=True)
         with (logs / f"{service}.log").open("ab") as log:
             self.processes[service] = subprocess.Popen(
-                [sys.executable, "-m", f"pactmesh_{kind_of(service)}"],
+                [sys.executable, "-m", _MODULES.get(service, f"pactmesh_{kind_of(service)}")],
                 env=self.env(service),
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -181,7 +193,8 @@ class Mesh:
         if process.poll() is not None:
             raise RuntimeError(f"{service} exited with {process.returncode}:\n{self.log(service)}")
         try:
-            return httpx.get(f"{self.url(service)}/health/ready", timeout=2).status_code == 200
+            path = _READY.get(service, "/health/ready")
+            return httpx.get(f"{self.url(service)}{path}", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -214,11 +227,17 @@ class Mesh:
 
 @contextmanager
 def running_mesh(
-    bootstrap: str, data_dir: Path, *, env: dict[str, str] | None = None, orchestrators: int = 1
+    bootstrap: str,
+    data_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    orchestrators: int = 1,
+    model_sim: bool = False,
 ) -> Iterator[Mesh]:
     """Create a fresh topic prefix, start the sandbox and all six services (with
     ``orchestrators`` orchestrator instances, which need Postgres when more than one),
-    and stop them afterwards. ``env`` is added to every process's environment."""
+    and stop them afterwards. ``env`` is added to every process's environment, with
+    ``{model_sim_url}`` replaced by the simulator's URL when ``model_sim`` starts one."""
     import asyncio
 
     from pactmesh_kit.bootstrap import ensure_topics
@@ -226,12 +245,15 @@ def running_mesh(
     prefix = f"t{uuid.uuid4().hex[:10]}."
     asyncio.run(ensure_topics(bootstrap_servers=bootstrap, prefix=prefix))
     instances = [*SERVICES, *(f"orchestrator-{n}" for n in range(2, orchestrators + 1))]
-    ports = {s: free_port() for s in (SANDBOX, *instances)}
+    helpers = [SANDBOX, *([MODEL_SIM] if model_sim else [])]
+    ports = {s: free_port() for s in (*helpers, *instances)}
     mesh = Mesh(bootstrap, prefix, data_dir, ports, extra_env=dict(env or {}))
     started = time.monotonic()
     try:
-        mesh.start(SANDBOX)
-        wait_for(lambda: mesh.ready(SANDBOX), timeout=60, what=f"{SANDBOX} ready")
+        for helper in helpers:
+            mesh.start(helper)
+        for helper in helpers:
+            wait_for(lambda h=helper: mesh.ready(h), timeout=60, what=f"{helper} ready")
         for service in instances:
             mesh.start(service)
         for service in instances:

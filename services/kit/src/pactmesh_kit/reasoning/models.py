@@ -553,11 +553,21 @@ class ModelRouter:
 
     async def astream(self, role: Role, messages: LanguageModelInput) -> AsyncIterator[str]:
         """``role``'s answer as text pieces, in order, from the first model that starts."""
+        async for text, _model in self.astream_answer(role, messages):
+            yield text
+
+    async def astream_answer(
+        self, role: Role, messages: LanguageModelInput
+    ) -> AsyncIterator[tuple[str, str | None]]:
+        """Like ``astream``, each piece with the spec of the model answering (known from
+        the first chunk, which the chain tags), so a result can say who wrote it."""
+        model: str | None = None
         try:
             async for chunk in self.chat_for(role).astream(messages):
+                model = model or answered_by(chunk)
                 text = chunk.content if isinstance(chunk, AIMessageChunk) else None
                 if isinstance(text, str) and text:
-                    yield text
+                    yield text, model
         except ModelCallFailed as exc:
             models = [spec.model for spec in self.config.role(role).chain]
             raise AllModelsFailed(role=role, models=models) from exc

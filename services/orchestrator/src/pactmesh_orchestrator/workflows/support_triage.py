@@ -115,8 +115,10 @@ def _draft(reasoning: Reasoning) -> Node:
             HumanMessage(state["text"]),
         ]
         pieces: list[str] = []
+        spec: str | None = None
         try:
-            async for piece in reasoning.models.astream("drafting", messages):
+            async for piece, answering in reasoning.models.astream_answer("drafting", messages):
+                spec = spec or answering
                 write({"kind": TOKEN, "step": DRAFT_STEP, "seq": len(pieces), "text": piece})
                 pieces.append(piece)
         except AllModelsFailed as exc:
@@ -125,7 +127,7 @@ def _draft(reasoning: Reasoning) -> Node:
         write({"kind": TOKEN, "step": DRAFT_STEP, "seq": len(pieces), "text": "", "final": True})
         if not pieces:
             return {"history": [entry(DRAFT_STEP, "kept_article")]}
-        spec = reasoning.models.config.role("drafting").primary.model
+        spec = spec or reasoning.models.config.role("drafting").primary.model
         output = found.model_copy(update={"reply": "".join(pieces).strip(), "drafted_by": spec})
         if reasoning.cache is not None and _may_cache(state):
             await reasoning.cache.store(
