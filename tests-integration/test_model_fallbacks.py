@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from harness import MODEL_SIM, Broker, Mesh, running_mesh
-from workflow_client import finished, submit
+from workflow_client import finished, run, submit, wait_status
 
 
 def _spec(model: str, budget_s: float) -> dict[str, Any]:
@@ -24,10 +24,11 @@ def _spec(model: str, budget_s: float) -> dict[str, Any]:
 
 
 MODELS = {
+    "routing": {"primary": _spec("sim-router", 5.0), "fallbacks": []},
     "drafting": {
         "primary": _spec("sim-primary", 1.0),
         "fallbacks": [_spec("sim-secondary", 5.0), {"model": "pactmesh-offline:default"}],
-    }
+    },
 }
 QUESTIONS = {
     "healthy": "How do I reset my password?",
@@ -60,7 +61,7 @@ def _configure(mesh: Mesh, model: str, **config: Any) -> None:
 @pytest.fixture(autouse=True)
 def _reset(mesh: Mesh) -> Iterator[None]:
     yield
-    for model in ("sim-primary", "sim-secondary"):
+    for model in ("sim-primary", "sim-secondary", "sim-router"):
         httpx.delete(f"{mesh.url(MODEL_SIM)}/sim/config/models/{model}", timeout=10)
 
 
@@ -95,3 +96,19 @@ def test_with_every_provider_down_the_offline_model_answers(mesh: Mesh) -> None:
     _configure(mesh, "sim-primary", rate_5xx=1.0)
     _configure(mesh, "sim-secondary", rate_5xx=1.0)
     assert _drafted_by(mesh, QUESTIONS["all_down"])["drafted_by"] == "pactmesh-offline:default"
+
+
+def test_a_malformed_routing_answer_is_escalated_and_never_acted_on(mesh: Mesh) -> None:
+    _configure(mesh, "sim-router", malformed_rate=1.0, malformed_kinds={"hallucinated_field": 1.0})
+    rid = submit(mesh, "How do I update my billing details?")  # no workflow named: routing asks
+    view = wait_status(mesh, rid, "waiting_for_review")
+    routed = [h["detail"] for h in view["history"] if h["status"] == "routed"]
+    assert routed
+    assert "human triage" in routed[0]
+    assert "invalid" in routed[0]
+    values = run(mesh, rid)["values"]
+    assert values["needs_human"] is True
+    assert values["fields"] == {}, "nothing the model invented reached the workflow"
+    assert "outcome" not in values, "no result: a person decides"
+    stats = httpx.get(f"{mesh.url(MODEL_SIM)}/sim/stats", timeout=10).json()
+    assert stats["by_model"]["sim-router"]["hallucinated_field"] == 2, "one repair, then review"

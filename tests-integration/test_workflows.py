@@ -364,3 +364,15 @@ async def _consumed(mesh: Mesh, topic: str, group: str) -> bool:
     finally:
         await consumer.stop()
         await admin.close()
+
+
+def test_an_out_of_policy_refund_is_never_paid(mesh: Mesh) -> None:
+    rid = submit(mesh, "I want a refund of $5,000 for order 4411, the headphones arrived broken")
+    review = pending_review(mesh, rid)
+    assert review["rule"] == "refund.amount_out_of_policy"
+    assert "exceeds the order total" in review["summary"]
+    assert decide(mesh, review["review_id"], "approve", roles=["support-lead"]).status_code == 200
+    values = finished(mesh, rid)
+    assert values["outcome"] == "rejected"
+    assert "refund not executed" in values["error"]
+    assert entries_for(mesh, rid) == [], "an out-of-policy amount is never executed"
