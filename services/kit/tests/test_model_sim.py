@@ -24,7 +24,7 @@ from pactmesh_model_sim.config import SimConfig
 from pactmesh_model_sim.protocol import ChatCompletionRequest
 from pactmesh_model_sim.scenarios import SCENARIOS
 from pactmesh_model_sim.simulator import UNKNOWN_TOOL, Simulator
-from pactmesh_model_sim.testing import SimAdmin, serve_in_thread
+from pactmesh_model_sim.testing import SimAdmin
 from pydantic import BaseModel, ConfigDict
 
 TEXT = "Refund $120.50 for order ORD-4411, the parcel arrived damaged"
@@ -48,20 +48,6 @@ TOOL = {
     "type": "function",
     "function": {"name": "Order", "parameters": Order.model_json_schema()},
 }
-
-
-@pytest.fixture(scope="module")
-def sim_url() -> Iterator[str]:
-    with serve_in_thread() as url:
-        yield url
-
-
-@pytest.fixture
-def sim(sim_url: str) -> Iterator[SimAdmin]:
-    admin = SimAdmin(sim_url)
-    admin.reset()
-    yield admin
-    admin.close()
 
 
 @pytest.fixture

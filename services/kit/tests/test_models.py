@@ -14,7 +14,6 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -34,28 +33,8 @@ from pactmesh_kit.reasoning.models import (
     load_models_config,
     retry_after_s,
 )
-from pactmesh_model_sim.testing import SimAdmin, serve_in_thread
+from pactmesh_model_sim.testing import SimAdmin
 from pydantic import ValidationError
-
-
-@pytest.fixture(scope="module")
-def sim_url() -> Iterator[str]:
-    with serve_in_thread() as url:
-        yield url
-
-
-@pytest.fixture
-def sim(sim_url: str) -> Iterator[SimAdmin]:
-    admin = SimAdmin(sim_url)
-    admin.reset()
-    yield admin
-    admin.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def spec(sim: SimAdmin, name: str, *, budget: float = 5.0) -> ModelSpec:

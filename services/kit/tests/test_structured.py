@@ -7,7 +7,6 @@ same calls against the offline model, which must not be told apart.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from typing import Literal
 
 import httpx
@@ -22,7 +21,7 @@ from pactmesh_kit.reasoning.models import (
     build_chat_model,
 )
 from pactmesh_kit.reasoning.structured import SchemaNotStrict, StructuredResult, structured_call
-from pactmesh_model_sim.testing import SimAdmin, serve_in_thread
+from pactmesh_model_sim.testing import SimAdmin
 from pydantic import BaseModel, ConfigDict, Field
 
 PROMPT = "Refund 120.50 USD for order ORD-4411: the parcel arrived damaged."
@@ -44,26 +43,6 @@ def amount_in_range(value: RefundRequest) -> list[str]:
     if 0 < value.amount <= 5000:
         return []
     return [f"amount: {value.amount} is outside the allowed range (0, 5000]"]
-
-
-@pytest.fixture(scope="module")
-def sim_url() -> Iterator[str]:
-    with serve_in_thread() as url:
-        yield url
-
-
-@pytest.fixture
-def sim(sim_url: str) -> Iterator[SimAdmin]:
-    admin = SimAdmin(sim_url)
-    admin.reset()
-    yield admin
-    admin.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 @pytest.fixture
