@@ -15,6 +15,7 @@ from faststream.specification import AsyncAPI, get_asyncapi_html
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
+from pactmesh_kit.auth.http import Authenticator
 from pactmesh_kit.settings import KitSettings
 from pactmesh_kit.telemetry import setup_logging
 
@@ -89,6 +90,9 @@ def create_service_app(
             yield {}
 
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    # Every service verifies bearer tokens the same way (pactmesh_kit.auth.http); routes
+    # opt in with `require(...)`. Built here so a bad key or policy fails at start-up.
+    app.state.authenticator = Authenticator.from_settings(settings)
     app.include_router(health_router(broker))
     app.include_router(asyncapi_router(broker, title=title, description=description))
     for extra in routers:

@@ -45,6 +45,27 @@ class KitSettings(BaseSettings):
     )
     """When set, spans go there over OTLP/HTTP; otherwise to ``trace_file``."""
 
+    auth_issuer: str = Field("pactmesh-dev", validation_alias=_alias("PACTMESH_AUTH_ISSUER"))
+    """The ``iss`` every bearer token must carry."""
+    auth_audience: str = Field("pactmesh", validation_alias=_alias("PACTMESH_AUTH_AUDIENCE"))
+    """The ``aud`` every bearer token must carry."""
+    auth_jwks_url: str | None = Field(None, validation_alias=_alias("PACTMESH_AUTH_JWKS_URL"))
+    """Production: the identity provider's JWKS URL. Unset: the local development issuer
+    (``pactmesh token``) whose key lives in ``auth_key_dir``."""
+    auth_algorithms: str = Field("ES256", validation_alias=_alias("PACTMESH_AUTH_ALGORITHMS"))
+    """Comma-separated JWT algorithms accepted (asymmetric only), for example ``RS256``."""
+    auth_key_dir_override: Path | None = Field(
+        None, validation_alias=_alias("PACTMESH_AUTH_KEY_DIR")
+    )
+    access_policy_file: Path | None = Field(None, validation_alias=_alias("PACTMESH_ACCESS_POLICY"))
+    """The access policy (roles and scopes to workflows, tools, review actions); the
+    packaged ``pactmesh_kit/auth/access.toml`` when unset."""
+
+    @property
+    def auth_key_dir(self) -> Path:
+        """Where the development issuer's private key lives (generated on first use)."""
+        return self.auth_key_dir_override or self.data_dir / "auth"
+
     @property
     def trace_file(self) -> Path:
         """Local JSON-lines span file, used when no OTLP endpoint is configured."""

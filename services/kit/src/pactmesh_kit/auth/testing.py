@@ -1,0 +1,36 @@
+"""Minting tokens in tests the way a real client gets them (from the dev issuer)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pactmesh_kit.auth.devissuer import DevIssuer
+from pactmesh_kit.settings import KitSettings
+
+
+def issuer_for(settings: KitSettings) -> DevIssuer:
+    """The development issuer whose tokens services built from ``settings`` accept."""
+    return DevIssuer(
+        settings.auth_key_dir, issuer=settings.auth_issuer, audience=settings.auth_audience
+    )
+
+
+def bearer(
+    settings: KitSettings,
+    *,
+    tenant: str = "default",
+    roles: Iterable[str] = ("requester",),
+    scopes: Iterable[str] = (),
+    subject: str | None = None,
+    ttl_s: int = 3600,
+) -> dict[str, str]:
+    """An ``Authorization`` header for a fresh token."""
+    roles = tuple(roles)
+    token = issuer_for(settings).mint(
+        subject=subject or f"test-{roles[0] if roles else 'user'}",
+        tenant=tenant,
+        roles=roles,
+        scopes=scopes,
+        ttl_s=ttl_s,
+    )
+    return {"Authorization": f"Bearer {token}"}
