@@ -146,6 +146,25 @@ class Mesh:
         """Base URL of the sandbox enterprise app (ledger, faults)."""
         return self.url(SANDBOX)
 
+    def bearer(
+        self,
+        *,
+        tenant: str = "default",
+        roles: tuple[str, ...] = ("requester",),
+        scopes: tuple[str, ...] = (),
+        subject: str | None = None,
+        ttl_s: int = 3600,
+    ) -> dict[str, str]:
+        """An ``Authorization`` header the mesh accepts: a token from the development
+        issuer whose key lives in this mesh's data directory."""
+        from pactmesh_kit.auth.testing import bearer
+        from pactmesh_kit.settings import KitSettings
+
+        settings = KitSettings(data_dir=self.data_dir)
+        return bearer(
+            settings, tenant=tenant, roles=roles, scopes=scopes, subject=subject, ttl_s=ttl_s
+        )
+
     def url(self, service: str) -> str:
         """Base URL of ``service``'s HTTP API."""
         return f"http://127.0.0.1:{self.ports[service]}"
