@@ -28,11 +28,14 @@ from pactmesh_contracts.topics import (
 )
 from pactmesh_delivery import handlers
 from pactmesh_delivery.adapters.ledger import open_ledger
+from pactmesh_delivery.adapters.webhooks import open_webhook_store
 from pactmesh_delivery.domain.results import result_event_id
 from pactmesh_delivery.settings import Settings
 from pactmesh_kit.broker import EventPublisher, encode, make_broker, subscriber
 
 SETTINGS = Settings(topic_prefix="delivery-test.")
+OBSERVER = Settings(topic_prefix="delivery-test.", service_name="observer")
+"""The test's own consumer groups: delivery's groups would share its messages with it."""
 
 
 @dataclass
@@ -56,20 +59,25 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     handlers.register(broker, runtime)
     out = Harness(broker)
 
-    @subscriber(broker, result_topic("refund"), SETTINGS)
+    @subscriber(broker, result_topic("refund"), OBSERVER)
     async def on_result(event: Envelope[WorkflowResult]) -> None:
         out.results.append(event)
 
-    @subscriber(broker, WORKFLOW_PROGRESS, SETTINGS)
+    @subscriber(broker, WORKFLOW_PROGRESS, OBSERVER)
     async def on_progress(event: Envelope[WorkflowProgress]) -> None:
         out.progress.append(event)
 
-    @subscriber(broker, DEAD_LETTERS, SETTINGS)
+    @subscriber(broker, DEAD_LETTERS, OBSERVER)
     async def on_dead(letter: DeadLetter) -> None:
         out.dead.append(letter)
 
-    async with open_ledger(tmp_path / "delivery.sqlite3") as ledger, TestKafkaBroker(broker):
-        runtime.ledger = ledger
+    path = tmp_path / "delivery.sqlite3"
+    async with (
+        open_ledger(path) as ledger,
+        open_webhook_store(path) as webhooks,
+        TestKafkaBroker(broker),
+    ):
+        runtime.ledger, runtime.webhooks = ledger, webhooks
         yield out
 
 

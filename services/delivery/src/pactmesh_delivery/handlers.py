@@ -1,41 +1,54 @@
-"""The delivery service's Kafka subscriber."""
+"""The delivery service's Kafka subscribers."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
 
+from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from opentelemetry import propagate
 from pactmesh_contracts.envelope import Envelope
-from pactmesh_contracts.events import RequestStatus, WorkflowCompleted, WorkflowProgress
-from pactmesh_contracts.topics import WORKFLOW_COMPLETED, WORKFLOWS, result_topic
-from pactmesh_kit.broker import EventPublisher, refuse, subscriber
+from pactmesh_contracts.events import (
+    RequestStatus,
+    WorkflowCompleted,
+    WorkflowProgress,
+    WorkflowResult,
+)
+from pactmesh_contracts.topics import (
+    RESULT_TOPICS,
+    WORKFLOW_COMPLETED,
+    WORKFLOWS,
+    Topic,
+    result_topic,
+)
+from pactmesh_kit.broker import refuse, subscriber
 
-from pactmesh_delivery.adapters.ledger import SqliteDeliveryLedger
 from pactmesh_delivery.domain.results import result_for
-from pactmesh_delivery.settings import Settings
+from pactmesh_delivery.domain.webhooks import ResultRecord
+from pactmesh_delivery.runtime import Runtime
+
+__all__ = ["Runtime", "register"]
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class Runtime:
-    """Filled in by the app's lifespan."""
-
-    settings: Settings
-    publisher: EventPublisher
-    ledger: SqliteDeliveryLedger | None = None
-
-    def require_ledger(self) -> SqliteDeliveryLedger:
-        """The ledger, or an error if used outside the app's lifespan."""
-        if self.ledger is None:
-            raise RuntimeError("the delivery ledger is not open")
-        return self.ledger
-
-
 def register(broker: KafkaBroker, runtime: Runtime) -> None:
-    """Subscribe the delivery service's handler on ``broker``."""
+    """Subscribe the delivery service's handlers on ``broker``.
+
+    Webhooks are fed by a consumer of the result topics rather than by the handler that
+    publishes results: they get the very record topic consumers get (its bytes are the
+    POST body and, if every attempt fails, the dead-letter record's original bytes and
+    position), a result re-published after a crash is absorbed by the outbox's unique
+    key, and a webhook store fault never holds back the result topic.
+    """
+    _register_completed(broker, runtime)
+    for topic in RESULT_TOPICS:
+        _register_result(broker, runtime, topic)
+
+
+def _register_completed(broker: KafkaBroker, runtime: Runtime) -> None:
     settings = runtime.settings
 
     @subscriber(broker, WORKFLOW_COMPLETED, settings)
@@ -64,3 +77,35 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
         )
         # Recorded last: a crash before this re-publishes (same result event id), never skips.
         await ledger.record(event.workflow_id, topic=topic.name, event_id=result.event_id)
+
+
+def _register_result(broker: KafkaBroker, runtime: Runtime, topic: Topic) -> None:
+    @subscriber(broker, topic, runtime.settings)
+    async def on_result(event: Envelope[WorkflowResult], message: KafkaMessage) -> None:
+        """Queue the result once for every webhook of its tenant that takes its workflow."""
+        record = result_record(event, message)
+        queued = await runtime.require_webhooks().enqueue(record, now=time.time())
+        if queued:
+            logger.info("result %s queued for %d webhook(s)", event.event_id, queued)
+            runtime.wake_dispatcher()
+
+
+def result_record(event: Envelope[WorkflowResult], message: KafkaMessage) -> ResultRecord:
+    """The consumed result as the outbox keeps it: exact bytes, position and trace."""
+    record = message.raw_message
+    assert isinstance(record, ConsumerRecord), "batch subscribers are not used"
+    trace_context: dict[str, str] = {}
+    propagate.inject(trace_context)
+    return ResultRecord(
+        result_event_id=event.event_id,
+        workflow_id=event.workflow_id,
+        workflow=event.payload.workflow,
+        tenant=event.tenant,
+        body=record.value or b"",
+        key=record.key,
+        headers={k: v.decode(errors="replace") for k, v in (record.headers or ())},
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        trace_context=trace_context,
+    )

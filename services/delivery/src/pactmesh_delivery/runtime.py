@@ -1,0 +1,40 @@
+"""What the delivery service's handlers, routes and dispatcher share for the life of the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pactmesh_kit.broker import EventPublisher
+
+from pactmesh_delivery.adapters.ledger import SqliteDeliveryLedger
+from pactmesh_delivery.adapters.webhooks import SqliteWebhookStore
+from pactmesh_delivery.dispatcher import Dispatcher
+from pactmesh_delivery.settings import Settings
+
+
+@dataclass
+class Runtime:
+    """Filled in by the app's lifespan."""
+
+    settings: Settings
+    publisher: EventPublisher
+    ledger: SqliteDeliveryLedger | None = None
+    webhooks: SqliteWebhookStore | None = None
+    dispatcher: Dispatcher | None = None
+
+    def require_ledger(self) -> SqliteDeliveryLedger:
+        """The ledger, or an error if used outside the app's lifespan."""
+        if self.ledger is None:
+            raise RuntimeError("the delivery ledger is not open")
+        return self.ledger
+
+    def require_webhooks(self) -> SqliteWebhookStore:
+        """The webhook store and outbox, or an error if used outside the app's lifespan."""
+        if self.webhooks is None:
+            raise RuntimeError("the webhook store is not open")
+        return self.webhooks
+
+    def wake_dispatcher(self) -> None:
+        """Tell the dispatcher new deliveries are queued (a no-op when none runs)."""
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
