@@ -28,8 +28,9 @@ from pactmesh_contracts.topics import (
 )
 from pactmesh_delivery import handlers
 from pactmesh_delivery.adapters.ledger import open_ledger
-from pactmesh_delivery.adapters.webhooks import open_webhook_store
+from pactmesh_delivery.adapters.webhooks import SqliteWebhookStore, open_webhook_store
 from pactmesh_delivery.domain.results import result_event_id
+from pactmesh_delivery.domain.webhooks import Webhook, WebhookCreate
 from pactmesh_delivery.settings import Settings
 from pactmesh_kit.broker import EventPublisher, encode, make_broker, subscriber
 
@@ -44,6 +45,7 @@ class Harness:
     results: list[Envelope[WorkflowResult]] = field(default_factory=list)
     progress: list[Envelope[WorkflowProgress]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
+    webhooks: SqliteWebhookStore | None = None
 
     async def complete(self, event: Envelope[Any]) -> None:
         await self.broker.publish(
@@ -78,6 +80,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
         TestKafkaBroker(broker),
     ):
         runtime.ledger, runtime.webhooks = ledger, webhooks
+        out.webhooks = webhooks
         yield out
 
 
@@ -117,3 +120,50 @@ async def test_workflow_without_a_result_topic_is_dead_lettered(harness: Harness
     [letter] = harness.dead
     assert letter.error_code == "refused"
     assert letter.error == "no result topic for workflow 'teleportation'"
+
+
+async def _webhook(store: SqliteWebhookStore, tenant: str, workflows: list[str]) -> Webhook:
+    spec = WebhookCreate.model_validate({"url": "https://h.example/in", "workflows": workflows})
+    return await store.create_webhook(tenant=tenant, spec=spec, secret="s", now=0.0)
+
+
+async def test_a_published_result_is_queued_once_for_each_matching_webhook(
+    harness: Harness,
+) -> None:
+    store = harness.webhooks
+    assert store is not None
+    everything = await _webhook(store, "acme", [])
+    refunds = await _webhook(store, "acme", ["refund"])
+    procurement = await _webhook(store, "acme", ["procurement"])
+    globex = await _webhook(store, "globex", [])
+    done = _completed()
+
+    await harness.complete(done)
+    [result] = harness.results
+    # The same result read again (re-published after a crash, or redelivered): no new row.
+    await harness.broker.publish(
+        encode(result), result_topic("refund").qualified(SETTINGS.topic_prefix), key=result.key
+    )
+
+    queued = {}
+    for webhook, tenant in (
+        (everything, "acme"),
+        (refunds, "acme"),
+        (procurement, "acme"),
+        (globex, "globex"),
+    ):
+        queued[webhook.id] = await store.deliveries(tenant=tenant, webhook_id=webhook.id, limit=10)
+    assert {k: len(v or []) for k, v in queued.items()} == {
+        everything.id: 1,
+        refunds.id: 1,
+        procurement.id: 0,
+        globex.id: 0,
+    }
+    [delivery] = queued[everything.id] or []
+    assert (delivery.result_event_id, delivery.workflow_id) == (
+        result_event_id(done.workflow_id),
+        done.workflow_id,
+    )
+    [due, _] = await store.claim_due(now=1e12, lease_until=2e12, limit=10, max_attempts=3)
+    assert due.result.body == encode(result)
+    assert due.result.source_topic == "delivery-test.results.refund"

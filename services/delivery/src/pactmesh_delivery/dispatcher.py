@@ -192,7 +192,7 @@ class Dispatcher:
         body = delivery.result.body
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(delivery.secret, body),
+            SIGNATURE_HEADER: sign(delivery.secret, body, timestamp=int(self._clock())),
             DELIVERY_HEADER: str(delivery.id),
             EVENT_HEADER: str(delivery.result.result_event_id),
         }
@@ -259,7 +259,7 @@ def dead_letter_for(delivery: DueDelivery, *, service: str) -> DeadLetter:
     publishing it and marking the delivery dead) is recognisably the same.
     """
     result = delivery.result
-    reason = describe_failure(delivery.last_status, delivery.last_error)
+    reason = delivery.last_error or describe_failure(delivery.last_status, None)
     detail: dict[str, JsonValue] = {
         "type": "webhook_delivery_failed",
         "webhook_id": str(delivery.webhook_id),
