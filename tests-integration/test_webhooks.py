@@ -1,0 +1,394 @@
+"""Webhooks on the real broker: a receiving HTTP server on 127.0.0.1 verifies every
+signature; retries, dead-lettering, duplicates and tenants, end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from harness import Broker, Mesh, running_mesh, wait_for
+from pactmesh_contracts.envelope import Envelope, Principal, new_event
+from pactmesh_contracts.events import DeadLetter, Outcome, WorkflowCompleted, WorkflowResult
+from pactmesh_contracts.topics import DEAD_LETTERS, WORKFLOW_COMPLETED, Topic, result_topic
+from pactmesh_contracts.webhooks import (
+    DELIVERY_HEADER,
+    EVENT_HEADER,
+    SIGNATURE_HEADER,
+    SignatureError,
+    verify,
+)
+from workflow_client import submit
+
+MAX_ATTEMPTS = 3
+SUBMITTING_TENANT = f"hooks-{uuid.uuid4().hex[:8]}"
+"""The tenant intake gives HTTP requests in this module's mesh (no auth on intake yet)."""
+REFUND = result_topic("refund")
+
+
+# -- the receiving server -------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    answered: int
+
+
+@dataclass
+class Receiver:
+    """An HTTP server on 127.0.0.1: each path answers with its script of statuses (the
+    last one repeating; 204 for paths without one) and checks every signature."""
+
+    secrets: dict[str, str] = field(default_factory=dict)
+    scripts: dict[str, list[int]] = field(default_factory=dict)
+    received: list[Received] = field(default_factory=list)
+    bad_signatures: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    port: int = 0
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def at(self, path: str) -> list[Received]:
+        with self.lock:
+            return [r for r in self.received if r.path == path]
+
+    def answer(self, path: str, headers: dict[str, str], body: bytes) -> int:
+        with self.lock:
+            try:
+                verify(self.secrets[path], headers.get(SIGNATURE_HEADER), body)
+            except (KeyError, SignatureError) as exc:
+                self.bad_signatures.append(f"{path}: {exc!r}")
+                return 401
+            script = self.scripts.get(path, [204])
+            seen = sum(1 for r in self.received if r.path == path)
+            status = script[min(seen, len(script) - 1)]
+            self.received.append(Received(path, headers, body, status))
+            return status
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            status = state.answer(self.path, dict(self.headers.items()), body)
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def hooks_mesh(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """The mesh with small retry settings, so failures play out in about a second."""
+    env = {
+        "PACTMESH_DELIVERY_WEBHOOK_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
+        "PACTMESH_DELIVERY_WEBHOOK_BACKOFF_BASE_S": "0.2",
+        "PACTMESH_DELIVERY_WEBHOOK_BACKOFF_CAP_S": "0.5",
+        "PACTMESH_DELIVERY_WEBHOOK_TIMEOUT_S": "5",
+        "PACTMESH_DEFAULT_TENANT": SUBMITTING_TENANT,
+    }
+    with running_mesh(broker.bootstrap, tmp_path_factory.mktemp("hooks"), env=env) as mesh:
+        yield mesh
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _tenant() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def register(
+    mesh: Mesh, receiver: Receiver, *, tenant: str, path: str, workflows: list[str] | None = None
+) -> dict[str, Any]:
+    """Register a webhook over the API, as an integrator of ``tenant``."""
+    response = httpx.post(
+        f"{mesh.url('delivery')}/v1/webhooks",
+        json={"url": receiver.url(path), "workflows": workflows or []},
+        headers=mesh.bearer(tenant=tenant, roles=("integrator",)),
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    webhook = dict(response.json())
+    receiver.secrets[path] = webhook["secret"]
+    return webhook
+
+
+def deliveries(mesh: Mesh, webhook: dict[str, Any], tenant: str) -> list[dict[str, Any]]:
+    response = httpx.get(
+        f"{mesh.url('delivery')}/v1/webhooks/{webhook['id']}/deliveries",
+        headers=mesh.bearer(tenant=tenant, roles=("integrator",)),
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return list(response.json())
+
+
+def settled(mesh: Mesh, webhook: dict[str, Any], tenant: str) -> list[dict[str, Any]] | None:
+    """The webhook's deliveries once none is pending."""
+    found = deliveries(mesh, webhook, tenant)
+    return found if found and all(d["state"] != "pending" for d in found) else None
+
+
+def completed(tenant: str) -> bytes:
+    event = new_event(
+        WorkflowCompleted(workflow="refund", outcome=Outcome.SUCCEEDED, output={"refund": 42}),
+        workflow_id=uuid.uuid4(),
+        tenant=tenant,
+        principal=Principal(subject="user-1", roles=("requester",)),
+    )
+    return event.model_dump_json().encode()
+
+
+def publish(mesh: Mesh, topic: Topic, *values: bytes) -> None:
+    """Produce ``values`` on ``topic`` in order, keyed by their workflow id."""
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True
+        )
+        await producer.start()
+        try:
+            for value in values:
+                key = json.loads(value)["workflow_id"].encode()
+                await producer.send_and_wait(topic.qualified(mesh.prefix), value, key=key)
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+
+
+def caught_up(mesh: Mesh, topic: Topic) -> bool:
+    """Whether delivery's consumer group on ``topic`` has committed everything on it:
+    every record so far was handled and its effects are durable."""
+
+    async def lag() -> int:
+        name = topic.qualified(mesh.prefix)
+        admin = AIOKafkaAdminClient(bootstrap_servers=mesh.bootstrap)
+        consumer = AIOKafkaConsumer(bootstrap_servers=mesh.bootstrap)
+        await admin.start()
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(name, p) for p in range(topic.partitions)]
+            ends = await consumer.end_offsets(partitions)
+            committed = await admin.list_consumer_group_offsets(
+                f"{mesh.prefix}delivery.{topic.name}", partitions=partitions
+            )
+            done = {tp: meta.offset for tp, meta in committed.items() if meta.offset >= 0}
+            return sum(end - done.get(tp, 0) for tp, end in ends.items())
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+    return asyncio.run(lag()) == 0
+
+
+def dead_letters_for(mesh: Mesh, webhook_id: str, deadline_s: float) -> list[DeadLetter]:
+    """Dead-letter records about ``webhook_id``, once there is one."""
+
+    async def read() -> list[DeadLetter]:
+        consumer = AIOKafkaConsumer(
+            DEAD_LETTERS.qualified(mesh.prefix),
+            bootstrap_servers=mesh.bootstrap,
+            group_id=f"dlq-reader-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        found: list[DeadLetter] = []
+        try:
+            async with asyncio.timeout(deadline_s):
+                while not found:
+                    for records in (await consumer.getmany(timeout_ms=250)).values():
+                        letters = [DeadLetter.model_validate_json(r.value) for r in records]
+                        found += [
+                            letter
+                            for letter in letters
+                            if letter.errors and letter.errors[0].get("webhook_id") == webhook_id
+                        ]
+        finally:
+            await consumer.stop()
+        return found
+
+    return asyncio.run(read())
+
+
+# -- the tests --------------------------------------------------------------------------
+
+
+def test_a_registered_webhook_receives_a_signed_result_exactly_once(
+    hooks_mesh: Mesh, receiver: Receiver
+) -> None:
+    webhook = register(
+        hooks_mesh,
+        receiver,
+        tenant=SUBMITTING_TENANT,
+        path="/a/support",
+        workflows=["support-triage"],
+    )
+
+    request_id = submit(hooks_mesh, "How do I reset my password?", "support-triage")
+
+    [got] = wait_for(lambda: receiver.at("/a/support"), timeout=90, what="the POST")
+    result = Envelope[WorkflowResult].model_validate_json(got.body)
+    assert (result.workflow_id, result.tenant) == (request_id, SUBMITTING_TENANT)
+    assert result.payload.workflow == "support-triage"
+    assert got.headers["Content-Type"] == "application/json"
+    assert got.headers[EVENT_HEADER] == str(result.event_id)
+    [delivery] = wait_for(
+        lambda: settled(hooks_mesh, webhook, SUBMITTING_TENANT), timeout=30, what="delivered"
+    )
+    assert got.headers[DELIVERY_HEADER] == delivery["id"]
+    assert (delivery["state"], delivery["attempts"], delivery["last_status"]) == (
+        "delivered",
+        1,
+        204,
+    )
+    wait_for(lambda: caught_up(hooks_mesh, result_topic("support-triage")), timeout=30)
+    assert len(receiver.at("/a/support")) == 1
+    assert receiver.bad_signatures == []
+
+
+def test_a_receiver_failing_twice_gets_the_result_on_the_third_attempt(
+    hooks_mesh: Mesh, receiver: Receiver
+) -> None:
+    tenant = _tenant()
+    receiver.scripts["/b/flaky"] = [500, 500, 200]
+    webhook = register(hooks_mesh, receiver, tenant=tenant, path="/b/flaky")
+
+    publish(hooks_mesh, WORKFLOW_COMPLETED, completed(tenant))
+
+    [delivery] = wait_for(
+        lambda: settled(hooks_mesh, webhook, tenant), timeout=60, what="the delivery to settle"
+    )
+    assert (delivery["state"], delivery["attempts"], delivery["last_status"]) == (
+        "delivered",
+        3,
+        200,
+    )
+    posts = receiver.at("/b/flaky")
+    assert [p.answered for p in posts] == [500, 500, 200]
+    assert {p.headers[DELIVERY_HEADER] for p in posts} == {delivery["id"]}
+    assert len({p.body for p in posts}) == 1
+    assert receiver.bad_signatures == []
+
+
+def test_a_receiver_that_keeps_failing_is_dead_lettered_after_the_last_attempt(
+    hooks_mesh: Mesh, receiver: Receiver
+) -> None:
+    tenant = _tenant()
+    receiver.scripts["/c/down"] = [503]
+    webhook = register(hooks_mesh, receiver, tenant=tenant, path="/c/down")
+
+    publish(hooks_mesh, WORKFLOW_COMPLETED, completed(tenant))
+
+    [letter] = dead_letters_for(hooks_mesh, webhook["id"], deadline_s=60)
+    posts = receiver.at("/c/down")
+    assert len(posts) == MAX_ATTEMPTS
+    assert letter.service == "delivery"
+    assert letter.error_code == "refused"
+    assert letter.source_topic == REFUND.qualified(hooks_mesh.prefix)
+    assert letter.original_value() == posts[0].body
+    assert f"after {MAX_ATTEMPTS} attempts; last: HTTP 503" in letter.error
+    reason = letter.errors[0]
+    assert (reason["attempts"], reason["last_status"], reason["url"]) == (
+        MAX_ATTEMPTS,
+        503,
+        receiver.url("/c/down"),
+    )
+    [delivery] = wait_for(lambda: settled(hooks_mesh, webhook, tenant), timeout=30)
+    assert (delivery["state"], delivery["attempts"], delivery["id"]) == (
+        "dead",
+        MAX_ATTEMPTS,
+        reason["delivery_id"],
+    )
+
+
+def test_a_duplicated_event_is_never_posted_twice(hooks_mesh: Mesh, receiver: Receiver) -> None:
+    tenant = _tenant()
+    webhook = register(hooks_mesh, receiver, tenant=tenant, path="/d/once")
+    event = completed(tenant)
+
+    publish(hooks_mesh, WORKFLOW_COMPLETED, event, event)
+    [first] = wait_for(lambda: receiver.at("/d/once"), timeout=60, what="the first POST")
+    # The result itself read again, as after a crash between publishing it and
+    # recording it in the ledger: the outbox's unique key absorbs it.
+    publish(hooks_mesh, REFUND, first.body)
+
+    wait_for(lambda: caught_up(hooks_mesh, WORKFLOW_COMPLETED), timeout=30, what="completed")
+    wait_for(lambda: caught_up(hooks_mesh, REFUND), timeout=30, what="results read")
+    [delivery] = wait_for(lambda: settled(hooks_mesh, webhook, tenant), timeout=30)
+    assert (delivery["state"], delivery["attempts"]) == ("delivered", 1)
+    assert len(receiver.at("/d/once")) == 1
+
+
+def test_another_tenants_webhook_receives_nothing(hooks_mesh: Mesh, receiver: Receiver) -> None:
+    tenant, other = _tenant(), _tenant()
+    mine = register(hooks_mesh, receiver, tenant=tenant, path="/e/mine")
+    theirs = register(hooks_mesh, receiver, tenant=other, path="/e/theirs")
+
+    publish(hooks_mesh, WORKFLOW_COMPLETED, completed(tenant))
+
+    wait_for(lambda: settled(hooks_mesh, mine, tenant), timeout=60, what="my delivery")
+    wait_for(lambda: caught_up(hooks_mesh, REFUND), timeout=30, what="results read")
+    assert len(receiver.at("/e/mine")) == 1
+    assert receiver.at("/e/theirs") == []
+    assert deliveries(hooks_mesh, theirs, other) == []
+    # Nor can the other tenant read my webhook or its deliveries.
+    foreign = hooks_mesh.bearer(tenant=other, roles=("integrator",))
+    url = f"{hooks_mesh.url('delivery')}/v1/webhooks/{mine['id']}/deliveries"
+    assert httpx.get(url, headers=foreign, timeout=10).status_code == 404
+
+
+def test_each_attempt_is_traced_with_the_workflow_id(hooks_mesh: Mesh, receiver: Receiver) -> None:
+    tenant = _tenant()
+    register(hooks_mesh, receiver, tenant=tenant, path="/f/traced")
+    event = completed(tenant)
+    workflow_id = json.loads(event)["workflow_id"]
+
+    publish(hooks_mesh, WORKFLOW_COMPLETED, event)
+
+    wait_for(lambda: receiver.at("/f/traced"), timeout=60, what="the POST")
+    [got] = receiver.at("/f/traced")
+    assert "traceparent" in {k.lower() for k in got.headers}
+    spans = wait_for(
+        lambda: [
+            s
+            for s in hooks_mesh.spans()
+            if s["name"] == "webhook deliver"
+            and s["attributes"].get("pactmesh.workflow_id") == workflow_id
+        ],
+        timeout=30,
+        what="the attempt's span",
+    )
+    trace_id = spans[0]["context"]["trace_id"]
+    assert got.headers["traceparent"].split("-")[1] == trace_id.removeprefix("0x")
