@@ -15,9 +15,12 @@ from harness import SERVICES, Mesh, wait_for
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import DeadLetter, RequestStatus, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
-from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND
+from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND, WORKFLOWS
 
-UPSTREAM = Principal(subject="system:crm", roles=("upstream",))
+UPSTREAM = Principal(
+    subject="system:crm", roles=("upstream",), scopes=tuple(f"workflow:{w}" for w in WORKFLOWS)
+)
+"""Granted every workflow (the access policy is checked at routing and at the tools)."""
 
 
 def _valid_event() -> dict[str, Any]:

@@ -16,7 +16,7 @@ from harness import SERVICES, Mesh, wait_for
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import RequestStatus, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
-from pactmesh_contracts.topics import REQUESTS_INBOUND, RESULT_TOPICS
+from pactmesh_contracts.topics import REQUESTS_INBOUND, RESULT_TOPICS, WORKFLOWS
 
 # Requests that pass no approval gate (the gates have tests of their own): a refund of the
 # order's total (129) under the automatic limit, a purchase order under 10,000, and a
@@ -46,7 +46,12 @@ def _texts(mesh: Mesh) -> list[str]:
     raise AssertionError("no cheap shipment in SH-1..SH-299")
 
 
-UPSTREAM = Principal(subject="system:erp-connector", roles=("upstream",))
+UPSTREAM = Principal(
+    subject="system:erp-connector",
+    roles=("upstream",),
+    scopes=tuple(f"workflow:{w}" for w in WORKFLOWS),
+)
+"""Granted every workflow (the access policy is checked at routing and at the tools)."""
 
 
 async def _publish_inbound(mesh: Mesh, count: int, texts: list[str]) -> dict[uuid.UUID, float]:

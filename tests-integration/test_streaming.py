@@ -15,12 +15,17 @@ from harness import Mesh
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import RequestSubmitted
 from pactmesh_contracts.ids import uuid7
-from pactmesh_contracts.topics import REQUESTS_INBOUND
+from pactmesh_contracts.topics import REQUESTS_INBOUND, WORKFLOWS
 from workflow_client import finished, submit
 
 QUESTION = "How do I reset my password?"
 PARAPHRASE = "I forgot my password, how can I change it?"
-UPSTREAM = Principal(subject="system:erp-connector", roles=("upstream",))
+UPSTREAM = Principal(
+    subject="system:erp-connector",
+    roles=("upstream",),
+    scopes=tuple(f"workflow:{w}" for w in WORKFLOWS),
+)
+"""Granted every workflow (the access policy is checked at routing and at the tools)."""
 
 
 def _events(mesh: Mesh, request_id: uuid.UUID) -> list[tuple[str, dict[str, Any]]]:

@@ -144,9 +144,11 @@ async def test_start_publishes_running_then_the_tool_call(
     assert call.tool == "kb.search"
     assert call.arguments == {"query": "How do I reset my password?", "limit": 3}
     assert call.timeout_s == 12.5
+    assert call.workflow == "support-triage"  # what the tools service checks access for
     assert all(e.workflow_id == routed.workflow_id for e in events)
     assert all(e.causation_id == routed.event_id for e in events)
     assert all(e.tenant == "acme" for e in events)
+    assert all(e.principal == routed.principal for e in events)
 
 
 async def test_start_again_publishes_nothing(engine: Engine, publisher: FakePublisher) -> None:

@@ -11,19 +11,26 @@ import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import (
+    AuditRecorded,
     Channel,
     DeadLetter,
+    Outcome,
     RequestAccepted,
     RequestRouted,
     RequestStatus,
+    WorkflowCompleted,
     WorkflowProgress,
 )
 from pactmesh_contracts.topics import (
+    AUDIT,
     DEAD_LETTERS,
     REQUESTS_ACCEPTED,
     REQUESTS_ROUTED,
+    WORKFLOW_COMPLETED,
     WORKFLOW_PROGRESS,
+    WORKFLOWS,
 )
+from pactmesh_kit.auth import load_access_policy
 from pactmesh_kit.broker import EventPublisher, encode, make_broker, subscriber
 from pactmesh_kit.reasoning.models import OFFLINE_MODEL, ModelRouter
 from pactmesh_routing import handlers
@@ -33,6 +40,12 @@ from pactmesh_routing.settings import Settings
 SETTINGS = Settings(
     topic_prefix="routing-test.", fallback_workflow="support-triage", min_confidence=0.5
 )
+ANY_WORKFLOW = Principal(
+    subject="user-1", roles=("requester",), scopes=tuple(f"workflow:{w}" for w in WORKFLOWS)
+)
+"""May start every workflow."""
+REQUESTER = Principal(subject="mallory", roles=("requester",))
+"""May start support-triage only."""
 
 
 @dataclass
@@ -40,6 +53,8 @@ class Captured:
     broker: KafkaBroker
     routed: list[Envelope[RequestRouted]] = field(default_factory=list)
     progress: list[Envelope[WorkflowProgress]] = field(default_factory=list)
+    completed: list[Envelope[WorkflowCompleted]] = field(default_factory=list)
+    audits: list[Envelope[AuditRecorded]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
 
     async def accept(self, event: Envelope[Any]) -> None:
@@ -51,17 +66,21 @@ class Captured:
 @pytest.fixture
 async def captured(offline_models: ModelRouter) -> AsyncIterator[Captured]:
     broker = make_broker(SETTINGS, tracer_provider=None)
-    publisher = EventPublisher(broker, SETTINGS, produces=[REQUESTS_ROUTED, WORKFLOW_PROGRESS])
+    publisher = EventPublisher(
+        broker, SETTINGS, produces=[REQUESTS_ROUTED, WORKFLOW_PROGRESS, WORKFLOW_COMPLETED, AUDIT]
+    )
     router = Router(
         models=offline_models,
         min_confidence=SETTINGS.min_confidence,
         fallback=SETTINGS.fallback_workflow,
     )
-    handlers.register(broker, SETTINGS, publisher, router)
+    handlers.register(broker, SETTINGS, publisher, router, load_access_policy())
     out = Captured(broker)
     # the test's own consumers of routing's output, decoded by the same contracts
     subscriber(broker, REQUESTS_ROUTED, SETTINGS)(_collect(out.routed))
     subscriber(broker, WORKFLOW_PROGRESS, SETTINGS)(_collect(out.progress))
+    subscriber(broker, WORKFLOW_COMPLETED, SETTINGS)(_collect(out.completed))
+    subscriber(broker, AUDIT, SETTINGS)(_collect(out.audits))
     subscriber(broker, DEAD_LETTERS, SETTINGS)(_collect(out.dead))
     async with TestKafkaBroker(broker):
         yield out
@@ -74,12 +93,12 @@ def _collect(into: list[Any]) -> Any:
     return handler
 
 
-def _accepted(text: str, **fields: Any) -> Envelope[Any]:
+def _accepted(text: str, principal: Principal = ANY_WORKFLOW, **fields: Any) -> Envelope[Any]:
     return new_event(
         RequestAccepted(text=text, channel=Channel.HTTP, **fields),
         workflow_id=uuid.uuid4(),
         tenant="acme",
-        principal=Principal(subject="user-1", roles=("requester",)),
+        principal=principal,
     )
 
 
@@ -149,3 +168,67 @@ async def test_invalid_record_is_dead_lettered_and_nothing_is_routed(captured: C
     [letter] = captured.dead
     assert letter.error_code == "invalid"
     assert letter.service == "routing"
+
+
+async def test_a_workflow_the_principal_may_not_start_is_refused_and_audited(
+    captured: Captured,
+) -> None:
+    accepted = _accepted(
+        "I want a refund for order 4411, it arrived broken", REQUESTER, metadata={"ticket": "T-9"}
+    )
+
+    await captured.accept(accepted)
+
+    assert captured.routed == []  # the workflow never starts
+    [completed] = captured.completed
+    assert (completed.workflow_id, completed.causation_id) == (
+        accepted.workflow_id,
+        accepted.event_id,
+    )
+    assert completed.principal == REQUESTER
+    assert completed.payload.workflow == "refund"
+    assert completed.payload.outcome is Outcome.REJECTED
+    assert completed.payload.error == (
+        "refused by the access policy: principal 'mallory' (roles ['requester'], scopes [])"
+        " may not start workflow 'refund'"
+    )
+    assert completed.payload.metadata == {"ticket": "T-9"}
+    [progress] = captured.progress
+    assert progress.payload.status is RequestStatus.FAILED
+    assert (progress.payload.service, progress.payload.workflow) == ("routing", "refund")
+    [audit] = captured.audits
+    assert audit.workflow_id == accepted.workflow_id
+    assert (audit.payload.service, audit.payload.action) == ("routing", "workflow.start.refused")
+    detail = audit.payload.detail
+    assert (detail["workflow"], detail["requested_workflow"], detail["tenant"]) == (
+        "refund",
+        None,
+        "acme",
+    )
+    assert detail["principal"] == {"subject": "mallory", "roles": ["requester"], "scopes": []}
+    assert f"refused by the access policy: {detail['reason']}" == completed.payload.error
+
+
+async def test_a_forged_request_for_a_workflow_it_may_not_start_is_refused(
+    captured: Captured,
+) -> None:
+    await captured.accept(_accepted("anything", REQUESTER, requested_workflow="procurement"))
+
+    assert captured.routed == []
+    [completed] = captured.completed
+    assert (completed.payload.workflow, completed.payload.outcome) == (
+        "procurement",
+        Outcome.REJECTED,
+    )
+    [audit] = captured.audits
+    assert audit.payload.detail["requested_workflow"] == "procurement"
+
+
+async def test_a_requester_may_start_support_triage(captured: Captured) -> None:
+    await captured.accept(_accepted("How do I reset my password?", REQUESTER))
+
+    [routed] = captured.routed
+    assert routed.payload.workflow == "support-triage"
+    assert routed.principal == REQUESTER
+    assert captured.completed == []
+    assert captured.audits == []

@@ -11,7 +11,7 @@ from pactmesh_contracts.events import ToolCallCompleted, ToolCallFailed, ToolErr
 from pactmesh_sandbox.testing import SandboxAdmin
 from pactmesh_tools.domain.registry import Tool, ToolRegistry
 from pactmesh_tools.domain.resilience import CallContext
-from pactmesh_tools.testing import RunningTools, RunTools
+from pactmesh_tools.testing import RunningTools, RunTools, policy_allowing
 from pydantic import BaseModel
 
 
@@ -33,10 +33,13 @@ async def test_successful_call_answers_with_its_result(service: RunningTools) ->
     assert answer.payload.attempts == 1
 
 
-async def test_failed_call_answers_with_the_error(service: RunningTools) -> None:
-    request = await service.call("crm.delete_everything", {})
+async def test_failed_call_answers_with_the_error(run_tools: RunTools, tools: ToolRegistry) -> None:
+    # allowed by the policy, so that it is the registry that refuses it
+    allowed = policy_allowing([*tools.names, "crm.delete_everything"])
+    async with run_tools(tools, policy=allowed) as service:
+        request = await service.call("crm.delete_everything", {})
+        [answer] = await service.results(1)
 
-    [answer] = await service.results(1)
     assert answer.causation_id == request.event_id
     assert isinstance(answer.payload, ToolCallFailed)
     assert answer.payload.call_id == request.payload.call_id

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Tracer
-from pactmesh_contracts.envelope import Envelope, Principal, new_event
+from pactmesh_contracts.envelope import Envelope, new_event
 from pactmesh_contracts.events import (
     ToolCallCompleted,
     ToolCallFailed,
@@ -30,7 +30,7 @@ from pactmesh_tools.domain.inbox import DispatchLimits
 from pactmesh_tools.domain.registry import Tool, ToolPolicy, ToolRegistry
 from pactmesh_tools.domain.resilience import BackendLimits, Backends, CallContext
 from pactmesh_tools.settings import Settings
-from pactmesh_tools.testing import RunTools
+from pactmesh_tools.testing import TEST_PRINCIPAL, TEST_WORKFLOW, RunTools
 from pydantic import BaseModel
 
 
@@ -198,11 +198,15 @@ async def test_the_dispatcher_prunes_done_calls_but_not_pending_ones(
 def _request(**arguments: Any) -> Envelope[Any]:
     return new_event(
         ToolCallRequested(
-            call_id=uuid.uuid4(), tool="test.nap", arguments=arguments, idempotency_key="k"
+            call_id=uuid.uuid4(),
+            tool="test.nap",
+            arguments=arguments,
+            idempotency_key="k",
+            workflow=TEST_WORKFLOW,
         ),
         workflow_id=uuid.uuid4(),
         tenant="acme",
-        principal=Principal(subject="user-1"),
+        principal=TEST_PRINCIPAL,
     )
 
 

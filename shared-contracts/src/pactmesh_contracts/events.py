@@ -133,6 +133,10 @@ class ToolCallRequested(Payload):
     """Workflow id and step: the tool layer performs a side effect at most once per key."""
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
     """Overall deadline for the call, retries included."""
+    workflow: WorkflowName | None = None
+    """The workflow calling the tool, on behalf of the envelope's principal: the tools
+    service checks the access policy against both before running it (a call naming no
+    workflow is refused)."""
 
 
 class ToolCallCompleted(Payload):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pactmesh_contracts.envelope import Principal
+from pactmesh_contracts.topics import WORKFLOWS
 from pactmesh_kit.broker import EventPublisher
 
 from pactmesh_intake.domain.live import LiveFeed
@@ -22,7 +23,13 @@ class Runtime:
     live: LiveFeed = field(default_factory=LiveFeed)
     """Progress and token events for the SSE clients connected to this instance."""
     http_principal: Principal = field(
-        default_factory=lambda: Principal(subject="anonymous", roles=("requester",))
+        # Interim: granted every workflow's scope, now that routing and the tools service
+        # enforce the access policy; intake's bearer-token auth replaces this default.
+        default_factory=lambda: Principal(
+            subject="anonymous",
+            roles=("requester",),
+            scopes=tuple(f"workflow:{w}" for w in WORKFLOWS),
+        )
     )
     """Who HTTP requests act for until authentication lands."""
 

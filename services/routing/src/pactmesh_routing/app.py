@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from pactmesh_contracts.topics import REQUESTS_ROUTED, WORKFLOW_PROGRESS
+from pactmesh_contracts.topics import AUDIT, REQUESTS_ROUTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS
+from pactmesh_kit.auth import load_access_policy
 from pactmesh_kit.broker import EventPublisher, make_broker
 from pactmesh_kit.reasoning.classifier import ExampleClassifier
 from pactmesh_kit.reasoning.models import ModelRouter
@@ -27,7 +28,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     tracer_provider = setup_telemetry(settings)
     broker = make_broker(settings, tracer_provider=tracer_provider)
-    publisher = EventPublisher(broker, settings, produces=[REQUESTS_ROUTED, WORKFLOW_PROGRESS])
+    publisher = EventPublisher(
+        broker, settings, produces=[REQUESTS_ROUTED, WORKFLOW_PROGRESS, WORKFLOW_COMPLETED, AUDIT]
+    )
     nearest = load_classifier(settings.examples_file)
     models = routing_models(nearest=nearest)
     router = Router(
@@ -35,7 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         min_confidence=settings.min_confidence,
         fallback=settings.fallback_workflow,
     )
-    handlers.register(broker, settings, publisher, router)
+    handlers.register(
+        broker, settings, publisher, router, load_access_policy(settings.access_policy_file)
+    )
     return create_service_app(
         settings=settings,
         broker=broker,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from faststream.kafka import KafkaBroker
+from opentelemetry import trace
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import (
     RequestAccepted,
@@ -15,6 +16,8 @@ from pactmesh_contracts.events import (
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED
 from pactmesh_kit.broker import EventPublisher, subscriber
 
+from pactmesh_routing.domain.access import StartPolicy, refusal_events, start_refusal
+from pactmesh_routing.domain.decision import Decision
 from pactmesh_routing.domain.router import Router
 from pactmesh_routing.settings import Settings
 
@@ -22,15 +25,25 @@ logger = logging.getLogger(__name__)
 
 
 def register(
-    broker: KafkaBroker, settings: Settings, publisher: EventPublisher, router: Router
+    broker: KafkaBroker,
+    settings: Settings,
+    publisher: EventPublisher,
+    router: Router,
+    policy: StartPolicy,
 ) -> None:
-    """Subscribe routing's handler on ``broker``; ``router`` takes the decisions."""
+    """Subscribe routing's handler on ``broker``; ``router`` takes the decisions and
+    ``policy`` says who may start the workflow chosen."""
 
     @subscriber(broker, REQUESTS_ACCEPTED, settings)
     async def on_accepted(event: Envelope[RequestAccepted]) -> None:
-        """Route an accepted request and publish the decision, with its reason."""
+        """Route an accepted request and publish the decision, with its reason; end it
+        instead, refused, when its principal may not start the workflow chosen."""
         request = event.payload
         decision = await router.route(text=request.text, requested=request.requested_workflow)
+        reason = start_refusal(policy=policy, principal=event.principal, workflow=decision.workflow)
+        if reason is not None:
+            await _refuse(publisher, event, decision, reason)
+            return
         routed = RequestRouted(
             workflow=decision.workflow,
             confidence=decision.confidence,
@@ -57,3 +70,22 @@ def register(
             ", human triage" if decision.human_triage else "",
             decision.model or "the submitter's request",
         )
+
+
+async def _refuse(
+    publisher: EventPublisher, event: Envelope[RequestAccepted], decision: Decision, reason: str
+) -> None:
+    logger.warning(
+        "refused to start %s for %s (principal %s, tenant %s): %s",
+        decision.workflow,
+        event.workflow_id,
+        event.principal.subject,
+        event.tenant,
+        reason,
+    )
+    trace.get_current_span().add_event(
+        "workflow.start.refused",
+        {"pactmesh.workflow": decision.workflow, "pactmesh.reason": reason},
+    )
+    for refusal in refusal_events(request=event, decision=decision, reason=reason):
+        await publisher.publish(refusal)

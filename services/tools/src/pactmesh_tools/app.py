@@ -8,7 +8,8 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI
-from pactmesh_contracts.topics import TOOL_RESULTS
+from pactmesh_contracts.topics import AUDIT, TOOL_RESULTS
+from pactmesh_kit.auth import load_access_policy
 from pactmesh_kit.broker import EventPublisher, make_broker
 from pactmesh_kit.service import create_service_app
 from pactmesh_kit.telemetry import setup_telemetry
@@ -46,7 +47,8 @@ def create_app(
     broker = make_broker(settings, tracer_provider=tracer_provider)
     dispatcher = Dispatcher(
         registry=registry,
-        publisher=EventPublisher(broker, settings, produces=[TOOL_RESULTS]),
+        access=load_access_policy(settings.access_policy_file),
+        publisher=EventPublisher(broker, settings, produces=[TOOL_RESULTS, AUDIT]),
         limits=settings.dispatch_limits(),
         tracer=tracer_provider.get_tracer(__name__),
         ready=lambda: broker.running,

@@ -45,6 +45,7 @@ from pactmesh_contracts.events import ToolCallRequested
 from pactmesh_contracts.topics import TOOL_CALLS
 from pactmesh_kit.broker import WORKFLOW_ID_ATTRIBUTE
 
+from pactmesh_tools.domain.access import ToolAccess, refusal_events, refusal_of
 from pactmesh_tools.domain.inbox import DispatchLimits, Inbox, PendingCall
 from pactmesh_tools.domain.registry import ToolRegistry
 
@@ -82,13 +83,16 @@ class Dispatcher:
         self,
         *,
         registry: ToolRegistry,
+        access: ToolAccess,
         publisher: ResultPublisher,
         limits: DispatchLimits,
         tracer: trace.Tracer | None = None,
         ready: Callable[[], bool] = lambda: True,
     ) -> None:
-        """``ready`` says when results can be published (the broker has started)."""
+        """``access`` is the access policy every call is checked against before it runs;
+        ``ready`` says when results can be published (the broker has started)."""
         self._registry = registry
+        self._access = access
         self._publisher = publisher
         self._limits = limits
         self._tracer = tracer or trace.get_tracer(__name__)
@@ -212,7 +216,11 @@ class Dispatcher:
             f"dispatch {request.tool}",
             context=trace_context(call.traceparent),
             attributes=attributes,
-        ):
+        ) as span:
+            if (reason := refusal_of(access=self._access, request=event)) is not None:
+                await self._refuse(event, reason, span)
+                self._answered.append(call.call_id)
+                return
             outcome = await self._registry.invoke(
                 tool=request.tool,
                 arguments=dict(request.arguments),
@@ -227,6 +235,33 @@ class Dispatcher:
                 event.follow(outcome.to_event(call_id=call.call_id, tool=request.tool))
             )
         self._answered.append(call.call_id)
+
+    async def _refuse(
+        self, event: Envelope[ToolCallRequested], reason: str, span: trace.Span
+    ) -> None:
+        """Answer a call the access policy refuses, and audit it; the tool never runs.
+
+        Checked here, once the call is durable in the inbox, rather than in the Kafka
+        handler: a redelivered forged call is then recognised and not audited twice, and
+        a crash before the answer is published checks it again at the next start.
+        """
+        request = event.payload
+        logger.warning(
+            "refused %s for workflow %s, principal %s, tenant %s (call %s): %s",
+            request.tool,
+            request.workflow,
+            event.principal.subject,
+            event.tenant,
+            request.call_id,
+            reason,
+        )
+        span.add_event(
+            "tool.call.refused",
+            {"pactmesh.tool": request.tool, "pactmesh.reason": reason},
+        )
+        span.set_status(trace.StatusCode.ERROR, reason)
+        for answer in refusal_events(request=event, reason=reason):
+            await self._publish(answer)
 
     async def _publish(self, result: Envelope[Any]) -> None:
         """Publish, retrying with backoff while Kafka refuses (the call is not re-run)."""

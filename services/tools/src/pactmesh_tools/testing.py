@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +14,10 @@ from typing import Any
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from opentelemetry.sdk.trace import TracerProvider
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
-from pactmesh_contracts.events import ToolCallRequested
-from pactmesh_contracts.topics import TOOL_CALLS, TOOL_RESULTS, ToolResult
+from pactmesh_contracts.events import AuditRecorded, ToolCallRequested
+from pactmesh_contracts.topics import AUDIT, TOOL_CALLS, TOOL_RESULTS, ToolResult
+from pactmesh_kit.auth import AccessPolicy, load_access_policy
+from pactmesh_kit.auth.policy import Grant, WorkflowTools
 from pactmesh_kit.broker import EventPublisher, encode, make_broker, subscriber
 
 from pactmesh_tools import handlers
@@ -23,6 +25,27 @@ from pactmesh_tools.adapters.inbox import INBOX_FILE, SqliteInbox, open_inbox
 from pactmesh_tools.dispatcher import Dispatcher, ResultPublisher
 from pactmesh_tools.domain.registry import ToolRegistry
 from pactmesh_tools.settings import Settings
+
+TEST_WORKFLOW = "test-workflow"
+"""The workflow tests call tools for, by default: ``policy_allowing`` lets it use them."""
+TEST_PRINCIPAL = Principal(subject="user-1", roles=("requester",), scopes=("workflow:test",))
+"""Who tests call tools for, by default: granted every tool ``policy_allowing`` names."""
+
+
+def policy_allowing(tools: Iterable[str], *, base: AccessPolicy | None = None) -> AccessPolicy:
+    """``base`` (the packaged policy by default) plus ``TEST_WORKFLOW``, which may use
+    ``tools``, granted to ``TEST_PRINCIPAL`` by the scope ``workflow:test``."""
+    base = base or load_access_policy()
+    tools = frozenset(tools)
+    return base.model_copy(
+        update={
+            "workflows": {**base.workflows, TEST_WORKFLOW: WorkflowTools(tools=tools)},
+            "scopes": {
+                **base.scopes,
+                "workflow:test": Grant(workflows=frozenset({TEST_WORKFLOW}), tools=tools),
+            },
+        }
+    )
 
 
 @dataclass
@@ -34,20 +57,33 @@ class RunningTools:
     dispatcher: Dispatcher
     inbox: SqliteInbox
     received: list[Envelope[ToolResult]]
+    audits: list[Envelope[AuditRecorded]]
+    """Every audit record published."""
     arrived: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     """Set whenever a result arrives."""
 
     async def call(
-        self, tool: str, arguments: dict[str, Any], *, key: str = "wf:step"
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        key: str = "wf:step",
+        workflow: str | None = TEST_WORKFLOW,
+        principal: Principal = TEST_PRINCIPAL,
     ) -> Envelope[Any]:
-        """Request a call; the handler has recorded it when this returns."""
+        """Request a call for ``workflow`` on behalf of ``principal``; the handler has
+        recorded it when this returns."""
         request = new_event(
             ToolCallRequested(
-                call_id=uuid.uuid4(), tool=tool, arguments=arguments, idempotency_key=key
+                call_id=uuid.uuid4(),
+                tool=tool,
+                arguments=arguments,
+                idempotency_key=key,
+                workflow=workflow,
             ),
             workflow_id=uuid.uuid4(),
             tenant="acme",
-            principal=Principal(subject="user-1"),
+            principal=principal,
         )
         await self.send(request)
         return request
@@ -90,22 +126,28 @@ async def running_tools(
     settings: Settings,
     tracer_provider: TracerProvider | None = None,
     publisher: Callable[[ResultPublisher], ResultPublisher] = lambda real: real,
+    policy: AccessPolicy | None = None,
     **limits: Any,
 ) -> AsyncIterator[RunningTools]:
     """The handler and dispatcher over ``registry``, the inbox in ``settings.data_dir``.
 
     ``limits`` override the dispatcher's (``max_in_flight=20``); ``publisher`` wraps the
-    real publisher; ``tracer_provider`` traces the broker and the dispatcher.
+    real publisher; ``tracer_provider`` traces the broker and the dispatcher; ``policy``
+    is the access policy (by default the packaged one, plus ``TEST_WORKFLOW`` allowed
+    every tool of ``registry``).
     """
     broker = make_broker(settings, tracer_provider=tracer_provider)
     dispatcher = Dispatcher(
         registry=registry,
-        publisher=publisher(EventPublisher(broker, settings, produces=[TOOL_RESULTS])),
+        access=policy
+        or policy_allowing(registry.names, base=load_access_policy(settings.access_policy_file)),
+        publisher=publisher(EventPublisher(broker, settings, produces=[TOOL_RESULTS, AUDIT])),
         limits=dataclasses.replace(settings.dispatch_limits(), **limits),
         tracer=tracer_provider.get_tracer(__name__) if tracer_provider else None,
     )
     handlers.register(broker, settings, dispatcher)
     received: list[Envelope[ToolResult]] = []
+    audits: list[Envelope[AuditRecorded]] = []
     arrived = asyncio.Event()
 
     @subscriber(broker, TOOL_RESULTS, settings)
@@ -113,12 +155,16 @@ async def running_tools(
         received.append(event)
         arrived.set()
 
+    @subscriber(broker, AUDIT, settings)
+    async def on_audit(event: Envelope[AuditRecorded]) -> None:
+        audits.append(event)
+
     async with (
         TestKafkaBroker(broker),
         open_inbox(settings.data_dir / INBOX_FILE) as inbox,
         dispatcher.running(inbox),
     ):
-        yield RunningTools(broker, settings, dispatcher, inbox, received, arrived)
+        yield RunningTools(broker, settings, dispatcher, inbox, received, audits, arrived)
 
 
 RunTools = Callable[..., AbstractAsyncContextManager[RunningTools]]

@@ -328,6 +328,7 @@ class Engine:
                     arguments=request.arguments,
                     idempotency_key=f"{cause.workflow_id}:{request.idempotency_scope}",
                     timeout_s=self._tool_timeout_s,
+                    workflow=workflow,
                 )
             ),
             cause.follow(

@@ -105,6 +105,11 @@ class ToolRegistry:
         self._policy = policy
         self._tracer = tracer or trace.get_tracer(__name__)
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The registered tools' names."""
+        return tuple(self._tools)
+
     def describe(self) -> list[dict[str, Any]]:
         """Every tool with the JSON Schemas of its arguments and result."""
         return [
