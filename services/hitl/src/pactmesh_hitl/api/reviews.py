@@ -190,6 +190,7 @@ async def release_review(
             "description": "A malformed body, or an edit that does not satisfy the action's"
             " contract.",
         },
+        400: _error("The body is not JSON."),
         503: _error("The decision could not be published; the review is pending again."),
     },
 )
