@@ -51,14 +51,50 @@ def finished(mesh: Mesh, request_id: uuid.UUID, timeout: float = 60) -> dict[str
     return dict(run(mesh, request_id)["values"])
 
 
-def pending_review(mesh: Mesh, request_id: uuid.UUID, timeout: float = 60) -> dict[str, Any]:
+REVIEWER_TENANT = "default"
+"""The tenant of requests submitted without a token (intake's default tenant)."""
+
+
+def reviewer(
+    mesh: Mesh,
+    roles: tuple[str, ...] | list[str] = ("reviewer",),
+    *,
+    subject: str = "alice@example.com",
+    tenant: str = REVIEWER_TENANT,
+) -> dict[str, str]:
+    """An Authorization header for a reviewer of ``tenant`` holding ``roles``."""
+    return mesh.bearer(tenant=tenant, roles=tuple(roles), subject=subject)
+
+
+def reviews(
+    mesh: Mesh, *, tenant: str = REVIEWER_TENANT, max_pages: int = 50, **params: Any
+) -> list[dict[str, Any]]:
+    """Every review of ``tenant`` matching ``params`` (pending by default), page by page."""
+    found: list[dict[str, Any]] = []
+    query: dict[str, Any] = {"limit": 200, **params}
+    for _ in range(max_pages):
+        response = httpx.get(
+            f"{mesh.url('hitl')}/v1/reviews",
+            params=query,
+            headers=reviewer(mesh, tenant=tenant),
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        page = response.json()
+        found += page["items"]
+        if not page["next_cursor"]:
+            return found
+        query["cursor"] = page["next_cursor"]
+    raise AssertionError(f"more than {max_pages} pages of reviews")
+
+
+def pending_review(
+    mesh: Mesh, request_id: uuid.UUID, timeout: float = 60, *, tenant: str = REVIEWER_TENANT
+) -> dict[str, Any]:
     """The review the request's workflow is waiting on."""
 
     def find() -> dict[str, Any] | None:
-        reviews = httpx.get(
-            f"{mesh.url('hitl')}/v1/reviews", params={"limit": 200}, timeout=10
-        ).json()
-        mine = [r for r in reviews if r["workflow_id"] == str(request_id)]
+        mine = [r for r in reviews(mesh, tenant=tenant) if r["workflow_id"] == str(request_id)]
         return mine[0] if mine else None
 
     return wait_for(find, timeout=timeout, interval=0.2, what=f"a review for {request_id}")
@@ -72,18 +108,48 @@ def decide(
     roles: list[str],
     comment: str = "",
     edited_action: dict[str, Any] | None = None,
-    reviewer: str = "alice@example.com",
+    reviewer_id: str = "alice@example.com",
+    tenant: str = REVIEWER_TENANT,
 ) -> httpx.Response:
-    """POST a decision."""
-    body: dict[str, Any] = {
-        "decision": decision,
-        "reviewer": reviewer,
-        "roles": roles,
-        "comment": comment,
-    }
+    """POST a decision as ``reviewer_id`` holding ``roles`` (who decides is the token's)."""
+    body: dict[str, Any] = {"decision": decision, "comment": comment}
     if edited_action is not None:
         body["edited_action"] = edited_action
-    return httpx.post(f"{mesh.url('hitl')}/v1/reviews/{review_id}/decision", json=body, timeout=10)
+    return httpx.post(
+        f"{mesh.url('hitl')}/v1/reviews/{review_id}/decision",
+        json=body,
+        headers=reviewer(mesh, roles, subject=reviewer_id, tenant=tenant),
+        timeout=10,
+    )
+
+
+def claim(
+    mesh: Mesh,
+    review_id: str,
+    *,
+    roles: list[str],
+    reviewer_id: str = "alice@example.com",
+    tenant: str = REVIEWER_TENANT,
+) -> httpx.Response:
+    """POST a claim on the review as ``reviewer_id``."""
+    return httpx.post(
+        f"{mesh.url('hitl')}/v1/reviews/{review_id}/claim",
+        headers=reviewer(mesh, roles, subject=reviewer_id, tenant=tenant),
+        timeout=10,
+    )
+
+
+def review_history(
+    mesh: Mesh, review_id: str, *, tenant: str = REVIEWER_TENANT
+) -> list[dict[str, Any]]:
+    """The review's history entries."""
+    response = httpx.get(
+        f"{mesh.url('hitl')}/v1/reviews/{review_id}/history",
+        headers=reviewer(mesh, tenant=tenant),
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return list(response.json())
 
 
 def ledger(mesh: Mesh, kind: str | None = None) -> list[dict[str, Any]]:

@@ -1,47 +1,30 @@
-"""Deciding reviews, by reviewers and by deadlines, on the real SQLite store."""
+"""Claiming and deciding reviews, by reviewers and by deadlines, on the real SQLite store."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from contextlib import AsyncExitStack
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pactmesh_contracts.envelope import Envelope, Principal
+from pactmesh_contracts.envelope import Principal
 from pactmesh_contracts.events import ReviewDecided, ReviewDecision
-from pactmesh_contracts.topics import REVIEWS_DECIDED
 from pactmesh_hitl.adapters.sqlite_store import SqliteReviewStore, open_store
-from pactmesh_hitl.domain.decisions import EXPIRY_REVIEWER, decide, expire_due
+from pactmesh_hitl.domain.decisions import (
+    EXPIRY_REVIEWER,
+    claim,
+    decide,
+    edited_fields,
+    expire_due,
+    release,
+)
 from pactmesh_hitl.domain.reviews import DecisionRequest, Review, ReviewError, ReviewState
 
-NOW = datetime.now(UTC)
-ORDER: dict[str, Any] = {
-    "action_type": "purchase_order.v1",
-    "vendor": "Acme Supplies",
-    "items": [{"description": "laptops", "quantity": 12, "unit_price": 1000.0}],
-    "amount": 12000.0,
-    "currency": "USD",
-}
-
-
-class FakePublisher:
-    """Collects events, after checking each one survives the wire; fails while ``broken``."""
-
-    def __init__(self) -> None:
-        self.events: list[Envelope[Any]] = []
-        self.broken = False
-
-    async def publish(self, event: Envelope[Any]) -> None:
-        if self.broken:
-            raise ConnectionError("kafka unreachable")
-        self.events.append(REVIEWS_DECIDED.adapter.validate_json(event.model_dump_json()))
-
-    @property
-    def decisions(self) -> list[ReviewDecided]:
-        return [e.payload for e in self.events]
+TTL = timedelta(minutes=15)
 
 
 @pytest.fixture
@@ -50,53 +33,19 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteReviewStore]:
         yield opened
 
 
-@pytest.fixture
-def publisher() -> FakePublisher:
-    return FakePublisher()
-
-
-async def _stored(
-    store: SqliteReviewStore,
-    *,
-    action_type: str = "purchase_order.v1",
-    proposed_action: dict[str, Any] = ORDER,
-    expires_at: datetime = NOW + timedelta(hours=4),
-) -> Review:
-    review = Review(
-        review_id=uuid.uuid4(),
-        workflow_id=uuid.uuid4(),
-        workflow="procurement",
-        tenant="acme",
-        rule="procurement.amount_over_threshold",
-        summary="Purchase order above the approval threshold",
-        action_type=action_type,
-        proposed_action=proposed_action,
-        required_role="procurement-manager",
-        expires_at=expires_at,
-        state=ReviewState.PENDING,
-        requested_at=NOW - timedelta(minutes=5),
-        # no principal: a stored one cannot be read back yet (see test_hitl_store)
-        request_event_id=uuid.uuid4(),
-    )
-    assert await store.add(review)
-    return review
-
-
 def _request(decision: str = "approve", **changes: Any) -> DecisionRequest:
-    fields: dict[str, Any] = {
-        "decision": decision,
-        "reviewer": "maria",
-        "roles": ["requester", "procurement-manager"],
-        **changes,
-    }
-    return DecisionRequest.model_validate(fields)
+    return DecisionRequest.model_validate({"decision": decision, **changes})
 
 
 async def _decide(
-    store: SqliteReviewStore, publisher: FakePublisher, review: Review, request: DecisionRequest
+    store: SqliteReviewStore,
+    publisher: Any,
+    review: Review,
+    request: DecisionRequest,
+    reviewer: str = "maria",
 ) -> Review:
     return await decide(
-        store=store, publisher=publisher, review_id=review.review_id, request=request
+        store=store, publisher=publisher, review=review, reviewer=reviewer, request=request
     )
 
 
@@ -109,10 +58,10 @@ async def _state(store: SqliteReviewStore, review: Review) -> ReviewState:
 # -- reviewers ------------------------------------------------------------------------
 
 
-async def test_approval_is_stored_and_published_as_the_requests_consequence(
-    store: SqliteReviewStore, publisher: FakePublisher
+async def test_approval_is_stored_recorded_and_published_as_the_requests_consequence(
+    store: SqliteReviewStore, publisher: Any, reviews: Any
 ) -> None:
-    review = await _stored(store)
+    review = await reviews.add(store)
 
     decided = await _decide(store, publisher, review, _request(comment="budgeted"))
 
@@ -133,10 +82,13 @@ async def test_approval_is_stored_and_published_as_the_requests_consequence(
     assert (event.workflow_id, event.tenant) == (review.workflow_id, "acme")
     assert event.causation_id == review.request_event_id
     assert event.principal == Principal(subject="unknown")  # the review carried none
+    [_, entry] = await store.history(review.review_id)
+    assert (entry.action, entry.actor, entry.at) == ("decided", "maria", decided.decided_at)
+    assert entry.detail == {"decision": "approve", "comment": "budgeted"}
 
 
-async def test_reject_is_published(store: SqliteReviewStore, publisher: FakePublisher) -> None:
-    review = await _stored(store)
+async def test_reject_is_published(store: SqliteReviewStore, publisher: Any, reviews: Any) -> None:
+    review = await reviews.add(store)
 
     await _decide(store, publisher, review, _request("reject", comment="over budget"))
 
@@ -145,105 +97,133 @@ async def test_reject_is_published(store: SqliteReviewStore, publisher: FakePubl
     ]
 
 
-async def test_a_reviewer_without_the_required_role_is_forbidden(
-    store: SqliteReviewStore, publisher: FakePublisher
-) -> None:
-    review = await _stored(store)
-
-    with pytest.raises(ReviewError, match="needs the role 'procurement-manager'") as caught:
-        await _decide(store, publisher, review, _request(roles=["support-lead"]))
-
-    assert caught.value.code == "forbidden"
-    assert await _state(store, review) is ReviewState.PENDING
-    assert publisher.events == []
-
-
-async def test_an_unknown_review_is_not_found(
-    store: SqliteReviewStore, publisher: FakePublisher
-) -> None:
-    with pytest.raises(ReviewError) as caught:
-        await decide(store=store, publisher=publisher, review_id=uuid.uuid4(), request=_request())
-    assert caught.value.code == "not_found"
-
-
-@pytest.mark.parametrize(
-    "settle",
-    ["decided", "withdrawn"],
-)
+@pytest.mark.parametrize("settle", ["decided", "withdrawn", "expired"])
 async def test_a_review_no_longer_pending_cannot_be_decided(
-    store: SqliteReviewStore, publisher: FakePublisher, settle: str
+    store: SqliteReviewStore, publisher: Any, reviews: Any, settle: str
 ) -> None:
-    review = await _stored(store)
+    review = await reviews.add(store)
     if settle == "decided":
         await _decide(store, publisher, review, _request())
+    elif settle == "withdrawn":
+        await store.withdraw_for(review.workflow_id, now=reviews.NOW)
     else:
-        await store.withdraw_for(review.workflow_id)
+        await store.expire(review.review_id, actor=EXPIRY_REVIEWER, reason="late", now=reviews.NOW)
     published = len(publisher.events)
+    current = await store.get(review.review_id)
+    assert current is not None
 
     with pytest.raises(ReviewError, match=f"is {settle}") as caught:
-        await _decide(store, publisher, review, _request("reject", reviewer="bob"))
+        await _decide(store, publisher, current, _request("reject"), reviewer="bob")
 
-    assert caught.value.code == "not_pending"
+    assert caught.value.code == "conflict"
     assert len(publisher.events) == published
 
 
-async def test_a_valid_edit_is_published_as_the_contract_renders_it(
-    store: SqliteReviewStore, publisher: FakePublisher
+async def test_a_review_past_its_deadline_cannot_be_decided_before_the_sweep(
+    store: SqliteReviewStore, publisher: Any, reviews: Any
 ) -> None:
-    review = await _stored(store)
+    review = await reviews.add(store, expires_at=reviews.NOW - timedelta(seconds=1))
+
+    with pytest.raises(ReviewError, match="expired at") as caught:
+        await _decide(store, publisher, review, _request())
+
+    assert caught.value.code == "conflict"
+    assert publisher.events == []
+
+
+async def test_a_stale_view_of_a_decided_review_is_refused_by_the_store(
+    store: SqliteReviewStore, publisher: Any, reviews: Any
+) -> None:
+    """The caller read the review while pending; someone decided it since."""
+    review = await reviews.add(store)
+    await _decide(store, publisher, review, _request(), reviewer="bob")
+
+    with pytest.raises(ReviewError, match="is decided") as caught:
+        await _decide(store, publisher, review, _request("reject"))
+
+    assert caught.value.code == "conflict"
+    assert len(publisher.events) == 1
+
+
+async def test_a_valid_edit_is_published_as_the_contract_renders_it_and_its_fields_recorded(
+    store: SqliteReviewStore, publisher: Any, reviews: Any
+) -> None:
+    review = await reviews.add(store)
     edited = {
         "vendor": "Acme Supplies",
         "items": [{"description": "laptops", "quantity": 8, "unit_price": 1000}],
         "amount": 8000,
     }
 
-    decided = await _decide(store, publisher, review, _request("edit", edited_action=edited))
+    decided = await _decide(
+        store, publisher, review, _request("edit", edited_action=edited, comment="only 8")
+    )
 
     normalised = {
-        **ORDER,
+        **reviews.ORDER,
         "items": [{"description": "laptops", "quantity": 8, "unit_price": 1000.0}],
         "amount": 8000.0,
     }
     assert decided.edited_action == normalised
     [decision] = publisher.decisions
     assert (decision.decision, decision.edited_action) == (ReviewDecision.EDIT, normalised)
+    [*_, entry] = await store.history(review.review_id)
+    assert entry.detail == {
+        "decision": "edit",
+        "comment": "only 8",
+        "edited_fields": {
+            "amount": {"from": 12000.0, "to": 8000.0},
+            "items": {"from": reviews.ORDER["items"], "to": normalised["items"]},
+        },
+    }
+
+
+def test_edited_fields_lists_changed_added_and_removed_fields() -> None:
+    assert edited_fields({"a": 1, "b": 2, "c": 3}, {"a": 1, "b": 5, "d": 4}) == {
+        "b": {"from": 2, "to": 5},
+        "c": {"from": 3, "to": None},
+        "d": {"from": None, "to": 4},
+    }
 
 
 @pytest.mark.parametrize(
     ("edited", "errors"),
     [
         (
-            {**ORDER, "amount": 11000.0},
+            {"amount": 11000.0},
             [(["body", "edited_action"], "value_error")],
         ),
         (
-            {**ORDER, "approved": True},
+            {"approved": True},
             [(["body", "edited_action", "approved"], "extra_forbidden")],
         ),
         (
-            {**ORDER, "items": [{"description": "", "quantity": 0, "unit_price": 1.0}]},
+            {"items": [{"description": "", "quantity": 0, "unit_price": 1.0}]},
             [
                 (["body", "edited_action", "items", 0, "description"], "string_too_short"),
                 (["body", "edited_action", "items", 0, "quantity"], "greater_than"),
             ],
         ),
         (
-            {k: v for k, v in ORDER.items() if k != "vendor"},
-            [(["body", "edited_action", "vendor"], "missing")],
+            {"vendor": None},
+            [(["body", "edited_action", "vendor"], "string_type")],
         ),
     ],
-    ids=["amount-not-the-total", "unknown-field", "bad-line", "missing-vendor"],
+    ids=["amount-not-the-total", "unknown-field", "bad-line", "no-vendor"],
 )
 async def test_an_invalid_edit_is_refused_with_its_field_errors(
     store: SqliteReviewStore,
-    publisher: FakePublisher,
+    publisher: Any,
+    reviews: Any,
     edited: dict[str, Any],
     errors: list[tuple[list[Any], str]],
 ) -> None:
-    review = await _stored(store)
+    review = await reviews.add(store)
 
     with pytest.raises(ReviewError, match=r"does not satisfy purchase_order\.v1") as caught:
-        await _decide(store, publisher, review, _request("edit", edited_action=edited))
+        await _decide(
+            store, publisher, review, _request("edit", edited_action={**reviews.ORDER, **edited})
+        )
 
     assert caught.value.code == "invalid"
     assert [(e["loc"], e["type"]) for e in caught.value.errors] == errors
@@ -252,119 +232,213 @@ async def test_an_invalid_edit_is_refused_with_its_field_errors(
     assert publisher.events == []
 
 
-async def test_an_edit_without_the_edited_action_is_refused(
-    store: SqliteReviewStore, publisher: FakePublisher
+@pytest.mark.parametrize(
+    ("request_", "kind"),
+    [(_request("edit"), "missing"), (_request("approve", edited_action={}), "extra_forbidden")],
+    ids=["edit-without-action", "approve-with-action"],
+)
+async def test_edited_action_goes_with_edit_and_only_with_edit(
+    store: SqliteReviewStore, publisher: Any, reviews: Any, request_: DecisionRequest, kind: str
 ) -> None:
-    review = await _stored(store)
+    review = await reviews.add(store)
 
     with pytest.raises(ReviewError) as caught:
-        await _decide(store, publisher, review, _request("edit"))
+        await _decide(store, publisher, review, request_)
 
     assert caught.value.code == "invalid"
-    assert [e["loc"] for e in caught.value.errors] == [["body", "edited_action"]]
+    assert [(e["loc"], e["type"]) for e in caught.value.errors] == [
+        (["body", "edited_action"], kind)
+    ]
     assert publisher.events == []
 
 
 async def test_an_edit_of_an_action_without_a_contract_is_refused(
-    store: SqliteReviewStore, publisher: FakePublisher
+    store: SqliteReviewStore, publisher: Any, reviews: Any
 ) -> None:
-    review = await _stored(store, action_type="wire_transfer.v1")
+    review = await reviews.add(store, action_type="wire_transfer.v1")
 
     with pytest.raises(ReviewError, match=r"no action contract 'wire_transfer\.v1'") as caught:
-        await _decide(store, publisher, review, _request("edit", edited_action=ORDER))
+        await _decide(store, publisher, review, _request("edit", edited_action=reviews.ORDER))
 
     assert caught.value.code == "invalid"
+    assert caught.value.errors[0]["loc"] == ["body", "edited_action"]
     assert publisher.events == []
 
 
-async def test_the_role_is_checked_before_the_edit(
-    store: SqliteReviewStore, publisher: FakePublisher
+async def test_a_failed_publish_reopens_the_review_and_records_why(
+    store: SqliteReviewStore, publisher: Any, reviews: Any
 ) -> None:
-    """A reviewer without the role learns nothing about what a valid edit would be."""
-    review = await _stored(store)
-
-    with pytest.raises(ReviewError) as caught:
-        await _decide(
-            store, publisher, review, _request("edit", edited_action={}, roles=["support-lead"])
-        )
-
-    assert caught.value.code == "forbidden"
-
-
-async def test_a_failed_publish_reopens_the_review(
-    store: SqliteReviewStore, publisher: FakePublisher
-) -> None:
-    review = await _stored(store)
+    review = await reviews.add(store)
     publisher.broken = True
 
-    with pytest.raises(ConnectionError):
+    with pytest.raises(ReviewError, match="pending again") as caught:
         await _decide(store, publisher, review, _request("reject"))
 
+    assert caught.value.code == "unavailable"
     assert await store.get(review.review_id) == review
+    assert [h.action for h in await store.history(review.review_id)] == [
+        "requested",
+        "decided",
+        "reopened",
+    ]
     publisher.broken = False
     decided = await _decide(store, publisher, review, _request())
     assert decided.decision == "approve"
     assert [d.decision for d in publisher.decisions] == [ReviewDecision.APPROVE]
 
 
-class GetBarrier:
-    """The real store, whose first ``parties`` reads return only once all of them have read."""
-
-    def __init__(self, store: SqliteReviewStore, parties: int) -> None:
-        self._store = store
-        self._barrier = asyncio.Barrier(parties)
-        self._waiting = parties
-
-    async def get(self, review_id: uuid.UUID) -> Review | None:
-        found = await self._store.get(review_id)
-        if self._waiting:
-            self._waiting -= 1
-            await self._barrier.wait()
-        return found
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
+# -- claims ---------------------------------------------------------------------------
 
 
-async def test_of_two_concurrent_decisions_exactly_one_wins(
-    store: SqliteReviewStore, publisher: FakePublisher
+async def test_a_claim_keeps_others_from_deciding_until_it_lapses(
+    store: SqliteReviewStore, publisher: Any, reviews: Any
 ) -> None:
-    review = await _stored(store)
-    racing = GetBarrier(store, parties=2)  # both see the review pending
+    review = await reviews.add(store)
+    claimed = await claim(store=store, review=review, reviewer="bob", ttl=TTL, now=reviews.NOW)
+    assert (claimed.claimed_by, claimed.claimed_until) == ("bob", reviews.NOW + TTL)
 
-    async with asyncio.timeout(5):
+    with pytest.raises(ReviewError, match="claimed by bob") as caught:
+        await claim(store=store, review=claimed, reviewer="maria", ttl=TTL, now=reviews.NOW)
+    assert caught.value.code == "conflict"
+    with pytest.raises(ReviewError, match="claimed by bob"):
+        await decide(
+            store=store,
+            publisher=publisher,
+            review=claimed,
+            reviewer="maria",
+            request=_request(),
+            now=reviews.NOW + TTL - timedelta(seconds=1),
+        )
+    after_lapse = reviews.NOW + TTL
+    decided = await decide(
+        store=store,
+        publisher=publisher,
+        review=claimed,
+        reviewer="maria",
+        request=_request(),
+        now=after_lapse,
+    )
+    assert decided.decided_by == "maria"
+
+
+async def test_claiming_again_extends_and_the_holder_may_decide(
+    store: SqliteReviewStore, publisher: Any, reviews: Any
+) -> None:
+    review = await reviews.add(store)
+    await claim(store=store, review=review, reviewer="bob", ttl=TTL, now=reviews.NOW)
+    later = reviews.NOW + timedelta(minutes=10)
+
+    extended = await claim(store=store, review=review, reviewer="bob", ttl=TTL, now=later)
+
+    assert extended.claimed_until == later + TTL
+    decided = await _decide(store, publisher, extended, _request(), reviewer="bob")
+    assert decided.decided_by == "bob"
+
+
+async def test_only_the_holder_releases(store: SqliteReviewStore, reviews: Any) -> None:
+    review = await reviews.add(store)
+    claimed = await claim(store=store, review=review, reviewer="bob", ttl=TTL)
+
+    with pytest.raises(ReviewError, match="claimed by bob"):
+        await release(store=store, review=claimed, reviewer="maria")
+    released = await release(store=store, review=claimed, reviewer="bob")
+    with pytest.raises(ReviewError, match="holds no claim"):
+        await release(store=store, review=released, reviewer="bob")
+
+    assert (released.claimed_by, released.claimed_until) == (None, None)
+    retaken = await claim(store=store, review=released, reviewer="maria", ttl=TTL)
+    assert retaken.claimed_by == "maria"
+
+
+async def test_a_decided_review_cannot_be_claimed(
+    store: SqliteReviewStore, publisher: Any, reviews: Any
+) -> None:
+    review = await reviews.add(store)
+    await _decide(store, publisher, review, _request())
+
+    with pytest.raises(ReviewError, match="is decided"):
+        await claim(store=store, review=review, reviewer="bob", ttl=TTL)
+
+
+# -- races, with real concurrency: one store (connection) per contender on one file -----
+
+
+@pytest.fixture
+async def contenders(tmp_path: Path) -> AsyncIterator[list[SqliteReviewStore]]:
+    """Five stores on the same file, like five hitl instances."""
+    async with AsyncExitStack() as stack:
+        stores = [
+            await stack.enter_async_context(open_store(tmp_path / "shared.sqlite3"))
+            for _ in range(5)
+        ]
+        yield stores
+
+
+async def test_of_concurrent_deciders_on_separate_connections_exactly_one_wins(
+    contenders: list[SqliteReviewStore], publisher: Any, reviews: Any
+) -> None:
+    review = await reviews.add(contenders[0])
+    seen = [await s.get(review.review_id) for s in contenders]  # every contender sees it pending
+    assert all(r is not None and r.state is ReviewState.PENDING for r in seen)
+
+    async with asyncio.timeout(20):
         results = await asyncio.gather(
-            decide(
-                store=racing,
-                publisher=publisher,
-                review_id=review.review_id,
-                request=_request("approve", reviewer="maria"),
-            ),
-            decide(
-                store=racing,
-                publisher=publisher,
-                review_id=review.review_id,
-                request=_request("reject", reviewer="bob"),
+            *(
+                decide(
+                    store=s,
+                    publisher=publisher,
+                    review=review,
+                    reviewer=f"reviewer-{n}",
+                    request=_request("approve" if n % 2 else "reject"),
+                )
+                for n, s in enumerate(contenders)
             ),
             return_exceptions=True,
         )
 
     [won] = [r for r in results if isinstance(r, Review)]
-    [lost] = [r for r in results if isinstance(r, ReviewError)]
-    assert lost.code == "not_pending"
-    assert "decided by someone else" in str(lost)
+    lost = [r for r in results if isinstance(r, ReviewError)]
+    assert len(lost) == len(contenders) - 1
+    assert {e.code for e in lost} == {"conflict"}
     [decision] = publisher.decisions
     assert (decision.reviewer, decision.decision.value) == (won.decided_by, won.decision)
-    assert await store.get(review.review_id) == won
+    assert [(h.action, h.actor) for h in await contenders[-1].history(review.review_id)] == [
+        ("requested", "workflow"),
+        ("decided", won.decided_by),
+    ]
 
 
-async def test_concurrent_decisions_without_a_barrier_publish_once(
-    store: SqliteReviewStore, publisher: FakePublisher
+async def test_of_concurrent_claimers_exactly_one_holds_the_claim(
+    contenders: list[SqliteReviewStore], reviews: Any
 ) -> None:
-    review = await _stored(store)
+    review = await reviews.add(contenders[0])
+
+    async with asyncio.timeout(20):
+        results = await asyncio.gather(
+            *(
+                claim(store=s, review=review, reviewer=f"reviewer-{n}", ttl=TTL)
+                for n, s in enumerate(contenders)
+            ),
+            return_exceptions=True,
+        )
+
+    [won] = [r for r in results if isinstance(r, Review)]
+    assert sum(isinstance(r, ReviewError) for r in results) == len(contenders) - 1
+    final = await contenders[0].get(review.review_id)
+    assert final is not None
+    assert final.claimed_by == won.claimed_by
+
+
+async def test_many_concurrent_deciders_on_one_connection_publish_once(
+    store: SqliteReviewStore, publisher: Any, reviews: Any
+) -> None:
+    review = await reviews.add(store)
 
     results = await asyncio.gather(
-        *(_decide(store, publisher, review, _request(reviewer=f"reviewer-{n}")) for n in range(5)),
+        *(
+            _decide(store, publisher, review, _request(), reviewer=f"reviewer-{n}")
+            for n in range(5)
+        ),
         return_exceptions=True,
     )
 
@@ -376,13 +450,15 @@ async def test_concurrent_decisions_without_a_barrier_publish_once(
 # -- deadlines ------------------------------------------------------------------------
 
 
-async def test_expire_due_expires_only_overdue_reviews(
-    store: SqliteReviewStore, publisher: FakePublisher
+async def test_expire_due_expires_only_overdue_reviews_claimed_or_not(
+    store: SqliteReviewStore, publisher: Any, reviews: Any
 ) -> None:
-    overdue = await _stored(store, expires_at=NOW - timedelta(minutes=1))
-    current = await _stored(store, expires_at=NOW + timedelta(minutes=1))
+    now = reviews.NOW
+    overdue = await reviews.add(store, expires_at=now - timedelta(minutes=1))
+    current = await reviews.add(store, expires_at=now + timedelta(minutes=1))
+    await store.claim(overdue.review_id, reviewer="bob", until=now + TTL, now=now - TTL)
 
-    assert await expire_due(store=store, publisher=publisher, now=NOW) == 1
+    assert await expire_due(store=store, publisher=publisher, now=now) == 1
 
     [event] = publisher.events
     assert event.payload == ReviewDecided(
@@ -403,91 +479,33 @@ async def test_expire_due_expires_only_overdue_reviews(
         "expire",
         EXPIRY_REVIEWER,
     )
+    [*_, entry] = await store.history(overdue.review_id)
+    assert (entry.action, entry.actor, entry.at) == ("expired", EXPIRY_REVIEWER, now)
     assert await _state(store, current) is ReviewState.PENDING
-    assert await expire_due(store=store, publisher=publisher, now=NOW) == 0
+    assert await expire_due(store=store, publisher=publisher, now=now) == 0
     assert len(publisher.events) == 1
 
 
-async def test_an_expired_review_cannot_be_decided(
-    store: SqliteReviewStore, publisher: FakePublisher
+async def test_an_expiry_that_cannot_be_published_leaves_the_review_pending(
+    store: SqliteReviewStore, publisher: Any, reviews: Any
 ) -> None:
-    review = await _stored(store, expires_at=NOW - timedelta(minutes=1))
-    await expire_due(store=store, publisher=publisher, now=NOW)
-
-    with pytest.raises(ReviewError, match="is expired") as caught:
-        await _decide(store, publisher, review, _request())
-    assert caught.value.code == "not_pending"
-
-
-async def test_decided_and_withdrawn_reviews_never_expire(
-    store: SqliteReviewStore, publisher: FakePublisher
-) -> None:
-    decided = await _stored(store, expires_at=NOW - timedelta(minutes=2))
-    withdrawn = await _stored(store, expires_at=NOW - timedelta(minutes=1))
-    await store.decide(  # decided just before its deadline, before the sweep ran
-        decided.review_id,
-        state=ReviewState.DECIDED,
-        decision="approve",
-        reviewer="bob",
-        comment="",
-        edited_action=None,
-        at=NOW - timedelta(minutes=3),
-    )
-    await store.withdraw_for(withdrawn.workflow_id)
-
-    assert await expire_due(store=store, publisher=publisher, now=NOW) == 0
-    assert publisher.decisions == [], "nothing expired, so nothing was published"
-
-
-class StaleDue:
-    """The real store, whose ``due`` answers with a list taken earlier."""
-
-    def __init__(self, store: SqliteReviewStore, due: list[Review]) -> None:
-        self._store = store
-        self._due = due
-
-    async def due(self, now: datetime) -> list[Review]:
-        return self._due
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-
-async def test_a_review_decided_after_the_sweep_listed_it_is_not_expired(
-    store: SqliteReviewStore, publisher: FakePublisher
-) -> None:
-    review = await _stored(store, expires_at=NOW - timedelta(minutes=1))
-    listed = await store.due(NOW)
-    await store.decide(  # decided just before its deadline, before the sweep ran
-        review.review_id,
-        state=ReviewState.DECIDED,
-        decision="approve",
-        reviewer="bob",
-        comment="",
-        edited_action=None,
-        at=NOW - timedelta(minutes=3),
-    )
-
-    expired = await expire_due(
-        store=StaleDue(store, listed),
-        publisher=publisher,
-        now=NOW,
-    )
-
-    assert expired == 0
-    assert publisher.decisions == [], "the sweep lost the race and published nothing"
-    assert await _state(store, review) is ReviewState.DECIDED
-
-
-async def test_a_failed_expiry_publish_reopens_the_review(
-    store: SqliteReviewStore, publisher: FakePublisher
-) -> None:
-    review = await _stored(store, expires_at=NOW - timedelta(minutes=1))
+    overdue = await reviews.add(store, expires_at=reviews.NOW - timedelta(minutes=1))
     publisher.broken = True
 
-    with pytest.raises(ConnectionError):
-        await expire_due(store=store, publisher=publisher, now=NOW)
+    with pytest.raises(ReviewError):
+        await expire_due(store=store, publisher=publisher, now=reviews.NOW)
 
-    assert await store.get(review.review_id) == review
+    assert await _state(store, overdue) is ReviewState.PENDING
     publisher.broken = False
-    assert await expire_due(store=store, publisher=publisher, now=NOW) == 1
+    assert await expire_due(store=store, publisher=publisher, now=reviews.NOW) == 1
+
+
+async def test_unknown_reviews_cannot_be_claimed(store: SqliteReviewStore, reviews: Any) -> None:
+    ghost = reviews.make()  # never stored
+
+    with pytest.raises(ReviewError) as caught:
+        await claim(store=store, review=ghost, reviewer="bob", ttl=TTL)
+
+    assert caught.value.code == "conflict"
+    assert "gone" in str(caught.value)
+    assert await store.get(uuid.uuid4()) is None

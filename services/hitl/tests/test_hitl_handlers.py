@@ -15,7 +15,7 @@ from pactmesh_contracts.events import Outcome, ReviewRequested, WorkflowComplete
 from pactmesh_contracts.topics import REVIEWS_DECIDED, REVIEWS_REQUESTED, WORKFLOW_COMPLETED, Topic
 from pactmesh_hitl import handlers
 from pactmesh_hitl.adapters.sqlite_store import SqliteReviewStore, open_store
-from pactmesh_hitl.domain.reviews import Review, ReviewState
+from pactmesh_hitl.domain.reviews import ListQuery, Review, ReviewPriority, ReviewState
 from pactmesh_hitl.settings import Settings
 from pactmesh_kit.broker import EventPublisher, encode, make_broker
 
@@ -65,23 +65,18 @@ def _request(attempt: int = 0) -> ReviewRequested:
         required_role="finance-director" if attempt else "procurement-manager",
         expires_at=datetime.now(UTC) + timedelta(days=1),
         attempt=attempt,
+        priority=ReviewPriority.HIGH,
     )
 
 
 async def _still_pending(store: SqliteReviewStore, review_id: uuid.UUID) -> bool:
-    """Whether the review is stored and pending, without reading the row back."""
-    taken = await store.decide(
-        review_id,
-        state=ReviewState.DECIDED,
-        decision="approve",
-        reviewer="probe",
-        comment="",
-        edited_action=None,
-        at=datetime.now(UTC),
-    )
-    if taken:
-        await store.reopen(review_id)
-    return taken
+    """Whether the review is stored and pending."""
+    review = await store.get(review_id)
+    return review is not None and review.state is ReviewState.PENDING
+
+
+async def _pending(store: SqliteReviewStore) -> list[Review]:
+    return await store.find(ListQuery(tenant="acme"), now=datetime.now(UTC))
 
 
 async def test_requested_review_is_stored_once_then_withdrawn_when_the_workflow_ends(
@@ -123,7 +118,7 @@ async def test_requested_review_is_queued_with_everything_a_decision_needs(
     await _send(broker, REVIEWS_REQUESTED, requested)
     await _send(broker, REVIEWS_REQUESTED, requested)  # redelivery
 
-    [review] = await store.pending(tenant="acme", limit=10, offset=0)
+    [review] = await _pending(store)
     assert review == Review(
         review_id=request.review_id,
         workflow_id=workflow_id,
@@ -134,6 +129,7 @@ async def test_requested_review_is_queued_with_everything_a_decision_needs(
         action_type="purchase_order.v1",
         proposed_action=dict(request.proposed_action),
         required_role="finance-director",
+        priority=ReviewPriority.HIGH,
         expires_at=request.expires_at,
         state=ReviewState.PENDING,
         requested_at=requested.occurred_at,
@@ -145,4 +141,5 @@ async def test_requested_review_is_queued_with_everything_a_decision_needs(
     done = WorkflowCompleted(workflow="procurement", outcome=Outcome.FAILED, error="timeout")
     await _send(broker, WORKFLOW_COMPLETED, _event(done, workflow_id))
 
-    assert await store.pending(tenant=None, limit=10, offset=0) == []
+    assert await _pending(store) == []
+    assert [h.action for h in await store.history(request.review_id)] == ["requested", "withdrawn"]

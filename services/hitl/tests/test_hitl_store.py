@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import pytest
 from pactmesh_contracts.envelope import Principal
-from pactmesh_hitl.adapters.sqlite_store import SCHEMA_VERSION, SqliteReviewStore, open_store
-from pactmesh_hitl.domain.reviews import Review, ReviewState
+from pactmesh_hitl.adapters.sqlite_store import SqliteReviewStore, open_store
+from pactmesh_hitl.domain.reviews import ListQuery, Review, ReviewPriority, ReviewState
 
 T0 = datetime(2025, 6, 1, 9, 0, tzinfo=UTC)
 ORDER = {
@@ -36,6 +38,8 @@ def _review(
     workflow_id: uuid.UUID | None = None,
     workflow: str = "procurement",
     expires_in: timedelta = timedelta(days=1),
+    priority: ReviewPriority = ReviewPriority.NORMAL,
+    attempt: int = 0,
 ) -> Review:
     return Review(
         review_id=uuid.uuid4(),
@@ -50,7 +54,8 @@ def _review(
         expires_at=T0 + expires_in,
         state=ReviewState.PENDING,
         requested_at=T0 + timedelta(minutes=minute),
-        attempt=1,
+        attempt=attempt,
+        priority=priority,
         principal=Principal(subject="u-1", roles=("requester",), scopes=("workflow:procurement",)),
         request_event_id=uuid.uuid4(),
     )
@@ -62,45 +67,111 @@ async def _decide(
     *,
     reviewer: str = "maria",
     decision: str = "edit",
-    state: ReviewState = ReviewState.DECIDED,
+    at: datetime = T0 + timedelta(hours=1),
 ) -> bool:
     return await store.decide(
         review_id,
-        state=state,
         decision=decision,
         reviewer=reviewer,
         comment=f"by {reviewer}",
         edited_action={**ORDER, "amount": 10_000.0} if decision == "edit" else None,
-        at=T0 + timedelta(hours=1),
+        detail={"decision": decision},
+        now=at,
     )
 
 
+async def _pending(store: SqliteReviewStore, tenant: str = "acme", **query: Any) -> list[Review]:
+    return await store.find(ListQuery(tenant=tenant, **query), now=T0)
+
+
 async def test_add_is_idempotent_and_round_trips(store: SqliteReviewStore) -> None:
-    review = _review(minute=0)
+    review = _review(minute=0, priority=ReviewPriority.URGENT)
     assert await store.add(review) is True
     assert await store.add(review.model_copy(update={"summary": "changed"})) is False
-    assert await store.pending(tenant=None, limit=10, offset=0) == [review]
+    assert await _pending(store) == [review]
+    assert [h.action for h in await store.history(review.review_id)] == ["requested"]
 
 
-async def test_pending_is_oldest_first_filtered_by_tenant(store: SqliteReviewStore) -> None:
+async def test_find_is_oldest_first_within_one_tenant(store: SqliteReviewStore) -> None:
     late, early, other = _review(minute=5), _review(minute=1), _review(minute=3, tenant="globex")
     for review in (late, early, other):
         await store.add(review)
 
-    assert await store.pending(tenant="acme", limit=10, offset=0) == [early, late]
-    assert await store.pending(tenant="globex", limit=10, offset=0) == [other]
-    assert await store.pending(tenant="initech", limit=10, offset=0) == []
-    assert await store.pending(tenant=None, limit=10, offset=0) == [early, other, late]
+    assert await _pending(store, "acme") == [early, late]
+    assert await _pending(store, "globex") == [other]
+    assert await _pending(store, "initech") == []
 
 
-async def test_pending_is_paginated(store: SqliteReviewStore) -> None:
+async def test_find_pages_by_key_not_by_offset(store: SqliteReviewStore) -> None:
     reviews = [_review(minute=m) for m in range(5)]
     for review in reversed(reviews):
         await store.add(review)
 
-    pages = [await store.pending(tenant="acme", limit=2, offset=o) for o in (0, 2, 4, 6)]
+    first = await _pending(store, limit=2)
+    late_arrival = _review(minute=10)
+    await store.add(late_arrival)
+    second = await _pending(store, limit=2, after=(first[-1].requested_at, first[-1].review_id))
+    rest = await _pending(store, limit=10, after=(second[-1].requested_at, second[-1].review_id))
 
-    assert pages == [reviews[0:2], reviews[2:4], reviews[4:5], []]
+    assert first == reviews[0:2]
+    assert second == reviews[2:4]
+    assert rest == [reviews[4], late_arrival]
+
+
+async def test_same_instant_reviews_are_ordered_by_id_and_none_is_skipped(
+    store: SqliteReviewStore,
+) -> None:
+    twins = sorted((_review(minute=0) for _ in range(3)), key=lambda r: str(r.review_id))
+    for review in twins:
+        await store.add(review)
+
+    seen: list[Review] = []
+    after = None
+    for _ in range(4):
+        page = await _pending(store, limit=1, after=after)
+        if not page:
+            break
+        seen += page
+        after = (page[-1].requested_at, page[-1].review_id)
+
+    assert seen == twins
+
+
+async def test_find_filters_by_workflow_priority_and_age(store: SqliteReviewStore) -> None:
+    order = _review(minute=0, priority=ReviewPriority.HIGH)
+    refund = _review(minute=10, workflow="refund", priority=ReviewPriority.URGENT)
+    low = _review(minute=20, workflow="refund", priority=ReviewPriority.LOW)
+    for review in (order, refund, low):
+        await store.add(review)
+
+    assert await _pending(store, workflow="refund") == [refund, low]
+    urgent_or_high = (ReviewPriority.URGENT, ReviewPriority.HIGH)
+    assert await _pending(store, priorities=urgent_or_high) == [order, refund]
+    cut = T0 + timedelta(minutes=10)
+    assert await _pending(store, requested_before=cut) == [order, refund]
+    assert await _pending(store, requested_after=cut) == [refund, low]
+    assert await _pending(store, requested_after=cut, requested_before=cut) == [refund]
+
+
+async def test_state_filters(store: SqliteReviewStore) -> None:
+    waiting, claimed, lapsed, decided = (_review(minute=m) for m in range(4))
+    for review in (waiting, claimed, lapsed, decided):
+        await store.add(review)
+    now = T0 + timedelta(hours=1)
+    await store.claim(claimed.review_id, reviewer="bob", until=now + timedelta(minutes=5), now=now)
+    await store.claim(lapsed.review_id, reviewer="bob", until=T0, now=T0 - timedelta(minutes=1))
+    await _decide(store, decided.review_id)
+
+    def ids(reviews: list[Review]) -> list[uuid.UUID]:
+        return [r.review_id for r in reviews]
+
+    async def find(state: Any) -> list[uuid.UUID]:
+        return ids(await store.find(ListQuery(tenant="acme", state=state), now=now))
+
+    assert await find("pending") == ids([waiting, claimed, lapsed])
+    assert await find("claimed") == ids([claimed])
+    assert await find("decided") == ids([decided])
+    assert await find("expired") == []
 
 
 async def test_withdraw_for_touches_only_that_workflows_pending_reviews(
@@ -112,19 +183,20 @@ async def test_withdraw_for_touches_only_that_workflows_pending_reviews(
     for review in (first, second, kept):
         await store.add(review)
 
-    assert await store.withdraw_for(ended) == 2
-    assert await store.pending(tenant=None, limit=10, offset=0) == [kept]
-    assert await store.withdraw_for(ended) == 0
-    assert await store.withdraw_for(uuid.uuid4()) == 0
+    assert await store.withdraw_for(ended, now=T0) == 2
+    assert await _pending(store) == [kept]
+    assert await store.withdraw_for(ended, now=T0) == 0
+    assert await store.withdraw_for(uuid.uuid4(), now=T0) == 0
+    assert [h.action for h in await store.history(first.review_id)] == ["requested", "withdrawn"]
 
 
 async def test_withdrawn_review_stays_withdrawn_when_redelivered(store: SqliteReviewStore) -> None:
     review = _review(minute=0)
     await store.add(review)
-    await store.withdraw_for(review.workflow_id)
+    await store.withdraw_for(review.workflow_id, now=T0)
 
     assert await store.add(review) is False
-    assert await store.pending(tenant=None, limit=10, offset=0) == []
+    assert await _pending(store) == []
 
 
 async def test_get_returns_every_column_or_none(store: SqliteReviewStore) -> None:
@@ -147,21 +219,6 @@ async def test_the_principal_round_trips(store: SqliteReviewStore, principal: Pr
     assert await store.get(review.review_id) == review
 
 
-async def test_pending_filters_by_workflow_and_tenant(store: SqliteReviewStore) -> None:
-    order = _review(minute=0)
-    refund = _review(minute=1, workflow="refund")
-    other_tenant = _review(minute=2, tenant="globex", workflow="refund")
-    for review in (order, refund, other_tenant):
-        await store.add(review)
-
-    assert await store.pending(tenant=None, workflow="refund", limit=10, offset=0) == [
-        refund,
-        other_tenant,
-    ]
-    assert await store.pending(tenant="acme", workflow="refund", limit=10, offset=0) == [refund]
-    assert await store.pending(tenant="globex", workflow="procurement", limit=10, offset=0) == []
-
-
 async def test_decide_is_conditional_on_the_review_being_pending(
     store: SqliteReviewStore,
 ) -> None:
@@ -177,7 +234,59 @@ async def test_decide_is_conditional_on_the_review_being_pending(
     assert (decided.decision, decided.decided_by, decided.comment) == ("edit", "maria", "by maria")
     assert decided.decided_at == T0 + timedelta(hours=1)
     assert decided.edited_action == {**ORDER, "amount": 10_000.0}
-    assert await store.pending(tenant=None, limit=10, offset=0) == []
+    assert await _pending(store) == []
+    assert [(h.action, h.actor) for h in await store.history(review.review_id)] == [
+        ("requested", "workflow"),
+        ("decided", "maria"),
+    ]
+
+
+async def test_decide_respects_a_live_claim_and_ignores_a_lapsed_one(
+    store: SqliteReviewStore,
+) -> None:
+    review = _review(minute=0)
+    await store.add(review)
+    at = T0 + timedelta(hours=1)
+    assert await store.claim(review.review_id, reviewer="bob", until=at, now=T0)
+
+    assert (
+        await _decide(store, review.review_id, reviewer="maria", at=at - timedelta(seconds=1))
+        is False
+    )
+    assert await _decide(store, review.review_id, reviewer="maria", at=at) is True
+
+
+async def test_decide_refuses_a_review_past_its_deadline(store: SqliteReviewStore) -> None:
+    review = _review(minute=0, expires_in=timedelta(minutes=30))
+    await store.add(review)
+
+    assert await _decide(store, review.review_id, at=T0 + timedelta(minutes=30)) is False
+
+
+async def test_claims_exclude_others_until_they_lapse_and_only_the_holder_releases(
+    store: SqliteReviewStore,
+) -> None:
+    review = _review(minute=0)
+    await store.add(review)
+    until = T0 + timedelta(minutes=15)
+
+    assert await store.claim(review.review_id, reviewer="bob", until=until, now=T0)
+    assert not await store.claim(review.review_id, reviewer="maria", until=until, now=T0)
+    later = until + timedelta(minutes=5)
+    assert await store.claim(review.review_id, reviewer="bob", until=later, now=T0)  # extends
+    claimed = await store.get(review.review_id)
+    assert claimed is not None
+    assert (claimed.claimed_by, claimed.claimed_until) == ("bob", later)
+    assert not await store.release(review.review_id, reviewer="maria", now=T0)
+    assert await store.release(review.review_id, reviewer="bob", now=T0)
+    assert await store.claim(review.review_id, reviewer="maria", until=until, now=T0)
+    assert [(h.action, h.actor) for h in await store.history(review.review_id)] == [
+        ("requested", "workflow"),
+        ("claimed", "bob"),
+        ("claimed", "bob"),
+        ("released", "bob"),
+        ("claimed", "maria"),
+    ]
 
 
 async def test_decide_on_an_unknown_review_is_false(store: SqliteReviewStore) -> None:
@@ -187,7 +296,7 @@ async def test_decide_on_an_unknown_review_is_false(store: SqliteReviewStore) ->
 async def test_a_withdrawn_review_cannot_be_decided(store: SqliteReviewStore) -> None:
     review = _review(minute=0)
     await store.add(review)
-    await store.withdraw_for(review.workflow_id)
+    await store.withdraw_for(review.workflow_id, now=T0)
 
     assert await _decide(store, review.review_id) is False
     withdrawn = await store.get(review.review_id)
@@ -195,16 +304,44 @@ async def test_a_withdrawn_review_cannot_be_decided(store: SqliteReviewStore) ->
     assert (withdrawn.state, withdrawn.decision) == (ReviewState.WITHDRAWN, None)
 
 
-async def test_reopen_undoes_a_decision(store: SqliteReviewStore) -> None:
+async def test_reopen_undoes_a_decision_and_says_why(store: SqliteReviewStore) -> None:
     review = _review(minute=0)
     await store.add(review)
     await _decide(store, review.review_id)
 
-    await store.reopen(review.review_id)
+    await store.reopen(review.review_id, reason="kafka down", now=T0 + timedelta(hours=2))
 
     assert await store.get(review.review_id) == review
-    assert await store.pending(tenant=None, limit=10, offset=0) == [review]
+    assert await _pending(store) == [review]
+    assert (await store.history(review.review_id))[-1].detail == {"reason": "kafka down"}
     assert await _decide(store, review.review_id, reviewer="bob") is True
+
+
+async def test_an_escalated_request_marks_the_expired_review_it_follows(
+    store: SqliteReviewStore,
+) -> None:
+    first = _review(minute=0)
+    await store.add(first)
+    assert await store.expire(
+        first.review_id, actor="policy:expiry", reason="deadline passed", now=T0 + timedelta(days=1)
+    )
+    second = _review(minute=60 * 24, workflow_id=first.workflow_id, attempt=1).model_copy(
+        update={"required_role": "finance-director"}
+    )
+
+    await store.add(second)
+
+    escalated = await store.get(first.review_id)
+    assert escalated is not None
+    assert escalated.state is ReviewState.ESCALATED
+    [*_, expired, moved] = await store.history(first.review_id)
+    assert (expired.action, expired.actor) == ("expired", "policy:expiry")
+    assert (moved.action, moved.detail) == (
+        "escalated",
+        {"to_role": "finance-director", "review_id": str(second.review_id)},
+    )
+    [requested] = await store.history(second.review_id)
+    assert requested.detail["escalated_from"] == [str(first.review_id)]
 
 
 async def test_due_lists_pending_reviews_past_their_deadline_soonest_first(
@@ -216,7 +353,7 @@ async def test_due_lists_pending_reviews_past_their_deadline_soonest_first(
     decided = _review(minute=3, expires_in=timedelta(minutes=30))
     for review in (later, sooner, not_yet, decided):
         await store.add(review)
-    await _decide(store, decided.review_id)
+    await _decide(store, decided.review_id, at=T0)
 
     assert await store.due(T0) == []
     assert await store.due(T0 + timedelta(hours=1)) == [sooner]  # the deadline itself is due
@@ -233,18 +370,68 @@ async def test_due_compares_instants_whatever_the_offset(store: SqliteReviewStor
     assert [r.review_id for r in await store.due(T0)] == [review.review_id]  # 09:00 UTC
 
 
-async def test_a_file_of_an_older_schema_is_set_aside(tmp_path: Path) -> None:
+async def test_a_file_older_than_version_2_is_set_aside(tmp_path: Path) -> None:
     path = tmp_path / "hitl.sqlite3"
     async with aiosqlite.connect(path) as conn:
         await conn.execute("CREATE TABLE reviews (review_id TEXT PRIMARY KEY, action TEXT)")
         await conn.execute("INSERT INTO reviews VALUES ('old', '{}')")
-        await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+        await conn.execute("PRAGMA user_version = 1")
         await conn.commit()
 
     async with open_store(path) as reopened:
         review = _review(minute=0)
         assert await reopened.add(review) is True
-        assert await reopened.pending(tenant=None, limit=10, offset=0) == [review]
+        assert await _pending(reopened) == [review]
+
+
+V2_TABLE = """
+CREATE TABLE reviews (
+    review_id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL, workflow TEXT NOT NULL,
+    tenant TEXT NOT NULL, rule TEXT NOT NULL, summary TEXT NOT NULL,
+    action_type TEXT NOT NULL, action TEXT NOT NULL, role TEXT NOT NULL,
+    expires_at TEXT NOT NULL, state TEXT NOT NULL, requested_at TEXT NOT NULL,
+    attempt INTEGER NOT NULL, principal TEXT, request_event_id TEXT, decision TEXT,
+    decided_by TEXT, decided_at TEXT, comment TEXT, edited_action TEXT
+)
+"""
+
+
+async def test_a_version_2_file_is_migrated_with_its_reviews_and_their_history(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "hitl.sqlite3"
+    waiting, decided = _review(minute=0), _review(minute=1)
+    async with aiosqlite.connect(path) as conn:
+        await conn.execute(V2_TABLE)
+        for review, state, decision in ((waiting, "pending", None), (decided, "decided", "reject")):
+            await conn.execute(
+                f"INSERT INTO reviews VALUES ({', '.join('?' * 20)})",
+                (
+                    str(review.review_id), str(review.workflow_id), review.workflow, review.tenant,
+                    review.rule, review.summary, review.action_type, json.dumps(ORDER),
+                    review.required_role, review.expires_at.isoformat(), state,
+                    review.requested_at.isoformat(), 0, review.principal.model_dump_json()
+                    if review.principal else None, str(review.request_event_id), decision,
+                    "maria" if decision else None,
+                    (T0 + timedelta(hours=1)).isoformat() if decision else None,
+                    "too much" if decision else None, None,
+                ),
+            )  # fmt: skip
+        await conn.execute("PRAGMA user_version = 2")
+        await conn.commit()
+
+    async with open_store(path) as migrated:
+        assert await _pending(migrated) == [waiting]
+        old = await migrated.get(decided.review_id)
+        assert old is not None
+        assert (old.state, old.decided_by, old.priority) == ("decided", "maria", "normal")
+        assert [
+            (h.action, h.actor, h.detail.get("comment"))
+            for h in await migrated.history(decided.review_id)
+        ] == [("requested", "workflow", None), ("decided", "maria", "too much")]
+        assert await migrated.claim(
+            waiting.review_id, reviewer="bob", until=T0, now=T0 - timedelta(seconds=1)
+        )
 
 
 async def test_reviews_survive_reopening(tmp_path: Path) -> None:
@@ -254,3 +441,4 @@ async def test_reviews_survive_reopening(tmp_path: Path) -> None:
         await first.add(review)
     async with open_store(path) as second:
         assert await second.get(review.review_id) == review
+        assert len(await second.history(review.review_id)) == 1

@@ -177,6 +177,15 @@ class ToolCallFailed(Payload):
 # -- human review ---------------------------------------------------------------------
 
 
+class ReviewPriority(StrEnum):
+    """How urgently a review needs a person (set by the gate that fired)."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
 class ReviewRequested(Payload):
     """A workflow paused at an approval gate and waits for a reviewer."""
 
@@ -194,6 +203,8 @@ class ReviewRequested(Payload):
     expires_at: AwareDatetime
     attempt: NonNegativeInt = 0
     """0 for the first request at this gate, 1 after an escalation."""
+    priority: ReviewPriority = ReviewPriority.NORMAL
+    """The gate's priority, for ordering and filtering reviewers' queues."""
 
 
 class ReviewDecision(StrEnum):

@@ -70,4 +70,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=(api.router,),
     )
     app.state.runtime = runtime
+    api.mount_reviewer_page(app)
     return app

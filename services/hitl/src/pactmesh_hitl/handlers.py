@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from faststream.kafka import KafkaBroker
 from pactmesh_contracts.envelope import Envelope
@@ -51,6 +52,7 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
                 action_type=request.action_type,
                 proposed_action=dict(request.proposed_action),
                 required_role=request.required_role,
+                priority=request.priority,
                 expires_at=request.expires_at,
                 state=ReviewState.PENDING,
                 requested_at=event.occurred_at,
@@ -63,6 +65,8 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
     @subscriber(broker, WORKFLOW_COMPLETED, settings)
     async def on_workflow_completed(event: Envelope[WorkflowCompleted]) -> None:
         """Withdraw reviews of a workflow that has ended, so nobody acts on them."""
-        withdrawn = await runtime.require_store().withdraw_for(event.workflow_id)
+        withdrawn = await runtime.require_store().withdraw_for(
+            event.workflow_id, now=datetime.now(UTC)
+        )
         if withdrawn:
             logger.info("withdrew %d review(s) of ended workflow %s", withdrawn, event.workflow_id)

@@ -1,9 +1,14 @@
-"""Deciding a review, by a reviewer or by its deadline."""
+"""Working on a review: claiming it, deciding it, and deadlines deciding it for nobody.
+
+Who may do what (the gate's role, the policy's review actions, the tenant) is checked
+at the edge before these functions run; these keep the review's state consistent when
+several reviewers act at once.
+"""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pactmesh_contracts.actions import validate_action
@@ -30,6 +35,10 @@ class Publisher(Protocol):
         ...
 
 
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(UTC)
+
+
 def _decision_event(review: Review, decided: ReviewDecided) -> Envelope[Any]:
     principal = review.principal or Principal(subject="unknown")
     return new_event(
@@ -41,15 +50,79 @@ def _decision_event(review: Review, decided: ReviewDecided) -> Envelope[Any]:
     )
 
 
+def conflict(review: Review, reviewer: str, now: datetime) -> str | None:
+    """Why ``reviewer`` cannot act on ``review`` at ``now``; None if they can."""
+    if review.state is not ReviewState.PENDING:
+        return f"review {review.review_id} is {review.state.value}"
+    if review.expires_at <= now:
+        return f"review {review.review_id} expired at {review.expires_at.isoformat()}"
+    holder = review.claim_holder(now)
+    if holder is not None and holder != reviewer:
+        until = review.claimed_until.isoformat() if review.claimed_until else "?"
+        return f"review {review.review_id} is claimed by {holder} until {until}"
+    return None
+
+
+async def _explain(store: ReviewStore, review_id: uuid.UUID, reviewer: str, now: datetime) -> str:
+    """The conflict a failed conditional write ran into, read back after the fact."""
+    current = await store.get(review_id)
+    if current is None:
+        return f"review {review_id} is gone"
+    return conflict(current, reviewer, now) or f"review {review_id} changed; try again"
+
+
+async def _reloaded(store: ReviewStore, review_id: uuid.UUID) -> Review:
+    review = await store.get(review_id)
+    if review is None:
+        raise ReviewError("not_found", f"no review {review_id}")
+    return review
+
+
+async def claim(
+    *,
+    store: ReviewStore,
+    review: Review,
+    reviewer: str,
+    ttl: timedelta,
+    now: datetime | None = None,
+) -> Review:
+    """Claim ``review`` for ``reviewer`` until ``now + ttl`` (extends their own claim).
+
+    The store's conditional update decides between two reviewers claiming at once.
+    """
+    at = _now(now)
+    if reason := conflict(review, reviewer, at):
+        raise ReviewError("conflict", reason)
+    if not await store.claim(review.review_id, reviewer=reviewer, until=at + ttl, now=at):
+        raise ReviewError("conflict", await _explain(store, review.review_id, reviewer, at))
+    return await _reloaded(store, review.review_id)
+
+
+async def release(
+    *, store: ReviewStore, review: Review, reviewer: str, now: datetime | None = None
+) -> Review:
+    """Drop ``reviewer``'s claim; only the holder may."""
+    at = _now(now)
+    if not await store.release(review.review_id, reviewer=reviewer, now=at):
+        current = await _reloaded(store, review.review_id)
+        reason = conflict(current, reviewer, at)
+        raise ReviewError("conflict", reason or f"{reviewer} holds no claim on {review.review_id}")
+    return await _reloaded(store, review.review_id)
+
+
+def _invalid_edit(message: str, loc: list[Any], kind: str = "value_error") -> ReviewError:
+    return ReviewError(
+        "invalid", message, [{"loc": ["body", "edited_action", *loc], "msg": message, "type": kind}]
+    )
+
+
 def _validated_edit(review: Review, request: DecisionRequest) -> dict[str, Any] | None:
     if request.decision != "edit":
+        if request.edited_action is not None:
+            raise _invalid_edit("only an edit carries edited_action", [], "extra_forbidden")
         return None
     if request.edited_action is None:
-        raise ReviewError(
-            "invalid",
-            "an edit needs edited_action",
-            [{"loc": ["body", "edited_action"], "msg": "required for edit", "type": "missing"}],
-        )
+        raise _invalid_edit("required for edit", [], "missing")
     try:
         action = validate_action(review.action_type, request.edited_action)
     except ValidationError as exc:
@@ -61,60 +134,78 @@ def _validated_edit(review: Review, request: DecisionRequest) -> dict[str, Any] 
             "invalid", f"the edit does not satisfy {review.action_type}", errors
         ) from exc
     except LookupError as exc:
-        raise ReviewError("invalid", str(exc)) from exc
+        raise _invalid_edit(str(exc), []) from exc
     return action.model_dump(mode="json")
 
 
-async def decide(
-    *, store: ReviewStore, publisher: Publisher, review_id: uuid.UUID, request: DecisionRequest
-) -> Review:
-    """Record a reviewer's decision and resume the workflow; exactly one decision wins.
+def edited_fields(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Top-level fields an edit changed: ``{field: {"from": old, "to": new}}``."""
+    return {
+        key: {"from": before.get(key), "to": after.get(key)}
+        for key in sorted(before.keys() | after.keys())
+        if before.get(key) != after.get(key)
+    }
 
-    The store's conditional update is the claim: of two reviewers deciding at once,
-    one update matches a pending review and the other finds it decided. If the event
-    cannot be published the decision is undone, so the review is never decided in the
-    store while the workflow still waits.
+
+async def decide(
+    *,
+    store: ReviewStore,
+    publisher: Publisher,
+    review: Review,
+    reviewer: str,
+    request: DecisionRequest,
+    now: datetime | None = None,
+) -> Review:
+    """Record ``reviewer``'s decision and resume the workflow; exactly one decision wins.
+
+    The store's conditional update is the arbiter: of two reviewers deciding at once,
+    one update matches a pending review and the other finds it decided (or claimed).
+    If the event cannot be published the decision is undone (and that is recorded), so
+    the review is never decided in the store while the workflow still waits.
     """
-    review = await store.get(review_id)
-    if review is None:
-        raise ReviewError("not_found", f"no review {review_id}")
-    if review.required_role not in request.roles:
-        raise ReviewError(
-            "forbidden", f"deciding this review needs the role {review.required_role!r}"
-        )
-    if review.state is not ReviewState.PENDING:
-        raise ReviewError("not_pending", f"review {review_id} is {review.state.value}")
-    at = datetime.now(UTC)
-    if review.expires_at <= at:
-        raise ReviewError(
-            "not_pending", f"review {review_id} expired at {review.expires_at.isoformat()}"
-        )
+    at = _now(now)
+    if reason := conflict(review, reviewer, at):
+        raise ReviewError("conflict", reason)
     edited = _validated_edit(review, request)
+    detail: dict[str, Any] = {"decision": request.decision, "comment": request.comment}
+    if edited is not None:
+        detail["edited_fields"] = edited_fields(review.proposed_action, edited)
     if not await store.decide(
-        review_id,
-        state=ReviewState.DECIDED,
+        review.review_id,
+        reviewer=reviewer,
         decision=request.decision,
-        reviewer=request.reviewer,
         comment=request.comment,
         edited_action=edited,
-        at=at,
+        detail=detail,
+        now=at,
     ):
-        raise ReviewError("not_pending", f"review {review_id} was decided by someone else")
+        raise ReviewError("conflict", await _explain(store, review.review_id, reviewer, at))
     decided = ReviewDecided(
-        review_id=review_id,
+        review_id=review.review_id,
         decision=ReviewDecision(request.decision),
         edited_action=edited,
-        reviewer=request.reviewer,
+        reviewer=reviewer,
         comment=request.comment,
     )
+    await _publish_or_reopen(store, publisher, review, decided)
+    return await _reloaded(store, review.review_id)
+
+
+async def _publish_or_reopen(
+    store: ReviewStore, publisher: Publisher, review: Review, decided: ReviewDecided
+) -> None:
     try:
         await publisher.publish(_decision_event(review, decided))
-    except BaseException:
-        await store.reopen(review_id)
+    except Exception as exc:
+        reason = f"the decision event could not be published: {exc!r}"
+        await store.reopen(review.review_id, reason=reason, now=datetime.now(UTC))
+        raise ReviewError(
+            "unavailable", f"{reason}; review {review.review_id} is pending again"
+        ) from exc
+    except BaseException:  # cancelled mid-publish: reopen, and let the cancellation go on
+        reason = "cancelled while publishing the decision"
+        await store.reopen(review.review_id, reason=reason, now=datetime.now(UTC))
         raise
-    decided_review = await store.get(review_id)
-    assert decided_review is not None
-    return decided_review
 
 
 async def expire_due(*, store: ReviewStore, publisher: Publisher, now: datetime) -> int:
@@ -122,14 +213,8 @@ async def expire_due(*, store: ReviewStore, publisher: Publisher, now: datetime)
     (reject, or escalate to another role). Returns how many expired."""
     expired = 0
     for review in await store.due(now):
-        if not await store.decide(
-            review.review_id,
-            state=ReviewState.EXPIRED,
-            decision="expire",
-            reviewer=EXPIRY_REVIEWER,
-            comment="deadline passed",
-            edited_action=None,
-            at=now,
+        if not await store.expire(
+            review.review_id, actor=EXPIRY_REVIEWER, reason="deadline passed", now=now
         ):
             continue  # decided by a reviewer in the meantime
         decided = ReviewDecided(
@@ -138,10 +223,6 @@ async def expire_due(*, store: ReviewStore, publisher: Publisher, now: datetime)
             reviewer=EXPIRY_REVIEWER,
             comment="deadline passed",
         )
-        try:
-            await publisher.publish(_decision_event(review, decided))
-        except BaseException:
-            await store.reopen(review.review_id)
-            raise
+        await _publish_or_reopen(store, publisher, review, decided)
         expired += 1
     return expired

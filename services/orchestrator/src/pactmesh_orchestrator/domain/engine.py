@@ -23,6 +23,7 @@ from pactmesh_contracts.events import (
     RequestRouted,
     RequestStatus,
     ReviewDecided,
+    ReviewPriority,
     ReviewRequested,
     ToolCallCompleted,
     ToolCallFailed,
@@ -308,6 +309,7 @@ class Engine:
                         required_role=review.required_role,
                         expires_at=datetime.fromisoformat(review.expires_at),
                         attempt=review.attempt,
+                        priority=ReviewPriority(review.priority),
                     )
                 ),
                 cause.follow(

@@ -101,6 +101,7 @@ def _ask(
         proposed_action=action,
         required_role=role,
         expires_at=expires.isoformat(),
+        priority=gate.priority.value,
     )
     return ReviewAnswer.model_validate(interrupt(request.model_dump()))
 

@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Self
 
+from pactmesh_contracts.events import ReviewPriority
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
@@ -54,6 +55,8 @@ class Gate(BaseModel):
     timeout_s: float = Field(gt=0)
     on_expiry: Literal["reject", "escalate"]
     escalate_to: str | None = None
+    priority: ReviewPriority = ReviewPriority.NORMAL
+    """How urgently reviewers should take it up (hitl filters their queue by it)."""
     when: tuple[Condition, ...] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -91,6 +91,8 @@ class ReviewRequest(BaseModel):
     required_role: str
     expires_at: str
     """ISO-8601; fixed when the gate first fires, so re-publishing repeats it."""
+    priority: Literal["low", "normal", "high", "urgent"] = "normal"
+    """The gate's priority (``ReviewPriority``); defaulted so older checkpoints load."""
 
 
 class ReviewAnswer(BaseModel):

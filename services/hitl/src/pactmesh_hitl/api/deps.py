@@ -1,0 +1,64 @@
+"""What the reviewer API's routes are handed: the runtime, the caller, the review."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from pactmesh_kit.auth.http import AuthenticatorDep, forbid, require
+from pactmesh_kit.auth.tokens import Identity
+
+from pactmesh_hitl.domain.reviews import Review, ReviewStore
+from pactmesh_hitl.handlers import Runtime
+
+REVIEW_ACTIONS = ("approve", "reject", "edit")
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The service's runtime (store, publisher, settings)."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_store(runtime: RuntimeDep) -> ReviewStore:
+    """The open review store."""
+    return runtime.require_store()
+
+
+StoreDep = Annotated[ReviewStore, Depends(get_store)]
+ReaderDep = Annotated[Identity, Depends(require("reviews:read"))]
+"""A caller who may read reviews (of their own tenant)."""
+
+
+async def get_review(review_id: uuid.UUID, reader: ReaderDep, store: StoreDep) -> Review:
+    """The review named in the path, if it belongs to the caller's tenant.
+
+    Another tenant's review is a 404, exactly like a missing one: a reviewer learns
+    nothing about reviews outside their tenant, not even that they exist.
+    """
+    review = await store.get(review_id)
+    if review is None or review.tenant != reader.tenant:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no review {review_id}")
+    return review
+
+
+ReviewDep = Annotated[Review, Depends(get_review)]
+
+
+def check_may_review(
+    authenticator: AuthenticatorDep, identity: Identity, review: Review, actions: tuple[str, ...]
+) -> None:
+    """403 unless the caller holds the gate's role and the policy grants one of ``actions``."""
+    policy = authenticator.policy
+    if not any(
+        policy.may_review(identity.principal, action, gate_role=review.required_role)
+        for action in actions
+    ):
+        raise forbid(
+            f"{' or '.join(actions)} on this review needs the role {review.required_role!r}"
+            " and that review action in the access policy"
+        )

@@ -1,0 +1,217 @@
+"""``/v1/reviews``: the reviewer API.
+
+Who calls comes from the bearer token: the subject is the reviewer, the token's roles
+are checked against the gate's role and the access policy, and the token's tenant is
+the only tenant whose reviews the caller sees.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+from fastapi.responses import JSONResponse
+from pactmesh_kit.auth.http import AuthenticatorDep, forbid
+from pydantic import BaseModel
+
+from pactmesh_hitl.api.deps import (
+    REVIEW_ACTIONS,
+    ReaderDep,
+    ReviewDep,
+    RuntimeDep,
+    StoreDep,
+    check_may_review,
+)
+from pactmesh_hitl.domain import decisions
+from pactmesh_hitl.domain.cursor import decode_cursor, encode_cursor
+from pactmesh_hitl.domain.reviews import (
+    DecisionRequest,
+    HistoryEntry,
+    ListQuery,
+    Review,
+    ReviewError,
+    ReviewPage,
+    ReviewPriority,
+    StateFilter,
+)
+
+
+class ErrorBody(BaseModel):
+    """An error with a human-readable reason."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    """One refused field: where (``loc``), why (``msg``), and the error's kind."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class FieldErrors(BaseModel):
+    """A request refused field by field (FastAPI's validation errors, and refused edits)."""
+
+    detail: list[FieldError]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+_AUTH: dict[int | str, dict[str, Any]] = {
+    401: _error("No bearer token, or one that is expired, malformed or from another issuer."),
+    403: _error("The token lacks the capability (or, for ?tenant=, names another tenant)."),
+}
+_REVIEW: dict[int | str, dict[str, Any]] = {
+    **_AUTH,
+    404: _error("No such review in the caller's tenant."),
+}
+_ACT: dict[int | str, dict[str, Any]] = {
+    **_REVIEW,
+    403: _error("The caller lacks the gate's role or the review action in the access policy."),
+    409: _error("Claimed by another reviewer, already decided, expired or withdrawn."),
+}
+
+router = APIRouter(prefix="/v1/reviews", tags=["reviews"])
+
+_STATUS = {
+    "not_found": status.HTTP_404_NOT_FOUND,
+    "conflict": status.HTTP_409_CONFLICT,
+    "invalid": status.HTTP_422_UNPROCESSABLE_CONTENT,
+    "unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+}
+
+
+def _refusal(exc: ReviewError) -> JSONResponse:
+    content: dict[str, Any] = {"detail": exc.errors if exc.code == "invalid" else str(exc)}
+    return JSONResponse(status_code=_STATUS[exc.code], content=content)
+
+
+@router.get(
+    "",
+    response_model=ReviewPage,
+    responses={**_AUTH, 422: {"model": FieldErrors, "description": "A malformed query."}},
+)
+async def list_reviews(
+    reader: ReaderDep,
+    store: StoreDep,
+    state: StateFilter = "pending",
+    tenant: Annotated[str | None, Query(max_length=63)] = None,
+    workflow: Annotated[str | None, Query(max_length=63)] = None,
+    priority: Annotated[list[ReviewPriority] | None, Query()] = None,
+    min_age_s: Annotated[float | None, Query(ge=0, le=10 * 365 * 86_400)] = None,
+    max_age_s: Annotated[float | None, Query(ge=0, le=10 * 365 * 86_400)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> Any:
+    """The caller's tenant's reviews, oldest first, a page at a time.
+
+    ``state`` is ``pending`` by default (claimed ones included, with ``claimed_by``);
+    ``claimed`` selects pending reviews under a live claim. ``priority`` may repeat.
+    ``min_age_s``/``max_age_s`` bound how long ago a review was requested. Pass the
+    returned ``next_cursor`` as ``cursor`` for the next page.
+    """
+    if tenant is not None and tenant != reader.tenant:
+        raise forbid(f"this token is for tenant {reader.tenant!r}, not {tenant!r}")
+    now = datetime.now(UTC)
+    try:
+        after = decode_cursor(cursor) if cursor is not None else None
+    except ReviewError as exc:
+        return _refusal(exc)
+    query = ListQuery(
+        tenant=reader.tenant,
+        state=state,
+        workflow=workflow,
+        priorities=tuple(priority or ()),
+        requested_before=now - timedelta(seconds=min_age_s) if min_age_s is not None else None,
+        requested_after=now - timedelta(seconds=max_age_s) if max_age_s is not None else None,
+        after=after,
+        limit=limit + 1,
+    )
+    found = await store.find(query, now=now)
+    items = found[:limit]
+    more = len(found) > limit
+    return ReviewPage(items=items, next_cursor=encode_cursor(items[-1]) if more else None)
+
+
+@router.get("/{review_id}", response_model=Review, responses=_REVIEW)
+async def get_review(review: ReviewDep) -> Review:
+    """One review, with its claim and, once decided, its decision."""
+    return review
+
+
+@router.get("/{review_id}/history", response_model=list[HistoryEntry], responses=_REVIEW)
+async def review_history(review: ReviewDep, store: StoreDep) -> list[HistoryEntry]:
+    """Everything that happened to the review, oldest first: requested, claimed, released,
+    decided (who, when, what, why, which fields an edit changed), expired, escalated."""
+    return await store.history(review.review_id)
+
+
+@router.post("/{review_id}/claim", response_model=Review, responses=_ACT)
+async def claim_review(
+    review: ReviewDep,
+    reader: ReaderDep,
+    runtime: RuntimeDep,
+    store: StoreDep,
+    authenticator: AuthenticatorDep,
+) -> Any:
+    """Claim the review for the caller, so no other reviewer decides it while they work
+    on it. The claim lapses after the configured TTL; claiming again extends it."""
+    check_may_review(authenticator, reader, review, REVIEW_ACTIONS)
+    ttl = timedelta(seconds=runtime.settings.claim_ttl_s)
+    try:
+        return await decisions.claim(store=store, review=review, reviewer=reader.subject, ttl=ttl)
+    except ReviewError as exc:
+        return _refusal(exc)
+
+
+@router.delete("/{review_id}/claim", response_model=Review, responses=_ACT)
+async def release_review(
+    review: ReviewDep, reader: ReaderDep, store: StoreDep, authenticator: AuthenticatorDep
+) -> Any:
+    """Give the review back to the queue; only the reviewer holding the claim may."""
+    check_may_review(authenticator, reader, review, REVIEW_ACTIONS)
+    try:
+        return await decisions.release(store=store, review=review, reviewer=reader.subject)
+    except ReviewError as exc:
+        return _refusal(exc)
+
+
+@router.post(
+    "/{review_id}/decision",
+    response_model=Review,
+    responses={
+        **_ACT,
+        422: {
+            "model": FieldErrors,
+            "description": "A malformed body, or an edit that does not satisfy the action's"
+            " contract.",
+        },
+        400: _error("The body is not JSON."),
+        503: _error("The decision could not be published; the review is pending again."),
+    },
+)
+async def post_decision(
+    body: DecisionRequest,
+    review: ReviewDep,
+    reader: ReaderDep,
+    runtime: RuntimeDep,
+    store: StoreDep,
+    authenticator: AuthenticatorDep,
+) -> Any:
+    """Approve, reject or edit the review (with a comment saying why); the workflow
+    resumes. Decided exactly once, by the caller, as recorded in its history."""
+    check_may_review(authenticator, reader, review, (body.decision,))
+    try:
+        return await decisions.decide(
+            store=store,
+            publisher=runtime.publisher,
+            review=review,
+            reviewer=reader.subject,
+            request=body,
+        )
+    except ReviewError as exc:
+        return _refusal(exc)
