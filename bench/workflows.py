@@ -82,7 +82,9 @@ async def _publish(mesh: Mesh, phase: Phase) -> None:
         bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True, linger_ms=5
     )
     await producer.start()
-    principal = Principal(subject="system:bench", roles=("upstream",))
+    principal = Principal(
+        subject="system:bench", roles=("upstream-system",), scopes=("workflow:support-triage",)
+    )
     topic = REQUESTS_INBOUND.qualified(mesh.prefix)
     try:
         pending = []

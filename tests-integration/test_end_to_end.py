@@ -16,7 +16,7 @@ from harness import SERVICES, Mesh, wait_for
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import RequestStatus, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
-from pactmesh_contracts.topics import REQUESTS_INBOUND, RESULT_TOPICS
+from pactmesh_contracts.topics import REQUESTS_INBOUND, RESULT_TOPICS, WORKFLOWS
 
 # Requests that pass no approval gate (the gates have tests of their own): a refund of the
 # order's total (129) under the automatic limit, a purchase order under 10,000, and a
@@ -46,7 +46,12 @@ def _texts(mesh: Mesh) -> list[str]:
     raise AssertionError("no cheap shipment in SH-1..SH-299")
 
 
-UPSTREAM = Principal(subject="system:erp-connector", roles=("upstream",))
+HTTP_TENANT = "default"
+"""The tenant of the HTTP clients (the upstream system's is acme)."""
+WORKFLOW_SCOPES = tuple(f"workflow:{w}" for w in WORKFLOWS)
+UPSTREAM = Principal(
+    subject="system:erp-connector", roles=("upstream-system",), scopes=WORKFLOW_SCOPES
+)
 
 
 async def _publish_inbound(mesh: Mesh, count: int, texts: list[str]) -> dict[uuid.UUID, float]:
@@ -76,7 +81,8 @@ async def _publish_inbound(mesh: Mesh, count: int, texts: list[str]) -> dict[uui
 
 async def _submit_http(mesh: Mesh, count: int, texts: list[str]) -> dict[uuid.UUID, float]:
     sent: dict[uuid.UUID, float] = {}
-    async with httpx.AsyncClient(base_url=mesh.url("intake"), timeout=10) as client:
+    token = mesh.bearer(tenant=HTTP_TENANT, roles=("requester",), scopes=WORKFLOW_SCOPES)
+    async with httpx.AsyncClient(base_url=mesh.url("intake"), headers=token, timeout=10) as client:
         for i in range(count):
             started = time.monotonic()
             response = await client.post("/v1/requests", json={"text": texts[i % len(texts)]})
@@ -205,5 +211,9 @@ def test_fifty_requests_flow_through_all_six_services_once(mesh: Mesh) -> None:
 
 
 def _delivered(mesh: Mesh, request_id: uuid.UUID) -> dict[str, Any] | None:
-    view = httpx.get(f"{mesh.url('intake')}/v1/requests/{request_id}", timeout=5).json()
+    view = httpx.get(
+        f"{mesh.url('intake')}/v1/requests/{request_id}",
+        headers=mesh.bearer(tenant=HTTP_TENANT),
+        timeout=5,
+    ).json()
     return view if view["status"] == RequestStatus.DELIVERED else None
