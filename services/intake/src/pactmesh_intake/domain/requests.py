@@ -31,7 +31,8 @@ class SubmitRequest(BaseModel):
     text: RequestText
     """The request, in natural language."""
     requested_workflow: WorkflowName | None = None
-    """Optional hint; routing validates it against the registered workflows."""
+    """Optional: a workflow the caller may start (403 otherwise); routing validates it
+    against the registered workflows. Without it, routing picks one."""
     metadata: Metadata = Field(default_factory=dict)
     """String pairs returned unchanged with the result."""
 
