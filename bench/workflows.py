@@ -83,7 +83,7 @@ async def _publish(mesh: Mesh, phase: Phase) -> None:
     )
     await producer.start()
     principal = Principal(
-        subject="system:bench", roles=("upstream",), scopes=("workflow:support-triage",)
+        subject="system:bench", roles=("upstream-system",), scopes=("workflow:support-triage",)
     )
     topic = REQUESTS_INBOUND.qualified(mesh.prefix)
     try:

@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from harness import Broker, Mesh, running_mesh, wait_for
 from pactmesh_contracts.topics import RESULT_TOPICS
-from workflow_client import fault, ledger, submit
+from workflow_client import fault, ledger, requester, submit
 
 WORKFLOWS = 100
 
@@ -24,13 +24,17 @@ WORKFLOWS = 100
 def _submit_many(mesh: Mesh) -> list[uuid.UUID]:
     quantities = [n % 9 + 1 for n in range(WORKFLOWS)]
     return [
-        submit(mesh, f"Please raise a purchase order for {q} chairs from Acme, ${q * 100} in total")
+        submit(
+            mesh,
+            f"Please raise a purchase order for {q} chairs from Acme, ${q * 100} in total",
+            scopes=("workflow:procurement",),
+        )
         for q in quantities
     ]
 
 
 def _delivered(mesh: Mesh, ids: list[uuid.UUID]) -> int:
-    with httpx.Client(base_url=mesh.url("intake"), timeout=10) as client:
+    with httpx.Client(base_url=mesh.url("intake"), headers=requester(mesh), timeout=10) as client:
         return sum(client.get(f"/v1/requests/{rid}").json()["status"] == "delivered" for rid in ids)
 
 

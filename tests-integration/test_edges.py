@@ -18,9 +18,10 @@ from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND, WORKFLOWS
 
 UPSTREAM = Principal(
-    subject="system:crm", roles=("upstream",), scopes=tuple(f"workflow:{w}" for w in WORKFLOWS)
+    subject="system:crm",
+    roles=("upstream-system",),
+    scopes=tuple(f"workflow:{w}" for w in WORKFLOWS),
 )
-"""Granted every workflow (the access policy is checked at routing and at the tools)."""
 
 
 def _valid_event() -> dict[str, Any]:
@@ -116,7 +117,11 @@ def test_bad_inbound_events_are_dead_lettered_and_the_consumer_carries_on(mesh: 
 
 
 def _status(mesh: Mesh, request_id: str) -> str | None:
-    response = httpx.get(f"{mesh.url('intake')}/v1/requests/{request_id}", timeout=5)
+    response = httpx.get(
+        f"{mesh.url('intake')}/v1/requests/{request_id}",
+        headers=mesh.bearer(tenant="acme"),
+        timeout=5,
+    )
     return response.json()["status"] if response.status_code == 200 else None
 
 
@@ -133,14 +138,18 @@ def _status(mesh: Mesh, request_id: str) -> str | None:
 def test_intake_answers_422_with_the_field_errors(
     mesh: Mesh, body: dict[str, Any], field: str
 ) -> None:
-    response = httpx.post(f"{mesh.url('intake')}/v1/requests", json=body, timeout=5)
+    response = httpx.post(
+        f"{mesh.url('intake')}/v1/requests", json=body, headers=mesh.bearer(), timeout=5
+    )
     assert response.status_code == 422
     errors = response.json()["detail"]
     assert any(e["loc"][-1] == field for e in errors), errors
 
 
 def test_unknown_request_is_404(mesh: Mesh) -> None:
-    response = httpx.get(f"{mesh.url('intake')}/v1/requests/{uuid.uuid4()}", timeout=5)
+    response = httpx.get(
+        f"{mesh.url('intake')}/v1/requests/{uuid.uuid4()}", headers=mesh.bearer(), timeout=5
+    )
     assert response.status_code == 404
 
 

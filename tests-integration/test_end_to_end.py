@@ -46,12 +46,12 @@ def _texts(mesh: Mesh) -> list[str]:
     raise AssertionError("no cheap shipment in SH-1..SH-299")
 
 
+HTTP_TENANT = "default"
+"""The tenant of the HTTP clients (the upstream system's is acme)."""
+WORKFLOW_SCOPES = tuple(f"workflow:{w}" for w in WORKFLOWS)
 UPSTREAM = Principal(
-    subject="system:erp-connector",
-    roles=("upstream",),
-    scopes=tuple(f"workflow:{w}" for w in WORKFLOWS),
+    subject="system:erp-connector", roles=("upstream-system",), scopes=WORKFLOW_SCOPES
 )
-"""Granted every workflow (the access policy is checked at routing and at the tools)."""
 
 
 async def _publish_inbound(mesh: Mesh, count: int, texts: list[str]) -> dict[uuid.UUID, float]:
@@ -81,7 +81,8 @@ async def _publish_inbound(mesh: Mesh, count: int, texts: list[str]) -> dict[uui
 
 async def _submit_http(mesh: Mesh, count: int, texts: list[str]) -> dict[uuid.UUID, float]:
     sent: dict[uuid.UUID, float] = {}
-    async with httpx.AsyncClient(base_url=mesh.url("intake"), timeout=10) as client:
+    token = mesh.bearer(tenant=HTTP_TENANT, roles=("requester",), scopes=WORKFLOW_SCOPES)
+    async with httpx.AsyncClient(base_url=mesh.url("intake"), headers=token, timeout=10) as client:
         for i in range(count):
             started = time.monotonic()
             response = await client.post("/v1/requests", json={"text": texts[i % len(texts)]})
@@ -210,5 +211,9 @@ def test_fifty_requests_flow_through_all_six_services_once(mesh: Mesh) -> None:
 
 
 def _delivered(mesh: Mesh, request_id: uuid.UUID) -> dict[str, Any] | None:
-    view = httpx.get(f"{mesh.url('intake')}/v1/requests/{request_id}", timeout=5).json()
+    view = httpx.get(
+        f"{mesh.url('intake')}/v1/requests/{request_id}",
+        headers=mesh.bearer(tenant=HTTP_TENANT),
+        timeout=5,
+    ).json()
     return view if view["status"] == RequestStatus.DELIVERED else None

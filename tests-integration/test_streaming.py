@@ -16,16 +16,15 @@ from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import RequestSubmitted
 from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import REQUESTS_INBOUND, WORKFLOWS
-from workflow_client import finished, submit
+from workflow_client import finished, requester, submit
 
 QUESTION = "How do I reset my password?"
 PARAPHRASE = "I forgot my password, how can I change it?"
 UPSTREAM = Principal(
     subject="system:erp-connector",
-    roles=("upstream",),
+    roles=("upstream-system",),
     scopes=tuple(f"workflow:{w}" for w in WORKFLOWS),
 )
-"""Granted every workflow (the access policy is checked at routing and at the tools)."""
 
 
 def _events(mesh: Mesh, request_id: uuid.UUID) -> list[tuple[str, dict[str, Any]]]:
@@ -33,7 +32,8 @@ def _events(mesh: Mesh, request_id: uuid.UUID) -> list[tuple[str, dict[str, Any]
     found: list[tuple[str, dict[str, Any]]] = []
     fields: dict[str, str] = {}
     url = f"{mesh.url('intake')}/v1/requests/{request_id}/events"
-    with httpx.stream("GET", url, timeout=httpx.Timeout(10, read=60)) as response:
+    headers = requester(mesh)
+    with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=60)) as response:
         assert response.status_code == 200, response.read()
         for line in response.iter_lines():
             if not line:
@@ -68,8 +68,14 @@ def test_the_draft_streams_over_sse_and_paraphrases_hit_the_cache(mesh: Mesh) ->
     statuses = [d["status"] for e, d in events if e == "progress"]
     tokens = [d for e, d in events if e == "token"]
     assert statuses[0] == "accepted"
-    assert events[-1] == ("progress", events[-1][1])
+    assert events[-2] == ("progress", events[-2][1])
     assert statuses[-1] == "delivered"
+    kind, result = events[-1]  # the stream ends with the result
+    assert (kind, result["workflow"], result["outcome"]) == (
+        "result",
+        "support-triage",
+        "succeeded",
+    )
     assert {"routed", "running", "completed"} <= set(statuses)
     assert len(tokens) >= 3, events
     assert [t["seq"] for t in tokens] == list(range(len(tokens)))
@@ -81,6 +87,7 @@ def test_the_draft_streams_over_sse_and_paraphrases_hit_the_cache(mesh: Mesh) ->
     assert len(kinds) - 1 - kinds[::-1].index("token") < completed
     output = finished(mesh, request_id)["output"]
     assert output["source"] == "knowledge_base"
+    assert result["output"] == output
     assert output["reply"] == "".join(t["text"] for t in tokens).strip()
 
     again = finished(mesh, submit(mesh, PARAPHRASE))
@@ -89,7 +96,9 @@ def test_the_draft_streams_over_sse_and_paraphrases_hit_the_cache(mesh: Mesh) ->
     assert again["output"]["similarity"] >= 0.4
     assert again["output"]["answer"] == output["answer"]
 
-    elsewhere = finished(mesh, asyncio.run(_publish_inbound(mesh, QUESTION, "globex")))
+    elsewhere = finished(
+        mesh, asyncio.run(_publish_inbound(mesh, QUESTION, "globex")), tenant="globex"
+    )
     assert elsewhere["tenant"] == "globex"
     assert elsewhere["output"]["source"] == "knowledge_base"
 

@@ -30,6 +30,10 @@ from workflow_client import (
 )
 
 EXPIRY_S = 3
+# What a requester needs to start each workflow that routing picks from the text.
+PROCUREMENT = ("workflow:procurement",)
+REROUTE = ("workflow:supply-chain-reroute",)
+REFUND = ("workflow:refund",)
 POLICY = f"""
 [[gates]]
 rule = "procurement.amount_over_threshold"
@@ -128,7 +132,11 @@ def test_support_triage_answers_from_the_knowledge_base(mesh: Mesh) -> None:
 
 
 def test_procurement_under_the_threshold_commits_one_order(mesh: Mesh) -> None:
-    rid = submit(mesh, "Please raise a purchase order for 5 monitors from Acme, $2,000 in total")
+    rid = submit(
+        mesh,
+        "Please raise a purchase order for 5 monitors from Acme, $2,000 in total",
+        scopes=PROCUREMENT,
+    )
     values = finished(mesh, rid)
     assert values["outcome"] == "succeeded", values.get("error")
     assert values["approval"]["decision"] == "not_required"
@@ -141,7 +149,7 @@ def test_procurement_under_the_threshold_commits_one_order(mesh: Mesh) -> None:
 
 def test_reroute_books_the_cheapest_alternative(mesh: Mesh) -> None:
     shipment = _shipment(mesh, cheap=True)
-    rid = submit(mesh, f"The port is closed, please reroute shipment {shipment}")
+    rid = submit(mesh, f"The port is closed, please reroute shipment {shipment}", scopes=REROUTE)
     values = finished(mesh, rid)
     assert values["outcome"] == "succeeded", values.get("error")
     quotes = values["output"]["quotes"]
@@ -151,7 +159,11 @@ def test_reroute_books_the_cheapest_alternative(mesh: Mesh) -> None:
 
 
 def test_refund_within_the_automatic_limit_is_paid_once(mesh: Mesh) -> None:
-    rid = submit(mesh, "I want a refund of $50 for order 4411, the headphones arrived broken")
+    rid = submit(
+        mesh,
+        "I want a refund of $50 for order 4411, the headphones arrived broken",
+        scopes=REFUND,
+    )
     values = finished(mesh, rid)
     assert values["outcome"] == "succeeded", values.get("error")
     assert values["output"]["amount"] == 50
@@ -162,7 +174,11 @@ def test_refund_within_the_automatic_limit_is_paid_once(mesh: Mesh) -> None:
 
 
 def _big_order(mesh: Mesh) -> tuple[Any, dict[str, Any]]:
-    rid = submit(mesh, "Please raise a purchase order for 25 laptops from Acme, about $30,000")
+    rid = submit(
+        mesh,
+        "Please raise a purchase order for 25 laptops from Acme, about $30,000",
+        scopes=PROCUREMENT,
+    )
     wait_status(mesh, rid, "waiting_for_review")
     review = pending_review(mesh, rid)
     assert review["rule"] == "procurement.amount_over_threshold"
@@ -227,7 +243,7 @@ def test_gate_edit_is_validated_and_the_edited_order_is_committed(mesh: Mesh) ->
 
 def test_gate_expiry_rejects_as_the_policy_says(mesh: Mesh) -> None:
     shipment = _shipment(mesh, cheap=False)
-    rid = submit(mesh, f"Disruption at the port: reroute shipment {shipment}")
+    rid = submit(mesh, f"Disruption at the port: reroute shipment {shipment}", scopes=REROUTE)
     review = pending_review(mesh, rid)
     assert review["rule"] == "supply-chain.cost_increase_over_threshold"
     values = finished(mesh, rid, timeout=EXPIRY_S + 30)
@@ -241,7 +257,11 @@ def test_gate_expiry_rejects_as_the_policy_says(mesh: Mesh) -> None:
 
 def test_erp_failing_after_commit_is_retried_without_a_second_order(mesh: Mesh) -> None:
     fault(mesh, "erp", fail_after_commit_next=1)
-    rid = submit(mesh, "Please raise a purchase order for 3 desks from Acme, $900 in total")
+    rid = submit(
+        mesh,
+        "Please raise a purchase order for 3 desks from Acme, $900 in total",
+        scopes=PROCUREMENT,
+    )
     values = finished(mesh, rid)
     assert values["outcome"] == "succeeded", values.get("error")
     assert len(entries_for(mesh, rid)) == 1, "the retry replayed the stored answer"
@@ -249,7 +269,11 @@ def test_erp_failing_after_commit_is_retried_without_a_second_order(mesh: Mesh) 
 
 def test_erp_5xx_then_success_recovers(mesh: Mesh) -> None:
     fault(mesh, "erp", fail_next=2)
-    rid = submit(mesh, "Please raise a purchase order for 4 chairs from Acme, $800 in total")
+    rid = submit(
+        mesh,
+        "Please raise a purchase order for 4 chairs from Acme, $800 in total",
+        scopes=PROCUREMENT,
+    )
     values = finished(mesh, rid)
     assert values["outcome"] == "succeeded", values.get("error")
     assert len(entries_for(mesh, rid)) == 1
@@ -259,7 +283,9 @@ def test_primary_carrier_down_quotes_from_the_next(mesh: Mesh) -> None:
     shipment = _shipment(mesh, cheap=True)
     fault(mesh, "carriers.northwind", error_rate=1.0)
     rid = submit(
-        mesh, f"Shipment {shipment} is stuck because of a port closure, find another route"
+        mesh,
+        f"Shipment {shipment} is stuck because of a port closure, find another route",
+        scopes=REROUTE,
     )
     values = run(mesh, wait_status(mesh, rid, "delivered") and rid)["values"]
     assert ("quote_northwind", "tool_failed") in history_events(values)
@@ -367,7 +393,11 @@ async def _consumed(mesh: Mesh, topic: str, group: str) -> bool:
 
 
 def test_an_out_of_policy_refund_is_never_paid(mesh: Mesh) -> None:
-    rid = submit(mesh, "I want a refund of $5,000 for order 4411, the headphones arrived broken")
+    rid = submit(
+        mesh,
+        "I want a refund of $5,000 for order 4411, the headphones arrived broken",
+        scopes=REFUND,
+    )
     review = pending_review(mesh, rid)
     assert review["rule"] == "refund.amount_out_of_policy"
     assert "exceeds the order total" in review["summary"]

@@ -11,27 +11,53 @@ from harness import Mesh, wait_for
 TERMINAL = {"delivered"}
 
 
-def submit(mesh: Mesh, text: str, workflow: str | None = None) -> uuid.UUID:
-    """POST a request; its id."""
+TENANT = "default"
+"""The tenant the workflow tests submit for (and read back as)."""
+
+
+def requester(mesh: Mesh, *, scopes: tuple[str, ...] = (), tenant: str = TENANT) -> dict[str, str]:
+    """A requester's ``Authorization`` header: support-triage, plus the workflows that
+    ``scopes`` grant (``workflow:refund``...)."""
+    return mesh.bearer(tenant=tenant, roles=("requester",), scopes=scopes)
+
+
+def submit(
+    mesh: Mesh, text: str, workflow: str | None = None, *, scopes: tuple[str, ...] = ()
+) -> uuid.UUID:
+    """POST a request as a requester; its id. A named ``workflow`` is granted by scope;
+    a text that routing should send to another workflow than support-triage needs
+    that workflow's scope in ``scopes``."""
     body: dict[str, Any] = {"text": text}
     if workflow:
         body["requested_workflow"] = workflow
-    response = httpx.post(f"{mesh.url('intake')}/v1/requests", json=body, timeout=10)
+        scopes = (*scopes, f"workflow:{workflow}")
+    response = httpx.post(
+        f"{mesh.url('intake')}/v1/requests",
+        json=body,
+        headers=requester(mesh, scopes=scopes),
+        timeout=10,
+    )
     assert response.status_code == 202, response.text
     return uuid.UUID(response.json()["request_id"])
 
 
-def status(mesh: Mesh, request_id: uuid.UUID) -> dict[str, Any]:
-    """The request's status view."""
-    return dict(httpx.get(f"{mesh.url('intake')}/v1/requests/{request_id}", timeout=10).json())
+def status(mesh: Mesh, request_id: uuid.UUID, *, tenant: str = TENANT) -> dict[str, Any]:
+    """The request's status view, read as its tenant."""
+    response = httpx.get(
+        f"{mesh.url('intake')}/v1/requests/{request_id}",
+        headers=requester(mesh, tenant=tenant),
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
 
 
 def wait_status(
-    mesh: Mesh, request_id: uuid.UUID, wanted: str, timeout: float = 60
+    mesh: Mesh, request_id: uuid.UUID, wanted: str, timeout: float = 60, *, tenant: str = TENANT
 ) -> dict[str, Any]:
     """Poll until the request reaches ``wanted``."""
     return wait_for(
-        lambda: (view := status(mesh, request_id))["status"] == wanted and view,
+        lambda: (view := status(mesh, request_id, tenant=tenant))["status"] == wanted and view,
         timeout=timeout,
         interval=0.2,
         what=f"{request_id} {wanted}",
@@ -45,9 +71,11 @@ def run(mesh: Mesh, request_id: uuid.UUID) -> dict[str, Any]:
     return dict(response.json())
 
 
-def finished(mesh: Mesh, request_id: uuid.UUID, timeout: float = 60) -> dict[str, Any]:
+def finished(
+    mesh: Mesh, request_id: uuid.UUID, timeout: float = 60, *, tenant: str = TENANT
+) -> dict[str, Any]:
     """Wait for delivery; the run's final values."""
-    wait_status(mesh, request_id, "delivered", timeout)
+    wait_status(mesh, request_id, "delivered", timeout, tenant=tenant)
     return dict(run(mesh, request_id)["values"])
 
 

@@ -1,9 +1,12 @@
-"""Accepting requests: record first, publish, and undo the record if publishing fails."""
+"""Accepting requests: who may submit, how big, idempotency; record first, publish, and
+undo the record (and the key) if publishing fails."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +19,23 @@ from pactmesh_contracts.events import (
     RequestSubmitted,
 )
 from pactmesh_intake.adapters.sqlite_store import SqliteRequestStore, open_store
-from pactmesh_intake.domain.intake import accept_http, accept_inbound
-from pactmesh_intake.domain.requests import SubmitRequest, Transition
+from pactmesh_intake.domain.errors import IdempotencyConflict, NotPermitted, TooLarge
+from pactmesh_intake.domain.intake import (
+    IdempotencyKey,
+    accept_http,
+    accept_inbound,
+    check_permitted,
+)
+from pactmesh_intake.domain.requests import SubmitRequest, Transition, fingerprint
+from pactmesh_kit.auth import load_access_policy
 
-PRINCIPAL = Principal(subject="anonymous", roles=("requester",))
+PRINCIPAL = Principal(subject="alice", roles=("requester",), scopes=("workflow:refund",))
+UPSTREAM = Principal(
+    subject="system:crm", roles=("upstream-system",), scopes=("workflow:support-triage",)
+)
+POLICY = load_access_policy()
+T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+DAY = timedelta(hours=24)
 
 
 class FakePublisher:
@@ -48,14 +64,52 @@ def publisher() -> FakePublisher:
     return FakePublisher()
 
 
-def _submitted(workflow_id: uuid.UUID | None = None) -> Envelope[RequestSubmitted]:
+def _submitted(
+    workflow_id: uuid.UUID | None = None,
+    *,
+    text: str = "where is order 4411?",
+    principal: Principal = UPSTREAM,
+    tenant: str = "acme",
+    requested_workflow: str | None = None,
+) -> Envelope[RequestSubmitted]:
     event = new_event(
-        RequestSubmitted(text="where is order 4411?", metadata={"ticket": "T-9"}),
+        RequestSubmitted(
+            text=text, metadata={"ticket": "T-9"}, requested_workflow=requested_workflow
+        ),
         workflow_id=workflow_id or uuid.uuid4(),
-        tenant="acme",
-        principal=Principal(subject="upstream-crm"),
+        tenant=tenant,
+        principal=principal,
     )
     return Envelope[RequestSubmitted].model_validate(event.model_dump())
+
+
+async def _inbound(
+    store: SqliteRequestStore, publisher: FakePublisher, event: Envelope[RequestSubmitted]
+) -> bool:
+    return await accept_inbound(
+        store=store, publisher=publisher, policy=POLICY, event=event, max_bytes=1024, now=T0
+    )
+
+
+async def _http(
+    store: SqliteRequestStore,
+    publisher: FakePublisher,
+    body: SubmitRequest,
+    *,
+    key: str | None = None,
+    tenant: str = "acme",
+    now: datetime = T0,
+) -> uuid.UUID:
+    accepted = await accept_http(
+        store=store,
+        publisher=publisher,
+        body=body,
+        tenant=tenant,
+        principal=PRINCIPAL,
+        key=None if key is None else IdempotencyKey(key, DAY),
+        now=now,
+    )
+    return accepted.request_id
 
 
 async def test_accept_http_records_then_publishes(
@@ -63,9 +117,7 @@ async def test_accept_http_records_then_publishes(
 ) -> None:
     body = SubmitRequest(text="refund order 4411", requested_workflow="refund", metadata={"k": "v"})
 
-    request_id = await accept_http(
-        store=store, publisher=publisher, body=body, tenant="acme", principal=PRINCIPAL
-    )
+    request_id = await _http(store, publisher, body)
 
     assert request_id.version == 7
     [event] = publisher.events
@@ -92,13 +144,7 @@ async def test_accept_http_forgets_the_record_when_publishing_fails(
     publisher.broken = True
 
     with pytest.raises(ConnectionError):
-        await accept_http(
-            store=store,
-            publisher=publisher,
-            body=SubmitRequest(text="hi"),
-            tenant="acme",
-            principal=PRINCIPAL,
-        )
+        await _http(store, publisher, SubmitRequest(text="hi"))
 
     [refused] = publisher.refused
     assert await store.get(refused.workflow_id) is None
@@ -110,7 +156,7 @@ async def test_accept_inbound_follows_the_upstream_event(
 ) -> None:
     submitted = _submitted()
 
-    assert await accept_inbound(store=store, publisher=publisher, event=submitted) is True
+    assert await _inbound(store, publisher, submitted) is True
 
     [event] = publisher.events
     assert event.workflow_id == submitted.workflow_id
@@ -130,12 +176,12 @@ async def test_accept_inbound_republishes_while_still_accepted(
     submitted = _submitted()
     publisher.broken = True
     with pytest.raises(ConnectionError):
-        await accept_inbound(store=store, publisher=publisher, event=submitted)
+        await _inbound(store, publisher, submitted)
     publisher.broken = False
 
     # the redelivery finds the record and publishes after all
-    assert await accept_inbound(store=store, publisher=publisher, event=submitted) is True
-    assert await accept_inbound(store=store, publisher=publisher, event=submitted) is True
+    assert await _inbound(store, publisher, submitted) is True
+    assert await _inbound(store, publisher, submitted) is True
     assert [e.workflow_id for e in publisher.events] == [submitted.workflow_id] * 2
 
 
@@ -143,7 +189,7 @@ async def test_accept_inbound_publishes_nothing_once_the_request_moved_on(
     store: SqliteRequestStore, publisher: FakePublisher
 ) -> None:
     submitted = _submitted()
-    await accept_inbound(store=store, publisher=publisher, event=submitted)
+    await _inbound(store, publisher, submitted)
     await store.record(
         Transition(
             event_id=uuid.uuid4(),
@@ -154,5 +200,205 @@ async def test_accept_inbound_publishes_nothing_once_the_request_moved_on(
         )
     )
 
-    assert await accept_inbound(store=store, publisher=publisher, event=submitted) is False
+    assert await _inbound(store, publisher, submitted) is False
     assert len(publisher.events) == 1
+
+
+# -- idempotency over HTTP ------------------------------------------------------------
+
+
+async def test_the_same_key_and_body_answer_the_first_request_again(
+    store: SqliteRequestStore, publisher: FakePublisher
+) -> None:
+    body = SubmitRequest(text="refund order 4411", metadata={"ticket": "T-1"})
+    spelled_otherwise = SubmitRequest.model_validate_json(
+        '{ "metadata": {"ticket": "T-1"}, "text": "refund order 4411", "requested_workflow": null }'
+    )
+
+    first = await _http(store, publisher, body, key="k-1")
+    again = await accept_http(
+        store=store,
+        publisher=publisher,
+        body=spelled_otherwise,
+        tenant="acme",
+        principal=PRINCIPAL,
+        key=IdempotencyKey("k-1", DAY),
+        now=T0 + timedelta(minutes=5),
+    )
+
+    assert (again.request_id, again.replayed) == (first, True)
+    assert [e.workflow_id for e in publisher.events] == [first]
+
+
+async def test_the_same_key_with_another_body_is_a_conflict(
+    store: SqliteRequestStore, publisher: FakePublisher
+) -> None:
+    first = await _http(store, publisher, SubmitRequest(text="refund order 4411"), key="k-1")
+
+    with pytest.raises(IdempotencyConflict, match=f"already used for request {first}"):
+        await _http(store, publisher, SubmitRequest(text="refund order 4412"), key="k-1")
+
+    assert len(publisher.events) == 1
+    assert await store.get(first) is not None
+
+
+async def test_keys_are_scoped_per_tenant(
+    store: SqliteRequestStore, publisher: FakePublisher
+) -> None:
+    body = SubmitRequest(text="hello")
+    acme = await _http(store, publisher, body, key="k-1", tenant="acme")
+    globex = await _http(store, publisher, body, key="k-1", tenant="globex")
+
+    assert acme != globex
+    assert len(publisher.events) == 2
+
+
+async def test_a_key_past_its_retention_starts_a_new_request(
+    store: SqliteRequestStore, publisher: FakePublisher
+) -> None:
+    first = await _http(store, publisher, SubmitRequest(text="hello"), key="k-1")
+    within = await _http(store, publisher, SubmitRequest(text="hello"), key="k-1", now=T0 + DAY)
+    after = await _http(
+        store,
+        publisher,
+        SubmitRequest(text="other"),
+        key="k-1",
+        now=T0 + DAY + timedelta(seconds=1),
+    )
+
+    assert within == first
+    assert after != first
+    assert [e.workflow_id for e in publisher.events] == [first, after]
+
+
+async def test_concurrent_duplicates_resolve_to_one_request(
+    store: SqliteRequestStore, publisher: FakePublisher
+) -> None:
+    body = SubmitRequest(text="hello")
+
+    ids = await asyncio.gather(*(_http(store, publisher, body, key="k-race") for _ in range(20)))
+
+    assert len(set(ids)) == 1
+    assert [e.workflow_id for e in publisher.events] == [ids[0]]
+    assert await store.get(ids[0]) is not None
+
+
+async def test_a_failed_publish_releases_the_key(
+    store: SqliteRequestStore, publisher: FakePublisher
+) -> None:
+    publisher.broken = True
+    with pytest.raises(ConnectionError):
+        await _http(store, publisher, SubmitRequest(text="hello"), key="k-1")
+    publisher.broken = False
+
+    retried = await _http(store, publisher, SubmitRequest(text="hello"), key="k-1")
+
+    [refused] = publisher.refused
+    assert retried != refused.workflow_id
+    assert [e.workflow_id for e in publisher.events] == [retried]
+    assert await store.get(refused.workflow_id) is None
+
+
+def test_fingerprints_ignore_spelling_and_see_every_field() -> None:
+    base = SubmitRequest(text="hello", metadata={"a": "1", "b": "2"})
+    assert fingerprint(base) == fingerprint(
+        SubmitRequest.model_validate_json('{"metadata":{"b":"2","a":"1"},"text":"hello"}')
+    )
+    assert fingerprint(base) == fingerprint(
+        RequestSubmitted(text="hello", metadata={"a": "1", "b": "2"})
+    )
+    others = [
+        SubmitRequest(text="hello!", metadata={"a": "1", "b": "2"}),
+        SubmitRequest(text="hello", metadata={"a": "1"}),
+        SubmitRequest(text="hello", metadata={"a": "1", "b": "2"}, requested_workflow="refund"),
+    ]
+    assert len({fingerprint(base), *(fingerprint(o) for o in others)}) == 4
+
+
+# -- who may submit -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("principal", "workflow", "refusal"),
+    [
+        (Principal(subject="r", roles=("reviewer",)), None, "'requests:submit' is not granted"),
+        (Principal(subject="u", roles=("upstream-system",)), None, "may not start any workflow"),
+        (Principal(subject="a", roles=("requester",)), "refund", "may not start workflow 'refund'"),
+        (
+            Principal(subject="u", roles=("upstream-system",), scopes=("workflow:procurement",)),
+            "refund",
+            "may not start workflow 'refund'",
+        ),
+    ],
+)
+def test_who_may_not_submit(principal: Principal, workflow: str | None, refusal: str) -> None:
+    with pytest.raises(NotPermitted, match=refusal):
+        check_permitted(policy=POLICY, principal=principal, requested_workflow=workflow)
+
+
+@pytest.mark.parametrize(
+    ("principal", "workflow"),
+    [
+        (Principal(subject="a", roles=("requester",)), None),
+        (Principal(subject="a", roles=("requester",)), "support-triage"),
+        (PRINCIPAL, "refund"),
+        (UPSTREAM, None),
+    ],
+)
+def test_who_may_submit(principal: Principal, workflow: str | None) -> None:
+    check_permitted(policy=POLICY, principal=principal, requested_workflow=workflow)
+
+
+# -- the inbound topic's refusals -----------------------------------------------------
+
+
+async def test_inbound_refuses_a_principal_without_the_workflow(
+    store: SqliteRequestStore, publisher: FakePublisher
+) -> None:
+    event = _submitted(requested_workflow="refund")
+
+    with pytest.raises(NotPermitted, match="may not start workflow 'refund'"):
+        await _inbound(store, publisher, event)
+
+    assert publisher.events == []
+    assert await store.get(event.workflow_id) is None
+
+
+async def test_inbound_refuses_a_request_over_the_size_limit(
+    store: SqliteRequestStore, publisher: FakePublisher
+) -> None:
+    event = _submitted(text="x" * 1024)
+
+    with pytest.raises(TooLarge, match="at most 1024 are accepted"):
+        await _inbound(store, publisher, event)
+
+    assert publisher.events == []
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [{"text": "where is order 4412?"}, {"tenant": "globex"}],
+    ids=["another-request", "another-tenant"],
+)
+async def test_inbound_refuses_a_workflow_id_reused_for_another_request(
+    store: SqliteRequestStore, publisher: FakePublisher, changed: dict[str, str]
+) -> None:
+    first = _submitted()
+    await _inbound(store, publisher, first)
+
+    with pytest.raises(IdempotencyConflict, match="already submitted with a different request"):
+        await _inbound(store, publisher, _submitted(first.workflow_id, **changed))
+
+    assert len(publisher.events) == 1
+    view = await store.get(first.workflow_id)
+    assert view is not None
+    assert view.tenant == "acme"
+
+
+async def test_inbound_refuses_a_workflow_id_taken_over_http(
+    store: SqliteRequestStore, publisher: FakePublisher
+) -> None:
+    request_id = await _http(store, publisher, SubmitRequest(text="where is order 4411?"))
+
+    with pytest.raises(IdempotencyConflict):
+        await _inbound(store, publisher, _submitted(request_id))

@@ -1,7 +1,9 @@
-"""Intake's subscribers on FastStream's in-memory broker, with a real request store."""
+"""Intake's subscribers on FastStream's in-memory broker, with a real request store: the
+inbound topic refuses (to the dead-letter topic) what HTTP would answer with a 4xx."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -13,31 +15,46 @@ from faststream.kafka import KafkaBroker, TestKafkaBroker
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import (
     Channel,
+    DeadLetter,
+    Outcome,
     RequestAccepted,
     RequestStatus,
     RequestSubmitted,
     WorkflowProgress,
+    WorkflowResult,
 )
-from pactmesh_contracts.topics import REQUESTS_ACCEPTED, REQUESTS_INBOUND, WORKFLOW_PROGRESS, Topic
+from pactmesh_contracts.topics import (
+    DEAD_LETTERS,
+    REQUESTS_ACCEPTED,
+    REQUESTS_INBOUND,
+    WORKFLOW_PROGRESS,
+    Topic,
+    result_topic,
+)
 from pactmesh_intake import handlers
 from pactmesh_intake.adapters.sqlite_store import SqliteRequestStore, open_store
 from pactmesh_intake.runtime import Runtime
 from pactmesh_intake.settings import Settings
 from pactmesh_kit.broker import EventPublisher, encode, make_broker, subscriber
 
-SETTINGS = Settings(topic_prefix="intake-test.")
+SETTINGS = Settings(topic_prefix="intake-test.", max_body_bytes=2048, handler_max_attempts=1)
+UPSTREAM = Principal(
+    subject="system:crm", roles=("upstream-system",), scopes=("workflow:support-triage",)
+)
 
 
 @dataclass
 class Intake:
     broker: KafkaBroker
     store: SqliteRequestStore
+    runtime: Runtime
     accepted: list[Envelope[RequestAccepted]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
 
-    async def send(self, topic: Topic, event: Envelope[Any]) -> None:
-        await self.broker.publish(
-            encode(event), topic.qualified(SETTINGS.topic_prefix), key=event.key
-        )
+    async def send(self, topic: Topic, event: Envelope[Any]) -> bytes:
+        body = encode(event)
+        await self.broker.publish(body, topic.qualified(SETTINGS.topic_prefix), key=event.key)
+        return body
 
 
 @pytest.fixture
@@ -48,20 +65,23 @@ async def intake(tmp_path: Path) -> AsyncIterator[Intake]:
     )
     handlers.register(broker, runtime)
     accepted: list[Envelope[RequestAccepted]] = []
+    dead: list[DeadLetter] = []
 
     @subscriber(broker, REQUESTS_ACCEPTED, SETTINGS)
     async def on_accepted(event: Envelope[RequestAccepted]) -> None:
         accepted.append(event)
 
+    @subscriber(broker, DEAD_LETTERS, SETTINGS)
+    async def on_dead(letter: DeadLetter) -> None:
+        dead.append(letter)
+
     async with open_store(tmp_path / "intake.sqlite3") as store, TestKafkaBroker(broker):
         runtime.store = store
-        yield Intake(broker, store, accepted)
+        yield Intake(broker, store, runtime, accepted, dead)
 
 
-def _event(payload: Any, workflow_id: uuid.UUID) -> Envelope[Any]:
-    return new_event(
-        payload, workflow_id=workflow_id, tenant="acme", principal=Principal(subject="crm")
-    )
+def _event(payload: Any, workflow_id: uuid.UUID, principal: Principal = UPSTREAM) -> Envelope[Any]:
+    return new_event(payload, workflow_id=workflow_id, tenant="acme", principal=principal)
 
 
 async def test_inbound_request_is_accepted_and_progress_recorded(intake: Intake) -> None:
@@ -73,6 +93,7 @@ async def test_inbound_request_is_accepted_and_progress_recorded(intake: Intake)
     [accepted] = intake.accepted
     assert (accepted.workflow_id, accepted.causation_id) == (workflow_id, submitted.event_id)
     assert accepted.payload.channel is Channel.KAFKA
+    assert accepted.principal == UPSTREAM
 
     routed = _event(
         WorkflowProgress(status=RequestStatus.ROUTED, service="routing", workflow="support-triage"),
@@ -88,3 +109,78 @@ async def test_inbound_request_is_accepted_and_progress_recorded(intake: Intake)
 
     await intake.send(REQUESTS_INBOUND, submitted)  # a late redelivery changes nothing
     assert len(intake.accepted) == 1
+    assert intake.dead == []
+
+
+@pytest.mark.parametrize(
+    ("principal", "payload", "reason"),
+    [
+        (
+            Principal(subject="system:crm", roles=("reviewer",)),
+            RequestSubmitted(text="hello"),
+            "forbidden (HTTP 403 equivalent): 'requests:submit' is not granted to 'system:crm'",
+        ),
+        (
+            Principal(subject="system:crm", roles=("upstream-system",)),
+            RequestSubmitted(text="hello"),
+            "forbidden (HTTP 403 equivalent): 'system:crm' may not start any workflow",
+        ),
+        (
+            UPSTREAM,
+            RequestSubmitted(text="refund order 4411", requested_workflow="refund"),
+            "forbidden (HTTP 403 equivalent): 'system:crm' may not start workflow 'refund'",
+        ),
+        (
+            UPSTREAM,
+            RequestSubmitted(text="x" * 2048),
+            "too_large (HTTP 413 equivalent): the request is 2099 bytes; at most 2048",
+        ),
+    ],
+    ids=["no-submit-capability", "no-workflow-at-all", "workflow-not-granted", "too-large"],
+)
+async def test_what_http_would_refuse_is_dead_lettered(
+    intake: Intake, principal: Principal, payload: RequestSubmitted, reason: str
+) -> None:
+    event = _event(payload, uuid.uuid4(), principal)
+
+    sent = await intake.send(REQUESTS_INBOUND, event)
+
+    [letter] = intake.dead
+    assert letter.error_code == "refused"
+    assert letter.error.startswith(reason)
+    assert base64.b64decode(letter.original_value_b64) == sent
+    assert letter.source_topic == REQUESTS_INBOUND.qualified(SETTINGS.topic_prefix)
+    assert intake.accepted == []
+    assert await intake.store.get(event.workflow_id) is None
+
+
+async def test_a_workflow_id_reused_for_another_request_is_dead_lettered(intake: Intake) -> None:
+    workflow_id = uuid.uuid4()
+    await intake.send(REQUESTS_INBOUND, _event(RequestSubmitted(text="order 4411?"), workflow_id))
+
+    other = await intake.send(
+        REQUESTS_INBOUND, _event(RequestSubmitted(text="order 4412?"), workflow_id)
+    )
+
+    [letter] = intake.dead
+    assert letter.error.startswith("idempotency_conflict (HTTP 409 equivalent): workflow id")
+    assert base64.b64decode(letter.original_value_b64) == other
+    [accepted] = intake.accepted
+    assert accepted.payload.text == "order 4411?"
+
+
+async def test_results_are_kept_for_requests_submitted_here(intake: Intake) -> None:
+    workflow_id = uuid.uuid4()
+    await intake.send(REQUESTS_INBOUND, _event(RequestSubmitted(text="order 4411?"), workflow_id))
+    result = WorkflowResult(
+        workflow="support-triage", outcome=Outcome.SUCCEEDED, output={"reply": "on its way"}
+    )
+    topic = result_topic("support-triage")
+
+    await intake.send(topic, _event(result, workflow_id))
+    await intake.send(topic, _event(result, uuid.uuid4()))  # not ours: nothing kept
+
+    kept = await intake.store.result(workflow_id)
+    assert kept is not None
+    assert (kept.outcome, kept.output) == (Outcome.SUCCEEDED, {"reply": "on its way"})
+    assert intake.dead == []

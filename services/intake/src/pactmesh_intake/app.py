@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED
 from pactmesh_kit.broker import EventPublisher, make_broker
 from pactmesh_kit.service import create_service_app
@@ -13,6 +14,7 @@ from pactmesh_kit.telemetry import setup_telemetry
 
 from pactmesh_intake import handlers
 from pactmesh_intake.adapters.sqlite_store import open_store
+from pactmesh_intake.api.errors import validation_failed
 from pactmesh_intake.api.routes import requests
 from pactmesh_intake.runtime import Runtime
 from pactmesh_intake.settings import Settings
@@ -42,7 +44,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="pactmesh intake",
         description="Submit requests to the mesh and follow their status.",
         resources=resources,
-        routers=(requests.router,),
     )
+    # FastAPI's own body limit (Starlette's RequestBodyLimitMiddleware, per route): a
+    # declared Content-Length over the limit is refused before a byte is read, and a
+    # chunked body is counted as it streams in and cut off at the limit. Kept on this
+    # router so health and documentation routes are unaffected.
+    app.include_router(requests.router, max_body_size=settings.max_body_bytes)
+    app.add_exception_handler(RequestValidationError, validation_failed)
     app.state.runtime = runtime
     return app

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pactmesh_contracts.envelope import Principal
-from pactmesh_contracts.topics import WORKFLOWS
+from pactmesh_kit.auth.policy import AccessPolicy, load_access_policy
 from pactmesh_kit.broker import EventPublisher
 
+from pactmesh_intake.adapters.rate_limits import TenantRateLimiter
 from pactmesh_intake.domain.live import LiveFeed
 from pactmesh_intake.domain.requests import RequestStore
 from pactmesh_intake.settings import Settings
@@ -21,17 +21,21 @@ class Runtime:
     publisher: EventPublisher
     store: RequestStore | None = None
     live: LiveFeed = field(default_factory=LiveFeed)
-    """Progress and token events for the SSE clients connected to this instance."""
-    http_principal: Principal = field(
-        # Interim: granted every workflow's scope, now that routing and the tools service
-        # enforce the access policy; intake's bearer-token auth replaces this default.
-        default_factory=lambda: Principal(
-            subject="anonymous",
-            roles=("requester",),
-            scopes=tuple(f"workflow:{w}" for w in WORKFLOWS),
+    """Progress, token and result events for the SSE clients connected to this instance."""
+    policy: AccessPolicy = field(init=False)
+    """The access policy: who may submit, and which workflows (HTTP and Kafka alike)."""
+    submit_limiter: TenantRateLimiter = field(init=False)
+    read_limiter: TenantRateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        self.policy = load_access_policy(settings.access_policy_file)
+        self.submit_limiter = TenantRateLimiter(
+            "submit", settings.submit_rate_limit, storage_uri=settings.rate_limit_storage
         )
-    )
-    """Who HTTP requests act for until authentication lands."""
+        self.read_limiter = TenantRateLimiter(
+            "read", settings.read_rate_limit, storage_uri=settings.rate_limit_storage
+        )
 
     def require_store(self) -> RequestStore:
         """The store, or an error if used outside the app's lifespan."""

@@ -1,7 +1,8 @@
 """Intake settings."""
 
+from limits import parse_many
 from pactmesh_kit.settings import KitSettings
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 
@@ -14,3 +15,24 @@ class Settings(KitSettings):
     port: int = Field(8000, ge=1, le=65535)
     public_url: str = "http://127.0.0.1:8000"
     """Base of the status URLs handed to clients."""
+    max_body_bytes: int = Field(64 * 1024, ge=1)
+    """Largest submission accepted: the HTTP body (413 beyond), or the request part of
+    an inbound event, as JSON (dead-lettered beyond)."""
+    submit_rate_limit: str = "200/second;6000/minute"
+    """Submissions per tenant, in ``limits`` notation: several windows separated by
+    ``;`` give a burst and a sustained rate (``5/second;100/minute``)."""
+    read_rate_limit: str = "2000/second"
+    """Status reads and event streams opened per tenant (``limits`` notation)."""
+    rate_limit_storage: str = "memory://"
+    """Where the rate-limit windows live (a ``limits`` storage URI). ``memory://`` counts
+    per intake instance; ``redis://...`` shares one count between instances."""
+    idempotency_retention_s: float = Field(24 * 3600.0, gt=0)
+    """How long an ``Idempotency-Key`` is remembered after its first use."""
+    result_wait_s: float = Field(10.0, gt=0)
+    """How long an event stream that saw ``delivered`` waits for the result event."""
+
+    @field_validator("submit_rate_limit", "read_rate_limit")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        parse_many(value)  # raises ValueError on a malformed limit
+        return value

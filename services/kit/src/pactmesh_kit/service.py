@@ -32,7 +32,7 @@ def health_router(broker: KafkaBroker) -> APIRouter:
     async def live() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/ready")
+    @api.get("/ready", responses={503: {"description": "Kafka does not answer."}})
     async def ready(response: Response) -> dict[str, str]:
         if await broker.ping(timeout=2.0):
             return {"status": "ok"}

@@ -1,19 +1,32 @@
-"""The request store on SQLite (one file per intake instance)."""
+"""The request store on SQLite (one file per intake instance).
+
+The file's format is versioned with ``PRAGMA user_version``; opening an older file
+migrates it in place (:data:`MIGRATIONS`).
+"""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosqlite
 from pactmesh_contracts.events import Channel, RequestStatus
 
-from pactmesh_intake.domain.requests import HistoryEntry, RequestView, Transition, next_status
+from pactmesh_intake.domain.requests import (
+    HistoryEntry,
+    KeyHolder,
+    RequestView,
+    ResultView,
+    Submission,
+    Transition,
+    next_status,
+)
 
-SCHEMA = """
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS requests (
     request_id TEXT PRIMARY KEY,
     tenant     TEXT NOT NULL,
@@ -34,6 +47,28 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE INDEX IF NOT EXISTS history_by_request ON history (request_id, at);
 """
 
+MIGRATIONS: tuple[str, ...] = (
+    SCHEMA_V1,
+    # v2: what each request was (its fingerprint), clients' idempotency keys, results.
+    """
+    ALTER TABLE requests ADD COLUMN fingerprint TEXT;
+    CREATE TABLE idempotency_keys (
+        tenant      TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        request_id  TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        PRIMARY KEY (tenant, key)
+    );
+    CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
+    CREATE TABLE results (
+        request_id TEXT PRIMARY KEY,
+        result     TEXT NOT NULL
+    );
+    """,
+)
+"""Schema changes in order; a file at ``user_version`` N has had the first N applied."""
+
 
 class SqliteRequestStore:
     """``RequestStore`` on one aiosqlite connection (WAL, so readers never block writes)."""
@@ -42,10 +77,18 @@ class SqliteRequestStore:
         self._conn = conn
 
     async def create(
-        self, *, request_id: uuid.UUID, tenant: str, channel: Channel, at: datetime
+        self,
+        *,
+        request_id: uuid.UUID,
+        tenant: str,
+        channel: Channel,
+        at: datetime,
+        fingerprint: str | None = None,
     ) -> bool:
         cursor = await self._conn.execute(
-            "INSERT OR IGNORE INTO requests VALUES (?, ?, ?, ?, NULL, ?, ?)",
+            "INSERT OR IGNORE INTO requests"
+            " (request_id, tenant, channel, status, workflow, created_at, updated_at, fingerprint)"
+            " VALUES (?, ?, ?, ?, NULL, ?, ?, ?)",
             (
                 str(request_id),
                 tenant,
@@ -53,6 +96,7 @@ class SqliteRequestStore:
                 RequestStatus.ACCEPTED.value,
                 at.isoformat(),
                 at.isoformat(),
+                fingerprint,
             ),
         )
         created = cursor.rowcount == 1
@@ -70,6 +114,70 @@ class SqliteRequestStore:
             )
         await self._conn.commit()
         return created
+
+    async def submission(self, request_id: uuid.UUID) -> Submission | None:
+        async with self._conn.execute(
+            "SELECT tenant, channel, status, fingerprint FROM requests WHERE request_id = ?",
+            (str(request_id),),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        tenant, channel, status, digest = row
+        return Submission(tenant, Channel(channel), RequestStatus(status), digest)
+
+    async def claim_key(
+        self,
+        *,
+        tenant: str,
+        key: str,
+        request_id: uuid.UUID,
+        fingerprint: str,
+        at: datetime,
+        expired_before: datetime,
+    ) -> KeyHolder:
+        # Expired bindings go first (an index range, so cheap), then the primary key
+        # decides: INSERT OR IGNORE is one atomic statement, never a check-then-insert
+        # that two concurrent submissions could both pass.
+        await self._conn.execute(
+            "DELETE FROM idempotency_keys WHERE created_at < ?", (_instant(expired_before),)
+        )
+        await self._conn.execute(
+            "INSERT OR IGNORE INTO idempotency_keys VALUES (?, ?, ?, ?, ?)",
+            (tenant, key, str(request_id), fingerprint, _instant(at)),
+        )
+        await self._conn.commit()
+        async with self._conn.execute(
+            "SELECT request_id, fingerprint FROM idempotency_keys WHERE tenant = ? AND key = ?",
+            (tenant, key),
+        ) as cursor:
+            row = await cursor.fetchone()
+        assert row is not None, "a key just claimed is there until its retention passes"
+        return KeyHolder(uuid.UUID(row[0]), row[1])
+
+    async def release_key(self, *, tenant: str, key: str, request_id: uuid.UUID) -> None:
+        await self._conn.execute(
+            "DELETE FROM idempotency_keys WHERE tenant = ? AND key = ? AND request_id = ?",
+            (tenant, key, str(request_id)),
+        )
+        await self._conn.commit()
+
+    async def record_result(self, *, request_id: uuid.UUID, result: ResultView) -> bool:
+        if await self.status(request_id) is None:
+            return False  # not a request of this intake
+        cursor = await self._conn.execute(
+            "INSERT OR IGNORE INTO results VALUES (?, ?)",
+            (str(request_id), result.model_dump_json()),
+        )
+        await self._conn.commit()
+        return cursor.rowcount == 1
+
+    async def result(self, request_id: uuid.UUID) -> ResultView | None:
+        async with self._conn.execute(
+            "SELECT result FROM results WHERE request_id = ?", (str(request_id),)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else ResultView.model_validate(json.loads(row[0]))
 
     async def status(self, request_id: uuid.UUID) -> RequestStatus | None:
         async with self._conn.execute(
@@ -139,12 +247,19 @@ class SqliteRequestStore:
             created_at=datetime.fromisoformat(created),
             updated_at=datetime.fromisoformat(updated),
             history=history,
+            result=await self.result(request_id),
         )
 
     async def forget(self, request_id: uuid.UUID) -> None:
         await self._conn.execute("DELETE FROM history WHERE request_id = ?", (str(request_id),))
+        await self._conn.execute("DELETE FROM results WHERE request_id = ?", (str(request_id),))
         await self._conn.execute("DELETE FROM requests WHERE request_id = ?", (str(request_id),))
         await self._conn.commit()
+
+
+def _instant(at: datetime) -> str:
+    """A UTC time as text that sorts in time order (fixed width, microseconds)."""
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 @asynccontextmanager
@@ -154,6 +269,24 @@ async def open_store(path: Path) -> AsyncIterator[SqliteRequestStore]:
     async with aiosqlite.connect(path) as conn:
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute("PRAGMA synchronous=NORMAL")
-        await conn.executescript(SCHEMA)
-        await conn.commit()
+        await migrate(conn)
         yield SqliteRequestStore(conn)
+
+
+async def migrate(conn: aiosqlite.Connection) -> int:
+    """Bring the file to the latest format; returns the version it was at."""
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    found = int(row[0]) if row else 0
+    if found == 0:
+        # Files from before versioning hold the v1 tables already, or nothing yet.
+        async with conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'requests'"
+        ) as cursor:
+            found = 1 if await cursor.fetchone() else 0
+    for version in range(found, len(MIGRATIONS)):
+        # executescript commits first; each step and its version bump commit together.
+        await conn.executescript(
+            f"BEGIN; {MIGRATIONS[version]}; PRAGMA user_version = {version + 1}; COMMIT;"
+        )
+    return found

@@ -1,6 +1,6 @@
 """Live progress for ``GET /v1/requests/{id}/events``: this instance's fan-out.
 
-Every intake instance reads every progress and token event (its own consumer group,
+Every intake instance reads every progress, token and result event (its own consumer group,
 from the latest offset) and hands each to the SSE clients connected to *it* that follow
 that request. Queues are bounded: a client that stops reading loses its stream (it is
 closed, the client can reconnect and replay), never the consumer.
@@ -17,9 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pactmesh_contracts.envelope import Envelope
-from pactmesh_contracts.events import RequestStatus, WorkflowProgress, WorkflowToken
+from pactmesh_contracts.events import (
+    RequestStatus,
+    WorkflowProgress,
+    WorkflowResult,
+    WorkflowToken,
+)
 
-from pactmesh_intake.domain.requests import RequestStore
+from pactmesh_intake.domain.requests import RequestStore, ResultView
 
 logger = logging.getLogger(__name__)
 
@@ -74,21 +79,30 @@ class LiveFeed:
 
 @dataclass(frozen=True)
 class StreamItem:
-    """One server-sent event: ``progress`` or ``token`` (or ``lagging``, last)."""
+    """One server-sent event: ``progress``, ``token``, ``result`` (last), or
+    ``lagging`` (last, for a client too far behind)."""
 
     event: str
     data: dict[str, Any]
     id: str | None = None
 
 
+RESULT_POLL_S = 0.25
+"""How often a stream waiting for its result looks in the store as well."""
+
+
 async def request_events(
-    *, store: RequestStore, live: LiveFeed, request_id: uuid.UUID
+    *, store: RequestStore, live: LiveFeed, request_id: uuid.UUID, result_wait_s: float = 10.0
 ) -> AsyncIterator[StreamItem]:
     """The request's recorded history, then its live progress and tokens, in order,
-    ending with ``delivered``.
+    then ``delivered`` and, last, its ``result``.
 
     Following starts before the history is read, so nothing falls between the two;
-    a transition both recorded and received live is sent once.
+    a transition both recorded and received live is sent once. Delivery publishes the
+    result before it reports ``delivered``, but on another topic, so either may reach
+    this instance first: the result is held until ``delivered`` was sent, and after
+    ``delivered`` the stream waits up to ``result_wait_s`` for it (live, or kept by the
+    store's consumer), then ends either way.
     """
     with live.follow(request_id) as follower:
         view = await store.get(request_id)
@@ -99,15 +113,48 @@ async def request_events(
             sent.add((entry.status.value, entry.service, entry.detail))
             yield StreamItem("progress", {**entry.model_dump(mode="json"), "replayed": True})
             if entry.status is RequestStatus.DELIVERED:
+                async for last in _result(store, follower, request_id, view.result, result_wait_s):
+                    yield last
                 return
+        held: ResultView | None = None
         while not follower.overflowed or not follower.queue.empty():
             event = await follower.queue.get()
+            if isinstance(event.payload, WorkflowResult):
+                held = ResultView.of(event)
+                continue
             item = _live_item(event, sent)
             if item is not None:
                 yield item
                 if item.data.get("status") == RequestStatus.DELIVERED.value:
+                    async for last in _result(store, follower, request_id, held, result_wait_s):
+                        yield last
                     return
         yield StreamItem("lagging", {"detail": "too far behind; reconnect to replay"})
+
+
+async def _result(
+    store: RequestStore,
+    follower: Follower,
+    request_id: uuid.UUID,
+    known: ResultView | None,
+    wait_s: float,
+) -> AsyncIterator[StreamItem]:
+    """The ``result`` event, once it is known (at most ``wait_s`` from now)."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    result = known or await store.result(request_id)
+    while result is None:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            logger.warning("no result for delivered request %s within %.1fs", request_id, wait_s)
+            return
+        try:
+            event = await asyncio.wait_for(follower.queue.get(), min(RESULT_POLL_S, remaining))
+        except TimeoutError:
+            result = await store.result(request_id)
+            continue
+        if isinstance(event.payload, WorkflowResult):
+            result = ResultView.of(event)
+    yield StreamItem("result", result.model_dump(mode="json"))
 
 
 def _live_item(event: Envelope[Any], sent: set[tuple[str, str, str]]) -> StreamItem | None:

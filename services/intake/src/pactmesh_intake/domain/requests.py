@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import (
     Channel,
     Metadata,
+    Outcome,
     RequestStatus,
+    RequestSubmitted,
     RequestText,
     WorkflowName,
+    WorkflowResult,
 )
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 
 class SubmitRequest(BaseModel):
@@ -24,7 +31,8 @@ class SubmitRequest(BaseModel):
     text: RequestText
     """The request, in natural language."""
     requested_workflow: WorkflowName | None = None
-    """Optional hint; routing validates it against the registered workflows."""
+    """Optional: a workflow the caller may start (403 otherwise); routing validates it
+    against the registered workflows. Without it, routing picks one."""
     metadata: Metadata = Field(default_factory=dict)
     """String pairs returned unchanged with the result."""
 
@@ -37,6 +45,22 @@ class Receipt(BaseModel):
     status_url: str
 
 
+def fingerprint(request: SubmitRequest | RequestSubmitted) -> str:
+    """SHA-256 of the request's canonical JSON (sorted keys, no whitespace, defaults
+    filled in): equal for the same request however its JSON was spelled or whichever
+    channel carried it."""
+    fields = request.model_dump(mode="json", include={"text", "requested_workflow", "metadata"})
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def encoded_size(request: SubmitRequest | RequestSubmitted) -> int:
+    """Bytes of the request as an HTTP body would carry it (UTF-8 JSON)."""
+    fields = request.model_dump(mode="json", include={"text", "requested_workflow", "metadata"})
+    encoded = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+    return len(encoded.encode("utf-8", "surrogatepass"))
+
+
 class HistoryEntry(BaseModel):
     """One status transition."""
 
@@ -44,6 +68,31 @@ class HistoryEntry(BaseModel):
     service: str
     detail: str
     at: datetime
+
+
+class ResultView(BaseModel):
+    """The workflow's result, as delivery published it on the workflow's result topic."""
+
+    workflow: str
+    outcome: Outcome
+    output: dict[str, JsonValue] = Field(default_factory=dict)
+    error: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    at: datetime
+    """When delivery published it."""
+
+    @classmethod
+    def of(cls, event: Envelope[WorkflowResult]) -> ResultView:
+        """What clients read of a result event."""
+        result = event.payload
+        return cls(
+            workflow=result.workflow,
+            outcome=result.outcome,
+            output=result.output,
+            error=result.error,
+            metadata=result.metadata,
+            at=event.occurred_at,
+        )
 
 
 class RequestView(BaseModel):
@@ -57,6 +106,27 @@ class RequestView(BaseModel):
     created_at: datetime
     updated_at: datetime
     history: list[HistoryEntry]
+    result: ResultView | None = None
+    """Set once the result was delivered."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    """Who submitted a request, over which channel, and what (its fingerprint)."""
+
+    tenant: str
+    channel: Channel
+    status: RequestStatus
+    fingerprint: str | None
+    """None for requests recorded before fingerprints were kept."""
+
+
+@dataclass(frozen=True)
+class KeyHolder:
+    """The request an idempotency key stands for."""
+
+    request_id: uuid.UUID
+    fingerprint: str
 
 
 class Transition(BaseModel):
@@ -75,9 +145,46 @@ class RequestStore(Protocol):
     """Where intake keeps requests and their status history."""
 
     async def create(
-        self, *, request_id: uuid.UUID, tenant: str, channel: Channel, at: datetime
+        self,
+        *,
+        request_id: uuid.UUID,
+        tenant: str,
+        channel: Channel,
+        at: datetime,
+        fingerprint: str | None = None,
     ) -> bool:
         """Record a new request as accepted; False if it already existed."""
+        ...
+
+    async def submission(self, request_id: uuid.UUID) -> Submission | None:
+        """Who submitted the request and what, or None for an unknown request."""
+        ...
+
+    async def claim_key(
+        self,
+        *,
+        tenant: str,
+        key: str,
+        request_id: uuid.UUID,
+        fingerprint: str,
+        at: datetime,
+        expired_before: datetime,
+    ) -> KeyHolder:
+        """Bind ``tenant``'s ``key`` to ``request_id`` unless a binding made at or after
+        ``expired_before`` exists; the binding that holds either way. Atomic: of two
+        concurrent claims, one wins and both see the winner."""
+        ...
+
+    async def release_key(self, *, tenant: str, key: str, request_id: uuid.UUID) -> None:
+        """Drop the binding of ``key`` to ``request_id`` (its request never reached the mesh)."""
+        ...
+
+    async def record_result(self, *, request_id: uuid.UUID, result: ResultView) -> bool:
+        """Keep a request's delivered result; False if unknown or already kept."""
+        ...
+
+    async def result(self, request_id: uuid.UUID) -> ResultView | None:
+        """The request's delivered result, if any."""
         ...
 
     async def status(self, request_id: uuid.UUID) -> RequestStatus | None:

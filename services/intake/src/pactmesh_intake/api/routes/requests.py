@@ -1,67 +1,144 @@
-"""``/v1/requests``: submit a request and follow its status."""
+"""``/v1/requests``: submit a request and follow its status.
+
+Every route authenticates (bearer JWT), checks the capability, then the tenant's rate
+limit. A request belongs to the tenant of the token that submitted it; another tenant
+reading it gets the same 404 as for an id that does not exist. The body size limit is
+not here: the app includes this router with FastAPI's ``max_body_size``.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from opentelemetry import trace
 from pactmesh_contracts.events import RequestStatus
+from pactmesh_kit.auth.http import forbid
 from pactmesh_kit.broker import WORKFLOW_ID_ATTRIBUTE
 
-from pactmesh_intake.api.deps import RuntimeDep, StoreDep
-from pactmesh_intake.domain.intake import accept_http
+from pactmesh_intake.api import responses
+from pactmesh_intake.api.deps import ReaderDep, RuntimeDep, StoreDep, SubmitterDep
+from pactmesh_intake.domain.errors import IdempotencyConflict, NotPermitted
+from pactmesh_intake.domain.intake import IdempotencyKey, accept_http, check_permitted
 from pactmesh_intake.domain.live import request_events
 from pactmesh_intake.domain.requests import Receipt, RequestView, SubmitRequest
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"])
+
+KEY_PATTERN = r'^(?:"[ !#-\[\]-~]{1,253}"|[!#-\[\]-~]{1,255})$'
+"""Printable ASCII without quotes or backslashes, bare or as a structured-field string
+(``"..."``, as the IETF Idempotency-Key draft writes it); both spell the same key."""
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=KEY_PATTERN,
+        description=(
+            "Makes the submission safe to retry: the same key and body from the same "
+            "tenant answer the first request's id again (202, nothing submitted twice); "
+            "the same key with another body is refused (409). Keys are remembered for "
+            "24 hours by default."
+        ),
+    ),
+]
 
 
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Receipt,
-    responses={503: {"description": "The mesh could not take the request; retry later."}},
+    responses={
+        202: {
+            "description": "Accepted: the request, or the earlier one its Idempotency-Key names.",
+            "headers": {
+                "Location": {
+                    "description": "The request's status URL (`status_url`).",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        400: responses.UNREADABLE,
+        401: responses.UNAUTHORIZED,
+        403: responses.FORBIDDEN_SUBMIT,
+        409: responses.CONFLICT,
+        413: responses.TOO_LARGE,
+        429: responses.RATE_LIMITED,
+        503: responses.UNAVAILABLE,
+    },
 )
 async def submit(
-    body: SubmitRequest, runtime: RuntimeDep, store: StoreDep, response: Response
+    body: SubmitRequest,
+    identity: SubmitterDep,
+    runtime: RuntimeDep,
+    store: StoreDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Receipt:
-    """Accept a request for asynchronous processing; poll ``status_url`` for progress."""
+    """Accept a request for asynchronous processing; poll ``status_url`` for progress
+    or follow ``status_url``/events. The request runs for the token's tenant and
+    principal."""
     try:
-        request_id = await accept_http(
+        check_permitted(
+            policy=runtime.policy,
+            principal=identity.principal,
+            requested_workflow=body.requested_workflow,
+        )
+    except NotPermitted as exc:
+        raise forbid(str(exc)) from exc
+    key = None
+    if idempotency_key is not None:
+        retention = timedelta(seconds=runtime.settings.idempotency_retention_s)
+        key = IdempotencyKey(idempotency_key.strip('"'), retention)
+    try:
+        accepted = await accept_http(
             store=store,
             publisher=runtime.publisher,
             body=body,
-            tenant=runtime.settings.default_tenant,
-            principal=runtime.http_principal,
+            tenant=identity.tenant,
+            principal=identity.principal,
+            key=key,
+            now=datetime.now(UTC),
         )
+    except IdempotencyConflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except Exception as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "could not enqueue") from exc
-    trace.get_current_span().set_attribute(WORKFLOW_ID_ATTRIBUTE, str(request_id))
-    status_url = f"{runtime.settings.public_url}/v1/requests/{request_id}"
+    trace.get_current_span().set_attribute(WORKFLOW_ID_ATTRIBUTE, str(accepted.request_id))
+    status_url = f"{runtime.settings.public_url}/v1/requests/{accepted.request_id}"
     response.headers["Location"] = status_url
-    return Receipt(request_id=request_id, status=RequestStatus.ACCEPTED, status_url=status_url)
+    return Receipt(
+        request_id=accepted.request_id, status=RequestStatus.ACCEPTED, status_url=status_url
+    )
 
 
-@router.get(
-    "/{request_id}",
-    response_model=RequestView,
-    responses={404: {"description": "Unknown request."}},
-)
-async def get_request(request_id: uuid.UUID, store: StoreDep) -> RequestView:
-    """The request's current status and every transition so far."""
+_READ_RESPONSES: dict[int | str, dict[str, object]] = {
+    401: responses.UNAUTHORIZED,
+    403: responses.FORBIDDEN_READ,
+    404: responses.NOT_FOUND,
+    429: responses.RATE_LIMITED,
+}
+
+
+@router.get("/{request_id}", response_model=RequestView, responses=_READ_RESPONSES)
+async def get_request(request_id: uuid.UUID, identity: ReaderDep, store: StoreDep) -> RequestView:
+    """The request's current status, every transition so far, and its result once
+    delivered."""
     view = await store.get(request_id)
-    if view is None:
+    if view is None or view.tenant != identity.tenant:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no request {request_id}")
     return view
 
 
-async def known_request(request_id: uuid.UUID, store: StoreDep) -> uuid.UUID:
+async def own_request(request_id: uuid.UUID, identity: ReaderDep, store: StoreDep) -> uuid.UUID:
     """``request_id``, checked before a stream starts (a 404 cannot follow a 200)."""
-    if await store.status(request_id) is None:
+    submission = await store.submission(request_id)
+    if submission is None or submission.tenant != identity.tenant:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no request {request_id}")
     return request_id
 
@@ -69,14 +146,23 @@ async def known_request(request_id: uuid.UUID, store: StoreDep) -> uuid.UUID:
 @router.get(
     "/{request_id}/events",
     response_class=EventSourceResponse,
-    responses={404: {"description": "Unknown request."}},
+    responses={
+        code: responses.beside_a_stream(response) for code, response in _READ_RESPONSES.items()
+    },
 )
 async def follow_request(
-    request_id: Annotated[uuid.UUID, Depends(known_request)],
+    request_id: Annotated[uuid.UUID, Depends(own_request)],
     runtime: RuntimeDep,
     store: StoreDep,
 ) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events: the recorded history (``progress``), then live ``progress``
-    and ``token`` events in order, ending with ``delivered``; idle streams get pings."""
-    async for item in request_events(store=store, live=runtime.live, request_id=request_id):
+    and ``token`` events in order, then ``delivered`` and, last, the workflow's
+    ``result`` (outcome, output or error); the stream then ends. Idle streams get pings."""
+    events = request_events(
+        store=store,
+        live=runtime.live,
+        request_id=request_id,
+        result_wait_s=runtime.settings.result_wait_s,
+    )
+    async for item in events:
         yield ServerSentEvent(event=item.event, data=item.data, id=item.id)

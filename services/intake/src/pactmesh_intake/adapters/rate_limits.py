@@ -1,0 +1,48 @@
+"""Per-tenant rate limits on the ``limits`` library (moving windows).
+
+With the default ``memory://`` storage each intake instance counts on its own, so the
+effective limit of a tenant is the configured one times the number of instances behind
+the load balancer. That is the trade accepted for a single-process default (no extra
+service to run); point ``PACTMESH_INTAKE_RATE_LIMIT_STORAGE`` at a shared storage
+(``redis://host:6379``) and every instance draws from one count.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from limits import RateLimitItem, parse_many
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+
+
+def _async_uri(uri: str) -> str:
+    return uri if uri.startswith("async+") else f"async+{uri}"
+
+
+class TenantRateLimiter:
+    """One named budget (``submit``, ``read``), counted per tenant.
+
+    Several windows (``5/second;100/minute``) give a burst and a sustained rate; a
+    request must fit in every one of them and then counts against all of them.
+    """
+
+    def __init__(self, name: str, limits: str, *, storage_uri: str = "memory://") -> None:
+        self.name = name
+        self.items: list[RateLimitItem] = parse_many(limits)
+        self._limiter = MovingWindowRateLimiter(storage_from_string(_async_uri(storage_uri)))
+
+    async def acquire(self, tenant: str) -> int | None:
+        """Count one request of ``tenant``; None if allowed, else whole seconds to wait."""
+        for item in self.items:
+            if not await self._limiter.test(item, self.name, tenant):
+                stats = await self._limiter.get_window_stats(item, self.name, tenant)
+                return max(1, math.ceil(stats.reset_time - time.time()))
+        for item in self.items:
+            await self._limiter.hit(item, self.name, tenant)
+        return None
+
+    def describe(self) -> str:
+        """The limits, for messages: ``5 per 1 second; 100 per 1 minute``."""
+        return "; ".join(str(item) for item in self.items)
