@@ -72,7 +72,11 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 def test_a_reviewer_approves_a_refund_on_the_reviewer_page(mesh: Mesh, page: Page) -> None:
-    rid = submit(mesh, "I want a refund of $500 for order 2002, the monitor arrived broken")
+    rid = submit(
+        mesh,
+        "I want a refund of $500 for order 2002, the monitor arrived broken",
+        scopes=("workflow:refund",),
+    )
     review = pending_review(mesh, rid)
     assert review["rule"] == "refund.amount_over_auto_limit"
     assert review["required_role"] == "support-lead"
@@ -118,7 +122,11 @@ def test_a_reviewer_approves_a_refund_on_the_reviewer_page(mesh: Mesh, page: Pag
 def test_the_page_shows_why_a_reviewer_without_the_role_cannot_decide(
     mesh: Mesh, page: Page
 ) -> None:
-    rid = submit(mesh, "Please raise a purchase order for 25 laptops from Acme, about $30,000")
+    rid = submit(
+        mesh,
+        "Please raise a purchase order for 25 laptops from Acme, about $30,000",
+        scopes=("workflow:procurement",),
+    )
     review = pending_review(mesh, rid)
     token = reviewer(mesh, ("support-lead",), subject="lena@example.com")["Authorization"]
 
@@ -180,7 +188,11 @@ def _race(*calls: Any) -> list[httpx.Response]:
 
 
 def test_two_reviewers_racing_for_one_review_make_one_decision(mesh: Mesh) -> None:
-    rid = submit(mesh, "Please raise a purchase order for 25 laptops from Acme, about $30,000")
+    rid = submit(
+        mesh,
+        "Please raise a purchase order for 25 laptops from Acme, about $30,000",
+        scopes=("workflow:procurement",),
+    )
     review = pending_review(mesh, rid)
     review_id = review["review_id"]
     roles = ["procurement-manager"]
@@ -216,7 +228,11 @@ def test_two_reviewers_racing_for_one_review_make_one_decision(mesh: Mesh) -> No
 
 
 def test_two_reviewers_deciding_at_once_without_claims_make_one_decision(mesh: Mesh) -> None:
-    rid = submit(mesh, "Please raise a purchase order for 25 laptops from Acme, about $30,000")
+    rid = submit(
+        mesh,
+        "Please raise a purchase order for 25 laptops from Acme, about $30,000",
+        scopes=("workflow:procurement",),
+    )
     review_id = pending_review(mesh, rid)["review_id"]
     roles = ["procurement-manager"]
 

@@ -31,7 +31,7 @@ from workflow_client import submit
 
 MAX_ATTEMPTS = 3
 SUBMITTING_TENANT = f"hooks-{uuid.uuid4().hex[:8]}"
-"""The tenant intake gives HTTP requests in this module's mesh (no auth on intake yet)."""
+"""The tenant this module's HTTP requests are submitted for (their token's tenant)."""
 REFUND = result_topic("refund")
 
 
@@ -114,7 +114,6 @@ def hooks_mesh(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "PACTMESH_DELIVERY_WEBHOOK_BACKOFF_BASE_S": "0.2",
         "PACTMESH_DELIVERY_WEBHOOK_BACKOFF_CAP_S": "0.5",
         "PACTMESH_DELIVERY_WEBHOOK_TIMEOUT_S": "5",
-        "PACTMESH_DEFAULT_TENANT": SUBMITTING_TENANT,
     }
     with running_mesh(broker.bootstrap, tmp_path_factory.mktemp("hooks"), env=env) as mesh:
         yield mesh
@@ -256,7 +255,12 @@ def test_a_registered_webhook_receives_a_signed_result_exactly_once(
         workflows=["support-triage"],
     )
 
-    request_id = submit(hooks_mesh, "How do I reset my password?", "support-triage")
+    request_id = submit(
+        hooks_mesh,
+        "How do I reset my password?",
+        "support-triage",
+        tenant=SUBMITTING_TENANT,
+    )
 
     [got] = wait_for(lambda: receiver.at("/a/support"), timeout=90, what="the POST")
     result = Envelope[WorkflowResult].model_validate_json(got.body)

@@ -22,7 +22,12 @@ def requester(mesh: Mesh, *, scopes: tuple[str, ...] = (), tenant: str = TENANT)
 
 
 def submit(
-    mesh: Mesh, text: str, workflow: str | None = None, *, scopes: tuple[str, ...] = ()
+    mesh: Mesh,
+    text: str,
+    workflow: str | None = None,
+    *,
+    scopes: tuple[str, ...] = (),
+    tenant: str = TENANT,
 ) -> uuid.UUID:
     """POST a request as a requester; its id. A named ``workflow`` is granted by scope;
     a text that routing should send to another workflow than support-triage needs
@@ -34,7 +39,7 @@ def submit(
     response = httpx.post(
         f"{mesh.url('intake')}/v1/requests",
         json=body,
-        headers=requester(mesh, scopes=scopes),
+        headers=requester(mesh, scopes=scopes, tenant=tenant),
         timeout=10,
     )
     assert response.status_code == 202, response.text
@@ -79,8 +84,8 @@ def finished(
     return dict(run(mesh, request_id)["values"])
 
 
-REVIEWER_TENANT = "default"
-"""The tenant of requests submitted without a token (intake's default tenant)."""
+REVIEWER_TENANT = TENANT
+"""Reviewers work in the tenant the workflow tests submit for."""
 
 
 def reviewer(

@@ -717,3 +717,43 @@ async def test_events_of_an_unknown_request_are_404(
 ) -> None:
     response = await http.get(f"/v1/requests/{uuid.uuid4()}/events", headers=acme)
     assert response.status_code == 404
+
+
+async def test_a_stream_ends_when_delivery_is_stored_after_it_passed_the_live_feed(
+    app: FastAPI, http: httpx.AsyncClient, acme: dict[str, str]
+) -> None:
+    """The live group may see ``delivered`` before this stream follows, and the store
+    group record it only after the history was read: the stream catches up from the
+    store instead of waiting forever."""
+    runtime: Runtime = app.state.runtime
+    posted = await http.post("/v1/requests", json={"text": "reset?"}, headers=acme)
+    request_id = uuid.UUID(posted.json()["request_id"])
+    store = runtime.require_store()
+
+    async def stored_late() -> None:
+        for _ in range(500):  # polled, with a 5 s deadline
+            if runtime.live.following(request_id):
+                break
+            await asyncio.sleep(0.01)
+        await store.record(
+            Transition(
+                event_id=uuid.uuid4(),
+                request_id=request_id,
+                status=RequestStatus.DELIVERED,
+                service="delivery",
+                at=datetime.now(UTC),
+            )
+        )
+        await store.record_result(request_id=request_id, result=ResultView.of(_result(request_id)))
+
+    storing = asyncio.create_task(stored_late())
+    async with asyncio.timeout(20):
+        response = await http.get(f"/v1/requests/{request_id}/events", headers=acme)
+    await storing
+
+    events = _sse(response.text)
+    assert [(e, d.get("status") or d.get("outcome")) for e, d in events] == [
+        ("progress", "accepted"),
+        ("progress", "delivered"),
+        ("result", "succeeded"),
+    ]

@@ -89,6 +89,8 @@ class StreamItem:
 
 RESULT_POLL_S = 0.25
 """How often a stream waiting for its result looks in the store as well."""
+STORE_POLL_S = 1.0
+"""How long a stream waits for a live event before catching up from the store."""
 
 
 async def request_events(
@@ -118,7 +120,30 @@ async def request_events(
                 return
         held: ResultView | None = None
         while not follower.overflowed or not follower.queue.empty():
-            event = await follower.queue.get()
+            try:
+                event = await asyncio.wait_for(follower.queue.get(), STORE_POLL_S)
+            except TimeoutError:
+                # This instance's live group and its store group read progress
+                # independently: a transition may have passed the live feed before this
+                # stream followed it and been stored only after the history was read.
+                # Catch up from the store now and then, so such a stream still ends.
+                view = await store.get(request_id)
+                for entry in view.history if view is not None else ():
+                    key = (entry.status.value, entry.service, entry.detail)
+                    if key in sent:
+                        continue
+                    sent.add(key)
+                    yield StreamItem(
+                        "progress", {**entry.model_dump(mode="json"), "replayed": True}
+                    )
+                    if entry.status is RequestStatus.DELIVERED:
+                        known = held or (view.result if view is not None else None)
+                        async for last in _result(
+                            store, follower, request_id, known, result_wait_s
+                        ):
+                            yield last
+                        return
+                continue
             if isinstance(event.payload, WorkflowResult):
                 held = ResultView.of(event)
                 continue
