@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED
 from pactmesh_kit.broker import EventPublisher, make_broker
 from pactmesh_kit.service import create_service_app
@@ -14,7 +13,6 @@ from pactmesh_kit.telemetry import setup_telemetry
 
 from pactmesh_intake import handlers
 from pactmesh_intake.adapters.sqlite_store import open_store
-from pactmesh_intake.api.errors import validation_failed
 from pactmesh_intake.api.routes import requests
 from pactmesh_intake.runtime import Runtime
 from pactmesh_intake.settings import Settings
@@ -50,6 +48,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # chunked body is counted as it streams in and cut off at the limit. Kept on this
     # router so health and documentation routes are unaffected.
     app.include_router(requests.router, max_body_size=settings.max_body_bytes)
-    app.add_exception_handler(RequestValidationError, validation_failed)
     app.state.runtime = runtime
     return app

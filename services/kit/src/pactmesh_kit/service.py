@@ -9,6 +9,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI, get_asyncapi_html
@@ -16,6 +17,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
 from pactmesh_kit.auth.http import Authenticator
+from pactmesh_kit.http_errors import validation_failed
 from pactmesh_kit.settings import KitSettings
 from pactmesh_kit.telemetry import setup_logging
 
@@ -93,6 +95,7 @@ def create_service_app(
     # Every service verifies bearer tokens the same way (pactmesh_kit.auth.http); routes
     # opt in with `require(...)`. Built here so a bad key or policy fails at start-up.
     app.state.authenticator = Authenticator.from_settings(settings)
+    app.add_exception_handler(RequestValidationError, validation_failed)
     app.include_router(health_router(broker))
     app.include_router(asyncapi_router(broker, title=title, description=description))
     for extra in routers:

@@ -1,4 +1,5 @@
-"""Error responses FastAPI would otherwise fail to send."""
+"""Error responses FastAPI would otherwise fail to send (installed on every service by
+``create_service_app``)."""
 
 from __future__ import annotations
 
