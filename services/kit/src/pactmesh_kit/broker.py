@@ -9,6 +9,13 @@ Guarantees set here, once, for every service:
 * a message that cannot be decoded into its topic's contract, or whose handler keeps
   failing, goes to the dead-letter topic with its original bytes and the reason, and
   the consumer carries on.
+
+Two ways to consume, with the same guarantees. ``subscriber`` hands a handler one
+message at a time and commits after each. ``keyed_subscriber`` takes a batch of up to
+``max_records`` messages, runs the messages of different keys (workflows) concurrently
+and those of one key in order, and commits the batch's offsets once, after every handler
+in it has returned. A process killed mid-batch has committed none of it: the whole batch
+is delivered again, and handlers, idempotent by event id, change nothing twice.
 """
 
 from __future__ import annotations
@@ -17,9 +24,10 @@ import asyncio
 import base64
 import json
 import logging
+import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Annotated, Any
 
 from aiokafka import ConsumerRecord
 from faststream import BaseMiddleware
@@ -29,10 +37,11 @@ from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.middlewares import AckPolicy
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import DeadLetter, DeadLetterCode
 from pactmesh_contracts.topics import DEAD_LETTERS, Topic, topic_for
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError, WithJsonSchema
 
 from pactmesh_kit.errors import UndeliverableMessage
 from pactmesh_kit.settings import KitSettings
@@ -42,6 +51,13 @@ logger = logging.getLogger(__name__)
 JSON_HEADERS = {"content-type": "application/json"}
 WORKFLOW_ID_ATTRIBUTE = "pactmesh.workflow_id"
 """Span attribute naming the workflow a span worked on, to find a request's trace."""
+BATCH_MAX_RECORDS = 256
+"""Messages a keyed subscriber takes at once: at most this many handlers run together."""
+
+_TRACER_PROVIDERS: weakref.WeakKeyDictionary[KafkaBroker, TracerProvider] = (
+    weakref.WeakKeyDictionary()
+)
+_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 def make_broker(settings: KitSettings, *, tracer_provider: TracerProvider | None) -> KafkaBroker:
@@ -66,6 +82,8 @@ def make_broker(settings: KitSettings, *, tracer_provider: TracerProvider | None
     )
     # Added last, so innermost: a dead-lettered message is still inside its trace span.
     broker.add_middleware(dead_letter_middleware(broker, settings))
+    if tracer_provider is not None:
+        _TRACER_PROVIDERS[broker] = tracer_provider
     return broker
 
 
@@ -89,6 +107,208 @@ def subscriber(
         description=topic.description,
         **options,
     )
+
+
+KeyedHandler = Callable[[Any, ConsumerRecord[Any, Any]], Awaitable[None]]
+"""A keyed subscriber's handler: the decoded event and the record it came in."""
+
+
+def keyed_subscriber(
+    broker: KafkaBroker,
+    topic: Topic,
+    settings: KitSettings,
+    *,
+    max_records: int = BATCH_MAX_RECORDS,
+) -> Callable[[KeyedHandler], KeyedHandler]:
+    """Subscribe a handler to ``topic`` in batches, concurrently across keys.
+
+    The handler is called once per message, as with ``subscriber``, with the decoded
+    event and its record (for ``refuse``). Messages with the same Kafka key (the
+    workflow id) are handled one after another in offset order; different keys run
+    concurrently. The batch's offsets are committed once every handler has returned, so
+    an offset is never committed before its message's effects are durable. A handler
+    that raises is retried in place (the key's later messages wait), then the message
+    is dead-lettered, like ``subscriber`` does by rewinding.
+    """
+    group = consumer_group(settings, topic)
+
+    def register(handler: KeyedHandler) -> KeyedHandler:
+        deliver = _keyed_delivery(broker, topic, settings, group, handler)
+
+        async def consume(records: Any) -> None:
+            await _by_key(records, deliver)
+
+        consume.__name__ = handler.__name__
+        consume.__doc__ = handler.__doc__
+        # Handed over undecoded (each record is decoded on its own), documented as what
+        # the topic carries.
+        schema = _inlined(TypeAdapter(list[topic.record_type]).json_schema())  # type: ignore[name-defined]
+        consume.__annotations__ = {
+            "records": Annotated[Any, WithJsonSchema(schema)],
+            "return": None,
+        }
+        broker.subscriber(
+            topic.qualified(settings.topic_prefix),
+            group_id=group,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            batch=True,
+            max_records=max_records,
+            decoder=_records,
+            title=f"{settings.service_name}:{topic.name}",
+            description=topic.description,
+        )(consume)
+        return handler
+
+    return register
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with its ``$defs`` references replaced by what they name: pydantic
+    cannot nest a schema that carries its own ``$defs`` inside another one."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)  # type: ignore[no-any-return]
+
+
+async def _records(msg: KafkaMessage, _original: Any = None) -> Any:
+    """A batch's records as they came: each is decoded (or dead-lettered) on its own."""
+    return msg.raw_message
+
+
+async def _by_key(
+    records: Sequence[ConsumerRecord[Any, Any]],
+    deliver: Callable[[ConsumerRecord[Any, Any]], Awaitable[None]],
+) -> None:
+    """Deliver ``records``: one key's in order, different keys' concurrently.
+
+    A task group, so that if one key's delivery fails (the dead-letter topic is
+    unreachable) the others are cancelled before the batch is rewound: no message is
+    ever handled twice at the same time.
+    """
+    lanes: dict[Any, list[ConsumerRecord[Any, Any]]] = {}
+    for record in records:
+        key = record.key if record.key is not None else (record.topic, record.partition)
+        lanes.setdefault(key, []).append(record)
+    if len(lanes) == 1:
+        for record in records:
+            await deliver(record)
+        return
+
+    async def lane(queue: list[ConsumerRecord[Any, Any]]) -> None:
+        for record in queue:
+            await deliver(record)
+
+    async with asyncio.TaskGroup() as group:
+        for queue in lanes.values():
+            group.create_task(lane(queue))
+
+
+def _keyed_delivery(
+    broker: KafkaBroker, topic: Topic, settings: KitSettings, group: str, handler: KeyedHandler
+) -> Callable[[ConsumerRecord[Any, Any]], Awaitable[None]]:
+    """One message of a batch: in its own span, continuing the publisher's trace;
+    decoded against ``topic``; handled, retried, or dead-lettered."""
+    provider = _TRACER_PROVIDERS.get(broker)
+    tracer = (provider or trace.get_tracer_provider()).get_tracer("pactmesh_kit.broker")
+    dead_letters = _DeadLetters(broker, settings)
+    decode = topic.adapter.validate_json
+
+    async def deliver(record: ConsumerRecord[Any, Any]) -> None:
+        headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+        with tracer.start_as_current_span(
+            f"{record.topic} process",
+            context=_PROPAGATOR.extract(headers),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation": "process",
+                "messaging.destination.name": record.topic,
+                "messaging.destination.partition.id": str(record.partition),
+                "messaging.kafka.message.offset": record.offset,
+                "messaging.consumer.group.name": group,
+            },
+        ) as span:
+            try:
+                event = decode(record.value or b"")
+            except ValidationError as exc:
+                await dead_letters.publish(
+                    dead_letter_for(
+                        record,
+                        settings=settings,
+                        group=group,
+                        error_code=_error_code(exc),
+                        error=str(exc),
+                        errors=_jsonable_errors(exc),
+                    ),
+                    record.key,
+                )
+                return
+            if workflow_id := getattr(event, "workflow_id", None):
+                span.set_attribute(WORKFLOW_ID_ATTRIBUTE, str(workflow_id))
+            await _handle_with_retries(handler, event, record, settings, dead_letters)
+
+    return deliver
+
+
+async def _handle_with_retries(
+    handler: KeyedHandler,
+    event: Any,
+    record: ConsumerRecord[Any, Any],
+    settings: KitSettings,
+    dead_letters: _DeadLetters,
+) -> None:
+    for attempt in range(1, settings.handler_max_attempts + 1):
+        try:
+            await handler(event, record)
+            return
+        except UndeliverableMessage as exc:
+            await dead_letters.publish(exc.dead_letter, record.key)
+            return
+        except Exception as exc:
+            if attempt < settings.handler_max_attempts:
+                logger.exception("handler failed (attempt %d), will retry", attempt)
+                await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
+                continue
+            letter = dead_letter_for(
+                record,
+                settings=settings,
+                group=None,
+                error_code="refused",
+                error=f"handler failed {attempt} times: {exc!r}",
+            )
+            await dead_letters.publish(letter, record.key)
+
+
+class _DeadLetters:
+    """Publishes dead-letter records on the dead-letter topic."""
+
+    def __init__(self, broker: KafkaBroker, settings: KitSettings) -> None:
+        self._broker = broker
+        self._topic = DEAD_LETTERS.qualified(settings.topic_prefix)
+
+    async def publish(self, dead_letter: DeadLetter, key: bytes | None) -> None:
+        """Publish ``dead_letter``, keyed like the message it describes."""
+        logger.warning(
+            "dead-lettering %s[%d]@%d: %s",
+            dead_letter.source_topic,
+            dead_letter.source_partition,
+            dead_letter.source_offset,
+            dead_letter.error.splitlines()[0] if dead_letter.error else dead_letter.error_code,
+        )
+        await self._broker.publish(
+            dead_letter.model_dump_json().encode(), self._topic, key=key, headers=JSON_HEADERS
+        )
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -203,23 +423,14 @@ def dead_letter_middleware(broker: KafkaBroker, settings: KitSettings) -> type[B
     ``error_code="refused"`` so that one poisoned message cannot stall its partition.
     """
     attempts = _AttemptCounter()
-    dlq_topic = DEAD_LETTERS.qualified(settings.topic_prefix)
-
-    async def publish_dead_letter(dead_letter: DeadLetter, key: bytes | None) -> None:
-        logger.warning(
-            "dead-lettering %s[%d]@%d: %s",
-            dead_letter.source_topic,
-            dead_letter.source_partition,
-            dead_letter.source_offset,
-            dead_letter.error.splitlines()[0] if dead_letter.error else dead_letter.error_code,
-        )
-        await broker.publish(
-            dead_letter.model_dump_json().encode(), dlq_topic, key=key, headers=JSON_HEADERS
-        )
+    dead_letters = _DeadLetters(broker, settings)
+    publish_dead_letter = dead_letters.publish
 
     class DeadLetterMiddleware(BaseMiddleware):
         async def consume_scope(self, call_next: Any, msg: Any) -> Any:
             record = msg.raw_message
+            if isinstance(record, (list, tuple)):  # a keyed subscriber's batch: it dead-letters
+                return await call_next(msg)  # each of its messages itself
             key = (record.topic, record.partition, record.offset)
             try:
                 result = await call_next(msg)
@@ -288,14 +499,16 @@ def encode(model: BaseModel) -> bytes:
     return model.model_dump_json().encode()
 
 
-def refuse(message: KafkaMessage, settings: KitSettings, reason: str) -> UndeliverableMessage:
+def refuse(
+    message: KafkaMessage | ConsumerRecord[Any, Any], settings: KitSettings, reason: str
+) -> UndeliverableMessage:
     """An exception that dead-letters ``message`` (raise it from a handler) with ``reason``.
 
     For well-formed events the service cannot act on, such as a result for a workflow
     run it has never heard of: kept, not dropped, and the consumer moves on.
     """
-    record = message.raw_message
-    assert isinstance(record, ConsumerRecord), "batch subscribers are not used"
+    record = message if isinstance(message, ConsumerRecord) else message.raw_message
+    assert isinstance(record, ConsumerRecord), "a batch is refused message by message"
     return UndeliverableMessage(
         dead_letter_for(record, settings=settings, group=None, error_code="refused", error=reason)
     )
