@@ -27,7 +27,7 @@ import logging
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 from aiokafka import ConsumerRecord
 from faststream import BaseMiddleware
@@ -109,7 +109,9 @@ def subscriber(
     )
 
 
-KeyedHandler = Callable[[Any, ConsumerRecord[Any, Any]], Awaitable[None]]
+Record: TypeAlias = ConsumerRecord[Any, Any]
+"""A message as consumed: what ``refuse`` and dead-letter records describe."""
+KeyedHandler: TypeAlias = Callable[[Any, Record], Awaitable[None]]
 """A keyed subscriber's handler: the decoded event and the record it came in."""
 
 

@@ -8,19 +8,14 @@ already past the event, an outbox mark already written), so nothing happens twic
 
 from __future__ import annotations
 
-from typing import Any
-
-from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import RequestRouted, ReviewDecided
 from pactmesh_contracts.topics import REQUESTS_ROUTED, REVIEWS_DECIDED, TOOL_RESULTS, ToolResult
-from pactmesh_kit.broker import keyed_subscriber, refuse
+from pactmesh_kit.broker import Record, keyed_subscriber, refuse
 
 from pactmesh_orchestrator.domain.engine import UnknownWorkflowRun
 from pactmesh_orchestrator.runtime import Runtime
-
-Record = ConsumerRecord[Any, Any]
 
 
 def register(broker: KafkaBroker, runtime: Runtime) -> None:
