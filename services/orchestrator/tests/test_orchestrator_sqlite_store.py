@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,14 @@ class _Collect:
 
     async def publish(self, event: Envelope[Any]) -> None:
         self.events.append(event)
+
+    async def send(self, event: Envelope[Any]) -> Awaitable[object]:
+        await self.publish(event)
+        return asyncio.ensure_future(asyncio.sleep(0))  # acknowledged at once
+
+    async def publish_all(self, events: Sequence[Envelope[Any]]) -> None:
+        for event in events:
+            await self.publish(event)
 
 
 async def test_a_workflow_resumes_from_the_file_in_a_new_process(tmp_path: Path) -> None:

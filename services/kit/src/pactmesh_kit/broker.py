@@ -482,6 +482,15 @@ class EventPublisher:
 
     async def publish(self, event: Envelope[Any], *, topic: Topic | None = None) -> None:
         """Publish ``event`` keyed by its workflow id; waits for all in-sync replicas."""
+        await (await self.send(event, topic=topic))
+
+    async def send(self, event: Envelope[Any], *, topic: Topic | None = None) -> Awaitable[object]:
+        """Hand ``event`` to the producer and return without waiting for the broker.
+
+        Events sent one after another leave in that order (an idempotent producer keeps
+        a partition's order through retries). Await the returned future for the
+        acknowledgement of all in-sync replicas.
+        """
         topic = topic or topic_for(event.payload)
         if not topic.accepts(type(event.payload)):
             raise ValueError(f"{event.type} may not travel on {topic.name}")
@@ -489,11 +498,22 @@ class EventPublisher:
         headers = {**JSON_HEADERS, "event-type": event.type}
         publisher = self._publishers.get(topic.name)
         if publisher is None:
-            await self._broker.publish(
-                body, topic.qualified(self._prefix), key=event.key, headers=headers
+            sent = await self._broker.publish(
+                body, topic.qualified(self._prefix), key=event.key, headers=headers, no_confirm=True
             )
         else:
-            await publisher.publish(body, key=event.key, headers=headers)
+            sent = await publisher.publish(body, key=event.key, headers=headers, no_confirm=True)
+        return sent if isinstance(sent, asyncio.Future) else _acknowledged(sent)
+
+    async def publish_all(self, events: Iterable[Envelope[Any]]) -> None:
+        """Publish ``events`` in order, pipelined: one wait for all their acknowledgements."""
+        acks = [await self.send(event) for event in events]
+        await asyncio.gather(*acks)
+
+
+async def _acknowledged(value: object) -> object:
+    """What a publish that has already been acknowledged (the in-memory broker) returns."""
+    return value
 
 
 def encode(model: BaseModel) -> bytes:

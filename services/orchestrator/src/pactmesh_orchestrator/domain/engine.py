@@ -4,17 +4,23 @@ result, and publish what each new checkpoint implies (a tool call, or completion
 Tokens a node streams (LangGraph's custom stream, ``{"kind": "token", ...}``) are
 published as ``WorkflowToken`` as they come, before the checkpoint's events. They are
 best-effort, outside the outbox: a replayed step may send them again.
+
+Events are handed to the producer in order without waiting for each acknowledgement
+(one round trip per step, not per event); a step's outbox mark is written only once
+every event of the step is acknowledged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, cast
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 from pactmesh_contracts.envelope import Envelope
@@ -48,10 +54,14 @@ _REVIEW_NAMESPACE = uuid.UUID("0e8b2f5a-3c1d-4e6f-8a9b-7c6d5e4f3a2b")
 
 
 class Publisher(Protocol):
-    """Publishes one event durably."""
+    """Publishes events durably, in the order they are handed over."""
 
-    async def publish(self, event: Envelope[Any]) -> None:
-        """Publish ``event``."""
+    async def send(self, event: Envelope[Any]) -> Awaitable[object]:
+        """Hand ``event`` over and return at once; await the result for its ack."""
+        ...
+
+    async def publish_all(self, events: Sequence[Envelope[Any]]) -> None:
+        """Publish ``events`` in order; return once every one is acknowledged."""
         ...
 
 
@@ -141,9 +151,8 @@ class Engine:
             await self._publish_unknown_workflow(event)
             return
         config = _config(event.workflow_id)
-        snapshot = await graph.aget_state(config)
-        if not snapshot.values:
-            await self._publisher.publish(
+        if not _started(await self._checkpointer.aget_tuple(config)):
+            running = await self._publisher.send(
                 event.follow(
                     WorkflowProgress(
                         status=RequestStatus.RUNNING,
@@ -166,8 +175,8 @@ class Engine:
                 "history": [],
             }
             await self._run(event, graph, initial, config)
-            snapshot = await graph.aget_state(config)
-        snapshot = await self._caught_up(event, graph, config, snapshot)
+            await running
+        snapshot = await self._caught_up(event, graph, config, await graph.aget_state(config))
         await self._emit(event, snapshot)
 
     async def resume(self, event: Envelope[ToolCallCompleted | ToolCallFailed]) -> None:
@@ -227,11 +236,13 @@ class Engine:
         self, cause: Envelope[Any], graph: Graph, graph_input: Any, config: RunnableConfig
     ) -> None:
         """Run ``graph`` to its next pause or end, publishing streamed tokens in order."""
+        acks: list[Awaitable[object]] = []
         async for mode, chunk in graph.astream(
             graph_input, config, stream_mode=["custom", "updates"], durability="sync"
         ):
             if mode == "custom" and isinstance(chunk, dict) and chunk.get("kind") == "token":
-                await self._publisher.publish(cause.follow(_token(chunk)))
+                acks.append(await self._publisher.send(cause.follow(_token(chunk))))
+        await asyncio.gather(*acks)
 
     async def state(self, workflow_id: uuid.UUID) -> StateSnapshot | None:
         """The run's latest checkpoint, or None if there is none."""
@@ -253,8 +264,7 @@ class Engine:
         marker = _marker(snapshot)
         if await self._outbox.published(thread_id, marker):
             return
-        for event in self._outgoing(cause, snapshot):
-            await self._publisher.publish(event)
+        await self._publisher.publish_all(self._outgoing(cause, snapshot))
         await self._outbox.mark(thread_id, marker)
 
     def _outgoing(self, cause: Envelope[Any], snapshot: StateSnapshot) -> list[Envelope[Any]]:
@@ -343,26 +353,31 @@ class Engine:
     async def _publish_unknown_workflow(self, event: Envelope[RequestRouted]) -> None:
         # No graph, so no checkpoint: delivery deduplicates by workflow id instead.
         error = f"workflow {event.payload.workflow!r} is not registered"
-        await self._publisher.publish(
-            event.follow(
-                WorkflowCompleted(
-                    workflow=event.payload.workflow,
-                    outcome=Outcome.FAILED,
-                    error=error,
-                    metadata=event.payload.metadata,
-                )
-            )
+        await self._publisher.publish_all(
+            [
+                event.follow(
+                    WorkflowCompleted(
+                        workflow=event.payload.workflow,
+                        outcome=Outcome.FAILED,
+                        error=error,
+                        metadata=event.payload.metadata,
+                    )
+                ),
+                event.follow(
+                    WorkflowProgress(
+                        status=RequestStatus.FAILED,
+                        service=SERVICE,
+                        workflow=event.payload.workflow,
+                        detail=error,
+                    )
+                ),
+            ]
         )
-        await self._publisher.publish(
-            event.follow(
-                WorkflowProgress(
-                    status=RequestStatus.FAILED,
-                    service=SERVICE,
-                    workflow=event.payload.workflow,
-                    detail=error,
-                )
-            )
-        )
+
+
+def _started(saved: CheckpointTuple | None) -> bool:
+    """Whether a run has a checkpoint with its state (the workflow's name) in it."""
+    return saved is not None and "workflow" in saved.checkpoint["channel_values"]
 
 
 def _token(chunk: dict[str, Any]) -> WorkflowToken:
