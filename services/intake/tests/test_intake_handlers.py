@@ -17,6 +17,7 @@ from pactmesh_contracts.events import (
     RequestStatus,
     RequestSubmitted,
     WorkflowProgress,
+    WorkflowToken,
 )
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED, REQUESTS_INBOUND, WORKFLOW_PROGRESS, Topic
 from pactmesh_intake import handlers
@@ -32,6 +33,7 @@ SETTINGS = Settings(topic_prefix="intake-test.")
 class Intake:
     broker: KafkaBroker
     store: SqliteRequestStore
+    runtime: Runtime
     accepted: list[Envelope[RequestAccepted]] = field(default_factory=list)
 
     async def send(self, topic: Topic, event: Envelope[Any]) -> None:
@@ -55,7 +57,7 @@ async def intake(tmp_path: Path) -> AsyncIterator[Intake]:
 
     async with open_store(tmp_path / "intake.sqlite3") as store, TestKafkaBroker(broker):
         runtime.store = store
-        yield Intake(broker, store, accepted)
+        yield Intake(broker, store, runtime, accepted)
 
 
 def _event(payload: Any, workflow_id: uuid.UUID) -> Envelope[Any]:
@@ -88,3 +90,15 @@ async def test_inbound_request_is_accepted_and_progress_recorded(intake: Intake)
 
     await intake.send(REQUESTS_INBOUND, submitted)  # a late redelivery changes nothing
     assert len(intake.accepted) == 1
+
+
+async def test_live_events_reach_the_followers_of_their_request_only(intake: Intake) -> None:
+    followed, other = uuid.uuid4(), uuid.uuid4()
+    token = _event(WorkflowToken(seq=0, text="Hello", step="draft", final=False), followed)
+    elsewhere = _event(WorkflowToken(seq=0, text="Hi", step="draft", final=False), other)
+
+    with intake.runtime.live.follow(followed) as follower:
+        await intake.send(WORKFLOW_PROGRESS, elsewhere)
+        await intake.send(WORKFLOW_PROGRESS, token)
+        assert follower.queue.qsize() == 1
+        assert follower.queue.get_nowait() == token

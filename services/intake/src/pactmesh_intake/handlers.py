@@ -1,4 +1,9 @@
-"""Intake's Kafka subscribers."""
+"""Intake's Kafka subscribers.
+
+Keyed subscribers (batches, one commit per batch, requests handled concurrently and
+each request's events in order). The live fan-out reads every progress and token event
+but decodes only those of requests an SSE client here follows.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,18 @@ import uuid
 from typing import Any
 
 from faststream.kafka import KafkaBroker
-from faststream.kafka.message import KafkaMessage
 from faststream.middlewares import AckPolicy
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import RequestSubmitted, WorkflowProgress
 from pactmesh_contracts.topics import REQUESTS_INBOUND, WORKFLOW_PROGRESS, WorkflowUpdate
-from pactmesh_kit.broker import consumer_group, subscriber
+from pactmesh_kit.broker import (
+    BATCH_MAX_RECORDS,
+    Record,
+    consumer_group,
+    keyed_subscriber,
+    raw_records,
+    undecoded_batch,
+)
 from pydantic import ValidationError
 
 from pactmesh_intake.domain.intake import accept_inbound
@@ -26,16 +37,16 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
     """Subscribe intake's handlers on ``broker``."""
     settings = runtime.settings
 
-    @subscriber(broker, REQUESTS_INBOUND, settings)
-    async def on_inbound(event: Envelope[RequestSubmitted]) -> None:
+    @keyed_subscriber(broker, REQUESTS_INBOUND, settings)
+    async def on_inbound(event: Envelope[RequestSubmitted], record: Record) -> None:
         """Accept a request published by an upstream system."""
         if await accept_inbound(
             store=runtime.require_store(), publisher=runtime.publisher, event=event
         ):
             logger.info("accepted %s from the inbound topic", event.workflow_id)
 
-    @subscriber(broker, WORKFLOW_PROGRESS, settings)
-    async def on_progress(event: Envelope[WorkflowUpdate]) -> None:
+    @keyed_subscriber(broker, WORKFLOW_PROGRESS, settings)
+    async def on_progress(event: Envelope[WorkflowUpdate], record: Record) -> None:
         """Record a status transition for ``GET /v1/requests/{id}`` (tokens are not kept)."""
         if not isinstance(event.payload, WorkflowProgress):
             return
@@ -55,25 +66,39 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
     # its own, from the latest offset (history comes from the store, not the topic).
     live_group = f"{consumer_group(settings, WORKFLOW_PROGRESS)}.live.{uuid.uuid4().hex[:12]}"
 
-    @broker.subscriber(
+    async def on_live(records: Any) -> None:
+        """Hand each event to the SSE clients following its request here (if any)."""
+        for record in records:
+            followed = (request_id := _request_id(record)) and runtime.live.following(request_id)
+            if followed and (event := _lenient(record)) is not None:
+                runtime.live.publish(event)
+
+    on_live.__annotations__["records"] = undecoded_batch(WORKFLOW_PROGRESS)
+    broker.subscriber(
         WORKFLOW_PROGRESS.qualified(settings.topic_prefix),
         group_id=live_group,
         auto_offset_reset="latest",
         ack_policy=AckPolicy.ACK_FIRST,
-        decoder=_lenient_decoder,
+        batch=True,
+        max_records=BATCH_MAX_RECORDS,
+        decoder=raw_records,
         title=f"{settings.service_name}:{WORKFLOW_PROGRESS.name}:live",
         description="Progress and tokens for this instance's SSE clients.",
-    )
-    async def on_live(event: Envelope[WorkflowUpdate] | None) -> None:
-        """Hand the event to the SSE clients following its request here."""
-        if event is not None:
-            runtime.live.publish(event)
+    )(on_live)
 
 
-async def _lenient_decoder(msg: KafkaMessage, _original: Any = None) -> Any:
+def _request_id(record: Record) -> uuid.UUID | None:
+    """The request a record belongs to, from its key (the workflow id)."""
+    try:
+        return uuid.UUID(record.key.decode()) if record.key else None
+    except ValueError:
+        return None
+
+
+def _lenient(record: Record) -> Envelope[WorkflowUpdate] | None:
     """The topic's contract, or ``None``: the shared-group consumer already
     dead-letters what the contract refuses, once, so the live one just skips it."""
     try:
-        return WORKFLOW_PROGRESS.adapter.validate_json(msg.body or b"")
+        return WORKFLOW_PROGRESS.adapter.validate_json(record.value or b"")  # type: ignore[no-any-return]
     except ValidationError:
         return None

@@ -156,13 +156,25 @@ def keyed_subscriber(
             ack_policy=AckPolicy.NACK_ON_ERROR,
             batch=True,
             max_records=max_records,
-            decoder=_records,
+            decoder=raw_records,
             title=f"{settings.service_name}:{topic.name}",
             description=topic.description,
         )(consume)
         return handler
 
     return register
+
+
+def undecoded_batch(topic: Topic) -> Any:
+    """The annotation of a batch handler that gets ``topic``'s records undecoded (to
+    decode each on its own): no validation, documented as a list of the topic's events."""
+    schema = _inlined(TypeAdapter(list[topic.record_type]).json_schema())  # type: ignore[name-defined]
+    return Annotated[Any, WithJsonSchema(schema)]
+
+
+async def raw_records(msg: KafkaMessage, _original: Any = None) -> Any:
+    """A batch decoder handing the handler the records as they came."""
+    return msg.raw_message
 
 
 def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
@@ -181,11 +193,6 @@ def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
         return node
 
     return walk(schema)  # type: ignore[no-any-return]
-
-
-async def _records(msg: KafkaMessage, _original: Any = None) -> Any:
-    """A batch's records as they came: each is decoded (or dead-lettered) on its own."""
-    return msg.raw_message
 
 
 async def _by_key(
