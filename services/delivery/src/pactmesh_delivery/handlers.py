@@ -6,11 +6,10 @@ import logging
 from dataclasses import dataclass
 
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import RequestStatus, WorkflowCompleted, WorkflowProgress
 from pactmesh_contracts.topics import WORKFLOW_COMPLETED, WORKFLOWS, result_topic
-from pactmesh_kit.broker import EventPublisher, refuse, subscriber
+from pactmesh_kit.broker import EventPublisher, Record, keyed_subscriber, refuse
 
 from pactmesh_delivery.adapters.ledger import SqliteDeliveryLedger
 from pactmesh_delivery.domain.results import result_for
@@ -38,16 +37,17 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
     """Subscribe the delivery service's handler on ``broker``."""
     settings = runtime.settings
 
-    @subscriber(broker, WORKFLOW_COMPLETED, settings)
-    async def on_completed(event: Envelope[WorkflowCompleted], message: KafkaMessage) -> None:
-        """Publish the result on the workflow's result topic, once per workflow."""
+    @keyed_subscriber(broker, WORKFLOW_COMPLETED, settings)
+    async def on_completed(event: Envelope[WorkflowCompleted], record: Record) -> None:
+        """Publish the result on the workflow's result topic, once per workflow (in
+        batches: results of different workflows are published concurrently)."""
         ledger = runtime.require_ledger()
         if await ledger.delivered(event.workflow_id):
             logger.info("result of %s already delivered", event.workflow_id)
             return
         if event.payload.workflow not in WORKFLOWS:
             raise refuse(
-                message, settings, f"no result topic for workflow {event.payload.workflow!r}"
+                record, settings, f"no result topic for workflow {event.payload.workflow!r}"
             )
         topic = result_topic(event.payload.workflow)
         result = result_for(event)

@@ -33,8 +33,9 @@ from aiokafka import ConsumerRecord
 from faststream import BaseMiddleware
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
-from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.opentelemetry.provider import telemetry_attributes_provider_factory
 from faststream.middlewares import AckPolicy
+from faststream.opentelemetry.middleware import TelemetryMiddleware
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -69,7 +70,13 @@ def make_broker(settings: KitSettings, *, tracer_provider: TracerProvider | None
     """
     middlewares: list[Any] = []
     if tracer_provider is not None:
-        middlewares.append(KafkaTelemetryMiddleware(tracer_provider=tracer_provider))
+        middlewares.append(
+            TelemetryMiddleware(
+                settings_provider_factory=_per_message_telemetry,
+                tracer_provider=tracer_provider,
+                include_messages_counters=True,
+            )
+        )
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=settings.service_name,
@@ -85,6 +92,14 @@ def make_broker(settings: KitSettings, *, tracer_provider: TracerProvider | None
     if tracer_provider is not None:
         _TRACER_PROVIDERS[broker] = tracer_provider
     return broker
+
+
+def _per_message_telemetry(msg: Any) -> Any:
+    """FastStream's Kafka span attributes, except for a keyed subscriber's batch: it
+    traces each of its messages in the trace that message belongs to."""
+    if isinstance(msg, (list, tuple)):
+        return None
+    return telemetry_attributes_provider_factory(msg)
 
 
 def consumer_group(settings: KitSettings, topic: Topic) -> str:
