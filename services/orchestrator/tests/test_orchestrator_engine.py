@@ -381,3 +381,28 @@ async def test_another_instance_resumes_from_the_checkpoint(publisher: FakePubli
         ("workflow.completed.v1", None),
         ("workflow.progress.v1", "completed"),
     ]
+
+
+async def test_a_drafts_tokens_are_gathered_over_the_window(publisher: FakePublisher) -> None:
+    saver = InMemorySaver()
+    engine = Engine(
+        graphs={
+            n: d.build(GatePolicy.load()).compile(checkpointer=saver) for n, d in discover().items()
+        },
+        checkpointer=saver,
+        publisher=publisher,
+        outbox=FakeOutbox(),
+        tool_timeout_s=12.5,
+        token_window_s=10.0,
+    )
+    routed = _routed()
+    call = await _started(engine, publisher, routed)
+
+    await engine.resume(_completed(routed, call))
+
+    published = publisher.take()
+    tokens = [e.payload for e in published if isinstance(e.payload, WorkflowToken)]
+    # the offline model streams every piece at once: the first leaves alone, the rest together
+    assert [(t.seq, t.final) for t in tokens] == [(0, False), (1, True)]
+    done = next(e.payload for e in published if isinstance(e.payload, WorkflowCompleted))
+    assert done.output["reply"] == "".join(t.text for t in tokens).strip()

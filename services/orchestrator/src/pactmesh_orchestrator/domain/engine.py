@@ -2,8 +2,9 @@
 result, and publish what each new checkpoint implies (a tool call, or completion).
 
 Tokens a node streams (LangGraph's custom stream, ``{"kind": "token", ...}``) are
-published as ``WorkflowToken`` as they come, before the checkpoint's events. They are
-best-effort, outside the outbox: a replayed step may send them again.
+published as ``WorkflowToken`` events as they come (gathered over ``token_window_s``,
+see ``tokens``), before the checkpoint's events. They are best-effort, outside the
+outbox: a replayed step may send them again.
 
 Events are handed to the producer in order without waiting for each acknowledgement
 (one round trip per step, not per event); a step's outbox mark is written only once
@@ -12,7 +13,6 @@ every event of the step is acknowledged.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Sequence
@@ -45,6 +45,7 @@ from pactmesh_orchestrator.domain.state import (
     ToolRequest,
     WorkflowState,
 )
+from pactmesh_orchestrator.domain.tokens import TokenStream
 
 logger = logging.getLogger(__name__)
 
@@ -131,12 +132,14 @@ class Engine:
         publisher: Publisher,
         outbox: Outbox,
         tool_timeout_s: float,
+        token_window_s: float = 0.0,
     ) -> None:
         self._graphs = graphs
         self._checkpointer = checkpointer
         self._publisher = publisher
         self._outbox = outbox
         self._tool_timeout_s = tool_timeout_s
+        self._token_window_s = token_window_s
 
     @property
     def workflows(self) -> tuple[str, ...]:
@@ -236,13 +239,21 @@ class Engine:
         self, cause: Envelope[Any], graph: Graph, graph_input: Any, config: RunnableConfig
     ) -> None:
         """Run ``graph`` to its next pause or end, publishing streamed tokens in order."""
-        acks: list[Awaitable[object]] = []
-        async for mode, chunk in graph.astream(
-            graph_input, config, stream_mode=["custom", "updates"], durability="sync"
-        ):
-            if mode == "custom" and isinstance(chunk, dict) and chunk.get("kind") == "token":
-                acks.append(await self._publisher.send(cause.follow(_token(chunk))))
-        await asyncio.gather(*acks)
+
+        async def send(token: WorkflowToken) -> Awaitable[object]:
+            return await self._publisher.send(cause.follow(token))
+
+        tokens = TokenStream(send, window_s=self._token_window_s)
+        try:
+            async for mode, chunk in graph.astream(
+                graph_input, config, stream_mode=["custom", "updates"], durability="sync"
+            ):
+                if mode == "custom" and isinstance(chunk, dict) and chunk.get("kind") == "token":
+                    await tokens.add(chunk)
+        except BaseException:
+            tokens.abandon()
+            raise
+        await tokens.close()
 
     async def state(self, workflow_id: uuid.UUID) -> StateSnapshot | None:
         """The run's latest checkpoint, or None if there is none."""
@@ -378,15 +389,6 @@ class Engine:
 def _started(saved: CheckpointTuple | None) -> bool:
     """Whether a run has a checkpoint with its state (the workflow's name) in it."""
     return saved is not None and "workflow" in saved.checkpoint["channel_values"]
-
-
-def _token(chunk: dict[str, Any]) -> WorkflowToken:
-    return WorkflowToken(
-        seq=chunk["seq"],
-        text=chunk["text"][:2000],
-        step=chunk["step"],
-        final=bool(chunk.get("final", False)),
-    )
 
 
 def _tool_answer(event: Envelope[ToolCallCompleted | ToolCallFailed]) -> ToolAnswer:
