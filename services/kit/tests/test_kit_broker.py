@@ -430,3 +430,21 @@ async def test_keyed_subscriber_documents_the_topics_contract() -> None:
     document = json.loads(AsyncAPI(mesh.broker).to_specification().to_json())
     payloads = json.dumps(document["components"])
     assert "request.accepted.v1" in payloads
+
+
+async def test_events_sent_without_waiting_leave_in_order_and_can_be_awaited() -> None:
+    settings = _settings()
+    broker = make_broker(settings, tracer_provider=None)
+    publisher = EventPublisher(broker, settings, produces=[REQUESTS_ACCEPTED])
+    received: list[str] = []
+
+    @broker.subscriber(SOURCE)
+    async def sink(message: KafkaMessage) -> None:
+        received.append(REQUESTS_ACCEPTED.adapter.validate_json(message.body).payload.text)
+
+    async with TestKafkaBroker(broker):
+        ack = await publisher.send(_accepted("first"))
+        await publisher.publish_all([_accepted("second"), _accepted("third")])
+        await ack
+
+    assert received == ["first", "second", "third"]
