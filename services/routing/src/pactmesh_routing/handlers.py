@@ -13,7 +13,7 @@ from pactmesh_contracts.events import (
     WorkflowProgress,
 )
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED
-from pactmesh_kit.broker import EventPublisher, subscriber
+from pactmesh_kit.broker import EventPublisher, Record, keyed_subscriber
 
 from pactmesh_routing.domain.router import Router
 from pactmesh_routing.settings import Settings
@@ -26,9 +26,10 @@ def register(
 ) -> None:
     """Subscribe routing's handler on ``broker``; ``router`` takes the decisions."""
 
-    @subscriber(broker, REQUESTS_ACCEPTED, settings)
-    async def on_accepted(event: Envelope[RequestAccepted]) -> None:
-        """Route an accepted request and publish the decision, with its reason."""
+    @keyed_subscriber(broker, REQUESTS_ACCEPTED, settings)
+    async def on_accepted(event: Envelope[RequestAccepted], record: Record) -> None:
+        """Route an accepted request and publish the decision, with its reason (in
+        batches: requests are routed concurrently, one commit per batch)."""
         request = event.payload
         decision = await router.route(text=request.text, requested=request.requested_workflow)
         routed = RequestRouted(
@@ -40,7 +41,6 @@ def register(
             fields=decision.fields,
             metadata=request.metadata,
         )
-        await publisher.publish(event.follow(routed))
         detail = f"{decision.workflow} ({decision.confidence:.2f}): {decision.reason}"
         progress = WorkflowProgress(
             status=RequestStatus.ROUTED,
@@ -48,7 +48,7 @@ def register(
             workflow=decision.workflow,
             detail=detail[:2000],
         )
-        await publisher.publish(event.follow(progress))
+        await publisher.publish_all([event.follow(routed), event.follow(progress)])
         logger.info(
             "routed %s to %s (%.2f%s) by %s",
             event.workflow_id,
