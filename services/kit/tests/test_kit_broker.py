@@ -448,3 +448,23 @@ async def test_events_sent_without_waiting_leave_in_order_and_can_be_awaited() -
         await ack
 
     assert received == ["first", "second", "third"]
+
+
+async def test_a_publish_is_one_span_whose_context_the_consumer_continues() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    mesh = _keyed(_settings(), provider)
+    event = _accepted("traced")
+    async with TestKafkaBroker(mesh.broker):
+        await EventPublisher(mesh.broker, mesh.settings, produces=[REQUESTS_ACCEPTED]).publish(
+            event
+        )
+    provider.shutdown()
+
+    spans = exporter.get_finished_spans()
+    [publish] = [s for s in spans if s.name == f"{SOURCE} publish"]
+    assert not [s for s in spans if s.name.endswith(" create")]
+    [process] = [s for s in spans if s.name == f"{SOURCE} process"]
+    assert process.parent is not None
+    assert process.parent.span_id == publish.context.span_id
