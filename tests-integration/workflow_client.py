@@ -31,7 +31,8 @@ def wait_status(
 ) -> dict[str, Any]:
     """Poll until the request reaches ``wanted``."""
     return wait_for(
-        lambda: (view := status(mesh, request_id))["status"] == wanted and view,
+        # A request published on the inbound topic is unknown (404) until intake reads it.
+        lambda: (view := status(mesh, request_id)).get("status") == wanted and view,
         timeout=timeout,
         interval=0.2,
         what=f"{request_id} {wanted}",

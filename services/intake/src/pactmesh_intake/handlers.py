@@ -17,6 +17,7 @@ from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import RequestSubmitted, WorkflowProgress
 from pactmesh_contracts.topics import REQUESTS_INBOUND, WORKFLOW_PROGRESS, WorkflowUpdate
 from pactmesh_kit.broker import (
+    BATCH_IDLE_MS,
     BATCH_MAX_RECORDS,
     Record,
     consumer_group,
@@ -81,6 +82,7 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
         ack_policy=AckPolicy.ACK_FIRST,
         batch=True,
         max_records=BATCH_MAX_RECORDS,
+        batch_timeout_ms=BATCH_IDLE_MS,
         decoder=raw_records,
         title=f"{settings.service_name}:{WORKFLOW_PROGRESS.name}:live",
         description="Progress and tokens for this instance's SSE clients.",

@@ -54,6 +54,10 @@ WORKFLOW_ID_ATTRIBUTE = "pactmesh.workflow_id"
 """Span attribute naming the workflow a span worked on, to find a request's trace."""
 BATCH_MAX_RECORDS = 256
 """Messages a keyed subscriber takes at once: at most this many handlers run together."""
+BATCH_IDLE_MS = 25
+"""How long a keyed subscriber's poll waits for a first message; a message arriving
+while it waits is taken at once, and after an empty poll FastStream pauses as long, so
+an idle hop adds at most this much latency."""
 
 _TRACER_PROVIDERS: weakref.WeakKeyDictionary[KafkaBroker, TracerProvider] = (
     weakref.WeakKeyDictionary()
@@ -198,6 +202,7 @@ def keyed_subscriber(
             ack_policy=AckPolicy.NACK_ON_ERROR,
             batch=True,
             max_records=max_records,
+            batch_timeout_ms=BATCH_IDLE_MS,
             decoder=raw_records,
             title=f"{settings.service_name}:{topic.name}",
             description=topic.description,
