@@ -36,6 +36,7 @@ from pactmesh_contracts.topics import (
 from pactmesh_kit.broker import (
     WORKFLOW_ID_ATTRIBUTE,
     EventPublisher,
+    _BatchGate,
     consumer_group,
     encode,
     keyed_subscriber,
@@ -468,3 +469,22 @@ async def test_a_publish_is_one_span_whose_context_the_consumer_continues() -> N
     [process] = [s for s in spans if s.name == f"{SOURCE} process"]
     assert process.parent is not None
     assert process.parent.span_id == publish.context.span_id
+
+
+async def test_a_rebalance_waits_for_the_batch_in_hand() -> None:
+    gate = _BatchGate("test")
+    order: list[str] = []
+
+    async def batch() -> None:
+        async with gate.handling():
+            await asyncio.sleep(0.05)
+            order.append("batch done")
+
+    async def rebalance() -> None:
+        await asyncio.sleep(0)  # the batch is in hand first
+        await gate.on_partitions_revoked(set())
+        order.append("partitions revoked")
+
+    await asyncio.wait_for(asyncio.gather(batch(), rebalance()), timeout=5)
+    assert order == ["batch done", "partitions revoked"]
+    await asyncio.wait_for(gate.on_partitions_revoked(set()), timeout=1)  # idle: at once

@@ -26,10 +26,11 @@ import json
 import logging
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeAlias
 
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from faststream import BaseMiddleware
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
@@ -54,6 +55,9 @@ WORKFLOW_ID_ATTRIBUTE = "pactmesh.workflow_id"
 """Span attribute naming the workflow a span worked on, to find a request's trace."""
 BATCH_MAX_RECORDS = 256
 """Messages a keyed subscriber takes at once: at most this many handlers run together."""
+REBALANCE_WAIT_S = 8.0
+"""How long a rebalance waits for the batch in hand (under aiokafka's default 10 s
+rebalance timeout, after which the group would go on without this consumer)."""
 BATCH_IDLE_MS = 25
 """How long a keyed subscriber's poll waits for a first message; a message arriving
 while it waits is taken at once, and after an empty poll FastStream pauses as long, so
@@ -177,14 +181,19 @@ def keyed_subscriber(
     an offset is never committed before its message's effects are durable. A handler
     that raises is retried in place (the key's later messages wait), then the message
     is dead-lettered, like ``subscriber`` does by rewinding.
+
+    A rebalance waits until the batch in hand is handled (``_BatchGate``), so the next
+    owner of a partition never handles a message while this consumer still does.
     """
     group = consumer_group(settings, topic)
 
     def register(handler: KeyedHandler) -> KeyedHandler:
         deliver = _keyed_delivery(broker, topic, settings, group, handler)
+        gate = _BatchGate(topic.name)
 
         async def consume(records: Any) -> None:
-            await _by_key(records, deliver)
+            async with gate.handling():
+                await _by_key(records, deliver)
 
         consume.__name__ = handler.__name__
         consume.__doc__ = handler.__doc__
@@ -203,6 +212,7 @@ def keyed_subscriber(
             batch=True,
             max_records=max_records,
             batch_timeout_ms=BATCH_IDLE_MS,
+            listener=gate,
             decoder=raw_records,
             title=f"{settings.service_name}:{topic.name}",
             description=topic.description,
@@ -210,6 +220,40 @@ def keyed_subscriber(
         return handler
 
     return register
+
+
+class _BatchGate(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Holds a rebalance until the batch being handled is done.
+
+    Partitions are revoked before any consumer of the group is given new ones; waiting
+    here means a partition's uncommitted messages go to their next owner only once this
+    consumer has stopped handling them (it then fails to commit them, so the next owner
+    handles them again: idempotent, never concurrent).
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @asynccontextmanager
+    async def handling(self) -> AsyncIterator[None]:
+        """Mark a batch as in hand for the duration of the block."""
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._idle.set()
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Wait (bounded) for the batch in hand before the partitions move."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=REBALANCE_WAIT_S)
+        except TimeoutError:
+            logger.warning("%s: rebalancing with a batch still in hand", self._name)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Nothing to do: handling resumes from the committed offsets."""
 
 
 def undecoded_batch(topic: Topic) -> Any:
