@@ -7,7 +7,8 @@ Two phases, each on a fresh mesh:
            sandbox; BENCH_SLOW_WORKFLOWS (default 10,000) support-triage requests are
            published at once: how many are in flight together (started by the
            orchestrator and not finished), end-to-end p50/p99, each process's peak memory.
-           Support triage calls no model yet, so only tool latency is simulated.
+           Only tool latency is simulated: support triage drafts its reply with the
+           offline model, which answers at once (its tokens are streamed all the same).
   fast  -- no injected latency; BENCH_FAST_WORKFLOWS (default 2,000) requests: sustained
            workflows per second and CPU milliseconds per workflow (all processes).
 Each phase stops at BENCH_DEADLINE_S (default 600 s) and reports what completed.
