@@ -54,6 +54,7 @@ class HttpBackends:
         tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.guards = guards
+        self._tls = httpx.create_ssl_context()  # one CA bundle in memory, not one per client
         self._pools = {name: self._clients(name, base_url, transport) for name in names}
         if tracer_provider is not None:
             _instrument(
@@ -69,7 +70,9 @@ class HttpBackends:
         limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
         return _Pools(
             [
-                httpx.AsyncClient(base_url=base_url, transport=transport, limits=limits)
+                httpx.AsyncClient(
+                    base_url=base_url, transport=transport, limits=limits, verify=self._tls
+                )
                 for _ in range(count)
             ]
         )
