@@ -77,7 +77,9 @@ def test_the_draft_streams_over_sse_and_paraphrases_hit_the_cache(mesh: Mesh) ->
         "succeeded",
     )
     assert {"routed", "running", "completed"} <= set(statuses)
-    assert len(tokens) >= 3, events
+    # The first piece leaves at once; the offline model writes the rest in the same
+    # instant, so they arrive gathered (the orchestrator's token_window_ms) as one more.
+    assert len(tokens) >= 2, events
     assert [t["seq"] for t in tokens] == list(range(len(tokens)))
     assert tokens[-1]["final"]
     kinds = [e for e, _ in events]

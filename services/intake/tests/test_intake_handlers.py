@@ -22,6 +22,7 @@ from pactmesh_contracts.events import (
     RequestSubmitted,
     WorkflowProgress,
     WorkflowResult,
+    WorkflowToken,
 )
 from pactmesh_contracts.topics import (
     DEAD_LETTERS,
@@ -184,3 +185,15 @@ async def test_results_are_kept_for_requests_submitted_here(intake: Intake) -> N
     assert kept is not None
     assert (kept.outcome, kept.output) == (Outcome.SUCCEEDED, {"reply": "on its way"})
     assert intake.dead == []
+
+
+async def test_live_events_reach_the_followers_of_their_request_only(intake: Intake) -> None:
+    followed, other = uuid.uuid4(), uuid.uuid4()
+    token = _event(WorkflowToken(seq=0, text="Hello", step="draft", final=False), followed)
+    elsewhere = _event(WorkflowToken(seq=0, text="Hi", step="draft", final=False), other)
+
+    with intake.runtime.live.follow(followed) as follower:
+        await intake.send(WORKFLOW_PROGRESS, elsewhere)
+        await intake.send(WORKFLOW_PROGRESS, token)
+        assert follower.queue.qsize() == 1
+        assert follower.queue.get_nowait() == token

@@ -1,4 +1,5 @@
-"""The contract decoder and the dead-letter middleware, on FastStream's in-memory broker.
+"""The contract decoder, the dead-letter middleware and keyed (batch) subscribers, on
+FastStream's in-memory broker.
 
 The in-memory broker delivers each published record once and hands a handler's
 exception back to the publisher: it has no consumer to rewind on nack. A redelivery is
@@ -8,16 +9,21 @@ gives the same (topic, partition, offset) a Kafka rewind would.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from faststream.kafka import KafkaBroker, TestKafkaBroker
+from faststream.kafka import KafkaBroker, KafkaResponse, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.specification import AsyncAPI
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import Channel, DeadLetter, RequestAccepted, ToolCallCompleted
 from pactmesh_contracts.topics import (
@@ -28,9 +34,12 @@ from pactmesh_contracts.topics import (
     ToolResult,
 )
 from pactmesh_kit.broker import (
+    WORKFLOW_ID_ATTRIBUTE,
     EventPublisher,
+    _BatchGate,
     consumer_group,
     encode,
+    keyed_subscriber,
     make_broker,
     refuse,
     subscriber,
@@ -260,3 +269,222 @@ def test_consumer_groups_are_per_service_and_topic() -> None:
     settings = _settings()
     assert consumer_group(settings, REQUESTS_ACCEPTED) == "kit-test.kit-test.requests.accepted"
     assert consumer_group(settings, TOOL_RESULTS) != consumer_group(settings, REQUESTS_ACCEPTED)
+
+
+# --- keyed_subscriber: batches, concurrent across keys, ordered within one -----------
+
+
+@dataclass
+class KeyedMesh:
+    """A broker with a keyed handler on ``requests.accepted`` and a dead-letter collector."""
+
+    broker: KafkaBroker
+    settings: KitSettings
+    handle: Callable[[Envelope[RequestAccepted]], Awaitable[None]] | None = None
+    handled: list[tuple[str, int]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+    async def send_batch(self, *messages: tuple[bytes, bytes]) -> None:
+        await self.broker.publish_batch(
+            *(KafkaResponse(value, key=key) for value, key in messages), topic=SOURCE
+        )
+
+
+def _keyed(settings: KitSettings, provider: TracerProvider | None = None) -> KeyedMesh:
+    mesh = KeyedMesh(broker=make_broker(settings, tracer_provider=provider), settings=settings)
+
+    @keyed_subscriber(mesh.broker, REQUESTS_ACCEPTED, settings)
+    async def on_accepted(event: Envelope[RequestAccepted], record: Any) -> None:
+        mesh.handled.append((event.payload.text, record.offset))
+        if mesh.handle is not None:
+            await mesh.handle(event)
+
+    @subscriber(mesh.broker, DEAD_LETTERS, settings)
+    async def on_dead_letter(letter: DeadLetter) -> None:
+        mesh.dead.append(letter)
+
+    return mesh
+
+
+def _wire(text: str) -> bytes:
+    return encode(_accepted(text))
+
+
+async def test_keyed_batch_runs_keys_concurrently_and_each_key_in_order() -> None:
+    mesh = _keyed(_settings())
+    started: dict[str, asyncio.Event] = {t: asyncio.Event() for t in ("a1", "a2", "b1")}
+    finished: list[str] = []
+
+    async def handle(event: Envelope[RequestAccepted]) -> None:
+        text = event.payload.text
+        started[text].set()
+        if text == "a1":  # holds key a until key b's message runs: they overlap
+            await asyncio.wait_for(started["b1"].wait(), timeout=5)
+            assert not started["a2"].is_set(), "a2 started before a1 finished"
+        finished.append(text)
+
+    mesh.handle = handle
+    async with TestKafkaBroker(mesh.broker):
+        await mesh.send_batch((_wire("a1"), b"a"), (_wire("a2"), b"a"), (_wire("b1"), b"b"))
+
+    assert finished.index("a1") < finished.index("a2")
+    assert sorted(finished) == ["a1", "a2", "b1"]
+    assert mesh.dead == []
+
+
+async def test_keyed_batch_dead_letters_what_it_cannot_decode_and_handles_the_rest() -> None:
+    mesh = _keyed(_settings())
+    async with TestKafkaBroker(mesh.broker):
+        await mesh.send_batch((b"not json", b"a"), (_wire("after"), b"a"), (_wire("b"), b"b"))
+
+    assert sorted(text for text, _ in mesh.handled) == ["after", "b"]
+    [letter] = mesh.dead
+    assert letter.error_code == "undecodable"
+    assert letter.original_value() == b"not json"
+    assert letter.consumer_group == consumer_group(mesh.settings, REQUESTS_ACCEPTED)
+
+
+async def test_keyed_handler_is_retried_in_place_then_dead_lettered() -> None:
+    mesh = _keyed(_settings(max_attempts=2))
+
+    async def handle(event: Envelope[RequestAccepted]) -> None:
+        if event.payload.text == "poison":
+            raise HandlerFailed("backend down")
+
+    mesh.handle = handle
+    async with TestKafkaBroker(mesh.broker):
+        await mesh.send_batch((_wire("poison"), b"a"), (_wire("next"), b"a"))
+
+    assert [text for text, _ in mesh.handled] == ["poison", "poison", "next"]
+    [letter] = mesh.dead
+    assert letter.error_code == "refused"
+    assert "handler failed 2 times" in letter.error
+    assert "HandlerFailed('backend down')" in letter.error
+
+
+async def test_keyed_handler_recovers_on_a_retry() -> None:
+    mesh = _keyed(_settings(max_attempts=3))
+    failures = iter([HandlerFailed("once")])
+
+    async def handle(event: Envelope[RequestAccepted]) -> None:
+        if (failure := next(failures, None)) is not None:
+            raise failure
+
+    mesh.handle = handle
+    async with TestKafkaBroker(mesh.broker):
+        await mesh.send_batch((_wire("flaky"), b"a"))
+
+    assert [text for text, _ in mesh.handled] == ["flaky", "flaky"]
+    assert mesh.dead == []
+
+
+async def test_keyed_refuse_dead_letters_at_once() -> None:
+    settings = _settings(max_attempts=3)
+    broker = make_broker(settings, tracer_provider=None)
+    dead: list[DeadLetter] = []
+    calls: list[uuid.UUID] = []
+
+    @keyed_subscriber(broker, TOOL_RESULTS, settings)
+    async def on_result(event: Envelope[ToolResult], record: Any) -> None:
+        calls.append(event.event_id)
+        raise refuse(record, settings, f"no run {event.workflow_id}")
+
+    @subscriber(broker, DEAD_LETTERS, settings)
+    async def on_dead_letter(letter: DeadLetter) -> None:
+        dead.append(letter)
+
+    result = _accepted().follow(
+        ToolCallCompleted(call_id=uuid.uuid4(), tool="kb.search", result={}, duration_ms=1)
+    )
+    async with TestKafkaBroker(broker):
+        await broker.publish(encode(result), TOOL_RESULTS.qualified(PREFIX), key=result.key)
+
+    assert calls == [result.event_id]
+    [letter] = dead
+    assert letter.error_code == "refused"
+    assert letter.error == f"no run {result.workflow_id}"
+
+
+async def test_keyed_message_span_continues_the_publishers_trace() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    mesh = _keyed(_settings(), provider)
+    event = _accepted("traced")
+    tracer = provider.get_tracer("test")
+    async with TestKafkaBroker(mesh.broker):
+        with tracer.start_as_current_span("upstream") as upstream:
+            await mesh.broker.publish(encode(event), SOURCE, key=event.key)
+    provider.shutdown()
+
+    [process] = [
+        s
+        for s in exporter.get_finished_spans()
+        if s.name == f"{SOURCE} process" and s.attributes and WORKFLOW_ID_ATTRIBUTE in s.attributes
+    ]
+    assert process.context.trace_id == upstream.get_span_context().trace_id
+    assert process.attributes[WORKFLOW_ID_ATTRIBUTE] == str(event.workflow_id)
+
+
+async def test_keyed_subscriber_documents_the_topics_contract() -> None:
+    mesh = _keyed(_settings())
+    document = json.loads(AsyncAPI(mesh.broker).to_specification().to_json())
+    payloads = json.dumps(document["components"])
+    assert "request.accepted.v1" in payloads
+
+
+async def test_events_sent_without_waiting_leave_in_order_and_can_be_awaited() -> None:
+    settings = _settings()
+    broker = make_broker(settings, tracer_provider=None)
+    publisher = EventPublisher(broker, settings, produces=[REQUESTS_ACCEPTED])
+    received: list[str] = []
+
+    @broker.subscriber(SOURCE)
+    async def sink(message: KafkaMessage) -> None:
+        received.append(REQUESTS_ACCEPTED.adapter.validate_json(message.body).payload.text)
+
+    async with TestKafkaBroker(broker):
+        ack = await publisher.send(_accepted("first"))
+        await publisher.publish_all([_accepted("second"), _accepted("third")])
+        await ack
+
+    assert received == ["first", "second", "third"]
+
+
+async def test_a_publish_is_one_span_whose_context_the_consumer_continues() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    mesh = _keyed(_settings(), provider)
+    event = _accepted("traced")
+    async with TestKafkaBroker(mesh.broker):
+        await EventPublisher(mesh.broker, mesh.settings, produces=[REQUESTS_ACCEPTED]).publish(
+            event
+        )
+    provider.shutdown()
+
+    spans = exporter.get_finished_spans()
+    [publish] = [s for s in spans if s.name == f"{SOURCE} publish"]
+    assert not [s for s in spans if s.name.endswith(" create")]
+    [process] = [s for s in spans if s.name == f"{SOURCE} process"]
+    assert process.parent is not None
+    assert process.parent.span_id == publish.context.span_id
+
+
+async def test_a_rebalance_waits_for_the_batch_in_hand() -> None:
+    gate = _BatchGate("test")
+    order: list[str] = []
+
+    async def batch() -> None:
+        async with gate.handling():
+            await asyncio.sleep(0.05)
+            order.append("batch done")
+
+    async def rebalance() -> None:
+        await asyncio.sleep(0)  # the batch is in hand first
+        await gate.on_partitions_revoked(set())
+        order.append("partitions revoked")
+
+    await asyncio.wait_for(asyncio.gather(batch(), rebalance()), timeout=5)
+    assert order == ["batch done", "partitions revoked"]
+    await asyncio.wait_for(gate.on_partitions_revoked(set()), timeout=1)  # idle: at once

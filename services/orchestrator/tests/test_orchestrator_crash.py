@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
@@ -20,6 +22,14 @@ class Collect:
 
     async def publish(self, event: Envelope[Any]) -> None:
         self.events.append(event)
+
+    async def send(self, event: Envelope[Any]) -> Awaitable[object]:
+        await self.publish(event)
+        return asyncio.ensure_future(asyncio.sleep(0))  # acknowledged at once
+
+    async def publish_all(self, events: Sequence[Envelope[Any]]) -> None:
+        for event in events:
+            await self.publish(event)
 
 
 class NoOutbox:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import pytest
@@ -30,6 +32,14 @@ class FakePublisher:
 
     async def publish(self, event: Envelope[Any]) -> None:
         self.events.append(event)
+
+    async def send(self, event: Envelope[Any]) -> Awaitable[object]:
+        await self.publish(event)
+        return asyncio.ensure_future(asyncio.sleep(0))  # acknowledged at once
+
+    async def publish_all(self, events: Sequence[Envelope[Any]]) -> None:
+        for event in events:
+            await self.publish(event)
 
     def take(self) -> list[Envelope[Any]]:
         taken, self.events = self.events, []
@@ -373,3 +383,28 @@ async def test_another_instance_resumes_from_the_checkpoint(publisher: FakePubli
         ("workflow.completed.v1", None),
         ("workflow.progress.v1", "completed"),
     ]
+
+
+async def test_a_drafts_tokens_are_gathered_over_the_window(publisher: FakePublisher) -> None:
+    saver = InMemorySaver()
+    engine = Engine(
+        graphs={
+            n: d.build(GatePolicy.load()).compile(checkpointer=saver) for n, d in discover().items()
+        },
+        checkpointer=saver,
+        publisher=publisher,
+        outbox=FakeOutbox(),
+        tool_timeout_s=12.5,
+        token_window_s=10.0,
+    )
+    routed = _routed()
+    call = await _started(engine, publisher, routed)
+
+    await engine.resume(_completed(routed, call))
+
+    published = publisher.take()
+    tokens = [e.payload for e in published if isinstance(e.payload, WorkflowToken)]
+    # the offline model streams every piece at once: the first leaves alone, the rest together
+    assert [(t.seq, t.final) for t in tokens] == [(0, False), (1, True)]
+    done = next(e.payload for e in published if isinstance(e.payload, WorkflowCompleted))
+    assert done.output["reply"] == "".join(t.text for t in tokens).strip()

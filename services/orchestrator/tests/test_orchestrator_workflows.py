@@ -7,8 +7,9 @@ the way the hitl service would. Every event crosses the wire format of its topic
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -95,6 +96,14 @@ class FakePublisher:
 
     async def publish(self, event: Envelope[Any]) -> None:
         self.events.append(topic_for(event.payload).adapter.validate_json(event.model_dump_json()))
+
+    async def send(self, event: Envelope[Any]) -> Awaitable[object]:
+        await self.publish(event)
+        return asyncio.ensure_future(asyncio.sleep(0))  # acknowledged at once
+
+    async def publish_all(self, events: Sequence[Envelope[Any]]) -> None:
+        for event in events:
+            await self.publish(event)
 
 
 class FakeOutbox:

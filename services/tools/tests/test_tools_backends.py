@@ -15,6 +15,7 @@ from pactmesh_contracts.events import ToolErrorCode
 from pactmesh_sandbox.app import create_app as create_sandbox
 from pactmesh_sandbox.settings import Settings as SandboxSettings
 from pactmesh_sandbox.testing import Recorder, SandboxAdmin, served
+from pactmesh_tools.adapters.http import _Pools
 from pactmesh_tools.domain.registry import Outcome, ToolRegistry
 from pactmesh_tools.domain.resilience import Backends
 
@@ -414,3 +415,26 @@ async def test_dropped_connections_are_retried_into_one_effect(
                 "erp: connection failed: RemoteProtocolError: Server disconnected without"
                 " sending a response."
             )
+
+
+async def test_a_busy_backend_spreads_its_connections_over_several_pools() -> None:
+    class Client:
+        def __init__(self) -> None:
+            self.open = 0
+            self.most = 0
+
+        async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+            self.open += 1
+            self.most = max(self.most, self.open)
+            await release.wait()
+            self.open -= 1
+            return path
+
+    clients = [Client() for _ in range(3)]
+    pools = _Pools(clients)  # type: ignore[arg-type]
+    release = asyncio.Event()
+    calls = [asyncio.ensure_future(pools.request("GET", f"/{n}")) for n in range(3 * 50)]
+    await asyncio.sleep(0)
+    release.set()
+    assert sorted(await asyncio.gather(*calls)) == sorted(f"/{n}" for n in range(150))
+    assert [c.most for c in clients] == [50, 50, 50], "each request went to the least busy"

@@ -23,7 +23,7 @@ from pactmesh_contracts.topics import (
     Topic,
     result_topic,
 )
-from pactmesh_kit.broker import refuse, subscriber
+from pactmesh_kit.broker import Record, keyed_subscriber, refuse, subscriber
 
 from pactmesh_delivery.domain.results import result_for
 from pactmesh_delivery.domain.webhooks import ResultRecord
@@ -51,16 +51,17 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
 def _register_completed(broker: KafkaBroker, runtime: Runtime) -> None:
     settings = runtime.settings
 
-    @subscriber(broker, WORKFLOW_COMPLETED, settings)
-    async def on_completed(event: Envelope[WorkflowCompleted], message: KafkaMessage) -> None:
-        """Publish the result on the workflow's result topic, once per workflow."""
+    @keyed_subscriber(broker, WORKFLOW_COMPLETED, settings)
+    async def on_completed(event: Envelope[WorkflowCompleted], record: Record) -> None:
+        """Publish the result on the workflow's result topic, once per workflow (in
+        batches: results of different workflows are published concurrently)."""
         ledger = runtime.require_ledger()
         if await ledger.delivered(event.workflow_id):
             logger.info("result of %s already delivered", event.workflow_id)
             return
         if event.payload.workflow not in WORKFLOWS:
             raise refuse(
-                message, settings, f"no result topic for workflow {event.payload.workflow!r}"
+                record, settings, f"no result topic for workflow {event.payload.workflow!r}"
             )
         topic = result_topic(event.payload.workflow)
         result = result_for(event)

@@ -1,16 +1,19 @@
-"""Intake's Kafka subscribers."""
+"""Intake's Kafka subscribers.
+
+Keyed subscribers (batches, one commit per batch, requests handled concurrently and
+each request's events in order) for the inbound topic and progress. Results are kept
+for status reads and replayed streams. The live fan-out reads every progress, token and
+result event but decodes only those of requests an SSE client here follows.
+"""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage as KafkaMessageDep
-from faststream.kafka.message import KafkaMessage
 from faststream.middlewares import AckPolicy
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import RequestSubmitted, WorkflowProgress, WorkflowResult
@@ -21,7 +24,16 @@ from pactmesh_contracts.topics import (
     Topic,
     WorkflowUpdate,
 )
-from pactmesh_kit.broker import contract_decoder, refuse, subscriber
+from pactmesh_kit.broker import (
+    BATCH_IDLE_MS,
+    BATCH_MAX_RECORDS,
+    Record,
+    contract_decoder,
+    keyed_subscriber,
+    raw_records,
+    refuse,
+    undecoded_batch,
+)
 from pydantic import ValidationError
 
 from pactmesh_intake.domain.errors import IntakeError
@@ -39,8 +51,8 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
     """Subscribe intake's handlers on ``broker``."""
     settings = runtime.settings
 
-    @subscriber(broker, REQUESTS_INBOUND, settings)
-    async def on_inbound(event: Envelope[RequestSubmitted], message: KafkaMessageDep) -> None:
+    @keyed_subscriber(broker, REQUESTS_INBOUND, settings)
+    async def on_inbound(event: Envelope[RequestSubmitted], record: Record) -> None:
         """Accept a request published by an upstream system; dead-letter what HTTP would
         refuse with a 4xx (not permitted, too large, key reused for another request)."""
         try:
@@ -54,13 +66,13 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
             )
         except IntakeError as exc:
             raise refuse(
-                message, settings, f"{exc.code} (HTTP {exc.http_status} equivalent): {exc}"
+                record, settings, f"{exc.code} (HTTP {exc.http_status} equivalent): {exc}"
             ) from exc
         if accepted:
             logger.info("accepted %s from the inbound topic", event.workflow_id)
 
-    @subscriber(broker, WORKFLOW_PROGRESS, settings)
-    async def on_progress(event: Envelope[WorkflowUpdate]) -> None:
+    @keyed_subscriber(broker, WORKFLOW_PROGRESS, settings)
+    async def on_progress(event: Envelope[WorkflowUpdate], record: Record) -> None:
         """Record a status transition for ``GET /v1/requests/{id}`` (tokens are not kept)."""
         if not isinstance(event.payload, WorkflowProgress):
             return
@@ -94,46 +106,51 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
             request_id=event.workflow_id, result=ResultView.of(event)
         )
 
-    # Each instance needs every event for the SSE clients connected to it: a group of
+    # Each instance needs every event for the SSE clients connected to it: groups of
     # its own, from the latest offset (history comes from the store, not the topic).
     instance = uuid.uuid4().hex[:12]
 
-    def live(
-        topics: list[str], contract: Topic, name: str
-    ) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
-        return broker.subscriber(
+    def live(topics: list[str], contract: Topic, name: str) -> None:
+        async def on_live(records: Any) -> None:
+            """Hand each event to the SSE clients following its request here (if any)."""
+            for record in records:
+                request_id = _request_id(record)
+                if request_id is None or not runtime.live.following(request_id):
+                    continue
+                if (event := _lenient(record, contract)) is not None:
+                    runtime.live.publish(event)
+
+        on_live.__annotations__["records"] = undecoded_batch(contract)
+        broker.subscriber(
             *topics,
             group_id=f"{settings.consumer_group_prefix}.{name}.live.{instance}",
             auto_offset_reset="latest",
             ack_policy=AckPolicy.ACK_FIRST,
-            decoder=_lenient_decoder(contract),
+            batch=True,
+            max_records=BATCH_MAX_RECORDS,
+            batch_timeout_ms=BATCH_IDLE_MS,
+            decoder=raw_records,
             title=f"{settings.service_name}:{name}:live",
             description=f"{name}, for this instance's SSE clients.",
-        )
+        )(on_live)
 
-    @live(
-        [WORKFLOW_PROGRESS.qualified(settings.topic_prefix)], WORKFLOW_PROGRESS, "workflow.progress"
-    )
-    async def on_live(event: Envelope[WorkflowUpdate] | None) -> None:
-        """Hand the event to the SSE clients following its request here."""
-        if event is not None:
-            runtime.live.publish(event)
-
-    @live(results, RESULTS_TOPIC_TYPE, "results")
-    async def on_live_result(event: Envelope[WorkflowResult] | None) -> None:
-        """Hand the result to the SSE clients following its request here."""
-        if event is not None:
-            runtime.live.publish(event)
+    live([WORKFLOW_PROGRESS.qualified(settings.topic_prefix)], WORKFLOW_PROGRESS, "progress")
+    live(results, RESULTS_TOPIC_TYPE, "results")
 
 
-def _lenient_decoder(topic: Topic) -> Callable[..., Awaitable[Any]]:
+def _request_id(record: Record) -> uuid.UUID | None:
+    """The request a record belongs to, from its key (the workflow id)."""
+    try:
+        return uuid.UUID(record.key.decode()) if record.key else None
+    except ValueError:
+        return None
+
+
+def _lenient(record: Record, topic: Topic) -> Envelope[Any] | None:
     """The topic's contract, or ``None``: the shared-group consumer already
     dead-letters what the contract refuses, once, so the live one just skips it."""
-
-    async def decode(msg: KafkaMessage, _original: Any = None) -> Any:
-        try:
-            return topic.adapter.validate_json(msg.body or b"")
-        except ValidationError:
-            return None
-
-    return decode
+    try:
+        event: Envelope[Any] = topic.adapter.validate_json(record.value or b"")
+    except ValidationError:
+        return None
+    return event

@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 publisher=publisher,
                 outbox=store.outbox,
                 tool_timeout_s=settings.tool_timeout_s,
+                token_window_s=settings.token_window_ms / 1000,
             )
             logger.info("workflow state in %s; workflows: %s", store.kind, ", ".join(graphs))
             yield

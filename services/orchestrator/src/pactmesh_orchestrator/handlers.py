@@ -1,13 +1,18 @@
-"""The orchestrator's Kafka subscribers."""
+"""The orchestrator's Kafka subscribers.
+
+Keyed subscribers: a batch's workflows advance concurrently, each workflow's events in
+order, and the batch's offsets are committed once every step in it is durable. A kill
+mid-batch redelivers the whole batch; the engine is idempotent per event (a checkpoint
+already past the event, an outbox mark already written), so nothing happens twice.
+"""
 
 from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import RequestRouted, ReviewDecided
 from pactmesh_contracts.topics import REQUESTS_ROUTED, REVIEWS_DECIDED, TOOL_RESULTS, ToolResult
-from pactmesh_kit.broker import refuse, subscriber
+from pactmesh_kit.broker import Record, keyed_subscriber, refuse
 
 from pactmesh_orchestrator.domain.engine import UnknownWorkflowRun
 from pactmesh_orchestrator.runtime import Runtime
@@ -16,24 +21,25 @@ from pactmesh_orchestrator.runtime import Runtime
 def register(broker: KafkaBroker, runtime: Runtime) -> None:
     """Subscribe the orchestrator's handlers on ``broker``."""
     settings = runtime.settings
+    batch = settings.batch_max_records
 
-    @subscriber(broker, REQUESTS_ROUTED, settings)
-    async def on_routed(event: Envelope[RequestRouted]) -> None:
+    @keyed_subscriber(broker, REQUESTS_ROUTED, settings, max_records=batch)
+    async def on_routed(event: Envelope[RequestRouted], record: Record) -> None:
         """Start the chosen workflow (idempotent per workflow id)."""
         await runtime.require_engine().start(event)
 
-    @subscriber(broker, TOOL_RESULTS, settings)
-    async def on_tool_result(event: Envelope[ToolResult], message: KafkaMessage) -> None:
+    @keyed_subscriber(broker, TOOL_RESULTS, settings, max_records=batch)
+    async def on_tool_result(event: Envelope[ToolResult], record: Record) -> None:
         """Resume the run waiting for this result (idempotent per call id)."""
         try:
             await runtime.require_engine().resume(event)
         except UnknownWorkflowRun as exc:
-            raise refuse(message, settings, str(exc)) from exc
+            raise refuse(record, settings, str(exc)) from exc
 
-    @subscriber(broker, REVIEWS_DECIDED, settings)
-    async def on_review_decided(event: Envelope[ReviewDecided], message: KafkaMessage) -> None:
+    @keyed_subscriber(broker, REVIEWS_DECIDED, settings, max_records=batch)
+    async def on_review_decided(event: Envelope[ReviewDecided], record: Record) -> None:
         """Resume the gate waiting for this decision (idempotent per review id)."""
         try:
             await runtime.require_engine().decide(event)
         except UnknownWorkflowRun as exc:
-            raise refuse(message, settings, str(exc)) from exc
+            raise refuse(record, settings, str(exc)) from exc

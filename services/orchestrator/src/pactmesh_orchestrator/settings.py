@@ -27,6 +27,11 @@ class Settings(KitSettings):
     """When set, checkpoints and outbox marks live in Postgres (several instances share
     them); otherwise in SQLite files under the data dir (one instance)."""
     postgres_pool_size: int = Field(10, ge=1, le=200)
+    batch_max_records: int = Field(256, ge=1, le=10_000)
+    """Events taken from a topic at once; their workflows advance concurrently."""
+    token_window_ms: int = Field(50, ge=0, le=5_000)
+    """Streamed tokens after a step's first are sent together, one event at most this
+    often (0: an event per token)."""
     gate_policy: Path | None = None
     """The approval-gate policy file (TOML); the packaged default when unset."""
     cache_enabled: bool = True

@@ -14,7 +14,7 @@ from pactmesh_contracts.events import (
     WorkflowProgress,
 )
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED
-from pactmesh_kit.broker import EventPublisher, subscriber
+from pactmesh_kit.broker import EventPublisher, Record, keyed_subscriber
 
 from pactmesh_routing.domain.access import StartPolicy, refusal_events, start_refusal
 from pactmesh_routing.domain.decision import Decision
@@ -34,10 +34,11 @@ def register(
     """Subscribe routing's handler on ``broker``; ``router`` takes the decisions and
     ``policy`` says who may start the workflow chosen."""
 
-    @subscriber(broker, REQUESTS_ACCEPTED, settings)
-    async def on_accepted(event: Envelope[RequestAccepted]) -> None:
+    @keyed_subscriber(broker, REQUESTS_ACCEPTED, settings)
+    async def on_accepted(event: Envelope[RequestAccepted], record: Record) -> None:
         """Route an accepted request and publish the decision, with its reason; end it
-        instead, refused, when its principal may not start the workflow chosen."""
+        instead, refused, when its principal may not start the workflow chosen (in
+        batches: requests are routed concurrently, one commit per batch)."""
         request = event.payload
         decision = await router.route(text=request.text, requested=request.requested_workflow)
         reason = start_refusal(policy=policy, principal=event.principal, workflow=decision.workflow)
@@ -53,7 +54,6 @@ def register(
             fields=decision.fields,
             metadata=request.metadata,
         )
-        await publisher.publish(event.follow(routed))
         detail = f"{decision.workflow} ({decision.confidence:.2f}): {decision.reason}"
         progress = WorkflowProgress(
             status=RequestStatus.ROUTED,
@@ -61,7 +61,7 @@ def register(
             workflow=decision.workflow,
             detail=detail[:2000],
         )
-        await publisher.publish(event.follow(progress))
+        await publisher.publish_all([event.follow(routed), event.follow(progress)])
         logger.info(
             "routed %s to %s (%.2f%s) by %s",
             event.workflow_id,

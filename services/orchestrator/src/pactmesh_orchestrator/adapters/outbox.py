@@ -13,41 +13,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aiosqlite
+from pactmesh_orchestrator.adapters.sqlite_store import SqliteOutbox, open_sqlite_store
 
-
-class SqliteOutbox:
-    """Marks of published checkpoints, in SQLite."""
-
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
-
-    async def published(self, thread_id: str, checkpoint_id: str) -> bool:
-        """Whether the events of this checkpoint were already published."""
-        async with self._conn.execute(
-            "SELECT 1 FROM published WHERE thread_id = ? AND checkpoint_id = ?",
-            (thread_id, checkpoint_id),
-        ) as cursor:
-            return await cursor.fetchone() is not None
-
-    async def mark(self, thread_id: str, checkpoint_id: str) -> None:
-        """Record that the events of this checkpoint are published."""
-        await self._conn.execute(
-            "INSERT OR IGNORE INTO published VALUES (?, ?)", (thread_id, checkpoint_id)
-        )
-        await self._conn.commit()
+__all__ = ["SqliteOutbox", "open_outbox"]
 
 
 @asynccontextmanager
 async def open_outbox(path: Path) -> AsyncIterator[SqliteOutbox]:
-    """Open (creating if needed) the outbox at ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    async with aiosqlite.connect(path) as conn:
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS published ("
-            " thread_id TEXT NOT NULL, checkpoint_id TEXT NOT NULL,"
-            " PRIMARY KEY (thread_id, checkpoint_id))"
-        )
-        await conn.commit()
-        yield SqliteOutbox(conn)
+    """Open (creating if needed) the outbox in the SQLite file at ``path``; it shares
+    the file, and the group commits, with the checkpoints stored there."""
+    async with open_sqlite_store(path) as (_checkpointer, outbox):
+        yield outbox

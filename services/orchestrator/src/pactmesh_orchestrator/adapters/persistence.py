@@ -14,7 +14,7 @@ from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
-from pactmesh_orchestrator.adapters.outbox import open_outbox
+from pactmesh_orchestrator.adapters.sqlite_store import open_sqlite_store
 from pactmesh_orchestrator.domain.engine import Outbox
 from pactmesh_orchestrator.settings import Settings
 
@@ -101,14 +101,11 @@ async def _postgres(url: str, pool_size: int) -> AsyncIterator[Persistence]:
 
 @asynccontextmanager
 async def _sqlite(settings: Settings) -> AsyncIterator[Persistence]:
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    checkpoints = str(settings.data_dir / "orchestrator-checkpoints.sqlite3")
-    async with (
-        AsyncSqliteSaver.from_conn_string(checkpoints) as checkpointer,
-        open_outbox(settings.data_dir / "orchestrator-outbox.sqlite3") as outbox,
-    ):
+    # Outbox marks live in the checkpoints' file (before: orchestrator-outbox.sqlite3),
+    # so a checkpoint and its mark share group commits. Marks left in an old outbox
+    # file are not read: a redelivered event re-publishes once, and consumers dedupe.
+    path = settings.data_dir / "orchestrator-checkpoints.sqlite3"
+    async with open_sqlite_store(path) as (checkpointer, outbox):
         yield Persistence(checkpointer, outbox, "sqlite")
 
 

@@ -2,19 +2,25 @@
 result, and publish what each new checkpoint implies (a tool call, or completion).
 
 Tokens a node streams (LangGraph's custom stream, ``{"kind": "token", ...}``) are
-published as ``WorkflowToken`` as they come, before the checkpoint's events. They are
-best-effort, outside the outbox: a replayed step may send them again.
+published as ``WorkflowToken`` events as they come (gathered over ``token_window_s``,
+see ``tokens``), before the checkpoint's events. They are best-effort, outside the
+outbox: a replayed step may send them again.
+
+Events are handed to the producer in order without waiting for each acknowledgement
+(one round trip per step, not per event); a step's outbox mark is written only once
+every event of the step is acknowledged.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, cast
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 from pactmesh_contracts.envelope import Envelope
@@ -40,6 +46,7 @@ from pactmesh_orchestrator.domain.state import (
     ToolRequest,
     WorkflowState,
 )
+from pactmesh_orchestrator.domain.tokens import TokenStream
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +56,14 @@ _REVIEW_NAMESPACE = uuid.UUID("0e8b2f5a-3c1d-4e6f-8a9b-7c6d5e4f3a2b")
 
 
 class Publisher(Protocol):
-    """Publishes one event durably."""
+    """Publishes events durably, in the order they are handed over."""
 
-    async def publish(self, event: Envelope[Any]) -> None:
-        """Publish ``event``."""
+    async def send(self, event: Envelope[Any]) -> Awaitable[object]:
+        """Hand ``event`` over and return at once; await the result for its ack."""
+        ...
+
+    async def publish_all(self, events: Sequence[Envelope[Any]]) -> None:
+        """Publish ``events`` in order; return once every one is acknowledged."""
         ...
 
 
@@ -122,12 +133,14 @@ class Engine:
         publisher: Publisher,
         outbox: Outbox,
         tool_timeout_s: float,
+        token_window_s: float = 0.0,
     ) -> None:
         self._graphs = graphs
         self._checkpointer = checkpointer
         self._publisher = publisher
         self._outbox = outbox
         self._tool_timeout_s = tool_timeout_s
+        self._token_window_s = token_window_s
 
     @property
     def workflows(self) -> tuple[str, ...]:
@@ -142,9 +155,8 @@ class Engine:
             await self._publish_unknown_workflow(event)
             return
         config = _config(event.workflow_id)
-        snapshot = await graph.aget_state(config)
-        if not snapshot.values:
-            await self._publisher.publish(
+        if not _started(await self._checkpointer.aget_tuple(config)):
+            running = await self._publisher.send(
                 event.follow(
                     WorkflowProgress(
                         status=RequestStatus.RUNNING,
@@ -167,8 +179,8 @@ class Engine:
                 "history": [],
             }
             await self._run(event, graph, initial, config)
-            snapshot = await graph.aget_state(config)
-        snapshot = await self._caught_up(event, graph, config, snapshot)
+            await running
+        snapshot = await self._caught_up(event, graph, config, await graph.aget_state(config))
         await self._emit(event, snapshot)
 
     async def resume(self, event: Envelope[ToolCallCompleted | ToolCallFailed]) -> None:
@@ -228,11 +240,21 @@ class Engine:
         self, cause: Envelope[Any], graph: Graph, graph_input: Any, config: RunnableConfig
     ) -> None:
         """Run ``graph`` to its next pause or end, publishing streamed tokens in order."""
-        async for mode, chunk in graph.astream(
-            graph_input, config, stream_mode=["custom", "updates"], durability="sync"
-        ):
-            if mode == "custom" and isinstance(chunk, dict) and chunk.get("kind") == "token":
-                await self._publisher.publish(cause.follow(_token(chunk)))
+
+        async def send(token: WorkflowToken) -> Awaitable[object]:
+            return await self._publisher.send(cause.follow(token))
+
+        tokens = TokenStream(send, window_s=self._token_window_s)
+        try:
+            async for mode, chunk in graph.astream(
+                graph_input, config, stream_mode=["custom", "updates"], durability="sync"
+            ):
+                if mode == "custom" and isinstance(chunk, dict) and chunk.get("kind") == "token":
+                    await tokens.add(chunk)
+        except BaseException:
+            tokens.abandon()
+            raise
+        await tokens.close()
 
     async def state(self, workflow_id: uuid.UUID) -> StateSnapshot | None:
         """The run's latest checkpoint, or None if there is none."""
@@ -254,8 +276,7 @@ class Engine:
         marker = _marker(snapshot)
         if await self._outbox.published(thread_id, marker):
             return
-        for event in self._outgoing(cause, snapshot):
-            await self._publisher.publish(event)
+        await self._publisher.publish_all(self._outgoing(cause, snapshot))
         await self._outbox.mark(thread_id, marker)
 
     def _outgoing(self, cause: Envelope[Any], snapshot: StateSnapshot) -> list[Envelope[Any]]:
@@ -346,35 +367,31 @@ class Engine:
     async def _publish_unknown_workflow(self, event: Envelope[RequestRouted]) -> None:
         # No graph, so no checkpoint: delivery deduplicates by workflow id instead.
         error = f"workflow {event.payload.workflow!r} is not registered"
-        await self._publisher.publish(
-            event.follow(
-                WorkflowCompleted(
-                    workflow=event.payload.workflow,
-                    outcome=Outcome.FAILED,
-                    error=error,
-                    metadata=event.payload.metadata,
-                )
-            )
-        )
-        await self._publisher.publish(
-            event.follow(
-                WorkflowProgress(
-                    status=RequestStatus.FAILED,
-                    service=SERVICE,
-                    workflow=event.payload.workflow,
-                    detail=error,
-                )
-            )
+        await self._publisher.publish_all(
+            [
+                event.follow(
+                    WorkflowCompleted(
+                        workflow=event.payload.workflow,
+                        outcome=Outcome.FAILED,
+                        error=error,
+                        metadata=event.payload.metadata,
+                    )
+                ),
+                event.follow(
+                    WorkflowProgress(
+                        status=RequestStatus.FAILED,
+                        service=SERVICE,
+                        workflow=event.payload.workflow,
+                        detail=error,
+                    )
+                ),
+            ]
         )
 
 
-def _token(chunk: dict[str, Any]) -> WorkflowToken:
-    return WorkflowToken(
-        seq=chunk["seq"],
-        text=chunk["text"][:2000],
-        step=chunk["step"],
-        final=bool(chunk.get("final", False)),
-    )
+def _started(saved: CheckpointTuple | None) -> bool:
+    """Whether a run has a checkpoint with its state (the workflow's name) in it."""
+    return saved is not None and "workflow" in saved.checkpoint["channel_values"]
 
 
 def _tool_answer(event: Envelope[ToolCallCompleted | ToolCallFailed]) -> ToolAnswer:

@@ -1,4 +1,4 @@
-"""Calling backends over HTTP: one ``httpx.AsyncClient`` per backend, every request
+"""Calling backends over HTTP: ``httpx.AsyncClient`` pools per backend, every request
 through the backend's guard, and every failure translated into the tools' error codes."""
 
 from __future__ import annotations
@@ -14,12 +14,34 @@ from pactmesh_tools.domain.errors import ToolError, TransientError
 from pactmesh_tools.domain.resilience import Backends, CallContext
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+POOL_CONNECTIONS = 256
+"""Connections per ``httpx`` pool. httpcore scans every connection of a pool for each
+request it queues and each response it closes, so a pool of thousands of connections
+costs quadratic CPU; a backend allowed more requests at once gets several pools."""
+
+
+class _Pools:
+    """A backend's clients; each request goes to the one with the fewest in flight."""
+
+    def __init__(self, clients: list[httpx.AsyncClient]) -> None:
+        self.clients = clients
+        self._busy = [0] * len(clients)
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """``AsyncClient.request`` on the least busy client."""
+        n = min(range(len(self.clients)), key=self._busy.__getitem__)
+        self._busy[n] += 1
+        try:
+            return await self.clients[n].request(method, path, **kwargs)
+        finally:
+            self._busy[n] -= 1
 
 
 class HttpBackends:
     """HTTP access to named backends that share one base URL (the sandbox's).
 
-    A client per backend, so one backend's connection pool cannot starve another's.
+    Clients per backend, so one backend's connection pool cannot starve another's; a
+    backend allowed more than ``POOL_CONNECTIONS`` requests at once gets several.
     """
 
     def __init__(
@@ -32,24 +54,34 @@ class HttpBackends:
         tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.guards = guards
-        self._clients = {name: self._client(name, base_url, transport) for name in names}
+        self._tls = httpx.create_ssl_context()  # one CA bundle in memory, not one per client
+        self._pools = {name: self._clients(name, base_url, transport) for name in names}
         if tracer_provider is not None:
-            _instrument(list(self._clients.values()), tracer_provider)
+            _instrument(
+                [c for pools in self._pools.values() for c in pools.clients], tracer_provider
+            )
 
-    def _client(
+    def _clients(
         self, name: str, base_url: str, transport: httpx.AsyncBaseTransport | None
-    ) -> httpx.AsyncClient:
+    ) -> _Pools:
         slots = self.guards[name].limits.concurrency
-        return httpx.AsyncClient(
-            base_url=base_url,
-            transport=transport,
-            limits=httpx.Limits(max_connections=slots, max_keepalive_connections=slots),
+        count = -(-slots // POOL_CONNECTIONS)
+        per_client = -(-slots // count)
+        limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
+        return _Pools(
+            [
+                httpx.AsyncClient(
+                    base_url=base_url, transport=transport, limits=limits, verify=self._tls
+                )
+                for _ in range(count)
+            ]
         )
 
     async def aclose(self) -> None:
         """Close every client's connections."""
-        for client in self._clients.values():
-            await client.aclose()
+        for pools in self._pools.values():
+            for client in pools.clients:
+                await client.aclose()
 
     async def request(
         self,
@@ -66,7 +98,7 @@ class HttpBackends:
 
         ``idempotent`` sends the call's idempotency key, for side effects.
         """
-        client = self._clients[backend]
+        client = self._pools[backend]
         headers = {IDEMPOTENCY_HEADER: ctx.idempotency_key} if idempotent else None
 
         async def send() -> Any:

@@ -1,0 +1,136 @@
+"""Checkpoints and outbox marks in one SQLite file, committed in groups."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import Awaitable, Sequence
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.base import empty_checkpoint
+from pactmesh_contracts.envelope import Envelope, Principal, new_event
+from pactmesh_contracts.events import RequestRouted, ToolCallCompleted, ToolCallRequested
+from pactmesh_orchestrator.adapters.sqlite_store import GroupCommitter, open_sqlite_store
+from pactmesh_orchestrator.domain.engine import Engine
+from pactmesh_orchestrator.domain.policy import GatePolicy
+from pactmesh_orchestrator.domain.registry import discover
+
+
+def _config(thread: str) -> Any:
+    return {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+
+
+async def test_concurrent_checkpoints_share_commits_and_are_durable_on_return(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "checkpoints.sqlite3"
+    commits = 0
+    original = GroupCommitter._run_group
+
+    def counting(self: GroupCommitter, group: Any) -> Any:
+        nonlocal commits
+        commits += 1
+        return original(self, group)
+
+    GroupCommitter._run_group = counting  # type: ignore[method-assign]
+    try:
+        async with open_sqlite_store(path) as (saver, _outbox):
+            commits = 0
+            threads = [f"wf-{n}" for n in range(200)]
+            saved = await asyncio.gather(
+                *(saver.aput(_config(t), empty_checkpoint(), {}, {}) for t in threads)
+            )
+            # Each call returned after its commit: another connection sees every row.
+            with sqlite3.connect(path) as other:
+                [(rows,)] = other.execute("SELECT count(*) FROM checkpoints").fetchall()
+            assert rows == 200
+            assert commits < 200, "concurrent writes share commits"
+            assert [c["configurable"]["thread_id"] for c in saved] == threads
+    finally:
+        GroupCommitter._run_group = original  # type: ignore[method-assign]
+
+
+async def test_marks_and_checkpoints_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoints.sqlite3"
+    async with open_sqlite_store(path) as (saver, outbox):
+        config = await saver.aput(_config("wf-1"), empty_checkpoint(), {}, {})
+        await saver.aput_writes(config, [("x", 1)], task_id="t1")
+        await outbox.mark("wf-1", "cp-1")
+    async with open_sqlite_store(path) as (saver, outbox):
+        found = await saver.aget_tuple(_config("wf-1"))
+        assert found is not None
+        assert [(w[1], w[2]) for w in found.pending_writes or []] == [("x", 1)]
+        assert [t.config async for t in saver.alist(_config("wf-1"))] == [found.config]
+        assert await outbox.published("wf-1", "cp-1")
+        assert not await outbox.published("wf-1", "cp-2")
+
+
+async def test_a_failing_call_fails_alone(tmp_path: Path) -> None:
+    async with open_sqlite_store(tmp_path / "c.sqlite3") as (saver, outbox):
+
+        def broken() -> None:
+            raise sqlite3.OperationalError("no such table: nowhere")
+
+        committer = saver._committer
+        results = await asyncio.gather(
+            committer.run(broken), outbox.mark("wf-1", "cp-1"), return_exceptions=True
+        )
+        assert isinstance(results[0], sqlite3.OperationalError)
+        assert results[1] is None
+        assert await outbox.published("wf-1", "cp-1")
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.events: list[Envelope[Any]] = []
+
+    async def publish(self, event: Envelope[Any]) -> None:
+        self.events.append(event)
+
+    async def send(self, event: Envelope[Any]) -> Awaitable[object]:
+        await self.publish(event)
+        return asyncio.ensure_future(asyncio.sleep(0))  # acknowledged at once
+
+    async def publish_all(self, events: Sequence[Envelope[Any]]) -> None:
+        for event in events:
+            await self.publish(event)
+
+
+async def test_a_workflow_resumes_from_the_file_in_a_new_process(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoints.sqlite3"
+    routed = new_event(
+        RequestRouted(
+            workflow="support-triage",
+            confidence=0.9,
+            reason="test",
+            text="How do I reset my password?",
+        ),
+        workflow_id=uuid.uuid4(),
+        tenant="acme",
+        principal=Principal(subject="u"),
+    )
+    first = _Collect()
+    async with open_sqlite_store(path) as (saver, outbox):
+        await _engine(saver, outbox, first).start(routed)
+    [call] = [e.payload for e in first.events if isinstance(e.payload, ToolCallRequested)]
+
+    second = _Collect()
+    hits = {"hits": [{"id": "kb-1", "title": "Reset", "answer": "Settings", "score": 0.9}]}
+    async with open_sqlite_store(path) as (saver, outbox):
+        await _engine(saver, outbox, second).resume(
+            routed.follow(
+                ToolCallCompleted(call_id=call.call_id, tool=call.tool, result=hits, duration_ms=1)
+            )
+        )
+    assert any(e.type == "workflow.completed.v1" for e in second.events)
+
+
+def _engine(saver: Any, outbox: Any, publisher: _Collect) -> Engine:
+    graphs = {
+        n: d.build(GatePolicy.load()).compile(checkpointer=saver) for n, d in discover().items()
+    }
+    return Engine(
+        graphs=graphs, checkpointer=saver, publisher=publisher, outbox=outbox, tool_timeout_s=5
+    )
