@@ -259,12 +259,11 @@ def test_two_reviewers_deciding_at_once_without_claims_make_one_decision(mesh: M
     ]
 
 
-async def test_the_python_reviewer_client_works_a_review_through_the_real_api(
-    mesh: Mesh,
-) -> None:
+def test_the_python_reviewer_client_works_a_review_through_the_real_api(mesh: Mesh) -> None:
     """pactmesh_client.ReviewerClient against the running hitl: find the review among
     the pending ones, claim it (a second reviewer is refused), have an invalid edit
-    refused with field errors, approve, read the history."""
+    refused with field errors, approve, read the history. (Run on a thread of its own:
+    this module's Playwright browser keeps an event loop running on the main one.)"""
     from pactmesh_client import Conflict, ReviewerClient, ValidationFailed
 
     rid = submit(
@@ -278,26 +277,32 @@ async def test_the_python_reviewer_client_works_a_review_through_the_real_api(
         header = reviewer(mesh, ("procurement-manager",), subject=subject)
         return header["Authorization"].removeprefix("Bearer ")
 
-    url = mesh.url("hitl")
-    async with (
-        ReviewerClient(url, token=token("ines@example.com")) as ines,
-        ReviewerClient(url, token=token("omar@example.com")) as omar,
-    ):
-        found = [r async for r in ines.pending(workflow="procurement", limit=2)]
-        mine = next(r for r in found if str(r.review_id) == review_id)
-        assert mine.required_role == "procurement-manager"
-        claimed = await ines.claim(mine.review_id)
-        assert claimed is not None
-        assert claimed.claimed_by == "ines@example.com"
-        with pytest.raises(Conflict):
-            await omar.claim(mine.review_id)
-        with pytest.raises(ValidationFailed) as refused:
-            await ines.edit(mine.review_id, {**mine.proposed_action, "amount": -5})
-        assert refused.value.field_errors
-        decided = await ines.approve(mine.review_id, comment="within budget")
-        assert decided is not None
-        assert decided.state == "decided"
-        history = await ines.history(mine.review_id)
+    async def work() -> list[Any]:
+        url = mesh.url("hitl")
+        async with (
+            ReviewerClient(url, token=token("ines@example.com")) as ines,
+            ReviewerClient(url, token=token("omar@example.com")) as omar,
+        ):
+            found = [r async for r in ines.pending(workflow="procurement", limit=2)]
+            mine = next(r for r in found if str(r.review_id) == review_id)
+            assert mine.required_role == "procurement-manager"
+            claimed = await ines.claim(mine.review_id)
+            assert claimed is not None
+            assert claimed.claimed_by == "ines@example.com"
+            with pytest.raises(Conflict):
+                await omar.claim(mine.review_id)
+            with pytest.raises(ValidationFailed) as refused:
+                await ines.edit(mine.review_id, {**mine.proposed_action, "amount": -5})
+            assert refused.value.field_errors
+            decided = await ines.approve(mine.review_id, comment="within budget")
+            assert decided is not None
+            assert decided.state == "decided"
+            history = await ines.history(mine.review_id)
+
+        return history
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        history = pool.submit(asyncio.run, work()).result(timeout=90)
 
     actions = [entry.action for entry in history]
     assert actions[0] == "requested"
