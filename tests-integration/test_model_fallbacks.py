@@ -26,7 +26,7 @@ def _spec(model: str, budget_s: float) -> dict[str, Any]:
 MODELS = {
     "routing": {"primary": _spec("sim-router", 5.0), "fallbacks": []},
     "drafting": {
-        "primary": _spec("sim-primary", 1.0),
+        "primary": _spec("sim-primary", 2.0),  # headroom for a loaded machine; "slow" is 4 s
         "fallbacks": [_spec("sim-secondary", 5.0), {"model": "pactmesh-offline:default"}],
     },
 }
