@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
@@ -14,22 +12,7 @@ from pactmesh_contracts.topics import REQUESTS_ROUTED
 from pactmesh_orchestrator.domain.engine import Engine, call_id_for
 from pactmesh_orchestrator.domain.policy import GatePolicy
 from pactmesh_orchestrator.domain.registry import discover
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.events: list[Envelope[Any]] = []
-
-    async def publish(self, event: Envelope[Any]) -> None:
-        self.events.append(event)
-
-    async def send(self, event: Envelope[Any]) -> Awaitable[object]:
-        await self.publish(event)
-        return asyncio.ensure_future(asyncio.sleep(0))  # acknowledged at once
-
-    async def publish_all(self, events: Sequence[Envelope[Any]]) -> None:
-        for event in events:
-            await self.publish(event)
+from pactmesh_orchestrator.testing import CollectingPublisher
 
 
 class NoOutbox:
@@ -67,7 +50,7 @@ async def test_a_run_stopped_between_steps_is_finished_by_the_redelivered_event(
     first = Engine(
         graphs={"procurement": crashed},
         checkpointer=saver,
-        publisher=Collect(),
+        publisher=CollectingPublisher(),
         outbox=NoOutbox(),
         tool_timeout_s=5,
     )
@@ -83,7 +66,7 @@ async def test_a_run_stopped_between_steps_is_finished_by_the_redelivered_event(
     assert not stopped.interrupts
 
     # The restarted process receives the same routed event again.
-    publisher = Collect()
+    publisher = CollectingPublisher()
     healthy = definition.build(GatePolicy.load()).compile(checkpointer=saver)
     second = Engine(
         graphs={"procurement": healthy},

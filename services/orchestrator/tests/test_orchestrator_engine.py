@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import pytest
@@ -24,46 +22,16 @@ from pactmesh_contracts.events import (
 from pactmesh_orchestrator.domain.engine import Engine, UnknownWorkflowRun, call_id_for
 from pactmesh_orchestrator.domain.policy import GatePolicy
 from pactmesh_orchestrator.domain.registry import discover
-
-
-class FakePublisher:
-    def __init__(self) -> None:
-        self.events: list[Envelope[Any]] = []
-
-    async def publish(self, event: Envelope[Any]) -> None:
-        self.events.append(event)
-
-    async def send(self, event: Envelope[Any]) -> Awaitable[object]:
-        await self.publish(event)
-        return asyncio.ensure_future(asyncio.sleep(0))  # acknowledged at once
-
-    async def publish_all(self, events: Sequence[Envelope[Any]]) -> None:
-        for event in events:
-            await self.publish(event)
-
-    def take(self) -> list[Envelope[Any]]:
-        taken, self.events = self.events, []
-        return taken
-
-
-class FakeOutbox:
-    def __init__(self) -> None:
-        self.marks: set[tuple[str, str]] = set()
-
-    async def published(self, thread_id: str, checkpoint_id: str) -> bool:
-        return (thread_id, checkpoint_id) in self.marks
-
-    async def mark(self, thread_id: str, checkpoint_id: str) -> None:
-        self.marks.add((thread_id, checkpoint_id))
+from pactmesh_orchestrator.testing import CollectingPublisher, MemoryOutbox
 
 
 @pytest.fixture
-def publisher() -> FakePublisher:
-    return FakePublisher()
+def publisher() -> CollectingPublisher:
+    return CollectingPublisher()
 
 
 @pytest.fixture
-def engine(publisher: FakePublisher) -> Engine:
+def engine(publisher: CollectingPublisher) -> Engine:
     saver = InMemorySaver()
     return Engine(
         graphs={
@@ -71,7 +39,7 @@ def engine(publisher: FakePublisher) -> Engine:
         },
         checkpointer=saver,
         publisher=publisher,
-        outbox=FakeOutbox(),
+        outbox=MemoryOutbox(),
         tool_timeout_s=12.5,
     )
 
@@ -117,7 +85,7 @@ def _failed(
 
 
 async def _started(
-    engine: Engine, publisher: FakePublisher, routed: Envelope[Any]
+    engine: Engine, publisher: CollectingPublisher, routed: Envelope[Any]
 ) -> ToolCallRequested:
     await engine.start(routed)
     return next(e.payload for e in publisher.take() if isinstance(e.payload, ToolCallRequested))
@@ -135,7 +103,7 @@ def _types(events: list[Envelope[Any]]) -> list[tuple[str, str | None]]:
 
 
 async def test_start_publishes_running_then_the_tool_call(
-    engine: Engine, publisher: FakePublisher
+    engine: Engine, publisher: CollectingPublisher
 ) -> None:
     routed = _routed()
 
@@ -161,7 +129,9 @@ async def test_start_publishes_running_then_the_tool_call(
     assert all(e.principal == routed.principal for e in events)
 
 
-async def test_start_again_publishes_nothing(engine: Engine, publisher: FakePublisher) -> None:
+async def test_start_again_publishes_nothing(
+    engine: Engine, publisher: CollectingPublisher
+) -> None:
     routed = _routed()
     await engine.start(routed)
     publisher.take()
@@ -171,7 +141,9 @@ async def test_start_again_publishes_nothing(engine: Engine, publisher: FakePubl
     assert publisher.events == []
 
 
-async def test_tool_result_completes_the_workflow(engine: Engine, publisher: FakePublisher) -> None:
+async def test_tool_result_completes_the_workflow(
+    engine: Engine, publisher: CollectingPublisher
+) -> None:
     routed = _routed()
     call = await _started(engine, publisher, routed)
     result = _completed(routed, call)
@@ -200,7 +172,7 @@ async def test_tool_result_completes_the_workflow(engine: Engine, publisher: Fak
 
 
 async def test_drafting_streams_tokens_in_order_before_completion(
-    engine: Engine, publisher: FakePublisher
+    engine: Engine, publisher: CollectingPublisher
 ) -> None:
     routed = _routed()
     call = await _started(engine, publisher, routed)
@@ -220,7 +192,7 @@ async def test_drafting_streams_tokens_in_order_before_completion(
 
 
 async def test_duplicate_tool_result_changes_nothing(
-    engine: Engine, publisher: FakePublisher
+    engine: Engine, publisher: CollectingPublisher
 ) -> None:
     routed = _routed()
     call = await _started(engine, publisher, routed)
@@ -238,7 +210,7 @@ async def test_duplicate_tool_result_changes_nothing(
 
 
 async def test_failed_tool_call_fails_the_workflow(
-    engine: Engine, publisher: FakePublisher
+    engine: Engine, publisher: CollectingPublisher
 ) -> None:
     routed = _routed("refund", order_id="9999")
     call = await _started(engine, publisher, routed)
@@ -256,7 +228,9 @@ async def test_failed_tool_call_fails_the_workflow(
     assert events[1].payload.detail == done.error
 
 
-async def test_result_for_another_call_is_ignored(engine: Engine, publisher: FakePublisher) -> None:
+async def test_result_for_another_call_is_ignored(
+    engine: Engine, publisher: CollectingPublisher
+) -> None:
     routed = _routed()
     call = await _started(engine, publisher, routed)
     stray = call.model_copy(update={"call_id": uuid.uuid4()})
@@ -280,7 +254,7 @@ async def test_result_for_an_unknown_run_raises(engine: Engine) -> None:
 
 
 async def test_unregistered_workflow_fails_at_once(
-    engine: Engine, publisher: FakePublisher
+    engine: Engine, publisher: CollectingPublisher
 ) -> None:
     routed = _routed("teleportation")
 
@@ -328,7 +302,7 @@ async def test_unregistered_workflow_fails_at_once(
 )
 async def test_each_workflow_asks_for_its_tool(
     engine: Engine,
-    publisher: FakePublisher,
+    publisher: CollectingPublisher,
     workflow: str,
     fields: dict[str, Any],
     tool: str,
@@ -338,7 +312,9 @@ async def test_each_workflow_asks_for_its_tool(
     assert (call.tool, call.arguments) == (tool, arguments)
 
 
-async def test_reroute_books_the_cheapest_quote(engine: Engine, publisher: FakePublisher) -> None:
+async def test_reroute_books_the_cheapest_quote(
+    engine: Engine, publisher: CollectingPublisher
+) -> None:
     routed = _routed("supply-chain-reroute", shipment_id="SH-77", baseline_cost=900.0)
     call = await _started(engine, publisher, routed)
     quotes = {
@@ -364,8 +340,8 @@ def test_call_ids_are_stable_per_run_and_step() -> None:
     assert call_id_for(run, "search_kb") != call_id_for(uuid.uuid4(), "search_kb")
 
 
-async def test_another_instance_resumes_from_the_checkpoint(publisher: FakePublisher) -> None:
-    saver, outbox = InMemorySaver(), FakeOutbox()
+async def test_another_instance_resumes_from_the_checkpoint(publisher: CollectingPublisher) -> None:
+    saver, outbox = InMemorySaver(), MemoryOutbox()
 
     def instance() -> Engine:
         policy = GatePolicy.load()
@@ -385,7 +361,7 @@ async def test_another_instance_resumes_from_the_checkpoint(publisher: FakePubli
     ]
 
 
-async def test_a_drafts_tokens_are_gathered_over_the_window(publisher: FakePublisher) -> None:
+async def test_a_drafts_tokens_are_gathered_over_the_window(publisher: CollectingPublisher) -> None:
     saver = InMemorySaver()
     engine = Engine(
         graphs={
@@ -393,7 +369,7 @@ async def test_a_drafts_tokens_are_gathered_over_the_window(publisher: FakePubli
         },
         checkpointer=saver,
         publisher=publisher,
-        outbox=FakeOutbox(),
+        outbox=MemoryOutbox(),
         tool_timeout_s=12.5,
         token_window_s=10.0,
     )

@@ -5,17 +5,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.base import empty_checkpoint
-from pactmesh_contracts.envelope import Envelope, Principal, new_event
+from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import RequestRouted, ToolCallCompleted, ToolCallRequested
 from pactmesh_orchestrator.adapters.sqlite_store import GroupCommitter, open_sqlite_store
 from pactmesh_orchestrator.domain.engine import Engine
 from pactmesh_orchestrator.domain.policy import GatePolicy
 from pactmesh_orchestrator.domain.registry import discover
+from pactmesh_orchestrator.testing import CollectingPublisher
 
 
 def _config(thread: str) -> Any:
@@ -82,22 +82,6 @@ async def test_a_failing_call_fails_alone(tmp_path: Path) -> None:
         assert await outbox.published("wf-1", "cp-1")
 
 
-class _Collect:
-    def __init__(self) -> None:
-        self.events: list[Envelope[Any]] = []
-
-    async def publish(self, event: Envelope[Any]) -> None:
-        self.events.append(event)
-
-    async def send(self, event: Envelope[Any]) -> Awaitable[object]:
-        await self.publish(event)
-        return asyncio.ensure_future(asyncio.sleep(0))  # acknowledged at once
-
-    async def publish_all(self, events: Sequence[Envelope[Any]]) -> None:
-        for event in events:
-            await self.publish(event)
-
-
 async def test_a_workflow_resumes_from_the_file_in_a_new_process(tmp_path: Path) -> None:
     path = tmp_path / "checkpoints.sqlite3"
     routed = new_event(
@@ -111,12 +95,12 @@ async def test_a_workflow_resumes_from_the_file_in_a_new_process(tmp_path: Path)
         tenant="acme",
         principal=Principal(subject="u"),
     )
-    first = _Collect()
+    first = CollectingPublisher()
     async with open_sqlite_store(path) as (saver, outbox):
         await _engine(saver, outbox, first).start(routed)
     [call] = [e.payload for e in first.events if isinstance(e.payload, ToolCallRequested)]
 
-    second = _Collect()
+    second = CollectingPublisher()
     hits = {"hits": [{"id": "kb-1", "title": "Reset", "answer": "Settings", "score": 0.9}]}
     async with open_sqlite_store(path) as (saver, outbox):
         await _engine(saver, outbox, second).resume(
@@ -127,7 +111,7 @@ async def test_a_workflow_resumes_from_the_file_in_a_new_process(tmp_path: Path)
     assert any(e.type == "workflow.completed.v1" for e in second.events)
 
 
-def _engine(saver: Any, outbox: Any, publisher: _Collect) -> Engine:
+def _engine(saver: Any, outbox: Any, publisher: CollectingPublisher) -> Engine:
     graphs = {
         n: d.build(GatePolicy.load()).compile(checkpointer=saver) for n, d in discover().items()
     }

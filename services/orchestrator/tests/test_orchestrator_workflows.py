@@ -7,9 +7,8 @@ the way the hitl service would. Every event crosses the wire format of its topic
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -32,7 +31,7 @@ from pactmesh_contracts.events import (
     WorkflowProgress,
     WorkflowToken,
 )
-from pactmesh_contracts.topics import REQUESTS_ROUTED, REVIEWS_DECIDED, TOOL_RESULTS, topic_for
+from pactmesh_contracts.topics import REQUESTS_ROUTED, REVIEWS_DECIDED, TOOL_RESULTS
 from pactmesh_kit.reasoning.semantic_cache import SemanticCache
 from pactmesh_orchestrator.domain.engine import (
     Engine,
@@ -43,6 +42,7 @@ from pactmesh_orchestrator.domain.engine import (
 from pactmesh_orchestrator.domain.policy import GatePolicy
 from pactmesh_orchestrator.domain.reasoning import Reasoning
 from pactmesh_orchestrator.domain.registry import discover
+from pactmesh_orchestrator.testing import CollectingPublisher, MemoryOutbox
 
 T = TypeVar("T")
 
@@ -88,39 +88,10 @@ DEFAULTS: dict[str, Answer] = {
 """What each tool answers when a test scripts nothing else for it."""
 
 
-class FakePublisher:
-    """Collects events, after checking each one survives its topic's wire format."""
-
-    def __init__(self) -> None:
-        self.events: list[Envelope[Any]] = []
-
-    async def publish(self, event: Envelope[Any]) -> None:
-        self.events.append(topic_for(event.payload).adapter.validate_json(event.model_dump_json()))
-
-    async def send(self, event: Envelope[Any]) -> Awaitable[object]:
-        await self.publish(event)
-        return asyncio.ensure_future(asyncio.sleep(0))  # acknowledged at once
-
-    async def publish_all(self, events: Sequence[Envelope[Any]]) -> None:
-        for event in events:
-            await self.publish(event)
-
-
-class FakeOutbox:
-    def __init__(self) -> None:
-        self.marks: set[tuple[str, str]] = set()
-
-    async def published(self, thread_id: str, checkpoint_id: str) -> bool:
-        return (thread_id, checkpoint_id) in self.marks
-
-    async def mark(self, thread_id: str, checkpoint_id: str) -> None:
-        self.marks.add((thread_id, checkpoint_id))
-
-
 class Mesh:
     """The engine, and the tools and reviewers around it played by scripts."""
 
-    def __init__(self, engine: Engine, publisher: FakePublisher) -> None:
+    def __init__(self, engine: Engine, publisher: CollectingPublisher) -> None:
         self.engine = engine
         self.publisher = publisher
         self.script: dict[str, list[Answer]] = {}
@@ -259,7 +230,7 @@ class Mesh:
 
 
 def _mesh(reasoning: Reasoning | None = None) -> Mesh:
-    saver, publisher = InMemorySaver(), FakePublisher()
+    saver, publisher = InMemorySaver(), CollectingPublisher(wire_check=True)
     policy = GatePolicy.load()
     engine = Engine(
         graphs={
@@ -267,7 +238,7 @@ def _mesh(reasoning: Reasoning | None = None) -> Mesh:
         },
         checkpointer=saver,
         publisher=publisher,
-        outbox=FakeOutbox(),
+        outbox=MemoryOutbox(),
         tool_timeout_s=20.0,
     )
     return Mesh(engine, publisher)
