@@ -8,7 +8,6 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
@@ -27,6 +26,7 @@ from pactmesh_intake.domain.intake import (
     check_permitted,
 )
 from pactmesh_intake.domain.requests import SubmitRequest, Transition, fingerprint
+from pactmesh_intake.testing import FakePublisher
 from pactmesh_kit.auth import load_access_policy
 
 PRINCIPAL = Principal(subject="alice", roles=("requester",), scopes=("workflow:refund",))
@@ -36,21 +36,6 @@ UPSTREAM = Principal(
 POLICY = load_access_policy()
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(hours=24)
-
-
-class FakePublisher:
-    """Collects published events; fails every publish while ``broken`` is set."""
-
-    def __init__(self) -> None:
-        self.events: list[Envelope[Any]] = []
-        self.refused: list[Envelope[Any]] = []
-        self.broken = False
-
-    async def publish(self, event: Envelope[Any]) -> None:
-        if self.broken:
-            self.refused.append(event)
-            raise ConnectionError("kafka unreachable")
-        self.events.append(event)
 
 
 @pytest.fixture

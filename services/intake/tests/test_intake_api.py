@@ -31,26 +31,12 @@ from pactmesh_intake.app import create_app
 from pactmesh_intake.domain.requests import ResultView, Transition
 from pactmesh_intake.runtime import Runtime
 from pactmesh_intake.settings import Settings
+from pactmesh_intake.testing import FakePublisher
 from pactmesh_kit.auth.devissuer import DevIssuer
 from pactmesh_kit.auth.testing import bearer
 
 PUBLIC_URL = "https://intake.example"
 LIMIT = 4096
-
-
-class FakePublisher:
-    """Collects published events; fails every publish while ``broken`` is set."""
-
-    def __init__(self) -> None:
-        self.events: list[Envelope[Any]] = []
-        self.refused: list[Envelope[Any]] = []
-        self.broken = False
-
-    async def publish(self, event: Envelope[Any]) -> None:
-        if self.broken:
-            self.refused.append(event)
-            raise ConnectionError("kafka unreachable")
-        self.events.append(event)
 
 
 class UnusedStore:
