@@ -9,7 +9,6 @@ declares.
 
 from __future__ import annotations
 
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -20,7 +19,6 @@ from typing import Any
 import pytest
 import schemathesis
 from fastapi import FastAPI
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from pactmesh_hitl.adapters.sqlite_store import open_store
 from pactmesh_hitl.app import create_app
@@ -28,6 +26,7 @@ from pactmesh_hitl.domain.reviews import Review, ReviewPriority, ReviewState
 from pactmesh_hitl.handlers import Runtime
 from pactmesh_hitl.settings import Settings
 from pactmesh_kit.auth.testing import bearer
+from pactmesh_kit.testing_openapi import conformance_settings, openapi_document
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -102,17 +101,13 @@ def _store_only_lifespan(app: FastAPI, data_dir: Path) -> Any:
     return lifespan
 
 
-def _openapi() -> dict[str, Any]:
-    """The app's OpenAPI document (building an app makes an issuer key: kept out of the tree)."""
-    with tempfile.TemporaryDirectory() as scratch:
-        return create_app(Settings(data_dir=Path(scratch))).openapi()
-
-
 # Loaded at import so that pytest sees one test per operation. Schemathesis' lazy
 # `from_fixture` loader would avoid that, but it sets `Node._nodeid`, which pytest 9.2
 # no longer has; each call is pointed at the test's own app instead (`app=`).
 # /health/ready answers 503 by design when Kafka is unreachable, as it is here.
-schema = schemathesis.openapi.from_dict(_openapi()).exclude(path_regex="^/health")
+schema = schemathesis.openapi.from_dict(openapi_document(create_app, Settings)).exclude(
+    path_regex="^/health"
+)
 SEEDED_IDS = [str(uuid.UUID(int=n + 1)) for n in range(SEEDED)]
 
 
@@ -144,13 +139,7 @@ def reviewer_headers(tmp_path: Path) -> dict[str, str]:
 
 
 @schema.parametrize()
-@settings(
-    max_examples=30,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
+@conformance_settings(max_examples=30)
 def test_the_reviewer_api_honours_its_openapi_document(
     case: Any, hitl_app: FastAPI, reviewer_headers: dict[str, str]
 ) -> None:
