@@ -235,6 +235,25 @@ class SqliteReviewStore:
             (str(review_id), _utc(at), actor, action, json.dumps(detail)),
         )
 
+    @classmethod
+    async def _move(
+        cls,
+        conn: aiosqlite.Connection,
+        review_ids: list[str],
+        state: ReviewState,
+        *,
+        at: datetime,
+        actor: str,
+        action: str,
+        detail: dict[str, Any],
+    ) -> None:
+        """Put each of ``review_ids`` in ``state``, with the same history entry."""
+        for review_id in review_ids:
+            await conn.execute(
+                "UPDATE reviews SET state = ? WHERE review_id = ?", (state.value, review_id)
+            )
+            await cls._record(conn, review_id, at=at, actor=actor, action=action, detail=detail)
+
     async def add(self, review: Review) -> bool:
         async with self._transaction() as conn:
             cursor = await conn.execute(
@@ -277,19 +296,15 @@ class SqliteReviewStore:
             ),
         ) as cursor:
             previous = [row[0] for row in await cursor.fetchall()]
-        for review_id in previous:
-            await conn.execute(
-                "UPDATE reviews SET state = ? WHERE review_id = ?",
-                (ReviewState.ESCALATED.value, review_id),
-            )
-            await self._record(
-                conn,
-                review_id,
-                at=review.requested_at,
-                actor="policy:expiry",
-                action="escalated",
-                detail={"to_role": review.required_role, "review_id": str(review.review_id)},
-            )
+        await self._move(
+            conn,
+            previous,
+            ReviewState.ESCALATED,
+            at=review.requested_at,
+            actor="policy:expiry",
+            action="escalated",
+            detail={"to_role": review.required_role, "review_id": str(review.review_id)},
+        )
         return previous
 
     async def get(self, review_id: uuid.UUID) -> Review | None:
@@ -436,19 +451,15 @@ class SqliteReviewStore:
                 (str(workflow_id), _PENDING),
             ) as cursor:
                 pending = [row[0] for row in await cursor.fetchall()]
-            for review_id in pending:
-                await conn.execute(
-                    "UPDATE reviews SET state = ? WHERE review_id = ?",
-                    (ReviewState.WITHDRAWN.value, review_id),
-                )
-                await self._record(
-                    conn,
-                    review_id,
-                    at=now,
-                    actor="workflow",
-                    action="withdrawn",
-                    detail={"reason": "the workflow ended"},
-                )
+            await self._move(
+                conn,
+                pending,
+                ReviewState.WITHDRAWN,
+                at=now,
+                actor="workflow",
+                action="withdrawn",
+                detail={"reason": "the workflow ended"},
+            )
             return len(pending)
 
     async def history(self, review_id: uuid.UUID) -> list[HistoryEntry]:
