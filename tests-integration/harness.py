@@ -282,3 +282,41 @@ def running_mesh(
     finally:
         for service in list(mesh.processes):
             mesh.stop(service)
+
+
+async def read_from_start(
+    mesh: Mesh,
+    topics: list[str],
+    *,
+    on_record: Callable[[Any], None],
+    done: Callable[[], bool],
+    deadline_s: float,
+    linger_s: float = 0.0,
+) -> None:
+    """Read ``topics`` (qualified names) from their start, in a consumer group of its
+    own, handing every record to ``on_record`` until ``done()`` holds and then for
+    ``linger_s`` more (so that a late duplicate would still be seen), or until
+    ``deadline_s`` passes; the caller asserts on what it collected."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=mesh.bootstrap,
+        group_id=f"check-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + deadline_s
+        linger_until: float | None = None
+        while time.monotonic() < (linger_until or deadline):
+            for records in (await consumer.getmany(timeout_ms=250)).values():
+                for record in records:
+                    on_record(record)
+            if linger_until is None and done():
+                linger_until = time.monotonic() + linger_s
+                if linger_s <= 0:
+                    return
+    finally:
+        await consumer.stop()

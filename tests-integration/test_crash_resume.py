@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
-from harness import Broker, Mesh, running_mesh, wait_for
+from harness import Broker, Mesh, read_from_start, running_mesh, wait_for
 from pactmesh_contracts.topics import RESULT_TOPICS
 from workflow_client import fault, ledger, requester, submit
 
@@ -39,26 +38,19 @@ def _delivered(mesh: Mesh, ids: list[uuid.UUID]) -> int:
 
 
 async def _results(mesh: Mesh, expected: set[uuid.UUID], deadline_s: float) -> Counter[uuid.UUID]:
-    consumer = AIOKafkaConsumer(
-        *(t.qualified(mesh.prefix) for t in RESULT_TOPICS),
-        bootstrap_servers=mesh.bootstrap,
-        group_id=f"check-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
     seen: Counter[uuid.UUID] = Counter()
-    try:
-        deadline = time.monotonic() + deadline_s
-        linger: float | None = None
-        while time.monotonic() < (linger or deadline):
-            for records in (await consumer.getmany(timeout_ms=250)).values():
-                for record in records:
-                    seen[RESULT_TOPICS[0].adapter.validate_json(record.value).workflow_id] += 1
-            if linger is None and expected <= set(seen):
-                linger = time.monotonic() + 3.0
-    finally:
-        await consumer.stop()
+
+    def count(record: Any) -> None:
+        seen[RESULT_TOPICS[0].adapter.validate_json(record.value).workflow_id] += 1
+
+    await read_from_start(
+        mesh,
+        [t.qualified(mesh.prefix) for t in RESULT_TOPICS],
+        on_record=count,
+        done=lambda: expected <= set(seen),
+        deadline_s=deadline_s,
+        linger_s=3.0,
+    )
     return seen
 
 

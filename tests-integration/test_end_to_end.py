@@ -11,8 +11,8 @@ from collections import Counter, defaultdict
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from harness import SERVICES, Mesh, wait_for
+from aiokafka import AIOKafkaProducer
+from harness import SERVICES, Mesh, read_from_start, wait_for
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import RequestStatus, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
@@ -98,30 +98,20 @@ async def _collect_results(
 ) -> list[tuple[uuid.UUID, float, dict[str, Any]]]:
     """Read every result topic as a downstream consumer until all expected results came,
     then keep reading for a few seconds so that a duplicate would be seen."""
-    consumer = AIOKafkaConsumer(
-        *(t.qualified(mesh.prefix) for t in RESULT_TOPICS),
-        bootstrap_servers=mesh.bootstrap,
-        group_id=f"downstream-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
     received: list[tuple[uuid.UUID, float, dict[str, Any]]] = []
-    try:
-        deadline = time.monotonic() + deadline_s
-        linger_until: float | None = None
-        while time.monotonic() < (linger_until or deadline):
-            for records in (await consumer.getmany(timeout_ms=250)).values():
-                for record in records:
-                    result = RESULT_TOPICS[0].adapter.validate_json(record.value)
-                    received.append(
-                        (result.workflow_id, time.monotonic(), result.model_dump(mode="json"))
-                    )
-            seen = {r[0] for r in received}
-            if linger_until is None and expected.done() and expected.result() <= seen:
-                linger_until = time.monotonic() + 3.0
-    finally:
-        await consumer.stop()
+
+    def keep(record: Any) -> None:
+        result = RESULT_TOPICS[0].adapter.validate_json(record.value)
+        received.append((result.workflow_id, time.monotonic(), result.model_dump(mode="json")))
+
+    await read_from_start(
+        mesh,
+        [t.qualified(mesh.prefix) for t in RESULT_TOPICS],
+        on_record=keep,
+        done=lambda: expected.done() and expected.result() <= {r[0] for r in received},
+        deadline_s=deadline_s,
+        linger_s=3.0,
+    )
     return received
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from harness import Broker, Mesh, running_mesh
+from harness import Broker, Mesh, read_from_start, running_mesh
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import DeadLetter, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
@@ -51,28 +50,21 @@ def _post(
 async def _results(mesh: Mesh, wanted: set[uuid.UUID], deadline_s: float) -> list[uuid.UUID]:
     """Every result for ``wanted`` on the result topics, read as a downstream consumer
     until each has one, then for 3 s more so that a duplicate would be seen."""
-    consumer = AIOKafkaConsumer(
-        *(t.qualified(mesh.prefix) for t in RESULT_TOPICS),
-        bootstrap_servers=mesh.bootstrap,
-        group_id=f"edges-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
     found: list[uuid.UUID] = []
-    try:
-        deadline = time.monotonic() + deadline_s
-        linger_until: float | None = None
-        while time.monotonic() < (linger_until or deadline):
-            for records in (await consumer.getmany(timeout_ms=250)).values():
-                for record in records:
-                    workflow_id = uuid.UUID(json.loads(record.value)["workflow_id"])
-                    if workflow_id in wanted:
-                        found.append(workflow_id)
-            if linger_until is None and wanted <= set(found):
-                linger_until = time.monotonic() + 3.0
-    finally:
-        await consumer.stop()
+
+    def keep(record: Any) -> None:
+        workflow_id = uuid.UUID(json.loads(record.value)["workflow_id"])
+        if workflow_id in wanted:
+            found.append(workflow_id)
+
+    await read_from_start(
+        mesh,
+        [t.qualified(mesh.prefix) for t in RESULT_TOPICS],
+        on_record=keep,
+        done=lambda: wanted <= set(found),
+        deadline_s=deadline_s,
+        linger_s=3.0,
+    )
     return found
 
 

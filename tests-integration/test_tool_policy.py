@@ -5,15 +5,14 @@ request routed to a workflow its principal may not start ends rejected, and audi
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from harness import Mesh
+from aiokafka import AIOKafkaProducer
+from harness import Mesh, read_from_start
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import (
     Outcome,
@@ -60,26 +59,21 @@ async def _first(
     """The first event on each topic of ``wanted`` that its predicate matches (read from
     the start of the topics, in a consumer group of its own); fails at the deadline."""
     by_name = {t.qualified(mesh.prefix): t for t in wanted}
-    consumer = AIOKafkaConsumer(
-        *by_name,
-        bootstrap_servers=mesh.bootstrap,
-        group_id=f"policy-test-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
     found: dict[Topic, Envelope[Any]] = {}
-    await consumer.start()
-    try:
-        deadline = time.monotonic() + deadline_s
-        while len(found) < len(wanted) and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=250)).values():
-                for record in records:
-                    topic = by_name[record.topic]
-                    event = topic.adapter.validate_json(record.value)
-                    if topic not in found and wanted[topic](event):
-                        found[topic] = event
-    finally:
-        await consumer.stop()
+
+    def match(record: Any) -> None:
+        topic = by_name[record.topic]
+        event = topic.adapter.validate_json(record.value)
+        if topic not in found and wanted[topic](event):
+            found[topic] = event
+
+    await read_from_start(
+        mesh,
+        list(by_name),
+        on_record=match,
+        done=lambda: len(found) == len(wanted),
+        deadline_s=deadline_s,
+    )
     missing = [t.name for t in wanted if t not in found]
     assert not missing, f"nothing matching on {missing} within {deadline_s}s"
     return found
