@@ -31,8 +31,6 @@ class KitSettings(BaseSettings):
     data_dir: Path = Field(Path(".cache/run"), validation_alias=_alias("PACTMESH_DATA_DIR"))
     """Where SQLite files and local trace files live."""
     http_host: str = Field("127.0.0.1", validation_alias=_alias("PACTMESH_HTTP_HOST"))
-    default_tenant: str = Field("default", validation_alias=_alias("PACTMESH_DEFAULT_TENANT"))
-    """Tenant of requests that do not name one, until authentication lands."""
     handler_max_attempts: int = Field(
         5, ge=1, validation_alias=_alias("PACTMESH_HANDLER_MAX_ATTEMPTS")
     )

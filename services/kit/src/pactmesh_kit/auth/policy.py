@@ -9,7 +9,6 @@ recording a decision.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -92,10 +91,6 @@ class AccessPolicy(BaseModel):
     def may_review(self, principal: Principal, action: str, *, gate_role: str) -> bool:
         """True if ``principal`` holds the gate's role and may take review ``action``."""
         return gate_role in principal.roles and action in self.grants(principal).review_actions
-
-    def known_workflows(self) -> Iterable[str]:
-        """Workflows the policy knows about."""
-        return self.workflows.keys()
 
 
 def load_access_policy(path: Path | None = None) -> AccessPolicy:

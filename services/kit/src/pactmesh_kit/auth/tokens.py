@@ -59,14 +59,6 @@ class Identity:
         """The caller's stable identifier."""
         return self.principal.subject
 
-    def has_role(self, role: str) -> bool:
-        """True if the token grants ``role``."""
-        return role in self.principal.roles
-
-    def has_scope(self, scope: str) -> bool:
-        """True if the token grants ``scope``."""
-        return scope in self.principal.scopes
-
 
 class KeySource(Protocol):
     """Finds the public key that should have signed a token."""
