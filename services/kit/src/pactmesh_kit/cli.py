@@ -24,9 +24,7 @@ def _token(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    issuer = DevIssuer(
-        settings.auth_key_dir, issuer=settings.auth_issuer, audience=settings.auth_audience
-    )
+    issuer = DevIssuer.for_settings(settings)
     roles = args.role or []
     token = issuer.mint(
         subject=args.subject or f"dev-{roles[0] if roles else 'user'}",
@@ -41,9 +39,7 @@ def _token(args: argparse.Namespace) -> int:
 
 def _jwks(_args: argparse.Namespace) -> int:
     settings = KitSettings()
-    issuer = DevIssuer(
-        settings.auth_key_dir, issuer=settings.auth_issuer, audience=settings.auth_audience
-    )
+    issuer = DevIssuer.for_settings(settings)
     print(json.dumps(issuer.jwks(), indent=2))
     return 0
 

@@ -18,11 +18,14 @@ import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+if TYPE_CHECKING:
+    from pactmesh_kit.settings import KitSettings
 
 ALGORITHM = "ES256"
 KEY_FILE = "dev-issuer.pem"
@@ -89,6 +92,13 @@ class DevIssuer:
         self.issuer = issuer
         self.audience = audience
         self.jwk = public_jwk(self._key.public_key())
+
+    @classmethod
+    def for_settings(cls, settings: KitSettings) -> DevIssuer:
+        """The issuer whose tokens services configured by ``settings`` accept."""
+        return cls(
+            settings.auth_key_dir, issuer=settings.auth_issuer, audience=settings.auth_audience
+        )
 
     @property
     def public_key(self) -> ec.EllipticCurvePublicKey:

@@ -44,12 +44,7 @@ class Authenticator:
         if settings.auth_jwks_url:
             keys: JwksKeys | StaticKey = JwksKeys(settings.auth_jwks_url)
         else:
-            issuer = DevIssuer(
-                settings.auth_key_dir,
-                issuer=settings.auth_issuer,
-                audience=settings.auth_audience,
-            )
-            keys = StaticKey(issuer.public_key)
+            keys = StaticKey(DevIssuer.for_settings(settings).public_key)
         verifier = TokenVerifier(
             issuer=settings.auth_issuer,
             audience=settings.auth_audience,

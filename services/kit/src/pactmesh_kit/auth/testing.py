@@ -8,13 +8,6 @@ from pactmesh_kit.auth.devissuer import DevIssuer
 from pactmesh_kit.settings import KitSettings
 
 
-def issuer_for(settings: KitSettings) -> DevIssuer:
-    """The development issuer whose tokens services built from ``settings`` accept."""
-    return DevIssuer(
-        settings.auth_key_dir, issuer=settings.auth_issuer, audience=settings.auth_audience
-    )
-
-
 def bearer(
     settings: KitSettings,
     *,
@@ -26,7 +19,7 @@ def bearer(
 ) -> dict[str, str]:
     """An ``Authorization`` header for a fresh token."""
     roles = tuple(roles)
-    token = issuer_for(settings).mint(
+    token = DevIssuer.for_settings(settings).mint(
         subject=subject or f"test-{roles[0] if roles else 'user'}",
         tenant=tenant,
         roles=roles,
