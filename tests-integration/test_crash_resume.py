@@ -105,7 +105,7 @@ def postgres_url() -> Iterator[str]:
 
     env = {
         **os.environ,
-        "PG_PORT": "15433",
+        "PG_PORT": os.environ.get("PACTMESH_TEST_PG_PORT", "15433"),
         "PG_DATA_DIR": str(REPO / ".cache" / "postgres-test" / "data"),
     }
     script = str(REPO / "infra" / "postgres" / "pg.sh")
