@@ -32,7 +32,6 @@ from pactmesh_contracts.events import (
     WorkflowToken,
 )
 from pactmesh_contracts.topics import REQUESTS_ROUTED, REVIEWS_DECIDED, TOOL_RESULTS
-from pactmesh_kit.reasoning.semantic_cache import SemanticCache
 from pactmesh_orchestrator.domain.engine import (
     Engine,
     UnknownWorkflowRun,
@@ -43,6 +42,7 @@ from pactmesh_orchestrator.domain.policy import GatePolicy
 from pactmesh_orchestrator.domain.reasoning import Reasoning
 from pactmesh_orchestrator.domain.registry import discover
 from pactmesh_orchestrator.testing import CollectingPublisher, MemoryOutbox
+from pactmesh_reasoning.semantic_cache import SemanticCache
 
 T = TypeVar("T")
 

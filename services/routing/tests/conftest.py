@@ -4,8 +4,8 @@ so the tests check what the service does with no provider configured."""
 from __future__ import annotations
 
 import pytest
-from pactmesh_kit.reasoning.classifier import ExampleClassifier
-from pactmesh_kit.reasoning.models import CallCounters, ModelRouter, ModelsConfig
+from pactmesh_reasoning.classifier import ExampleClassifier
+from pactmesh_reasoning.models import CallCounters, ModelRouter, ModelsConfig
 from pactmesh_routing.adapters.models import chat_models, load_classifier
 from pactmesh_routing.domain.router import Router
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from langchain_core.embeddings import DeterministicFakeEmbedding
-from pactmesh_kit.reasoning.classifier import ExampleClassifier
-from pactmesh_kit.reasoning.models import ModelRouter, ModelsConfig, ModelSpec, RoleConfig
+from pactmesh_reasoning.classifier import ExampleClassifier
+from pactmesh_reasoning.models import ModelRouter, ModelsConfig, ModelSpec, RoleConfig
 from pactmesh_routing.app import _warm_up, create_app
 from pactmesh_routing.data import EXAMPLES_FILE
 from pactmesh_routing.domain.errors import InvalidExamples

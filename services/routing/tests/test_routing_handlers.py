@@ -32,7 +32,7 @@ from pactmesh_contracts.topics import (
 )
 from pactmesh_kit.auth import load_access_policy
 from pactmesh_kit.broker import EventPublisher, encode, make_broker, subscriber
-from pactmesh_kit.reasoning.models import OFFLINE_MODEL, ModelRouter
+from pactmesh_reasoning.models import OFFLINE_MODEL, ModelRouter
 from pactmesh_routing import handlers
 from pactmesh_routing.domain.router import Router
 from pactmesh_routing.settings import Settings

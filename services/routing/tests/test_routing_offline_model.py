@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-from pactmesh_kit.reasoning.classifier import ExampleClassifier
-from pactmesh_kit.reasoning.models import OFFLINE_MODEL, ModelRouter, ModelSpec
-from pactmesh_kit.reasoning.structured import structured_call
+from pactmesh_reasoning.classifier import ExampleClassifier
+from pactmesh_reasoning.models import OFFLINE_MODEL, ModelRouter, ModelSpec
+from pactmesh_reasoning.structured import structured_call
 from pactmesh_routing.adapters.models import RoutingOfflineModel, chat_models, load_classifier
 from pactmesh_routing.domain.errors import InvalidExamples
 from pactmesh_routing.domain.schema import RoutingDecision

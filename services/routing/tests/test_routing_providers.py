@@ -11,18 +11,18 @@ from typing import Any
 
 import httpx
 import pytest
-from pactmesh_kit.reasoning.classifier import ExampleClassifier
-from pactmesh_kit.reasoning.models import (
-    OFFLINE_MODEL,
-    CallCounters,
-    ModelRouter,
-    load_models_config,
-)
 from pactmesh_model_sim.app import create_app
 from pactmesh_model_sim.protocol import ChatCompletionRequest, ToolDef
 from pactmesh_model_sim.scenarios import FillScenario, Scenario
 from pactmesh_model_sim.settings import Settings as SimSettings
 from pactmesh_model_sim.testing import SimAdmin, serve_in_thread
+from pactmesh_reasoning.classifier import ExampleClassifier
+from pactmesh_reasoning.models import (
+    OFFLINE_MODEL,
+    CallCounters,
+    ModelRouter,
+    load_models_config,
+)
 from pactmesh_routing.adapters.models import chat_models
 from pactmesh_routing.domain.router import INSTRUCTIONS, RAW_LIMIT, Router
 

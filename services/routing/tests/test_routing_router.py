@@ -4,7 +4,7 @@ fields, and requests that must reach a person."""
 from __future__ import annotations
 
 import pytest
-from pactmesh_kit.reasoning.models import OFFLINE_MODEL, ModelRouter
+from pactmesh_reasoning.models import OFFLINE_MODEL, ModelRouter
 from pactmesh_routing.domain.router import Router, instruction_like
 
 # The integration suite's end-to-end texts: each must reach its workflow above the

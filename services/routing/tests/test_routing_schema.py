@@ -6,7 +6,7 @@ from typing import Any, get_args
 
 import pytest
 from pactmesh_contracts.topics import WORKFLOWS
-from pactmesh_kit.reasoning.structured import require_strict
+from pactmesh_reasoning.structured import require_strict
 from pactmesh_routing.domain.schema import RegisteredWorkflow, RoutingDecision, business_rules
 from pydantic import ValidationError
 

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -91,3 +92,21 @@ class SimAdmin:
     def close(self) -> None:
         """Close the HTTP client."""
         self._http.close()
+
+
+# Fixtures for the test suites that drive a real simulator (this package's and the
+# reasoning package's); a conftest imports them by name.
+@pytest.fixture(scope="module")
+def sim_url() -> Iterator[str]:
+    """A simulator on a free port for this test module (a real uvicorn server)."""
+    with serve_in_thread() as url:
+        yield url
+
+
+@pytest.fixture
+def sim(sim_url: str) -> Iterator[SimAdmin]:
+    """The simulator's admin API, reset before each test."""
+    admin = SimAdmin(sim_url)
+    admin.reset()
+    yield admin
+    admin.close()

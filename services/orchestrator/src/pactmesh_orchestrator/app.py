@@ -15,11 +15,11 @@ from pactmesh_contracts.topics import (
     WORKFLOW_PROGRESS,
 )
 from pactmesh_kit.broker import EventPublisher, make_broker
-from pactmesh_kit.reasoning.embeddings import load_embeddings
-from pactmesh_kit.reasoning.models import ModelRouter
-from pactmesh_kit.reasoning.semantic_cache import SemanticCache
 from pactmesh_kit.service import create_service_app
 from pactmesh_kit.telemetry import setup_telemetry
+from pactmesh_reasoning.embeddings import load_embeddings
+from pactmesh_reasoning.models import ModelRouter
+from pactmesh_reasoning.semantic_cache import SemanticCache
 
 from pactmesh_orchestrator import api, handlers
 from pactmesh_orchestrator.adapters.persistence import open_persistence

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pactmesh_kit.broker import EventPublisher
-from pactmesh_kit.reasoning.semantic_cache import SemanticCache
+from pactmesh_reasoning.semantic_cache import SemanticCache
 
 from pactmesh_orchestrator.domain.engine import Engine
 from pactmesh_orchestrator.settings import Settings

@@ -10,10 +10,10 @@ from fastapi import FastAPI
 from pactmesh_contracts.topics import AUDIT, REQUESTS_ROUTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS
 from pactmesh_kit.auth import load_access_policy
 from pactmesh_kit.broker import EventPublisher, make_broker
-from pactmesh_kit.reasoning.classifier import ExampleClassifier
-from pactmesh_kit.reasoning.models import ModelRouter
 from pactmesh_kit.service import Resources, create_service_app
 from pactmesh_kit.telemetry import setup_telemetry
+from pactmesh_reasoning.classifier import ExampleClassifier
+from pactmesh_reasoning.models import ModelRouter
 
 from pactmesh_routing import handlers
 from pactmesh_routing.adapters.models import load_classifier, routing_models

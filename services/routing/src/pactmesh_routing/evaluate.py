@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pactmesh_contracts.topics import WORKFLOWS
-from pactmesh_kit.reasoning.models import OFFLINE_MODEL, CallCounters, ModelRouter, ModelsConfig
+from pactmesh_reasoning.models import OFFLINE_MODEL, CallCounters, ModelRouter, ModelsConfig
 
 from pactmesh_routing.adapters.models import chat_models, load_classifier
 from pactmesh_routing.data import EVALUATION_FILE, EXAMPLES_FILE, LabelledRequest, load

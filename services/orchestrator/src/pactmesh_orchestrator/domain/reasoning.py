@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pactmesh_kit.reasoning.models import ModelRouter, ModelsConfig
-from pactmesh_kit.reasoning.semantic_cache import SemanticCache
+from pactmesh_reasoning.models import ModelRouter, ModelsConfig
+from pactmesh_reasoning.semantic_cache import SemanticCache
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, StateGraph
 from pactmesh_contracts.actions import TriageHandover
-from pactmesh_kit.reasoning.models import AllModelsFailed
-from pactmesh_kit.reasoning.semantic_cache import cacheable
+from pactmesh_reasoning.models import AllModelsFailed
+from pactmesh_reasoning.semantic_cache import cacheable
 from pydantic import BaseModel, ConfigDict
 
 from pactmesh_orchestrator.domain.graphs import (

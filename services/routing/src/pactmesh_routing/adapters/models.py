@@ -20,15 +20,15 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pactmesh_contracts.topics import WORKFLOWS
-from pactmesh_kit.reasoning.classifier import Classification, ExampleClassifier
-from pactmesh_kit.reasoning.models import (
+from pactmesh_reasoning.classifier import Classification, ExampleClassifier
+from pactmesh_reasoning.models import (
     ModelFactory,
     ModelRouter,
     ModelsConfig,
     ModelSpec,
     build_chat_model,
 )
-from pactmesh_kit.reasoning.offline import OfflineChatModel
+from pactmesh_reasoning.offline import OfflineChatModel
 
 from pactmesh_routing.data import EXAMPLES_FILE, by_workflow, load
 from pactmesh_routing.domain.classifier import (

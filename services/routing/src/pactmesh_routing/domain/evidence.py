@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pactmesh_kit.reasoning.classifier import Classification
+from pactmesh_reasoning.classifier import Classification
 
 from pactmesh_routing.domain.classifier import matched_words
 

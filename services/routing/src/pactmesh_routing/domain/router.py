@@ -16,8 +16,8 @@ import re
 from collections.abc import Collection
 
 from pactmesh_contracts.topics import WORKFLOWS
-from pactmesh_kit.reasoning.models import AllModelsFailed, ModelRouter
-from pactmesh_kit.reasoning.structured import StructuredResult, structured_call
+from pactmesh_reasoning.models import AllModelsFailed, ModelRouter
+from pactmesh_reasoning.structured import StructuredResult, structured_call
 from pydantic import JsonValue
 
 from pactmesh_routing.domain.classifier import extract_fields

@@ -13,7 +13,7 @@ from collections.abc import Collection
 from typing import Literal, get_args
 
 from pactmesh_contracts.topics import WORKFLOWS
-from pactmesh_kit.reasoning.structured import Validator
+from pactmesh_reasoning.structured import Validator
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 RegisteredWorkflow = Literal["support-triage", "procurement", "supply-chain-reroute", "refund"]

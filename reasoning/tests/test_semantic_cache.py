@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
-from pactmesh_kit.reasoning.embeddings import load_embeddings
-from pactmesh_kit.reasoning.semantic_cache import (
+from pactmesh_reasoning.embeddings import load_embeddings
+from pactmesh_reasoning.semantic_cache import (
     DEFAULT_THRESHOLD,
     CacheStats,
     SemanticCache,

@@ -1,4 +1,4 @@
-"""``python -m pactmesh_kit.reasoning.bench``: what schema-first outputs cost per call.
+"""``python -m pactmesh_reasoning.bench``: what schema-first outputs cost per call.
 
 Against the offline model (so the model's own time is small and steady), each of
 ``--calls`` rounds times, in turn:
@@ -24,9 +24,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pactmesh_kit.reasoning.models import CallCounters, ModelRouter, ModelsConfig
-from pactmesh_kit.reasoning.offline import OfflineChatModel
-from pactmesh_kit.reasoning.structured import structured_call
+from pactmesh_reasoning.models import CallCounters, ModelRouter, ModelsConfig
+from pactmesh_reasoning.offline import OfflineChatModel
+from pactmesh_reasoning.structured import structured_call
 
 PROMPT = "Please refund $120.50 for order ORD-4411; the parcel arrived damaged."
 

@@ -17,8 +17,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
-from pactmesh_kit.reasoning import embeddings as embeddings_module
-from pactmesh_kit.reasoning.embeddings import (
+from pactmesh_reasoning import embeddings as embeddings_module
+from pactmesh_reasoning.embeddings import (
     EmbeddingsUnavailable,
     MiniLMEmbeddings,
     load_embeddings,

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pactmesh_kit.reasoning.models import (
+from pactmesh_model_sim.testing import SimAdmin
+from pactmesh_reasoning.models import (
     OFFLINE_MODEL,
     AllModelsFailed,
     CallCounters,
@@ -33,7 +34,6 @@ from pactmesh_kit.reasoning.models import (
     load_models_config,
     retry_after_s,
 )
-from pactmesh_model_sim.testing import SimAdmin
 from pydantic import ValidationError
 
 
@@ -73,7 +73,7 @@ async def test_a_model_over_its_latency_budget_hands_the_call_on(
     sim.configure("sim-slow", latency={"kind": "fixed", "ms": 2000})
     chain = router(http, spec(sim, "sim-slow", budget=0.3), spec(sim, "sim-fast"))
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="pactmesh_kit.reasoning.models"):
+    with caplog.at_level(logging.WARNING, logger="pactmesh_reasoning.models"):
         answer = await chain.ainvoke("routing", "hello")
     elapsed = time.monotonic() - started
     assert answered_by(answer) == "openai:sim-fast"
@@ -191,7 +191,7 @@ async def test_a_stream_that_starts_too_late_falls_back(
 def test_every_role_is_the_offline_model_when_nothing_is_configured(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="pactmesh_kit.reasoning.models"):
+    with caplog.at_level(logging.INFO, logger="pactmesh_reasoning.models"):
         config = load_models_config({})
     for role in ("routing", "extraction", "drafting"):
         assert [s.model for s in config.role(role).chain] == [OFFLINE_MODEL]

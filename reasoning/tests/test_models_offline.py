@@ -12,9 +12,9 @@ from typing import Literal
 import pytest
 from langchain_core.embeddings import Embeddings
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
-from pactmesh_kit.reasoning.classifier import ExampleClassifier, NoExamples
-from pactmesh_kit.reasoning.embeddings import load_embeddings
-from pactmesh_kit.reasoning.models import (
+from pactmesh_reasoning.classifier import ExampleClassifier, NoExamples
+from pactmesh_reasoning.embeddings import load_embeddings
+from pactmesh_reasoning.models import (
     OFFLINE_MODEL,
     CallCounters,
     ModelCounts,
@@ -25,8 +25,8 @@ from pactmesh_kit.reasoning.models import (
     answered_by,
     model_call_counts,
 )
-from pactmesh_kit.reasoning.offline import OfflineChatModel
-from pactmesh_kit.reasoning.structured import structured_call
+from pactmesh_reasoning.offline import OfflineChatModel
+from pactmesh_reasoning.structured import structured_call
 from pydantic import BaseModel, ConfigDict, Field
 
 EXAMPLES = {
@@ -220,7 +220,7 @@ async def test_tool_calls_stream_in_one_chunk() -> None:
 async def test_the_offline_model_is_deterministic_and_names_itself(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="pactmesh_kit.reasoning.offline"):
+    with caplog.at_level(logging.INFO, logger="pactmesh_reasoning.offline"):
         model = OfflineChatModel()
     assert "offline model pactmesh-offline:default in use" in caplog.text
     assert "not an LLM" in caplog.text

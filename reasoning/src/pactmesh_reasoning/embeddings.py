@@ -22,8 +22,8 @@ import numpy.typing as npt
 from langchain_core.embeddings import Embeddings
 from tokenizers import Encoding, Tokenizer
 
-from pactmesh_kit.errors import PactmeshError
-from pactmesh_kit.reasoning._bert import Array, BertEncoder, UnsupportedModel
+from pactmesh_reasoning._bert import Array, BertEncoder, UnsupportedModel
+from pactmesh_reasoning.errors import ReasoningError
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ LOCAL_MODELS = ("all-minilm-l6-v2",)
 """Models the ``local:`` provider serves offline."""
 
 
-class EmbeddingsUnavailable(PactmeshError):
+class EmbeddingsUnavailable(ReasoningError):
     """An embeddings spec names no model that can be loaded here."""
 
     code = "embeddings_unavailable"

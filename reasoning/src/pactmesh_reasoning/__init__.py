@@ -1,4 +1,4 @@
-"""Reasoning helpers shared by the services.
+"""The reasoning layer routing and the orchestrator share (no other service installs it).
 
 * ``embeddings``: offline sentence embeddings (all-MiniLM-L6-v2 on numpy);
 * ``semantic_cache``: answers to questions that have been answered before;

@@ -9,7 +9,7 @@ provider is a settings change::
 
 or the same document in a JSON or TOML file named by ``PACTMESH_MODELS_FILE``. A role
 left out, or no configuration at all, uses ``pactmesh-offline:default``: the offline
-model of ``pactmesh_kit.reasoning.offline``, a deterministic stand-in (not an LLM) that
+model of ``pactmesh_reasoning.offline``, a deterministic stand-in (not an LLM) that
 answers through the same interfaces, so the mesh runs with no provider.
 
 Every model of a chain runs under its latency budget. A model that runs over it, that
@@ -39,7 +39,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr, field_validator
 
-from pactmesh_kit.errors import PactmeshError
+from pactmesh_reasoning.errors import ReasoningError
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +58,13 @@ _PLACEHOLDER_KEYS = {"", "changeme", "change-me", "secret", "your-api-key", "xxx
 FailureReason = Literal["timeout", "rate_limited", "unavailable"]
 
 
-class ModelConfigError(PactmeshError):
+class ModelConfigError(ReasoningError):
     """The models configuration cannot be read; the message says which setting to fix."""
 
     code = "model_config_invalid"
 
 
-class ModelCallFailed(PactmeshError):
+class ModelCallFailed(ReasoningError):
     """One model of a chain did not answer; the chain moves on to the next."""
 
     code = "model_call_failed"
@@ -75,7 +75,7 @@ class ModelCallFailed(PactmeshError):
         self.reason = reason
 
 
-class AllModelsFailed(PactmeshError):
+class AllModelsFailed(ReasoningError):
     """Every model of a role's chain failed; retry later or raise the budgets."""
 
     code = "models_unavailable"
@@ -436,7 +436,7 @@ def build_chat_model(spec: ModelSpec, **runtime: Any) -> BaseChatModel:
     otherwise LangChain's ``init_chat_model`` with the spec's settings. ``runtime``
     adds constructor arguments that configuration cannot hold (an HTTP client)."""
     if spec.offline:
-        from pactmesh_kit.reasoning.offline import OfflineChatModel
+        from pactmesh_reasoning.offline import OfflineChatModel
 
         return OfflineChatModel(model_name=spec.model)
     from langchain.chat_models import init_chat_model

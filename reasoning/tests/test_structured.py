@@ -11,7 +11,8 @@ from typing import Literal
 
 import httpx
 import pytest
-from pactmesh_kit.reasoning.models import (
+from pactmesh_model_sim.testing import SimAdmin
+from pactmesh_reasoning.models import (
     OFFLINE_MODEL,
     CallCounters,
     ModelRouter,
@@ -20,8 +21,7 @@ from pactmesh_kit.reasoning.models import (
     RoleConfig,
     build_chat_model,
 )
-from pactmesh_kit.reasoning.structured import SchemaNotStrict, StructuredResult, structured_call
-from pactmesh_model_sim.testing import SimAdmin
+from pactmesh_reasoning.structured import SchemaNotStrict, StructuredResult, structured_call
 from pydantic import BaseModel, ConfigDict, Field
 
 PROMPT = "Refund 120.50 USD for order ORD-4411: the parcel arrived damaged."

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from safetensors.numpy import load_file
 
-from pactmesh_kit.errors import PactmeshError
+from pactmesh_reasoning.errors import ReasoningError
 
 Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -55,7 +55,7 @@ _ERF_Q = tuple(
 )
 
 
-class UnsupportedModel(PactmeshError):
+class UnsupportedModel(ReasoningError):
     """The checkpoint's configuration asks for something this encoder does not do."""
 
     code = "unsupported_embedding_model"

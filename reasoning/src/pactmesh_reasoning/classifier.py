@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 from langchain_core.embeddings import Embeddings
 
-from pactmesh_kit.errors import PactmeshError
-from pactmesh_kit.reasoning.embeddings import load_embeddings
+from pactmesh_reasoning.embeddings import load_embeddings
+from pactmesh_reasoning.errors import ReasoningError
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ MiniLM cosines between related sentences differ by a few hundredths, so a temper
 of that order turns a clear lead into a confident answer and a near tie into ~0.5."""
 
 
-class NoExamples(PactmeshError):
+class NoExamples(ReasoningError):
     """A classifier needs at least one example for each label it may answer."""
 
     code = "classifier_no_examples"

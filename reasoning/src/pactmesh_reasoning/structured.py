@@ -20,8 +20,8 @@ from typing import Any, Generic, Literal, TypeVar
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ValidationError
 
-from pactmesh_kit.errors import PactmeshError
-from pactmesh_kit.reasoning.models import ModelRouter, Role, answered_by
+from pactmesh_reasoning.errors import ReasoningError
+from pactmesh_reasoning.models import ModelRouter, Role, answered_by
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ MAX_ATTEMPTS = 2
 """The first answer and one repair."""
 
 
-class SchemaNotStrict(PactmeshError):
+class SchemaNotStrict(ReasoningError):
     """A contract model given to ``structured_call`` accepts unknown fields."""
 
     code = "schema_not_strict"

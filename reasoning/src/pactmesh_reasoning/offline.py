@@ -54,7 +54,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, model_validator
 
-from pactmesh_kit.reasoning.classifier import Classification, ExampleClassifier
+from pactmesh_reasoning.classifier import Classification, ExampleClassifier
 
 logger = logging.getLogger(__name__)
 
