@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from pactmesh_kit.auth.http import Authenticator
-from pactmesh_kit.broker import make_broker
+from pactmesh_kit.kafka import make_broker
 from pactmesh_kit.service import create_service_app
 from pactmesh_kit.settings import KitSettings
 from pydantic import BaseModel

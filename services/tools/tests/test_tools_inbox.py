@@ -23,7 +23,7 @@ from pactmesh_contracts.events import (
     ToolCallRequested,
     ToolErrorCode,
 )
-from pactmesh_kit.broker import WORKFLOW_ID_ATTRIBUTE
+from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 from pactmesh_tools.adapters.inbox import INBOX_FILE, open_inbox
 from pactmesh_tools.dispatcher import ResultPublisher
 from pactmesh_tools.domain.inbox import DispatchLimits

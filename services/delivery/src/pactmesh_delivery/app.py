@@ -9,12 +9,10 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
-from pactmesh_contracts.events import DeadLetter
-from pactmesh_contracts.topics import DEAD_LETTERS, RESULT_TOPICS, WORKFLOW_PROGRESS
-from pactmesh_kit.broker import JSON_HEADERS, EventPublisher, encode, make_broker
+from pactmesh_contracts.topics import RESULT_TOPICS, WORKFLOW_PROGRESS
+from pactmesh_kit.kafka import Kafka
 from pactmesh_kit.service import create_service_app
 from pactmesh_kit.telemetry import setup_telemetry
 
@@ -31,11 +29,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the delivery service: completed workflows to result topics and webhooks."""
     settings = settings or Settings()
     tracer_provider = setup_telemetry(settings)
-    broker = make_broker(settings, tracer_provider=tracer_provider)
-    publisher = EventPublisher(broker, settings, produces=[*RESULT_TOPICS, WORKFLOW_PROGRESS])
-    runtime = Runtime(settings=settings, publisher=publisher)
-    handlers.register(broker, runtime)
-    dead_letters = dead_letter_sink(broker, settings)
+    kafka = Kafka(settings, tracer_provider=tracer_provider)
+    runtime = Runtime(
+        settings=settings, publisher=kafka.publisher(*RESULT_TOPICS, WORKFLOW_PROGRESS)
+    )
+    handlers.register(kafka, runtime)
+    dead_letters = kafka.dead_letters.publish
 
     @asynccontextmanager
     async def resources(app: FastAPI) -> AsyncIterator[None]:
@@ -50,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = create_service_app(
         settings=settings,
-        broker=broker,
+        broker=kafka.broker,
         tracer_provider=tracer_provider,
         title="pactmesh delivery",
         description=(
@@ -62,16 +61,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     return app
-
-
-def dead_letter_sink(broker: KafkaBroker, settings: Settings) -> DeadLetterSink:
-    """Publishes dead-letter records the way the kit's consumers do (same topic, JSON)."""
-    topic = DEAD_LETTERS.qualified(settings.topic_prefix)
-
-    async def publish(letter: DeadLetter, key: bytes | None) -> None:
-        await broker.publish(encode(letter), topic, key=key, headers=JSON_HEADERS)
-
-    return publish
 
 
 @asynccontextmanager

@@ -27,7 +27,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Status, StatusCode, Tracer
 from pactmesh_contracts.events import DeadLetter
 from pactmesh_contracts.webhooks import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
-from pactmesh_kit.broker import WORKFLOW_ID_ATTRIBUTE
+from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 from pydantic import JsonValue
 
 from pactmesh_delivery.domain.webhooks import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pactmesh_kit.broker import EventPublisher
+from pactmesh_kit.kafka import EventPublisher
 
 from pactmesh_delivery.adapters.ledger import SqliteDeliveryLedger
 from pactmesh_delivery.adapters.webhooks import SqliteWebhookStore

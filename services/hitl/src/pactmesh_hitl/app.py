@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 from pactmesh_contracts.topics import REVIEWS_DECIDED
-from pactmesh_kit.broker import EventPublisher, make_broker
+from pactmesh_kit.kafka import Kafka
 from pactmesh_kit.service import create_service_app
 from pactmesh_kit.telemetry import setup_telemetry
 
@@ -27,11 +27,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the hitl service: the review queue, the reviewer API, the expiry sweeper."""
     settings = settings or Settings()
     tracer_provider = setup_telemetry(settings)
-    broker = make_broker(settings, tracer_provider=tracer_provider)
-    runtime = handlers.Runtime(
-        settings=settings, publisher=EventPublisher(broker, settings, produces=[REVIEWS_DECIDED])
-    )
-    handlers.register(broker, runtime)
+    kafka = Kafka(settings, tracer_provider=tracer_provider)
+    runtime = handlers.Runtime(settings=settings, publisher=kafka.publisher(REVIEWS_DECIDED))
+    handlers.register(kafka, runtime)
 
     async def sweep() -> None:
         while True:
@@ -62,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = create_service_app(
         settings=settings,
-        broker=broker,
+        broker=kafka.broker,
         tracer_provider=tracer_provider,
         title="pactmesh hitl",
         description="Stores reviews, serves the reviewer API and expires overdue reviews.",

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED
-from pactmesh_kit.broker import EventPublisher, make_broker
+from pactmesh_kit.kafka import Kafka
 from pactmesh_kit.service import create_service_app
 from pactmesh_kit.telemetry import setup_telemetry
 
@@ -22,11 +22,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build intake: HTTP submission and status, plus the inbound-topic consumer."""
     settings = settings or Settings()
     tracer_provider = setup_telemetry(settings)
-    broker = make_broker(settings, tracer_provider=tracer_provider)
-    runtime = Runtime(
-        settings=settings, publisher=EventPublisher(broker, settings, produces=[REQUESTS_ACCEPTED])
-    )
-    handlers.register(broker, runtime)
+    kafka = Kafka(settings, tracer_provider=tracer_provider)
+    runtime = Runtime(settings=settings, publisher=kafka.publisher(REQUESTS_ACCEPTED))
+    handlers.register(kafka, runtime)
 
     @asynccontextmanager
     async def resources(app: FastAPI) -> AsyncIterator[None]:
@@ -37,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = create_service_app(
         settings=settings,
-        broker=broker,
+        broker=kafka.broker,
         tracer_provider=tracer_provider,
         title="pactmesh intake",
         description="Submit requests to the mesh and follow their status.",

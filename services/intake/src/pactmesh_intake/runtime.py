@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pactmesh_kit.auth.policy import AccessPolicy, load_access_policy
-from pactmesh_kit.broker import EventPublisher
+from pactmesh_kit.kafka import EventPublisher
 
 from pactmesh_intake.adapters.rate_limits import TenantRateLimiter
 from pactmesh_intake.domain.live import LiveFeed

@@ -14,7 +14,7 @@ from pactmesh_contracts.topics import (
     WORKFLOW_COMPLETED,
     WORKFLOW_PROGRESS,
 )
-from pactmesh_kit.broker import EventPublisher, make_broker
+from pactmesh_kit.kafka import Kafka
 from pactmesh_kit.service import create_service_app
 from pactmesh_kit.telemetry import setup_telemetry
 from pactmesh_reasoning.embeddings import load_embeddings
@@ -37,14 +37,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the orchestrator: registered workflows on a SQLite checkpointer."""
     settings = settings or Settings()
     tracer_provider = setup_telemetry(settings)
-    broker = make_broker(settings, tracer_provider=tracer_provider)
-    publisher = EventPublisher(
-        broker,
-        settings,
-        produces=[TOOL_CALLS, REVIEWS_REQUESTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS],
+    kafka = Kafka(settings, tracer_provider=tracer_provider)
+    publisher = kafka.publisher(
+        TOOL_CALLS, REVIEWS_REQUESTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS
     )
     runtime = Runtime(settings=settings, publisher=publisher)
-    handlers.register(broker, runtime)
+    handlers.register(kafka, runtime)
     definitions = discover()
     policy = GatePolicy.load(settings.gate_policy)
 
@@ -71,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = create_service_app(
         settings=settings,
-        broker=broker,
+        broker=kafka.broker,
         tracer_provider=tracer_provider,
         title="pactmesh orchestrator",
         description="Runs each workflow as a checkpointed LangGraph graph.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pactmesh_kit.broker import EventPublisher
+from pactmesh_kit.kafka import EventPublisher
 from pactmesh_reasoning.semantic_cache import SemanticCache
 
 from pactmesh_orchestrator.domain.engine import Engine

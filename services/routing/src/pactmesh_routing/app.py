@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from pactmesh_contracts.topics import AUDIT, REQUESTS_ROUTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS
 from pactmesh_kit.auth import load_access_policy
-from pactmesh_kit.broker import EventPublisher, make_broker
+from pactmesh_kit.kafka import Kafka
 from pactmesh_kit.service import Resources, create_service_app
 from pactmesh_kit.telemetry import setup_telemetry
 from pactmesh_reasoning.classifier import ExampleClassifier
@@ -27,10 +27,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build routing: one consumer of accepted requests, deciding through the models."""
     settings = settings or Settings()
     tracer_provider = setup_telemetry(settings)
-    broker = make_broker(settings, tracer_provider=tracer_provider)
-    publisher = EventPublisher(
-        broker, settings, produces=[REQUESTS_ROUTED, WORKFLOW_PROGRESS, WORKFLOW_COMPLETED, AUDIT]
-    )
+    kafka = Kafka(settings, tracer_provider=tracer_provider)
+    publisher = kafka.publisher(REQUESTS_ROUTED, WORKFLOW_PROGRESS, WORKFLOW_COMPLETED, AUDIT)
     nearest = load_classifier(settings.examples_file)
     models = routing_models(nearest=nearest)
     router = Router(
@@ -39,11 +37,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         fallback=settings.fallback_workflow,
     )
     handlers.register(
-        broker, settings, publisher, router, load_access_policy(settings.access_policy_file)
+        kafka, settings, publisher, router, load_access_policy(settings.access_policy_file)
     )
     return create_service_app(
         settings=settings,
-        broker=broker,
+        broker=kafka.broker,
         tracer_provider=tracer_provider,
         title="pactmesh routing",
         description="Classifies accepted requests into registered workflows.",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from faststream.kafka import KafkaBroker
 from opentelemetry import trace
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import (
@@ -14,7 +13,7 @@ from pactmesh_contracts.events import (
     WorkflowProgress,
 )
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED
-from pactmesh_kit.broker import EventPublisher, Record, keyed_subscriber
+from pactmesh_kit.kafka import EventPublisher, Kafka, Record
 
 from pactmesh_routing.domain.access import StartPolicy, refusal_events, start_refusal
 from pactmesh_routing.domain.decision import Decision
@@ -25,16 +24,16 @@ logger = logging.getLogger(__name__)
 
 
 def register(
-    broker: KafkaBroker,
+    kafka: Kafka,
     settings: Settings,
     publisher: EventPublisher,
     router: Router,
     policy: StartPolicy,
 ) -> None:
-    """Subscribe routing's handler on ``broker``; ``router`` takes the decisions and
+    """Subscribe routing's handler; ``router`` takes the decisions and
     ``policy`` says who may start the workflow chosen."""
 
-    @keyed_subscriber(broker, REQUESTS_ACCEPTED, settings)
+    @kafka.subscriber(REQUESTS_ACCEPTED)
     async def on_accepted(event: Envelope[RequestAccepted], record: Record) -> None:
         """Route an accepted request and publish the decision, with its reason; end it
         instead, refused, when its principal may not start the workflow chosen (in

@@ -10,7 +10,7 @@ import httpx
 from fastapi import APIRouter, FastAPI
 from pactmesh_contracts.topics import AUDIT, TOOL_RESULTS
 from pactmesh_kit.auth import load_access_policy
-from pactmesh_kit.broker import EventPublisher, make_broker
+from pactmesh_kit.kafka import Kafka
 from pactmesh_kit.service import create_service_app
 from pactmesh_kit.telemetry import setup_telemetry
 
@@ -44,16 +44,16 @@ def create_app(
         policy=settings.tool_policy,
         tracer=tracer_provider.get_tracer(__name__),
     )
-    broker = make_broker(settings, tracer_provider=tracer_provider)
+    kafka = Kafka(settings, tracer_provider=tracer_provider)
     dispatcher = Dispatcher(
         registry=registry,
         access=load_access_policy(settings.access_policy_file),
-        publisher=EventPublisher(broker, settings, produces=[TOOL_RESULTS, AUDIT]),
+        publisher=kafka.publisher(TOOL_RESULTS, AUDIT),
         limits=settings.dispatch_limits(),
         tracer=tracer_provider.get_tracer(__name__),
-        ready=lambda: broker.running,
+        ready=lambda: kafka.broker.running,
     )
-    handlers.register(broker, settings, dispatcher)
+    handlers.register(kafka, dispatcher)
 
     @asynccontextmanager
     async def resources(_app: FastAPI) -> AsyncIterator[None]:
@@ -70,7 +70,7 @@ def create_app(
 
     return create_service_app(
         settings=settings,
-        broker=broker,
+        broker=kafka.broker,
         tracer_provider=tracer_provider,
         title="pactmesh tools",
         description="Runs tool calls requested over Kafka against the sandbox backends.",

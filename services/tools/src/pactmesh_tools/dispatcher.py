@@ -43,7 +43,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import ToolCallRequested
 from pactmesh_contracts.topics import TOOL_CALLS
-from pactmesh_kit.broker import WORKFLOW_ID_ATTRIBUTE
+from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 
 from pactmesh_tools.domain.access import ToolAccess, refusal_events, refusal_of
 from pactmesh_tools.domain.inbox import DispatchLimits, Inbox, PendingCall
@@ -69,7 +69,7 @@ def trace_context(traceparent: str | None) -> Context:
 
 
 class ResultPublisher(Protocol):
-    """Publishes a result event (``pactmesh_kit.broker.EventPublisher`` does)."""
+    """Publishes a result event (``pactmesh_kit.kafka.EventPublisher`` does)."""
 
     async def publish(self, event: Envelope[Any]) -> None:
         """Publish ``event`` on the topic its payload belongs to."""

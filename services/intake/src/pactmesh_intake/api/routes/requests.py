@@ -18,7 +18,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from opentelemetry import trace
 from pactmesh_contracts.events import RequestStatus
 from pactmesh_kit.auth.http import forbid
-from pactmesh_kit.broker import WORKFLOW_ID_ATTRIBUTE
+from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 
 from pactmesh_intake.api import responses
 from pactmesh_intake.api.deps import ReaderDep, RuntimeDep, StoreDep, SubmitterDep
