@@ -31,6 +31,7 @@ from pactmesh_delivery.adapters.ledger import open_ledger
 from pactmesh_delivery.adapters.webhooks import SqliteWebhookStore, open_webhook_store
 from pactmesh_delivery.domain.results import result_event_id
 from pactmesh_delivery.domain.webhooks import Webhook, WebhookCreate
+from pactmesh_delivery.runtime import Runtime
 from pactmesh_delivery.settings import Settings
 from pactmesh_kit.kafka import Kafka, encode
 from pactmesh_kit.kafka.testing import collect
@@ -56,7 +57,7 @@ class Harness:
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     kafka = Kafka(SETTINGS, tracer_provider=None)
     publisher = kafka.publisher(*RESULT_TOPICS, WORKFLOW_PROGRESS)
-    runtime = handlers.Runtime(settings=SETTINGS, publisher=publisher)
+    runtime = Runtime(settings=SETTINGS, publisher=publisher)
     handlers.register(kafka, runtime)
     broker = kafka.broker
     out = Harness(broker)

@@ -36,6 +36,7 @@ from pactmesh_kit.kafka.testing import collect
 from pactmesh_reasoning.models import OFFLINE_MODEL, ModelRouter
 from pactmesh_routing import handlers
 from pactmesh_routing.domain.router import Router
+from pactmesh_routing.runtime import Runtime
 from pactmesh_routing.settings import Settings
 
 SETTINGS = Settings(
@@ -73,7 +74,10 @@ async def captured(offline_models: ModelRouter) -> AsyncIterator[Captured]:
         min_confidence=SETTINGS.min_confidence,
         fallback=SETTINGS.fallback_workflow,
     )
-    handlers.register(kafka, SETTINGS, publisher, router, load_access_policy())
+    handlers.register(
+        kafka,
+        Runtime(settings=SETTINGS, publisher=publisher, router=router, policy=load_access_policy()),
+    )
     out = Captured(kafka.broker)
     # the test's own consumers of routing's output, decoded by the same contracts
     collect(kafka, REQUESTS_ROUTED, out.routed)

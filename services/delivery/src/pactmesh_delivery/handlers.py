@@ -27,8 +27,6 @@ from pactmesh_delivery.domain.results import result_for
 from pactmesh_delivery.domain.webhooks import ResultRecord
 from pactmesh_delivery.runtime import Runtime
 
-__all__ = ["Runtime", "register"]
-
 logger = logging.getLogger(__name__)
 
 

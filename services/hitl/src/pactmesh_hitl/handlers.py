@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import ReviewRequested, WorkflowCompleted
 from pactmesh_contracts.topics import REVIEWS_REQUESTED, WORKFLOW_COMPLETED
-from pactmesh_kit.kafka import EventPublisher, Kafka, Record
+from pactmesh_kit.kafka import Kafka, Record
 
-from pactmesh_hitl.domain.reviews import Review, ReviewState, ReviewStore
-from pactmesh_hitl.settings import Settings
+from pactmesh_hitl.domain.reviews import Review, ReviewState
+from pactmesh_hitl.runtime import Runtime
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Runtime:
-    """Filled in by the app's lifespan."""
-
-    settings: Settings
-    publisher: EventPublisher
-    store: ReviewStore | None = None
-
-    def require_store(self) -> ReviewStore:
-        """The store, or an error if used outside the app's lifespan."""
-        if self.store is None:
-            raise RuntimeError("the review store is not open")
-        return self.store
 
 
 def register(kafka: Kafka, runtime: Runtime) -> None:

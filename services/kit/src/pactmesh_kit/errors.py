@@ -1,8 +1,9 @@
-"""The kit's exceptions, and the root every pactmesh package's exceptions descend from.
+"""The kit's exceptions, and the root every service's exceptions descend from.
 
 Each exception carries a stable ``code`` (for logs, dead letters and clients) and a
-``kind``: what sort of refusal it is. The app builder maps kinds to HTTP statuses in one
-table (``pactmesh_kit.app.HTTP_STATUS``), so no route translates errors by hand.
+``kind``: what sort of refusal it is. Kinds map to HTTP statuses in one table
+(``HTTP_STATUS``), which the app builder applies to any ``PactmeshError`` a route lets
+through: routes raise domain errors, and never translate them by hand.
 """
 
 from __future__ import annotations
@@ -12,9 +13,28 @@ from typing import Any, Literal
 from pactmesh_contracts.events import DeadLetterCode
 
 ErrorKind = Literal[
-    "invalid", "forbidden", "not_found", "conflict", "too_large", "unavailable", "internal"
+    "invalid",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "conflict",
+    "too_large",
+    "unavailable",
+    "internal",
 ]
 """What sort of refusal an error is; each maps to one HTTP status at the edge."""
+
+HTTP_STATUS: dict[ErrorKind, int] = {
+    "invalid": 422,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "too_large": 413,
+    "unavailable": 503,
+    "internal": 500,
+}
+"""The HTTP status each kind of error is answered with (and named by in dead letters)."""
 
 
 class PactmeshError(Exception):
@@ -29,6 +49,11 @@ class PactmeshError(Exception):
     def detail(self) -> Any:
         """What an HTTP answer carries as its ``detail``: the message by default."""
         return str(self)
+
+    @property
+    def http_status(self) -> int:
+        """The HTTP status this error is answered with."""
+        return HTTP_STATUS[self.kind]
 
 
 class NotReady(PactmeshError, RuntimeError):

@@ -15,23 +15,16 @@ from pactmesh_contracts.events import (
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED
 from pactmesh_kit.kafka import EventPublisher, Kafka, Record
 
-from pactmesh_routing.domain.access import StartPolicy, refusal_events, start_refusal
+from pactmesh_routing.domain.access import refusal_events, start_refusal
 from pactmesh_routing.domain.decision import Decision
-from pactmesh_routing.domain.router import Router
-from pactmesh_routing.settings import Settings
+from pactmesh_routing.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
 
-def register(
-    kafka: Kafka,
-    settings: Settings,
-    publisher: EventPublisher,
-    router: Router,
-    policy: StartPolicy,
-) -> None:
-    """Subscribe routing's handler; ``router`` takes the decisions and
-    ``policy`` says who may start the workflow chosen."""
+def register(kafka: Kafka, runtime: Runtime) -> None:
+    """Subscribe routing's handler."""
+    publisher, router, policy = runtime.publisher, runtime.router, runtime.policy
 
     @kafka.subscriber(REQUESTS_ACCEPTED)
     async def on_accepted(event: Envelope[RequestAccepted], record: Record) -> None:

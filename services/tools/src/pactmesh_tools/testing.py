@@ -24,6 +24,8 @@ from pactmesh_tools import handlers
 from pactmesh_tools.adapters.inbox import INBOX_FILE, SqliteInbox, open_inbox
 from pactmesh_tools.dispatcher import Dispatcher, ResultPublisher
 from pactmesh_tools.domain.registry import ToolRegistry
+from pactmesh_tools.domain.resilience import Backends
+from pactmesh_tools.runtime import Runtime
 from pactmesh_tools.settings import Settings
 
 TEST_WORKFLOW = "test-workflow"
@@ -145,7 +147,11 @@ async def running_tools(
         limits=dataclasses.replace(settings.dispatch_limits(), **limits),
         tracer=tracer_provider.get_tracer(__name__) if tracer_provider else None,
     )
-    handlers.register(kafka, dispatcher)
+    backends = Backends(settings.backend_limits)  # the registry's own are not the API's here
+    handlers.register(
+        kafka,
+        Runtime(settings=settings, dispatcher=dispatcher, registry=registry, backends=backends),
+    )
     received: list[Envelope[ToolResult]] = []
     audits: list[Envelope[AuditRecorded]] = []
     arrived = asyncio.Event()

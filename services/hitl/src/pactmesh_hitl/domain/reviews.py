@@ -11,6 +11,7 @@ from typing import Any, Literal, Protocol
 
 from pactmesh_contracts.envelope import Principal
 from pactmesh_contracts.events import ReviewPriority
+from pactmesh_kit.errors import ErrorKind, PactmeshError
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
@@ -145,15 +146,23 @@ class ListQuery:
 ErrorCode = Literal["not_found", "conflict", "invalid", "unavailable"]
 
 
-class ReviewError(Exception):
-    """A review action that cannot be taken; ``code`` maps to an HTTP status at the edge."""
+class ReviewError(PactmeshError):
+    """Root of hitl's errors: a review action that cannot be taken. ``code`` is also its
+    kind, which the app maps to an HTTP status; an ``invalid`` one's ``errors`` are
+    field errors, answered as the ``detail`` (the shape of a 422)."""
 
     def __init__(
         self, code: ErrorCode, message: str, errors: list[dict[str, Any]] | None = None
     ) -> None:
         super().__init__(message)
-        self.code = code
+        self.code: ErrorCode = code
+        self.kind: ErrorKind = code
         self.errors = errors or []
+
+    @property
+    def detail(self) -> Any:
+        """The field errors of an ``invalid`` refusal, else the message."""
+        return self.errors if self.code == "invalid" else str(self)
 
 
 class ReviewStore(Protocol):
