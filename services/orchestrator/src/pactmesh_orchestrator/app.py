@@ -48,8 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     handlers.register(service.kafka, runtime)
     # Loaded now, so that a bad workflow module or gate policy fails at start-up.
     engine = partial(_engine, runtime, discover(), GatePolicy.load(settings.gate_policy))
-    # Open until the next commit puts every route behind a token.
-    return service.app(runtime, public=[workflows.router, cache.router], resources=[engine])
+    return service.app(runtime, routers=[workflows.router, cache.router], resources=[engine])
 
 
 @asynccontextmanager

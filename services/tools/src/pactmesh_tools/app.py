@@ -57,10 +57,9 @@ def create_app(
         settings=settings, dispatcher=dispatcher, registry=registry, backends=backends
     )
     handlers.register(service.kafka, runtime)
-    # Open until the next commit puts every route behind a token.
     return service.app(
         runtime,
-        public=[tools.router],
+        routers=[tools.router],
         # The backends' HTTP clients close last, after the dispatcher's calls stopped.
         resources=[partial(aclosing, http), partial(_dispatching, runtime)],
     )

@@ -6,13 +6,14 @@ from typing import Annotated
 
 from fastapi import Depends
 from pactmesh_kit.app import get_runtime
-from pactmesh_kit.auth.http import CurrentPrincipal
+from pactmesh_kit.auth.http import CurrentPrincipal, require
+from pactmesh_kit.auth.tokens import Identity
 
 from pactmesh_tools.domain.registry import ToolRegistry
 from pactmesh_tools.domain.resilience import Backends
 from pactmesh_tools.runtime import Runtime
 
-__all__ = ["BackendsDep", "CurrentPrincipal", "RegistryDep", "RuntimeDep"]
+__all__ = ["BackendsDep", "CurrentOperator", "CurrentPrincipal", "RegistryDep", "RuntimeDep"]
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
@@ -29,3 +30,6 @@ def get_backends(runtime: RuntimeDep) -> Backends:
 
 RegistryDep = Annotated[ToolRegistry, Depends(get_registry)]
 BackendsDep = Annotated[Backends, Depends(get_backends)]
+
+CurrentOperator = Annotated[Identity, Depends(require("tools:read"))]
+"""A caller who may read the registry and the backends' state (operators)."""

@@ -6,13 +6,19 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from pactmesh_orchestrator.api.deps import RuntimeDep
+from pactmesh_orchestrator.api.deps import CurrentOperator, RuntimeDep
 
 router = APIRouter(prefix="/v1/cache", tags=["cache"])
 
 
-@router.get("/stats")
-async def cache_stats(runtime: RuntimeDep) -> dict[str, Any]:
+@router.get(
+    "/stats",
+    responses={
+        401: {"description": "No bearer token, or an invalid, expired or foreign one."},
+        403: {"description": "The token does not grant `cache:read` (operators hold it)."},
+    },
+)
+async def cache_stats(operator: CurrentOperator, runtime: RuntimeDep) -> dict[str, Any]:
     """This instance's semantic-cache counters (each instance has its own cache)."""
     if runtime.cache is None:
         return {"enabled": False}
