@@ -24,8 +24,8 @@ from pactmesh_contracts.webhooks import (
     SignatureError,
     verify,
 )
+from pactmesh_delivery.adapters.dispatcher import Dispatcher
 from pactmesh_delivery.adapters.webhooks import SqliteWebhookStore, open_webhook_store
-from pactmesh_delivery.dispatcher import Dispatcher
 from pactmesh_delivery.domain.webhooks import (
     DeliveryState,
     DeliveryView,

@@ -16,10 +16,10 @@ from pactmesh_contracts.topics import RESULT_TOPICS, WORKFLOW_PROGRESS
 from pactmesh_kit.app import Service
 
 from pactmesh_delivery import handlers
+from pactmesh_delivery.adapters.dispatcher import DeadLetterSink, Dispatcher
 from pactmesh_delivery.adapters.ledger import open_ledger
 from pactmesh_delivery.adapters.webhooks import open_webhook_store
 from pactmesh_delivery.api.routes import webhooks
-from pactmesh_delivery.dispatcher import DeadLetterSink, Dispatcher
 from pactmesh_delivery.runtime import Runtime
 from pactmesh_delivery.settings import Settings
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pactmesh_kit.errors import NotReady
 from pactmesh_kit.kafka import EventPublisher
 
+from pactmesh_delivery.adapters.dispatcher import Dispatcher
 from pactmesh_delivery.adapters.ledger import SqliteDeliveryLedger
 from pactmesh_delivery.adapters.webhooks import SqliteWebhookStore
-from pactmesh_delivery.dispatcher import Dispatcher
 from pactmesh_delivery.settings import Settings
 
 

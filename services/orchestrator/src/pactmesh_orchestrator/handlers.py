@@ -14,7 +14,7 @@ from pactmesh_contracts.topics import REQUESTS_ROUTED, REVIEWS_DECIDED, TOOL_RES
 from pactmesh_kit.errors import RefusedMessage
 from pactmesh_kit.kafka import Kafka, Record
 
-from pactmesh_orchestrator.domain.engine import UnknownWorkflowRun
+from pactmesh_orchestrator.domain.errors import UnknownWorkflowRun
 from pactmesh_orchestrator.runtime import Runtime
 
 

@@ -17,7 +17,7 @@ from pactmesh_tools.adapters.http import HttpBackends
 from pactmesh_tools.adapters.inbox import INBOX_FILE, open_inbox
 from pactmesh_tools.adapters.sandbox import BACKENDS, sandbox_tools
 from pactmesh_tools.api.routes import tools
-from pactmesh_tools.dispatcher import Dispatcher
+from pactmesh_tools.domain.dispatcher import Dispatcher
 from pactmesh_tools.domain.registry import ToolRegistry
 from pactmesh_tools.domain.resilience import Backends
 from pactmesh_tools.runtime import Runtime

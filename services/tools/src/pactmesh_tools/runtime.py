@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pactmesh_tools.dispatcher import Dispatcher
+from pactmesh_tools.domain.dispatcher import Dispatcher
 from pactmesh_tools.domain.registry import ToolRegistry
 from pactmesh_tools.domain.resilience import Backends
 from pactmesh_tools.settings import Settings

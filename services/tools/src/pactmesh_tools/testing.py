@@ -22,7 +22,7 @@ from pactmesh_kit.kafka import Kafka, Record, encode
 
 from pactmesh_tools import handlers
 from pactmesh_tools.adapters.inbox import INBOX_FILE, SqliteInbox, open_inbox
-from pactmesh_tools.dispatcher import Dispatcher, ResultPublisher
+from pactmesh_tools.domain.dispatcher import Dispatcher, ResultPublisher
 from pactmesh_tools.domain.registry import ToolRegistry
 from pactmesh_tools.domain.resilience import Backends
 from pactmesh_tools.runtime import Runtime

@@ -11,7 +11,8 @@ from pactmesh_kit.app import get_runtime
 from pactmesh_kit.auth.http import AuthenticatorDep, CurrentPrincipal, forbid, require
 from pactmesh_kit.auth.tokens import Identity
 
-from pactmesh_hitl.domain.reviews import Review, ReviewError, ReviewStore
+from pactmesh_hitl.domain.errors import ReviewError
+from pactmesh_hitl.domain.reviews import Review, ReviewStore
 from pactmesh_hitl.runtime import Runtime
 
 __all__ = [

@@ -11,8 +11,9 @@ from typing import Any, Literal, Protocol
 
 from pactmesh_contracts.envelope import Principal
 from pactmesh_contracts.events import ReviewPriority
-from pactmesh_kit.errors import ErrorKind, PactmeshError
 from pydantic import BaseModel, ConfigDict, Field
+
+from pactmesh_hitl.domain.errors import ReviewError
 
 __all__ = [
     "DecisionRequest",
@@ -141,28 +142,6 @@ class ListQuery:
     after: tuple[datetime, uuid.UUID] | None = None
     """Keyset position: the (requested_at, review_id) of the last review already seen."""
     limit: int = 50
-
-
-ErrorCode = Literal["not_found", "conflict", "invalid", "unavailable"]
-
-
-class ReviewError(PactmeshError):
-    """Root of hitl's errors: a review action that cannot be taken. ``code`` is also its
-    kind, which the app maps to an HTTP status; an ``invalid`` one's ``errors`` are
-    field errors, answered as the ``detail`` (the shape of a 422)."""
-
-    def __init__(
-        self, code: ErrorCode, message: str, errors: list[dict[str, Any]] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code: ErrorCode = code
-        self.kind: ErrorKind = code
-        self.errors = errors or []
-
-    @property
-    def detail(self) -> Any:
-        """The field errors of an ``invalid`` refusal, else the message."""
-        return self.errors if self.code == "invalid" else str(self)
 
 
 class ReviewStore(Protocol):

@@ -13,6 +13,12 @@ class OrchestratorError(PactmeshError):
     code = "orchestrator_error"
 
 
+class UnknownWorkflowRun(OrchestratorError, LookupError):
+    """An event names a workflow run this orchestrator has no checkpoint for."""
+
+    code = "unknown_workflow_run"
+
+
 class RunNotFound(OrchestratorError):
     """No run with this id for the caller's tenant (another tenant's looks the same)."""
 

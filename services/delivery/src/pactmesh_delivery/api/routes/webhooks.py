@@ -14,12 +14,12 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel
 
 from pactmesh_delivery.api.deps import CurrentIntegrator, StoreDep
+from pactmesh_delivery.domain.errors import WebhookNotFound
 from pactmesh_delivery.domain.webhooks import (
     DeliveryView,
     Webhook,
     WebhookCreate,
     WebhookCreated,
-    WebhookNotFound,
     new_secret,
 )
 

@@ -21,6 +21,9 @@ FastStream subscriber, whose commit-after-handler and dead-lettering the mesh re
 on, and none stores in SQLite. What is needed is one table, four statements and the
 loop below.
 
+Part of the domain: it does no I/O of its own (the inbox and the result publisher are
+Protocols the adapters and the kit implement), unlike delivery's webhook dispatcher.
+
 For the benchmark (10,000 workflows waiting on a tool at once) set
 ``PACTMESH_TOOLS_CONCURRENCY=10000``: the default of 16 requests per backend would
 queue the rest behind a slow backend until their deadlines pass. Each backend's HTTP
