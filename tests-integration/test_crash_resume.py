@@ -8,14 +8,13 @@ import asyncio
 import signal
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from harness import Broker, Mesh, read_from_start, running_mesh, wait_for
 from pactmesh_contracts.topics import RESULT_TOPICS
-from workflow_client import fault, ledger, requester, submit
+from pactmesh_harness.mesh import Broker, Mesh, read_from_start, running_mesh, wait_for
+from pactmesh_harness.workflow_client import fault, ledger, requester, submit
 
 WORKFLOWS = 100
 
@@ -97,30 +96,6 @@ def _outcomes(mesh: Mesh, workflow_ids: dict[str, int]) -> dict[str, object]:
             [(h["step"], h["event"]) for h in values.get("values", {}).get("history", [])],
         )
     return found
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A private PostgreSQL cluster for this module (Debian's packages, via pg.sh)."""
-    import os
-    import subprocess
-
-    from harness import REPO
-
-    env = {
-        **os.environ,
-        "PG_PORT": os.environ.get("PACTMESH_TEST_PG_PORT", "15433"),
-        "PG_DATA_DIR": str(REPO / ".cache" / "postgres-test" / "data"),
-    }
-    script = str(REPO / "infra" / "postgres" / "pg.sh")
-    subprocess.run([script, "reset"], env=env, check=True)
-    url = subprocess.run(
-        [script, "start"], env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
-    try:
-        yield url
-    finally:
-        subprocess.run([script, "stop"], env=env, check=False)
 
 
 @pytest.mark.timeout(480)

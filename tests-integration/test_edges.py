@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from harness import SERVICES, Mesh, wait_for
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import DeadLetter, RequestStatus, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND, WORKFLOWS
+from pactmesh_harness.mesh import SERVICES, Mesh, wait_for
 
 UPSTREAM = Principal(
     subject="system:crm",

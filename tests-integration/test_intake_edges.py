@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from harness import Broker, Mesh, read_from_start, running_mesh
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import DeadLetter, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND, RESULT_TOPICS
-from workflow_client import finished
+from pactmesh_harness.mesh import Broker, Mesh, read_from_start, running_mesh
+from pactmesh_harness.workflow_client import finished
 
 SUBMITS_PER_MINUTE = 3
 QUESTION = "How do I reset my password?"

@@ -11,12 +11,12 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
-from harness import Mesh
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import RequestSubmitted
 from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import REQUESTS_INBOUND, WORKFLOWS
-from workflow_client import finished, requester, submit
+from pactmesh_harness.mesh import Mesh
+from pactmesh_harness.workflow_client import finished, requester, submit
 
 QUESTION = "How do I reset my password?"
 PARAPHRASE = "I forgot my password, how can I change it?"

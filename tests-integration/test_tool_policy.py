@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from harness import Mesh, read_from_start
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import (
     Outcome,
@@ -31,6 +30,7 @@ from pactmesh_contracts.topics import (
     Topic,
     result_topic,
 )
+from pactmesh_harness.mesh import Mesh, read_from_start
 
 REFUND = {"order_id": "4411", "amount": 25.0, "currency": "USD", "reason": "arrived broken"}
 REQUESTER = Principal(subject="mallory", roles=("requester",))

@@ -6,7 +6,8 @@ import uuid
 from typing import Any
 
 import httpx
-from harness import Mesh, wait_for
+
+from pactmesh_harness.mesh import Mesh, wait_for
 
 TERMINAL = {"delivered"}
 
@@ -66,17 +67,13 @@ def wait_status(
     mesh: Mesh, request_id: uuid.UUID, wanted: str, timeout: float = 60, *, tenant: str = TENANT
 ) -> dict[str, Any]:
     """Poll until the request reaches ``wanted``."""
-    return wait_for(
+
+    def reached() -> dict[str, Any] | None:
         # A request published on the inbound topic is unknown (404) until intake reads it.
-        lambda: (
-            (view := status(mesh, request_id, tenant=tenant, missing_ok=True)).get("status")
-            == wanted
-            and view
-        ),
-        timeout=timeout,
-        interval=0.2,
-        what=f"{request_id} {wanted}",
-    )
+        view = status(mesh, request_id, tenant=tenant, missing_ok=True)
+        return view if view.get("status") == wanted else None
+
+    return wait_for(reached, timeout=timeout, interval=0.2, what=f"{request_id} {wanted}")
 
 
 def run(mesh: Mesh, request_id: uuid.UUID, *, tenant: str = TENANT) -> dict[str, Any]:
