@@ -1,5 +1,6 @@
-"""Accepting requests: who may submit, how big, idempotency; record first, publish, and
-undo the record (and the key) if publishing fails."""
+"""Accepting requests: who may submit, how big, idempotency; record the request and its
+event together, then publish, and leave a publish that fails (or whose outcome is
+unknown) to the outbox's relay. On both stores, SQLite and Postgres."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import Any
 
 import pytest
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
@@ -17,7 +18,9 @@ from pactmesh_contracts.events import (
     RequestStatus,
     RequestSubmitted,
 )
-from pactmesh_intake.adapters.sqlite_store import SqliteRequestStore, open_store
+from pactmesh_contracts.topics import REQUESTS_ACCEPTED
+from pactmesh_harness.pytest_plugin import StoreBackend
+from pactmesh_intake.adapters.store import open_store
 from pactmesh_intake.domain.errors import IdempotencyConflict, NotPermitted, TooLarge
 from pactmesh_intake.domain.intake import (
     IdempotencyKey,
@@ -25,9 +28,11 @@ from pactmesh_intake.domain.intake import (
     accept_inbound,
     check_permitted,
 )
-from pactmesh_intake.domain.requests import SubmitRequest, Transition, fingerprint
+from pactmesh_intake.domain.requests import RequestStore, SubmitRequest, Transition, fingerprint
+from pactmesh_intake.settings import Settings
 from pactmesh_intake.testing import FakePublisher
 from pactmesh_kit.auth import load_access_policy
+from pactmesh_kit.stores.outbox import Relay
 
 PRINCIPAL = Principal(subject="alice", roles=("requester",), scopes=("workflow:refund",))
 UPSTREAM = Principal(
@@ -39,8 +44,8 @@ DAY = timedelta(hours=24)
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteRequestStore]:
-    async with open_store(tmp_path / "intake.sqlite3") as opened:
+async def store(store_backend: StoreBackend) -> AsyncIterator[RequestStore]:
+    async with open_store(Settings(**store_backend.settings())) as opened:
         yield opened
 
 
@@ -69,7 +74,7 @@ def _submitted(
 
 
 async def _inbound(
-    store: SqliteRequestStore, publisher: FakePublisher, event: Envelope[RequestSubmitted]
+    store: RequestStore, publisher: FakePublisher, event: Envelope[RequestSubmitted]
 ) -> bool:
     return await accept_inbound(
         store=store, publisher=publisher, policy=POLICY, event=event, max_bytes=1024, now=T0
@@ -77,7 +82,7 @@ async def _inbound(
 
 
 async def _http(
-    store: SqliteRequestStore,
+    store: RequestStore,
     publisher: FakePublisher,
     body: SubmitRequest,
     *,
@@ -98,7 +103,7 @@ async def _http(
 
 
 async def test_accept_http_records_then_publishes(
-    store: SqliteRequestStore, publisher: FakePublisher
+    store: RequestStore, publisher: FakePublisher
 ) -> None:
     body = SubmitRequest(text="refund order 4411", requested_workflow="refund", metadata={"k": "v"})
 
@@ -123,21 +128,32 @@ async def test_accept_http_records_then_publishes(
     )
 
 
-async def test_accept_http_forgets_the_record_when_publishing_fails(
-    store: SqliteRequestStore, publisher: FakePublisher
+async def test_accept_http_keeps_the_request_when_publishing_fails(
+    store: RequestStore, publisher: FakePublisher
 ) -> None:
     publisher.broken = True
 
-    with pytest.raises(ConnectionError):
-        await _http(store, publisher, SubmitRequest(text="hi"))
+    request_id = await _http(store, publisher, SubmitRequest(text="hi"))
 
     [refused] = publisher.refused
-    assert await store.get(refused.workflow_id) is None
-    assert await store.status(refused.workflow_id) is None
+    assert refused.workflow_id == request_id
+    assert await store.status(request_id) is RequestStatus.ACCEPTED
+    assert await _relayed(store, publisher) == [refused]
+
+
+async def _relayed(store: RequestStore, publisher: FakePublisher) -> list[Envelope[Any]]:
+    """What the outbox's relay publishes now (every lease has passed: the requests of
+    these tests were written at T0, long ago)."""
+    publisher.broken = publisher.losing_acks = False
+    published = len(publisher.events)
+    relay = Relay(publisher, topic=REQUESTS_ACCEPTED, lease_s=30, interval_s=1)
+    await relay.relay(store.outbox)
+    assert await relay.relay(store.outbox) == 0  # and only once
+    return publisher.events[published:]
 
 
 async def test_accept_inbound_follows_the_upstream_event(
-    store: SqliteRequestStore, publisher: FakePublisher
+    store: RequestStore, publisher: FakePublisher
 ) -> None:
     submitted = _submitted()
 
@@ -155,23 +171,27 @@ async def test_accept_inbound_follows_the_upstream_event(
     assert (view.channel, view.tenant) == (Channel.KAFKA, "acme")
 
 
-async def test_accept_inbound_republishes_while_still_accepted(
-    store: SqliteRequestStore, publisher: FakePublisher
+async def test_a_failed_inbound_publish_is_left_to_the_outbox(
+    store: RequestStore, publisher: FakePublisher
 ) -> None:
     submitted = _submitted()
     publisher.broken = True
-    with pytest.raises(ConnectionError):
-        await _inbound(store, publisher, submitted)
+    assert await _inbound(store, publisher, submitted) is True
     publisher.broken = False
 
-    # the redelivery finds the record and publishes after all
-    assert await _inbound(store, publisher, submitted) is True
-    assert await _inbound(store, publisher, submitted) is True
-    assert [e.workflow_id for e in publisher.events] == [submitted.workflow_id] * 2
+    # the redelivery finds the request recorded: its event is the outbox's to publish
+    assert await _inbound(store, publisher, submitted) is False
+    assert publisher.events == []
+    [relayed] = await _relayed(store, publisher)
+    assert relayed == publisher.refused[0]
+    assert (relayed.workflow_id, relayed.causation_id) == (
+        submitted.workflow_id,
+        submitted.event_id,
+    )
 
 
 async def test_accept_inbound_publishes_nothing_once_the_request_moved_on(
-    store: SqliteRequestStore, publisher: FakePublisher
+    store: RequestStore, publisher: FakePublisher
 ) -> None:
     submitted = _submitted()
     await _inbound(store, publisher, submitted)
@@ -193,7 +213,7 @@ async def test_accept_inbound_publishes_nothing_once_the_request_moved_on(
 
 
 async def test_the_same_key_and_body_answer_the_first_request_again(
-    store: SqliteRequestStore, publisher: FakePublisher
+    store: RequestStore, publisher: FakePublisher
 ) -> None:
     body = SubmitRequest(text="refund order 4411", metadata={"ticket": "T-1"})
     spelled_otherwise = SubmitRequest.model_validate_json(
@@ -216,7 +236,7 @@ async def test_the_same_key_and_body_answer_the_first_request_again(
 
 
 async def test_the_same_key_with_another_body_is_a_conflict(
-    store: SqliteRequestStore, publisher: FakePublisher
+    store: RequestStore, publisher: FakePublisher
 ) -> None:
     first = await _http(store, publisher, SubmitRequest(text="refund order 4411"), key="k-1")
 
@@ -227,9 +247,7 @@ async def test_the_same_key_with_another_body_is_a_conflict(
     assert await store.get(first) is not None
 
 
-async def test_keys_are_scoped_per_tenant(
-    store: SqliteRequestStore, publisher: FakePublisher
-) -> None:
+async def test_keys_are_scoped_per_tenant(store: RequestStore, publisher: FakePublisher) -> None:
     body = SubmitRequest(text="hello")
     acme = await _http(store, publisher, body, key="k-1", tenant="acme")
     globex = await _http(store, publisher, body, key="k-1", tenant="globex")
@@ -239,7 +257,7 @@ async def test_keys_are_scoped_per_tenant(
 
 
 async def test_a_key_past_its_retention_starts_a_new_request(
-    store: SqliteRequestStore, publisher: FakePublisher
+    store: RequestStore, publisher: FakePublisher
 ) -> None:
     first = await _http(store, publisher, SubmitRequest(text="hello"), key="k-1")
     within = await _http(store, publisher, SubmitRequest(text="hello"), key="k-1", now=T0 + DAY)
@@ -257,7 +275,7 @@ async def test_a_key_past_its_retention_starts_a_new_request(
 
 
 async def test_concurrent_duplicates_resolve_to_one_request(
-    store: SqliteRequestStore, publisher: FakePublisher
+    store: RequestStore, publisher: FakePublisher
 ) -> None:
     body = SubmitRequest(text="hello")
 
@@ -268,20 +286,33 @@ async def test_concurrent_duplicates_resolve_to_one_request(
     assert await store.get(ids[0]) is not None
 
 
-async def test_a_failed_publish_releases_the_key(
-    store: SqliteRequestStore, publisher: FakePublisher
+async def test_an_unacknowledged_publish_keeps_the_key_and_is_republished_as_is(
+    store: RequestStore, publisher: FakePublisher
 ) -> None:
-    publisher.broken = True
-    with pytest.raises(ConnectionError):
-        await _http(store, publisher, SubmitRequest(text="hello"), key="k-1")
-    publisher.broken = False
+    """The broker wrote the request but its acknowledgement timed out: the client's
+    retry with the same key gets the same request, and the relay republishes the same
+    event, so downstream (deduplicating by workflow id) runs one workflow."""
+    publisher.losing_acks = True
+    first = await _http(store, publisher, SubmitRequest(text="hello"), key="k-1")
+    publisher.losing_acks = False
 
     retried = await _http(store, publisher, SubmitRequest(text="hello"), key="k-1")
 
-    [refused] = publisher.refused
-    assert retried != refused.workflow_id
-    assert [e.workflow_id for e in publisher.events] == [retried]
-    assert await store.get(refused.workflow_id) is None
+    assert retried == first
+    [written] = publisher.events
+    assert await _relayed(store, publisher) == [written]
+    assert {e.workflow_id for e in publisher.events} == {first}
+    assert {e.event_id for e in publisher.events} == {written.event_id}
+
+
+async def test_a_published_request_is_not_relayed_again(
+    store: RequestStore, publisher: FakePublisher
+) -> None:
+    relay = Relay(publisher, topic=REQUESTS_ACCEPTED, lease_s=30, interval_s=1)
+    request_id = await _http(store, relay, SubmitRequest(text="hello"))
+
+    assert await relay.relay(store.outbox) == 0
+    assert [e.workflow_id for e in publisher.events] == [request_id]
 
 
 def test_fingerprints_ignore_spelling_and_see_every_field() -> None:
@@ -338,7 +369,7 @@ def test_who_may_submit(principal: Principal, workflow: str | None) -> None:
 
 
 async def test_inbound_refuses_a_principal_without_the_workflow(
-    store: SqliteRequestStore, publisher: FakePublisher
+    store: RequestStore, publisher: FakePublisher
 ) -> None:
     event = _submitted(requested_workflow="refund")
 
@@ -350,7 +381,7 @@ async def test_inbound_refuses_a_principal_without_the_workflow(
 
 
 async def test_inbound_refuses_a_request_over_the_size_limit(
-    store: SqliteRequestStore, publisher: FakePublisher
+    store: RequestStore, publisher: FakePublisher
 ) -> None:
     event = _submitted(text="x" * 1024)
 
@@ -366,7 +397,7 @@ async def test_inbound_refuses_a_request_over_the_size_limit(
     ids=["another-request", "another-tenant"],
 )
 async def test_inbound_refuses_a_workflow_id_reused_for_another_request(
-    store: SqliteRequestStore, publisher: FakePublisher, changed: dict[str, str]
+    store: RequestStore, publisher: FakePublisher, changed: dict[str, str]
 ) -> None:
     first = _submitted()
     await _inbound(store, publisher, first)
@@ -381,7 +412,7 @@ async def test_inbound_refuses_a_workflow_id_reused_for_another_request(
 
 
 async def test_inbound_refuses_a_workflow_id_taken_over_http(
-    store: SqliteRequestStore, publisher: FakePublisher
+    store: RequestStore, publisher: FakePublisher
 ) -> None:
     request_id = await _http(store, publisher, SubmitRequest(text="where is order 4411?"))
 

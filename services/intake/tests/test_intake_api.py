@@ -25,7 +25,7 @@ from pactmesh_contracts.events import (
     WorkflowResult,
     WorkflowToken,
 )
-from pactmesh_intake.adapters.sqlite_store import open_store
+from pactmesh_intake.adapters.sqlite_store import open_sqlite_store
 from pactmesh_intake.api.deps import get_store
 from pactmesh_intake.app import create_app
 from pactmesh_intake.domain.requests import ResultView, Transition
@@ -44,6 +44,16 @@ class UnusedStore:
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"the store was used ({name}) for an invalid request")
+
+
+class BrokenStore:
+    """A store whose database is down."""
+
+    def __getattr__(self, name: str) -> Any:
+        async def fail(*_args: Any, **_kwargs: Any) -> Any:
+            raise ConnectionError("database unreachable")
+
+        return fail
 
 
 def _settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -90,7 +100,7 @@ async def http(
     app: FastAPI, tmp_path: Path, publisher: FakePublisher
 ) -> AsyncIterator[httpx.AsyncClient]:
     runtime: Runtime = app.state.runtime
-    async with open_store(tmp_path / "intake.sqlite3") as store:
+    async with open_sqlite_store(tmp_path / "intake.sqlite3") as store:
         runtime.store = store
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
@@ -365,17 +375,30 @@ async def test_unknown_request_is_404(http: httpx.AsyncClient, acme: dict[str, s
     assert response.status_code == 404
 
 
-async def test_publish_failure_is_503_and_leaves_no_record(
+async def test_a_failed_publish_is_still_accepted_and_kept_for_the_relay(
     http: httpx.AsyncClient, publisher: FakePublisher, acme: dict[str, str]
 ) -> None:
     publisher.broken = True
 
     response = await http.post("/v1/requests", json={"text": "hello"}, headers=acme)
 
+    assert response.status_code == 202
+    [refused] = publisher.refused
+    assert response.json()["request_id"] == str(refused.workflow_id)
+    view = await http.get(f"/v1/requests/{refused.workflow_id}", headers=acme)
+    assert view.json()["status"] == "accepted"
+
+
+async def test_a_store_failure_is_503_and_nothing_is_published(
+    app: FastAPI, http: httpx.AsyncClient, publisher: FakePublisher, acme: dict[str, str]
+) -> None:
+    app.dependency_overrides[get_store] = BrokenStore
+
+    response = await http.post("/v1/requests", json={"text": "hello"}, headers=acme)
+
     assert response.status_code == 503
     assert response.json() == {"detail": "could not enqueue"}
-    [refused] = publisher.refused
-    assert (await http.get(f"/v1/requests/{refused.workflow_id}", headers=acme)).status_code == 404
+    assert publisher.events == publisher.refused == []
 
 
 def test_store_is_required_outside_the_lifespan(app: FastAPI) -> None:
@@ -514,7 +537,7 @@ async def test_a_tenant_over_its_rate_limit_gets_429_with_retry_after(tmp_path: 
     runtime: Runtime = app.state.runtime
     runtime.publisher = FakePublisher()  # type: ignore[assignment]
     acme, globex = bearer(settings, tenant="acme"), bearer(settings, tenant="globex")
-    async with open_store(tmp_path / "intake.sqlite3") as store:
+    async with open_sqlite_store(tmp_path / "intake.sqlite3") as store:
         runtime.store = store
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
@@ -678,7 +701,7 @@ async def test_a_stream_waits_a_bounded_time_for_a_result_that_never_comes(
     runtime: Runtime = app.state.runtime
     runtime.publisher = publisher  # type: ignore[assignment]
     token = bearer(settings, tenant="acme")
-    async with open_store(tmp_path / "intake.sqlite3") as store:
+    async with open_sqlite_store(tmp_path / "intake.sqlite3") as store:
         runtime.store = store
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:

@@ -33,7 +33,7 @@ from pactmesh_contracts.topics import (
     result_topic,
 )
 from pactmesh_intake import handlers
-from pactmesh_intake.adapters.sqlite_store import SqliteRequestStore, open_store
+from pactmesh_intake.adapters.sqlite_store import SqliteRequestStore, open_sqlite_store
 from pactmesh_intake.runtime import Runtime
 from pactmesh_intake.settings import Settings
 from pactmesh_kit.kafka import Kafka, encode
@@ -66,7 +66,10 @@ async def intake(tmp_path: Path) -> AsyncIterator[Intake]:
     handlers.register(kafka, runtime)
     accepted: list[Envelope[RequestAccepted]] = collect(kafka, REQUESTS_ACCEPTED)
     dead: list[DeadLetter] = collect(kafka, DEAD_LETTERS)
-    async with open_store(tmp_path / "intake.sqlite3") as store, TestKafkaBroker(kafka.broker):
+    async with (
+        open_sqlite_store(tmp_path / "intake.sqlite3") as store,
+        TestKafkaBroker(kafka.broker),
+    ):
         runtime.store = store
         yield Intake(kafka.broker, store, runtime, accepted, dead)
 

@@ -21,7 +21,7 @@ import pytest
 import schemathesis
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.topics import WORKFLOWS
-from pactmesh_intake.adapters.sqlite_store import open_store
+from pactmesh_intake.adapters.sqlite_store import open_sqlite_store
 from pactmesh_intake.app import create_app
 from pactmesh_intake.runtime import Runtime
 from pactmesh_intake.settings import Settings
@@ -73,7 +73,7 @@ def intake_app(settings: Settings) -> Any:
 
     @asynccontextmanager
     async def store() -> AsyncIterator[None]:
-        async with open_store(settings.data_dir / "intake.sqlite3") as opened:
+        async with open_sqlite_store(settings.data_dir / "intake.sqlite3") as opened:
             runtime.store = opened
             yield
             runtime.store = None

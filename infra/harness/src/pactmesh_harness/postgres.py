@@ -64,6 +64,19 @@ class PostgresServer:
             self.drop_database(url)
 
 
+def empty_tables(url: str) -> None:
+    """Delete every row of the database at ``url`` but the migration tools' own (the
+    schema stays: a store opened next finds it current)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename NOT LIKE 'alembic_version%' AND tablename NOT LIKE '%migrations'"
+        ).fetchall()
+        if tables:
+            names = sql.SQL(", ").join(sql.Identifier(name) for (name,) in tables)
+            conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(names))
+
+
 def database_url(server_url: str, name: str) -> str:
     """``server_url`` with its database replaced by ``name``."""
     return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))

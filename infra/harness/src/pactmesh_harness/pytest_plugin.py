@@ -4,8 +4,8 @@ of pactmesh-harness (installed in the dev environment only).
 ``postgres_url`` gives the requesting test module a fresh, empty database of its own,
 dropped after the module; the server behind it (``postgres_server``) starts once per
 session, when a test first needs it: a run that needs no Postgres starts none. Tests in
-one module share the database, so they use ids of their own (as LangGraph's checkpoint
-conformance suite does) rather than expecting empty tables.
+one module share the database; ``store_backend`` empties its tables before each test
+(the schema stays), so a store suite starts from empty tables on both backends.
 
 A store with a SQLite and a Postgres implementation runs one suite against both through
 ``store_backend``, a fixture parametrised over the two::
@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import pytest
 
-from pactmesh_harness.postgres import PostgresServer, start_postgres
+from pactmesh_harness.postgres import PostgresServer, empty_tables, start_postgres
 
 POSTGRES_MARK = "postgres"
 _BACKENDS = ("sqlite", "postgres")
@@ -91,7 +91,10 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 @pytest.fixture(params=_BACKENDS)
 def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> StoreBackend:
     """Each implementation of a store in turn: ``sqlite`` (files under a fresh data dir)
-    and ``postgres`` (the module's database; the server starts only for this case)."""
+    and ``postgres`` (the module's database, its tables emptied; the server starts only
+    for this case)."""
     if request.param == "sqlite":
         return StoreBackend("sqlite", tmp_path, None)
-    return StoreBackend("postgres", tmp_path, request.getfixturevalue("postgres_url"))
+    url = request.getfixturevalue("postgres_url")
+    empty_tables(url)
+    return StoreBackend("postgres", tmp_path, url)

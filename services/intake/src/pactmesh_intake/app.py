@@ -9,10 +9,14 @@ from functools import partial
 from fastapi import APIRouter, FastAPI
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED
 from pactmesh_kit.app import Service
+from pactmesh_kit.stores import instance_lock
+from pactmesh_kit.stores.outbox import Relay
+from pactmesh_kit.stores.retention import pruning
 
 from pactmesh_intake import handlers
-from pactmesh_intake.adapters.sqlite_store import open_store
+from pactmesh_intake.adapters.store import open_store
 from pactmesh_intake.api.routes import requests
+from pactmesh_intake.domain.retention import prune
 from pactmesh_intake.runtime import Runtime
 from pactmesh_intake.settings import Settings
 
@@ -25,10 +29,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="pactmesh intake",
         description="Submit requests to the mesh and follow their status.",
     )
-    runtime = Runtime(settings=settings, publisher=service.kafka.publisher(REQUESTS_ACCEPTED))
+    relay = Relay(
+        service.kafka.publisher(REQUESTS_ACCEPTED),
+        topic=REQUESTS_ACCEPTED,
+        lease_s=settings.outbox_lease_s,
+        interval_s=settings.outbox_interval_s,
+    )
+    runtime = Runtime(settings=settings, publisher=relay)
     handlers.register(service.kafka, runtime)
     return service.app(
-        runtime, routers=[_body_limited(settings)], resources=[partial(_store, runtime)]
+        runtime,
+        routers=[_body_limited(settings)],
+        resources=[partial(instance_lock, settings), partial(_store, runtime)],
     )
 
 
@@ -44,7 +56,15 @@ def _body_limited(settings: Settings) -> APIRouter:
 
 @asynccontextmanager
 async def _store(runtime: Runtime) -> AsyncIterator[None]:
-    async with open_store(runtime.settings.data_dir / "intake.sqlite3") as store:
+    """The store, its outbox relay and its retention, for as long as the app runs."""
+    settings = runtime.settings
+    async with (
+        open_store(settings) as store,
+        runtime.publisher.running(store.outbox),
+        pruning(
+            "intake", partial(prune, store, settings), interval_s=settings.retention_interval_s
+        ),
+    ):
         runtime.store = store
         try:
             yield

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from pactmesh_kit.auth.policy import AccessPolicy, load_access_policy
 from pactmesh_kit.errors import NotReady
-from pactmesh_kit.kafka import EventPublisher
+from pactmesh_kit.stores.outbox import Relay
 
 from pactmesh_intake.adapters.rate_limits import TenantRateLimiter
 from pactmesh_intake.domain.live import LiveFeed
@@ -19,7 +19,8 @@ class Runtime:
     """Filled in by the app's lifespan; the store exists only while the app runs."""
 
     settings: Settings
-    publisher: EventPublisher
+    publisher: Relay
+    """Publishes accepted requests at once, and what the outbox still holds later."""
     store: RequestStore | None = None
     live: LiveFeed = field(default_factory=LiveFeed)
     """Progress, token and result events for the SSE clients connected to this instance."""

@@ -1,12 +1,14 @@
 """Intake settings."""
 
+from __future__ import annotations
+
 from limits import parse_many
-from pactmesh_kit.settings import KitSettings
-from pydantic import Field, field_validator
+from pactmesh_kit.stores import StoreSettings
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 
-class Settings(KitSettings):
+class Settings(StoreSettings):
     """Intake's settings; its own fields read ``PACTMESH_INTAKE_*``."""
 
     model_config = SettingsConfigDict(env_prefix="PACTMESH_INTAKE_", extra="ignore", frozen=True)
@@ -28,8 +30,20 @@ class Settings(KitSettings):
     per intake instance; ``redis://...`` shares one count between instances."""
     idempotency_retention_s: float = Field(24 * 3600.0, gt=0)
     """How long an ``Idempotency-Key`` is remembered after its first use."""
+    request_retention_s: float = Field(7 * 86_400.0, gt=0)
+    """How long a request (its status, history and result) is kept after its last
+    status change; then retention deletes it (``GET`` answers 404)."""
     result_wait_s: float = Field(10.0, gt=0)
     """How long an event stream that saw ``delivered`` waits for the result event."""
+
+    @model_validator(mode="after")
+    def _keys_outlive_no_request(self) -> Settings:
+        if self.request_retention_s < self.idempotency_retention_s:
+            raise ValueError(
+                "request_retention_s must be at least idempotency_retention_s: a key"
+                " must never answer with a request that was already deleted"
+            )
+        return self
 
     @field_validator("submit_rate_limit", "read_rate_limit")
     @classmethod

@@ -1,21 +1,28 @@
-"""The request store on SQLite (one file per intake instance).
+"""The request store on SQLite (one file, one intake instance).
 
-The file's format is versioned with ``PRAGMA user_version``; opening an older file
-migrates it in place (:data:`MIGRATIONS`).
+The schema is Alembic's (``migrations``), applied when the store opens. The connection
+runs in autocommit mode: one-statement writes commit alone, and the few writes of
+several statements hold the store's lock from ``BEGIN IMMEDIATE`` to ``COMMIT``, so no
+other coroutine's statement falls into them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
+from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import Channel, RequestStatus
+from pactmesh_kit.stores.outbox import SqliteOutbox
 
+from pactmesh_intake.adapters.migrations import MIGRATIONS
 from pactmesh_intake.domain.requests import (
     HistoryEntry,
     KeyHolder,
@@ -26,55 +33,35 @@ from pactmesh_intake.domain.requests import (
     next_status,
 )
 
-SCHEMA_V1 = """
-CREATE TABLE IF NOT EXISTS requests (
-    request_id TEXT PRIMARY KEY,
-    tenant     TEXT NOT NULL,
-    channel    TEXT NOT NULL,
-    status     TEXT NOT NULL,
-    workflow   TEXT,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS history (
-    event_id   TEXT PRIMARY KEY,
-    request_id TEXT NOT NULL,
-    status     TEXT NOT NULL,
-    service    TEXT NOT NULL,
-    detail     TEXT NOT NULL,
-    at         TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS history_by_request ON history (request_id, at);
-"""
-
-MIGRATIONS: tuple[str, ...] = (
-    SCHEMA_V1,
-    # v2: what each request was (its fingerprint), clients' idempotency keys, results.
-    """
-    ALTER TABLE requests ADD COLUMN fingerprint TEXT;
-    CREATE TABLE idempotency_keys (
-        tenant      TEXT NOT NULL,
-        key         TEXT NOT NULL,
-        request_id  TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,
-        created_at  TEXT NOT NULL,
-        PRIMARY KEY (tenant, key)
-    );
-    CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
-    CREATE TABLE results (
-        request_id TEXT PRIMARY KEY,
-        result     TEXT NOT NULL
-    );
-    """,
+_INSERT_REQUEST = (
+    "INSERT OR IGNORE INTO requests"
+    " (request_id, tenant, channel, status, workflow, created_at, updated_at, fingerprint)"
+    " VALUES (?, ?, ?, ?, NULL, ?, ?, ?)"
 )
-"""Schema changes in order; a file at ``user_version`` N has had the first N applied."""
+_INSERT_HISTORY = "INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?, ?, ?)"
+_BATCH = 1000
+"""Rows deleted per statement by retention."""
 
 
 class SqliteRequestStore:
     """``RequestStore`` on one aiosqlite connection (WAL, so readers never block writes)."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, *, lease_s: float) -> None:
         self._conn = conn
+        self._lock = asyncio.Lock()
+        self._lease_s = lease_s
+        self.outbox = SqliteOutbox(conn, "request_outbox", lock=self._lock)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
 
     async def create(
         self,
@@ -84,146 +71,135 @@ class SqliteRequestStore:
         channel: Channel,
         at: datetime,
         fingerprint: str | None = None,
+        event: Envelope[Any] | None = None,
     ) -> bool:
-        cursor = await self._conn.execute(
-            "INSERT OR IGNORE INTO requests"
-            " (request_id, tenant, channel, status, workflow, created_at, updated_at, fingerprint)"
-            " VALUES (?, ?, ?, ?, NULL, ?, ?, ?)",
-            (
-                str(request_id),
-                tenant,
-                channel.value,
-                RequestStatus.ACCEPTED.value,
-                at.isoformat(),
-                at.isoformat(),
-                fingerprint,
-            ),
-        )
-        created = cursor.rowcount == 1
-        if created:
-            await self._conn.execute(
-                "INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    f"created:{request_id}",
-                    str(request_id),
-                    RequestStatus.ACCEPTED.value,
-                    "intake",
-                    f"received over {channel.value}",
-                    at.isoformat(),
-                ),
+        async with self._transaction() as conn:
+            return await self._insert(conn, request_id, tenant, channel, at, fingerprint, event)
+
+    async def _insert(
+        self,
+        conn: aiosqlite.Connection,
+        request_id: uuid.UUID,
+        tenant: str,
+        channel: Channel,
+        at: datetime,
+        fingerprint: str | None,
+        event: Envelope[Any] | None,
+    ) -> bool:
+        """The request, its first history entry and its event in the outbox."""
+        accepted, when = RequestStatus.ACCEPTED.value, at.isoformat()
+        row = (str(request_id), tenant, channel.value, accepted, when, when, fingerprint)
+        cursor = await conn.execute(_INSERT_REQUEST, row)
+        if cursor.rowcount != 1:
+            return False
+        detail = f"received over {channel.value}"
+        entry = (f"created:{request_id}", str(request_id), accepted, "intake", detail, when)
+        await conn.execute(_INSERT_HISTORY, entry)
+        if event is not None:
+            await conn.execute(
+                "INSERT INTO request_outbox VALUES (?, ?, ?)",
+                (str(event.event_id), event.model_dump_json(), _epoch(at) + self._lease_s),
             )
-        await self._conn.commit()
-        return created
+        return True
+
+    async def create_keyed(
+        self,
+        *,
+        request_id: uuid.UUID,
+        tenant: str,
+        key: str,
+        fingerprint: str,
+        at: datetime,
+        expired_before: datetime,
+        event: Envelope[Any] | None = None,
+    ) -> KeyHolder:
+        # The expired binding goes first, then the primary key decides: INSERT OR IGNORE
+        # is atomic, and the request is written in the same transaction only if it won.
+        async with self._transaction() as conn:
+            await conn.execute(
+                "DELETE FROM idempotency_keys WHERE tenant = ? AND key = ? AND created_at < ?",
+                (tenant, key, _instant(expired_before)),
+            )
+            cursor = await conn.execute(
+                "INSERT OR IGNORE INTO idempotency_keys VALUES (?, ?, ?, ?, ?)",
+                (tenant, key, str(request_id), fingerprint, _instant(at)),
+            )
+            if cursor.rowcount == 1:
+                await self._insert(conn, request_id, tenant, Channel.HTTP, at, fingerprint, event)
+                return KeyHolder(request_id, fingerprint)
+            async with conn.execute(
+                "SELECT request_id, fingerprint FROM idempotency_keys WHERE tenant = ? AND key = ?",
+                (tenant, key),
+            ) as found:
+                row = await found.fetchone()
+        assert row is not None, "a key that refused a claim is held"
+        return KeyHolder(uuid.UUID(row[0]), row[1])
 
     async def submission(self, request_id: uuid.UUID) -> Submission | None:
-        async with self._conn.execute(
+        row = await self._one(
             "SELECT tenant, channel, status, fingerprint FROM requests WHERE request_id = ?",
-            (str(request_id),),
-        ) as cursor:
-            row = await cursor.fetchone()
+            request_id,
+        )
         if row is None:
             return None
         tenant, channel, status, digest = row
         return Submission(tenant, Channel(channel), RequestStatus(status), digest)
 
-    async def claim_key(
-        self,
-        *,
-        tenant: str,
-        key: str,
-        request_id: uuid.UUID,
-        fingerprint: str,
-        at: datetime,
-        expired_before: datetime,
-    ) -> KeyHolder:
-        # Expired bindings go first (an index range, so cheap), then the primary key
-        # decides: INSERT OR IGNORE is one atomic statement, never a check-then-insert
-        # that two concurrent submissions could both pass.
-        await self._conn.execute(
-            "DELETE FROM idempotency_keys WHERE created_at < ?", (_instant(expired_before),)
-        )
-        await self._conn.execute(
-            "INSERT OR IGNORE INTO idempotency_keys VALUES (?, ?, ?, ?, ?)",
-            (tenant, key, str(request_id), fingerprint, _instant(at)),
-        )
-        await self._conn.commit()
-        async with self._conn.execute(
-            "SELECT request_id, fingerprint FROM idempotency_keys WHERE tenant = ? AND key = ?",
-            (tenant, key),
-        ) as cursor:
-            row = await cursor.fetchone()
-        assert row is not None, "a key just claimed is there until its retention passes"
-        return KeyHolder(uuid.UUID(row[0]), row[1])
-
-    async def release_key(self, *, tenant: str, key: str, request_id: uuid.UUID) -> None:
-        await self._conn.execute(
-            "DELETE FROM idempotency_keys WHERE tenant = ? AND key = ? AND request_id = ?",
-            (tenant, key, str(request_id)),
-        )
-        await self._conn.commit()
-
     async def record_result(self, *, request_id: uuid.UUID, result: ResultView) -> bool:
-        if await self.status(request_id) is None:
-            return False  # not a request of this intake
         cursor = await self._conn.execute(
-            "INSERT OR IGNORE INTO results VALUES (?, ?)",
-            (str(request_id), result.model_dump_json()),
+            "INSERT OR IGNORE INTO results SELECT request_id, ? FROM requests"
+            " WHERE request_id = ?",  # only for a request submitted to this intake
+            (result.model_dump_json(), str(request_id)),
         )
-        await self._conn.commit()
         return cursor.rowcount == 1
 
     async def result(self, request_id: uuid.UUID) -> ResultView | None:
-        async with self._conn.execute(
-            "SELECT result FROM results WHERE request_id = ?", (str(request_id),)
-        ) as cursor:
-            row = await cursor.fetchone()
+        row = await self._one("SELECT result FROM results WHERE request_id = ?", request_id)
         return None if row is None else ResultView.model_validate(json.loads(row[0]))
 
     async def status(self, request_id: uuid.UUID) -> RequestStatus | None:
-        async with self._conn.execute(
-            "SELECT status FROM requests WHERE request_id = ?", (str(request_id),)
-        ) as cursor:
-            row = await cursor.fetchone()
+        row = await self._one("SELECT status FROM requests WHERE request_id = ?", request_id)
         return None if row is None else RequestStatus(row[0])
 
     async def record(self, transition: Transition) -> bool:
-        current = await self.status(transition.request_id)
-        if current is None:
-            return False  # not a request of this intake: nothing to report on
-        cursor = await self._conn.execute(
-            "INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                str(transition.event_id),
-                str(transition.request_id),
-                transition.status.value,
-                transition.service,
-                transition.detail,
-                transition.at.isoformat(),
-            ),
-        )
-        if cursor.rowcount != 1:
-            await self._conn.commit()
-            return False
-        await self._conn.execute(
-            "UPDATE requests SET status = ?, workflow = COALESCE(?, workflow), updated_at = ?"
-            " WHERE request_id = ?",
-            (
-                next_status(current, transition.status).value,
-                transition.workflow,
-                transition.at.isoformat(),
-                str(transition.request_id),
-            ),
-        )
-        await self._conn.commit()
-        return True
+        async with self._transaction() as conn:
+            async with conn.execute(
+                "SELECT status FROM requests WHERE request_id = ?", (str(transition.request_id),)
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return False  # not a request of this intake: nothing to report on
+            cursor = await conn.execute(
+                _INSERT_HISTORY,
+                (
+                    str(transition.event_id),
+                    str(transition.request_id),
+                    transition.status.value,
+                    transition.service,
+                    transition.detail,
+                    transition.at.isoformat(),
+                ),
+            )
+            if cursor.rowcount != 1:
+                return False
+            await conn.execute(
+                "UPDATE requests SET status = ?, workflow = COALESCE(?, workflow),"
+                " updated_at = ? WHERE request_id = ?",
+                (
+                    next_status(RequestStatus(row[0]), transition.status).value,
+                    transition.workflow,
+                    transition.at.isoformat(),
+                    str(transition.request_id),
+                ),
+            )
+            return True
 
     async def get(self, request_id: uuid.UUID) -> RequestView | None:
-        async with self._conn.execute(
-            "SELECT tenant, channel, status, workflow, created_at, updated_at"
-            " FROM requests WHERE request_id = ?",
-            (str(request_id),),
-        ) as cursor:
-            row = await cursor.fetchone()
+        row = await self._one(
+            "SELECT tenant, channel, status, workflow, created_at, updated_at, result"
+            " FROM requests LEFT JOIN results USING (request_id) WHERE request_id = ?",
+            request_id,
+        )
         if row is None:
             return None
         async with self._conn.execute(
@@ -237,7 +213,7 @@ class SqliteRequestStore:
                 )
                 for s, svc, d, a in await cursor.fetchall()
             ]
-        tenant, channel, status, workflow, created, updated = row
+        tenant, channel, status, workflow, created, updated, result = row
         return RequestView(
             request_id=request_id,
             tenant=tenant,
@@ -247,14 +223,36 @@ class SqliteRequestStore:
             created_at=datetime.fromisoformat(created),
             updated_at=datetime.fromisoformat(updated),
             history=history,
-            result=await self.result(request_id),
+            result=None if result is None else ResultView.model_validate_json(result),
         )
 
-    async def forget(self, request_id: uuid.UUID) -> None:
-        await self._conn.execute("DELETE FROM history WHERE request_id = ?", (str(request_id),))
-        await self._conn.execute("DELETE FROM results WHERE request_id = ?", (str(request_id),))
-        await self._conn.execute("DELETE FROM requests WHERE request_id = ?", (str(request_id),))
-        await self._conn.commit()
+    async def prune(self, *, updated_before: datetime, keys_before: datetime) -> dict[str, int]:
+        requests = 0
+        while True:
+            async with self._transaction() as conn:
+                gone = await self._prune_requests(conn, updated_before)
+            requests += gone
+            if gone < _BATCH:
+                break
+        cursor = await self._conn.execute(
+            "DELETE FROM idempotency_keys WHERE created_at < ?", (_instant(keys_before),)
+        )
+        return {"requests": requests, "idempotency_keys": cursor.rowcount}
+
+    @staticmethod
+    async def _prune_requests(conn: aiosqlite.Connection, updated_before: datetime) -> int:
+        async with conn.execute(
+            "SELECT request_id FROM requests WHERE updated_at < ? LIMIT ?",
+            (updated_before.isoformat(), _BATCH),
+        ) as cursor:
+            ids = [(row[0],) for row in await cursor.fetchall()]
+        for table in ("history", "results", "requests"):
+            await conn.executemany(f"DELETE FROM {table} WHERE request_id = ?", ids)
+        return len(ids)
+
+    async def _one(self, sql: str, request_id: uuid.UUID) -> Any:
+        async with self._conn.execute(sql, (str(request_id),)) as cursor:
+            return await cursor.fetchone()
 
 
 def _instant(at: datetime) -> str:
@@ -262,31 +260,18 @@ def _instant(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def _epoch(at: datetime) -> float:
+    return at.timestamp()
+
+
 @asynccontextmanager
-async def open_store(path: Path) -> AsyncIterator[SqliteRequestStore]:
-    """Open (creating if needed) the store at ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    async with aiosqlite.connect(path) as conn:
+async def open_sqlite_store(
+    path: Path, *, lease_s: float = 30.0
+) -> AsyncIterator[SqliteRequestStore]:
+    """Open the store at ``path``, creating or migrating its file first; ``lease_s`` is
+    how long a new outbox event is left to the writer before the relay may publish it."""
+    await MIGRATIONS.upgrade(path)
+    async with aiosqlite.connect(path, isolation_level=None) as conn:
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute("PRAGMA synchronous=NORMAL")
-        await migrate(conn)
-        yield SqliteRequestStore(conn)
-
-
-async def migrate(conn: aiosqlite.Connection) -> int:
-    """Bring the file to the latest format; returns the version it was at."""
-    async with conn.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
-    found = int(row[0]) if row else 0
-    if found == 0:
-        # Files from before versioning hold the v1 tables already, or nothing yet.
-        async with conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'requests'"
-        ) as cursor:
-            found = 1 if await cursor.fetchone() else 0
-    for version in range(found, len(MIGRATIONS)):
-        # executescript commits first; each step and its version bump commit together.
-        await conn.executescript(
-            f"BEGIN; {MIGRATIONS[version]}; PRAGMA user_version = {version + 1}; COMMIT;"
-        )
-    return found
+        yield SqliteRequestStore(conn, lease_s=lease_s)

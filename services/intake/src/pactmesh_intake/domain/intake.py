@@ -11,13 +11,14 @@ id with another request is refused like HTTP's 409.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
-from pactmesh_contracts.events import Channel, RequestAccepted, RequestStatus, RequestSubmitted
+from pactmesh_contracts.events import Channel, RequestAccepted, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
 from pactmesh_kit.auth.policy import AccessPolicy
 
@@ -28,6 +29,8 @@ from pactmesh_intake.domain.requests import (
     encoded_size,
     fingerprint,
 )
+
+logger = logging.getLogger(__name__)
 
 SUBMIT = "requests:submit"
 """The API capability a principal needs to submit requests."""
@@ -94,37 +97,21 @@ async def accept_http(
     key: IdempotencyKey | None = None,
     now: datetime,
 ) -> Accepted:
-    """Record an HTTP request and publish it as accepted.
+    """Record an HTTP request with its event in the outbox, then publish the event.
 
     With ``key``, the same key and request from the same tenant answer the first
-    request's id again without publishing anything; the same key with another request
-    raises :class:`IdempotencyConflict`. The request's row is written before its key is
-    claimed, so an id handed to a concurrent duplicate always exists; the loser of a
-    race deletes its own row, which nobody has seen. If publishing fails, the row and
-    the key are removed, so a client never holds an id the mesh does not know about.
+    request's id again without recording or publishing anything; the same key with
+    another request raises :class:`IdempotencyConflict`. The request and its key are
+    written in one transaction, so an id handed to a concurrent duplicate always exists.
+
+    Once recorded, the request is accepted whatever the publish does: a publish that
+    fails, or whose outcome is unknown (an acknowledgement timeout after the broker may
+    have written it), leaves the event in the outbox, and the relay publishes it again,
+    same event and workflow id. So the key is never released, and a client retrying
+    with it gets this request, never a second workflow.
     """
     request_id = uuid7()
     digest = fingerprint(body)
-    await store.create(
-        request_id=request_id, tenant=tenant, channel=Channel.HTTP, at=now, fingerprint=digest
-    )
-    if key is not None:
-        holder = await store.claim_key(
-            tenant=tenant,
-            key=key.value,
-            request_id=request_id,
-            fingerprint=digest,
-            at=now,
-            expired_before=now - key.retention,
-        )
-        if holder.request_id != request_id:
-            await store.forget(request_id)
-            if holder.fingerprint != digest:
-                raise IdempotencyConflict(
-                    f"Idempotency-Key {key.value!r} was already used for request "
-                    f"{holder.request_id} with a different body; use a new key for a new request"
-                )
-            return Accepted(holder.request_id, replayed=True)
     accepted = RequestAccepted(
         text=body.text,
         channel=Channel.HTTP,
@@ -132,14 +119,47 @@ async def accept_http(
         metadata=body.metadata,
     )
     event = new_event(accepted, workflow_id=request_id, tenant=tenant, principal=principal)
+    if key is None:
+        await store.create(
+            request_id=request_id,
+            tenant=tenant,
+            channel=Channel.HTTP,
+            at=now,
+            fingerprint=digest,
+            event=event,
+        )
+    else:
+        holder = await store.create_keyed(
+            request_id=request_id,
+            tenant=tenant,
+            key=key.value,
+            fingerprint=digest,
+            at=now,
+            expired_before=now - key.retention,
+            event=event,
+        )
+        if holder.request_id != request_id:
+            if holder.fingerprint != digest:
+                raise IdempotencyConflict(
+                    f"Idempotency-Key {key.value!r} was already used for request "
+                    f"{holder.request_id} with a different body; use a new key for a new request"
+                )
+            return Accepted(holder.request_id, replayed=True)
+    await _publish_recorded(publisher, event)
+    return Accepted(request_id)
+
+
+async def _publish_recorded(publisher: Publisher, event: Envelope[Any]) -> None:
+    """Publish an event already in the outbox; a failure leaves it to the relay."""
     try:
         await publisher.publish(event)
-    except BaseException:
-        if key is not None:
-            await store.release_key(tenant=tenant, key=key.value, request_id=request_id)
-        await store.forget(request_id)
-        raise
-    return Accepted(request_id)
+    except Exception as exc:
+        logger.warning(
+            "publishing request %s failed or its outcome is unknown (%r); it stays in the"
+            " outbox and is published again with the same id",
+            event.workflow_id,
+            exc,
+        )
 
 
 async def accept_inbound(
@@ -151,13 +171,13 @@ async def accept_inbound(
     max_bytes: int,
     now: datetime,
 ) -> bool:
-    """Accept a request from the inbound topic; False if it was already further along.
+    """Accept a request from the inbound topic; False if it was already recorded.
 
     Raises what HTTP would answer with a 4xx (:class:`NotPermitted`, :class:`TooLarge`,
-    :class:`IdempotencyConflict`); the handler dead-letters those. A redelivered inbound
-    event is published again while the request is still only accepted (the first
-    attempt may have failed after recording it); downstream consumers deduplicate by
-    workflow id.
+    :class:`IdempotencyConflict`); the handler dead-letters those. The request and its
+    accepted event are recorded together, then the event is published (as over HTTP, a
+    failed publish leaves it to the outbox's relay), so a redelivered inbound event has
+    nothing left to do.
     """
     submitted = event.payload
     check_permitted(
@@ -165,12 +185,21 @@ async def accept_inbound(
     )
     check_size(submitted, limit=max_bytes)
     digest = fingerprint(submitted)
+    accepted = event.follow(
+        RequestAccepted(
+            text=submitted.text,
+            channel=Channel.KAFKA,
+            requested_workflow=submitted.requested_workflow,
+            metadata=submitted.metadata,
+        )
+    )
     created = await store.create(
         request_id=event.workflow_id,
         tenant=event.tenant,
         channel=Channel.KAFKA,
         at=now,
         fingerprint=digest,
+        event=accepted,
     )
     if not created:
         earlier = await store.submission(event.workflow_id)
@@ -182,13 +211,6 @@ async def accept_inbound(
                 f"workflow id {event.workflow_id} was already submitted with a different "
                 "request; an inbound event's workflow id is its idempotency key"
             )
-        if earlier is None or earlier.status is not RequestStatus.ACCEPTED:
-            return False
-    accepted = RequestAccepted(
-        text=submitted.text,
-        channel=Channel.KAFKA,
-        requested_workflow=submitted.requested_workflow,
-        metadata=submitted.metadata,
-    )
-    await publisher.publish(event.follow(accepted))
+        return False
+    await _publish_recorded(publisher, accepted)
     return True

@@ -7,7 +7,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import (
@@ -20,6 +20,7 @@ from pactmesh_contracts.events import (
     WorkflowName,
     WorkflowResult,
 )
+from pactmesh_kit.stores.outbox import Outbox
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 
@@ -142,7 +143,13 @@ class Transition(BaseModel):
 
 
 class RequestStore(Protocol):
-    """Where intake keeps requests and their status history."""
+    """Where intake keeps requests, their status history, results, idempotency keys and
+    the outbox of accepted requests not yet known to be published."""
+
+    @property
+    def outbox(self) -> Outbox:
+        """Accepted-request events written with their request, removed once published."""
+        ...
 
     async def create(
         self,
@@ -152,31 +159,27 @@ class RequestStore(Protocol):
         channel: Channel,
         at: datetime,
         fingerprint: str | None = None,
+        event: Envelope[Any] | None = None,
     ) -> bool:
-        """Record a new request as accepted; False if it already existed."""
+        """Record a new request as accepted, with ``event`` in the outbox, in one
+        transaction; False (and nothing written) if it already existed."""
         ...
 
-    async def submission(self, request_id: uuid.UUID) -> Submission | None:
-        """Who submitted the request and what, or None for an unknown request."""
-        ...
-
-    async def claim_key(
+    async def create_keyed(
         self,
         *,
+        request_id: uuid.UUID,
         tenant: str,
         key: str,
-        request_id: uuid.UUID,
         fingerprint: str,
         at: datetime,
         expired_before: datetime,
+        event: Envelope[Any] | None = None,
     ) -> KeyHolder:
-        """Bind ``tenant``'s ``key`` to ``request_id`` unless a binding made at or after
-        ``expired_before`` exists; the binding that holds either way. Atomic: of two
-        concurrent claims, one wins and both see the winner."""
-        ...
-
-    async def release_key(self, *, tenant: str, key: str, request_id: uuid.UUID) -> None:
-        """Drop the binding of ``key`` to ``request_id`` (its request never reached the mesh)."""
+        """Bind ``tenant``'s ``key`` to a new HTTP request unless a binding made at or
+        after ``expired_before`` exists, and record the request (as :meth:`create`) only
+        if it won; the binding that holds either way. Atomic: of two concurrent
+        submissions with one key, one is recorded and both see it."""
         ...
 
     async def record_result(self, *, request_id: uuid.UUID, result: ResultView) -> bool:
@@ -187,20 +190,27 @@ class RequestStore(Protocol):
         """The request's delivered result, if any."""
         ...
 
+    async def submission(self, request_id: uuid.UUID) -> Submission | None:
+        """Who submitted the request and what, or None for an unknown request."""
+        ...
+
     async def status(self, request_id: uuid.UUID) -> RequestStatus | None:
         """The current status, or None for an unknown request."""
         ...
 
     async def record(self, transition: Transition) -> bool:
-        """Apply a transition; False if this event was already recorded."""
+        """Apply a transition (status by :func:`next_status`); False if this event was
+        already recorded or the request is unknown."""
         ...
 
     async def get(self, request_id: uuid.UUID) -> RequestView | None:
-        """The request with its history, or None."""
+        """The request with its history and result, or None."""
         ...
 
-    async def forget(self, request_id: uuid.UUID) -> None:
-        """Remove a request that could not be handed to the mesh."""
+    async def prune(self, *, updated_before: datetime, keys_before: datetime) -> dict[str, int]:
+        """Delete requests (with their history and result) not updated since
+        ``updated_before``, and idempotency keys bound before ``keys_before``; how many
+        of each went. Safe on several instances at once."""
         ...
 
 

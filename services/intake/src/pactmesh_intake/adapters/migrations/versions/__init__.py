@@ -1,0 +1,1 @@
+"""Intake's Alembic revisions, oldest first."""
