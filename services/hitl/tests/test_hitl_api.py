@@ -16,7 +16,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pactmesh_contracts.events import ReviewDecided, ReviewDecision
-from pactmesh_hitl.adapters.sqlite_store import SqliteReviewStore, open_store
+from pactmesh_contracts.topics import REVIEWS_DECIDED
+from pactmesh_hitl.adapters.sqlite_store import SqliteReviewStore, open_sqlite_store
 from pactmesh_hitl.app import create_app
 from pactmesh_hitl.domain.decisions import claim as claim_review
 from pactmesh_hitl.domain.reviews import Review, ReviewPriority, ReviewState
@@ -44,7 +45,7 @@ def app(settings: Settings, publisher: Any) -> FastAPI:
 @pytest.fixture
 async def store(app: FastAPI, tmp_path: Path) -> AsyncIterator[SqliteReviewStore]:
     runtime: Runtime = app.state.runtime
-    async with open_store(tmp_path / "hitl.sqlite3") as opened:
+    async with open_sqlite_store(tmp_path / "hitl.sqlite3") as opened:
         runtime.store = opened
         yield opened
         runtime.store = None
@@ -247,7 +248,9 @@ async def test_the_gates_role_without_the_policys_review_action_is_403(
     runtime: Runtime = app.state.runtime
     runtime.publisher = publisher
     async with AsyncExitStack() as stack:
-        runtime.store = store = await stack.enter_async_context(open_store(tmp_path / "p.sqlite3"))
+        runtime.store = store = await stack.enter_async_context(
+            open_sqlite_store(tmp_path / "p.sqlite3")
+        )
         http = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hitl")
         )
@@ -333,7 +336,7 @@ async def test_malformed_body_is_422_before_the_store_is_touched(
     assert publisher.events == []
 
 
-async def test_failed_publish_is_503_and_leaves_the_review_pending(
+async def test_a_decision_whose_event_cannot_be_published_yet_is_taken_all_the_same(
     http: httpx.AsyncClient, store: SqliteReviewStore, auth: Any, reviews: Any, publisher: Any
 ) -> None:
     review = await reviews.add(store)
@@ -341,9 +344,10 @@ async def test_failed_publish_is_503_and_leaves_the_review_pending(
 
     response = await http.post(_decision(review), json={"decision": "approve"}, headers=auth())
 
-    assert response.status_code == 503
-    assert "pending again" in response.json()["detail"]
-    assert await store.get(review.review_id) == review
+    assert response.status_code == 200
+    assert response.json()["state"] == "decided"
+    [entry] = await store.outbox.claim_unpublished(now=9e9, lease_until=9e9, limit=10)
+    assert REVIEWS_DECIDED.adapter.validate_json(entry.event).payload.review_id == review.review_id
 
 
 # -- claims -------------------------------------------------------------------------------
@@ -431,7 +435,9 @@ async def test_concurrent_deciders_over_http_on_two_instances_get_one_200_and_on
             app = create_app(settings)
             runtime: Runtime = app.state.runtime
             runtime.publisher = publisher
-            runtime.store = await stack.enter_async_context(open_store(tmp_path / "hitl.sqlite3"))
+            runtime.store = await stack.enter_async_context(
+                open_sqlite_store(tmp_path / "hitl.sqlite3")
+            )
             clients.append(
                 await stack.enter_async_context(
                     httpx.AsyncClient(

@@ -1,19 +1,23 @@
-"""Claiming and deciding reviews, by reviewers and by deadlines, on the real SQLite store."""
+"""Claiming and deciding reviews, by reviewers and by deadlines, on both real stores
+(SQLite and Postgres); a decision that cannot be published, or whose process dies before
+it is, is published by the outbox's relay."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pactmesh_contracts.envelope import Principal
 from pactmesh_contracts.events import ReviewDecided, ReviewDecision
-from pactmesh_hitl.adapters.sqlite_store import SqliteReviewStore, open_store
+from pactmesh_contracts.topics import REVIEWS_DECIDED
+from pactmesh_harness.pytest_plugin import StoreBackend
+from pactmesh_hitl.adapters.store import open_store
 from pactmesh_hitl.domain.decisions import (
     EXPIRY_REVIEWER,
     claim,
@@ -22,15 +26,40 @@ from pactmesh_hitl.domain.decisions import (
     expire_due,
     release,
 )
-from pactmesh_hitl.domain.reviews import DecisionRequest, Review, ReviewError, ReviewState
+from pactmesh_hitl.domain.reviews import (
+    DecisionRequest,
+    Review,
+    ReviewError,
+    ReviewState,
+    ReviewStore,
+)
+from pactmesh_hitl.settings import Settings
+from pactmesh_kit.stores.outbox import Relay
 
 TTL = timedelta(minutes=15)
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteReviewStore]:
-    async with open_store(tmp_path / "hitl.sqlite3") as opened:
+def settings(store_backend: StoreBackend) -> Settings:
+    """hitl's settings selecting the store under test."""
+    return Settings(**store_backend.settings())
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[ReviewStore]:
+    async with open_store(settings) as opened:
         yield opened
+
+
+async def _relayed(store: ReviewStore, publisher: Any) -> list[Any]:
+    """What the outbox's relay publishes once every lease has passed."""
+    published = len(publisher.events)
+    relay = Relay(
+        publisher, topic=REVIEWS_DECIDED, lease_s=30, interval_s=1, clock=lambda: time.time() + 60
+    )
+    await relay.relay(store.outbox)
+    assert await relay.relay(store.outbox) == 0  # and only once
+    return list(publisher.events[published:])
 
 
 def _request(decision: str = "approve", **changes: Any) -> DecisionRequest:
@@ -38,7 +67,7 @@ def _request(decision: str = "approve", **changes: Any) -> DecisionRequest:
 
 
 async def _decide(
-    store: SqliteReviewStore,
+    store: ReviewStore,
     publisher: Any,
     review: Review,
     request: DecisionRequest,
@@ -49,7 +78,7 @@ async def _decide(
     )
 
 
-async def _state(store: SqliteReviewStore, review: Review) -> ReviewState:
+async def _state(store: ReviewStore, review: Review) -> ReviewState:
     found = await store.get(review.review_id)
     assert found is not None
     return found.state
@@ -59,7 +88,7 @@ async def _state(store: SqliteReviewStore, review: Review) -> ReviewState:
 
 
 async def test_approval_is_stored_recorded_and_published_as_the_requests_consequence(
-    store: SqliteReviewStore, publisher: Any, reviews: Any
+    store: ReviewStore, publisher: Any, reviews: Any
 ) -> None:
     review = await reviews.add(store)
 
@@ -87,7 +116,7 @@ async def test_approval_is_stored_recorded_and_published_as_the_requests_consequ
     assert entry.detail == {"decision": "approve", "comment": "budgeted"}
 
 
-async def test_reject_is_published(store: SqliteReviewStore, publisher: Any, reviews: Any) -> None:
+async def test_reject_is_published(store: ReviewStore, publisher: Any, reviews: Any) -> None:
     review = await reviews.add(store)
 
     await _decide(store, publisher, review, _request("reject", comment="over budget"))
@@ -99,7 +128,7 @@ async def test_reject_is_published(store: SqliteReviewStore, publisher: Any, rev
 
 @pytest.mark.parametrize("settle", ["decided", "withdrawn", "expired"])
 async def test_a_review_no_longer_pending_cannot_be_decided(
-    store: SqliteReviewStore, publisher: Any, reviews: Any, settle: str
+    store: ReviewStore, publisher: Any, reviews: Any, settle: str
 ) -> None:
     review = await reviews.add(store)
     if settle == "decided":
@@ -107,7 +136,7 @@ async def test_a_review_no_longer_pending_cannot_be_decided(
     elif settle == "withdrawn":
         await store.withdraw_for(review.workflow_id, now=reviews.NOW)
     else:
-        await store.expire(review.review_id, actor=EXPIRY_REVIEWER, reason="late", now=reviews.NOW)
+        assert await expire_due(store=store, publisher=publisher, now=review.expires_at) == 1
     published = len(publisher.events)
     current = await store.get(review.review_id)
     assert current is not None
@@ -120,7 +149,7 @@ async def test_a_review_no_longer_pending_cannot_be_decided(
 
 
 async def test_a_review_past_its_deadline_cannot_be_decided_before_the_sweep(
-    store: SqliteReviewStore, publisher: Any, reviews: Any
+    store: ReviewStore, publisher: Any, reviews: Any
 ) -> None:
     review = await reviews.add(store, expires_at=reviews.NOW - timedelta(seconds=1))
 
@@ -132,7 +161,7 @@ async def test_a_review_past_its_deadline_cannot_be_decided_before_the_sweep(
 
 
 async def test_a_stale_view_of_a_decided_review_is_refused_by_the_store(
-    store: SqliteReviewStore, publisher: Any, reviews: Any
+    store: ReviewStore, publisher: Any, reviews: Any
 ) -> None:
     """The caller read the review while pending; someone decided it since."""
     review = await reviews.add(store)
@@ -146,7 +175,7 @@ async def test_a_stale_view_of_a_decided_review_is_refused_by_the_store(
 
 
 async def test_a_valid_edit_is_published_as_the_contract_renders_it_and_its_fields_recorded(
-    store: SqliteReviewStore, publisher: Any, reviews: Any
+    store: ReviewStore, publisher: Any, reviews: Any
 ) -> None:
     review = await reviews.add(store)
     edited = {
@@ -212,7 +241,7 @@ def test_edited_fields_lists_changed_added_and_removed_fields() -> None:
     ids=["amount-not-the-total", "unknown-field", "bad-line", "no-vendor"],
 )
 async def test_an_invalid_edit_is_refused_with_its_field_errors(
-    store: SqliteReviewStore,
+    store: ReviewStore,
     publisher: Any,
     reviews: Any,
     edited: dict[str, Any],
@@ -238,7 +267,7 @@ async def test_an_invalid_edit_is_refused_with_its_field_errors(
     ids=["edit-without-action", "approve-with-action"],
 )
 async def test_edited_action_goes_with_edit_and_only_with_edit(
-    store: SqliteReviewStore, publisher: Any, reviews: Any, request_: DecisionRequest, kind: str
+    store: ReviewStore, publisher: Any, reviews: Any, request_: DecisionRequest, kind: str
 ) -> None:
     review = await reviews.add(store)
 
@@ -253,7 +282,7 @@ async def test_edited_action_goes_with_edit_and_only_with_edit(
 
 
 async def test_an_edit_of_an_action_without_a_contract_is_refused(
-    store: SqliteReviewStore, publisher: Any, reviews: Any
+    store: ReviewStore, publisher: Any, reviews: Any
 ) -> None:
     review = await reviews.add(store, action_type="wire_transfer.v1")
 
@@ -265,33 +294,60 @@ async def test_an_edit_of_an_action_without_a_contract_is_refused(
     assert publisher.events == []
 
 
-async def test_a_failed_publish_reopens_the_review_and_records_why(
-    store: SqliteReviewStore, publisher: Any, reviews: Any
+async def test_a_decision_that_cannot_be_published_stands_and_is_relayed(
+    store: ReviewStore, publisher: Any, reviews: Any
 ) -> None:
     review = await reviews.add(store)
     publisher.broken = True
 
-    with pytest.raises(ReviewError, match="pending again") as caught:
-        await _decide(store, publisher, review, _request("reject"))
+    decided = await _decide(store, publisher, review, _request("reject"))
 
-    assert caught.value.code == "unavailable"
-    assert await store.get(review.review_id) == review
-    assert [h.action for h in await store.history(review.review_id)] == [
-        "requested",
-        "decided",
-        "reopened",
-    ]
+    assert decided.state is ReviewState.DECIDED
+    assert [h.action for h in await store.history(review.review_id)] == ["requested", "decided"]
     publisher.broken = False
-    decided = await _decide(store, publisher, review, _request())
-    assert decided.decision == "approve"
-    assert [d.decision for d in publisher.decisions] == [ReviewDecision.APPROVE]
+    [relayed] = await _relayed(store, publisher)
+    assert (relayed.payload.review_id, relayed.payload.decision) == (
+        review.review_id,
+        ReviewDecision.REJECT,
+    )
+    assert relayed.causation_id == review.request_event_id
+
+
+class Crash(BaseException):
+    """The process dies here (a test hook: raised by the publisher, after the commit)."""
+
+
+class CrashingPublisher:
+    """Dies on its first publish, before anything reaches the broker."""
+
+    async def publish(self, event: Any) -> None:
+        raise Crash
+
+
+async def test_a_crash_between_commit_and_publish_publishes_after_restart_exactly_once(
+    settings: Settings, publisher: Any, reviews: Any
+) -> None:
+    async with open_store(settings) as before:
+        review = await reviews.add(before)
+        with pytest.raises(Crash):
+            await _decide(before, CrashingPublisher(), review, _request(comment="ok"))
+
+    async with open_store(settings) as restarted:  # the same data, a new process
+        current = await restarted.get(review.review_id)
+        assert current is not None
+        assert current.state is ReviewState.DECIDED
+        [relayed] = await _relayed(restarted, publisher)
+        assert (relayed.payload.review_id, relayed.payload.comment) == (review.review_id, "ok")
+        with pytest.raises(ReviewError, match="is decided"):
+            await _decide(restarted, publisher, current, _request("reject"), reviewer="bob")
+    assert len(publisher.events) == 1
 
 
 # -- claims ---------------------------------------------------------------------------
 
 
 async def test_a_claim_keeps_others_from_deciding_until_it_lapses(
-    store: SqliteReviewStore, publisher: Any, reviews: Any
+    store: ReviewStore, publisher: Any, reviews: Any
 ) -> None:
     review = await reviews.add(store)
     claimed = await claim(store=store, review=review, reviewer="bob", ttl=TTL, now=reviews.NOW)
@@ -322,7 +378,7 @@ async def test_a_claim_keeps_others_from_deciding_until_it_lapses(
 
 
 async def test_claiming_again_extends_and_the_holder_may_decide(
-    store: SqliteReviewStore, publisher: Any, reviews: Any
+    store: ReviewStore, publisher: Any, reviews: Any
 ) -> None:
     review = await reviews.add(store)
     await claim(store=store, review=review, reviewer="bob", ttl=TTL, now=reviews.NOW)
@@ -335,7 +391,7 @@ async def test_claiming_again_extends_and_the_holder_may_decide(
     assert decided.decided_by == "bob"
 
 
-async def test_only_the_holder_releases(store: SqliteReviewStore, reviews: Any) -> None:
+async def test_only_the_holder_releases(store: ReviewStore, reviews: Any) -> None:
     review = await reviews.add(store)
     claimed = await claim(store=store, review=review, reviewer="bob", ttl=TTL)
 
@@ -351,7 +407,7 @@ async def test_only_the_holder_releases(store: SqliteReviewStore, reviews: Any) 
 
 
 async def test_a_decided_review_cannot_be_claimed(
-    store: SqliteReviewStore, publisher: Any, reviews: Any
+    store: ReviewStore, publisher: Any, reviews: Any
 ) -> None:
     review = await reviews.add(store)
     await _decide(store, publisher, review, _request())
@@ -360,22 +416,20 @@ async def test_a_decided_review_cannot_be_claimed(
         await claim(store=store, review=review, reviewer="bob", ttl=TTL)
 
 
-# -- races, with real concurrency: one store (connection) per contender on one file -----
+# -- races, with real concurrency: one store (connection, pool) per contender -----------
 
 
 @pytest.fixture
-async def contenders(tmp_path: Path) -> AsyncIterator[list[SqliteReviewStore]]:
-    """Five stores on the same file, like five hitl instances."""
+async def contenders(settings: Settings) -> AsyncIterator[list[ReviewStore]]:
+    """Five stores on the same data (a SQLite file, a Postgres database: five pools),
+    like five hitl instances."""
     async with AsyncExitStack() as stack:
-        stores = [
-            await stack.enter_async_context(open_store(tmp_path / "shared.sqlite3"))
-            for _ in range(5)
-        ]
+        stores = [await stack.enter_async_context(open_store(settings)) for _ in range(5)]
         yield stores
 
 
 async def test_of_concurrent_deciders_on_separate_connections_exactly_one_wins(
-    contenders: list[SqliteReviewStore], publisher: Any, reviews: Any
+    contenders: list[ReviewStore], publisher: Any, reviews: Any
 ) -> None:
     review = await reviews.add(contenders[0])
     seen = [await s.get(review.review_id) for s in contenders]  # every contender sees it pending
@@ -409,7 +463,7 @@ async def test_of_concurrent_deciders_on_separate_connections_exactly_one_wins(
 
 
 async def test_of_concurrent_claimers_exactly_one_holds_the_claim(
-    contenders: list[SqliteReviewStore], reviews: Any
+    contenders: list[ReviewStore], reviews: Any
 ) -> None:
     review = await reviews.add(contenders[0])
 
@@ -430,7 +484,7 @@ async def test_of_concurrent_claimers_exactly_one_holds_the_claim(
 
 
 async def test_many_concurrent_deciders_on_one_connection_publish_once(
-    store: SqliteReviewStore, publisher: Any, reviews: Any
+    store: ReviewStore, publisher: Any, reviews: Any
 ) -> None:
     review = await reviews.add(store)
 
@@ -451,7 +505,7 @@ async def test_many_concurrent_deciders_on_one_connection_publish_once(
 
 
 async def test_expire_due_expires_only_overdue_reviews_claimed_or_not(
-    store: SqliteReviewStore, publisher: Any, reviews: Any
+    store: ReviewStore, publisher: Any, reviews: Any
 ) -> None:
     now = reviews.NOW
     overdue = await reviews.add(store, expires_at=now - timedelta(minutes=1))
@@ -486,21 +540,39 @@ async def test_expire_due_expires_only_overdue_reviews_claimed_or_not(
     assert len(publisher.events) == 1
 
 
-async def test_an_expiry_that_cannot_be_published_leaves_the_review_pending(
-    store: SqliteReviewStore, publisher: Any, reviews: Any
+async def test_an_expiry_that_cannot_be_published_stands_and_is_relayed(
+    store: ReviewStore, publisher: Any, reviews: Any
 ) -> None:
     overdue = await reviews.add(store, expires_at=reviews.NOW - timedelta(minutes=1))
     publisher.broken = True
 
-    with pytest.raises(ReviewError):
-        await expire_due(store=store, publisher=publisher, now=reviews.NOW)
-
-    assert await _state(store, overdue) is ReviewState.PENDING
-    publisher.broken = False
     assert await expire_due(store=store, publisher=publisher, now=reviews.NOW) == 1
 
+    assert await _state(store, overdue) is ReviewState.EXPIRED
+    publisher.broken = False
+    assert await expire_due(store=store, publisher=publisher, now=reviews.NOW) == 0
+    [relayed] = await _relayed(store, publisher)
+    assert relayed.payload.decision is ReviewDecision.EXPIRE
 
-async def test_unknown_reviews_cannot_be_claimed(store: SqliteReviewStore, reviews: Any) -> None:
+
+async def test_sweepers_on_every_instance_expire_each_review_once(
+    contenders: list[ReviewStore], publisher: Any, reviews: Any
+) -> None:
+    overdue = [
+        await reviews.add(contenders[0], expires_at=reviews.NOW - timedelta(minutes=m))
+        for m in range(1, 7)
+    ]
+
+    async with asyncio.timeout(20):
+        counts = await asyncio.gather(
+            *(expire_due(store=s, publisher=publisher, now=reviews.NOW) for s in contenders)
+        )
+
+    assert sum(counts) == len(overdue)
+    assert sorted(d.review_id for d in publisher.decisions) == sorted(r.review_id for r in overdue)
+
+
+async def test_unknown_reviews_cannot_be_claimed(store: ReviewStore, reviews: Any) -> None:
     ghost = reviews.make()  # never stored
 
     with pytest.raises(ReviewError) as caught:

@@ -14,7 +14,7 @@ from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import Outcome, ReviewRequested, WorkflowCompleted
 from pactmesh_contracts.topics import REVIEWS_DECIDED, REVIEWS_REQUESTED, WORKFLOW_COMPLETED, Topic
 from pactmesh_hitl import handlers
-from pactmesh_hitl.adapters.sqlite_store import SqliteReviewStore, open_store
+from pactmesh_hitl.adapters.sqlite_store import SqliteReviewStore, open_sqlite_store
 from pactmesh_hitl.domain.reviews import ListQuery, Review, ReviewPriority, ReviewState
 from pactmesh_hitl.runtime import Runtime
 from pactmesh_hitl.settings import Settings
@@ -28,7 +28,7 @@ async def hitl(tmp_path: Path) -> AsyncIterator[tuple[KafkaBroker, SqliteReviewS
     kafka = Kafka(SETTINGS, tracer_provider=None)
     runtime = Runtime(settings=SETTINGS, publisher=kafka.publisher(REVIEWS_DECIDED))
     handlers.register(kafka, runtime)
-    async with open_store(tmp_path / "hitl.sqlite3") as store, TestKafkaBroker(kafka.broker):
+    async with open_sqlite_store(tmp_path / "hitl.sqlite3") as store, TestKafkaBroker(kafka.broker):
         runtime.store = store
         yield kafka.broker, store
 

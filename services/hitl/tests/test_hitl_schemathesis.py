@@ -20,7 +20,7 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import strategies as st
-from pactmesh_hitl.adapters.sqlite_store import open_store
+from pactmesh_hitl.adapters.sqlite_store import open_sqlite_store
 from pactmesh_hitl.app import create_app
 from pactmesh_hitl.domain.reviews import Review, ReviewPriority, ReviewState
 from pactmesh_hitl.runtime import Runtime
@@ -88,7 +88,7 @@ def _store_only_lifespan(app: FastAPI, data_dir: Path) -> Any:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with open_store(data_dir / "hitl.sqlite3") as store:
+        async with open_sqlite_store(data_dir / "hitl.sqlite3") as store:
             now = datetime.now(UTC)
             for n in range(SEEDED):
                 await store.add(_seed(n, now))

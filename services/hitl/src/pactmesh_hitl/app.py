@@ -13,11 +13,15 @@ from functools import partial
 from fastapi import FastAPI
 from pactmesh_contracts.topics import REVIEWS_DECIDED
 from pactmesh_kit.app import Service
+from pactmesh_kit.stores import instance_lock
+from pactmesh_kit.stores.outbox import Relay
+from pactmesh_kit.stores.retention import pruning
 
 from pactmesh_hitl import handlers
-from pactmesh_hitl.adapters.sqlite_store import open_store
+from pactmesh_hitl.adapters.store import open_store
 from pactmesh_hitl.api.routes import reviewer_page, reviews
 from pactmesh_hitl.domain.decisions import expire_due
+from pactmesh_hitl.domain.retention import prune
 from pactmesh_hitl.runtime import Runtime
 from pactmesh_hitl.settings import Settings
 
@@ -32,13 +36,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="pactmesh hitl",
         description="Stores reviews, serves the reviewer API and expires overdue reviews.",
     )
-    runtime = Runtime(settings=settings, publisher=service.kafka.publisher(REVIEWS_DECIDED))
+    relay = Relay(
+        service.kafka.publisher(REVIEWS_DECIDED),
+        topic=REVIEWS_DECIDED,
+        lease_s=settings.outbox_lease_s,
+        interval_s=settings.outbox_interval_s,
+    )
+    runtime = Runtime(settings=settings, publisher=relay)
     handlers.register(service.kafka, runtime)
     app = service.app(
         runtime,
         routers=[reviews.router],
         public=[reviewer_page.router],
-        resources=[partial(_store, runtime), partial(_sweeping, runtime)],
+        resources=[
+            partial(instance_lock, settings),
+            partial(_store, runtime),
+            partial(_sweeping, runtime),
+        ],
     )
     reviewer_page.mount_static(app)
     return app
@@ -46,7 +60,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 @asynccontextmanager
 async def _store(runtime: Runtime) -> AsyncIterator[None]:
-    async with open_store(runtime.settings.data_dir / "hitl.sqlite3") as store:
+    """The store, its outbox relay and its retention, for as long as the app runs."""
+    settings = runtime.settings
+    retention = partial(prune, retention_s=settings.review_retention_s)
+    async with (
+        open_store(settings) as store,
+        runtime.publisher.running(store.outbox),
+        pruning("hitl", partial(retention, store), interval_s=settings.retention_interval_s),
+    ):
         runtime.store = store
         try:
             yield
@@ -67,7 +88,8 @@ async def _sweeping(runtime: Runtime) -> AsyncIterator[None]:
 
 
 async def _sweep(runtime: Runtime) -> None:
-    """Expire overdue reviews every ``expiry_check_s``, for as long as it runs."""
+    """Expire overdue reviews every ``expiry_check_s``, for as long as it runs (on every
+    instance: ``expire_due`` says why that is safe)."""
     while True:
         await asyncio.sleep(runtime.settings.expiry_check_s)
         try:

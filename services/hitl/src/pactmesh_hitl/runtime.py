@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pactmesh_kit.errors import NotReady
-from pactmesh_kit.kafka import EventPublisher
+from pactmesh_kit.stores.outbox import Relay
 
 from pactmesh_hitl.domain.reviews import ReviewStore
 from pactmesh_hitl.settings import Settings
@@ -16,7 +16,8 @@ class Runtime:
     """Filled in by the app's lifespan."""
 
     settings: Settings
-    publisher: EventPublisher
+    publisher: Relay
+    """Publishes decisions at once, and what the outbox still holds later."""
     store: ReviewStore | None = None
 
     def require_store(self) -> ReviewStore:

@@ -1,11 +1,11 @@
 """hitl settings."""
 
-from pactmesh_kit.settings import KitSettings
+from pactmesh_kit.stores import StoreSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 
-class Settings(KitSettings):
+class Settings(StoreSettings):
     """The hitl service's settings; its own fields read ``PACTMESH_HITL_*``."""
 
     model_config = SettingsConfigDict(env_prefix="PACTMESH_HITL_", extra="ignore", frozen=True)
@@ -16,3 +16,6 @@ class Settings(KitSettings):
     """How often overdue reviews are looked for."""
     claim_ttl_s: float = Field(900.0, gt=0, le=86_400)
     """How long a reviewer's claim keeps others from deciding (claiming again extends it)."""
+    review_retention_s: float = Field(30 * 86_400.0, gt=0)
+    """How long a settled review (decided, expired, escalated, withdrawn) and its history
+    are kept; then retention deletes them. Pending reviews are kept until settled."""

@@ -2,11 +2,18 @@
 
 Who may do what (the gate's role, the policy's review actions, the tenant) is checked
 at the edge before these functions run; these keep the review's state consistent when
-several reviewers act at once.
+several reviewers (on several instances) act at once.
+
+A decision or an expiry and the event that resumes the workflow are written in one
+transaction (the event into the store's outbox), then the event is published. If that
+publish fails, or the process dies before it, the event stays in the outbox and the
+relay of any instance publishes it, the same event: the review is never decided while
+its workflow waits for good, and the orchestrator ignores a decision it already has.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -23,6 +30,8 @@ from pactmesh_hitl.domain.reviews import (
     ReviewState,
     ReviewStore,
 )
+
+logger = logging.getLogger(__name__)
 
 EXPIRY_REVIEWER = "policy:expiry"
 
@@ -160,8 +169,8 @@ async def decide(
 
     The store's conditional update is the arbiter: of two reviewers deciding at once,
     one update matches a pending review and the other finds it decided (or claimed).
-    If the event cannot be published the decision is undone (and that is recorded), so
-    the review is never decided in the store while the workflow still waits.
+    The decision event is written with the decision and published after it commits; a
+    publish that fails is the outbox relay's to retry.
     """
     at = _now(now)
     if reason := conflict(review, reviewer, at):
@@ -170,6 +179,16 @@ async def decide(
     detail: dict[str, Any] = {"decision": request.decision, "comment": request.comment}
     if edited is not None:
         detail["edited_fields"] = edited_fields(review.proposed_action, edited)
+    event = _decision_event(
+        review,
+        ReviewDecided(
+            review_id=review.review_id,
+            decision=ReviewDecision(request.decision),
+            edited_action=edited,
+            reviewer=reviewer,
+            comment=request.comment,
+        ),
+    )
     if not await store.decide(
         review.review_id,
         reviewer=reviewer,
@@ -177,52 +196,50 @@ async def decide(
         comment=request.comment,
         edited_action=edited,
         detail=detail,
+        event=event,
         now=at,
     ):
         raise ReviewError("conflict", await _explain(store, review.review_id, reviewer, at))
-    decided = ReviewDecided(
-        review_id=review.review_id,
-        decision=ReviewDecision(request.decision),
-        edited_action=edited,
-        reviewer=reviewer,
-        comment=request.comment,
-    )
-    await _publish_or_reopen(store, publisher, review, decided)
+    await _publish(publisher, event)
     return await _reloaded(store, review.review_id)
 
 
-async def _publish_or_reopen(
-    store: ReviewStore, publisher: Publisher, review: Review, decided: ReviewDecided
-) -> None:
+async def _publish(publisher: Publisher, event: Envelope[Any]) -> None:
+    """Publish an event already in the outbox; a failure leaves it to the relay."""
     try:
-        await publisher.publish(_decision_event(review, decided))
+        await publisher.publish(event)
     except Exception as exc:
-        reason = f"the decision event could not be published: {exc!r}"
-        await store.reopen(review.review_id, reason=reason, now=datetime.now(UTC))
-        raise ReviewError(
-            "unavailable", f"{reason}; review {review.review_id} is pending again"
-        ) from exc
-    except BaseException:  # cancelled mid-publish: reopen, and let the cancellation go on
-        reason = "cancelled while publishing the decision"
-        await store.reopen(review.review_id, reason=reason, now=datetime.now(UTC))
-        raise
+        logger.warning(
+            "publishing the decision on review %s failed (%r); it stays in the outbox and"
+            " is published again",
+            event.payload.review_id,
+            exc,
+        )
 
 
 async def expire_due(*, store: ReviewStore, publisher: Publisher, now: datetime) -> int:
     """Expire every pending review past its deadline; the workflow applies its policy
-    (reject, or escalate to another role). Returns how many expired."""
+    (reject, or escalate to another role). Returns how many this call expired.
+
+    Safe on every instance at once: each expiry is the store's conditional update of a
+    pending review, so of two sweepers reaching one review, one expires it (and writes
+    its event) and the other's update matches nothing and moves on.
+    """
     expired = 0
     for review in await store.due(now):
-        if not await store.expire(
-            review.review_id, actor=EXPIRY_REVIEWER, reason="deadline passed", now=now
-        ):
-            continue  # decided by a reviewer in the meantime
-        decided = ReviewDecided(
-            review_id=review.review_id,
-            decision=ReviewDecision.EXPIRE,
-            reviewer=EXPIRY_REVIEWER,
-            comment="deadline passed",
+        event = _decision_event(
+            review,
+            ReviewDecided(
+                review_id=review.review_id,
+                decision=ReviewDecision.EXPIRE,
+                reviewer=EXPIRY_REVIEWER,
+                comment="deadline passed",
+            ),
         )
-        await _publish_or_reopen(store, publisher, review, decided)
+        if not await store.expire(
+            review.review_id, actor=EXPIRY_REVIEWER, reason="deadline passed", event=event, now=now
+        ):
+            continue  # decided by a reviewer, or expired by another instance, meanwhile
+        await _publish(publisher, event)
         expired += 1
     return expired

@@ -9,8 +9,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
-from pactmesh_contracts.envelope import Principal
+from pactmesh_contracts.envelope import Envelope, Principal
 from pactmesh_contracts.events import ReviewPriority
+from pactmesh_kit.stores.outbox import Outbox
 from pydantic import BaseModel, ConfigDict, Field
 
 from pactmesh_hitl.domain.errors import ReviewError
@@ -146,7 +147,13 @@ class ListQuery:
 
 class ReviewStore(Protocol):
     """Where reviews and their history live. Every state change is one atomic,
-    conditional write together with its history entry."""
+    conditional write together with its history entry; a decision or an expiry also
+    writes the event announcing it to the outbox, in the same transaction."""
+
+    @property
+    def outbox(self) -> Outbox:
+        """Decision events written with their decision, removed once published."""
+        ...
 
     async def add(self, review: Review) -> bool:
         """Store a new pending review (and mark the review it escalates, if any);
@@ -180,18 +187,25 @@ class ReviewStore(Protocol):
         comment: str,
         edited_action: dict[str, Any] | None,
         detail: dict[str, Any],
+        event: Envelope[Any],
         now: datetime,
     ) -> bool:
-        """Decide a pending, unexpired review that no other reviewer holds a live claim on;
-        False otherwise. ``detail`` goes into the history entry."""
+        """Decide a pending, unexpired review that no other reviewer holds a live claim on,
+        with ``event`` (the decision) in the outbox; False (and nothing written)
+        otherwise. ``detail`` goes into the history entry."""
         ...
 
-    async def expire(self, review_id: uuid.UUID, *, actor: str, reason: str, now: datetime) -> bool:
-        """Expire a pending review (claims do not stop a deadline); False if not pending."""
-        ...
-
-    async def reopen(self, review_id: uuid.UUID, *, reason: str, now: datetime) -> None:
-        """Undo a decision or expiry whose event could not be published."""
+    async def expire(
+        self,
+        review_id: uuid.UUID,
+        *,
+        actor: str,
+        reason: str,
+        event: Envelope[Any],
+        now: datetime,
+    ) -> bool:
+        """Expire a pending review (claims do not stop a deadline), with ``event`` in the
+        outbox; False (and nothing written) if it is not pending."""
         ...
 
     async def due(self, now: datetime) -> list[Review]:
@@ -204,4 +218,10 @@ class ReviewStore(Protocol):
 
     async def history(self, review_id: uuid.UUID) -> list[HistoryEntry]:
         """The review's history, oldest first."""
+        ...
+
+    async def prune(self, *, settled_before: datetime) -> dict[str, int]:
+        """Delete reviews settled (decided, expired, escalated, withdrawn) before
+        ``settled_before``, with their history; how many went. Safe on several
+        instances at once."""
         ...

@@ -21,6 +21,7 @@ import aiosqlite
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import Channel, RequestStatus
 from pactmesh_kit.stores.outbox import SqliteOutbox
+from pactmesh_kit.stores.sqlite import connect
 
 from pactmesh_intake.adapters.migrations import MIGRATIONS
 from pactmesh_intake.domain.requests import (
@@ -271,7 +272,5 @@ async def open_sqlite_store(
     """Open the store at ``path``, creating or migrating its file first; ``lease_s`` is
     how long a new outbox event is left to the writer before the relay may publish it."""
     await MIGRATIONS.upgrade(path)
-    async with aiosqlite.connect(path, isolation_level=None) as conn:
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=NORMAL")
+    async with connect(path, "synchronous=NORMAL") as conn:
         yield SqliteRequestStore(conn, lease_s=lease_s)

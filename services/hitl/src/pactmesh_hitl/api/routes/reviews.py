@@ -169,7 +169,7 @@ async def release_review(
             " contract.",
         },
         400: _error("The body is not JSON."),
-        503: _error("The decision could not be published; the review is pending again."),
+        503: _error("The review store is not available; nothing was decided."),
     },
 )
 async def post_decision(
@@ -181,7 +181,9 @@ async def post_decision(
     authenticator: AuthenticatorDep,
 ) -> Review:
     """Approve, reject or edit the review (with a comment saying why); the workflow
-    resumes. Decided exactly once, by the caller, as recorded in its history."""
+    resumes (the decision and the event that resumes it are stored together, so the
+    event is published even if the broker is down now). Decided exactly once, by the
+    caller, as recorded in its history."""
     check_may_review(authenticator, reader, review, (body.decision,))
     return await decisions.decide(
         store=store,

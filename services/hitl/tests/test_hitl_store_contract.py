@@ -1,4 +1,6 @@
-"""The SQLite review store."""
+"""One suite for both review stores, SQLite and Postgres, each opened as hitl opens it
+(``open_store(settings)``); then files written before the store used Alembic, opened by
+this release."""
 
 from __future__ import annotations
 
@@ -11,11 +13,23 @@ from typing import Any
 
 import aiosqlite
 import pytest
-from pactmesh_contracts.envelope import Principal
-from pactmesh_hitl.adapters.sqlite_store import SqliteReviewStore, open_store
-from pactmesh_hitl.domain.reviews import ListQuery, Review, ReviewPriority, ReviewState
+from pactmesh_contracts.envelope import Envelope, Principal, new_event
+from pactmesh_contracts.events import ReviewDecided, ReviewDecision
+from pactmesh_contracts.topics import REVIEWS_DECIDED
+from pactmesh_harness.pytest_plugin import StoreBackend
+from pactmesh_hitl.adapters.rows import COLUMNS, row_of, utc_text
+from pactmesh_hitl.adapters.store import SQLITE_FILE, open_store
+from pactmesh_hitl.domain.reviews import (
+    ListQuery,
+    Review,
+    ReviewPriority,
+    ReviewState,
+    ReviewStore,
+)
+from pactmesh_hitl.settings import Settings
 
 T0 = datetime(2025, 6, 1, 9, 0, tzinfo=UTC)
+PRINCIPAL = Principal(subject="u-1", roles=("requester",), scopes=("workflow:procurement",))
 ORDER = {
     "action_type": "purchase_order.v1",
     "vendor": "Acme Supplies",
@@ -26,9 +40,32 @@ ORDER = {
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteReviewStore]:
-    async with open_store(tmp_path / "hitl.sqlite3") as opened:
+def settings(store_backend: StoreBackend) -> Settings:
+    """hitl's settings selecting the store under test."""
+    return Settings(**store_backend.settings())
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[ReviewStore]:
+    async with open_store(settings) as opened:
         yield opened
+
+
+def _event(review_id: uuid.UUID, decision: str = "approve") -> Envelope[ReviewDecided]:
+    decided = ReviewDecided(
+        review_id=review_id, decision=ReviewDecision(decision), reviewer="maria"
+    )
+    return new_event(decided, workflow_id=uuid.uuid4(), tenant="acme", principal=PRINCIPAL)
+
+
+async def _expire(store: ReviewStore, review_id: uuid.UUID, at: datetime) -> bool:
+    return await store.expire(
+        review_id,
+        actor="policy:expiry",
+        reason="deadline passed",
+        event=_event(review_id, "expire"),
+        now=at,
+    )
 
 
 def _review(
@@ -56,13 +93,13 @@ def _review(
         requested_at=T0 + timedelta(minutes=minute),
         attempt=attempt,
         priority=priority,
-        principal=Principal(subject="u-1", roles=("requester",), scopes=("workflow:procurement",)),
+        principal=PRINCIPAL,
         request_event_id=uuid.uuid4(),
     )
 
 
 async def _decide(
-    store: SqliteReviewStore,
+    store: ReviewStore,
     review_id: uuid.UUID,
     *,
     reviewer: str = "maria",
@@ -76,15 +113,16 @@ async def _decide(
         comment=f"by {reviewer}",
         edited_action={**ORDER, "amount": 10_000.0} if decision == "edit" else None,
         detail={"decision": decision},
+        event=_event(review_id, decision),
         now=at,
     )
 
 
-async def _pending(store: SqliteReviewStore, tenant: str = "acme", **query: Any) -> list[Review]:
+async def _pending(store: ReviewStore, tenant: str = "acme", **query: Any) -> list[Review]:
     return await store.find(ListQuery(tenant=tenant, **query), now=T0)
 
 
-async def test_add_is_idempotent_and_round_trips(store: SqliteReviewStore) -> None:
+async def test_add_is_idempotent_and_round_trips(store: ReviewStore) -> None:
     review = _review(minute=0, priority=ReviewPriority.URGENT)
     assert await store.add(review) is True
     assert await store.add(review.model_copy(update={"summary": "changed"})) is False
@@ -92,7 +130,7 @@ async def test_add_is_idempotent_and_round_trips(store: SqliteReviewStore) -> No
     assert [h.action for h in await store.history(review.review_id)] == ["requested"]
 
 
-async def test_find_is_oldest_first_within_one_tenant(store: SqliteReviewStore) -> None:
+async def test_find_is_oldest_first_within_one_tenant(store: ReviewStore) -> None:
     late, early, other = _review(minute=5), _review(minute=1), _review(minute=3, tenant="globex")
     for review in (late, early, other):
         await store.add(review)
@@ -102,7 +140,7 @@ async def test_find_is_oldest_first_within_one_tenant(store: SqliteReviewStore) 
     assert await _pending(store, "initech") == []
 
 
-async def test_find_pages_by_key_not_by_offset(store: SqliteReviewStore) -> None:
+async def test_find_pages_by_key_not_by_offset(store: ReviewStore) -> None:
     reviews = [_review(minute=m) for m in range(5)]
     for review in reversed(reviews):
         await store.add(review)
@@ -119,7 +157,7 @@ async def test_find_pages_by_key_not_by_offset(store: SqliteReviewStore) -> None
 
 
 async def test_same_instant_reviews_are_ordered_by_id_and_none_is_skipped(
-    store: SqliteReviewStore,
+    store: ReviewStore,
 ) -> None:
     twins = sorted((_review(minute=0) for _ in range(3)), key=lambda r: str(r.review_id))
     for review in twins:
@@ -137,7 +175,7 @@ async def test_same_instant_reviews_are_ordered_by_id_and_none_is_skipped(
     assert seen == twins
 
 
-async def test_find_filters_by_workflow_priority_and_age(store: SqliteReviewStore) -> None:
+async def test_find_filters_by_workflow_priority_and_age(store: ReviewStore) -> None:
     order = _review(minute=0, priority=ReviewPriority.HIGH)
     refund = _review(minute=10, workflow="refund", priority=ReviewPriority.URGENT)
     low = _review(minute=20, workflow="refund", priority=ReviewPriority.LOW)
@@ -153,7 +191,7 @@ async def test_find_filters_by_workflow_priority_and_age(store: SqliteReviewStor
     assert await _pending(store, requested_after=cut, requested_before=cut) == [refund]
 
 
-async def test_state_filters(store: SqliteReviewStore) -> None:
+async def test_state_filters(store: ReviewStore) -> None:
     waiting, claimed, lapsed, decided = (_review(minute=m) for m in range(4))
     for review in (waiting, claimed, lapsed, decided):
         await store.add(review)
@@ -175,7 +213,7 @@ async def test_state_filters(store: SqliteReviewStore) -> None:
 
 
 async def test_withdraw_for_touches_only_that_workflows_pending_reviews(
-    store: SqliteReviewStore,
+    store: ReviewStore,
 ) -> None:
     ended, running = uuid.uuid4(), uuid.uuid4()
     first, second = _review(minute=0, workflow_id=ended), _review(minute=1, workflow_id=ended)
@@ -190,7 +228,7 @@ async def test_withdraw_for_touches_only_that_workflows_pending_reviews(
     assert [h.action for h in await store.history(first.review_id)] == ["requested", "withdrawn"]
 
 
-async def test_withdrawn_review_stays_withdrawn_when_redelivered(store: SqliteReviewStore) -> None:
+async def test_withdrawn_review_stays_withdrawn_when_redelivered(store: ReviewStore) -> None:
     review = _review(minute=0)
     await store.add(review)
     await store.withdraw_for(review.workflow_id, now=T0)
@@ -199,7 +237,7 @@ async def test_withdrawn_review_stays_withdrawn_when_redelivered(store: SqliteRe
     assert await _pending(store) == []
 
 
-async def test_get_returns_every_column_or_none(store: SqliteReviewStore) -> None:
+async def test_get_returns_every_column_or_none(store: ReviewStore) -> None:
     review = _review(minute=0)
     await store.add(review)
 
@@ -212,7 +250,7 @@ async def test_get_returns_every_column_or_none(store: SqliteReviewStore) -> Non
     [Principal(subject="user-1"), Principal(subject="user-1", roles=("requester",))],
     ids=["no-roles", "roles"],
 )
-async def test_the_principal_round_trips(store: SqliteReviewStore, principal: Principal) -> None:
+async def test_the_principal_round_trips(store: ReviewStore, principal: Principal) -> None:
     review = _review(minute=0).model_copy(update={"principal": principal})
     await store.add(review)
 
@@ -220,7 +258,7 @@ async def test_the_principal_round_trips(store: SqliteReviewStore, principal: Pr
 
 
 async def test_decide_is_conditional_on_the_review_being_pending(
-    store: SqliteReviewStore,
+    store: ReviewStore,
 ) -> None:
     review = _review(minute=0)
     await store.add(review)
@@ -242,7 +280,7 @@ async def test_decide_is_conditional_on_the_review_being_pending(
 
 
 async def test_decide_respects_a_live_claim_and_ignores_a_lapsed_one(
-    store: SqliteReviewStore,
+    store: ReviewStore,
 ) -> None:
     review = _review(minute=0)
     await store.add(review)
@@ -256,7 +294,7 @@ async def test_decide_respects_a_live_claim_and_ignores_a_lapsed_one(
     assert await _decide(store, review.review_id, reviewer="maria", at=at) is True
 
 
-async def test_decide_refuses_a_review_past_its_deadline(store: SqliteReviewStore) -> None:
+async def test_decide_refuses_a_review_past_its_deadline(store: ReviewStore) -> None:
     review = _review(minute=0, expires_in=timedelta(minutes=30))
     await store.add(review)
 
@@ -264,7 +302,7 @@ async def test_decide_refuses_a_review_past_its_deadline(store: SqliteReviewStor
 
 
 async def test_claims_exclude_others_until_they_lapse_and_only_the_holder_releases(
-    store: SqliteReviewStore,
+    store: ReviewStore,
 ) -> None:
     review = _review(minute=0)
     await store.add(review)
@@ -289,11 +327,11 @@ async def test_claims_exclude_others_until_they_lapse_and_only_the_holder_releas
     ]
 
 
-async def test_decide_on_an_unknown_review_is_false(store: SqliteReviewStore) -> None:
+async def test_decide_on_an_unknown_review_is_false(store: ReviewStore) -> None:
     assert await _decide(store, uuid.uuid4()) is False
 
 
-async def test_a_withdrawn_review_cannot_be_decided(store: SqliteReviewStore) -> None:
+async def test_a_withdrawn_review_cannot_be_decided(store: ReviewStore) -> None:
     review = _review(minute=0)
     await store.add(review)
     await store.withdraw_for(review.workflow_id, now=T0)
@@ -304,27 +342,67 @@ async def test_a_withdrawn_review_cannot_be_decided(store: SqliteReviewStore) ->
     assert (withdrawn.state, withdrawn.decision) == (ReviewState.WITHDRAWN, None)
 
 
-async def test_reopen_undoes_a_decision_and_says_why(store: SqliteReviewStore) -> None:
-    review = _review(minute=0)
-    await store.add(review)
-    await _decide(store, review.review_id)
+async def test_a_decision_and_an_expiry_leave_their_events_in_the_outbox(
+    store: ReviewStore,
+) -> None:
+    decided, expired, refused = _review(minute=0), _review(minute=1), _review(minute=2)
+    for review in (decided, expired, refused):
+        await store.add(review)
+    at = T0 + timedelta(hours=1)
+    await store.withdraw_for(refused.workflow_id, now=at)
 
-    await store.reopen(review.review_id, reason="kafka down", now=T0 + timedelta(hours=2))
+    decision = _event(decided.review_id)
+    assert await store.decide(
+        decided.review_id,
+        reviewer="maria",
+        decision="approve",
+        comment="",
+        edited_action=None,
+        detail={},
+        event=decision,
+        now=at,
+    )
+    assert await _expire(store, expired.review_id, at)
+    assert not await _decide(store, refused.review_id, at=at)  # nothing written
 
-    assert await store.get(review.review_id) == review
-    assert await _pending(store) == [review]
-    assert (await store.history(review.review_id))[-1].detail == {"reason": "kafka down"}
-    assert await _decide(store, review.review_id, reviewer="bob") is True
+    def due(seconds: float) -> float:
+        return (at + timedelta(seconds=seconds)).timestamp()
+
+    early = await store.outbox.claim_unpublished(now=due(29), lease_until=due(90), limit=10)
+    assert early == []  # the writer's lease (30 s by default)
+    entries = await store.outbox.claim_unpublished(now=due(30), lease_until=due(90), limit=10)
+    assert len(entries) == 2
+    assert decision in [REVIEWS_DECIDED.adapter.validate_json(e.event) for e in entries]
+    await store.outbox.remove_published([e.event_id for e in entries])
+    assert await store.outbox.claim_unpublished(now=due(999), lease_until=due(9999), limit=9) == []
+
+
+async def test_retention_prunes_settled_reviews_and_their_history_only(
+    store: ReviewStore,
+) -> None:
+    decided, withdrawn, waiting, recent = (_review(minute=m) for m in range(4))
+    for review in (decided, withdrawn, waiting, recent):
+        await store.add(review)
+    await _decide(store, decided.review_id, at=T0 + timedelta(hours=1))
+    await store.withdraw_for(withdrawn.workflow_id, now=T0 + timedelta(hours=2))
+    await _decide(store, recent.review_id, at=T0 + timedelta(days=2))
+
+    assert await store.prune(settled_before=T0 + timedelta(days=1)) == {"reviews": 2}
+
+    assert await store.get(decided.review_id) is None
+    assert await store.get(withdrawn.review_id) is None
+    assert await store.history(decided.review_id) == []
+    assert await store.get(waiting.review_id) == waiting  # pending: never pruned
+    assert await store.get(recent.review_id) is not None
+    assert await store.prune(settled_before=T0 + timedelta(days=1)) == {"reviews": 0}
 
 
 async def test_an_escalated_request_marks_the_expired_review_it_follows(
-    store: SqliteReviewStore,
+    store: ReviewStore,
 ) -> None:
     first = _review(minute=0)
     await store.add(first)
-    assert await store.expire(
-        first.review_id, actor="policy:expiry", reason="deadline passed", now=T0 + timedelta(days=1)
-    )
+    assert await _expire(store, first.review_id, T0 + timedelta(days=1))
     second = _review(minute=60 * 24, workflow_id=first.workflow_id, attempt=1).model_copy(
         update={"required_role": "finance-director"}
     )
@@ -345,7 +423,7 @@ async def test_an_escalated_request_marks_the_expired_review_it_follows(
 
 
 async def test_due_lists_pending_reviews_past_their_deadline_soonest_first(
-    store: SqliteReviewStore,
+    store: ReviewStore,
 ) -> None:
     later = _review(minute=0, expires_in=timedelta(hours=2))
     sooner = _review(minute=1, expires_in=timedelta(hours=1))
@@ -360,7 +438,7 @@ async def test_due_lists_pending_reviews_past_their_deadline_soonest_first(
     assert await store.due(T0 + timedelta(hours=2, seconds=1)) == [sooner, later]
 
 
-async def test_due_compares_instants_whatever_the_offset(store: SqliteReviewStore) -> None:
+async def test_due_compares_instants_whatever_the_offset(store: ReviewStore) -> None:
     paris = timezone(timedelta(hours=2))
     review = _review(minute=0).model_copy(
         update={"expires_at": datetime(2025, 6, 1, 10, 30, tzinfo=paris)}  # 08:30 UTC
@@ -371,14 +449,14 @@ async def test_due_compares_instants_whatever_the_offset(store: SqliteReviewStor
 
 
 async def test_a_file_older_than_version_2_is_set_aside(tmp_path: Path) -> None:
-    path = tmp_path / "hitl.sqlite3"
+    path = tmp_path / SQLITE_FILE
     async with aiosqlite.connect(path) as conn:
         await conn.execute("CREATE TABLE reviews (review_id TEXT PRIMARY KEY, action TEXT)")
         await conn.execute("INSERT INTO reviews VALUES ('old', '{}')")
         await conn.execute("PRAGMA user_version = 1")
         await conn.commit()
 
-    async with open_store(path) as reopened:
+    async with open_store(Settings(data_dir=tmp_path)) as reopened:
         review = _review(minute=0)
         assert await reopened.add(review) is True
         assert await _pending(reopened) == [review]
@@ -399,7 +477,7 @@ CREATE TABLE reviews (
 async def test_a_version_2_file_is_migrated_with_its_reviews_and_their_history(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "hitl.sqlite3"
+    path = tmp_path / SQLITE_FILE
     waiting, decided = _review(minute=0), _review(minute=1)
     async with aiosqlite.connect(path) as conn:
         await conn.execute(V2_TABLE)
@@ -420,7 +498,7 @@ async def test_a_version_2_file_is_migrated_with_its_reviews_and_their_history(
         await conn.execute("PRAGMA user_version = 2")
         await conn.commit()
 
-    async with open_store(path) as migrated:
+    async with open_store(Settings(data_dir=tmp_path)) as migrated:
         assert await _pending(migrated) == [waiting]
         old = await migrated.get(decided.review_id)
         assert old is not None
@@ -434,11 +512,90 @@ async def test_a_version_2_file_is_migrated_with_its_reviews_and_their_history(
         )
 
 
-async def test_reviews_survive_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "hitl.sqlite3"
+async def test_reviews_survive_reopening(settings: Settings) -> None:
     review = _review(minute=0)
-    async with open_store(path) as first:
+    async with open_store(settings) as first:
         await first.add(review)
-    async with open_store(path) as second:
+    async with open_store(settings) as second:
         assert await second.get(review.review_id) == review
         assert len(await second.history(review.review_id)) == 1
+
+
+V3_SCHEMA = """
+CREATE TABLE IF NOT EXISTS reviews (
+    review_id        TEXT PRIMARY KEY,
+    workflow_id      TEXT NOT NULL,
+    workflow         TEXT NOT NULL,
+    tenant           TEXT NOT NULL,
+    rule             TEXT NOT NULL,
+    summary          TEXT NOT NULL,
+    action_type      TEXT NOT NULL,
+    action           TEXT NOT NULL,
+    role             TEXT NOT NULL,
+    expires_at       TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    requested_at     TEXT NOT NULL,
+    attempt          INTEGER NOT NULL,
+    principal        TEXT,
+    request_event_id TEXT,
+    decision         TEXT,
+    decided_by       TEXT,
+    decided_at       TEXT,
+    comment          TEXT,
+    edited_action    TEXT,
+    priority         TEXT NOT NULL DEFAULT 'normal',
+    claimed_by       TEXT,
+    claimed_until    TEXT
+);
+CREATE INDEX IF NOT EXISTS reviews_by_state ON reviews (state, tenant, requested_at);
+CREATE INDEX IF NOT EXISTS reviews_by_workflow ON reviews (workflow_id);
+CREATE INDEX IF NOT EXISTS reviews_by_deadline ON reviews (state, expires_at);
+CREATE TABLE IF NOT EXISTS review_history (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    review_id TEXT NOT NULL,
+    at        TEXT NOT NULL,
+    actor     TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    detail    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS review_history_by_review ON review_history (review_id, seq);
+PRAGMA user_version = 3;
+"""
+"""The format of the previous release's file, exactly as it wrote it."""
+
+
+async def test_a_data_dir_of_the_previous_release_opens_with_its_reviews(tmp_path: Path) -> None:
+    path = tmp_path / SQLITE_FILE
+    waiting, decided = _review(minute=0), _review(minute=1)
+    async with aiosqlite.connect(path) as conn:
+        await conn.executescript(V3_SCHEMA)
+        for review in (waiting, decided):
+            row = row_of(review, ident=str, instant=utc_text)
+            await conn.execute(
+                f"INSERT INTO reviews ({COLUMNS}) VALUES ({', '.join('?' * 23)})", row
+            )
+        await conn.execute(
+            "UPDATE reviews SET state = 'decided', decision = 'reject', decided_by = 'maria',"
+            " decided_at = ? WHERE review_id = ?",
+            (utc_text(T0 + timedelta(hours=1)), str(decided.review_id)),
+        )
+        await conn.execute(
+            "INSERT INTO review_history (review_id, at, actor, action, detail)"
+            " VALUES (?, ?, 'maria', 'decided', '{\"decision\": \"reject\"}')",
+            (str(decided.review_id), utc_text(T0 + timedelta(hours=1))),
+        )
+        await conn.commit()
+
+    async with open_store(Settings(data_dir=tmp_path)) as store:
+        assert await _pending(store) == [waiting]
+        assert [(h.action, h.detail) for h in await store.history(decided.review_id)] == [
+            ("decided", {"decision": "reject"})
+        ]
+        assert await _decide(store, waiting.review_id, at=T0 + timedelta(hours=2))
+        # settled before the upgrade: counted from its decision
+        assert await store.prune(settled_before=T0 + timedelta(minutes=61)) == {"reviews": 1}
+    async with (
+        aiosqlite.connect(path) as conn,
+        conn.execute("SELECT version_num FROM alembic_version_hitl") as cursor,
+    ):
+        assert await cursor.fetchone() == ("0003",)

@@ -1,0 +1,1 @@
+"""hitl's Alembic revisions, oldest first."""
