@@ -9,7 +9,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,7 +24,7 @@ from pactmesh_contracts.webhooks import (
     verify,
 )
 from pactmesh_delivery.adapters.dispatcher import Dispatcher
-from pactmesh_delivery.adapters.webhooks import SqliteWebhookStore, open_webhook_store
+from pactmesh_delivery.adapters.store import open_stores
 from pactmesh_delivery.domain.webhooks import (
     DeliveryState,
     DeliveryView,
@@ -33,7 +32,10 @@ from pactmesh_delivery.domain.webhooks import (
     RetryPolicy,
     Webhook,
     WebhookCreate,
+    WebhookOutbox,
 )
+from pactmesh_delivery.settings import Settings
+from pactmesh_harness.pytest_plugin import StoreBackend
 from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 
 POLICY = RetryPolicy(max_attempts=3, base_s=2.0, cap_s=30.0, attempt_timeout_s=1.0)
@@ -77,7 +79,7 @@ class Receiver:
 
 @dataclass
 class Setup:
-    store: SqliteWebhookStore
+    store: WebhookOutbox
     clock: Clock
     spans: InMemorySpanExporter
     webhook: Webhook
@@ -125,8 +127,14 @@ def spans() -> Iterator[InMemorySpanExporter]:
 
 
 @pytest.fixture
-async def setup(tmp_path: Path, spans: InMemorySpanExporter) -> AsyncIterator[Setup]:
-    async with open_webhook_store(tmp_path / "delivery.sqlite3") as store:
+def settings(store_backend: StoreBackend) -> Settings:
+    return Settings(**store_backend.settings())
+
+
+@pytest.fixture
+async def setup(settings: Settings, spans: InMemorySpanExporter) -> AsyncIterator[Setup]:
+    async with open_stores(settings) as stores:
+        store = stores.webhooks
         clock = Clock()
         spec = WebhookCreate.model_validate({"url": "https://hooks.example/in"})
         webhook = await store.create_webhook(
@@ -380,3 +388,38 @@ async def test_the_run_loop_delivers_what_is_queued_while_it_waits(
 
 async def states(setup: Setup) -> set[DeliveryState]:
     return {v.state for v in await setup.deliveries()}
+
+
+async def test_dispatchers_of_two_instances_post_each_delivery_once(
+    setup: Setup, settings: Settings
+) -> None:
+    """Two instances' dispatchers on one outbox (Postgres: two pools), both passing at
+    once while the receiver is slow: every delivery is POSTed exactly once."""
+    receiver = Receiver([204], gate=asyncio.Event())
+    queued = [result() for _ in range(12)]
+    for done in queued:
+        await setup.store.enqueue(done, now=setup.clock.now)
+    async with (
+        open_stores(settings) as other,
+        httpx.AsyncClient(transport=httpx.MockTransport(receiver)) as client,
+    ):
+        first = setup.dispatcher(receiver, concurrency=8)
+        second = Dispatcher(
+            outbox=other.webhooks,
+            client=client,
+            dead_letters=setup.dead_letter,
+            policy=POLICY,
+            service="delivery",
+            concurrency=8,
+            clock=setup.clock,
+        )
+        started = await asyncio.gather(first.dispatch_due(), second.dispatch_due())
+        again = await asyncio.gather(first.dispatch_due(), second.dispatch_due())
+        receiver.gate.set()  # type: ignore[union-attr]
+        await asyncio.gather(first.drain(timeout_s=5), second.drain(timeout_s=5))
+
+    assert sum(started) == len(queued)
+    assert again == [0, 0]  # still leased while their attempts are in flight
+    posted = sorted(r.headers[EVENT_HEADER] for r in receiver.requests)
+    assert posted == sorted(str(done.result_event_id) for done in queued)
+    assert await states(setup) == {DeliveryState.DELIVERED}

@@ -27,8 +27,7 @@ from pactmesh_contracts.topics import (
     result_topic,
 )
 from pactmesh_delivery import handlers
-from pactmesh_delivery.adapters.ledger import open_ledger
-from pactmesh_delivery.adapters.webhooks import SqliteWebhookStore, open_webhook_store
+from pactmesh_delivery.adapters.sqlite_store import SqliteWebhookStore, open_sqlite_stores
 from pactmesh_delivery.domain.results import result_event_id
 from pactmesh_delivery.domain.webhooks import Webhook, WebhookCreate
 from pactmesh_delivery.runtime import Runtime
@@ -68,8 +67,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
 
     path = tmp_path / "delivery.sqlite3"
     async with (
-        open_ledger(path) as ledger,
-        open_webhook_store(path) as webhooks,
+        open_sqlite_stores(path) as (ledger, webhooks),
         TestKafkaBroker(broker),
     ):
         runtime.ledger, runtime.webhooks = ledger, webhooks

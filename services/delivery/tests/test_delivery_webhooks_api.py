@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from pactmesh_delivery.adapters.webhooks import SqliteWebhookStore, open_webhook_store
+from pactmesh_delivery.adapters.sqlite_store import SqliteWebhookStore, open_sqlite_stores
 from pactmesh_delivery.app import create_app
 from pactmesh_delivery.domain.webhooks import ResultRecord
 from pactmesh_delivery.runtime import Runtime
@@ -28,7 +28,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def store(settings: Settings) -> AsyncIterator[SqliteWebhookStore]:
-    async with open_webhook_store(settings.data_dir / "delivery.sqlite3") as opened:
+    async with open_sqlite_stores(settings.data_dir / "delivery.sqlite3") as (_, opened):
         yield opened
 
 

@@ -14,12 +14,14 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from pactmesh_contracts.topics import RESULT_TOPICS, WORKFLOW_PROGRESS
 from pactmesh_kit.app import Service
+from pactmesh_kit.stores import instance_lock
+from pactmesh_kit.stores.retention import pruning
 
 from pactmesh_delivery import handlers
 from pactmesh_delivery.adapters.dispatcher import DeadLetterSink, Dispatcher
-from pactmesh_delivery.adapters.ledger import open_ledger
-from pactmesh_delivery.adapters.webhooks import open_webhook_store
+from pactmesh_delivery.adapters.store import open_stores
 from pactmesh_delivery.api.routes import webhooks
+from pactmesh_delivery.domain.retention import prune
 from pactmesh_delivery.runtime import Runtime
 from pactmesh_delivery.settings import Settings
 
@@ -42,20 +44,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _dispatching, runtime, service.kafka.dead_letters.publish, service.tracer_provider
     )
     return service.app(
-        runtime, routers=[webhooks.router], resources=[partial(_stores, runtime), dispatching]
+        runtime,
+        routers=[webhooks.router],
+        resources=[partial(instance_lock, settings), partial(_stores, runtime), dispatching],
     )
 
 
 @asynccontextmanager
 async def _stores(runtime: Runtime) -> AsyncIterator[None]:
-    """The delivery ledger and the webhook store (one SQLite file)."""
-    path = runtime.settings.data_dir / "delivery.sqlite3"
-    async with open_ledger(path) as ledger, open_webhook_store(path) as store:
-        runtime.ledger, runtime.webhooks = ledger, store
-        try:
-            yield
-        finally:
-            runtime.ledger = runtime.webhooks = None
+    """The delivery ledger and the webhook store, and their retention."""
+    settings = runtime.settings
+    async with open_stores(settings) as stores:
+        retention = partial(
+            prune, webhooks=stores.webhooks, ledger=stores.ledger, retention_s=settings.retention_s
+        )
+        async with pruning("delivery", retention, interval_s=settings.retention_interval_s):
+            runtime.ledger, runtime.webhooks = stores.ledger, stores.webhooks
+            try:
+                yield
+            finally:
+                runtime.ledger = runtime.webhooks = None
 
 
 @asynccontextmanager

@@ -8,8 +8,8 @@ from pactmesh_kit.errors import NotReady
 from pactmesh_kit.kafka import EventPublisher
 
 from pactmesh_delivery.adapters.dispatcher import Dispatcher
-from pactmesh_delivery.adapters.ledger import SqliteDeliveryLedger
-from pactmesh_delivery.adapters.webhooks import SqliteWebhookStore
+from pactmesh_delivery.domain.results import Ledger
+from pactmesh_delivery.domain.webhooks import WebhookOutbox
 from pactmesh_delivery.settings import Settings
 
 
@@ -19,17 +19,17 @@ class Runtime:
 
     settings: Settings
     publisher: EventPublisher
-    ledger: SqliteDeliveryLedger | None = None
-    webhooks: SqliteWebhookStore | None = None
+    ledger: Ledger | None = None
+    webhooks: WebhookOutbox | None = None
     dispatcher: Dispatcher | None = None
 
-    def require_ledger(self) -> SqliteDeliveryLedger:
+    def require_ledger(self) -> Ledger:
         """The ledger; ``NotReady`` outside the app's lifespan."""
         if self.ledger is None:
             raise NotReady("the delivery ledger is not open")
         return self.ledger
 
-    def require_webhooks(self) -> SqliteWebhookStore:
+    def require_webhooks(self) -> WebhookOutbox:
         """The webhook store and outbox; ``NotReady`` outside the app's lifespan."""
         if self.webhooks is None:
             raise NotReady("the webhook store is not open")

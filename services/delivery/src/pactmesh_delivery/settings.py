@@ -1,13 +1,13 @@
 """Delivery settings."""
 
-from pactmesh_kit.settings import KitSettings
+from pactmesh_kit.stores import StoreSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from pactmesh_delivery.domain.webhooks import RetryPolicy
 
 
-class Settings(KitSettings):
+class Settings(StoreSettings):
     """The delivery service's settings; its own fields read ``PACTMESH_DELIVERY_*``."""
 
     model_config = SettingsConfigDict(env_prefix="PACTMESH_DELIVERY_", extra="ignore", frozen=True)
@@ -27,6 +27,9 @@ class Settings(KitSettings):
     """Attempts in flight at once, across all webhooks."""
     webhook_poll_interval_s: float = Field(1.0, gt=0, le=60)
     """Longest the dispatcher waits before looking at the outbox again."""
+    retention_s: float = Field(7 * 86_400.0, gt=0)
+    """How long a finished delivery (delivered or dead) and a ledger entry are kept;
+    then retention deletes them."""
 
     @property
     def retry_policy(self) -> RetryPolicy:

@@ -12,6 +12,11 @@ the domain's, in ``domain.webhooks``), unlike the tools service's dispatcher.
 A delivery is marked delivered in one statement after a 2xx. A crash between the
 receiver's 2xx and that mark sends it again after restart (at-least-once is inherent
 to HTTP): receivers deduplicate on ``Pactmesh-Delivery``, the same on every attempt.
+
+Several instances dispatch from one outbox (Postgres): each claim leases its deliveries
+for the attempt's timeout plus a margin, and an attempt is only started while its whole
+timeout still fits in the lease, so a delivery is never POSTed by two instances at once
+(one that stalled past its lease leaves the delivery to the next claim).
 """
 
 from __future__ import annotations
@@ -114,14 +119,14 @@ class Dispatcher:
         if free <= 0:
             return 0
         now = self._clock()
+        lease_until = now + self._policy.lease_s
         claimed = await self._outbox.claim_due(
-            now=now,
-            lease_until=now + self._policy.lease_s,
-            limit=free,
-            max_attempts=self._policy.max_attempts,
+            now=now, lease_until=lease_until, limit=free, max_attempts=self._policy.max_attempts
         )
         for delivery in claimed:
-            task = asyncio.create_task(self._settle(delivery), name=f"webhook-{delivery.id}")
+            task = asyncio.create_task(
+                self._settle(delivery, lease_until), name=f"webhook-{delivery.id}"
+            )
             self._inflight.add(task)
             task.add_done_callback(self._finished)
         return len(claimed)
@@ -148,10 +153,15 @@ class Dispatcher:
             return self._poll_s
         return min(self._poll_s, max(0.01, due - self._clock()))
 
-    async def _settle(self, delivery: DueDelivery) -> None:
+    async def _settle(self, delivery: DueDelivery, lease_until: float) -> None:
         try:
             if not delivery.attempt_counted:
                 await self._dead_letter(delivery)
+                return
+            if self._clock() + self._policy.attempt_timeout_s > lease_until:
+                logger.warning(
+                    "webhook delivery %s: its lease ran short; left for later", delivery.id
+                )
                 return
             attempt = await self.attempt(delivery)
             await self._record(delivery, attempt)

@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import WorkflowCompleted, WorkflowResult
+
+
+class Ledger(Protocol):
+    """Which workflows' results were published (so a redelivered completion is not)."""
+
+    async def delivered(self, workflow_id: uuid.UUID) -> bool:
+        """Whether this workflow's result was already published."""
+        ...
+
+    async def record(self, workflow_id: uuid.UUID, *, topic: str, event_id: uuid.UUID) -> None:
+        """Remember that the result went out on ``topic`` as ``event_id``."""
+        ...
+
+    async def prune(self, *, recorded_before: datetime) -> int:
+        """Forget results recorded before ``recorded_before``; how many. A completion
+        redelivered after that is published again, with the same result event id."""
+        ...
+
 
 _RESULT_NAMESPACE = uuid.UUID("a3c6e0b2-6f0e-4c55-8d0b-3f2f1e7a9c41")
 

@@ -1,8 +1,8 @@
 """Webhooks: what a downstream system registers, what is queued for it, and when a
 failed delivery is tried again.
 
-Pure logic and contracts only; the SQLite store lives in ``adapters/webhooks.py`` and
-the HTTP sender in ``dispatcher.py``.
+Pure logic and contracts only; the stores (SQLite, Postgres) live in ``adapters/`` and
+the HTTP sender in ``adapters/dispatcher.py``.
 """
 
 from __future__ import annotations
@@ -213,6 +213,15 @@ class WebhookStore(Protocol):
         """Queue ``result`` once for every webhook of its tenant and workflow; how many
         deliveries were new (a result seen before queues nothing)."""
         ...
+
+    async def prune(self, *, finished_before: float) -> int:
+        """Delete deliveries delivered or dead before ``finished_before`` (Unix seconds);
+        how many. Safe on several instances at once."""
+        ...
+
+
+class WebhookOutbox(WebhookStore, Outbox, Protocol):
+    """The webhook store, which also holds the dispatcher's outbox."""
 
 
 # -- retries ----------------------------------------------------------------------------

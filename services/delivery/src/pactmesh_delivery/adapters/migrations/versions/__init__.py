@@ -1,0 +1,1 @@
+"""The delivery service's Alembic revisions, oldest first."""

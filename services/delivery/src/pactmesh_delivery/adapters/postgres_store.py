@@ -1,0 +1,261 @@
+"""Webhooks, their delivery outbox and the ledger on Postgres, shared by every delivery
+instance.
+
+Several dispatchers work through one outbox: a claim takes due deliveries with ``FOR
+UPDATE SKIP LOCKED`` (two instances never take the same row) and leases each one, by
+moving its ``next_attempt_at`` past the attempt's timeout, in the same statement. A
+delivery is attempted again only when its lease has run out, that is when the instance
+holding it stopped (``Dispatcher`` does not start a POST whose lease is about to end).
+A result is queued for every matching webhook in one statement.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from pactmesh_contracts.ids import uuid7
+from pactmesh_kit.stores.postgres import Pool, open_pool
+from psycopg.rows import dict_row
+
+from pactmesh_delivery.adapters.migrations import MIGRATIONS
+from pactmesh_delivery.adapters.rows import (
+    DELIVERY_COLUMNS,
+    DUE_COLUMNS,
+    WEBHOOK_COLUMNS,
+    delivery_of,
+    due_of,
+    webhook_of,
+)
+from pactmesh_delivery.domain.webhooks import (
+    DeliveryView,
+    DueDelivery,
+    ResultRecord,
+    Webhook,
+    WebhookCreate,
+)
+
+_ENQUEUE = (
+    "INSERT INTO webhook_deliveries (id, webhook_id, result_event_id, workflow_id, workflow,"
+    " tenant, body, record_key, record_headers, source_topic, source_partition,"
+    " source_offset, trace_context, state, next_attempt_at, created_at, updated_at)"
+    " SELECT gen_random_uuid(), w.id, %(event)s, %(workflow_id)s, %(workflow)s, %(tenant)s,"
+    " %(body)s, %(key)s, %(headers)s, %(topic)s, %(partition)s, %(offset)s, %(trace)s,"
+    " 'pending', %(now)s, %(now)s, %(now)s FROM webhooks w WHERE w.tenant = %(tenant)s"
+    " AND (w.workflows = '[]' OR w.workflows::jsonb ? %(workflow)s)"
+    " ON CONFLICT (webhook_id, result_event_id) DO NOTHING"
+)
+"""``matches()`` in SQL: a webhook's workflows are a JSON list, empty for every one."""
+_CLAIM = (
+    "WITH due AS (SELECT id, attempts < %(max)s AS counted FROM webhook_deliveries"
+    " WHERE state = 'pending' AND next_attempt_at <= %(now)s ORDER BY next_attempt_at"
+    " LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+    " UPDATE webhook_deliveries d SET next_attempt_at = %(lease)s, updated_at = %(now)s,"
+    " attempts = d.attempts + due.counted::int FROM due, webhooks w"
+    f" WHERE d.id = due.id AND w.id = d.webhook_id RETURNING {DUE_COLUMNS}, due.counted"
+)
+_PRUNE = (
+    "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries"
+    " WHERE state <> 'pending' AND updated_at < %s LIMIT %s FOR UPDATE SKIP LOCKED)"
+)
+_BATCH = 1000
+"""Rows deleted per statement by retention (locked rows are skipped, so instances
+pruning at once neither wait for nor repeat each other)."""
+
+
+class PostgresWebhookStore:
+    """``WebhookStore`` and ``Outbox`` on a psycopg connection pool."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def _rows(self, sql: str, params: Any) -> list[dict[str, Any]]:
+        async with self._pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(sql, params)
+            return await cursor.fetchall()
+
+    async def _write(self, sql: str, params: Any) -> int:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(sql, params)
+            return cursor.rowcount
+
+    # -- webhooks -------------------------------------------------------------------
+
+    async def create_webhook(
+        self, *, tenant: str, spec: WebhookCreate, secret: str, now: float
+    ) -> Webhook:
+        webhook = Webhook(
+            id=uuid7(),
+            url=str(spec.url),
+            workflows=list(spec.workflows),
+            description=spec.description,
+            created_at=datetime.fromtimestamp(now, UTC),
+        )
+        await self._write(
+            "INSERT INTO webhooks VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (
+                webhook.id,
+                tenant,
+                webhook.url,
+                json.dumps(webhook.workflows),
+                webhook.description,
+                secret,
+                now,
+            ),
+        )
+        return webhook
+
+    async def webhooks(self, *, tenant: str) -> list[Webhook]:
+        rows = await self._rows(
+            f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = %s ORDER BY created_at, id",
+            (tenant,),
+        )
+        return [webhook_of(row) for row in rows]
+
+    async def webhook(self, *, tenant: str, webhook_id: uuid.UUID) -> Webhook | None:
+        rows = await self._rows(
+            f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = %s AND id = %s",
+            (tenant, webhook_id),
+        )
+        return webhook_of(rows[0]) if rows else None
+
+    async def delete_webhook(self, *, tenant: str, webhook_id: uuid.UUID) -> bool:
+        deleted = await self._write(
+            "DELETE FROM webhooks WHERE tenant = %s AND id = %s", (tenant, webhook_id)
+        )
+        return deleted == 1
+
+    async def deliveries(
+        self, *, tenant: str, webhook_id: uuid.UUID, limit: int
+    ) -> list[DeliveryView] | None:
+        if await self.webhook(tenant=tenant, webhook_id=webhook_id) is None:
+            return None
+        rows = await self._rows(
+            f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = %s"
+            " AND tenant = %s ORDER BY created_at DESC, id DESC LIMIT %s",
+            (webhook_id, tenant, limit),
+        )
+        return [delivery_of(row) for row in rows]
+
+    # -- the outbox -----------------------------------------------------------------
+
+    async def enqueue(self, result: ResultRecord, *, now: float) -> int:
+        return await self._write(
+            _ENQUEUE,
+            {
+                "event": result.result_event_id,
+                "workflow_id": result.workflow_id,
+                "workflow": result.workflow,
+                "tenant": result.tenant,
+                "body": result.body,
+                "key": result.key,
+                "headers": json.dumps(result.headers),
+                "topic": result.source_topic,
+                "partition": result.source_partition,
+                "offset": result.source_offset,
+                "trace": json.dumps(result.trace_context),
+                "now": now,
+            },
+        )
+
+    async def claim_due(
+        self, *, now: float, lease_until: float, limit: int, max_attempts: int
+    ) -> list[DueDelivery]:
+        rows = await self._rows(
+            _CLAIM, {"max": max_attempts, "now": now, "limit": limit, "lease": lease_until}
+        )
+        return [due_of(row, attempts=row["attempts"], counted=row["counted"]) for row in rows]
+
+    async def next_due_at(self) -> float | None:
+        rows = await self._rows(
+            "SELECT MIN(next_attempt_at) AS due FROM webhook_deliveries WHERE state = 'pending'",
+            (),
+        )
+        due = rows[0]["due"] if rows else None
+        return None if due is None else float(due)
+
+    async def mark_delivered(self, delivery_id: uuid.UUID, *, status: int, now: float) -> None:
+        await self._update(
+            delivery_id,
+            "state = 'delivered', last_status = %s, last_error = NULL, delivered_at = %s,"
+            " next_attempt_at = NULL, updated_at = %s",
+            (status, now, now),
+        )
+
+    async def mark_failed(
+        self,
+        delivery_id: uuid.UUID,
+        *,
+        status: int | None,
+        error: str,
+        next_attempt_at: float,
+        now: float,
+    ) -> None:
+        await self._update(
+            delivery_id,
+            "last_status = %s, last_error = %s, next_attempt_at = %s, updated_at = %s",
+            (status, error[:2000], next_attempt_at, now),
+        )
+
+    async def mark_dead(self, delivery_id: uuid.UUID, *, now: float) -> None:
+        await self._update(
+            delivery_id, "state = 'dead', next_attempt_at = NULL, updated_at = %s", (now,)
+        )
+
+    async def _update(
+        self, delivery_id: uuid.UUID, assignments: str, values: tuple[Any, ...]
+    ) -> None:
+        # Only a pending delivery changes: one already delivered stays delivered.
+        await self._write(
+            f"UPDATE webhook_deliveries SET {assignments} WHERE id = %s AND state = 'pending'",
+            (*values, delivery_id),
+        )
+
+    async def prune(self, *, finished_before: float) -> int:
+        pruned = 0
+        while True:
+            gone = await self._write(_PRUNE, (finished_before, _BATCH))
+            pruned += gone
+            if gone < _BATCH:
+                return pruned
+
+
+class PostgresDeliveryLedger:
+    """``Ledger`` on the same pool."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def delivered(self, workflow_id: uuid.UUID) -> bool:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT 1 FROM delivered WHERE workflow_id = %s", (workflow_id,)
+            )
+            return await cursor.fetchone() is not None
+
+    async def record(self, workflow_id: uuid.UUID, *, topic: str, event_id: uuid.UUID) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO delivered VALUES (%s, %s, %s, now()) ON CONFLICT DO NOTHING",
+                (workflow_id, topic, event_id),
+            )
+
+    async def prune(self, *, recorded_before: datetime) -> int:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute("DELETE FROM delivered WHERE at < %s", (recorded_before,))
+            return cursor.rowcount
+
+
+@asynccontextmanager
+async def open_postgres_stores(
+    url: str, *, pool_size: int = 10
+) -> AsyncIterator[tuple[PostgresDeliveryLedger, PostgresWebhookStore]]:
+    """Migrate the database at ``url`` (one instance at a time), then open a pool on it."""
+    await MIGRATIONS.upgrade(url)
+    async with open_pool(url, size=pool_size, name="delivery") as pool:
+        yield PostgresDeliveryLedger(pool), PostgresWebhookStore(pool)

@@ -1,0 +1,103 @@
+"""Rows of the delivery tables to domain objects, for both stores (SQLite hands back ids
+as text, Postgres as UUIDs; everything else reads the same)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pactmesh_delivery.domain.webhooks import (
+    DeliveryState,
+    DeliveryView,
+    DueDelivery,
+    ResultRecord,
+    Webhook,
+)
+
+WEBHOOK_COLUMNS = "id, url, workflows, description, created_at"
+DELIVERY_COLUMNS = (
+    "id, result_event_id, workflow_id, workflow, state, attempts, last_status, last_error,"
+    " created_at, updated_at, next_attempt_at, delivered_at"
+)
+DUE_COLUMNS = (
+    "d.id, d.webhook_id, w.url, w.secret, d.result_event_id, d.workflow_id, d.workflow,"
+    " d.tenant, d.body, d.record_key, d.record_headers, d.source_topic, d.source_partition,"
+    " d.source_offset, d.trace_context, d.attempts, d.last_status, d.last_error"
+)
+
+
+class Row(Protocol):
+    """A row read by column name (``sqlite3.Row``, or psycopg's ``dict_row``)."""
+
+    def __getitem__(self, column: str, /) -> Any:
+        """The column's value."""
+        ...
+
+
+def uuid_of(value: Any) -> uuid.UUID:
+    """A UUID column's value as a UUID, from either store."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def webhook_of(row: Row) -> Webhook:
+    """A webhook from its :data:`WEBHOOK_COLUMNS`."""
+    return Webhook(
+        id=uuid_of(row["id"]),
+        url=row["url"],
+        workflows=json.loads(row["workflows"]),
+        description=row["description"],
+        created_at=datetime.fromtimestamp(row["created_at"], UTC),
+    )
+
+
+def delivery_of(row: Row) -> DeliveryView:
+    """A delivery as the API lists it, from its :data:`DELIVERY_COLUMNS`."""
+    state = DeliveryState(row["state"])
+    return DeliveryView(
+        id=uuid_of(row["id"]),
+        result_event_id=uuid_of(row["result_event_id"]),
+        workflow_id=uuid_of(row["workflow_id"]),
+        workflow=row["workflow"],
+        state=state,
+        attempts=row["attempts"],
+        last_status=row["last_status"],
+        last_error=row["last_error"],
+        created_at=datetime.fromtimestamp(row["created_at"], UTC),
+        updated_at=datetime.fromtimestamp(row["updated_at"], UTC),
+        next_attempt_at=_time(row["next_attempt_at"]) if state is DeliveryState.PENDING else None,
+        delivered_at=_time(row["delivered_at"]),
+    )
+
+
+def due_of(row: Row, *, attempts: int, counted: bool) -> DueDelivery:
+    """A claimed delivery from its :data:`DUE_COLUMNS`, ``attempts`` made with this one."""
+    key = row["record_key"]
+    return DueDelivery(
+        id=uuid_of(row["id"]),
+        webhook_id=uuid_of(row["webhook_id"]),
+        url=row["url"],
+        secret=row["secret"],
+        result=ResultRecord(
+            result_event_id=uuid_of(row["result_event_id"]),
+            workflow_id=uuid_of(row["workflow_id"]),
+            workflow=row["workflow"],
+            tenant=row["tenant"],
+            body=bytes(row["body"]),
+            key=None if key is None else bytes(key),
+            headers=json.loads(row["record_headers"]),
+            source_topic=row["source_topic"],
+            source_partition=row["source_partition"],
+            source_offset=row["source_offset"],
+            trace_context=json.loads(row["trace_context"]),
+        ),
+        attempts=attempts,
+        attempt_counted=counted,
+        last_status=row["last_status"],
+        last_error=row["last_error"],
+    )

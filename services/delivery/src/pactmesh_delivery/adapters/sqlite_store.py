@@ -1,0 +1,311 @@
+"""Webhooks, their delivery outbox and the delivery ledger in SQLite (the delivery
+service's file, one instance).
+
+One row per (webhook, result event) in ``webhook_deliveries``, unique on that pair: a
+result read twice from its topic (a redelivered record, or a result re-published after
+a crash) never queues a second delivery. Retries are rows with a ``next_attempt_at``,
+not sleeping coroutines, so a restart picks up where the last process stopped.
+
+One autocommit connection for both stores; the writes of several statements hold the
+connection's lock from ``BEGIN IMMEDIATE`` to ``COMMIT``: the Kafka handlers, the API
+and the dispatcher share it, and no statement of one may fall into another's
+transaction. The schema is Alembic's (``migrations``), applied when the file opens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from pactmesh_contracts.ids import uuid7
+from pactmesh_kit.stores.sqlite import connect
+
+from pactmesh_delivery.adapters.migrations import MIGRATIONS
+from pactmesh_delivery.adapters.rows import (
+    DELIVERY_COLUMNS,
+    DUE_COLUMNS,
+    WEBHOOK_COLUMNS,
+    delivery_of,
+    due_of,
+    webhook_of,
+)
+from pactmesh_delivery.domain.webhooks import (
+    DeliveryView,
+    DueDelivery,
+    ResultRecord,
+    Webhook,
+    WebhookCreate,
+    matches,
+)
+
+_BATCH = 1000
+"""Rows deleted per statement by retention."""
+
+
+class _Connection:
+    """The file's one connection, and the lock its transactions hold."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+        self.lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self.lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            await self.conn.execute("COMMIT")
+
+    async def write(self, sql: str, params: tuple[Any, ...]) -> int:
+        """One statement, committed alone; the rows it changed."""
+        async with self.lock:
+            cursor = await self.conn.execute(sql, params)
+            return cursor.rowcount
+
+
+class SqliteWebhookStore:
+    """``WebhookStore`` and ``Outbox`` on the file's connection."""
+
+    def __init__(self, connection: _Connection) -> None:
+        self._db = connection
+        self._conn = connection.conn
+
+    # -- webhooks -------------------------------------------------------------------
+
+    async def create_webhook(
+        self, *, tenant: str, spec: WebhookCreate, secret: str, now: float
+    ) -> Webhook:
+        webhook = Webhook(
+            id=uuid7(),
+            url=str(spec.url),
+            workflows=list(spec.workflows),
+            description=spec.description,
+            created_at=datetime.fromtimestamp(now, UTC),
+        )
+        await self._db.write(
+            "INSERT INTO webhooks VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                str(webhook.id),
+                tenant,
+                webhook.url,
+                json.dumps(webhook.workflows),
+                webhook.description,
+                secret,
+                now,
+            ),
+        )
+        return webhook
+
+    async def webhooks(self, *, tenant: str) -> list[Webhook]:
+        async with self._conn.execute(
+            f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ? ORDER BY created_at, id",
+            (tenant,),
+        ) as cursor:
+            return [webhook_of(row) for row in await cursor.fetchall()]
+
+    async def webhook(self, *, tenant: str, webhook_id: uuid.UUID) -> Webhook | None:
+        async with self._conn.execute(
+            f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ? AND id = ?",
+            (tenant, str(webhook_id)),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else webhook_of(row)
+
+    async def delete_webhook(self, *, tenant: str, webhook_id: uuid.UUID) -> bool:
+        deleted = await self._db.write(
+            "DELETE FROM webhooks WHERE tenant = ? AND id = ?", (tenant, str(webhook_id))
+        )
+        return deleted == 1
+
+    async def deliveries(
+        self, *, tenant: str, webhook_id: uuid.UUID, limit: int
+    ) -> list[DeliveryView] | None:
+        if await self.webhook(tenant=tenant, webhook_id=webhook_id) is None:
+            return None
+        async with self._conn.execute(
+            f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = ?"
+            " AND tenant = ?"
+            " ORDER BY created_at DESC, id DESC LIMIT ?",
+            (str(webhook_id), tenant, limit),
+        ) as cursor:
+            return [delivery_of(row) for row in await cursor.fetchall()]
+
+    # -- the outbox -----------------------------------------------------------------
+
+    async def enqueue(self, result: ResultRecord, *, now: float) -> int:
+        async with self._db.transaction() as conn:
+            async with conn.execute(
+                "SELECT id, workflows FROM webhooks WHERE tenant = ?", (result.tenant,)
+            ) as cursor:
+                targets = [
+                    row["id"]
+                    for row in await cursor.fetchall()
+                    if matches(json.loads(row["workflows"]), result.workflow)
+                ]
+            queued = 0
+            for webhook_id in targets:
+                cursor = await conn.execute(
+                    "INSERT INTO webhook_deliveries (id, webhook_id, result_event_id,"
+                    " workflow_id, workflow, tenant, body, record_key, record_headers,"
+                    " source_topic, source_partition, source_offset, trace_context, state,"
+                    " next_attempt_at, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
+                    " ON CONFLICT (webhook_id, result_event_id) DO NOTHING",
+                    (
+                        str(uuid7()),
+                        webhook_id,
+                        str(result.result_event_id),
+                        str(result.workflow_id),
+                        result.workflow,
+                        result.tenant,
+                        result.body,
+                        result.key,
+                        json.dumps(result.headers),
+                        result.source_topic,
+                        result.source_partition,
+                        result.source_offset,
+                        json.dumps(result.trace_context),
+                        now,
+                        now,
+                        now,
+                    ),
+                )
+                queued += cursor.rowcount
+        return queued
+
+    async def claim_due(
+        self, *, now: float, lease_until: float, limit: int, max_attempts: int
+    ) -> list[DueDelivery]:
+        async with self._db.transaction() as conn:
+            async with conn.execute(
+                f"SELECT {DUE_COLUMNS} FROM webhook_deliveries d"
+                " JOIN webhooks w ON w.id = d.webhook_id"
+                " WHERE d.state = 'pending' AND d.next_attempt_at <= ?"
+                " ORDER BY d.next_attempt_at LIMIT ?",
+                (now, limit),
+            ) as cursor:
+                rows = await cursor.fetchall()
+            for row in rows:
+                counted = row["attempts"] < max_attempts
+                await conn.execute(
+                    "UPDATE webhook_deliveries SET next_attempt_at = ?, updated_at = ?,"
+                    " attempts = attempts + ? WHERE id = ?",
+                    (lease_until, now, int(counted), row["id"]),
+                )
+        return [
+            due_of(
+                row,
+                attempts=row["attempts"] + int(row["attempts"] < max_attempts),
+                counted=row["attempts"] < max_attempts,
+            )
+            for row in rows
+        ]
+
+    async def next_due_at(self) -> float | None:
+        async with self._conn.execute(
+            "SELECT MIN(next_attempt_at) AS due FROM webhook_deliveries WHERE state = 'pending'"
+        ) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None or row["due"] is None else float(row["due"])
+
+    async def mark_delivered(self, delivery_id: uuid.UUID, *, status: int, now: float) -> None:
+        await self._update(
+            delivery_id,
+            "state = 'delivered', last_status = ?, last_error = NULL, delivered_at = ?,"
+            " next_attempt_at = NULL, updated_at = ?",
+            (status, now, now),
+        )
+
+    async def mark_failed(
+        self,
+        delivery_id: uuid.UUID,
+        *,
+        status: int | None,
+        error: str,
+        next_attempt_at: float,
+        now: float,
+    ) -> None:
+        await self._update(
+            delivery_id,
+            "last_status = ?, last_error = ?, next_attempt_at = ?, updated_at = ?",
+            (status, error[:2000], next_attempt_at, now),
+        )
+
+    async def mark_dead(self, delivery_id: uuid.UUID, *, now: float) -> None:
+        await self._update(
+            delivery_id, "state = 'dead', next_attempt_at = NULL, updated_at = ?", (now,)
+        )
+
+    async def _update(
+        self, delivery_id: uuid.UUID, assignments: str, values: tuple[Any, ...]
+    ) -> None:
+        # Only a pending delivery changes: one already delivered stays delivered.
+        await self._db.write(
+            f"UPDATE webhook_deliveries SET {assignments} WHERE id = ? AND state = 'pending'",
+            (*values, str(delivery_id)),
+        )
+
+    async def prune(self, *, finished_before: float) -> int:
+        pruned = 0
+        while True:
+            gone = await self._db.write(
+                "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries"
+                " WHERE state <> 'pending' AND updated_at < ? LIMIT ?)",
+                (finished_before, _BATCH),
+            )
+            pruned += gone
+            if gone < _BATCH:
+                return pruned
+
+
+class SqliteDeliveryLedger:
+    """``Ledger``: delivered results, by workflow id, on the file's connection."""
+
+    def __init__(self, connection: _Connection) -> None:
+        self._db = connection
+
+    async def delivered(self, workflow_id: uuid.UUID) -> bool:
+        async with self._db.conn.execute(
+            "SELECT 1 FROM delivered WHERE workflow_id = ?", (str(workflow_id),)
+        ) as cursor:
+            return await cursor.fetchone() is not None
+
+    async def record(self, workflow_id: uuid.UUID, *, topic: str, event_id: uuid.UUID) -> None:
+        await self._db.write(
+            "INSERT OR IGNORE INTO delivered VALUES (?, ?, ?, ?)",
+            (str(workflow_id), topic, str(event_id), _utc_text(datetime.now(UTC))),
+        )
+
+    async def prune(self, *, recorded_before: datetime) -> int:
+        return await self._db.write(
+            "DELETE FROM delivered WHERE at < ?", (_utc_text(recorded_before),)
+        )
+
+
+def _utc_text(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat()
+
+
+@asynccontextmanager
+async def open_sqlite_stores(
+    path: Path,
+) -> AsyncIterator[tuple[SqliteDeliveryLedger, SqliteWebhookStore]]:
+    """The ledger and the webhook store in the SQLite file at ``path``, created or
+    migrated first."""
+    await MIGRATIONS.upgrade(path)
+    async with connect(path, "busy_timeout=5000", "foreign_keys=ON") as conn:
+        conn.row_factory = sqlite3.Row
+        connection = _Connection(conn)
+        yield SqliteDeliveryLedger(connection), SqliteWebhookStore(connection)

@@ -1,0 +1,39 @@
+"""Where the delivery service keeps its ledger, webhooks and their outbox: Postgres when
+``PACTMESH_POSTGRES_URL`` is set (any number of instances), else the SQLite file
+``delivery.sqlite3`` in the data dir."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from pactmesh_delivery.adapters.postgres_store import open_postgres_stores
+from pactmesh_delivery.adapters.sqlite_store import open_sqlite_stores
+from pactmesh_delivery.domain.results import Ledger
+from pactmesh_delivery.domain.webhooks import WebhookOutbox
+from pactmesh_delivery.settings import Settings
+
+SQLITE_FILE = "delivery.sqlite3"
+
+
+@dataclass(frozen=True)
+class Stores:
+    """The ledger and the webhook store, on one database."""
+
+    ledger: Ledger
+    webhooks: WebhookOutbox
+
+
+@asynccontextmanager
+async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
+    """The stores ``settings`` select, migrated and open until exit."""
+    async with AsyncExitStack() as stack:
+        if (url := settings.postgres) is not None:
+            opened = open_postgres_stores(url, pool_size=settings.postgres_pool_size)
+            ledger, webhooks = await stack.enter_async_context(opened)
+            yield Stores(ledger, webhooks)
+        else:
+            sqlite = open_sqlite_stores(settings.data_dir / SQLITE_FILE)
+            ledger_, webhooks_ = await stack.enter_async_context(sqlite)
+            yield Stores(ledger_, webhooks_)
