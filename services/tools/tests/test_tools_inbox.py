@@ -23,6 +23,7 @@ from pactmesh_contracts.events import (
     ToolCallRequested,
     ToolErrorCode,
 )
+from pactmesh_harness.pytest_plugin import StoreBackend
 from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 from pactmesh_tools.adapters.inbox import INBOX_FILE, open_inbox
 from pactmesh_tools.domain.dispatcher import ResultPublisher
@@ -30,7 +31,7 @@ from pactmesh_tools.domain.inbox import DispatchLimits
 from pactmesh_tools.domain.registry import Tool, ToolPolicy, ToolRegistry
 from pactmesh_tools.domain.resilience import BackendLimits, Backends, CallContext
 from pactmesh_tools.settings import Settings
-from pactmesh_tools.testing import TEST_PRINCIPAL, TEST_WORKFLOW, RunTools
+from pactmesh_tools.testing import TEST_PRINCIPAL, TEST_WORKFLOW, RunTools, running_tools
 from pydantic import BaseModel
 
 
@@ -212,7 +213,7 @@ def _request(**arguments: Any) -> Envelope[Any]:
 
 async def test_calls_left_pending_run_at_start(run_tools: RunTools, tmp_path: Path) -> None:
     left = [_request(seconds=0.01) for _ in range(5)]
-    async with open_inbox(tmp_path / INBOX_FILE) as inbox:
+    async with open_inbox(Settings(data_dir=tmp_path)) as inbox:
         for request in left:
             envelope = request.model_dump_json()
             await inbox.record(call_id=request.payload.call_id, envelope=envelope, traceparent=None)
@@ -310,3 +311,27 @@ def test_dispatch_settings_and_their_environment_names(monkeypatch: pytest.Monke
         max_in_flight=250, batch_size=50, retention_s=60, prune_interval_s=5
     )
     assert settings.backend_limits("carriers.oceanic").concurrency == 10_000
+
+
+async def test_two_instances_sharing_an_inbox_run_each_call_once(
+    store_backend: StoreBackend,
+) -> None:
+    """Calls recorded by one instance's handler are run by whichever dispatcher claims
+    them first (on Postgres, the inbox several instances share): each exactly once."""
+    backend = SlowBackend()
+    settings = Settings(topic_prefix="tools-test.", **store_backend.settings())
+    registry = backend.registry()
+    async with (
+        running_tools(registry, settings=settings, batch_size=4) as one,
+        running_tools(registry, settings=settings, batch_size=4) as two,
+    ):
+        requests = [await one.call("test.nap", {"seconds": 0.2}, key=f"k{i}") for i in range(24)]
+        async with asyncio.timeout(20):
+            while len(one.received) + len(two.received) < len(requests):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+
+    answered = [r.payload.call_id for r in one.received + two.received]
+    assert sorted(answered) == sorted(r.payload.call_id for r in requests)
+    assert set(backend.runs.values()) == {1}
+    if store_backend.kind == "postgres":
+        assert two.received, "the second instance's dispatcher took calls too"

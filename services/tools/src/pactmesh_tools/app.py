@@ -11,10 +11,11 @@ from fastapi import FastAPI
 from pactmesh_contracts.topics import AUDIT, TOOL_RESULTS
 from pactmesh_kit.app import Service
 from pactmesh_kit.auth import load_access_policy
+from pactmesh_kit.stores import instance_lock
 
 from pactmesh_tools import handlers
 from pactmesh_tools.adapters.http import HttpBackends
-from pactmesh_tools.adapters.inbox import INBOX_FILE, open_inbox
+from pactmesh_tools.adapters.inbox import open_inbox
 from pactmesh_tools.adapters.sandbox import BACKENDS, sandbox_tools
 from pactmesh_tools.api.routes import tools
 from pactmesh_tools.domain.dispatcher import Dispatcher
@@ -61,7 +62,11 @@ def create_app(
         runtime,
         routers=[tools.router],
         # The backends' HTTP clients close last, after the dispatcher's calls stopped.
-        resources=[partial(aclosing, http), partial(_dispatching, runtime)],
+        resources=[
+            partial(instance_lock, settings),
+            partial(aclosing, http),
+            partial(_dispatching, runtime),
+        ],
     )
 
 
@@ -70,7 +75,7 @@ async def _dispatching(runtime: Runtime) -> AsyncIterator[None]:
     """The inbox and its dispatcher, which publishes results once the broker has started
     (resources open before it)."""
     async with (
-        open_inbox(runtime.settings.data_dir / INBOX_FILE) as inbox,
+        open_inbox(runtime.settings) as inbox,
         runtime.dispatcher.running(inbox),
     ):
         yield

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pactmesh_kit.settings import KitSettings
+from pactmesh_kit.stores import StoreSettings
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
@@ -36,7 +36,7 @@ class BackendLimitsOverride(BaseModel):
     breaker_cooldown_s: float | None = Field(None, gt=0, le=3_600)
 
 
-class Settings(KitSettings):
+class Settings(StoreSettings):
     """The tools service's settings; its own fields read ``PACTMESH_TOOLS_*``."""
 
     model_config = SettingsConfigDict(env_prefix="PACTMESH_TOOLS_", extra="ignore", frozen=True)
@@ -76,6 +76,10 @@ class Settings(KitSettings):
     """How long an answered call stays in the inbox, so a redelivered request is ignored."""
     inbox_prune_interval_s: float = Field(60.0, gt=0, le=86_400)
     """How often answered calls past their retention are deleted."""
+    inbox_lease_s: float = Field(30.0, gt=0, le=3_600)
+    """How long a claimed call stays with the instance that claimed it without being
+    renewed (renewed every third of it while it runs): after an instance dies, another
+    runs its calls within this long (Postgres; one instance owns a SQLite inbox)."""
 
     def tool_policy(self, tool: str) -> ToolPolicy:
         """The policy for ``tool``: the defaults above, then its override."""
@@ -94,6 +98,7 @@ class Settings(KitSettings):
             batch_size=self.inbox_batch_size,
             retention_s=self.inbox_retention_s,
             prune_interval_s=self.inbox_prune_interval_s,
+            lease_s=self.inbox_lease_s,
         )
 
     def _merged(self, shape: type[BaseModel], override: BaseModel | None) -> dict[str, Any]:

@@ -21,8 +21,9 @@ from pactmesh_kit.auth.policy import Grant, WorkflowTools
 from pactmesh_kit.kafka import Kafka, Record, encode
 
 from pactmesh_tools import handlers
-from pactmesh_tools.adapters.inbox import INBOX_FILE, SqliteInbox, open_inbox
+from pactmesh_tools.adapters.inbox import open_inbox
 from pactmesh_tools.domain.dispatcher import Dispatcher, ResultPublisher
+from pactmesh_tools.domain.inbox import Inbox
 from pactmesh_tools.domain.registry import ToolRegistry
 from pactmesh_tools.domain.resilience import Backends
 from pactmesh_tools.runtime import Runtime
@@ -57,7 +58,7 @@ class RunningTools:
     broker: KafkaBroker
     settings: Settings
     dispatcher: Dispatcher
-    inbox: SqliteInbox
+    inbox: Inbox
     received: list[Envelope[ToolResult]]
     audits: list[Envelope[AuditRecorded]]
     """Every audit record published."""
@@ -131,7 +132,7 @@ async def running_tools(
     policy: AccessPolicy | None = None,
     **limits: Any,
 ) -> AsyncIterator[RunningTools]:
-    """The handler and dispatcher over ``registry``, the inbox in ``settings.data_dir``.
+    """The handler and dispatcher over ``registry``, the inbox ``settings`` select.
 
     ``limits`` override the dispatcher's (``max_in_flight=20``); ``publisher`` wraps the
     real publisher; ``tracer_provider`` traces the broker and the dispatcher; ``policy``
@@ -167,7 +168,7 @@ async def running_tools(
 
     async with (
         TestKafkaBroker(kafka.broker),
-        open_inbox(settings.data_dir / INBOX_FILE) as inbox,
+        open_inbox(settings) as inbox,
         dispatcher.running(inbox),
     ):
         yield RunningTools(kafka.broker, settings, dispatcher, inbox, received, audits, arrived)

@@ -19,14 +19,14 @@ import json
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 from pactmesh_contracts.ids import uuid7
-from pactmesh_kit.stores.sqlite import connect
+from pactmesh_kit.stores.sqlite import connect, transaction
 
 from pactmesh_delivery.adapters.migrations import MIGRATIONS
 from pactmesh_delivery.adapters.rows import (
@@ -57,16 +57,8 @@ class _Connection:
         self.conn = conn
         self.lock = asyncio.Lock()
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self.lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                await self.conn.execute("ROLLBACK")
-                raise
-            await self.conn.execute("COMMIT")
+    def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        return transaction(self.conn, self.lock)
 
     async def write(self, sql: str, params: tuple[Any, ...]) -> int:
         """One statement, committed alone; the rows it changed."""

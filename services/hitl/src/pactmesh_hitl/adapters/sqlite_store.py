@@ -13,7 +13,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 import aiosqlite
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_kit.stores.outbox import SqliteOutbox
-from pactmesh_kit.stores.sqlite import connect
+from pactmesh_kit.stores.sqlite import connect, transaction
 
 from pactmesh_hitl.adapters.migrations import MIGRATIONS
 from pactmesh_hitl.adapters.rows import (
@@ -82,16 +82,8 @@ class SqliteReviewStore:
         self._lease_s = lease_s
         self.outbox = SqliteOutbox(conn, "review_outbox", lock=self._lock)
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
-            await self._conn.execute("COMMIT")
+    def _transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        return transaction(self._conn, self._lock)
 
     @staticmethod
     async def _record(

@@ -12,7 +12,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import aiosqlite
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import Channel, RequestStatus
 from pactmesh_kit.stores.outbox import SqliteOutbox
-from pactmesh_kit.stores.sqlite import connect
+from pactmesh_kit.stores.sqlite import connect, transaction
 
 from pactmesh_intake.adapters.migrations import MIGRATIONS
 from pactmesh_intake.domain.requests import (
@@ -53,16 +53,8 @@ class SqliteRequestStore:
         self._lease_s = lease_s
         self.outbox = SqliteOutbox(conn, "request_outbox", lock=self._lock)
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
-            await self._conn.execute("COMMIT")
+    def _transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        return transaction(self._conn, self._lock)
 
     async def create(
         self,

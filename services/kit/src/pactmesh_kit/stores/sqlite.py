@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,3 +25,26 @@ async def connect(path: Path, *pragmas: str) -> AsyncIterator[aiosqlite.Connecti
             async with conn.execute(f"PRAGMA {pragma}"):
                 pass
         yield conn
+
+
+@asynccontextmanager
+async def transaction(
+    conn: aiosqlite.Connection, lock: asyncio.Lock
+) -> AsyncIterator[aiosqlite.Connection]:
+    """One ``BEGIN IMMEDIATE`` ... ``COMMIT`` on ``conn``, holding ``lock`` (the store's,
+    so that no other coroutine's statement falls into it); rolled back on any exception.
+
+    Cancellation included: aiosqlite queues each statement on the connection's thread
+    as soon as it is awaited and runs them in order, so a task cancelled while awaiting
+    ``BEGIN`` still began the transaction; the ``ROLLBACK`` queued after it ends it
+    (and is harmless when nothing began).
+    """
+    async with lock:
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            yield conn
+        except BaseException:
+            with contextlib.suppress(sqlite3.OperationalError):
+                await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")

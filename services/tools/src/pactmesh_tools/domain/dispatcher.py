@@ -9,16 +9,22 @@ and marks the call done. A call still pending when the process stops, or crashes
 run again at the next start: side-effecting tools send the call's idempotency key, so
 the backend performs the effect once, and consumers deduplicate results by call id.
 
-Memory is bounded: at most ``max_in_flight`` calls run at once, pending calls are read
-in pages of ``batch_size``, and done calls are pruned after ``retention_s``. The inbox
-is local to one instance and its data directory: a replica that never comes back leaves
-its pending calls to the orchestrator's own tool timeout.
+Memory is bounded: at most ``max_in_flight`` calls run at once, pending calls are
+claimed in pages of ``batch_size``, and done calls are pruned after ``retention_s``.
+
+Several instances share one inbox on Postgres (``PACTMESH_POSTGRES_URL``): whichever
+dispatcher claims a pending call runs it, under a lease it renews every third of
+``lease_s`` while the call runs, and gives back when it stops. So after a rebalance a
+call recorded by one instance runs once, wherever; and a call whose instance died runs
+on another once the lease has passed (at least once: the idempotency key keeps the side
+effect single). Besides being woken by its handler, a dispatcher claims every third of
+a lease, so calls recorded elsewhere or left by a dead instance are not left waiting.
 
 Written here rather than taken from PyPI. python-eventflow's inbox consumes Redis
 Streams through SQLAlchemy; omni-box's Kafka inbox runner stores only in PostgreSQL and
 needs Python 3.12; event-outbox calls itself not production ready. None sits behind a
 FastStream subscriber, whose commit-after-handler and dead-lettering the mesh relies
-on, and none stores in SQLite. What is needed is one table, four statements and the
+on, and none stores in SQLite. What is needed is one table, five statements and the
 loop below.
 
 Part of the domain: it does no I/O of its own (the inbox and the result publisher are
@@ -103,7 +109,6 @@ class Dispatcher:
         self._inbox: Inbox | None = None
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._answered: list[uuid.UUID] = []
-        self._cursor = 0
         self._wakeup = asyncio.Event()
 
     @property
@@ -129,30 +134,37 @@ class Dispatcher:
     async def running(self, inbox: Inbox) -> AsyncIterator[None]:
         """Dispatch from ``inbox`` until exit, starting with the calls already pending.
 
-        On exit running calls are cancelled and stay pending, to run at the next start.
+        On exit running calls are cancelled and stay pending, their leases given back:
+        they run at the next start, or at once on another instance sharing the inbox.
         """
-        self._inbox, self._cursor, self._wakeup = inbox, 0, asyncio.Event()
+        self._inbox, self._wakeup = inbox, asyncio.Event()
         loop = asyncio.create_task(self._loop(inbox), name="tools-dispatcher")
         try:
             yield
         finally:
             self._inbox = None
             loop.cancel()
+            cut = list(self._running)
             calls = list(self._running.values())
             for call in calls:
                 call.cancel()
             await asyncio.gather(loop, *calls, return_exceptions=True)
             await self._flush(inbox)
+            await inbox.renew(cut, lease_s=0)
 
     async def _loop(self, inbox: Inbox) -> None:
         while not self._ready():  # noqa: ASYNC110 - the broker has a flag, not an event
             await asyncio.sleep(_READY_POLL_S)
-        next_prune = 0.0
         clock = asyncio.get_running_loop().time
+        tick = self._limits.lease_s / 3
+        next_prune = next_tick = 0.0
         while True:
             self._wakeup.clear()
             try:
                 await self._flush(inbox)
+                if clock() >= next_tick:
+                    await inbox.renew(list(self._running), lease_s=self._limits.lease_s)
+                    next_tick = clock() + tick
                 await self._fill(inbox)
                 if clock() >= next_prune:
                     await self._prune(inbox)
@@ -162,7 +174,7 @@ class Dispatcher:
                 await asyncio.sleep(1.0)
                 continue
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, next_prune - clock())):
+                async with asyncio.timeout(max(0.0, min(next_prune, next_tick) - clock())):
                     await self._wakeup.wait()
 
     async def _flush(self, inbox: Inbox) -> None:
@@ -177,12 +189,14 @@ class Dispatcher:
             raise
 
     async def _fill(self, inbox: Inbox) -> None:
-        """Start pending calls, a page at a time, until the in-flight cap is reached."""
+        """Claim and start pending calls, a page at a time, until the in-flight cap is
+        reached (a call already running here, whose lease was taken again, runs once)."""
         while (room := self._limits.max_in_flight - len(self._running)) > 0:
             page = min(room, self._limits.batch_size)
-            calls = await inbox.pending(after=self._cursor, limit=page)
+            calls = await inbox.claim(limit=page, lease_s=self._limits.lease_s)
             for call in calls:
-                self._start(call)
+                if call.call_id not in self._running:
+                    self._start(call)
             if len(calls) < page:
                 return
 
@@ -192,7 +206,6 @@ class Dispatcher:
             logger.info("pruned %d answered tool call(s) from the inbox", pruned)
 
     def _start(self, call: PendingCall) -> None:
-        self._cursor = max(self._cursor, call.seq)
         task = asyncio.create_task(self._run(call), name=f"tool-call-{call.call_id}")
         self._running[call.call_id] = task
         task.add_done_callback(lambda done: self._ended(call, done))
@@ -201,7 +214,7 @@ class Dispatcher:
         del self._running[call.call_id]
         if not task.cancelled() and (exc := task.exception()) is not None:
             logger.error(
-                "tool call %s could not be run; it stays pending until the next start",
+                "tool call %s could not be run; it stays pending until its lease ends",
                 call.call_id,
                 exc_info=exc,
             )

@@ -13,7 +13,7 @@ class PendingCall:
     """A recorded call not yet answered."""
 
     seq: int
-    """Order of arrival; never reused, so the dispatcher can page through pending calls."""
+    """Order of arrival; never reused: pending calls are taken oldest first."""
     call_id: uuid.UUID
     envelope: str
     """The ``ToolCallRequested`` envelope as JSON, exactly as recorded."""
@@ -32,18 +32,28 @@ class DispatchLimits:
     retention_s: float
     """How long a done call is kept, so that a redelivered request is ignored."""
     prune_interval_s: float
+    lease_s: float = 30.0
+    """How long a claimed call is left to the instance that claimed it; that instance
+    renews the lease every third of it while the call runs."""
 
 
 class Inbox(Protocol):
-    """Durable record of the tool calls received, each answered once."""
+    """Durable record of the tool calls received, each answered once, shared by every
+    instance that uses the same store: a call is run by the instance that claimed it,
+    for as long as it renews its lease."""
 
     async def record(self, *, call_id: uuid.UUID, envelope: str, traceparent: str | None) -> bool:
         """Store a call as pending, durably before returning; ``False`` (and no change)
         when ``call_id`` is already there."""
         ...
 
-    async def pending(self, *, after: int, limit: int) -> list[PendingCall]:
-        """Up to ``limit`` pending calls with ``seq`` above ``after``, oldest first."""
+    async def claim(self, *, limit: int, lease_s: float) -> list[PendingCall]:
+        """Up to ``limit`` pending calls that nobody holds a lease on, oldest first,
+        each leased to the caller for ``lease_s`` (no other claim returns it meanwhile)."""
+        ...
+
+    async def renew(self, call_ids: Iterable[uuid.UUID], *, lease_s: float) -> None:
+        """Lease these pending calls for ``lease_s`` from now (0: give them back)."""
         ...
 
     async def finish(self, call_ids: Iterable[uuid.UUID]) -> None:

@@ -1,0 +1,1 @@
+"""The tools service's Alembic revisions, oldest first."""
