@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 KAFKA := infra/kafka/kafka.sh
 PYTEST_ARGS ?=
 
-.PHONY: help install browser run test test-unit test-integration bench lint typecheck fmt schemas clean
+.PHONY: help install browser redis run test test-unit test-integration bench lint typecheck fmt schemas clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -20,16 +20,19 @@ install: ## install Python deps (uv, from uv.lock) and the Kafka broker jars (Ma
 browser: ## Debian's Chromium for the reviewer-page test (apt-get, only when missing)
 	infra/browser/chromium.sh install
 
+redis: ## Debian's redis-server for the shared rate-limit test (apt-get, only when missing)
+	infra/redis/redis.sh install
+
 run: install ## start the broker and all six services in the foreground (Ctrl-C stops everything)
 	infra/run.sh
 
-test: install browser ## unit + integration tests against a real Kafka broker (started and stopped here)
+test: install browser redis ## unit + integration tests against a real Kafka broker (started and stopped here)
 	$(UV) run --no-sync pytest $(PYTEST_ARGS)
 
 test-unit: install ## unit tests only (no broker)
 	$(UV) run --no-sync pytest -m "not integration" $(PYTEST_ARGS)
 
-test-integration: install browser ## integration tests only
+test-integration: install browser redis ## integration tests only
 	$(UV) run --no-sync pytest -m integration $(PYTEST_ARGS)
 
 bench: install ## workflows end to end on a real broker (bounded); figures to bench-results/ and docs/benchmarks.md

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -187,8 +187,8 @@ class Mesh:
             "PACTMESH_TOPIC_PREFIX": self.prefix,
             "PACTMESH_DATA_DIR": str(self.data_dir),
             _PORT_ENV.get(kind, f"PACTMESH_{kind.upper()}_PORT"): str(self.ports[instance]),
-            "PACTMESH_INTAKE_PUBLIC_URL": self.url("intake"),
-            "PACTMESH_TOOLS_SANDBOX_URL": self.url(SANDBOX),
+            "PACTMESH_INTAKE_PUBLIC_URL": self._url_if_running("intake"),
+            "PACTMESH_TOOLS_SANDBOX_URL": self._url_if_running(SANDBOX),
             "OTEL_SERVICE_NAME": kind,
             "OTEL_BSP_SCHEDULE_DELAY": "200",
             "PYTHONUNBUFFERED": "1",
@@ -200,7 +200,11 @@ class Mesh:
 
     @property
     def _model_sim_url(self) -> str:
-        return self.url(MODEL_SIM) if MODEL_SIM in self.ports else ""
+        return self._url_if_running(MODEL_SIM)
+
+    def _url_if_running(self, service: str) -> str:
+        """``service``'s URL, or nothing when this mesh does not run it."""
+        return self.url(service) if service in self.ports else ""
 
     def start(self, service: str) -> None:
         """Start the instance ``service``, logging to ``<data dir>/logs/<service>.log``."""
@@ -253,6 +257,13 @@ class Mesh:
         return found
 
 
+def instance_names(services: Sequence[str], counts: Mapping[str, int]) -> list[str]:
+    """Every instance to start: each of ``services`` once, then ``<service>-2``… up to
+    its count in ``counts``."""
+    extra = [f"{s}-{n}" for s in services for n in range(2, counts.get(s, 1) + 1)]
+    return [*services, *extra]
+
+
 @contextmanager
 def running_mesh(
     bootstrap: str,
@@ -260,21 +271,30 @@ def running_mesh(
     *,
     env: dict[str, str] | None = None,
     orchestrators: int = 1,
+    instances: Mapping[str, int] | None = None,
+    services: Sequence[str] = SERVICES,
     model_sim: bool = False,
 ) -> Iterator[Mesh]:
-    """Create a fresh topic prefix, start the sandbox and all six services (with
-    ``orchestrators`` orchestrator instances, which need Postgres when more than one),
-    and stop them afterwards. ``env`` is added to every process's environment, with
-    ``{model_sim_url}`` replaced by the simulator's URL when ``model_sim`` starts one."""
+    """Create a fresh topic prefix, start the sandbox (when the tools service runs) and
+    ``services`` (all six by default), ``instances[service]`` instances of each (one by
+    default; ``orchestrators`` for the orchestrator), and stop them afterwards. Several
+    instances of a service share its state only on Postgres (``PACTMESH_POSTGRES_URL``
+    in ``env``): on SQLite a second instance refuses to start. ``env`` is added to every
+    process's environment, with ``{model_sim_url}`` replaced by the simulator's URL when
+    ``model_sim`` starts one."""
     import asyncio
 
     from pactmesh_kit.bootstrap import ensure_topics
 
     prefix = f"t{uuid.uuid4().hex[:10]}."
     asyncio.run(ensure_topics(bootstrap_servers=bootstrap, prefix=prefix))
-    instances = [*SERVICES, *(f"orchestrator-{n}" for n in range(2, orchestrators + 1))]
-    helpers = [SANDBOX, *([MODEL_SIM] if model_sim else [])]
-    ports = {s: free_port() for s in (*helpers, *instances)}
+    counts = {"orchestrator": orchestrators, **(instances or {})}
+    names = instance_names(services, counts)
+    helpers = [
+        *([SANDBOX] if "tools" in services else []),
+        *([MODEL_SIM] if model_sim else []),
+    ]
+    ports = {s: free_port() for s in (*helpers, *names)}
     mesh = Mesh(bootstrap, prefix, data_dir, ports, extra_env=dict(env or {}))
     started = time.monotonic()
     try:
@@ -282,9 +302,9 @@ def running_mesh(
             mesh.start(helper)
         for helper in helpers:
             wait_for(partial(mesh.ready, helper), timeout=60, what=f"{helper} ready")
-        for service in instances:
+        for service in names:
             mesh.start(service)
-        for service in instances:
+        for service in names:
             wait_for(partial(mesh.ready, service), timeout=60, what=f"{service} ready")
         mesh.startup_s = time.monotonic() - started
         yield mesh

@@ -19,7 +19,9 @@ A store with a SQLite and a Postgres implementation runs one suite against both 
             ...
 
 Every test that reaches Postgres carries the ``postgres`` marker (``-m "not postgres"``
-leaves them out).
+leaves them out). ``redis_url`` is a Redis server for the session (the private one of
+``infra/redis/redis.sh`` unless ``PACTMESH_TEST_REDIS_URL`` names one), started when a
+test first needs it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any, Literal
 import pytest
 
 from pactmesh_harness.postgres import PostgresServer, empty_tables, start_postgres
+from pactmesh_harness.redis import start_redis
 
 POSTGRES_MARK = "postgres"
 _BACKENDS = ("sqlite", "postgres")
@@ -77,6 +80,19 @@ def postgres_server() -> Iterator[PostgresServer]:
     print(f"\npostgres: {server.how}, ready in {server.startup_s:.1f}s")
     try:
         yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The URL of a Redis server for the whole session (``pactmesh_harness.redis``)."""
+    from pactmesh_harness.mesh import REPO
+
+    server = start_redis(REPO / ".cache")
+    print(f"\nredis: {server.how}, ready in {server.startup_s:.1f}s")
+    try:
+        yield server.url
     finally:
         server.stop()
 

@@ -1,7 +1,10 @@
-"""What the workflow tests do to the mesh from outside: submit, wait, review, inspect."""
+"""What the workflow tests do to the mesh from outside: submit, wait, stream, review,
+inspect. ``intake`` and ``hitl`` name the instance to ask (``intake-2``…) when a mesh
+runs several."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -29,6 +32,7 @@ def submit(
     *,
     scopes: tuple[str, ...] = (),
     tenant: str = TENANT,
+    intake: str = "intake",
 ) -> uuid.UUID:
     """POST a request as a requester; its id. A named ``workflow`` is granted by scope;
     a text that routing should send to another workflow than support-triage needs
@@ -38,7 +42,7 @@ def submit(
         body["requested_workflow"] = workflow
         scopes = (*scopes, f"workflow:{workflow}")
     response = httpx.post(
-        f"{mesh.url('intake')}/v1/requests",
+        f"{mesh.url(intake)}/v1/requests",
         json=body,
         headers=requester(mesh, scopes=scopes, tenant=tenant),
         timeout=10,
@@ -48,12 +52,17 @@ def submit(
 
 
 def status(
-    mesh: Mesh, request_id: uuid.UUID, *, tenant: str = TENANT, missing_ok: bool = False
+    mesh: Mesh,
+    request_id: uuid.UUID,
+    *,
+    tenant: str = TENANT,
+    missing_ok: bool = False,
+    intake: str = "intake",
 ) -> dict[str, Any]:
     """The request's status view, read as its tenant (``{}`` for an unknown request
     when ``missing_ok``)."""
     response = httpx.get(
-        f"{mesh.url('intake')}/v1/requests/{request_id}",
+        f"{mesh.url(intake)}/v1/requests/{request_id}",
         headers=requester(mesh, tenant=tenant),
         timeout=10,
     )
@@ -64,16 +73,43 @@ def status(
 
 
 def wait_status(
-    mesh: Mesh, request_id: uuid.UUID, wanted: str, timeout: float = 60, *, tenant: str = TENANT
+    mesh: Mesh,
+    request_id: uuid.UUID,
+    wanted: str,
+    timeout: float = 60,
+    *,
+    tenant: str = TENANT,
+    intake: str = "intake",
 ) -> dict[str, Any]:
     """Poll until the request reaches ``wanted``."""
 
     def reached() -> dict[str, Any] | None:
         # A request published on the inbound topic is unknown (404) until intake reads it.
-        view = status(mesh, request_id, tenant=tenant, missing_ok=True)
+        view = status(mesh, request_id, tenant=tenant, missing_ok=True, intake=intake)
         return view if view.get("status") == wanted else None
 
     return wait_for(reached, timeout=timeout, interval=0.2, what=f"{request_id} {wanted}")
+
+
+def events(
+    mesh: Mesh, request_id: uuid.UUID, *, tenant: str = TENANT, intake: str = "intake"
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every server-sent event of the request's stream, until the server ends it."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    fields: dict[str, str] = {}
+    url = f"{mesh.url(intake)}/v1/requests/{request_id}/events"
+    headers = requester(mesh, tenant=tenant)
+    with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=60)) as response:
+        assert response.status_code == 200, response.read()
+        for line in response.iter_lines():
+            if not line:
+                if "event" in fields:
+                    found.append((fields["event"], json.loads(fields["data"])))
+                fields = {}
+            elif not line.startswith(":"):  # ": ping" keep-alives are comments
+                name, _, value = line.partition(": ")
+                fields[name] = value
+    return found
 
 
 def run(mesh: Mesh, request_id: uuid.UUID, *, tenant: str = TENANT) -> dict[str, Any]:
@@ -111,14 +147,19 @@ def reviewer(
 
 
 def reviews(
-    mesh: Mesh, *, tenant: str = REVIEWER_TENANT, max_pages: int = 50, **params: Any
+    mesh: Mesh,
+    *,
+    tenant: str = REVIEWER_TENANT,
+    max_pages: int = 50,
+    hitl: str = "hitl",
+    **params: Any,
 ) -> list[dict[str, Any]]:
     """Every review of ``tenant`` matching ``params`` (pending by default), page by page."""
     found: list[dict[str, Any]] = []
     query: dict[str, Any] = {"limit": 200, **params}
     for _ in range(max_pages):
         response = httpx.get(
-            f"{mesh.url('hitl')}/v1/reviews",
+            f"{mesh.url(hitl)}/v1/reviews",
             params=query,
             headers=reviewer(mesh, tenant=tenant),
             timeout=10,
@@ -133,12 +174,18 @@ def reviews(
 
 
 def pending_review(
-    mesh: Mesh, request_id: uuid.UUID, timeout: float = 60, *, tenant: str = REVIEWER_TENANT
+    mesh: Mesh,
+    request_id: uuid.UUID,
+    timeout: float = 60,
+    *,
+    tenant: str = REVIEWER_TENANT,
+    hitl: str = "hitl",
 ) -> dict[str, Any]:
     """The review the request's workflow is waiting on."""
 
     def find() -> dict[str, Any] | None:
-        mine = [r for r in reviews(mesh, tenant=tenant) if r["workflow_id"] == str(request_id)]
+        found = reviews(mesh, tenant=tenant, hitl=hitl)
+        mine = [r for r in found if r["workflow_id"] == str(request_id)]
         return mine[0] if mine else None
 
     return wait_for(find, timeout=timeout, interval=0.2, what=f"a review for {request_id}")
@@ -154,13 +201,14 @@ def decide(
     edited_action: dict[str, Any] | None = None,
     reviewer_id: str = "alice@example.com",
     tenant: str = REVIEWER_TENANT,
+    hitl: str = "hitl",
 ) -> httpx.Response:
     """POST a decision as ``reviewer_id`` holding ``roles`` (who decides is the token's)."""
     body: dict[str, Any] = {"decision": decision, "comment": comment}
     if edited_action is not None:
         body["edited_action"] = edited_action
     return httpx.post(
-        f"{mesh.url('hitl')}/v1/reviews/{review_id}/decision",
+        f"{mesh.url(hitl)}/v1/reviews/{review_id}/decision",
         json=body,
         headers=reviewer(mesh, roles, subject=reviewer_id, tenant=tenant),
         timeout=10,

@@ -40,7 +40,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return service.app(
         runtime,
         routers=[_body_limited(settings)],
-        resources=[partial(instance_lock, settings), partial(_store, runtime)],
+        resources=[
+            partial(instance_lock, settings),
+            partial(_limiters, runtime),
+            partial(_store, runtime),
+        ],
     )
 
 
@@ -52,6 +56,16 @@ def _body_limited(settings: Settings) -> APIRouter:
     limited = APIRouter(max_body_size=settings.max_body_bytes)
     limited.include_router(requests.router)
     return limited
+
+
+@asynccontextmanager
+async def _limiters(runtime: Runtime) -> AsyncIterator[None]:
+    """The rate limiters' connections to a shared storage, closed when the app stops."""
+    try:
+        yield
+    finally:
+        await runtime.submit_limiter.aclose()
+        await runtime.read_limiter.aclose()
 
 
 @asynccontextmanager

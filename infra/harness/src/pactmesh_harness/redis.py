@@ -1,0 +1,54 @@
+"""A Redis server for tests (the shared rate-limit storage of several intake instances).
+
+The one ``PACTMESH_TEST_REDIS_URL`` names when set, else the project's private server
+(``infra/redis/redis.sh``: Debian's redis-server, 127.0.0.1 only, no persistence) on
+``PACTMESH_TEST_REDIS_PORT``, reset first so nothing survives from an earlier run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pactmesh_harness.mesh import REPO
+
+REDIS_SH = REPO / "infra" / "redis" / "redis.sh"
+DEFAULT_PORT = 16379
+"""The private server's port when ``PACTMESH_TEST_REDIS_PORT`` is unset."""
+
+
+@dataclass
+class RedisServer:
+    """A Redis server the tests may use (and flush)."""
+
+    url: str
+    how: str
+    startup_s: float
+    stop: Callable[[], object] = lambda: None
+
+
+def start_redis(cache: Path) -> RedisServer:
+    """The external server if ``PACTMESH_TEST_REDIS_URL`` is set, else the private one
+    (data under ``cache``), reset and started; ``stop`` stops what was started."""
+    if external := os.environ.get("PACTMESH_TEST_REDIS_URL"):
+        return RedisServer(external, "external", 0.0)
+    env = {
+        **os.environ,
+        "REDIS_PORT": os.environ.get("PACTMESH_TEST_REDIS_PORT", str(DEFAULT_PORT)),
+        "REDIS_DATA_DIR": str(cache / "redis-test"),
+    }
+    started = time.monotonic()
+    subprocess.run([str(REDIS_SH), "reset"], env=env, check=True)
+    url = subprocess.run(
+        [str(REDIS_SH), "start"], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    return RedisServer(
+        url,
+        f"private server on port {env['REDIS_PORT']}",
+        time.monotonic() - started,
+        lambda: subprocess.run([str(REDIS_SH), "stop"], env=env, check=False),
+    )
