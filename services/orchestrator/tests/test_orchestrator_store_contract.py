@@ -13,15 +13,19 @@ so every test uses workflow ids of its own.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.capabilities import Capability, DetectedCapabilities
 from langgraph.checkpoint.conformance.initializer import RegisteredCheckpointer
+from pactmesh_harness.postgres import PostgresServer
 from pactmesh_harness.pytest_plugin import StoreBackend
 from pactmesh_orchestrator.adapters.persistence import open_persistence
 from pactmesh_orchestrator.settings import Settings
@@ -159,3 +163,35 @@ async def test_the_store_opens_and_works_with_a_pool_of_one_connection(
         config = await store.checkpointer.aput(_config(wf), empty_checkpoint(), {}, {})
         await store.outbox.mark(wf, config["configurable"]["checkpoint_id"])
         assert await store.checkpointer.aget_tuple(_config(wf)) is not None
+
+
+async def test_marks_of_the_previous_release_are_kept_on_sqlite(tmp_path: Path) -> None:
+    """Its file named the marks table ``published`` and created it at start-up."""
+    with sqlite3.connect(tmp_path / "orchestrator-checkpoints.sqlite3") as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS published (thread_id TEXT NOT NULL,"
+            " checkpoint_id TEXT NOT NULL, PRIMARY KEY (thread_id, checkpoint_id))"
+        )
+        conn.execute("INSERT INTO published VALUES ('wf-old', 'cp-1')")
+
+    async with open_persistence(Settings(data_dir=tmp_path)) as store:
+        assert await store.outbox.published("wf-old", "cp-1")
+        assert not await store.outbox.published("wf-old", "cp-2")
+
+
+@pytest.mark.postgres
+async def test_marks_of_the_previous_release_are_kept_on_postgres(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """Its database named the marks table ``pactmesh_outbox``."""
+    with postgres_server.fresh_database() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS pactmesh_outbox (thread_id TEXT NOT NULL,"
+                " checkpoint_id TEXT NOT NULL, PRIMARY KEY (thread_id, checkpoint_id))"
+            )
+            conn.execute("INSERT INTO pactmesh_outbox VALUES ('wf-old', 'cp-1')")
+
+        async with open_persistence(Settings(data_dir=tmp_path, postgres_url=url)) as store:
+            assert await store.outbox.published("wf-old", "cp-1")
+            assert not await store.outbox.published("wf-old", "cp-2")

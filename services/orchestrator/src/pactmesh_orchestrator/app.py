@@ -16,6 +16,7 @@ from pactmesh_contracts.topics import (
     WORKFLOW_PROGRESS,
 )
 from pactmesh_kit.app import Service
+from pactmesh_kit.stores import instance_lock
 from pactmesh_reasoning.embeddings import load_embeddings
 from pactmesh_reasoning.models import ModelRouter
 from pactmesh_reasoning.semantic_cache import SemanticCache
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the orchestrator: registered workflows on a SQLite checkpointer."""
+    """Build the orchestrator: registered workflows on their checkpoint store."""
     settings = settings or Settings()
     service = Service(
         settings,
@@ -48,7 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     handlers.register(service.kafka, runtime)
     # Loaded now, so that a bad workflow module or gate policy fails at start-up.
     engine = partial(_engine, runtime, discover(), GatePolicy.load(settings.gate_policy))
-    return service.app(runtime, routers=[workflows.router, cache.router], resources=[engine])
+    return service.app(
+        runtime,
+        routers=[workflows.router, cache.router],
+        resources=[partial(instance_lock, settings), engine],
+    )
 
 
 @asynccontextmanager

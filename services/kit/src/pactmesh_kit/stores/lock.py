@@ -11,11 +11,32 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Protocol
 
 from filelock import FileLock, Timeout
+from pydantic import SecretStr
 
 from pactmesh_kit.errors import PactmeshError
-from pactmesh_kit.stores.settings import StoreSettings
+
+
+class Placed(Protocol):
+    """Where a service keeps its state (``StoreSettings``, the orchestrator's settings)."""
+
+    @property
+    def service_name(self) -> str:
+        """The service."""
+        ...
+
+    @property
+    def data_dir(self) -> Path:
+        """Its data dir, where the SQLite files are."""
+        ...
+
+    @property
+    def postgres_url(self) -> SecretStr | None:
+        """Set when its state is in Postgres."""
+        ...
 
 
 class InstanceLocked(PactmeshError, RuntimeError):
@@ -26,7 +47,7 @@ class InstanceLocked(PactmeshError, RuntimeError):
 
 
 @asynccontextmanager
-async def instance_lock(settings: StoreSettings) -> AsyncIterator[None]:
+async def instance_lock(settings: Placed) -> AsyncIterator[None]:
     """Hold ``<data dir>/<service>.lock`` while the service runs on SQLite; nothing to
     hold on Postgres (instances share the database). Raises :class:`InstanceLocked`
     when another process holds it."""

@@ -15,8 +15,9 @@ upgrade runs in one ``BEGIN IMMEDIATE`` transaction (and a second instance on th
 data dir is refused anyway, see ``lock``).
 
 Files written before the service used Alembic have no version table: ``legacy`` reads
-what such a file holds and names the revision it matches, which is stamped before
-upgrading, so a data dir written by an earlier release opens with this one.
+what such a file (or, for the orchestrator, a Postgres database) holds and names the
+revision it matches, which is stamped before upgrading, so a data dir written by an
+earlier release opens with this one.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ Serial = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 PRIMARY KEY`` that AUTOINCREMENT needs (with ``sqlite_autoincrement=True``)."""
 
 Legacy = Callable[[Connection], str | None]
-"""Given a SQLite file without a version table: the revision its tables match, or None
+"""Given a database without the version table: the revision its tables match, or None
 (nothing there yet, or nothing worth keeping: the callable may set it aside)."""
 
 
@@ -58,6 +59,9 @@ class Migrations:
     """The directory holding ``env.py`` and ``versions/``."""
     version_table: str
     legacy: Legacy | None = None
+    legacy_dialects: tuple[str, ...] = ("sqlite",)
+    """The databases ``legacy`` is asked about (where the service wrote tables before
+    it used Alembic)."""
 
     async def upgrade(self, database: str | Path) -> None:
         """Bring ``database`` (a Postgres URL, or a SQLite file's path) to the latest
@@ -85,8 +89,8 @@ class Migrations:
             engine.dispose()
 
     def _legacy_revision(self, conn: Connection) -> str | None:
-        if self.legacy is None or conn.dialect.name != "sqlite":
-            return None  # Postgres was never written without Alembic
+        if self.legacy is None or conn.dialect.name not in self.legacy_dialects:
+            return None
         if sa.inspect(conn).has_table(self.version_table):
             return None
         return self.legacy(conn)

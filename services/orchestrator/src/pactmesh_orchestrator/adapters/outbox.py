@@ -28,7 +28,7 @@ class PostgresOutbox:
         """Whether the events of this checkpoint were already published."""
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
-                "SELECT 1 FROM pactmesh_outbox WHERE thread_id = %s AND checkpoint_id = %s",
+                "SELECT 1 FROM outbox_marks WHERE thread_id = %s AND checkpoint_id = %s",
                 (thread_id, checkpoint_id),
             )
             return await cursor.fetchone() is not None
@@ -37,6 +37,6 @@ class PostgresOutbox:
         """Record that the events of this checkpoint are published."""
         async with self._pool.connection() as conn:
             await conn.execute(
-                "INSERT INTO pactmesh_outbox VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                "INSERT INTO outbox_marks VALUES (%s, %s) ON CONFLICT DO NOTHING",
                 (thread_id, checkpoint_id),
             )

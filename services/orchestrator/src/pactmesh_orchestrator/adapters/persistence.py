@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
+from pactmesh_orchestrator.adapters.migrations import MIGRATIONS
 from pactmesh_orchestrator.adapters.outbox import PostgresOutbox
 from pactmesh_orchestrator.adapters.sqlite_store import open_sqlite_store
 from pactmesh_orchestrator.domain.engine import Outbox
@@ -53,6 +54,7 @@ async def _postgres(url: str, pool_size: int) -> AsyncIterator[Persistence]:
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
 
+    await MIGRATIONS.upgrade(url)  # the marks table; the checkpoints' tables are LangGraph's
     kwargs = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
     async with AsyncConnectionPool(
         url, min_size=1, max_size=pool_size, kwargs=kwargs, open=False
@@ -63,8 +65,8 @@ async def _postgres(url: str, pool_size: int) -> AsyncIterator[Persistence]:
 
 
 async def _set_up(conn: Any) -> None:
-    """Create or migrate the tables, one instance at a time, all on ``conn``: the
-    connection that holds the lock. (Taking a second connection from the pool for the
+    """Create or migrate LangGraph's checkpoint tables, one instance at a time, all on
+    ``conn``: the connection that holds the lock. (Taking a second connection from the pool for the
     migrations hung start-up until the pool timed out when the pool had one connection.)
 
     Migrations are idempotent but not concurrent-safe: two instances starting together
@@ -75,11 +77,6 @@ async def _set_up(conn: Any) -> None:
     await _acquire(conn)
     try:
         await _checkpointer(conn).setup()
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS pactmesh_outbox ("
-            " thread_id TEXT NOT NULL, checkpoint_id TEXT NOT NULL,"
-            " PRIMARY KEY (thread_id, checkpoint_id))"
-        )
     finally:
         await conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
 

@@ -33,6 +33,8 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from pactmesh_orchestrator.adapters.migrations import MIGRATIONS
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -196,17 +198,9 @@ class SqliteOutbox:
     def __init__(self, committer: GroupCommitter) -> None:
         self._committer = committer
 
-    def setup(self) -> None:
-        """Create the table (on the writer thread)."""
-        self._committer.conn.execute(
-            "CREATE TABLE IF NOT EXISTS published ("
-            " thread_id TEXT NOT NULL, checkpoint_id TEXT NOT NULL,"
-            " PRIMARY KEY (thread_id, checkpoint_id))"
-        )
-
     async def published(self, thread_id: str, checkpoint_id: str) -> bool:
         """Whether the events of this checkpoint were already published."""
-        query = "SELECT 1 FROM published WHERE thread_id = ? AND checkpoint_id = ?"
+        query = "SELECT 1 FROM outbox_marks WHERE thread_id = ? AND checkpoint_id = ?"
         conn = self._committer.conn
         row = await self._committer.run(
             lambda: conn.execute(query, (thread_id, checkpoint_id)).fetchone()
@@ -215,7 +209,7 @@ class SqliteOutbox:
 
     async def mark(self, thread_id: str, checkpoint_id: str) -> None:
         """Record that the events of this checkpoint are published (committed on return)."""
-        query = "INSERT OR IGNORE INTO published VALUES (?, ?)"
+        query = "INSERT OR IGNORE INTO outbox_marks VALUES (?, ?)"
         conn = self._committer.conn
         await self._committer.run(lambda: conn.execute(query, (thread_id, checkpoint_id)))
 
@@ -225,14 +219,14 @@ async def open_sqlite_store(
     path: Path,
 ) -> AsyncIterator[tuple[GroupCommitSqliteSaver, SqliteOutbox]]:
     """The checkpointer and the outbox over the SQLite file at ``path`` (created if
-    needed), closed (queued calls finished first) on exit."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    needed: the marks table by the orchestrator's Alembic revisions, the checkpoints'
+    by LangGraph's ``setup``), closed (queued calls finished first) on exit."""
+    await MIGRATIONS.upgrade(path)
     committer = GroupCommitter(path)
     try:
         saver = GroupCommitSqliteSaver(committer)
         outbox = SqliteOutbox(committer)
         await committer.run(saver.setup)
-        await committer.run(outbox.setup)
         yield saver, outbox
     finally:
         await asyncio.to_thread(committer.close)
