@@ -11,8 +11,6 @@ creates is visible to another store's tests.
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from pactmesh_harness.mesh import REPO
+from pactmesh_harness.servers import start_private
 
 PG_SH = REPO / "infra" / "postgres" / "pg.sh"
 DEFAULT_PORT = 15433
@@ -92,14 +91,6 @@ def start_postgres(cache: Path) -> PostgresServer:
         "PG_PORT": os.environ.get("PACTMESH_TEST_PG_PORT", str(DEFAULT_PORT)),
         "PG_DATA_DIR": str(cache / "postgres-test" / "data"),
     }
-    started = time.monotonic()
-    subprocess.run([str(PG_SH), "reset"], env=env, check=True)
-    url = subprocess.run(
-        [str(PG_SH), "start"], env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
-    return PostgresServer(
-        url,
-        f"private cluster on port {env['PG_PORT']}",
-        time.monotonic() - started,
-        lambda: subprocess.run([str(PG_SH), "stop"], env=env, check=False),
-    )
+    server = start_private(PG_SH, env)
+    how = f"private cluster on port {env['PG_PORT']}"
+    return PostgresServer(server.url, how, server.startup_s, server.stop)

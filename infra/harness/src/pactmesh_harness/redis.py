@@ -8,13 +8,12 @@ The one ``PACTMESH_TEST_REDIS_URL`` names when set, else the project's private s
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pactmesh_harness.mesh import REPO
+from pactmesh_harness.servers import start_private
 
 REDIS_SH = REPO / "infra" / "redis" / "redis.sh"
 DEFAULT_PORT = 16379
@@ -41,14 +40,6 @@ def start_redis(cache: Path) -> RedisServer:
         "REDIS_PORT": os.environ.get("PACTMESH_TEST_REDIS_PORT", str(DEFAULT_PORT)),
         "REDIS_DATA_DIR": str(cache / "redis-test"),
     }
-    started = time.monotonic()
-    subprocess.run([str(REDIS_SH), "reset"], env=env, check=True)
-    url = subprocess.run(
-        [str(REDIS_SH), "start"], env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
-    return RedisServer(
-        url,
-        f"private server on port {env['REDIS_PORT']}",
-        time.monotonic() - started,
-        lambda: subprocess.run([str(REDIS_SH), "stop"], env=env, check=False),
-    )
+    server = start_private(REDIS_SH, env)
+    how = f"private server on port {env['REDIS_PORT']}"
+    return RedisServer(server.url, how, server.startup_s, server.stop)

@@ -36,11 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="pactmesh hitl",
         description="Stores reviews, serves the reviewer API and expires overdue reviews.",
     )
-    relay = Relay(
-        service.kafka.publisher(REVIEWS_DECIDED),
-        topic=REVIEWS_DECIDED,
-        lease_s=settings.outbox_lease_s,
-        interval_s=settings.outbox_interval_s,
+    relay = Relay.configured(
+        service.kafka.publisher(REVIEWS_DECIDED), topic=REVIEWS_DECIDED, settings=settings
     )
     runtime = Runtime(settings=settings, publisher=relay)
     handlers.register(service.kafka, runtime)

@@ -29,11 +29,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="pactmesh intake",
         description="Submit requests to the mesh and follow their status.",
     )
-    relay = Relay(
-        service.kafka.publisher(REQUESTS_ACCEPTED),
-        topic=REQUESTS_ACCEPTED,
-        lease_s=settings.outbox_lease_s,
-        interval_s=settings.outbox_interval_s,
+    relay = Relay.configured(
+        service.kafka.publisher(REQUESTS_ACCEPTED), topic=REQUESTS_ACCEPTED, settings=settings
     )
     runtime = Runtime(settings=settings, publisher=relay)
     handlers.register(service.kafka, runtime)

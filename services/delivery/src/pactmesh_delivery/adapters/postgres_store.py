@@ -27,6 +27,7 @@ from pactmesh_delivery.adapters.rows import (
     DELIVERY_COLUMNS,
     DUE_COLUMNS,
     WEBHOOK_COLUMNS,
+    DeliveryMarks,
     delivery_of,
     due_of,
     webhook_of,
@@ -67,8 +68,10 @@ _BATCH = 1000
 pruning at once neither wait for nor repeat each other)."""
 
 
-class PostgresWebhookStore:
+class PostgresWebhookStore(DeliveryMarks):
     """``WebhookStore`` and ``Outbox`` on a psycopg connection pool."""
+
+    placeholder = "%s"
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
@@ -178,34 +181,6 @@ class PostgresWebhookStore:
         )
         due = rows[0]["due"] if rows else None
         return None if due is None else float(due)
-
-    async def mark_delivered(self, delivery_id: uuid.UUID, *, status: int, now: float) -> None:
-        await self._update(
-            delivery_id,
-            "state = 'delivered', last_status = %s, last_error = NULL, delivered_at = %s,"
-            " next_attempt_at = NULL, updated_at = %s",
-            (status, now, now),
-        )
-
-    async def mark_failed(
-        self,
-        delivery_id: uuid.UUID,
-        *,
-        status: int | None,
-        error: str,
-        next_attempt_at: float,
-        now: float,
-    ) -> None:
-        await self._update(
-            delivery_id,
-            "last_status = %s, last_error = %s, next_attempt_at = %s, updated_at = %s",
-            (status, error[:2000], next_attempt_at, now),
-        )
-
-    async def mark_dead(self, delivery_id: uuid.UUID, *, now: float) -> None:
-        await self._update(
-            delivery_id, "state = 'dead', next_attempt_at = NULL, updated_at = %s", (now,)
-        )
 
     async def _update(
         self, delivery_id: uuid.UUID, assignments: str, values: tuple[Any, ...]

@@ -101,3 +101,57 @@ def due_of(row: Row, *, attempts: int, counted: bool) -> DueDelivery:
         last_status=row["last_status"],
         last_error=row["last_error"],
     )
+
+
+class DeliveryMarks:
+    """What an attempt comes to, recorded the same way on both stores (they differ
+    only in how a statement spells its parameters: ``placeholder``)."""
+
+    placeholder = "?"
+
+    async def _update(
+        self, delivery_id: uuid.UUID, assignments: str, values: tuple[Any, ...]
+    ) -> None:
+        """``UPDATE ... SET assignments`` of a delivery still pending (one already
+        delivered stays delivered)."""
+        raise NotImplementedError
+
+    def _set(self, assignments: str) -> str:
+        return assignments.format(p=self.placeholder)
+
+    async def mark_delivered(self, delivery_id: uuid.UUID, *, status: int, now: float) -> None:
+        """Record a 2xx answer: the delivery is done."""
+        await self._update(
+            delivery_id,
+            self._set(
+                "state = 'delivered', last_status = {p}, last_error = NULL, delivered_at = {p},"
+                " next_attempt_at = NULL, updated_at = {p}"
+            ),
+            (status, now, now),
+        )
+
+    async def mark_failed(
+        self,
+        delivery_id: uuid.UUID,
+        *,
+        status: int | None,
+        error: str,
+        next_attempt_at: float,
+        now: float,
+    ) -> None:
+        """Record a failed attempt and when to try again."""
+        await self._update(
+            delivery_id,
+            self._set(
+                "last_status = {p}, last_error = {p}, next_attempt_at = {p}, updated_at = {p}"
+            ),
+            (status, error[:2000], next_attempt_at, now),
+        )
+
+    async def mark_dead(self, delivery_id: uuid.UUID, *, now: float) -> None:
+        """Record that the delivery was dead-lettered."""
+        await self._update(
+            delivery_id,
+            self._set("state = 'dead', next_attempt_at = NULL, updated_at = {p}"),
+            (now,),
+        )

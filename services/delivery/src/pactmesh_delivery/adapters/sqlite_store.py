@@ -33,6 +33,7 @@ from pactmesh_delivery.adapters.rows import (
     DELIVERY_COLUMNS,
     DUE_COLUMNS,
     WEBHOOK_COLUMNS,
+    DeliveryMarks,
     delivery_of,
     due_of,
     webhook_of,
@@ -67,7 +68,7 @@ class _Connection:
             return cursor.rowcount
 
 
-class SqliteWebhookStore:
+class SqliteWebhookStore(DeliveryMarks):
     """``WebhookStore`` and ``Outbox`` on the file's connection."""
 
     def __init__(self, connection: _Connection) -> None:
@@ -211,34 +212,6 @@ class SqliteWebhookStore:
         ) as cursor:
             row = await cursor.fetchone()
         return None if row is None or row["due"] is None else float(row["due"])
-
-    async def mark_delivered(self, delivery_id: uuid.UUID, *, status: int, now: float) -> None:
-        await self._update(
-            delivery_id,
-            "state = 'delivered', last_status = ?, last_error = NULL, delivered_at = ?,"
-            " next_attempt_at = NULL, updated_at = ?",
-            (status, now, now),
-        )
-
-    async def mark_failed(
-        self,
-        delivery_id: uuid.UUID,
-        *,
-        status: int | None,
-        error: str,
-        next_attempt_at: float,
-        now: float,
-    ) -> None:
-        await self._update(
-            delivery_id,
-            "last_status = ?, last_error = ?, next_attempt_at = ?, updated_at = ?",
-            (status, error[:2000], next_attempt_at, now),
-        )
-
-    async def mark_dead(self, delivery_id: uuid.UUID, *, now: float) -> None:
-        await self._update(
-            delivery_id, "state = 'dead', next_attempt_at = NULL, updated_at = ?", (now,)
-        )
 
     async def _update(
         self, delivery_id: uuid.UUID, assignments: str, values: tuple[Any, ...]

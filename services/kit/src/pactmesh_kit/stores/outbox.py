@@ -36,6 +36,7 @@ from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.topics import Topic
 
 from pactmesh_kit.stores.postgres import Pool
+from pactmesh_kit.stores.settings import StoreSettings
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,16 @@ class Relay:
         self._batch = batch
         self._clock = clock
         self._published: list[uuid.UUID] = []
+
+    @classmethod
+    def configured(cls, publisher: Publisher, *, topic: Topic, settings: StoreSettings) -> Relay:
+        """The relay ``settings`` describe (``PACTMESH_OUTBOX_LEASE_S``, ``_INTERVAL_S``)."""
+        return cls(
+            publisher,
+            topic=topic,
+            lease_s=settings.outbox_lease_s,
+            interval_s=settings.outbox_interval_s,
+        )
 
     def lease_until(self) -> float:
         """The ``publish_after`` a writer gives a new row: the relay leaves it alone that
