@@ -502,3 +502,19 @@ async def test_a_data_dir_of_the_previous_release_opens_with_its_requests_keys_a
         )
         assert held == KeyHolder(rid, "f")
     assert await _alembic_version(path) == "0003"
+
+
+async def test_reopening_a_sqlite_file_makes_its_left_events_due_at_once(
+    settings: Settings, store_backend: StoreBackend
+) -> None:
+    """A SQLite file has one instance: what its previous process left in the outbox is
+    leased to a writer that is gone. On Postgres another instance may be the writer."""
+    rid = uuid.uuid4()
+    event = _accepted(rid)
+    async with open_store(settings) as store:
+        await store.create(request_id=rid, tenant="acme", channel=Channel.HTTP, at=T0, event=event)
+
+    async with open_store(settings) as reopened:
+        due = await _unpublished(reopened, at=T0)
+
+    assert due == ([event.event_id] if store_backend.kind == "sqlite" else [])

@@ -220,6 +220,26 @@ async def test_the_relay_runs_until_exit(publisher: Publisher) -> None:
     assert outbox.rows == {}  # removed on exit at the latest
 
 
+async def test_the_relay_waits_for_the_broker_before_its_first_round(
+    publisher: Publisher,
+) -> None:
+    outbox, event = MemoryOutbox(), _event()
+    outbox.add(event, 0.0)
+    started = False
+    relay = Relay(
+        publisher, topic=REQUESTS_ACCEPTED, lease_s=30, interval_s=0.01, ready=lambda: started
+    )
+
+    async with relay.running(outbox):
+        await asyncio.sleep(0.1)
+        assert (publisher.events, outbox.rows[event.event_id][1]) == ([], 0.0)  # untouched
+        started = True
+        async with asyncio.timeout(5):
+            await publisher.published.wait()
+
+    assert publisher.events == [event]
+
+
 async def test_pruning_runs_now_and_then_every_interval() -> None:
     rounds: list[int] = []
     fourth = asyncio.Event()

@@ -37,7 +37,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Stores reviews, serves the reviewer API and expires overdue reviews.",
     )
     relay = Relay.configured(
-        service.kafka.publisher(REVIEWS_DECIDED), topic=REVIEWS_DECIDED, settings=settings
+        service.kafka.publisher(REVIEWS_DECIDED),
+        topic=REVIEWS_DECIDED,
+        settings=settings,
+        ready=lambda: service.kafka.broker.running,
     )
     runtime = Runtime(settings=settings, publisher=relay)
     handlers.register(service.kafka, runtime)

@@ -30,7 +30,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Submit requests to the mesh and follow their status.",
     )
     relay = Relay.configured(
-        service.kafka.publisher(REQUESTS_ACCEPTED), topic=REQUESTS_ACCEPTED, settings=settings
+        service.kafka.publisher(REQUESTS_ACCEPTED),
+        topic=REQUESTS_ACCEPTED,
+        settings=settings,
+        ready=lambda: service.kafka.broker.running,
     )
     runtime = Runtime(settings=settings, publisher=relay)
     handlers.register(service.kafka, runtime)

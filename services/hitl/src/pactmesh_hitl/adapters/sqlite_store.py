@@ -381,4 +381,6 @@ async def open_sqlite_store(
     """
     await MIGRATIONS.upgrade(path)
     async with connect(path, "busy_timeout = 10000") as conn:
-        yield SqliteReviewStore(conn, lease_s=lease_s)
+        store = SqliteReviewStore(conn, lease_s=lease_s)
+        await store.outbox.release()
+        yield store

@@ -265,4 +265,6 @@ async def open_sqlite_store(
     how long a new outbox event is left to the writer before the relay may publish it."""
     await MIGRATIONS.upgrade(path)
     async with connect(path, "synchronous=NORMAL") as conn:
-        yield SqliteRequestStore(conn, lease_s=lease_s)
+        store = SqliteRequestStore(conn, lease_s=lease_s)
+        await store.outbox.release()
+        yield store

@@ -90,23 +90,35 @@ class Relay:
         interval_s: float,
         batch: int = 200,
         clock: Callable[[], float] = time.time,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
+        """``ready`` says when events can be published (the broker has started): the
+        relay waits for it rather than failing, and leasing again, its first round."""
         self._publisher = publisher
         self._topic = topic
         self._lease_s = lease_s
         self._interval_s = interval_s
         self._batch = batch
         self._clock = clock
+        self._ready = ready
         self._published: list[uuid.UUID] = []
 
     @classmethod
-    def configured(cls, publisher: Publisher, *, topic: Topic, settings: StoreSettings) -> Relay:
+    def configured(
+        cls,
+        publisher: Publisher,
+        *,
+        topic: Topic,
+        settings: StoreSettings,
+        ready: Callable[[], bool],
+    ) -> Relay:
         """The relay ``settings`` describe (``PACTMESH_OUTBOX_LEASE_S``, ``_INTERVAL_S``)."""
         return cls(
             publisher,
             topic=topic,
             lease_s=settings.outbox_lease_s,
             interval_s=settings.outbox_interval_s,
+            ready=ready,
         )
 
     def lease_until(self) -> float:
@@ -161,6 +173,8 @@ class Relay:
                 await self._flush(outbox)
 
     async def _loop(self, outbox: Outbox) -> None:
+        while not self._ready():  # noqa: ASYNC110 - the broker has a flag, not an event
+            await asyncio.sleep(min(self._interval_s, 0.05))
         while True:
             try:
                 await self.relay(outbox)
@@ -199,6 +213,7 @@ class SqliteOutbox:
             " RETURNING event_id, event"
         )
         self._remove = f"DELETE FROM {table} WHERE event_id = ?"
+        self._release = f"UPDATE {table} SET publish_after = 0"
 
     async def claim_unpublished(
         self, *, now: float, lease_until: float, limit: int
@@ -212,6 +227,14 @@ class SqliteOutbox:
     async def remove_published(self, event_ids: Sequence[uuid.UUID]) -> None:
         async with self._lock:
             await self._conn.executemany(self._remove, [(str(e),) for e in event_ids])
+            await self._conn.commit()
+
+    async def release(self) -> None:
+        """Make every event due now: on opening the file, whatever is left was its
+        previous process's (one instance owns a SQLite file), leased to a writer that is
+        gone, and waits for nothing."""
+        async with self._lock:
+            await self._conn.execute(self._release)
             await self._conn.commit()
 
 
