@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Start the whole mesh in the foreground: the local Kafka broker (unless
-# KAFKA_BOOTSTRAP_SERVERS names an external cluster), the topics, and the six
+# Start the whole mesh in the foreground: the local Kafka broker, or cluster with
+# KAFKA_NODES=3 (unless KAFKA_BOOTSTRAP_SERVERS names an external cluster), the topics, and the six
 # services under honcho, each output line prefixed by its service. Ctrl-C stops
 # the services (honcho) and then the broker this script started.
 set -euo pipefail
@@ -22,8 +22,9 @@ trap cleanup EXIT INT TERM
 
 if [[ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
   infra/kafka/kafka.sh status >/dev/null 2>&1 || started_broker=1
-  infra/kafka/kafka.sh start   # prints its own start-up time
-  export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${KAFKA_PORT:-9092}"
+  infra/kafka/kafka.sh start   # prints its own start-up time; KAFKA_NODES=3 starts a cluster
+  KAFKA_BOOTSTRAP_SERVERS="$(infra/kafka/kafka.sh env | sed -n 's/^KAFKA_BOOTSTRAP_SERVERS=//p')"
+  export KAFKA_BOOTSTRAP_SERVERS
 fi
 "$PACTMESH_PYTHON" -m pactmesh_kit.bootstrap
 
