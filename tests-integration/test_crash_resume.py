@@ -85,7 +85,11 @@ def _crash_and_recover(mesh: Mesh, victim: str, *, restart: bool) -> None:
 def _outcomes(mesh: Mesh, workflow_ids: dict[str, int]) -> dict[str, object]:
     found: dict[str, object] = {}
     for rid in workflow_ids:
-        values = httpx.get(f"{mesh.url('orchestrator')}/v1/workflows/runs/{rid}", timeout=10).json()
+        values = httpx.get(
+            f"{mesh.url('orchestrator')}/v1/workflows/runs/{rid}",
+            headers=requester(mesh),
+            timeout=10,
+        ).json()
         found[rid] = (
             values.get("values", {}).get("outcome"),
             values.get("values", {}).get("error"),

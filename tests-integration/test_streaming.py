@@ -104,6 +104,9 @@ def test_the_draft_streams_over_sse_and_paraphrases_hit_the_cache(mesh: Mesh) ->
     assert elsewhere["tenant"] == "globex"
     assert elsewhere["output"]["source"] == "knowledge_base"
 
-    stats = httpx.get(f"{mesh.url('orchestrator')}/v1/cache/stats", timeout=10).json()
+    operator = mesh.bearer(roles=("operator",), subject="ops")
+    stats = httpx.get(
+        f"{mesh.url('orchestrator')}/v1/cache/stats", headers=operator, timeout=10
+    ).json()
     counts = {k: stats[k] for k in ("hits", "misses", "stores", "model_calls_saved")}
     assert counts == {"hits": 1, "misses": 2, "stores": 2, "model_calls_saved": 1}

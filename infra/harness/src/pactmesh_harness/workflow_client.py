@@ -76,9 +76,13 @@ def wait_status(
     return wait_for(reached, timeout=timeout, interval=0.2, what=f"{request_id} {wanted}")
 
 
-def run(mesh: Mesh, request_id: uuid.UUID) -> dict[str, Any]:
-    """The orchestrator's view of the run."""
-    response = httpx.get(f"{mesh.url('orchestrator')}/v1/workflows/runs/{request_id}", timeout=10)
+def run(mesh: Mesh, request_id: uuid.UUID, *, tenant: str = TENANT) -> dict[str, Any]:
+    """The orchestrator's view of the run, read as a requester of its tenant."""
+    response = httpx.get(
+        f"{mesh.url('orchestrator')}/v1/workflows/runs/{request_id}",
+        headers=requester(mesh, tenant=tenant),
+        timeout=10,
+    )
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -88,7 +92,7 @@ def finished(
 ) -> dict[str, Any]:
     """Wait for delivery; the run's final values."""
     wait_status(mesh, request_id, "delivered", timeout, tenant=tenant)
-    return dict(run(mesh, request_id)["values"])
+    return dict(run(mesh, request_id, tenant=tenant)["values"])
 
 
 REVIEWER_TENANT = TENANT

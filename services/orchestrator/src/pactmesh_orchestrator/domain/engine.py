@@ -39,6 +39,7 @@ from pactmesh_contracts.events import (
     WorkflowToken,
 )
 
+from pactmesh_orchestrator.domain.errors import UnknownWorkflowRun
 from pactmesh_orchestrator.domain.state import (
     ReviewAnswer,
     ReviewRequest,
@@ -77,12 +78,6 @@ class Outbox(Protocol):
     async def mark(self, thread_id: str, checkpoint_id: str) -> None:
         """Record that they were."""
         ...
-
-
-class UnknownWorkflowRun(LookupError):
-    """An event names a workflow run this orchestrator has no checkpoint for."""
-
-    code = "unknown_workflow_run"
 
 
 def call_id_for(workflow_id: uuid.UUID, step: str) -> uuid.UUID:
