@@ -41,7 +41,7 @@ from pactmesh_contracts.topics import (
     RESULT_TOPICS,
     WORKFLOW_PROGRESS,
 )
-from pactmesh_harness.mesh import REPO, Mesh, running_mesh, start_broker
+from pactmesh_harness.mesh import REPO, Broker, Mesh, running_mesh, start_broker
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 QUESTIONS = (
@@ -79,7 +79,7 @@ def _peak_rss_mb(pid: int) -> float:
 
 async def _publish(mesh: Mesh, phase: Phase) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+        **mesh.kafka_options(), acks="all", enable_idempotence=True, linger_ms=5
     )
     await producer.start()
     principal = Principal(
@@ -116,7 +116,7 @@ async def _collect(mesh: Mesh, phase: Phase, deadline: float) -> None:
     consumer = AIOKafkaConsumer(
         progress,
         *(t.qualified(mesh.prefix) for t in RESULT_TOPICS),
-        bootstrap_servers=mesh.bootstrap,
+        **mesh.kafka_options(),
         group_id=f"bench-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -158,7 +158,7 @@ def _span_summary(mesh: Mesh) -> dict[str, dict[str, float]]:
     return dict(sorted(rows.items(), key=lambda kv: -kv[1]["total_s"])[:15])
 
 
-def run_phase(broker_bootstrap: str, phase: Phase, deadline_s: float) -> dict[str, Any]:
+def run_phase(broker: Broker, phase: Phase, deadline_s: float) -> dict[str, Any]:
     env = {
         "PACTMESH_TOOLS_CONCURRENCY": "10000",
         "PACTMESH_TOOLS_MAX_IN_FLIGHT": "10000",
@@ -172,7 +172,7 @@ def run_phase(broker_bootstrap: str, phase: Phase, deadline_s: float) -> dict[st
     }
     with (
         tempfile.TemporaryDirectory(prefix=f"bench-{phase.name}-") as tmp,
-        running_mesh(broker_bootstrap, Path(tmp), env=env) as mesh,
+        running_mesh(broker, Path(tmp), env=env) as mesh,
     ):
         if phase.latency_ms:
             httpx.put(
@@ -280,7 +280,7 @@ def main() -> int:
         }
         for phase in phases:
             print(f"bench: {phase.name} phase, {phase.workflows} workflows ...", flush=True)
-            results["phases"][phase.name] = run_phase(broker.bootstrap, phase, deadline_s)
+            results["phases"][phase.name] = run_phase(broker, phase, deadline_s)
             figures = results["phases"][phase.name]
             summary = {k: v for k, v in figures.items() if not isinstance(v, dict)}
             print(f"bench: {phase.name}: {json.dumps(summary)}", flush=True)

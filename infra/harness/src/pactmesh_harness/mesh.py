@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -63,6 +63,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+ADMIN = "admin"
+"""The super user of a secured local cluster (kafka.sh's)."""
+KAFKA_USERS = (*SERVICES, "upstream")
+"""The SCRAM users kafka.sh creates by default besides the admin: one per service and an
+upstream system."""
+UPSTREAM = "upstream"
+
+
 @dataclass
 class Broker:
     """A Kafka cluster the tests may use, and how to let go of it."""
@@ -71,6 +79,34 @@ class Broker:
     how: str
     startup_s: float
     stop: Callable[[], object] = lambda: None
+    credentials: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Per Kafka user of a secured cluster, the ``KAFKA_*`` client settings it connects
+    with (protocol, mechanism, user name and password, CA file); empty for plaintext."""
+
+    @property
+    def secured(self) -> bool:
+        """Whether clients authenticate (and the cluster checks ACLs)."""
+        return bool(self.credentials)
+
+    def client_env(self, user: str = ADMIN) -> dict[str, str]:
+        """The ``KAFKA_*`` variables a client connecting as ``user`` needs."""
+        if self.secured and user not in self.credentials:
+            raise KeyError(f"no Kafka user {user!r} (users: {sorted(self.credentials)})")
+        return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, **self.credentials.get(user, {})}
+
+    def client_options(self, user: str = ADMIN) -> dict[str, Any]:
+        """aiokafka's keyword arguments for a client connecting as ``user``
+        (``bootstrap_servers`` included), read the way the services read them."""
+        from pactmesh_kit.settings import KitSettings
+
+        return KitSettings.model_validate(
+            _kafka_environ() | self.client_env(user)
+        ).kafka_client_options()
+
+
+def _kafka_environ() -> dict[str, str]:
+    """The ``KAFKA_*`` variables of this process: an external cluster's client settings."""
+    return {k: v for k, v in os.environ.items() if k.startswith("KAFKA_")}
 
 
 def _docker_engine_reachable() -> bool:
@@ -95,12 +131,31 @@ def _docker_engine_reachable() -> bool:
         return False
 
 
-def start_broker(cache: Path, *, name: str = "kafka-test", port: int = 19092) -> Broker:
+def start_broker(
+    cache: Path,
+    *,
+    name: str = "kafka-test",
+    port: int = 19092,
+    security_protocol: str | None = None,
+    data_dir: Path | None = None,
+) -> Broker:
     """The external cluster if configured, else testcontainers' Kafka where a Docker
-    engine answers, else the project's local KRaft broker (never an in-memory fake)."""
+    engine answers, else the project's local KRaft broker (never an in-memory fake).
+
+    ``security_protocol`` (default ``PACTMESH_TEST_KAFKA_SECURITY_PROTOCOL``, else
+    ``PLAINTEXT``) set to ``SASL_PLAINTEXT`` or ``SASL_SSL`` starts the local broker
+    secured (kafka.sh: SCRAM users, ACLs, a throwaway CA), its data in ``data_dir``
+    (default ``<cache>/<name>-<protocol>``)."""
     if external := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         return Broker(external, "external", 0.0)
+    protocol = security_protocol or os.environ.get(
+        "PACTMESH_TEST_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"
+    )
     started = time.monotonic()
+    if protocol != "PLAINTEXT":
+        suffix = protocol.lower().replace("_", "-")
+        data = data_dir or cache / f"{name}-{suffix}" / "data"
+        return _start_local(data, port=port, protocol=protocol, started=started)
     if _docker_engine_reachable():
         from testcontainers.kafka import KafkaContainer
 
@@ -112,21 +167,44 @@ def start_broker(cache: Path, *, name: str = "kafka-test", port: int = 19092) ->
             time.monotonic() - started,
             container.stop,
         )
+    return _start_local(data_dir or cache / name / "data", port=port, started=started)
+
+
+def _start_local(
+    data_dir: Path, *, port: int, started: float, protocol: str = "PLAINTEXT"
+) -> Broker:
+    """kafka.sh's single local broker (ports from ``PACTMESH_TEST_KAFKA_PORT`` and
+    ``PACTMESH_TEST_KAFKA_CONTROLLER_PORT`` when set)."""
     env = {
-        **os.environ,
-        "KAFKA_DATA_DIR": str(cache / name / "data"),
+        **{k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")},
+        "KAFKA_DATA_DIR": str(data_dir),
+        "KAFKA_SECURITY_PROTOCOL": protocol,
         "KAFKA_PORT": os.environ.get("PACTMESH_TEST_KAFKA_PORT", str(port)),
         "KAFKA_CONTROLLER_PORT": os.environ.get(
             "PACTMESH_TEST_KAFKA_CONTROLLER_PORT", str(port + 1)
         ),
     }
     subprocess.run([str(KAFKA_SH), "start"], env=env, check=True)
+    credentials = {}
+    if protocol != "PLAINTEXT":
+        credentials = {user: _client_env(env, user) for user in (ADMIN, *KAFKA_USERS)}
     return Broker(
         f"127.0.0.1:{env['KAFKA_PORT']}",
-        "local KRaft broker",
+        "local KRaft broker" + ("" if protocol == "PLAINTEXT" else f" ({protocol}, SCRAM, ACLs)"),
         time.monotonic() - started,
         lambda: subprocess.run([str(KAFKA_SH), "stop"], env=env, check=False),
+        credentials,
     )
+
+
+def _client_env(env: Mapping[str, str], user: str) -> dict[str, str]:
+    """kafka.sh's client settings of ``user`` (bootstrap servers left out)."""
+    done = subprocess.run(
+        [str(KAFKA_SH), "client-env", user], env=env, check=True, capture_output=True, text=True
+    )
+    pairs = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    pairs.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    return pairs
 
 
 def kind_of(instance: str) -> str:
@@ -142,13 +220,23 @@ class Mesh:
     share their service's consumer groups.
     """
 
-    bootstrap: str
+    broker: Broker
     prefix: str
     data_dir: Path
     ports: dict[str, int]
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     startup_s: float = 0.0
+
+    @property
+    def bootstrap(self) -> str:
+        """The cluster's bootstrap servers."""
+        return self.broker.bootstrap
+
+    def kafka_options(self, user: str = ADMIN) -> dict[str, Any]:
+        """aiokafka's keyword arguments to reach the mesh's cluster as ``user`` (the
+        super user by default, which a secured cluster lets do anything)."""
+        return self.broker.client_options(user)
 
     @property
     def sandbox_url(self) -> str:
@@ -181,8 +269,11 @@ class Mesh:
     def env(self, instance: str) -> dict[str, str]:
         """The environment ``instance`` runs with."""
         kind = kind_of(instance)
+        # Each service authenticates as itself on a secured cluster (its own ACLs).
+        kafka = self.broker.client_env(kind) if kind in SERVICES else {}
         return {
             **os.environ,
+            **kafka,
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "PACTMESH_TOPIC_PREFIX": self.prefix,
             "PACTMESH_DATA_DIR": str(self.data_dir),
@@ -253,9 +344,33 @@ class Mesh:
         return found
 
 
+def create_topics(broker: Broker, prefix: str) -> None:
+    """Every topic under ``prefix``, and on a secured cluster the ACL table for it (the
+    six services as themselves, the upstream user granted every result topic)."""
+    import asyncio
+
+    from pactmesh_contracts.topics import WORKFLOWS
+    from pactmesh_kit.acls import Upstream, acl_table, apply_acls
+    from pactmesh_kit.bootstrap import admin_client, ensure_topics
+    from pactmesh_kit.settings import TopicSettings
+
+    environ = _kafka_environ() | broker.client_env() | {"PACTMESH_TOPIC_PREFIX": prefix}
+    settings = TopicSettings.model_validate(environ)
+
+    async def create() -> None:
+        async with admin_client(settings) as admin:
+            await ensure_topics(admin, settings)
+            if broker.secured:
+                upstream = Upstream(UPSTREAM, WORKFLOWS)
+                table = acl_table(prefix=prefix, upstreams=[upstream])
+                await apply_acls(admin, table, prefix=prefix)
+
+    asyncio.run(create())
+
+
 @contextmanager
 def running_mesh(
-    bootstrap: str,
+    broker: Broker,
     data_dir: Path,
     *,
     env: dict[str, str] | None = None,
@@ -266,16 +381,12 @@ def running_mesh(
     ``orchestrators`` orchestrator instances, which need Postgres when more than one),
     and stop them afterwards. ``env`` is added to every process's environment, with
     ``{model_sim_url}`` replaced by the simulator's URL when ``model_sim`` starts one."""
-    import asyncio
-
-    from pactmesh_kit.bootstrap import ensure_topics
-
     prefix = f"t{uuid.uuid4().hex[:10]}."
-    asyncio.run(ensure_topics(bootstrap_servers=bootstrap, prefix=prefix))
+    create_topics(broker, prefix)
     instances = [*SERVICES, *(f"orchestrator-{n}" for n in range(2, orchestrators + 1))]
     helpers = [SANDBOX, *([MODEL_SIM] if model_sim else [])]
     ports = {s: free_port() for s in (*helpers, *instances)}
-    mesh = Mesh(bootstrap, prefix, data_dir, ports, extra_env=dict(env or {}))
+    mesh = Mesh(broker, prefix, data_dir, ports, extra_env=dict(env or {}))
     started = time.monotonic()
     try:
         for helper in helpers:
@@ -310,7 +421,7 @@ async def read_from_start(
 
     consumer = AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=mesh.bootstrap,
+        **mesh.kafka_options(),
         group_id=f"check-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

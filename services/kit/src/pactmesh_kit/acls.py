@@ -219,17 +219,27 @@ class AclChanges:
     """Entries of the mesh's principals that the table no longer has."""
 
 
-async def apply_acls(admin: AIOKafkaAdminClient, acls: set[Acl]) -> AclChanges:
-    """Make the cluster's entries for the table's principals exactly ``acls``: create the
-    missing ones and delete the others of those principals (least privilege on re-runs)."""
+async def apply_acls(
+    admin: AIOKafkaAdminClient, acls: set[Acl], *, prefix: str, dry_run: bool = False
+) -> AclChanges:
+    """Make the cluster's entries for the table's principals on the deployment's
+    resources exactly ``acls``: create the missing ones and delete the others (least
+    privilege on re-runs). The deployment's resources are those named under its topic
+    ``prefix`` and those the table names: another deployment's entries on the same
+    cluster (another prefix) are left alone. ``dry_run`` only says what would change."""
     existing: set[Acl] = set()
     for principal in sorted({acl.principal for acl in acls}):
         existing |= await describe_acls(admin, principal)
-    for acl in sorted(acls - existing):
+    named = {acl.name for acl in acls}
+    existing = {acl for acl in existing if acl.name.startswith(prefix) or acl.name in named}
+    changes = AclChanges(frozenset(acls - existing), frozenset(existing - acls))
+    if dry_run:
+        return changes
+    for acl in sorted(changes.created):
         _check(await _send(admin, CreateAclsRequest(*_binding(acl))), "creation_responses")
-    for acl in sorted(existing - acls):
+    for acl in sorted(changes.deleted):
         _check(await _send(admin, DeleteAclsRequest(*_binding(acl))), "filter_responses")
-    return AclChanges(frozenset(acls - existing), frozenset(existing - acls))
+    return changes
 
 
 async def describe_acls(admin: AIOKafkaAdminClient, principal: str) -> set[Acl]:

@@ -145,6 +145,44 @@ class KitSettings(BaseSettings):
         return f"{self.topic_prefix}{self.service_name}"
 
 
+class TopicSettings(KitSettings):
+    """What ``pactmesh-topics`` reads besides the connection (it connects as an admin
+    principal: ``KAFKA_SASL_USERNAME`` of a super user on a secured cluster): how the
+    topics are replicated and how long the audit and dead-letter topics keep records."""
+
+    service_name: str = "bootstrap"
+    replication_factor: int | None = Field(
+        None, ge=1, validation_alias=_alias("PACTMESH_KAFKA_REPLICATION_FACTOR")
+    )
+    """Replicas of every partition. Unset: 3 on a cluster of three or more brokers, else
+    one per broker (1 on a single local broker)."""
+    min_insync_replicas: int | None = Field(
+        None, ge=1, validation_alias=_alias("PACTMESH_KAFKA_MIN_INSYNC_REPLICAS")
+    )
+    """Replicas that must have a record before an ``acks=all`` producer (every service)
+    is answered. Unset: 2 when the replication factor is 3 or more, else 1."""
+    audit_retention_days: int = Field(
+        365, ge=-1, validation_alias=_alias("PACTMESH_AUDIT_RETENTION_DAYS")
+    )
+    """How long the audit topic keeps records; ``-1`` keeps them forever."""
+    dead_letter_retention_days: int = Field(
+        30, ge=-1, validation_alias=_alias("PACTMESH_DEAD_LETTER_RETENTION_DAYS")
+    )
+    """How long the dead-letter topic keeps what consumers refused; ``-1``: forever."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TopicSettings:
+        if 0 in (self.audit_retention_days, self.dead_letter_retention_days):
+            raise ValueError("a retention of 0 days would delete at once; -1 keeps forever")
+        factor, isr = self.replication_factor, self.min_insync_replicas
+        if factor is not None and isr is not None and isr > factor:
+            raise ValueError(
+                f"PACTMESH_KAFKA_MIN_INSYNC_REPLICAS={isr} exceeds "
+                f"PACTMESH_KAFKA_REPLICATION_FACTOR={factor}: no write could succeed"
+            )
+        return self
+
+
 def _tls_context(cafile: Path | None) -> Any:
     """A client TLS context that verifies the brokers' certificates and host names."""
     from aiokafka.helpers import create_ssl_context
