@@ -13,7 +13,9 @@ Two phases, each on a fresh mesh:
            workflows per second and CPU milliseconds per workflow (all processes).
 Each phase stops at BENCH_DEADLINE_S (default 600 s) and reports what completed.
 BENCH_PHASES (default ``fast,slow``) picks the phases; BENCH_KAFKA_PORT (default 19192,
-controller on the next port) moves the bench's own broker off other brokers' ports.
+controller on the next port) moves the bench's own broker off other brokers' ports;
+BENCH_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT) runs it secured: every service
+authenticating as itself with SCRAM-SHA-512, the broker checking ACLs.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from pactmesh_contracts.topics import (
     RESULT_TOPICS,
     WORKFLOW_PROGRESS,
 )
-from pactmesh_harness.mesh import REPO, Broker, Mesh, running_mesh, start_broker
+from pactmesh_harness.mesh import REPO, UPSTREAM, Broker, Mesh, running_mesh, start_broker
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 QUESTIONS = (
@@ -78,8 +80,9 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 async def _publish(mesh: Mesh, phase: Phase) -> None:
+    # As an upstream system would (on a secured cluster: the upstream principal's ACLs).
     producer = AIOKafkaProducer(
-        **mesh.kafka_options(), acks="all", enable_idempotence=True, linger_ms=5
+        **mesh.kafka_options(UPSTREAM), acks="all", enable_idempotence=True, linger_ms=5
     )
     await producer.start()
     principal = Principal(
@@ -269,9 +272,10 @@ def main() -> int:
     deadline_s = float(os.environ.get("BENCH_DEADLINE_S", "600"))
     phases = [p for p in (fast, slow) if p.name in os.environ.get("BENCH_PHASES", "fast,slow")]
     port = int(os.environ.get("BENCH_KAFKA_PORT", "19192"))
-    os.environ.pop("PACTMESH_TEST_KAFKA_PORT", None)
-    os.environ["PACTMESH_TEST_KAFKA_CONTROLLER_PORT"] = str(port + 1)
-    broker = start_broker(REPO / ".cache", name="kafka-bench", port=port)
+    protocol = os.environ.get("BENCH_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    broker = start_broker(
+        REPO / ".cache", name="kafka-bench", port=port, security_protocol=protocol
+    )
     try:
         results: dict[str, Any] = {
             "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),

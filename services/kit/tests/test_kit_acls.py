@@ -50,7 +50,7 @@ TABLE = acl_table(prefix=PREFIX, upstreams=[Upstream.parse("crm=refund")])
         ("workflow.completed", {"orchestrator", "routing"}),
         ("workflow.progress", {"routing", "orchestrator", "delivery"}),
         ("dlq", set(SERVICE_TOPICS)),
-        ("audit", set(SERVICE_TOPICS)),
+        ("audit", {"routing", "tools"}),
     ],
 )
 def test_only_the_owners_write_a_topic(topic: str, owners: set[str]) -> None:
@@ -72,6 +72,7 @@ def test_an_upstream_reads_only_the_result_topics_it_is_granted() -> None:
         (Operation.WRITE, "pactmesh.requests.inbound"),
         (Operation.READ, "pactmesh.results.refund"),
     }
+    assert {a.name for a in crm if a.resource is ResourceType.GROUP} == {"pactmesh.crm."}
     assert Upstream.parse("erp") == Upstream("erp", ())
 
 

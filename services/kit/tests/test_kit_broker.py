@@ -676,3 +676,12 @@ async def test_the_asyncapi_document_shows_a_subscribers_record_type() -> None:
 
 async def _ignore(event: Any, record: Record) -> None:
     """A handler for subscribers whose messages no test sends."""
+
+
+async def test_a_topic_both_published_and_read_is_documented_both_ways() -> None:
+    kafka = Kafka(_settings(), tracer_provider=None)
+    kafka.subscriber(TOOL_RESULTS)(_ignore)
+    kafka.publisher(TOOL_RESULTS)
+    document = json.loads(AsyncAPI(kafka.broker).to_specification().to_json())
+    actions = sorted(op["action"] for op in document["operations"].values())
+    assert actions == ["receive", "send"]

@@ -99,14 +99,8 @@ class Broker:
         (``bootstrap_servers`` included), read the way the services read them."""
         from pactmesh_kit.settings import KitSettings
 
-        return KitSettings.model_validate(
-            _kafka_environ() | self.client_env(user)
-        ).kafka_client_options()
-
-
-def _kafka_environ() -> dict[str, str]:
-    """The ``KAFKA_*`` variables of this process: an external cluster's client settings."""
-    return {k: v for k, v in os.environ.items() if k.startswith("KAFKA_")}
+        # Settings read the environment too: an external cluster's KAFKA_* variables.
+        return KitSettings.model_validate(self.client_env(user)).kafka_client_options()
 
 
 def _docker_engine_reachable() -> bool:
@@ -135,28 +129,26 @@ def start_broker(
     cache: Path,
     *,
     name: str = "kafka-test",
-    port: int = 19092,
+    port: int | None = None,
     security_protocol: str | None = None,
     data_dir: Path | None = None,
 ) -> Broker:
     """The external cluster if configured, else testcontainers' Kafka where a Docker
     engine answers, else the project's local KRaft broker (never an in-memory fake).
 
-    ``security_protocol`` (default ``PACTMESH_TEST_KAFKA_SECURITY_PROTOCOL``, else
-    ``PLAINTEXT``) set to ``SASL_PLAINTEXT`` or ``SASL_SSL`` starts the local broker
-    secured (kafka.sh: SCRAM users, ACLs, a throwaway CA), its data in ``data_dir``
-    (default ``<cache>/<name>-<protocol>``)."""
+    The local broker listens on ``port`` and the next one (default
+    ``PACTMESH_TEST_KAFKA_PORT`` and ``PACTMESH_TEST_KAFKA_CONTROLLER_PORT``, else 19092
+    and 19093). ``security_protocol`` (default ``PACTMESH_TEST_KAFKA_SECURITY_PROTOCOL``,
+    else ``PLAINTEXT``) set to ``SASL_PLAINTEXT`` or ``SASL_SSL`` starts it secured
+    (kafka.sh: SCRAM users, ACLs, a throwaway CA), its data in ``data_dir`` (default
+    ``<cache>/<name>-<protocol>/data``)."""
     if external := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         return Broker(external, "external", 0.0)
     protocol = security_protocol or os.environ.get(
         "PACTMESH_TEST_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"
     )
     started = time.monotonic()
-    if protocol != "PLAINTEXT":
-        suffix = protocol.lower().replace("_", "-")
-        data = data_dir or cache / f"{name}-{suffix}" / "data"
-        return _start_local(data, port=port, protocol=protocol, started=started)
-    if _docker_engine_reachable():
+    if protocol == "PLAINTEXT" and _docker_engine_reachable():
         from testcontainers.kafka import KafkaContainer
 
         container = KafkaContainer().with_kraft()
@@ -167,22 +159,27 @@ def start_broker(
             time.monotonic() - started,
             container.stop,
         )
-    return _start_local(data_dir or cache / name / "data", port=port, started=started)
+    if data_dir is None:
+        suffix = "" if protocol == "PLAINTEXT" else "-" + protocol.lower().replace("_", "-")
+        data_dir = cache / f"{name}{suffix}" / "data"
+    if port is None:
+        port = int(os.environ.get("PACTMESH_TEST_KAFKA_PORT", "19092"))
+        controller = int(os.environ.get("PACTMESH_TEST_KAFKA_CONTROLLER_PORT", str(port + 1)))
+    else:
+        controller = port + 1
+    return _start_local(data_dir, (port, controller), protocol=protocol, started=started)
 
 
 def _start_local(
-    data_dir: Path, *, port: int, started: float, protocol: str = "PLAINTEXT"
+    data_dir: Path, ports: tuple[int, int], *, started: float, protocol: str
 ) -> Broker:
-    """kafka.sh's single local broker (ports from ``PACTMESH_TEST_KAFKA_PORT`` and
-    ``PACTMESH_TEST_KAFKA_CONTROLLER_PORT`` when set)."""
+    """kafka.sh's single local broker on ``ports`` (client, controller)."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")},
         "KAFKA_DATA_DIR": str(data_dir),
         "KAFKA_SECURITY_PROTOCOL": protocol,
-        "KAFKA_PORT": os.environ.get("PACTMESH_TEST_KAFKA_PORT", str(port)),
-        "KAFKA_CONTROLLER_PORT": os.environ.get(
-            "PACTMESH_TEST_KAFKA_CONTROLLER_PORT", str(port + 1)
-        ),
+        "KAFKA_PORT": str(ports[0]),
+        "KAFKA_CONTROLLER_PORT": str(ports[1]),
     }
     subprocess.run([str(KAFKA_SH), "start"], env=env, check=True)
     credentials = {}
@@ -354,8 +351,7 @@ def create_topics(broker: Broker, prefix: str) -> None:
     from pactmesh_kit.bootstrap import admin_client, ensure_topics
     from pactmesh_kit.settings import TopicSettings
 
-    environ = _kafka_environ() | broker.client_env() | {"PACTMESH_TOPIC_PREFIX": prefix}
-    settings = TopicSettings.model_validate(environ)
+    settings = TopicSettings.model_validate(broker.client_env() | {"PACTMESH_TOPIC_PREFIX": prefix})
 
     async def create() -> None:
         async with admin_client(settings) as admin:

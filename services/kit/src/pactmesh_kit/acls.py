@@ -1,6 +1,8 @@
 """Kafka ACLs for a secured cluster: one principal per service, each allowed to write only
 the topics it owns and to read only its inputs, in consumer groups named after it;
 upstream systems may write the inbound topic and read the result topics granted to them.
+Every entry names a resource under the deployment's topic prefix (consumer groups
+included), so several deployments share a cluster without touching each other's.
 
 The table is derived from ``SERVICE_TOPICS`` (which service writes and reads which topic);
 ``tests-integration/test_secured_kafka.py`` checks it against what each service actually
@@ -72,6 +74,12 @@ class Permission(IntEnum):
     ALLOW = 3
 
 
+MANAGED_RESOURCES = frozenset({ResourceType.TOPIC, ResourceType.GROUP})
+MANAGED_OPERATIONS = frozenset({Operation.READ, Operation.WRITE})
+"""The entries pactmesh manages (ALLOW only); any other entry is an operator's own and
+is never deleted."""
+
+
 @dataclass(frozen=True, order=True)
 class Acl:
     """One ALLOW entry: ``principal`` may ``operation`` on the resource, from any host."""
@@ -100,8 +108,9 @@ class ServiceTopics:
     """Reads every ``results.<workflow>`` topic."""
 
 
-EVERY_SERVICE_WRITES: tuple[Topic, ...] = (DEAD_LETTERS, AUDIT)
-"""Any consumer dead-letters what it refuses, and any service may audit."""
+EVERY_SERVICE_WRITES: tuple[Topic, ...] = (DEAD_LETTERS,)
+"""Any consumer dead-letters what it refuses (the one topic a service writes without
+declaring it: ``pactmesh_kit.kafka.DeadLetters``)."""
 
 SERVICE_TOPICS: Mapping[str, ServiceTopics] = {
     "intake": ServiceTopics(
@@ -109,13 +118,14 @@ SERVICE_TOPICS: Mapping[str, ServiceTopics] = {
     ),
     # A refused start ends at routing, which then publishes its rejected result.
     "routing": ServiceTopics(
-        writes=(REQUESTS_ROUTED, WORKFLOW_PROGRESS, WORKFLOW_COMPLETED), reads=(REQUESTS_ACCEPTED,)
+        writes=(REQUESTS_ROUTED, WORKFLOW_PROGRESS, WORKFLOW_COMPLETED, AUDIT),
+        reads=(REQUESTS_ACCEPTED,),
     ),
     "orchestrator": ServiceTopics(
         writes=(TOOL_CALLS, REVIEWS_REQUESTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS),
         reads=(REQUESTS_ROUTED, TOOL_RESULTS, REVIEWS_DECIDED),
     ),
-    "tools": ServiceTopics(writes=(TOOL_RESULTS,), reads=(TOOL_CALLS,)),
+    "tools": ServiceTopics(writes=(TOOL_RESULTS, AUDIT), reads=(TOOL_CALLS,)),
     "hitl": ServiceTopics(writes=(REVIEWS_DECIDED,), reads=(REVIEWS_REQUESTED, WORKFLOW_COMPLETED)),
     "delivery": ServiceTopics(
         writes=(WORKFLOW_PROGRESS,),
@@ -124,13 +134,16 @@ SERVICE_TOPICS: Mapping[str, ServiceTopics] = {
         reads_results=True,
     ),
 }
-"""Which service writes and reads which topic (checked against the services' code)."""
+"""Which service writes and reads which topic: exactly the topics each service's
+publishers declare and its subscribers read, as its AsyncAPI document shows them
+(``tests-integration/test_secured_kafka.py`` holds the two together)."""
 
 
 @dataclass(frozen=True)
 class Upstream:
     """An upstream (or downstream) system: it may submit requests on the inbound topic and
-    read the result topics of ``workflows``, in consumer groups named ``<principal>...``."""
+    read the result topics of ``workflows``, in consumer groups named
+    ``<topic prefix><principal>.``... (``pactmesh.crm.results``), as the services' are."""
 
     principal: str
     workflows: tuple[str, ...] = ()
@@ -178,8 +191,10 @@ def upstream_acls(upstream: Upstream, *, prefix: str) -> set[Acl]:
         for w in upstream.workflows
     }
     if upstream.workflows:
-        group = Acl(f"User:{name}", Operation.READ, ResourceType.GROUP, PatternType.PREFIXED, name)
-        acls.add(group)
+        group = f"{prefix}{name}."
+        acls.add(
+            Acl(f"User:{name}", Operation.READ, ResourceType.GROUP, PatternType.PREFIXED, group)
+        )
     return acls
 
 
@@ -222,16 +237,14 @@ class AclChanges:
 async def apply_acls(
     admin: AIOKafkaAdminClient, acls: set[Acl], *, prefix: str, dry_run: bool = False
 ) -> AclChanges:
-    """Make the cluster's entries for the table's principals on the deployment's
-    resources exactly ``acls``: create the missing ones and delete the others (least
-    privilege on re-runs). The deployment's resources are those named under its topic
-    ``prefix`` and those the table names: another deployment's entries on the same
-    cluster (another prefix) are left alone. ``dry_run`` only says what would change."""
-    existing: set[Acl] = set()
-    for principal in sorted({acl.principal for acl in acls}):
-        existing |= await describe_acls(admin, principal)
-    named = {acl.name for acl in acls}
-    existing = {acl for acl in existing if acl.name.startswith(prefix) or acl.name in named}
+    """Make the cluster's entries on the deployment's resources (every topic and group
+    named under its topic ``prefix``, whoever they grant) exactly ``acls``: create the
+    missing ones and delete the others, so a re-run with a narrower table (an upstream
+    removed, a grant withdrawn) takes the rest away. Another deployment's entries on the
+    same cluster (another prefix) are left alone. ``dry_run`` only says what would change."""
+    if stray := sorted(acl.name for acl in acls if not acl.name.startswith(prefix)):
+        raise ValueError(f"entries outside the prefix {prefix!r}: {stray}")
+    existing = {acl for acl in await describe_acls(admin) if acl.name.startswith(prefix)}
     changes = AclChanges(frozenset(acls - existing), frozenset(existing - acls))
     if dry_run:
         return changes
@@ -242,8 +255,8 @@ async def apply_acls(
     return changes
 
 
-async def describe_acls(admin: AIOKafkaAdminClient, principal: str) -> set[Acl]:
-    """The ALLOW entries of ``principal`` on topics and groups."""
+async def describe_acls(admin: AIOKafkaAdminClient, principal: str | None = None) -> set[Acl]:
+    """The ALLOW entries on topics and groups (of ``principal`` only, when given)."""
     request = DescribeAclsRequest(
         ResourceType.ANY, None, PatternType.ANY, principal, None, Operation.ANY, Permission.ANY
     )
@@ -252,8 +265,10 @@ async def describe_acls(admin: AIOKafkaAdminClient, principal: str) -> set[Acl]:
         raise RuntimeError(f"DescribeAcls failed: {response.error_code} {response.error_message}")
     found = set()
     for resource_type, name, pattern, entries in response.resources:
+        if resource_type not in MANAGED_RESOURCES:
+            continue
         for entry_principal, _host, operation, permission in entries:
-            if permission == Permission.ALLOW and operation in set(Operation):
+            if permission == Permission.ALLOW and operation in MANAGED_OPERATIONS:
                 found.add(
                     Acl(
                         entry_principal,

@@ -37,7 +37,10 @@ class EventPublisher:
             topic.name: broker.publisher(
                 topic.qualified(self._prefix),
                 schema=topic.record_type,
-                title=f"{settings.service_name}:{topic.name}",
+                # Not the subscribers' "<service>:<name>": a service that both publishes
+                # and reads a topic (delivery and the result topics) would document one
+                # of the two only, the other's channel and operation overwritten.
+                title=f"{settings.service_name}:{topic.name}:publish",
                 description=topic.description,
             )
             for topic in produces
