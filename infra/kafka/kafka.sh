@@ -13,7 +13,7 @@
 #   env         print the resolved paths/settings
 #   client-env  print the client settings for USER (default admin) as KEY=value lines: bootstrap servers,
 #               and when secured KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME,
-#               KAFKA_SASL_PASSWORD, KAFKA_SSL_CAFILE
+#               KAFKA_SASL_PASSWORD, KAFKA_SSL_CAFILE (the passwords are generated on first use)
 #   users       print the SCRAM users of a secured deployment
 #   stop-all    stop every node any kafka.sh started under the cache (whatever its settings); for `make clean`
 #
@@ -688,6 +688,13 @@ cmd_client_env() {
   echo "KAFKA_BOOTSTRAP_SERVERS=$(bootstrap_servers)"
   echo "KAFKA_SECURITY_PROTOCOL=$PROTOCOL"
   (( SECURED )) || return 0
+  # The passwords are made here when the deployment has not started yet (start formats
+  # the storage with these very files).
+  if [[ ! -d "$SECRETS_DIR" ]]; then
+    mkdir -p "$DATA_DIR"
+    touch "$MARKER"
+    make_passwords
+  fi
   echo "KAFKA_SASL_MECHANISM=${KAFKA_SASL_MECHANISM:-SCRAM-SHA-512}"
   echo "KAFKA_SASL_USERNAME=$user"
   echo "KAFKA_SASL_PASSWORD=$(password_of "$user")"

@@ -108,7 +108,9 @@ def test_each_service_runs_replicated_with_probes_secrets_and_grace(service: str
     assert spec["terminationGracePeriodSeconds"] == grace
     env = {e["name"]: e for e in main["env"]}
     assert env["KAFKA_SASL_USERNAME"]["value"] == service
-    for secret in ("KAFKA_SASL_PASSWORD", "PACTMESH_POSTGRES_URL"):
+    secrets = {"KAFKA_SASL_PASSWORD", "PACTMESH_POSTGRES_URL"} & settings_names(service)
+    assert "KAFKA_SASL_PASSWORD" in secrets
+    for secret in secrets:
         ref = env[secret]["valueFrom"]["secretKeyRef"]
         assert ref["name"] == "pactmesh-credentials", secret
     assert f"pactmesh-{service}" in resources("Service")
@@ -176,7 +178,8 @@ def test_compose_runs_two_replicas_of_each_service_as_itself(service: str) -> No
     assert env["KAFKA_SASL_USERNAME"] == service
     assert env["KAFKA_SASL_PASSWORD"].startswith(f"${{PACTMESH_KAFKA_{service.upper()}_PASSWORD:?")
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka-1:9092,kafka-2:9092,kafka-3:9092"
-    assert env["PACTMESH_POSTGRES_URL"].startswith("postgresql://")
+    if "PACTMESH_POSTGRES_URL" in settings_names(service):
+        assert env["PACTMESH_POSTGRES_URL"].startswith("postgresql://")
     assert "/health/ready" in " ".join(spec["healthcheck"]["test"])
 
 
@@ -187,6 +190,118 @@ def test_compose_shares_rate_limits_in_redis_with_a_storage_intake_can_open() ->
     assert uri.startswith("redis://redis:")
     # Builds the storage client (no connection yet): fails when the driver is missing.
     TenantRateLimiter("submit", "1/second", storage_uri=uri)
+
+
+# ---------------------------------------------------------------- the same settings everywhere
+
+RUN_SH = REPO / "infra" / "run.sh"
+DIFFERENCES = {
+    "compose": {
+        # The development token issuer, whose key the replicas share on a volume.
+        "PACTMESH_AUTH_KEY_DIR",
+    },
+    "kubernetes": {
+        # Kafka over TLS, verified against the cluster's CA.
+        "KAFKA_SSL_CAFILE",
+        # Tokens from an identity provider.
+        "PACTMESH_AUTH_JWKS_URL",
+        "PACTMESH_AUTH_ISSUER",
+        "PACTMESH_AUTH_AUDIENCE",
+        "PACTMESH_AUTH_ALGORITHMS",
+        # The policies from a ConfigMap (compose runs the packaged ones).
+        "PACTMESH_ACCESS_POLICY",
+        "PACTMESH_ORCHESTRATOR_GATE_POLICY",
+    },
+}
+"""What one deployment sets and the other does not, and why; anything else differing is
+a setting forgotten in one of them."""
+
+
+def compose_names(service: str) -> set[str]:
+    return set(compose()["services"][service]["environment"])
+
+
+def kubernetes_names(service: str) -> set[str]:
+    main = container(resources("Deployment")[f"pactmesh-{service}"])
+    names = {e["name"] for e in main.get("env", [])}
+    maps = resources("ConfigMap")
+    for source in main.get("envFrom", []):
+        names |= set(maps[source["configMapRef"]["name"]]["data"])
+    return names
+
+
+def launcher_env(service: str, protocol: str, data_dir: Path) -> dict[str, str]:
+    """What ``infra/run.sh`` gives ``service`` on a local broker secured with ``protocol``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "PACTMESH_"))}
+    env = clean | {"KAFKA_SECURITY_PROTOCOL": protocol, "KAFKA_DATA_DIR": str(data_dir)}
+    done = subprocess.run(
+        [str(RUN_SH), "env", service], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(line.split("=", 1) for line in done.stdout.splitlines())
+
+
+def settings_names(service: str) -> set[str]:
+    """Every environment variable ``service``'s settings read."""
+    from importlib import import_module
+
+    from pydantic import AliasChoices
+
+    settings = import_module(f"pactmesh_{service}.settings").Settings
+    prefix = settings.model_config.get("env_prefix", "")
+    names = set()
+    for name, info in settings.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            names |= {choice for choice in alias.choices if isinstance(choice, str)}
+        else:
+            names.add(alias if isinstance(alias, str) else f"{prefix}{name}".upper())
+    return names
+
+
+def differences(deployment: str, service: str) -> set[str]:
+    own = {n for n in DIFFERENCES[deployment] if not n.startswith("PACTMESH_ORCHESTRATOR_")}
+    return own if service != "orchestrator" else set(DIFFERENCES[deployment])
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_kubernetes_and_the_launcher_set_the_same_settings(
+    service: str, tmp_path: Path
+) -> None:
+    composed, deployed = compose_names(service), kubernetes_names(service)
+    assert composed - deployed == differences("compose", service)
+    assert deployed - composed == differences("kubernetes", service)
+    # What the local launcher sets, on a broker secured as each deployment's is.
+    protocol = compose()["services"][service]["environment"]["KAFKA_SECURITY_PROTOCOL"]
+    assert set(launcher_env(service, protocol, tmp_path / "compose")) <= composed
+    protocol = resources("ConfigMap")["pactmesh-config"]["data"]["KAFKA_SECURITY_PROTOCOL"]
+    assert set(launcher_env(service, protocol, tmp_path / "kubernetes")) <= deployed
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_setting_a_deployment_sets_is_one_the_service_reads(service: str) -> None:
+    """A misspelt or retired variable would be ignored silently by the service."""
+    known = settings_names(service)
+    for names in (compose_names(service), kubernetes_names(service)):
+        unread = {n for n in names - known if not n.startswith("OTEL_")}
+        assert not unread, f"{service} reads none of {sorted(unread)}"
+
+
+def test_the_platforms_grace_is_the_services_own() -> None:
+    """compose's stop_grace_period, Kubernetes' terminationGracePeriodSeconds and the
+    services' own shutdown grace (PACTMESH_SHUTDOWN_GRACE_S) are one figure."""
+    from pactmesh_kit.settings import KitSettings
+
+    default = KitSettings.model_fields["shutdown_grace_s"].default
+    for service in SERVICES:
+        spec = compose()["services"][service]
+        deployment = resources("Deployment")[f"pactmesh-{service}"]
+        pod = deployment["spec"]["template"]["spec"]
+        env = {e["name"]: e.get("value") for e in container(deployment)["env"]}
+        own = float(spec["environment"].get("PACTMESH_SHUTDOWN_GRACE_S", default))
+        assert float(env.get("PACTMESH_SHUTDOWN_GRACE_S") or default) == own, service
+        assert seconds(spec["stop_grace_period"]) == own, service
+        assert pod["terminationGracePeriodSeconds"] == own, service
 
 
 # ---------------------------------------------------------------- the image

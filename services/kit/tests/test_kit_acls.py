@@ -74,9 +74,12 @@ def test_an_upstream_reads_only_the_result_topics_it_is_granted() -> None:
     }
     assert {a.name for a in crm if a.resource is ResourceType.GROUP} == {"pactmesh.crm."}
     assert Upstream.parse("erp") == Upstream("erp", ())
+    assert Upstream.parse("bi=*") == Upstream(
+        "bi", ("procurement", "refund", "supply-chain-reroute", "support-triage")
+    )
 
 
-@pytest.mark.parametrize("spec", ["=refund", "crm=not-a-workflow"])
+@pytest.mark.parametrize("spec", ["=refund", "=*", "crm=not-a-workflow"])
 def test_a_malformed_upstream_is_refused(spec: str) -> None:
     with pytest.raises(ValueError, match="bad upstream"):
         Upstream.parse(spec)

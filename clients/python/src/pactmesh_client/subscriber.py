@@ -70,8 +70,10 @@ class ResultSubscriber:
         **consumer_options: Any,
     ) -> None:
         """``security`` is how to reach a secured cluster (the standard ``KAFKA_*``
-        variables when not given: ``KafkaSecurity.from_env()``); ``consumer_options`` go
-        to ``aiokafka.AIOKafkaConsumer`` as they are."""
+        variables when not given: ``KafkaSecurity.from_env()``); there the ACLs let a
+        principal use groups named ``<topic prefix><principal>.``... only
+        (``pactmesh.crm.billing``). ``consumer_options`` go to
+        ``aiokafka.AIOKafkaConsumer`` as they are."""
         self._bootstrap = bootstrap_servers
         self._group_id = group_id
         self._prefix = topic_prefix

@@ -150,10 +150,13 @@ class Upstream:
 
     @classmethod
     def parse(cls, spec: str) -> Upstream:
-        """``name`` or ``name=workflow,workflow`` (the result topics it may read)."""
+        """``name``, ``name=workflow,workflow`` (the result topics it may read) or
+        ``name=*`` (every workflow's)."""
         name, _, workflows = spec.partition("=")
-        granted = tuple(w for w in workflows.split(",") if w)
         known = {t.name.removeprefix(RESULTS_PREFIX) for t in RESULT_TOPICS}
+        if workflows == "*":
+            workflows = ",".join(sorted(known))
+        granted = tuple(w for w in workflows.split(",") if w)
         if not name or set(granted) - known:
             raise ValueError(f"bad upstream {spec!r}: name=workflow,... of {sorted(known)}")
         return cls(name, granted)

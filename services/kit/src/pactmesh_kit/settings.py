@@ -59,6 +59,20 @@ class KitSettings(BaseSettings):
         5, ge=1, validation_alias=_alias("PACTMESH_HANDLER_MAX_ATTEMPTS")
     )
     """Attempts at a message whose handler keeps failing before it is dead-lettered."""
+    shutdown_grace_s: float = Field(
+        30.0, gt=0, validation_alias=_alias("PACTMESH_SHUTDOWN_GRACE_S")
+    )
+    """Seconds the service takes at most to stop after SIGTERM: a third for the HTTP
+    requests in flight (SSE streams included), a third for the Kafka handlers in flight,
+    the rest for committing their offsets and closing stores. The platform's grace
+    (compose's ``stop_grace_period``, Kubernetes' ``terminationGracePeriodSeconds``) is
+    the same 30 s, so it never kills a service that is still stopping cleanly."""
+
+    @property
+    def shutdown_phase_s(self) -> float:
+        """Each of the three phases of ``shutdown_grace_s``."""
+        return self.shutdown_grace_s / 3
+
     otlp_endpoint: str | None = Field(
         None,
         validation_alias=_alias(

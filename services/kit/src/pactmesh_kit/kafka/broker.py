@@ -58,6 +58,8 @@ def make_broker(settings: KitSettings, *, tracer_provider: TracerProvider | None
         enable_idempotence=True,
         allow_auto_create_topics=False,
         security=settings.kafka_security(),
+        # The handlers in flight at shutdown get the second third of the service's grace.
+        graceful_timeout=settings.shutdown_phase_s,
         middlewares=middlewares,
         description=f"pactmesh {settings.service_name} service",
         logger=logging.getLogger(f"pactmesh.{settings.service_name}.kafka"),
