@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -17,35 +16,18 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from pactmesh_contracts.topics import ALL_TOPICS, TOOL_CALLS
-from pactmesh_harness.mesh import KAFKA_SH, wait_for
+from pactmesh_harness.mesh import KAFKA_SH, free_port_block, wait_for
 from pactmesh_kit.bootstrap import TopicReport, admin_client, ensure_topics, topic_overrides
 from pactmesh_kit.settings import TopicSettings
 
 NODES = 3
-LOCAL_CLUSTER_PORTS = range(19600, 19700 - 2 * NODES, 2 * NODES)
-
-
-def _free_block() -> int:
-    """The first port of ``LOCAL_CLUSTER_PORTS`` whose block of 2 x NODES ports is free."""
-    for first in LOCAL_CLUSTER_PORTS:
-        sockets = [socket.socket() for _ in range(2 * NODES)]
-        try:
-            for offset, sock in enumerate(sockets):
-                sock.bind(("127.0.0.1", first + offset))
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-        return first
-    raise RuntimeError(f"no free block of {2 * NODES} ports in {LOCAL_CLUSTER_PORTS}")
 
 
 class Cluster:
     """kafka.sh's cluster in a data dir of its own."""
 
     def __init__(self, data_dir: Path) -> None:
-        port = _free_block()
+        port = free_port_block(2 * NODES)
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")},
             "KAFKA_NODES": str(NODES),

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
 import subprocess
 import sys
 import uuid
@@ -48,6 +47,7 @@ from pactmesh_harness.mesh import (
     UPSTREAM,
     Broker,
     Mesh,
+    free_port_block,
     running_mesh,
     start_broker,
 )
@@ -69,22 +69,7 @@ from pactmesh_kit.acls import (
 from pactmesh_kit.bootstrap import admin_client
 from pactmesh_kit.settings import TopicSettings
 
-LOCAL_CLUSTER_PORTS = range(19600, 19700, 2)
-"""Where this module's own broker may listen (client port, controller port + 1)."""
 FORGED = b'{"type": "tool.call.requested.v1", "forged": true}'
-
-
-def _free_ports() -> int:
-    """The first client port of ``LOCAL_CLUSTER_PORTS`` free together with the next."""
-    for port in LOCAL_CLUSTER_PORTS:
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError(f"no free port pair in {LOCAL_CLUSTER_PORTS}")
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +77,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """A SASL_SSL broker of this module's own, formatted fresh (its SCRAM users and CA)."""
     data = tmp_path_factory.mktemp("kafka-secured") / "data"
     broker = start_broker(
-        REPO / ".cache", port=_free_ports(), security_protocol="SASL_SSL", data_dir=data
+        REPO / ".cache", port=free_port_block(2), security_protocol="SASL_SSL", data_dir=data
     )
     print(f"\nkafka: {broker.how} at {broker.bootstrap}, ready in {broker.startup_s:.1f}s")
     try:

@@ -71,6 +71,26 @@ upstream system."""
 UPSTREAM = "upstream"
 
 
+LOCAL_CLUSTER_PORTS = range(19600, 19700)
+"""Where tests that start brokers of their own (a secured one, a cluster) listen."""
+
+
+def free_port_block(count: int, within: range = LOCAL_CLUSTER_PORTS) -> int:
+    """The first port of ``within`` that starts ``count`` consecutive free ports."""
+    for first in range(within.start, within.stop - count + 1, count):
+        sockets = [socket.socket() for _ in range(count)]
+        try:
+            for offset, sock in enumerate(sockets):
+                sock.bind(("127.0.0.1", first + offset))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports in {within}")
+
+
 @dataclass
 class Broker:
     """A Kafka cluster the tests may use, and how to let go of it."""
