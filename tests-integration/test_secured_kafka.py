@@ -39,7 +39,6 @@ from pactmesh_contracts.topics import (
     DEAD_LETTERS,
     RESULT_TOPICS,
     TOOL_CALLS,
-    WORKFLOWS,
 )
 from pactmesh_harness.mesh import (
     REPO,
@@ -239,7 +238,7 @@ def test_a_whole_workflow_runs_on_the_secured_cluster(mesh: Mesh) -> None:
         )
         found: dict[uuid.UUID, Envelope[WorkflowResult]] = {}
         async with results, asyncio.timeout(120):
-            async for result in results.results(workflows=list(WORKFLOWS)):
+            async for result in results.results(workflows=["procurement", "support-triage"]):
                 found[result.workflow_id] = result
                 if {rid, triage} <= found.keys():
                     return found

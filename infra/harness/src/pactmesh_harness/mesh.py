@@ -366,7 +366,6 @@ def create_topics(broker: Broker, prefix: str) -> None:
     six services as themselves, the upstream user granted every result topic)."""
     import asyncio
 
-    from pactmesh_contracts.topics import WORKFLOWS
     from pactmesh_kit.acls import Upstream, acl_table, apply_acls
     from pactmesh_kit.bootstrap import admin_client, ensure_topics
     from pactmesh_kit.settings import TopicSettings
@@ -377,7 +376,7 @@ def create_topics(broker: Broker, prefix: str) -> None:
         async with admin_client(settings) as admin:
             await ensure_topics(admin, settings)
             if broker.secured:
-                upstream = Upstream(UPSTREAM, WORKFLOWS)
+                upstream = Upstream.parse(f"{UPSTREAM}=*")
                 table = acl_table(prefix=prefix, upstreams=[upstream])
                 await apply_acls(admin, table, prefix=prefix)
 
