@@ -50,5 +50,5 @@ schemas: ## re-export the JSON Schema snapshots of every event
 	$(UV) run --no-sync pactmesh-schemas
 
 clean: ## stop the local broker and delete caches and local state
-	-$(KAFKA) stop
+	-$(KAFKA) stop-all
 	rm -rf .cache .pytest_cache .ruff_cache .mypy_cache

@@ -100,7 +100,7 @@ def _outcomes(mesh: Mesh, workflow_ids: dict[str, int]) -> dict[str, object]:
 
 @pytest.mark.timeout(480)
 def test_kill_9_on_sqlite_then_restart(broker: Broker, tmp_path: pytest.TempPathFactory) -> None:
-    with running_mesh(broker.bootstrap, tmp_path) as mesh:  # type: ignore[arg-type]
+    with running_mesh(broker, tmp_path) as mesh:  # type: ignore[arg-type]
         _crash_and_recover(mesh, "orchestrator", restart=True)
 
 
@@ -109,5 +109,5 @@ def test_kill_9_on_postgres_second_instance_takes_over(
     broker: Broker, tmp_path: pytest.TempPathFactory, postgres_url: str
 ) -> None:
     env = {"PACTMESH_POSTGRES_URL": postgres_url}
-    with running_mesh(broker.bootstrap, tmp_path, env=env, orchestrators=2) as mesh:  # type: ignore[arg-type]
+    with running_mesh(broker, tmp_path, env=env, orchestrators=2) as mesh:  # type: ignore[arg-type]
         _crash_and_recover(mesh, "orchestrator", restart=False)

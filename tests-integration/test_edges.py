@@ -51,9 +51,7 @@ def _bad_messages() -> dict[str, bytes]:
 
 
 async def _produce(mesh: Mesh, messages: list[bytes]) -> list[tuple[int, int]]:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         placed = []
@@ -70,7 +68,7 @@ async def _produce(mesh: Mesh, messages: list[bytes]) -> list[tuple[int, int]]:
 async def _dead_letters(mesh: Mesh, expected: int, deadline_s: float) -> list[DeadLetter]:
     consumer = AIOKafkaConsumer(
         DEAD_LETTERS.qualified(mesh.prefix),
-        bootstrap_servers=mesh.bootstrap,
+        **mesh.kafka_options(),
         group_id=f"dlq-reader-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -55,9 +55,7 @@ UPSTREAM = Principal(
 
 
 async def _publish_inbound(mesh: Mesh, count: int, texts: list[str]) -> dict[uuid.UUID, float]:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all", enable_idempotence=True)
     await producer.start()
     sent: dict[uuid.UUID, float] = {}
     try:

@@ -34,7 +34,7 @@ UPSTREAM = Principal(
 @pytest.fixture(scope="module")
 def mesh(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     env = {"PACTMESH_INTAKE_SUBMIT_RATE_LIMIT": f"{SUBMITS_PER_MINUTE}/minute"}
-    with running_mesh(broker.bootstrap, tmp_path_factory.mktemp("intake-edges"), env=env) as m:
+    with running_mesh(broker, tmp_path_factory.mktemp("intake-edges"), env=env) as m:
         yield m
 
 
@@ -72,7 +72,7 @@ async def _dead_letters(mesh: Mesh, source: bytes, deadline_s: float) -> DeadLet
     """The dead letter holding ``source`` byte for byte."""
     consumer = AIOKafkaConsumer(
         DEAD_LETTERS.qualified(mesh.prefix),
-        bootstrap_servers=mesh.bootstrap,
+        **mesh.kafka_options(),
         group_id=f"dlq-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -91,9 +91,7 @@ async def _dead_letters(mesh: Mesh, source: bytes, deadline_s: float) -> DeadLet
 
 
 async def _publish(mesh: Mesh, *values: tuple[bytes, bytes]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for key, value in values:

@@ -47,7 +47,7 @@ def _events(mesh: Mesh, request_id: uuid.UUID) -> list[tuple[str, dict[str, Any]
 
 
 async def _publish_inbound(mesh: Mesh, text: str, tenant: str) -> uuid.UUID:
-    producer = AIOKafkaProducer(bootstrap_servers=mesh.bootstrap, acks="all")
+    producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all")
     await producer.start()
     try:
         event = new_event(

@@ -89,7 +89,7 @@ def mesh(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[M
         "PACTMESH_ORCHESTRATOR_TOOL_TIMEOUT_S": "4",
         "PACTMESH_HITL_EXPIRY_CHECK_S": "0.5",
     }
-    with running_mesh(broker.bootstrap, data_dir, env=env) as running:
+    with running_mesh(broker, data_dir, env=env) as running:
         yield running
 
 
@@ -341,9 +341,7 @@ def test_a_decision_delivered_twice_changes_nothing(mesh: Mesh) -> None:
     )
 
     async def replay() -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True
-        )
+        producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all", enable_idempotence=True)
         await producer.start()
         try:
             for _ in range(2):
@@ -370,8 +368,8 @@ def test_a_decision_delivered_twice_changes_nothing(mesh: Mesh) -> None:
 
 async def _consumed(mesh: Mesh, topic: str, group: str) -> bool:
     """Whether ``group`` has committed every message of ``topic`` (handled them all)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=mesh.bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=mesh.bootstrap)
+    admin = AIOKafkaAdminClient(**mesh.kafka_options())
+    consumer = AIOKafkaConsumer(**mesh.kafka_options())
     await admin.start()
     await consumer.start()
     try:

@@ -18,6 +18,7 @@ from pactmesh_contracts.topics import DEFAULT_PREFIX, WORKFLOWS, result_topic
 from pydantic import TypeAdapter, ValidationError
 
 from pactmesh_client.errors import PactmeshClientError
+from pactmesh_client.security import KafkaSecurity
 
 logger = logging.getLogger(__name__)
 
@@ -65,13 +66,22 @@ class ResultSubscriber:
         topic_prefix: str = DEFAULT_PREFIX,
         auto_offset_reset: str = "earliest",
         keep_undecodable: int = 100,
+        security: KafkaSecurity | None = None,
         **consumer_options: Any,
     ) -> None:
-        """``consumer_options`` go to ``aiokafka.AIOKafkaConsumer`` (TLS, SASL...)."""
+        """``security`` is how to reach a secured cluster (the standard ``KAFKA_*``
+        variables when not given: ``KafkaSecurity.from_env()``); there the ACLs let a
+        principal use groups named ``<topic prefix><principal>.``... only
+        (``pactmesh.crm.billing``). ``consumer_options`` go to
+        ``aiokafka.AIOKafkaConsumer`` as they are."""
         self._bootstrap = bootstrap_servers
         self._group_id = group_id
         self._prefix = topic_prefix
-        self._options = {**consumer_options, "auto_offset_reset": auto_offset_reset}
+        self._options = {
+            **(security or KafkaSecurity.from_env()).options(),
+            **consumer_options,
+            "auto_offset_reset": auto_offset_reset,
+        }
         self._consumer: AIOKafkaConsumer | None = None
         self._handled: dict[TopicPartition, int] = {}
         """Per partition, the offset after the last record handled or skipped."""
