@@ -36,16 +36,27 @@ DATA = Path(__file__).resolve().parent / "data"
 RUNS = {r["name"]: r for r in json.loads((DATA / "format-0-runs.json").read_text())}
 
 TOOL_ANSWERS: dict[str, Any] = {
-    "crm.get_order": {"order_id": "4411", "total": 500.0, "currency": "USD"},
-    "payments.refund": {"refund_id": "RF-9", "amount": 0},
-    "erp.create_purchase_order": {"po_id": "PO-1042"},
+    "crm.get_order": {
+        "order_id": "4411",
+        "status": "delivered",
+        "total": 500.0,
+        "currency": "USD",
+        "items": ["espresso machine"],
+        "customer_id": "C-1001",
+    },
+    "payments.refund": lambda a: {"refund_id": "RF-9", "amount": a["amount"]},
+    "erp.create_purchase_order": lambda a: {
+        "po_id": "PO-1042",
+        "status": "created",
+        "amount": a["amount"],
+    },
     "carriers.quote": lambda a: {
         "carrier": a["carrier"],
         "quote_id": f"q-{a['carrier']}",
         "cost": {"oceanic": 1450.0, "rapidfreight": 1300.0}[a["carrier"]],
         "days": 4,
     },
-    "carriers.book": {"booking_id": "BK-7"},
+    "carriers.book": lambda a: {"booking_id": "BK-7", "carrier": a["carrier"], "cost": a["cost"]},
 }
 
 

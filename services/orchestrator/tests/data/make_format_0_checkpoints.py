@@ -40,7 +40,16 @@ HERE = Path(__file__).resolve().parent
 DATABASE = HERE / "format-0-checkpoints.sqlite3"
 RUNS = HERE / "format-0-runs.json"
 
-ORDER = {"order_id": "4411", "total": 500.0, "currency": "USD", "status": "delivered"}
+# Answers as the tools service sends them: complete, checked against each tool's result.
+ORDER = {
+    "order_id": "4411",
+    "status": "delivered",
+    "total": 500.0,
+    "currency": "USD",
+    "items": ["espresso machine"],
+    "customer_id": "C-1001",
+}
+POLICY_CHECK = {"within_policy": False, "flags": [], "approval_limit": 10000.0}
 KB = {"hits": [{"id": "kb-009", "title": "Rare", "answer": "Ask billing.", "score": 0.2}]}
 
 
@@ -151,11 +160,11 @@ async def write() -> list[dict[str, Any]]:
 
         text = "Please raise a purchase order for 12 laptops from Acme Supplies"
         wid = await w.start("procurement", text, fields={"amount": 12000.0})
-        await w.answer(wid, {"flags": []})
+        await w.answer(wid, POLICY_CHECK)
         paused("procurement-at-gate", wid, "waits at approve_purchase_order (12000 > 10000)")
 
         wid = await w.start("procurement", text, fields={"amount": 12000.0})
-        await w.answer(wid, {"flags": []})
+        await w.answer(wid, POLICY_CHECK)
         await w.expire(wid)
         paused("procurement-escalated", wid, "waits for the finance director (attempt 1)")
 
