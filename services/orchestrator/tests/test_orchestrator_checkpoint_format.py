@@ -28,9 +28,9 @@ from pactmesh_contracts.events import (
 from pactmesh_contracts.topics import REVIEWS_REQUESTED, TOOL_CALLS
 from pactmesh_orchestrator.adapters.sqlite_store import open_sqlite_store
 from pactmesh_orchestrator.domain.engine import Engine
-from pactmesh_orchestrator.domain.policy import GatePolicy
-from pactmesh_orchestrator.domain.registry import discover
+from pactmesh_orchestrator.domain.workflows import build_graphs
 from pactmesh_orchestrator.testing import CollectingPublisher
+from pactmesh_workflows.gates import GatePolicy
 
 DATA = Path(__file__).resolve().parent / "data"
 RUNS = {r["name"]: r for r in json.loads((DATA / "format-0-runs.json").read_text())}
@@ -112,9 +112,8 @@ async def resumer(tmp_path: Path) -> AsyncIterator[Resumer]:
     shutil.copy(DATA / "format-0-checkpoints.sqlite3", path)
     async with open_sqlite_store(path) as (saver, outbox):
         publisher = CollectingPublisher(wire_check=True)
-        policy = GatePolicy.load()
         engine = Engine(
-            graphs={n: d.build(policy).compile(checkpointer=saver) for n, d in discover().items()},
+            graphs=build_graphs(checkpointer=saver, gates=GatePolicy.load()),
             checkpointer=saver,
             publisher=publisher,
             outbox=outbox,

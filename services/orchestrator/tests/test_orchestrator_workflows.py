@@ -38,11 +38,11 @@ from pactmesh_orchestrator.domain.engine import (
     call_id_for,
     review_id_for,
 )
-from pactmesh_orchestrator.domain.policy import GatePolicy
-from pactmesh_orchestrator.domain.reasoning import Reasoning
-from pactmesh_orchestrator.domain.registry import discover
+from pactmesh_orchestrator.domain.workflows import build_graphs
 from pactmesh_orchestrator.testing import CollectingPublisher, MemoryOutbox
 from pactmesh_reasoning.semantic_cache import SemanticCache
+from pactmesh_workflows.gates import GatePolicy
+from pactmesh_workflows.reasoning import Reasoning
 
 T = TypeVar("T")
 
@@ -72,20 +72,32 @@ DRAFTED = (
     "and will follow up with the details shortly."
 )
 """What the offline drafting model writes for ``TRIAGE_TEXT`` (an acknowledgement)."""
-ORDER = {"order_id": "4411", "total": 500.0, "currency": "USD", "status": "delivered"}
+ORDER = {
+    "order_id": "4411",
+    "total": 500.0,
+    "currency": "USD",
+    "status": "delivered",
+    "items": ["espresso machine"],
+    "customer_id": "C-1001",
+}
 
 DEFAULTS: dict[str, Answer] = {
     "kb.search": {
         "hits": [{"id": "kb-001", "title": "Reset a password", "answer": KB_ANSWER, "score": 0.9}]
     },
-    "procurement.check_policy": {"flags": []},
-    "erp.create_purchase_order": {"po_id": "PO-1042"},
+    "procurement.check_policy": {"within_policy": True, "flags": [], "approval_limit": 10000.0},
+    "erp.create_purchase_order": lambda a: {
+        "po_id": "PO-1042",
+        "status": "created",
+        "amount": a["amount"],
+    },
     "carriers.quote": lambda arguments: QUOTES[arguments["carrier"]],
-    "carriers.book": {"booking_id": "BK-7"},
+    "carriers.book": lambda a: {"booking_id": "BK-7", "carrier": a["carrier"], "cost": a["cost"]},
     "crm.get_order": ORDER,
-    "payments.refund": {"refund_id": "RF-9"},
+    "payments.refund": lambda a: {"refund_id": "RF-9", "amount": a["amount"]},
 }
-"""What each tool answers when a test scripts nothing else for it."""
+"""What each tool answers when a test scripts nothing else for it: complete results, as
+the tools service sends them (checked against each tool's result contract)."""
 
 
 class Mesh:
@@ -231,11 +243,8 @@ class Mesh:
 
 def _mesh(reasoning: Reasoning | None = None) -> Mesh:
     saver, publisher = InMemorySaver(), CollectingPublisher(wire_check=True)
-    policy = GatePolicy.load()
     engine = Engine(
-        graphs={
-            n: d.build(policy, reasoning).compile(checkpointer=saver) for n, d in discover().items()
-        },
+        graphs=build_graphs(checkpointer=saver, gates=GatePolicy.load(), models=reasoning),
         checkpointer=saver,
         publisher=publisher,
         outbox=MemoryOutbox(),
@@ -766,7 +775,13 @@ async def test_escalated_review_approved_by_the_director_commits(mesh: Mesh) -> 
 
 
 async def test_flagged_blocked_items_reject_before_any_review(mesh: Mesh) -> None:
-    mesh.script["procurement.check_policy"] = [{"flags": ["vendor blocked: sanctions list"]}]
+    mesh.script["procurement.check_policy"] = [
+        {
+            "within_policy": False,
+            "flags": ["vendor blocked: sanctions list"],
+            "approval_limit": 10000.0,
+        }
+    ]
     await mesh.start("procurement", PROCUREMENT_TEXT, amount=12000.0)
     await mesh.run_tools()
 

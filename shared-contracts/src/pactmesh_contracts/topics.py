@@ -122,6 +122,21 @@ DEAD_LETTERS = Topic(
     enveloped=False,
 )
 
+MESH_TOPICS: tuple[Topic, ...] = (
+    REQUESTS_INBOUND,
+    REQUESTS_ACCEPTED,
+    REQUESTS_ROUTED,
+    TOOL_CALLS,
+    TOOL_RESULTS,
+    REVIEWS_REQUESTED,
+    REVIEWS_DECIDED,
+    WORKFLOW_PROGRESS,
+    WORKFLOW_COMPLETED,
+    AUDIT,
+    DEAD_LETTERS,
+)
+"""Every topic but the result topics (one per registered workflow: ``result_topic``)."""
+
 WORKFLOWS: tuple[str, ...] = ("support-triage", "procurement", "supply-chain-reroute", "refund")
 """Workflows with a documented result topic."""
 

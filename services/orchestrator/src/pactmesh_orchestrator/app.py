@@ -20,13 +20,13 @@ from pactmesh_kit.telemetry import setup_telemetry
 from pactmesh_reasoning.embeddings import load_embeddings
 from pactmesh_reasoning.models import ModelRouter
 from pactmesh_reasoning.semantic_cache import SemanticCache
+from pactmesh_workflows.gates import GatePolicy
+from pactmesh_workflows.reasoning import Reasoning
 
 from pactmesh_orchestrator import api, handlers
 from pactmesh_orchestrator.adapters.persistence import open_persistence
 from pactmesh_orchestrator.domain.engine import Engine
-from pactmesh_orchestrator.domain.policy import GatePolicy
-from pactmesh_orchestrator.domain.reasoning import Reasoning
-from pactmesh_orchestrator.domain.registry import discover
+from pactmesh_orchestrator.domain.workflows import build_graphs
 from pactmesh_orchestrator.runtime import Runtime
 from pactmesh_orchestrator.settings import Settings
 
@@ -45,7 +45,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     runtime = Runtime(settings=settings, publisher=publisher)
     handlers.register(broker, runtime)
-    definitions = discover()
     policy = GatePolicy.load(settings.gate_policy)
 
     @asynccontextmanager
@@ -53,10 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime.cache = await _open_cache(settings)
         reasoning = Reasoning(models=ModelRouter(), cache=runtime.cache)
         async with open_persistence(settings) as store:
-            graphs = {
-                n: d.build(policy, reasoning).compile(checkpointer=store.checkpointer)
-                for n, d in definitions.items()
-            }
+            graphs = build_graphs(checkpointer=store.checkpointer, gates=policy, models=reasoning)
             runtime.engine = Engine(
                 graphs=graphs,
                 checkpointer=store.checkpointer,

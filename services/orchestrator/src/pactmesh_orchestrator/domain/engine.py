@@ -38,14 +38,14 @@ from pactmesh_contracts.events import (
     WorkflowProgress,
     WorkflowToken,
 )
-
-from pactmesh_orchestrator.domain.state import (
+from pactmesh_workflows.state import (
     ReviewAnswer,
     ReviewRequest,
     ToolAnswer,
     ToolRequest,
     WorkflowState,
 )
+
 from pactmesh_orchestrator.domain.tokens import TokenStream
 
 logger = logging.getLogger(__name__)

@@ -1,11 +1,5 @@
-"""support-triage: answer from the semantic cache or the knowledge base, or hand over
-to a person.
-
-A knowledge-base answer is redrafted for the requester by the ``drafting`` model, whose
-tokens are streamed (LangGraph's custom stream; the engine publishes them). Answers are
-cached per tenant: this flow answers general questions, personalises nothing and has no
-side effect; a hand-over to a person (or an agent's answer) is never cached.
-"""
+"""support-triage's graph: validate → cache_lookup → search_kb (retry with a narrower
+query) → draft | human triage."""
 
 from __future__ import annotations
 
@@ -13,61 +7,37 @@ import logging
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.config import get_stream_writer
-from langgraph.graph import END, StateGraph
-from pactmesh_contracts.actions import TriageHandover
+from langgraph.graph import END
+from langgraph.graph.state import CompiledStateGraph
+from pactmesh_contracts.actions.triage import TriageHandover
+from pactmesh_contracts.tools.kb import KB_SEARCH, KbHit, KbSearchArgs
 from pactmesh_reasoning.models import AllModelsFailed
 from pactmesh_reasoning.semantic_cache import cacheable
-from pydantic import BaseModel, ConfigDict
 
-from pactmesh_orchestrator.domain.graphs import (
+from pactmesh_workflows.gates import GatePolicy
+from pactmesh_workflows.reasoning import Reasoning
+from pactmesh_workflows.state import WorkflowState, entry
+from pactmesh_workflows.steps import (
     Node,
+    ToolCaller,
     add_tool_with_retry,
-    approval_gate,
     approved,
+    gate_step,
+    proposed_as,
     start_graph,
     tool_ok,
     tool_result,
 )
-from pactmesh_orchestrator.domain.policy import GatePolicy
-from pactmesh_orchestrator.domain.reasoning import Reasoning
-from pactmesh_orchestrator.domain.registry import WorkflowDefinition
-from pactmesh_orchestrator.domain.state import WorkflowState, entry
+from pactmesh_workflows.support_triage import HUMAN_TRIAGE, NAME, TriageInput, TriageOutput
 
 logger = logging.getLogger(__name__)
 
-NAME = "support-triage"
 MIN_CONFIDENCE = 0.3
 """Below this routing confidence, a person triages the request."""
 MIN_SCORE = 0.5
 """Below this knowledge-base score, the best article is only a suggestion."""
-
-
-class TriageInput(BaseModel):
-    """Support triage needs nothing beyond the request text."""
-
-    model_config = ConfigDict(extra="ignore")
-
-
-class TriageOutput(BaseModel):
-    """The answer sent to the requester, and where it came from."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    answer: str
-    """The substance: the knowledge-base article's answer, or the agent's text."""
-    source: str
-    """``knowledge_base``, ``cache`` or ``agent``."""
-    article_id: str | None = None
-    reply: str | None = None
-    """The message drafted for the requester from ``answer`` (streamed token by token),
-    when a drafting model wrote one."""
-    drafted_by: str | None = None
-    """The model that drafted ``reply``, when one did."""
-    similarity: float | None = None
-    """For ``cache``: the cosine between this question and the one answered before."""
-
-
 DRAFT_STEP = "draft"
 TOKEN = "token"
 """``kind`` of the custom-stream items the engine publishes as ``WorkflowToken``."""
@@ -138,34 +108,38 @@ def _draft(reasoning: Reasoning) -> Node:
     return draft
 
 
+def _best_hit(state: WorkflowState) -> KbHit | None:
+    if not tool_ok(state, "search_kb"):
+        return None
+    hits = tool_result(state, "search_kb", KB_SEARCH).hits
+    return hits[0] if hits else None
+
+
+def _handover_reason(state: WorkflowState, confidence: float) -> str:
+    if state.get("needs_human", False):
+        return "routing asked for a person to triage it"
+    if not tool_ok(state, "search_kb"):
+        return "knowledge base unavailable"
+    if confidence < MIN_CONFIDENCE:
+        return f"routing confidence {confidence:.2f} below {MIN_CONFIDENCE}"
+    return "no article answers it confidently"
+
+
 async def _decide(state: WorkflowState) -> dict[str, Any]:
-    hits = tool_result(state, "search_kb").get("hits", []) if tool_ok(state, "search_kb") else []
-    best = hits[0] if hits else None
+    best = _best_hit(state)
     confidence = state.get("confidence", 1.0)
     routed_to_a_person = state.get("needs_human", False)
-    if (
-        best
-        and best["score"] >= MIN_SCORE
-        and confidence >= MIN_CONFIDENCE
-        and not routed_to_a_person
-    ):
-        output = TriageOutput(answer=best["answer"], source="knowledge_base", article_id=best["id"])
+    if best and best.score >= MIN_SCORE and confidence >= MIN_CONFIDENCE and not routed_to_a_person:
+        output = TriageOutput(answer=best.answer, source="knowledge_base", article_id=best.id)
         return {
             "outcome": "succeeded",
             "output": output.model_dump(),
             "error": None,
-            "history": [entry("decide", "answered", best["id"])],
+            "history": [entry("decide", "answered", best.id)],
         }
-    if routed_to_a_person:
-        reason = "routing asked for a person to triage it"
-    elif not tool_ok(state, "search_kb"):
-        reason = "knowledge base unavailable"
-    elif confidence < MIN_CONFIDENCE:
-        reason = f"routing confidence {confidence:.2f} below {MIN_CONFIDENCE}"
-    else:
-        reason = "no article answers it confidently"
+    reason = _handover_reason(state, confidence)
     handover = TriageHandover(
-        question=state["text"], reason=reason, suggested_answer=best["answer"] if best else None
+        question=state["text"], reason=reason, suggested_answer=best.answer if best else None
     )
     return {
         "proposed_action": handover.model_dump(mode="json"),
@@ -174,58 +148,48 @@ async def _decide(state: WorkflowState) -> dict[str, Any]:
 
 
 async def _agent_answer(state: WorkflowState) -> dict[str, Any]:
-    action = state.get("proposed_action") or {}
-    answer = action.get("suggested_answer")
+    answer = proposed_as(state, TriageHandover).suggested_answer
     if not answer:
         return {"outcome": "rejected", "error": "the agent approved no answer", "output": {}}
     output = TriageOutput(answer=answer, source="agent")
     return {"outcome": "succeeded", "output": output.model_dump(), "error": None}
 
 
-def build(policy: GatePolicy, reasoning: Reasoning | None = None) -> StateGraph[WorkflowState]:
-    """validate → cache_lookup → search_kb (retry with a narrower query) → draft |
-    human triage."""
-    reasoning = reasoning or Reasoning()
+def build_graph(
+    *,
+    checkpointer: BaseCheckpointSaver[Any] | None,
+    tools: ToolCaller,
+    models: Reasoning,
+    gates: GatePolicy,
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The support-triage graph, compiled on ``checkpointer``."""
     graph = start_graph(TriageInput, first="cache_lookup")
-    graph.add_node("cache_lookup", _cache_lookup(reasoning))
+    graph.add_node("cache_lookup", _cache_lookup(models))
     graph.add_conditional_edges(
         "cache_lookup", lambda s: END if s.get("outcome") else "search_kb", ["search_kb", END]
     )
     add_tool_with_retry(
         graph,
         "search_kb",
-        "kb.search",
-        lambda s: {"query": s["text"], "limit": 3},
-        retry_arguments=lambda s: {"query": s["text"][:200], "limit": 1},
+        KB_SEARCH,
+        lambda s: KbSearchArgs(query=s["text"], limit=3),
+        tools=tools,
+        retry_arguments=lambda s: KbSearchArgs(query=s["text"][:200], limit=1),
         on_success="decide",
         on_failure="decide",
     )
     graph.add_node("decide", _decide)
-    graph.add_node(DRAFT_STEP, _draft(reasoning))
+    graph.add_node(DRAFT_STEP, _draft(models))
     graph.add_edge(DRAFT_STEP, END)
-    graph.add_node(
-        "human_triage",
-        approval_gate(
-            workflow=NAME, step="human_triage", policy=policy, action_type="triage_handover.v1"
-        ),
-    )
+    graph.add_node(HUMAN_TRIAGE.step, gate_step(gates.bind(HUMAN_TRIAGE)))
     graph.add_node("agent_answer", _agent_answer)
     graph.add_conditional_edges(
         "decide",
-        lambda s: DRAFT_STEP if s.get("outcome") else "human_triage",
-        [DRAFT_STEP, "human_triage"],
+        lambda s: DRAFT_STEP if s.get("outcome") else HUMAN_TRIAGE.step,
+        [DRAFT_STEP, HUMAN_TRIAGE.step],
     )
     graph.add_conditional_edges(
-        "human_triage", lambda s: "agent_answer" if approved(s) else END, ["agent_answer", END]
+        HUMAN_TRIAGE.step, lambda s: "agent_answer" if approved(s) else END, ["agent_answer", END]
     )
     graph.add_edge("agent_answer", END)
-    return graph
-
-
-WORKFLOW = WorkflowDefinition(
-    name=NAME,
-    description="Answer from the knowledge base, or hand over to a support agent.",
-    input_model=TriageInput,
-    output_model=TriageOutput,
-    build=build,
-)
+    return graph.compile(checkpointer=checkpointer)

@@ -1,56 +1,38 @@
-"""procurement: read a purchase request, check it against policy, report flagged items,
-get approval above the threshold, then commit the purchase order in the ERP."""
+"""procurement's graph: validate → read → check_policy → draft_report → approval gate →
+commit_order."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from langgraph.graph import StateGraph
-from pactmesh_contracts.actions import LineItem, PurchaseOrderAction
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+from pactmesh_contracts.actions.procurement import LineItem, PurchaseOrderAction
+from pactmesh_contracts.tools.erp import ERP_CREATE_PURCHASE_ORDER, CreatePurchaseOrderArgs
+from pactmesh_contracts.tools.procurement import PROCUREMENT_CHECK_POLICY, CheckPolicyArgs
+from pactmesh_contracts.tools.procurement import LineItem as PolicyLine
+from pydantic import ValidationError
 
-from pactmesh_orchestrator.domain.graphs import (
-    action_fields,
+from pactmesh_workflows.gates import GatePolicy
+from pactmesh_workflows.procurement import OVER_THRESHOLD, ProcurementInput, ProcurementOutput
+from pactmesh_workflows.reasoning import Reasoning
+from pactmesh_workflows.state import WorkflowState, entry
+from pactmesh_workflows.steps import (
+    ToolCaller,
     add_gated_action,
     add_tool_or_fail,
+    proposed_as,
     start_graph,
     tool_result,
     unless_ended,
 )
-from pactmesh_orchestrator.domain.policy import GatePolicy
-from pactmesh_orchestrator.domain.reasoning import Reasoning
-from pactmesh_orchestrator.domain.registry import WorkflowDefinition
-from pactmesh_orchestrator.domain.state import WorkflowState, entry
 
-NAME = "procurement"
 _QUANTITY = re.compile(
     r"\b(\d{1,6})\s+([a-zA-Z][a-zA-Z-]*(?:\s(?!(?:from|for|at|by|to|with|in|on)\b)[a-zA-Z-]+)?)"
 )
 _VENDOR = re.compile(r"\bfrom\s+([A-Z][\w&.-]*(?:\s[A-Z][\w&.-]*)?)")
 _NOT_ITEMS = {"days", "weeks", "months", "hours", "percent"}
-
-
-class ProcurementInput(BaseModel):
-    """What routing must have extracted from a purchase request."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    amount: float = Field(gt=0, le=100_000_000)
-    """The order's total; a request without one cannot be checked against policy."""
-    po_number: str | None = None
-
-
-class ProcurementOutput(BaseModel):
-    """The committed order and the flagged-items report."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    po_id: str
-    vendor: str
-    amount: float
-    flagged_items: list[str]
-    approval: dict[str, Any]
 
 
 def read_request(text: str, amount: float) -> PurchaseOrderAction:
@@ -83,9 +65,33 @@ async def _read(state: WorkflowState) -> dict[str, Any]:
     }
 
 
+def _lines(order: PurchaseOrderAction) -> list[PolicyLine]:
+    return [
+        PolicyLine(description=i.description, quantity=i.quantity, unit_price=i.unit_price)
+        for i in order.items
+    ]
+
+
+def _check_arguments(state: WorkflowState) -> CheckPolicyArgs:
+    order = proposed_as(state, PurchaseOrderAction)
+    return CheckPolicyArgs(
+        vendor=order.vendor,
+        amount=order.amount,
+        currency=order.currency,
+        items=_lines(order),
+        text=state["text"],
+    )
+
+
+def _commit_arguments(state: WorkflowState) -> CreatePurchaseOrderArgs:
+    order = proposed_as(state, PurchaseOrderAction)
+    return CreatePurchaseOrderArgs(
+        vendor=order.vendor, items=_lines(order), amount=order.amount, currency=order.currency
+    )
+
+
 async def _report(state: WorkflowState) -> dict[str, Any]:
-    check = tool_result(state, "check_policy")
-    flags = list(check.get("flags", []))
+    flags = list(tool_result(state, "check_policy", PROCUREMENT_CHECK_POLICY).flags)
     blocked = [f for f in flags if "blocked" in f]
     if blocked:
         reason = "; ".join(blocked)
@@ -102,50 +108,46 @@ async def _report(state: WorkflowState) -> dict[str, Any]:
 
 
 async def _finish(state: WorkflowState) -> dict[str, Any]:
-    order = state["proposed_action"] or {}
-    po = tool_result(state, "commit_order")
+    order = proposed_as(state, PurchaseOrderAction)
+    po = tool_result(state, "commit_order", ERP_CREATE_PURCHASE_ORDER)
     output = ProcurementOutput(
-        po_id=po["po_id"],
-        vendor=order["vendor"],
-        amount=order["amount"],
+        po_id=po.po_id,
+        vendor=order.vendor,
+        amount=order.amount,
         flagged_items=state.get("output", {}).get("flagged_items", []),
         approval=state.get("approval") or {},
     )
     return {"outcome": "succeeded", "output": output.model_dump(), "error": None}
 
 
-def build(policy: GatePolicy, reasoning: Reasoning | None = None) -> StateGraph[WorkflowState]:
-    """validate → read → check_policy → draft_report → approval gate → commit_order."""
+def build_graph(
+    *,
+    checkpointer: BaseCheckpointSaver[Any] | None,
+    tools: ToolCaller,
+    models: Reasoning,
+    gates: GatePolicy,
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The procurement graph, compiled on ``checkpointer``."""
     graph = start_graph(ProcurementInput, first="read_request")
     graph.add_node("read_request", _read)
     unless_ended(graph, "read_request", "check_policy")
     add_tool_or_fail(
         graph,
         "check_policy",
-        "procurement.check_policy",
-        lambda s: {**action_fields("vendor", "amount", "currency", "items")(s), "text": s["text"]},
+        PROCUREMENT_CHECK_POLICY,
+        _check_arguments,
+        tools=tools,
         on_success="draft_report",
     )
     graph.add_node("draft_report", _report)
-    unless_ended(graph, "draft_report", "approve_purchase_order")
+    unless_ended(graph, "draft_report", OVER_THRESHOLD.step)
     add_gated_action(
         graph,
-        workflow=NAME,
-        policy=policy,
-        gate="approve_purchase_order",
-        action_type="purchase_order.v1",
+        gate=gates.bind(OVER_THRESHOLD),
         step="commit_order",
-        tool="erp.create_purchase_order",
-        arguments=action_fields("vendor", "items", "amount", "currency"),
+        contract=ERP_CREATE_PURCHASE_ORDER,
+        arguments=_commit_arguments,
+        tools=tools,
         finish=_finish,
     )
-    return graph
-
-
-WORKFLOW = WorkflowDefinition(
-    name=NAME,
-    description="Check a purchase request against policy, approve above a threshold, commit it.",
-    input_model=ProcurementInput,
-    output_model=ProcurementOutput,
-    build=build,
-)
+    return graph.compile(checkpointer=checkpointer)
