@@ -42,9 +42,9 @@ from pactmesh_contracts.events import RequestSubmitted  # noqa: E402
 from pactmesh_contracts.ids import uuid7  # noqa: E402
 from pactmesh_contracts.topics import (  # noqa: E402
     REQUESTS_INBOUND,
-    RESULT_TOPICS,
     WORKFLOW_PROGRESS,
 )
+from pactmesh_workflows.registry import registry  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 QUESTIONS = (
@@ -118,7 +118,7 @@ async def _collect(mesh: Mesh, phase: Phase, deadline: float) -> None:
     progress = WORKFLOW_PROGRESS.qualified(mesh.prefix)
     consumer = AIOKafkaConsumer(
         progress,
-        *(t.qualified(mesh.prefix) for t in RESULT_TOPICS),
+        *(t.qualified(mesh.prefix) for t in registry().result_topics()),
         bootstrap_servers=mesh.bootstrap,
         group_id=f"bench-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",

@@ -15,7 +15,8 @@ from harness import Mesh
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import RequestSubmitted
 from pactmesh_contracts.ids import uuid7
-from pactmesh_contracts.topics import REQUESTS_INBOUND, WORKFLOWS
+from pactmesh_contracts.topics import REQUESTS_INBOUND
+from pactmesh_workflows.registry import registry
 from workflow_client import finished, requester, submit
 
 QUESTION = "How do I reset my password?"
@@ -23,7 +24,7 @@ PARAPHRASE = "I forgot my password, how can I change it?"
 UPSTREAM = Principal(
     subject="system:erp-connector",
     roles=("upstream-system",),
-    scopes=tuple(f"workflow:{w}" for w in WORKFLOWS),
+    scopes=tuple(f"workflow:{w}" for w in registry()),
 )
 
 

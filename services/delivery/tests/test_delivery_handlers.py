@@ -21,7 +21,6 @@ from pactmesh_contracts.events import (
 )
 from pactmesh_contracts.topics import (
     DEAD_LETTERS,
-    RESULT_TOPICS,
     WORKFLOW_COMPLETED,
     WORKFLOW_PROGRESS,
     result_topic,
@@ -33,6 +32,7 @@ from pactmesh_delivery.domain.results import result_event_id
 from pactmesh_delivery.domain.webhooks import Webhook, WebhookCreate
 from pactmesh_delivery.settings import Settings
 from pactmesh_kit.broker import EventPublisher, encode, make_broker, subscriber
+from pactmesh_workflows.registry import registry
 
 SETTINGS = Settings(topic_prefix="delivery-test.")
 OBSERVER = Settings(topic_prefix="delivery-test.", service_name="observer")
@@ -56,7 +56,9 @@ class Harness:
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     broker = make_broker(SETTINGS, tracer_provider=None)
-    publisher = EventPublisher(broker, SETTINGS, produces=[*RESULT_TOPICS, WORKFLOW_PROGRESS])
+    publisher = EventPublisher(
+        broker, SETTINGS, produces=[*registry().result_topics(), WORKFLOW_PROGRESS]
+    )
     runtime = handlers.Runtime(settings=SETTINGS, publisher=publisher)
     handlers.register(broker, runtime)
     out = Harness(broker)

@@ -6,15 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pactmesh_contracts.topics import WORKFLOWS
 from pactmesh_routing.domain.classifier import (
     classify,
     extract_fields,
     keyword_scores,
     matched_words,
 )
+from pactmesh_workflows.registry import registry
 
 FALLBACK = "support-triage"
+WORKFLOWS = registry().names
 
 
 def _classify(text: str, requested: str | None = None, known: tuple[str, ...] = WORKFLOWS) -> Any:

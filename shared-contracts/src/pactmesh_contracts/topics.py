@@ -137,8 +137,13 @@ MESH_TOPICS: tuple[Topic, ...] = (
 )
 """Every topic but the result topics (one per registered workflow: ``result_topic``)."""
 
-WORKFLOWS: tuple[str, ...] = ("support-triage", "procurement", "supply-chain-reroute", "refund")
-"""Workflows with a documented result topic."""
+RESULTS = Topic(
+    "results.{workflow}",
+    WorkflowResult,
+    "Results of one workflow, for downstream consumers: one topic per registered workflow.",
+)
+"""The result topics' pattern. Which workflows exist is said by the workflow registry
+(``pactmesh_workflows``), not here: ``result_topic`` names one workflow's topic."""
 
 
 def result_topic(workflow: str) -> Topic:
@@ -150,27 +155,9 @@ def result_topic(workflow: str) -> Topic:
     )
 
 
-RESULT_TOPICS: tuple[Topic, ...] = tuple(result_topic(w) for w in WORKFLOWS)
-
-ALL_TOPICS: tuple[Topic, ...] = (
-    REQUESTS_INBOUND,
-    REQUESTS_ACCEPTED,
-    REQUESTS_ROUTED,
-    TOOL_CALLS,
-    TOOL_RESULTS,
-    REVIEWS_REQUESTED,
-    REVIEWS_DECIDED,
-    WORKFLOW_PROGRESS,
-    WORKFLOW_COMPLETED,
-    AUDIT,
-    DEAD_LETTERS,
-    *RESULT_TOPICS,
-)
-
-
 def topic_for(payload: Payload) -> Topic:
     """The one topic (other than result topics) that carries ``payload``'s type."""
-    for topic in ALL_TOPICS:
-        if topic.enveloped and topic.accepts(type(payload)) and topic not in RESULT_TOPICS:
+    for topic in MESH_TOPICS:
+        if topic.enveloped and topic.accepts(type(payload)):
             return topic
     raise LookupError(f"no topic carries {type(payload).__name__}")

@@ -80,6 +80,9 @@ class IdentifierField(RoutingField):
     example: str = ""
     upper: bool = False
     """Written in capitals however the request wrote it (``sh-77`` is ``SH-77``)."""
+    stands_for: str = ""
+    """What the identifier names ("the shipment"): routing compares requests by meaning
+    with the identifier replaced by this, so its digits do not count (empty: kept)."""
 
     def parse(self, raw: str) -> JsonValue:
         return raw.upper() if self.upper else raw

@@ -13,10 +13,11 @@ from faststream.kafka import KafkaBroker
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from pactmesh_contracts.events import DeadLetter
-from pactmesh_contracts.topics import DEAD_LETTERS, RESULT_TOPICS, WORKFLOW_PROGRESS
+from pactmesh_contracts.topics import DEAD_LETTERS, WORKFLOW_PROGRESS
 from pactmesh_kit.broker import JSON_HEADERS, EventPublisher, encode, make_broker
 from pactmesh_kit.service import create_service_app
 from pactmesh_kit.telemetry import setup_telemetry
+from pactmesh_workflows.registry import registry
 
 from pactmesh_delivery import handlers
 from pactmesh_delivery.adapters.ledger import open_ledger
@@ -32,7 +33,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     tracer_provider = setup_telemetry(settings)
     broker = make_broker(settings, tracer_provider=tracer_provider)
-    publisher = EventPublisher(broker, settings, produces=[*RESULT_TOPICS, WORKFLOW_PROGRESS])
+    publisher = EventPublisher(
+        broker, settings, produces=[*registry().result_topics(), WORKFLOW_PROGRESS]
+    )
     runtime = Runtime(settings=settings, publisher=publisher)
     handlers.register(broker, runtime)
     dead_letters = dead_letter_sink(broker, settings)

@@ -16,14 +16,9 @@ from pactmesh_contracts.events import (
     WorkflowProgress,
     WorkflowResult,
 )
-from pactmesh_contracts.topics import (
-    RESULT_TOPICS,
-    WORKFLOW_COMPLETED,
-    WORKFLOWS,
-    Topic,
-    result_topic,
-)
+from pactmesh_contracts.topics import WORKFLOW_COMPLETED, Topic, result_topic
 from pactmesh_kit.broker import Record, keyed_subscriber, refuse, subscriber
+from pactmesh_workflows.registry import registry
 
 from pactmesh_delivery.domain.results import result_for
 from pactmesh_delivery.domain.webhooks import ResultRecord
@@ -44,7 +39,7 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
     key, and a webhook store fault never holds back the result topic.
     """
     _register_completed(broker, runtime)
-    for topic in RESULT_TOPICS:
+    for topic in registry().result_topics():
         _register_result(broker, runtime, topic)
 
 
@@ -59,7 +54,7 @@ def _register_completed(broker: KafkaBroker, runtime: Runtime) -> None:
         if await ledger.delivered(event.workflow_id):
             logger.info("result of %s already delivered", event.workflow_id)
             return
-        if event.payload.workflow not in WORKFLOWS:
+        if event.payload.workflow not in registry():
             raise refuse(
                 record, settings, f"no result topic for workflow {event.payload.workflow!r}"
             )

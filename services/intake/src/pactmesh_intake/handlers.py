@@ -19,7 +19,7 @@ from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import RequestSubmitted, WorkflowProgress, WorkflowResult
 from pactmesh_contracts.topics import (
     REQUESTS_INBOUND,
-    RESULT_TOPICS,
+    RESULTS,
     WORKFLOW_PROGRESS,
     Topic,
     WorkflowUpdate,
@@ -34,6 +34,7 @@ from pactmesh_kit.broker import (
     refuse,
     undecoded_batch,
 )
+from pactmesh_workflows.registry import registry
 from pydantic import ValidationError
 
 from pactmesh_intake.domain.errors import IntakeError
@@ -43,7 +44,7 @@ from pactmesh_intake.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
-RESULTS_TOPIC_TYPE = RESULT_TOPICS[0]
+RESULTS_TOPIC_TYPE = RESULTS
 """Every result topic carries the same record type: one decoder serves them all."""
 
 
@@ -88,7 +89,7 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
             )
         )
 
-    results = [topic.qualified(settings.topic_prefix) for topic in RESULT_TOPICS]
+    results = [topic.qualified(settings.topic_prefix) for topic in registry().result_topics()]
     results_group = f"{settings.consumer_group_prefix}.results"
 
     @broker.subscriber(

@@ -15,7 +15,8 @@ import time
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
-from pactmesh_contracts.topics import ALL_TOPICS, Topic
+from pactmesh_contracts.topics import Topic
+from pactmesh_workflows.registry import registry
 
 from pactmesh_kit.settings import KitSettings
 
@@ -40,11 +41,13 @@ async def ensure_topics(
     *,
     bootstrap_servers: str,
     prefix: str,
-    topics: tuple[Topic, ...] = ALL_TOPICS,
+    topics: tuple[Topic, ...] | None = None,
     replication_factor: int = 1,
     deadline_s: float = 60.0,
 ) -> list[str]:
-    """Create the topics that do not exist yet; returns the names it created."""
+    """Create the topics that do not exist yet (by default every topic of the mesh and
+    every registered workflow's result topic); returns the names it created."""
+    topics = registry().all_topics() if topics is None else topics
     admin = await _connect(bootstrap_servers, deadline_s)
     try:
         existing = set(await admin.list_topics())
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             replication_factor=args.replication_factor,
         )
     )
-    total = len(ALL_TOPICS)
+    total = len(registry().all_topics())
     print(
         f"topics: {len(created)} created, {total - len(created)} already present ({total} in all)"
     )

@@ -1,7 +1,8 @@
 """``python -m pactmesh_routing.evaluate``: routing's accuracy on its labelled requests.
 
-Every request of the held-out evaluation set (``data/labelled_requests.jsonl``) goes
-through ``Router.route`` with the offline model (routing's nearest examples and keyword
+Every request of the held-out evaluation set (each registered workflow's own records and
+routing's ``data/human_triage.jsonl``; see ``pactmesh_routing.data``) goes through
+``Router.route`` with the offline model (routing's nearest examples and keyword
 rules, through ``structured_call``), whatever ``PACTMESH_MODELS_JSON`` says. Prints the
 accuracy overall and per workflow, the confusion matrix, the human-triage rate and the
 throughput, and writes every figure as JSON to ``--out``.
@@ -23,11 +24,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pactmesh_contracts.topics import WORKFLOWS
 from pactmesh_reasoning.models import OFFLINE_MODEL, CallCounters, ModelRouter, ModelsConfig
+from pactmesh_workflows.registry import registry
 
 from pactmesh_routing.adapters.models import chat_models, load_classifier
-from pactmesh_routing.data import EVALUATION_FILE, EXAMPLES_FILE, LabelledRequest, load
+from pactmesh_routing.data import LabelledRequest, evaluation_set, load
+from pactmesh_routing.data import examples as few_shot
 from pactmesh_routing.domain.classifier import classify
 from pactmesh_routing.domain.decision import Decision
 from pactmesh_routing.domain.router import Router
@@ -36,8 +38,9 @@ from pactmesh_routing.settings import Settings
 DEFAULT_OUT = Path(".cache/bench/routing-eval.json")
 
 
-def offline_router(*, examples: Path = EXAMPLES_FILE, min_confidence: float) -> Router:
-    """A ``Router`` whose every model is routing's offline model, over ``examples``."""
+def offline_router(*, examples: Path | None = None, min_confidence: float) -> Router:
+    """A ``Router`` whose every model is routing's offline model, over ``examples`` (the
+    registered workflows' own by default)."""
     models = ModelRouter(
         ModelsConfig(), factory=chat_models(load_classifier(examples)), counters=CallCounters()
     )
@@ -79,7 +82,7 @@ def score(records: Sequence[LabelledRequest], decisions: Sequence[Decision]) -> 
                     d.workflow == r.workflow for r, d in pairs if r.workflow == workflow
                 ),
             }
-            for workflow in WORKFLOWS
+            for workflow in registry()
         },
         "confusion": confusion(pairs),
         "human_triage_rate": _share(d.human_triage for d in decisions),
@@ -105,14 +108,16 @@ def score(records: Sequence[LabelledRequest], decisions: Sequence[Decision]) -> 
 
 def confusion(pairs: Iterable[tuple[LabelledRequest, Decision]]) -> dict[str, dict[str, int]]:
     """How many requests of each labelled workflow (rows) went to each workflow."""
-    matrix = {label: dict.fromkeys(WORKFLOWS, 0) for label in WORKFLOWS}
+    names = registry().names
+    matrix = {label: dict.fromkeys(names, 0) for label in names}
     for record, decision in pairs:
         matrix[record.workflow][decision.workflow] += 1
     return matrix
 
 
 def _keywords_only(text: str) -> str:
-    return classify(text=text, known_workflows=WORKFLOWS, fallback="support-triage").workflow
+    fallback = registry().human_triage.name
+    return classify(text=text, known_workflows=registry().names, fallback=fallback).workflow
 
 
 def _share(flags: Iterable[object]) -> float:
@@ -121,10 +126,11 @@ def _share(flags: Iterable[object]) -> float:
 
 
 async def evaluate(
-    *, examples: Path, labelled: Path, min_confidence: float, concurrency: int
+    *, examples: Path | None, labelled: Path | None, min_confidence: float, concurrency: int
 ) -> dict[str, Any]:
-    """Every figure of one evaluation run."""
-    records = load(labelled)
+    """Every figure of one evaluation run (the registry's examples and evaluation set
+    unless files are given)."""
+    records = load(labelled) if labelled is not None else evaluation_set()
     router = offline_router(examples=examples, min_confidence=min_confidence)
     started = time.perf_counter()
     await router.route(text="warm-up: load the embeddings and embed the examples")
@@ -132,7 +138,7 @@ async def evaluate(
     decisions, latencies, wall_s = await run(router, records, concurrency=concurrency)
     report = {
         "model": OFFLINE_MODEL,
-        "examples": len(load(examples)),
+        "examples": len(load(examples) if examples is not None else few_shot()),
         "min_confidence": min_confidence,
         **score(records, decisions),
         "throughput_rps": round(len(records) / wall_s, 1),
@@ -149,7 +155,7 @@ async def evaluate(
 
 def render(report: dict[str, Any]) -> str:
     """The figures as a short text report."""
-    names = {w: w[:12] for w in WORKFLOWS}
+    names = {w: w[:12] for w in registry()}
     lines = [
         f"routing evaluation: {report['requests']} requests, {report['model']}, "
         f"{report['examples']} examples, threshold {report['min_confidence']:g}",
@@ -162,9 +168,9 @@ def render(report: dict[str, Any]) -> str:
         for w, f in report["per_workflow"].items()
     ]
     lines.append("confusion (rows: label, columns: routed to)")
-    lines.append(" " * 24 + " ".join(f"{names[w]:>12}" for w in WORKFLOWS))
+    lines.append(" " * 24 + " ".join(f"{names[w]:>12}" for w in registry()))
     for label, row in report["confusion"].items():
-        lines.append(f"  {label:<22}" + " ".join(f"{row[w]:>12}" for w in WORKFLOWS))
+        lines.append(f"  {label:<22}" + " ".join(f"{row[w]:>12}" for w in registry()))
     flagged = report["human_flagged"]
     lines += [
         f"human triage {report['human_triage_rate']:.1%} of requests; "
@@ -183,8 +189,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the evaluation, print the report and write the JSON figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--examples", type=Path, default=EXAMPLES_FILE)
-    parser.add_argument("--labelled", type=Path, default=EVALUATION_FILE)
+    parser.add_argument("--examples", type=Path, help="JSON lines; the registry's if unset")
+    parser.add_argument("--labelled", type=Path, help="JSON lines; the registry's if unset")
     parser.add_argument("--min-confidence", type=float, default=Settings().min_confidence)
     parser.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args(argv)

@@ -48,6 +48,7 @@ PO_NUMBER = IdentifierField(
     pattern=re.compile(r"^PO-\d+$"),
     example="PO-1042",
     upper=True,
+    stands_for="the purchase order",
 )
 VENDOR = NameField(
     "vendor",

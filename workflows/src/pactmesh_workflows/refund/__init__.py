@@ -46,6 +46,7 @@ ORDER_ID = IdentifierField(
     re.compile(r"\border\s*#?\s*(\d{3,12})\b", re.I),
     pattern=re.compile(r"^\d{3,12}$"),
     example="4411",
+    stands_for="order",
 )
 
 OUT_OF_POLICY = GateSpec(

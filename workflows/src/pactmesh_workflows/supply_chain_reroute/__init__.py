@@ -50,6 +50,7 @@ SHIPMENT_ID = IdentifierField(
     pattern=re.compile(r"^SH-\d+$"),
     example="SH-77",
     upper=True,
+    stands_for="the shipment",
 )
 
 COST_INCREASE = GateSpec(

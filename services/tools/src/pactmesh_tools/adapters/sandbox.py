@@ -11,12 +11,7 @@ from urllib.parse import quote
 
 from pactmesh_contracts.events import ToolErrorCode
 from pactmesh_contracts.tools import ToolArguments, ToolContract, ToolOutput
-from pactmesh_contracts.tools.carriers import CARRIERS_BOOK, CARRIERS_QUOTE
-from pactmesh_contracts.tools.crm import CRM_GET_ORDER
-from pactmesh_contracts.tools.erp import ERP_CREATE_PURCHASE_ORDER
-from pactmesh_contracts.tools.kb import KB_SEARCH
-from pactmesh_contracts.tools.payments import PAYMENTS_REFUND
-from pactmesh_contracts.tools.procurement import PROCUREMENT_CHECK_POLICY
+from pactmesh_workflows.registry import registry
 from pydantic import ValidationError
 
 from pactmesh_tools.adapters.http import HttpBackends
@@ -26,15 +21,8 @@ from pactmesh_tools.domain.resilience import CallContext
 
 Contract = ToolContract[Any, Any]
 
-SANDBOX_CONTRACTS: tuple[Contract, ...] = (
-    KB_SEARCH,
-    CRM_GET_ORDER,
-    PROCUREMENT_CHECK_POLICY,
-    ERP_CREATE_PURCHASE_ORDER,
-    CARRIERS_QUOTE,
-    CARRIERS_BOOK,
-    PAYMENTS_REFUND,
-)
+SANDBOX_CONTRACTS: tuple[Contract, ...] = registry().tools
+"""Every tool some registered workflow calls."""
 
 
 def backends(contracts: Iterable[Contract]) -> tuple[str, ...]:
