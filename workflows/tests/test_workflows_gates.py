@@ -3,6 +3,7 @@ closed, and a policy file that must set exactly the declared gates."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -114,13 +115,17 @@ async def test_the_graph_step_pauses_an_action_missing_the_gated_field() -> None
     graph.add_edge(START, OVER_THRESHOLD.step)
     graph.add_edge(OVER_THRESHOLD.step, END)
     compiled = graph.compile(checkpointer=InMemorySaver())
-    config: Any = {"configurable": {"thread_id": "t-1"}}
+    config: Any = {"configurable": {"thread_id": str(uuid.uuid4())}}
     action = {"action_type": "purchase_order.v1", "vendor": "Acme", "items": []}
 
-    await compiled.ainvoke({"proposed_action": action, "history": []}, config)
+    await compiled.ainvoke(
+        {"workflow": "procurement", "proposed_action": action, "history": []}, config
+    )
 
     [pending] = (await compiled.aget_state(config)).interrupts
+    assert pending.value["type"] == "review.requested.v1"
     assert pending.value["rule"] == "procurement.amount_over_threshold"
+    assert pending.value["summary"] == "Purchase order above the approval threshold"
     assert pending.value["required_role"] == "procurement-manager"
 
 

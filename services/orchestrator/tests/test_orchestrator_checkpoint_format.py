@@ -19,6 +19,7 @@ import pytest
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import (
     Outcome,
+    RequestRouted,
     ReviewDecided,
     ReviewDecision,
     ToolCallCompleted,
@@ -27,10 +28,11 @@ from pactmesh_contracts.events import (
 )
 from pactmesh_contracts.topics import REVIEWS_REQUESTED, TOOL_CALLS
 from pactmesh_orchestrator.adapters.sqlite_store import open_sqlite_store
-from pactmesh_orchestrator.domain.engine import Engine
+from pactmesh_orchestrator.domain.engine import Engine, call_id_for
 from pactmesh_orchestrator.domain.workflows import build_graphs
 from pactmesh_orchestrator.testing import CollectingPublisher
 from pactmesh_workflows.gates import GatePolicy
+from pactmesh_workflows.state import FORMAT_VERSION
 
 DATA = Path(__file__).resolve().parent / "data"
 RUNS = {r["name"]: r for r in json.loads((DATA / "format-0-runs.json").read_text())}
@@ -223,3 +225,32 @@ async def test_a_resumed_run_republishes_nothing_it_already_published(
     snapshot = await resumer.engine.state(uuid.UUID(workflow_id))
     assert snapshot is not None
     assert snapshot.values["workflow"] == "refund"
+
+
+async def test_the_fixture_is_format_0_and_new_runs_write_the_current_format(
+    resumer: Resumer,
+) -> None:
+    workflow_id, call = _waiting("refund-at-lookup")
+    old = await resumer.engine.state(uuid.UUID(workflow_id))
+    assert old is not None
+    assert "format" not in old.values
+    [pending] = old.interrupts
+    assert pending.value["kind"] == "tool", "format 0 paused on a kind-tagged dict"
+
+    routed = call.follow(
+        RequestRouted(
+            workflow="refund",
+            confidence=0.9,
+            reason="test",
+            text="Refund $20 for order 4411",
+            fields={"order_id": "4411", "amount": 20.0},
+        )
+    )
+    fresh = routed.model_copy(update={"workflow_id": uuid.uuid4()})
+    await resumer.engine.start(fresh)
+    new = await resumer.engine.state(fresh.workflow_id)
+    assert new is not None
+    assert new.values["format"] == FORMAT_VERSION
+    [asked] = new.interrupts
+    assert asked.value["type"] == "tool.call.requested.v1"
+    assert asked.value["call_id"] == str(call_id_for(fresh.workflow_id, "lookup_order"))

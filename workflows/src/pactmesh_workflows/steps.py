@@ -10,23 +10,38 @@ the graph is built with.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
+from langgraph.config import get_config
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
+from pactmesh_contracts.events import (
+    ReviewDecided,
+    ReviewDecision,
+    ReviewRequested,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRequested,
+    ToolErrorCode,
+)
 from pactmesh_contracts.tools import ToolArguments, ToolContract, ToolOutput
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, JsonValue, ValidationError
 
 from pactmesh_workflows.gates import Gate
 from pactmesh_workflows.state import (
-    ReviewAnswer,
-    ReviewRequest,
-    ToolAnswer,
-    ToolRequest,
+    Approval,
+    HistoryEntry,
+    ToolOutcome,
     WorkflowState,
+    call_id_for,
     entry,
+    expiry,
+    outcome_of,
+    review_answer_of,
+    review_id_for,
+    tool_answer_of,
 )
 
 A = TypeVar("A", bound=ToolArguments)
@@ -38,26 +53,54 @@ Arguments = Callable[[WorkflowState], A]
 Graph = StateGraph[WorkflowState]
 
 
+DEFAULT_TOOL_TIMEOUT_S = 30.0
+"""A call's deadline unless the run's config says otherwise (``tool_timeout_s``)."""
+
+
 class Node(Protocol):
     """A graph node: reads the state, returns the keys it changes."""
 
-    def __call__(self, state: WorkflowState) -> Awaitable[dict[str, Any]]: ...
+    def __call__(self, state: WorkflowState) -> Awaitable[WorkflowState]: ...
 
 
 class ToolCaller(Protocol):
     """Carries out one tool call for a graph step and returns its answer."""
 
-    def __call__(self, request: ToolRequest) -> ToolAnswer: ...
+    def __call__(self, request: ToolCallRequested) -> ToolCallCompleted | ToolCallFailed: ...
 
 
-def pause_for_tool(request: ToolRequest) -> ToolAnswer:
+def pause_for_tool(request: ToolCallRequested) -> ToolCallCompleted | ToolCallFailed:
     """The mesh's way: checkpoint the graph and wait for the tools service's answer.
 
-    The graph holds no task while it waits: ``interrupt()`` checkpoints the state and
-    returns control; the answer arrives later as an event, on any instance, and
-    ``Command(resume=...)`` re-enters the step with it.
+    The graph holds no task while it waits: ``interrupt()`` checkpoints the state with
+    the request (the engine publishes it) and returns control; the answer arrives later
+    as an event, on any instance, and ``Command(resume=...)`` re-enters the step with it.
     """
-    return ToolAnswer.model_validate(interrupt(request.model_dump()))
+    return tool_answer_of(interrupt(request.model_dump(mode="json")), request)
+
+
+def run_id() -> uuid.UUID:
+    """The running workflow's id: its thread in the checkpointer."""
+    return uuid.UUID(str(get_config()["configurable"]["thread_id"]))
+
+
+def _tool_request(
+    state: WorkflowState,
+    step: str,
+    contract: ToolContract[Any, Any],
+    args: ToolArguments,
+    scope: str,
+) -> ToolCallRequested:
+    workflow_id = run_id()
+    timeout = get_config()["configurable"].get("tool_timeout_s", DEFAULT_TOOL_TIMEOUT_S)
+    return ToolCallRequested(
+        call_id=call_id_for(workflow_id, step),
+        tool=contract.name,
+        arguments=args.model_dump(mode="json"),
+        idempotency_key=f"{workflow_id}:{scope}",
+        timeout_s=timeout,
+        workflow=state.get("workflow"),
+    )
 
 
 def tool_step(
@@ -73,31 +116,32 @@ def tool_step(
     under ``result_key`` (default: the step), so a retry step can overwrite its original."""
     key = result_key or step
 
-    async def node(state: WorkflowState) -> dict[str, Any]:
+    async def node(state: WorkflowState) -> WorkflowState:
         try:
             typed = arguments(state)
         except ValidationError as exc:
             # As the tools service would answer them: refused before anything is sent.
-            answer = ToolAnswer(ok=False, error_code="invalid_arguments", message=str(exc))
-        else:
-            request = ToolRequest(
-                step=step,
-                tool=contract.name,
-                arguments=typed.model_dump(mode="json"),
-                idempotency_scope=idempotency_scope or key,
+            answer = ToolOutcome(
+                ok=False,
+                result={},
+                error_code=ToolErrorCode.INVALID_ARGUMENTS.value,
+                message=str(exc),
+                retryable=False,
             )
-            answer = tools(request)
+        else:
+            request = _tool_request(state, step, contract, typed, idempotency_scope or key)
+            answer = outcome_of(tools(request))
         event = (
             entry(step, "tool_completed", contract.name)
-            if answer.ok
+            if answer["ok"]
             else entry(
                 step,
                 "tool_failed",
-                f"{contract.name}: {answer.error_code} {answer.message}"[:500],
+                f"{contract.name}: {answer['error_code']} {answer['message']}"[:500],
             )
         )
         return {
-            "tool_results": {**state.get("tool_results", {}), key: answer.model_dump()},
+            "tool_results": {**state.get("tool_results", {}), key: answer},
             "steps": state.get("steps", 0) + 1,
             "history": [event],
         }
@@ -108,7 +152,8 @@ def tool_step(
 
 def tool_ok(state: WorkflowState, key: str) -> bool:
     """Whether the tool call stored under ``key`` succeeded."""
-    return bool(state.get("tool_results", {}).get(key, {}).get("ok"))
+    answer = state.get("tool_results", {}).get(key)
+    return answer is not None and answer["ok"]
 
 
 def tool_result(state: WorkflowState, key: str, contract: ToolContract[Any, R]) -> R:
@@ -121,8 +166,8 @@ def tool_result(state: WorkflowState, key: str, contract: ToolContract[Any, R]) 
 
 def retryable_failure(state: WorkflowState, key: str) -> bool:
     """Whether the call under ``key`` failed in a way that may succeed if repeated."""
-    answer = state.get("tool_results", {}).get(key, {})
-    return not answer.get("ok") and bool(answer.get("retryable"))
+    answer = state.get("tool_results", {}).get(key)
+    return answer is not None and not answer["ok"] and answer["retryable"]
 
 
 def add_tool_with_retry(
@@ -201,21 +246,23 @@ Facts = Callable[[WorkflowState], Mapping[str, Any]]
 """Values a gate reads besides the proposed action (an order's total, from the CRM)."""
 
 
-def _ask(gate: Gate, *, action: dict[str, Any], reason: str, attempt: int) -> ReviewAnswer:
-    expires = datetime.now(UTC) + timedelta(seconds=gate.settings.timeout_s)
+def _ask(
+    state: WorkflowState, gate: Gate, *, action: dict[str, JsonValue], reason: str, attempt: int
+) -> ReviewDecided:
     summary = gate.spec.summary.format(reason=reason)
-    request = ReviewRequest(
-        step=gate.spec.step,
-        attempt=attempt,
+    request = ReviewRequested(
+        review_id=review_id_for(run_id(), gate.spec.step, attempt),
+        workflow=state.get("workflow", ""),
         rule=gate.rule,
         summary=summary if attempt == 0 else f"ESCALATED: {summary}",
         action_type=gate.spec.action_type,
         proposed_action=action,
         required_role=gate.role(attempt),
-        expires_at=expires.isoformat(),
-        priority=gate.settings.priority.value,
+        expires_at=expiry(gate.settings.timeout_s),
+        attempt=attempt,
+        priority=gate.settings.priority,
     )
-    return ReviewAnswer.model_validate(interrupt(request.model_dump()))
+    return review_answer_of(interrupt(request.model_dump(mode="json")), request)
 
 
 def gate_step(gate: Gate, *, facts: Facts | None = None) -> Node:
@@ -228,27 +275,33 @@ def gate_step(gate: Gate, *, facts: Facts | None = None) -> Node:
     (and that keeps the gate's fixed fields) goes on, approved by that edit.
     """
     step = gate.spec.step
+    policy = gate.spec.kind == "policy"
 
-    async def node(state: WorkflowState) -> dict[str, Any]:
+    async def node(state: WorkflowState) -> WorkflowState:
         action = proposed(state)
         values = {**action, **(facts(state) if facts else {})}
         reason = gate.verdict(values)
         if reason is None:
-            passed = "within_policy" if gate.spec.kind == "policy" else "gate_passed"
-            approval = (
-                {} if gate.spec.kind == "policy" else {"approval": {"decision": "not_required"}}
-            )
-            return {**approval, "history": [entry(step, passed)]}
-        fired = "out_of_policy" if gate.spec.kind == "policy" else "review_requested"
-        detail = reason if gate.spec.kind == "policy" else gate.rule
-        history = [entry(step, fired, detail, role=gate.role(0))]
-        answer = _ask(gate, action=action, reason=reason, attempt=0)
-        if answer.decision == "expire" and gate.settings.on_expiry == "escalate":
+            if policy:
+                return {"history": [entry(step, "within_policy")]}
+            return {
+                "approval": {"decision": "not_required"},
+                "history": [entry(step, "gate_passed")],
+            }
+        fired = entry(
+            step,
+            *(("out_of_policy", reason) if policy else ("review_requested", gate.rule)),
+            role=gate.role(0),
+        )
+        history = [fired]
+        answer = _ask(state, gate, action=action, reason=reason, attempt=0)
+        if answer.decision is ReviewDecision.EXPIRE and gate.settings.on_expiry == "escalate":
             escalated = f"escalated to {gate.settings.escalate_to}"
             history.append(entry(step, "review_expired", escalated))
-            answer = _ask(gate, action=action, reason=reason, attempt=1)
-        decide = _policy_decided if gate.spec.kind == "policy" else _decided
-        return decide(gate, action, values, reason, answer, history)
+            answer = _ask(state, gate, action=action, reason=reason, attempt=1)
+        if policy:
+            return _policy_decided(gate, action, values, reason, answer, history)
+        return _decided(gate, action, answer, history)
 
     node.__name__ = step
     return node
@@ -256,56 +309,48 @@ def gate_step(gate: Gate, *, facts: Facts | None = None) -> Node:
 
 def _decided(
     gate: Gate,
-    action: dict[str, Any],
-    _values: dict[str, Any],
-    _reason: str,
-    answer: ReviewAnswer,
-    history: list[dict[str, Any]],
-) -> dict[str, Any]:
+    action: dict[str, JsonValue],
+    answer: ReviewDecided,
+    history: list[HistoryEntry],
+) -> WorkflowState:
     step = gate.spec.step
-    approval = {
-        "decision": answer.decision,
-        "rule": gate.rule,
-        "reviewer": answer.reviewer,
-        "comment": answer.comment,
-    }
-    if answer.decision == "approve":
-        return {
-            "approval": approval,
-            "history": [*history, entry(step, "approved", answer.reviewer)],
-        }
-    if answer.decision == "edit" and answer.edited_action is not None:
+    reviewer, decision = answer.reviewer, answer.decision
+    if decision is ReviewDecision.APPROVE:
+        approval = Approval(
+            decision="approve", rule=gate.rule, reviewer=reviewer, comment=answer.comment
+        )
+        return {"approval": approval, "history": [*history, entry(step, "approved", reviewer)]}
+    if decision is ReviewDecision.EDIT and answer.edited_action is not None:
         try:
             edited = gate.spec.validate_edit(answer.edited_action).model_dump(mode="json")
         except ValidationError as exc:
-            reason = f"edited action is invalid: {exc}"[:1000]
-            return _rejected(step, approval, history, reason)
+            return _rejected(gate, answer, history, f"edited action is invalid: {exc}"[:1000])
+        approval = Approval(
+            decision="edit", rule=gate.rule, reviewer=reviewer, comment=answer.comment
+        )
         return {
             "approval": approval,
             "proposed_action": edited,
-            "history": [
-                *history,
-                entry(step, "edited", answer.reviewer, before=action, after=edited),
-            ],
+            "history": [*history, entry(step, "edited", reviewer, before=action, after=edited)],
         }
-    reason = "review expired" if answer.decision == "expire" else f"rejected by {answer.reviewer}"
+    reason = "review expired" if decision is ReviewDecision.EXPIRE else f"rejected by {reviewer}"
     if answer.comment:
         reason += f": {answer.comment}"
-    return _rejected(step, approval, history, reason)
+    return _rejected(gate, answer, history, reason)
 
 
 def _policy_decided(
     gate: Gate,
-    action: dict[str, Any],
+    action: dict[str, JsonValue],
     values: dict[str, Any],
     reason: str,
-    answer: ReviewAnswer,
-    history: list[dict[str, Any]],
-) -> dict[str, Any]:
+    answer: ReviewDecided,
+    history: list[HistoryEntry],
+) -> WorkflowState:
     """Only an edit that the gate lets through is carried out."""
     step = gate.spec.step
     still: str | None = reason
-    if answer.decision == "edit" and answer.edited_action:
+    if answer.decision is ReviewDecision.EDIT and answer.edited_action:
         try:
             edited = gate.spec.validate_edit(answer.edited_action).model_dump(mode="json")
         except ValidationError as exc:
@@ -319,13 +364,13 @@ def _policy_decided(
         if still is None:
             return {
                 "proposed_action": edited,
-                "approval": {"decision": "edit", "rule": gate.rule, "reviewer": answer.reviewer},
+                "approval": Approval(decision="edit", rule=gate.rule, reviewer=answer.reviewer),
                 "history": [*history, entry(step, "edited", answer.reviewer)],
             }
-    return _refused(gate, history, f"{still} ({answer.decision} by {answer.reviewer})")
+    return _refused(gate, history, f"{still} ({answer.decision.value} by {answer.reviewer})")
 
 
-def _refused(gate: Gate, history: list[dict[str, Any]], reason: str) -> dict[str, Any]:
+def _refused(gate: Gate, history: list[HistoryEntry], reason: str) -> WorkflowState:
     text = gate.spec.refusal.format(reason=reason)
     return {
         "outcome": "rejected",
@@ -336,20 +381,24 @@ def _refused(gate: Gate, history: list[dict[str, Any]], reason: str) -> dict[str
 
 
 def _rejected(
-    step: str, approval: dict[str, Any], history: list[dict[str, Any]], reason: str
-) -> dict[str, Any]:
+    gate: Gate, answer: ReviewDecided, history: list[HistoryEntry], reason: str
+) -> WorkflowState:
+    approval = Approval(
+        decision="rejected", rule=gate.rule, reviewer=answer.reviewer, comment=answer.comment
+    )
     return {
-        "approval": {**approval, "decision": "rejected"},
+        "approval": approval,
         "outcome": "rejected",
         "error": reason,
         "output": {},
-        "history": [*history, entry(step, "rejected", reason)],
+        "history": [*history, entry(gate.spec.step, "rejected", reason)],
     }
 
 
 def approved(state: WorkflowState) -> bool:
     """Whether the last gate let the action through."""
-    return (state.get("approval") or {}).get("decision") in ("approve", "edit", "not_required")
+    approval = state.get("approval")
+    return approval is not None and approval["decision"] in ("approve", "edit", "not_required")
 
 
 def add_gated_action(
@@ -377,7 +426,7 @@ def add_gated_action(
 def fail(reason: Callable[[WorkflowState], str]) -> Node:
     """A node ending the workflow as failed, with ``reason`` recorded."""
 
-    async def node(state: WorkflowState) -> dict[str, Any]:
+    async def node(state: WorkflowState) -> WorkflowState:
         text = reason(state)
         return {
             "outcome": "failed",
@@ -395,9 +444,9 @@ def tool_failure_reason(*keys: str) -> Callable[[WorkflowState], str]:
     def describe(state: WorkflowState) -> str:
         results = state.get("tool_results", {})
         failures = [
-            f"{k}: {results[k].get('error_code')} {results[k].get('message', '')}".strip()
+            f"{k}: {results[k]['error_code']} {results[k]['message']}".strip()
             for k in keys
-            if k in results and not results[k].get("ok")
+            if k in results and not results[k]["ok"]
         ]
         return "; ".join(failures) or "tool failed"
 
@@ -410,7 +459,7 @@ def validate_input(
     """A first node checking routing's fields against the workflow's input contract,
     and the router that follows it. The validated input replaces ``fields``."""
 
-    async def node(state: WorkflowState) -> dict[str, Any]:
+    async def node(state: WorkflowState) -> WorkflowState:
         try:
             checked = model.model_validate(state.get("fields", {}))
         except ValidationError as exc:
@@ -433,12 +482,17 @@ def validate_input(
     return node, route
 
 
-def proposed(state: WorkflowState) -> dict[str, Any]:
+def proposed(state: WorkflowState) -> dict[str, JsonValue]:
     """The proposed action, which every step after the proposal may rely on."""
     action = state.get("proposed_action")
     if action is None:
         raise LookupError("no action has been proposed yet")
     return dict(action)
+
+
+def inputs(state: WorkflowState, model: type[M]) -> M:
+    """Routing's fields as the workflow's input contract (checked at the start)."""
+    return model.model_validate(state.get("fields", {}))
 
 
 def proposed_as(state: WorkflowState, model: type[M]) -> M:

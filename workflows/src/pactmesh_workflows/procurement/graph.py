@@ -22,6 +22,7 @@ from pactmesh_workflows.steps import (
     ToolCaller,
     add_gated_action,
     add_tool_or_fail,
+    inputs,
     proposed_as,
     start_graph,
     tool_result,
@@ -50,9 +51,9 @@ def read_request(text: str, amount: float) -> PurchaseOrderAction:
     return PurchaseOrderAction(vendor=vendor, items=items, amount=total)
 
 
-async def _read(state: WorkflowState) -> dict[str, Any]:
+async def _read(state: WorkflowState) -> WorkflowState:
     try:
-        order = read_request(state["text"], state["fields"]["amount"])
+        order = read_request(state["text"], inputs(state, ProcurementInput).amount)
     except ValidationError as exc:
         return {
             "outcome": "failed",
@@ -90,7 +91,7 @@ def _commit_arguments(state: WorkflowState) -> CreatePurchaseOrderArgs:
     )
 
 
-async def _report(state: WorkflowState) -> dict[str, Any]:
+async def _report(state: WorkflowState) -> WorkflowState:
     flags = list(tool_result(state, "check_policy", PROCUREMENT_CHECK_POLICY).flags)
     blocked = [f for f in flags if "blocked" in f]
     if blocked:
@@ -107,7 +108,7 @@ async def _report(state: WorkflowState) -> dict[str, Any]:
     }
 
 
-async def _finish(state: WorkflowState) -> dict[str, Any]:
+async def _finish(state: WorkflowState) -> WorkflowState:
     order = proposed_as(state, PurchaseOrderAction)
     po = tool_result(state, "commit_order", ERP_CREATE_PURCHASE_ORDER)
     output = ProcurementOutput(

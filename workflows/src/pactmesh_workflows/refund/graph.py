@@ -20,6 +20,7 @@ from pactmesh_workflows.steps import (
     add_gated_action,
     add_tool_or_fail,
     gate_step,
+    inputs,
     proposed_as,
     start_graph,
     tool_result,
@@ -30,10 +31,10 @@ def _order_total(state: WorkflowState) -> dict[str, Any]:
     return {"order_total": tool_result(state, "lookup_order", CRM_GET_ORDER).total}
 
 
-async def _propose(state: WorkflowState) -> dict[str, Any]:
+async def _propose(state: WorkflowState) -> WorkflowState:
     order = tool_result(state, "lookup_order", CRM_GET_ORDER)
-    requested = state["fields"].get("amount")
-    amount = float(requested) if requested is not None else order.total
+    requested = inputs(state, RefundInput).amount
+    amount = requested if requested is not None else order.total
     return {
         "proposed_action": {
             "action_type": "refund.v1",
@@ -56,7 +57,7 @@ def _refund_arguments(state: WorkflowState) -> RefundArgs:
     )
 
 
-async def _finish(state: WorkflowState) -> dict[str, Any]:
+async def _finish(state: WorkflowState) -> WorkflowState:
     action = proposed_as(state, RefundAction)
     paid = tool_result(state, "execute_refund", PAYMENTS_REFUND)
     output = RefundOutput(
@@ -88,7 +89,7 @@ def build_graph(
         graph,
         "lookup_order",
         CRM_GET_ORDER,
-        lambda s: GetOrderArgs(order_id=s["fields"]["order_id"]),
+        lambda s: GetOrderArgs(order_id=inputs(s, RefundInput).order_id),
         tools=tools,
         on_success="propose_refund",
     )

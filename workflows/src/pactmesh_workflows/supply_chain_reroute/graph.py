@@ -25,6 +25,7 @@ from pactmesh_workflows.state import WorkflowState, entry
 from pactmesh_workflows.steps import (
     ToolCaller,
     add_gated_action,
+    inputs,
     proposed_as,
     start_graph,
     tool_failure_reason,
@@ -53,7 +54,7 @@ def _quotes(state: WorkflowState) -> list[Quote]:
 
 def _quote_arguments(carrier: Carrier) -> Callable[[WorkflowState], QuoteArgs]:
     def arguments(state: WorkflowState) -> QuoteArgs:
-        return QuoteArgs(carrier=carrier, shipment_id=state["fields"]["shipment_id"])
+        return QuoteArgs(carrier=carrier, shipment_id=inputs(state, RerouteInput).shipment_id)
 
     return arguments
 
@@ -67,7 +68,7 @@ def _after_quote(index: int) -> Callable[[WorkflowState], str]:
     return route
 
 
-async def _choose(state: WorkflowState) -> dict[str, Any]:
+async def _choose(state: WorkflowState) -> WorkflowState:
     quotes = sorted(_quotes(state), key=lambda q: (q.cost, q.days))
     if not quotes:
         reason = "no carrier quoted: " + tool_failure_reason(*map(_quote_step, CARRIERS))(state)
@@ -77,14 +78,14 @@ async def _choose(state: WorkflowState) -> dict[str, Any]:
             "output": {},
             "history": [entry("choose_route", "failed", reason)],
         }
-    best = quotes[0]
+    best, shipment = quotes[0], inputs(state, RerouteInput)
     booking = RerouteBookingAction(
-        shipment_id=state["fields"]["shipment_id"],
+        shipment_id=shipment.shipment_id,
         carrier=best.carrier,
         quote_id=best.quote_id,
         cost=best.cost,
         days=best.days,
-        cost_increase=round(best.cost - state["fields"]["baseline_cost"], 2),
+        cost_increase=round(best.cost - shipment.baseline_cost, 2),
     )
     return {
         "proposed_action": booking.model_dump(mode="json"),
@@ -104,7 +105,7 @@ def _book_arguments(state: WorkflowState) -> BookArgs:
     )
 
 
-async def _finish(state: WorkflowState) -> dict[str, Any]:
+async def _finish(state: WorkflowState) -> WorkflowState:
     booking = proposed_as(state, RerouteBookingAction)
     booked = tool_result(state, "book", CARRIERS_BOOK)
     output = RerouteOutput(

@@ -55,7 +55,7 @@ def _may_cache(state: WorkflowState) -> bool:
 
 
 def _cache_lookup(reasoning: Reasoning) -> Node:
-    async def cache_lookup(state: WorkflowState) -> dict[str, Any]:
+    async def cache_lookup(state: WorkflowState) -> WorkflowState:
         cache = reasoning.cache
         if cache is None or not _may_cache(state):
             return {"cached": None}
@@ -77,7 +77,7 @@ def _cache_lookup(reasoning: Reasoning) -> Node:
 
 
 def _draft(reasoning: Reasoning) -> Node:
-    async def draft(state: WorkflowState) -> dict[str, Any]:
+    async def draft(state: WorkflowState) -> WorkflowState:
         found = TriageOutput.model_validate(state["output"])
         write = get_stream_writer()
         messages = [
@@ -125,7 +125,7 @@ def _handover_reason(state: WorkflowState, confidence: float) -> str:
     return "no article answers it confidently"
 
 
-async def _decide(state: WorkflowState) -> dict[str, Any]:
+async def _decide(state: WorkflowState) -> WorkflowState:
     best = _best_hit(state)
     confidence = state.get("confidence", 1.0)
     routed_to_a_person = state.get("needs_human", False)
@@ -147,7 +147,7 @@ async def _decide(state: WorkflowState) -> dict[str, Any]:
     }
 
 
-async def _agent_answer(state: WorkflowState) -> dict[str, Any]:
+async def _agent_answer(state: WorkflowState) -> WorkflowState:
     answer = proposed_as(state, TriageHandover).suggested_answer
     if not answer:
         return {"outcome": "rejected", "error": "the agent approved no answer", "output": {}}
