@@ -3,6 +3,7 @@ the request comes from its endpoint, the answer is checked against its result.""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, Literal
 
 import httpx
@@ -21,6 +22,7 @@ class LookupArgs(ToolArguments):
     region: Literal["eu", "us"]
     account: str
     verbose: bool = False
+    since: date | None = None
 
 
 class Account(ToolOutput):
@@ -62,7 +64,9 @@ def _backend() -> FastAPI:
     app.state.seen = seen
 
     @app.get("/ledger/{region}/accounts/{account}")
-    async def lookup(region: str, account: str, verbose: bool) -> dict[str, Any]:
+    async def lookup(
+        region: str, account: str, verbose: bool, since: date | None = None
+    ) -> dict[str, Any]:
         return {"account": account, "region": region, "verbose": verbose}
 
     @app.post("/ledger/{region}/charges")
@@ -133,3 +137,20 @@ async def test_an_answer_outside_the_result_contract_fails_the_call(registry: An
 
 def test_each_region_is_a_backend_of_its_own() -> None:
     assert backends([LOOKUP, CHARGE]) == ("ledger.eu", "ledger.us")
+
+
+async def test_arguments_are_read_as_the_json_they_travel_in(registry: Any) -> None:
+    tools, _ = registry
+    sent = {"region": "eu", "account": "a-1", "since": "2031-03-02"}
+    ok = await tools.invoke(tool="ledger.lookup", arguments=sent, idempotency_key="k", timeout_s=5)
+    assert ok.ok, ok.message
+    wrong = {**sent, "since": "03/02/2031"}
+    refused = await tools.invoke(
+        tool="ledger.lookup", arguments=wrong, idempotency_key="k", timeout_s=5
+    )
+    assert refused.error_code is ToolErrorCode.INVALID_ARGUMENTS
+    loose = {**sent, "verbose": "yes"}  # strict: a string is no boolean
+    refused = await tools.invoke(
+        tool="ledger.lookup", arguments=loose, idempotency_key="k", timeout_s=5
+    )
+    assert refused.error_code is ToolErrorCode.INVALID_ARGUMENTS

@@ -75,6 +75,8 @@ def _request(contract: Contract, args: ToolArguments) -> tuple[str, str, str, di
     values = {name: str(named[name]) for name in endpoint.placeholders}
     segments = {name: quote(value, safe="") for name, value in values.items()}
     rest = args.model_dump(mode="json", by_alias=True, exclude=set(endpoint.placeholders))
+    if endpoint.method == "GET":  # a query string has no null: an unset argument is left out
+        rest = {name: value for name, value in rest.items() if value is not None}
     return (
         endpoint.backend.format(**values),
         endpoint.method,
