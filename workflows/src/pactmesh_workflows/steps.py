@@ -410,10 +410,12 @@ def add_gated_action(
     arguments: Arguments[A],
     tools: ToolCaller,
     finish: Node,
+    facts: Facts | None = None,
 ) -> None:
-    """The gate's step (the approval gate on the proposed action) → ``step`` (the side
-    effect, with its retry path) → ``finish``; a rejected or failed action ends the run."""
-    graph.add_node(gate.spec.step, gate_step(gate))
+    """The gate's step (the approval gate on the proposed action, and on ``facts``) →
+    ``step`` (the side effect, with its retry path) → ``finish``; a rejected or failed
+    action ends the run."""
+    graph.add_node(gate.spec.step, gate_step(gate, facts=facts))
     graph.add_conditional_edges(gate.spec.step, lambda s: step if approved(s) else END, [step, END])
     add_tool_or_fail(graph, step, contract, arguments, tools=tools, on_success="finish")
     graph.add_node("finish", finish)
