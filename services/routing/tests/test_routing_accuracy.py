@@ -1,12 +1,12 @@
-"""Routing accuracy on the labelled requests kept in the repository, with the offline
+"""Routing accuracy on the labelled requests kept in the repository (each workflow's own,
+declared with its definition, and the ones a person must triage), with the offline
 model, through ``python -m pactmesh_routing.evaluate`` (the figures it writes are the
-ones asserted here).
+ones asserted here). The last measured figures are in docs/benchmarks.md.
 
-Measured (40 examples, threshold 0.5, all-MiniLM-L6-v2 on numpy): accuracy 0.983 on 117
-requests (115 right); per workflow support-triage 1.000, procurement 0.962,
-supply-chain-reroute 0.962, refund 1.000; every one of the 13 requests labelled human
-sent to human triage, 3 in-scope ones too (human-triage rate 0.137); keywords alone 0.880.
-The floors below leave room for float differences between machines, not for a regression.
+The floors below leave room for float differences between machines, not for a
+regression, and hold whatever workflows are registered: a workflow added to the
+registry brings its examples and evaluation requests, and must not pull the others
+below them.
 """
 
 from __future__ import annotations

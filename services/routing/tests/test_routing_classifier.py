@@ -134,11 +134,8 @@ def test_a_vendor_is_extracted_only_for_procurement_or_an_unknown_workflow() -> 
 
 def test_keyword_scores_sum_the_weights_of_each_workflows_matching_patterns() -> None:
     scores = keyword_scores("I want a refund, the vendor sent the wrong purchase")
-    assert scores == {
-        "refund": 3.0,
-        "procurement": 3.5,
-        "supply-chain-reroute": 0.0,
-        "support-triage": 0.0,
-    }
+    assert set(scores) == set(registry())
+    assert {w: s for w, s in scores.items() if s} == {"refund": 3.0, "procurement": 3.5}
+    assert scores["supply-chain-reroute"] == scores["support-triage"] == 0.0
     assert keyword_scores("refund", workflows={"refund"}) == {"refund": 3.0}
     assert matched_words("Refund it, it is BROKEN", "refund") == ["'Refund'", "'BROKEN'"]

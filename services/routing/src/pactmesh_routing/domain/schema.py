@@ -86,9 +86,12 @@ def business_rules(
         return [f"workflow: {decision.workflow!r} is not one of {', '.join(workflows)}"]
 
     def fields(decision: RoutingDecisionBase) -> list[str]:
+        """Each stated field's rule; the chosen workflow's own fields first, as the
+        errors that matter most to a repair (and to a reason cut to its first ones)."""
         values = decision.field_values()
-        return [
-            e for f in registry().fields if f.name in values for e in f.errors(values[f.name], text)
-        ]
+        chosen = registry().get(decision.workflow)
+        own = chosen.routing.fields if chosen else ()
+        ordered = [*own, *(f for f in registry().fields if f not in own)]
+        return [e for f in ordered if f.name in values for e in f.errors(values[f.name], text)]
 
     return [registered, fields]
