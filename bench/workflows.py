@@ -31,20 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests-integration"))
-
-import httpx  # noqa: E402
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
-from harness import Mesh, running_mesh, start_broker  # noqa: E402
-from pactmesh_contracts.envelope import Principal, new_event  # noqa: E402
-from pactmesh_contracts.events import RequestSubmitted  # noqa: E402
-from pactmesh_contracts.ids import uuid7  # noqa: E402
-from pactmesh_contracts.topics import (  # noqa: E402
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pactmesh_contracts.envelope import Principal, new_event
+from pactmesh_contracts.events import RequestSubmitted
+from pactmesh_contracts.ids import uuid7
+from pactmesh_contracts.topics import (
     REQUESTS_INBOUND,
     WORKFLOW_PROGRESS,
 )
-from pactmesh_workflows.registry import registry  # noqa: E402
+from pactmesh_harness.mesh import REPO, Mesh, running_mesh, start_broker
+from pactmesh_workflows.registry import registry
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 QUESTIONS = (

@@ -49,7 +49,11 @@ pactmesh on Kafka $KAFKA_BOOTSTRAP_SERVERS (topics prefixed '$PACTMESH_TOPIC_PRE
   hitl          http://127.0.0.1:8004/docs   AsyncAPI http://127.0.0.1:8004/asyncapi
   delivery      http://127.0.0.1:8005/docs   AsyncAPI http://127.0.0.1:8005/asyncapi
   sandbox       http://127.0.0.1:8010/docs   (backends for the tools; faults, ledger)
-Try: curl -s -XPOST localhost:8000/v1/requests -H 'content-type: application/json' -d '{"text":"How do I reset my password?"}'
+Try, in another shell in $PWD (every route takes a bearer token from the local issuer):
+  TOKEN=\$(.venv/bin/pactmesh token --role requester --tenant acme)
+  curl -s -XPOST localhost:8000/v1/requests -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{"text":"How do I reset my password?"}'
+  curl -s localhost:8000/v1/requests/<request_id> -H "authorization: Bearer \$TOKEN"
+  curl -sN localhost:8000/v1/requests/<request_id>/events -H "authorization: Bearer \$TOKEN"
 Traces: ${OTEL_EXPORTER_OTLP_ENDPOINT:-$PACTMESH_DATA_DIR/traces/*.jsonl}.  Ctrl-C stops everything.
 
 INFO

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from harness import REPO, Broker, Mesh, running_mesh, start_broker
+from pactmesh_harness.mesh import REPO, Broker, Mesh, running_mesh, start_broker
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

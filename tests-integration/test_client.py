@@ -9,7 +9,6 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from harness import Mesh
 from pactmesh_client import (
     Envelope,
     Outcome,
@@ -20,6 +19,7 @@ from pactmesh_client import (
 )
 from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import result_topic
+from pactmesh_harness.mesh import Mesh
 
 UPSTREAM = Principal(
     subject="system:crm",

@@ -8,15 +8,14 @@ import asyncio
 import signal
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from harness import Broker, Mesh, read_from_start, running_mesh, wait_for
 from pactmesh_contracts.topics import RESULTS
+from pactmesh_harness.mesh import Broker, Mesh, read_from_start, running_mesh, wait_for
+from pactmesh_harness.workflow_client import fault, ledger, requester, submit
 from pactmesh_workflows.registry import registry
-from workflow_client import fault, ledger, requester, submit
 
 WORKFLOWS = 100
 
@@ -87,37 +86,17 @@ def _crash_and_recover(mesh: Mesh, victim: str, *, restart: bool) -> None:
 def _outcomes(mesh: Mesh, workflow_ids: dict[str, int]) -> dict[str, object]:
     found: dict[str, object] = {}
     for rid in workflow_ids:
-        values = httpx.get(f"{mesh.url('orchestrator')}/v1/workflows/runs/{rid}", timeout=10).json()
+        values = httpx.get(
+            f"{mesh.url('orchestrator')}/v1/workflows/runs/{rid}",
+            headers=requester(mesh),
+            timeout=10,
+        ).json()
         found[rid] = (
             values.get("values", {}).get("outcome"),
             values.get("values", {}).get("error"),
             [(h["step"], h["event"]) for h in values.get("values", {}).get("history", [])],
         )
     return found
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A private PostgreSQL cluster for this module (Debian's packages, via pg.sh)."""
-    import os
-    import subprocess
-
-    from harness import REPO
-
-    env = {
-        **os.environ,
-        "PG_PORT": os.environ.get("PACTMESH_TEST_PG_PORT", "15433"),
-        "PG_DATA_DIR": str(REPO / ".cache" / "postgres-test" / "data"),
-    }
-    script = str(REPO / "infra" / "postgres" / "pg.sh")
-    subprocess.run([script, "reset"], env=env, check=True)
-    url = subprocess.run(
-        [script, "start"], env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
-    try:
-        yield url
-    finally:
-        subprocess.run([script, "stop"], env=env, check=False)
 
 
 @pytest.mark.timeout(480)

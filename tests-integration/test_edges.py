@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from typing import Any
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from harness import SERVICES, Mesh, wait_for
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import DeadLetter, RequestStatus, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND
+from pactmesh_harness.mesh import SERVICES, Mesh, wait_for
 from pactmesh_workflows.registry import registry
 
 UPSTREAM = Principal(
@@ -164,3 +165,38 @@ def test_every_service_publishes_its_asyncapi_and_openapi(mesh: Mesh, service: s
     assert mesh.prefix.rstrip(".") in channels or mesh.prefix in json.dumps(document)
     assert httpx.get(f"{mesh.url(service)}/asyncapi", timeout=5).status_code == 200
     assert httpx.get(f"{mesh.url(service)}/openapi.json", timeout=5).status_code == 200
+
+
+PUBLIC_OPERATIONS = {("GET", "/health/live"), ("GET", "/health/ready")}
+"""The only operations of any service's OpenAPI document that answer without a token."""
+PUBLIC_UNDOCUMENTED = {
+    service: ["/docs", "/openapi.json", "/asyncapi", "/asyncapi.json", "/asyncapi.yaml"]
+    for service in SERVICES
+} | {"hitl": ["/docs", "/openapi.json", "/asyncapi", "/asyncapi.json", "/reviewer"]}
+"""Public pages outside the OpenAPI document: the documents themselves, and hitl's
+reviewer page (whose API calls carry the reviewer's token)."""
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_operation_needs_a_token_unless_it_is_public(mesh: Mesh, service: str) -> None:
+    document = httpx.get(f"{mesh.url(service)}/openapi.json", timeout=5).json()
+    operations = [
+        (method.upper(), path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method in {"get", "put", "post", "delete", "patch"}
+    ]
+    assert operations, f"{service} documents no operation"
+    answers: dict[tuple[str, str], int] = {}
+    with httpx.Client(base_url=mesh.url(service), timeout=10) as http:
+        for method, path in operations:
+            concrete = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path)
+            answers[(method, path)] = http.request(method, concrete).status_code
+        for path in PUBLIC_UNDOCUMENTED[service]:
+            assert http.get(path).status_code == 200, f"{service} {path}"
+    assert {op: code for op, code in answers.items() if op not in PUBLIC_OPERATIONS} == {
+        op: 401 for op in answers if op not in PUBLIC_OPERATIONS
+    }
+    assert {op: answers[op] for op in PUBLIC_OPERATIONS if op in answers} == {
+        op: 200 for op in PUBLIC_OPERATIONS
+    }

@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
-from harness import SERVICES, Mesh, read_from_start, wait_for
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import RequestStatus, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import REQUESTS_INBOUND, RESULTS
+from pactmesh_harness.mesh import SERVICES, Mesh, read_from_start, wait_for
 from pactmesh_workflows.registry import registry
 
 # Requests that pass no approval gate (the gates have tests of their own): a refund of the

@@ -17,13 +17,13 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from harness import Broker, Mesh, read_from_start, running_mesh
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import DeadLetter, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND
+from pactmesh_harness.mesh import Broker, Mesh, read_from_start, running_mesh
+from pactmesh_harness.workflow_client import finished
 from pactmesh_workflows.registry import registry
-from workflow_client import finished
 
 SUBMITS_PER_MINUTE = 3
 QUESTION = "How do I reset my password?"

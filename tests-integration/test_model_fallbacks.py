@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import MODEL_SIM, Broker, Mesh, running_mesh
-from workflow_client import finished, run, submit, wait_status
+from pactmesh_harness.mesh import MODEL_SIM, Broker, Mesh, running_mesh
+from pactmesh_harness.workflow_client import finished, run, submit, wait_status
 
 
 def _spec(model: str, budget_s: float) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from harness import Mesh
-from workflow_client import (
+from pactmesh_harness.mesh import Mesh
+from pactmesh_harness.workflow_client import (
     clear_faults,
     decide,
     entries_for,

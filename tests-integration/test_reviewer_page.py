@@ -14,10 +14,9 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
-from harness import REPO, Mesh, wait_for
 from pactmesh_contracts.topics import REVIEWS_DECIDED
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from workflow_client import (
+from pactmesh_harness.mesh import REPO, Mesh, wait_for
+from pactmesh_harness.workflow_client import (
     claim,
     decide,
     entries_for,
@@ -27,6 +26,7 @@ from workflow_client import (
     reviewer,
     submit,
 )
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 CHROMIUM_SH = REPO / "infra" / "browser" / "chromium.sh"
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
-from harness import Mesh
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import RequestSubmitted
 from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import REQUESTS_INBOUND
+from pactmesh_harness.mesh import Mesh
+from pactmesh_harness.workflow_client import finished, requester, submit
 from pactmesh_workflows.registry import registry
-from workflow_client import finished, requester, submit
 
 QUESTION = "How do I reset my password?"
 PARAPHRASE = "I forgot my password, how can I change it?"
@@ -105,6 +105,9 @@ def test_the_draft_streams_over_sse_and_paraphrases_hit_the_cache(mesh: Mesh) ->
     assert elsewhere["tenant"] == "globex"
     assert elsewhere["output"]["source"] == "knowledge_base"
 
-    stats = httpx.get(f"{mesh.url('orchestrator')}/v1/cache/stats", timeout=10).json()
+    operator = mesh.bearer(roles=("operator",), subject="ops")
+    stats = httpx.get(
+        f"{mesh.url('orchestrator')}/v1/cache/stats", headers=operator, timeout=10
+    ).json()
     counts = {k: stats[k] for k in ("hits", "misses", "stores", "model_calls_saved")}
     assert counts == {"hits": 1, "misses": 2, "stores": 2, "model_calls_saved": 1}

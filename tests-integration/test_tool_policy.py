@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from harness import Mesh, read_from_start
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import (
     Outcome,
@@ -31,6 +30,7 @@ from pactmesh_contracts.topics import (
     Topic,
     result_topic,
 )
+from pactmesh_harness.mesh import Mesh, read_from_start
 
 REFUND = {"order_id": "4411", "amount": 25.0, "currency": "USD", "reason": "arrived broken"}
 REQUESTER = Principal(subject="mallory", roles=("requester",))
@@ -173,5 +173,8 @@ async def test_a_refund_request_from_a_principal_without_the_scope_ends_rejected
     assert (audit.payload.service, audit.payload.action) == ("routing", "workflow.start.refused")
     # the workflow never started: the orchestrator has no run of it
     async with httpx.AsyncClient(base_url=mesh.url("orchestrator"), timeout=10) as http:
-        run = await http.get(f"/v1/workflows/runs/{request.workflow_id}")
+        run = await http.get(
+            f"/v1/workflows/runs/{request.workflow_id}",
+            headers=mesh.bearer(tenant=request.tenant, subject=REQUESTER.subject),
+        )
     assert run.status_code == 404, run.text

@@ -16,7 +16,6 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from harness import Broker, Mesh, running_mesh, wait_for
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import DeadLetter, Outcome, WorkflowCompleted, WorkflowResult
 from pactmesh_contracts.topics import DEAD_LETTERS, WORKFLOW_COMPLETED, Topic, result_topic
@@ -27,7 +26,8 @@ from pactmesh_contracts.webhooks import (
     SignatureError,
     verify,
 )
-from workflow_client import submit
+from pactmesh_harness.mesh import Broker, Mesh, running_mesh, wait_for
+from pactmesh_harness.workflow_client import submit
 
 MAX_ATTEMPTS = 3
 SUBMITTING_TENANT = f"hooks-{uuid.uuid4().hex[:8]}"

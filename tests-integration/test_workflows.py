@@ -13,12 +13,11 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from harness import Broker, Mesh, running_mesh, wait_for
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import ReviewDecided, ReviewDecision
 from pactmesh_contracts.topics import REVIEWS_DECIDED
-from pactmesh_workflows.gates import GatePolicy
-from workflow_client import (
+from pactmesh_harness.mesh import Broker, Mesh, running_mesh, wait_for
+from pactmesh_harness.workflow_client import (
     clear_faults,
     decide,
     entries_for,
@@ -30,6 +29,7 @@ from workflow_client import (
     submit,
     wait_status,
 )
+from pactmesh_workflows.gates import GatePolicy
 
 EXPIRY_S = 3
 # What a requester needs to start each workflow that routing picks from the text.

@@ -24,8 +24,8 @@ from pactmesh_contracts.webhooks import (
     SignatureError,
     verify,
 )
+from pactmesh_delivery.adapters.dispatcher import Dispatcher
 from pactmesh_delivery.adapters.webhooks import SqliteWebhookStore, open_webhook_store
-from pactmesh_delivery.dispatcher import Dispatcher
 from pactmesh_delivery.domain.webhooks import (
     DeliveryState,
     DeliveryView,
@@ -34,7 +34,7 @@ from pactmesh_delivery.domain.webhooks import (
     Webhook,
     WebhookCreate,
 )
-from pactmesh_kit.broker import WORKFLOW_ID_ATTRIBUTE
+from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 
 POLICY = RetryPolicy(max_attempts=3, base_s=2.0, cap_s=30.0, attempt_timeout_s=1.0)
 BODY = b'{"type":"workflow.result.v1","payload":{"outcome":"succeeded"}}'

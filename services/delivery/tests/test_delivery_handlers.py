@@ -30,13 +30,13 @@ from pactmesh_delivery.adapters.ledger import open_ledger
 from pactmesh_delivery.adapters.webhooks import SqliteWebhookStore, open_webhook_store
 from pactmesh_delivery.domain.results import result_event_id
 from pactmesh_delivery.domain.webhooks import Webhook, WebhookCreate
+from pactmesh_delivery.runtime import Runtime
 from pactmesh_delivery.settings import Settings
-from pactmesh_kit.broker import EventPublisher, encode, make_broker, subscriber
+from pactmesh_kit.kafka import Kafka, encode
+from pactmesh_kit.kafka.testing import collect
 from pactmesh_workflows.registry import registry
 
 SETTINGS = Settings(topic_prefix="delivery-test.")
-OBSERVER = Settings(topic_prefix="delivery-test.", service_name="observer")
-"""The test's own consumer groups: delivery's groups would share its messages with it."""
 
 
 @dataclass
@@ -55,25 +55,16 @@ class Harness:
 
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    broker = make_broker(SETTINGS, tracer_provider=None)
-    publisher = EventPublisher(
-        broker, SETTINGS, produces=[*registry().result_topics(), WORKFLOW_PROGRESS]
-    )
-    runtime = handlers.Runtime(settings=SETTINGS, publisher=publisher)
-    handlers.register(broker, runtime)
+    kafka = Kafka(SETTINGS, tracer_provider=None)
+    publisher = kafka.publisher(*registry().result_topics(), WORKFLOW_PROGRESS)
+    runtime = Runtime(settings=SETTINGS, publisher=publisher)
+    handlers.register(kafka, runtime)
+    broker = kafka.broker
     out = Harness(broker)
-
-    @subscriber(broker, result_topic("refund"), OBSERVER)
-    async def on_result(event: Envelope[WorkflowResult]) -> None:
-        out.results.append(event)
-
-    @subscriber(broker, WORKFLOW_PROGRESS, OBSERVER)
-    async def on_progress(event: Envelope[WorkflowProgress]) -> None:
-        out.progress.append(event)
-
-    @subscriber(broker, DEAD_LETTERS, OBSERVER)
-    async def on_dead(letter: DeadLetter) -> None:
-        out.dead.append(letter)
+    # the test's own consumer groups: delivery's groups would share its messages with it
+    collect(kafka, result_topic("refund"), out.results)
+    collect(kafka, WORKFLOW_PROGRESS, out.progress)
+    collect(kafka, DEAD_LETTERS, out.dead)
 
     path = tmp_path / "delivery.sqlite3"
     async with (

@@ -20,7 +20,7 @@ from pactmesh_hitl.adapters.sqlite_store import SqliteReviewStore, open_store
 from pactmesh_hitl.app import create_app
 from pactmesh_hitl.domain.decisions import claim as claim_review
 from pactmesh_hitl.domain.reviews import Review, ReviewPriority, ReviewState
-from pactmesh_hitl.handlers import Runtime
+from pactmesh_hitl.runtime import Runtime
 from pactmesh_hitl.settings import Settings
 from pactmesh_kit.auth.devissuer import DevIssuer
 from pactmesh_kit.auth.testing import bearer

@@ -16,23 +16,21 @@ from pactmesh_contracts.topics import REVIEWS_DECIDED, REVIEWS_REQUESTED, WORKFL
 from pactmesh_hitl import handlers
 from pactmesh_hitl.adapters.sqlite_store import SqliteReviewStore, open_store
 from pactmesh_hitl.domain.reviews import ListQuery, Review, ReviewPriority, ReviewState
+from pactmesh_hitl.runtime import Runtime
 from pactmesh_hitl.settings import Settings
-from pactmesh_kit.broker import EventPublisher, encode, make_broker
+from pactmesh_kit.kafka import Kafka, encode
 
 SETTINGS = Settings(topic_prefix="hitl-test.")
 
 
 @pytest.fixture
 async def hitl(tmp_path: Path) -> AsyncIterator[tuple[KafkaBroker, SqliteReviewStore]]:
-    broker = make_broker(SETTINGS, tracer_provider=None)
-    runtime = handlers.Runtime(
-        settings=SETTINGS,
-        publisher=EventPublisher(broker, SETTINGS, produces=[REVIEWS_DECIDED]),
-    )
-    handlers.register(broker, runtime)
-    async with open_store(tmp_path / "hitl.sqlite3") as store, TestKafkaBroker(broker):
+    kafka = Kafka(SETTINGS, tracer_provider=None)
+    runtime = Runtime(settings=SETTINGS, publisher=kafka.publisher(REVIEWS_DECIDED))
+    handlers.register(kafka, runtime)
+    async with open_store(tmp_path / "hitl.sqlite3") as store, TestKafkaBroker(kafka.broker):
         runtime.store = store
-        yield broker, store
+        yield kafka.broker, store
 
 
 async def _send(broker: KafkaBroker, topic: Topic, event: Envelope[Any]) -> None:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from pactmesh_hitl.adapters.sqlite_store import open_store
 from pactmesh_hitl.app import create_app
 from pactmesh_hitl.domain.reviews import Review, ReviewPriority, ReviewState
-from pactmesh_hitl.handlers import Runtime
+from pactmesh_hitl.runtime import Runtime
 from pactmesh_hitl.settings import Settings
 from pactmesh_kit.auth.testing import bearer
 from pactmesh_kit.testing_openapi import conformance_settings, openapi_document

@@ -36,7 +36,8 @@ from pactmesh_intake import handlers
 from pactmesh_intake.adapters.sqlite_store import SqliteRequestStore, open_store
 from pactmesh_intake.runtime import Runtime
 from pactmesh_intake.settings import Settings
-from pactmesh_kit.broker import EventPublisher, encode, make_broker, subscriber
+from pactmesh_kit.kafka import Kafka, encode
+from pactmesh_kit.kafka.testing import collect
 
 SETTINGS = Settings(topic_prefix="intake-test.", max_body_bytes=2048, handler_max_attempts=1)
 UPSTREAM = Principal(
@@ -60,25 +61,14 @@ class Intake:
 
 @pytest.fixture
 async def intake(tmp_path: Path) -> AsyncIterator[Intake]:
-    broker = make_broker(SETTINGS, tracer_provider=None)
-    runtime = Runtime(
-        settings=SETTINGS, publisher=EventPublisher(broker, SETTINGS, produces=[REQUESTS_ACCEPTED])
-    )
-    handlers.register(broker, runtime)
-    accepted: list[Envelope[RequestAccepted]] = []
-    dead: list[DeadLetter] = []
-
-    @subscriber(broker, REQUESTS_ACCEPTED, SETTINGS)
-    async def on_accepted(event: Envelope[RequestAccepted]) -> None:
-        accepted.append(event)
-
-    @subscriber(broker, DEAD_LETTERS, SETTINGS)
-    async def on_dead(letter: DeadLetter) -> None:
-        dead.append(letter)
-
-    async with open_store(tmp_path / "intake.sqlite3") as store, TestKafkaBroker(broker):
+    kafka = Kafka(SETTINGS, tracer_provider=None)
+    runtime = Runtime(settings=SETTINGS, publisher=kafka.publisher(REQUESTS_ACCEPTED))
+    handlers.register(kafka, runtime)
+    accepted: list[Envelope[RequestAccepted]] = collect(kafka, REQUESTS_ACCEPTED)
+    dead: list[DeadLetter] = collect(kafka, DEAD_LETTERS)
+    async with open_store(tmp_path / "intake.sqlite3") as store, TestKafkaBroker(kafka.broker):
         runtime.store = store
-        yield Intake(broker, store, runtime, accepted, dead)
+        yield Intake(kafka.broker, store, runtime, accepted, dead)
 
 
 def _event(payload: Any, workflow_id: uuid.UUID, principal: Principal = UPSTREAM) -> Envelope[Any]:

@@ -25,7 +25,7 @@ from pactmesh_intake.app import create_app
 from pactmesh_intake.runtime import Runtime
 from pactmesh_intake.settings import Settings
 from pactmesh_kit.auth.testing import bearer
-from pactmesh_kit.broker import encode
+from pactmesh_kit.kafka import encode
 from pactmesh_kit.testing_openapi import (
     CONFORMANCE_CHECKS,
     conformance_settings,

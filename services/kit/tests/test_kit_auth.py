@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from pactmesh_contracts.envelope import Principal
 from pactmesh_kit.auth import AuthError, TokenVerifier, load_access_policy
 from pactmesh_kit.auth.devissuer import KEY_FILE, DevIssuer, ensure_key
-from pactmesh_kit.auth.http import Authenticator, IdentityDep, require
+from pactmesh_kit.auth.http import Authenticator, CurrentPrincipal, require
 from pactmesh_kit.auth.tokens import Identity, JwksKeys, StaticKey, pin_algorithms
 from pactmesh_kit.cli import main as cli_main
 from pactmesh_kit.settings import KitSettings
@@ -270,7 +270,7 @@ def api(tmp_path: Path) -> tuple[TestClient, DevIssuer]:
     app.state.authenticator = Authenticator.from_settings(settings)
 
     @app.get("/whoami")
-    async def whoami(identity: IdentityDep) -> dict[str, str]:
+    async def whoami(identity: CurrentPrincipal) -> dict[str, str]:
         return {"subject": identity.subject, "tenant": identity.tenant}
 
     @app.get("/reviews")

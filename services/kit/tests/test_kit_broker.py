@@ -1,10 +1,9 @@
-"""The contract decoder, the dead-letter middleware and keyed (batch) subscribers, on
-FastStream's in-memory broker.
+"""The one subscriber (keyed batches: contract decoding, retries, dead letters), the
+failure policy and the publisher, on FastStream's in-memory broker.
 
-The in-memory broker delivers each published record once and hands a handler's
-exception back to the publisher: it has no consumer to rewind on nack. A redelivery is
-therefore simulated by publishing the same bytes again, which the in-memory broker
-gives the same (topic, partition, offset) a Kafka rewind would.
+The in-memory broker delivers each published record once. A redelivery is simulated by
+publishing the same bytes again, which the in-memory broker gives the same (topic,
+partition, offset) a Kafka rewind would.
 """
 
 from __future__ import annotations
@@ -20,31 +19,43 @@ from typing import Any
 import pytest
 from faststream.kafka import KafkaBroker, KafkaResponse, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
 from faststream.specification import AsyncAPI
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
-from pactmesh_contracts.events import Channel, DeadLetter, RequestAccepted, ToolCallCompleted
+from pactmesh_contracts.events import (
+    Channel,
+    DeadLetter,
+    Outcome,
+    RequestAccepted,
+    ToolCallCompleted,
+    WorkflowResult,
+)
 from pactmesh_contracts.topics import (
     DEAD_LETTERS,
     REQUESTS_ACCEPTED,
     TOOL_RESULTS,
     WORKFLOW_PROGRESS,
     ToolResult,
+    result_topic,
 )
-from pactmesh_kit.broker import (
-    WORKFLOW_ID_ATTRIBUTE,
+from pactmesh_kit.errors import InvalidMessage, RefusedMessage
+from pactmesh_kit.kafka import (
     EventPublisher,
-    _BatchGate,
+    FailurePolicy,
+    Kafka,
+    Record,
+    Reject,
+    Retry,
     consumer_group,
     encode,
-    keyed_subscriber,
-    make_broker,
-    refuse,
-    subscriber,
 )
+from pactmesh_kit.kafka._internal.batch import BatchGate
+from pactmesh_kit.kafka.testing import collect
 from pactmesh_kit.settings import KitSettings
+from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 
 PREFIX = "kit-test."
 SOURCE = REQUESTS_ACCEPTED.qualified(PREFIX)
@@ -75,19 +86,17 @@ def _settings(max_attempts: int = 5) -> KitSettings:
 
 
 def _build(settings: KitSettings) -> Mesh:
-    mesh = Mesh(broker=make_broker(settings, tracer_provider=None), settings=settings)
+    kafka = Kafka(settings, tracer_provider=None)
+    mesh = Mesh(broker=kafka.broker, settings=settings)
 
-    @subscriber(mesh.broker, REQUESTS_ACCEPTED, settings)
-    async def on_accepted(event: Envelope[RequestAccepted]) -> None:
+    @kafka.subscriber(REQUESTS_ACCEPTED)
+    async def on_accepted(event: Envelope[RequestAccepted], record: Record) -> None:
         mesh.handled.append(event)
         if mesh.failures_left:
             mesh.failures_left -= 1
             raise HandlerFailed("backend down")
 
-    @subscriber(mesh.broker, DEAD_LETTERS, settings)
-    async def on_dead_letter(letter: DeadLetter) -> None:
-        mesh.dead.append(letter)
-
+    collect(kafka, DEAD_LETTERS, mesh.dead)
     return mesh
 
 
@@ -173,11 +182,7 @@ async def test_failing_handler_is_retried_then_dead_lettered() -> None:
     mesh.failures_left = 10
     event = _accepted()
     async with TestKafkaBroker(mesh.broker):
-        # first attempt: the error is re-raised so the subscriber nacks (rewinds)
-        with pytest.raises(HandlerFailed):
-            await mesh.send(encode(event), key=event.key)
-        assert mesh.dead == []
-        # the redelivery is the last allowed attempt: dead-lettered, not raised
+        # retried in place; the second attempt is the last allowed: dead-lettered, not raised
         await mesh.send(encode(event), key=event.key)
 
     assert len(mesh.handled) == 2
@@ -202,32 +207,27 @@ async def test_success_after_a_retry_resets_the_attempt_count() -> None:
     mesh.failures_left = 1
     event = _accepted()
     async with TestKafkaBroker(mesh.broker):
-        with pytest.raises(HandlerFailed):
-            await mesh.send(encode(event))
-        await mesh.send(encode(event))  # redelivery succeeds
+        await mesh.send(encode(event))  # fails once, the retry succeeds
         assert mesh.dead == []
-        # a later failure at the same position starts counting from one again
+        # a later failure at the same position (a redelivery) starts counting from one again
         mesh.failures_left = 1
-        with pytest.raises(HandlerFailed):
-            await mesh.send(encode(event))
+        await mesh.send(encode(event))
     assert mesh.dead == []
-    assert len(mesh.handled) == 3
+    assert len(mesh.handled) == 4
 
 
 async def test_refuse_dead_letters_a_well_formed_event_without_retrying() -> None:
     settings = _settings(max_attempts=3)
-    broker = make_broker(settings, tracer_provider=None)
-    dead: list[DeadLetter] = []
+    kafka = Kafka(settings, tracer_provider=None)
+    broker = kafka.broker
     calls: list[uuid.UUID] = []
 
-    @subscriber(broker, TOOL_RESULTS, settings)
-    async def on_result(event: Envelope[ToolResult], message: KafkaMessage) -> None:
+    @kafka.subscriber(TOOL_RESULTS)
+    async def on_result(event: Envelope[ToolResult], record: Record) -> None:
         calls.append(event.event_id)
-        raise refuse(message, settings, f"no run {event.workflow_id}")
+        raise RefusedMessage(f"no run {event.workflow_id}")
 
-    @subscriber(broker, DEAD_LETTERS, settings)
-    async def on_dead_letter(letter: DeadLetter) -> None:
-        dead.append(letter)
+    dead: list[DeadLetter] = collect(kafka, DEAD_LETTERS)
 
     result = _accepted().follow(
         ToolCallCompleted(call_id=uuid.uuid4(), tool="kb.search", result={}, duration_ms=1)
@@ -244,8 +244,9 @@ async def test_refuse_dead_letters_a_well_formed_event_without_retrying() -> Non
 
 async def test_event_publisher_routes_by_payload_and_keys_by_workflow() -> None:
     settings = _settings()
-    broker = make_broker(settings, tracer_provider=None)
-    publisher = EventPublisher(broker, settings, produces=[REQUESTS_ACCEPTED])
+    kafka = Kafka(settings, tracer_provider=None)
+    broker = kafka.broker
+    publisher = kafka.publisher(REQUESTS_ACCEPTED)
     received: list[tuple[str, bytes | None, dict[str, str]]] = []
 
     @broker.subscriber(SOURCE)
@@ -271,7 +272,7 @@ def test_consumer_groups_are_per_service_and_topic() -> None:
     assert consumer_group(settings, TOOL_RESULTS) != consumer_group(settings, REQUESTS_ACCEPTED)
 
 
-# --- keyed_subscriber: batches, concurrent across keys, ordered within one -----------
+# --- keyed batches: concurrent across keys, ordered within one ----------------------
 
 
 @dataclass
@@ -291,18 +292,16 @@ class KeyedMesh:
 
 
 def _keyed(settings: KitSettings, provider: TracerProvider | None = None) -> KeyedMesh:
-    mesh = KeyedMesh(broker=make_broker(settings, tracer_provider=provider), settings=settings)
+    kafka = Kafka(settings, tracer_provider=provider)
+    mesh = KeyedMesh(broker=kafka.broker, settings=settings)
 
-    @keyed_subscriber(mesh.broker, REQUESTS_ACCEPTED, settings)
+    @kafka.subscriber(REQUESTS_ACCEPTED)
     async def on_accepted(event: Envelope[RequestAccepted], record: Any) -> None:
         mesh.handled.append((event.payload.text, record.offset))
         if mesh.handle is not None:
             await mesh.handle(event)
 
-    @subscriber(mesh.broker, DEAD_LETTERS, settings)
-    async def on_dead_letter(letter: DeadLetter) -> None:
-        mesh.dead.append(letter)
-
+    collect(kafka, DEAD_LETTERS, mesh.dead)
     return mesh
 
 
@@ -380,18 +379,16 @@ async def test_keyed_handler_recovers_on_a_retry() -> None:
 
 async def test_keyed_refuse_dead_letters_at_once() -> None:
     settings = _settings(max_attempts=3)
-    broker = make_broker(settings, tracer_provider=None)
-    dead: list[DeadLetter] = []
+    kafka = Kafka(settings, tracer_provider=None)
+    broker = kafka.broker
     calls: list[uuid.UUID] = []
 
-    @keyed_subscriber(broker, TOOL_RESULTS, settings)
+    @kafka.subscriber(TOOL_RESULTS)
     async def on_result(event: Envelope[ToolResult], record: Any) -> None:
         calls.append(event.event_id)
-        raise refuse(record, settings, f"no run {event.workflow_id}")
+        raise RefusedMessage(f"no run {event.workflow_id}")
 
-    @subscriber(broker, DEAD_LETTERS, settings)
-    async def on_dead_letter(letter: DeadLetter) -> None:
-        dead.append(letter)
+    dead: list[DeadLetter] = collect(kafka, DEAD_LETTERS)
 
     result = _accepted().follow(
         ToolCallCompleted(call_id=uuid.uuid4(), tool="kb.search", result={}, duration_ms=1)
@@ -435,8 +432,9 @@ async def test_keyed_subscriber_documents_the_topics_contract() -> None:
 
 async def test_events_sent_without_waiting_leave_in_order_and_can_be_awaited() -> None:
     settings = _settings()
-    broker = make_broker(settings, tracer_provider=None)
-    publisher = EventPublisher(broker, settings, produces=[REQUESTS_ACCEPTED])
+    kafka = Kafka(settings, tracer_provider=None)
+    broker = kafka.broker
+    publisher = kafka.publisher(REQUESTS_ACCEPTED)
     received: list[str] = []
 
     @broker.subscriber(SOURCE)
@@ -472,7 +470,7 @@ async def test_a_publish_is_one_span_whose_context_the_consumer_continues() -> N
 
 
 async def test_a_rebalance_waits_for_the_batch_in_hand() -> None:
-    gate = _BatchGate("test")
+    gate = BatchGate("test")
     order: list[str] = []
 
     async def batch() -> None:
@@ -488,3 +486,172 @@ async def test_a_rebalance_waits_for_the_batch_in_hand() -> None:
     await asyncio.wait_for(asyncio.gather(batch(), rebalance()), timeout=5)
     assert order == ["batch done", "partitions revoked"]
     await asyncio.wait_for(gate.on_partitions_revoked(set()), timeout=1)  # idle: at once
+
+
+# --- the failure policy: the one place that decides --------------------------------
+
+
+def test_the_policy_rejects_poison_at_once_and_retries_the_rest_with_a_growing_pause() -> None:
+    policy = FailurePolicy(max_attempts=3)
+    invalid = InvalidMessage("undecodable", "not JSON", [{"type": "json_invalid"}])
+    assert policy.verdict(invalid, attempt=1) == Reject(
+        "undecodable", "not JSON", [{"type": "json_invalid"}]
+    )
+    assert policy.verdict(RefusedMessage("no run"), attempt=1) == Reject("refused", "no run")
+    failure = HandlerFailed("backend down")
+    assert policy.verdict(failure, attempt=1) == Retry(0.2)
+    assert policy.verdict(failure, attempt=2) == Retry(0.4)
+    assert policy.verdict(failure, attempt=3) == Reject(
+        "refused", "handler failed 3 times: HandlerFailed('backend down')"
+    )
+    assert FailurePolicy(max_attempts=20).verdict(failure, attempt=19) == Retry(5.0)
+
+
+async def test_a_subscriber_takes_its_failure_policy_from_the_kafka_it_is_made_on() -> None:
+    class NeverRetry(FailurePolicy):
+        def verdict(self, error: Exception, *, attempt: int) -> Retry | Reject:
+            return Reject("refused", f"no retries: {error}")
+
+    kafka = Kafka(_settings(max_attempts=5), tracer_provider=None, policy=NeverRetry())
+    handled: list[str] = []
+
+    @kafka.subscriber(REQUESTS_ACCEPTED)
+    async def on_accepted(event: Envelope[RequestAccepted], record: Record) -> None:
+        handled.append(event.payload.text)
+        raise HandlerFailed("down")
+
+    dead: list[DeadLetter] = collect(kafka, DEAD_LETTERS)
+    async with TestKafkaBroker(kafka.broker):
+        await kafka.broker.publish(_wire("once"), SOURCE, key=b"a")
+
+    assert handled == ["once"]
+    assert [d.error for d in dead] == ["no retries: down"]
+
+
+# --- options: several topics, per-instance groups, selection, leniency ---------------
+
+
+def _recording(kafka: Kafka) -> list[dict[str, Any]]:
+    """The options each subscriber is registered on FastStream's broker with, from now."""
+    calls: list[dict[str, Any]] = []
+    register = kafka.broker.subscriber
+
+    def recorded(*topics: Any, **options: Any) -> Any:
+        calls.append({"topics": topics, **options})
+        return register(*topics, **options)
+
+    kafka.broker.subscriber = recorded  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_subscriber_of_one_topic_has_the_services_group_for_it_from_the_earliest() -> None:
+    kafka = Kafka(_settings(), tracer_provider=None)
+    calls = _recording(kafka)
+    kafka.subscriber(REQUESTS_ACCEPTED)(_ignore)
+    [call] = calls
+    assert call["topics"] == (SOURCE,)
+    assert call["group_id"] == consumer_group(kafka.settings, REQUESTS_ACCEPTED)
+    assert call["auto_offset_reset"] == "earliest"
+    assert (call["batch"], call["max_records"]) == (True, 256)
+    assert call["ack_policy"] is AckPolicy.NACK_ON_ERROR
+
+
+def test_a_per_instance_subscriber_has_a_group_of_its_own_from_the_latest() -> None:
+    kafka = Kafka(_settings(), tracer_provider=None)
+    calls = _recording(kafka)
+    for _ in range(2):
+        kafka.subscriber(
+            WORKFLOW_PROGRESS, name="progress.live", per_instance=True, from_latest=True
+        )(_ignore)
+    first, second = (call["group_id"] for call in calls)
+    prefix = consumer_group(kafka.settings, "progress.live") + "."
+    assert first.startswith(prefix)
+    assert second.startswith(prefix)
+    assert first != second
+    assert {call["auto_offset_reset"] for call in calls} == {"latest"}
+
+
+def test_several_topics_need_a_name_and_one_record_type() -> None:
+    kafka = Kafka(_settings(), tracer_provider=None)
+    with pytest.raises(ValueError, match="needs a name"):
+        kafka.subscriber(REQUESTS_ACCEPTED, TOOL_RESULTS)
+    with pytest.raises(ValueError, match="share a record type"):
+        kafka.subscriber(REQUESTS_ACCEPTED, TOOL_RESULTS, name="mixed")(_ignore)
+
+
+async def test_a_subscriber_of_several_topics_decodes_each_by_the_shared_contract() -> None:
+    kafka = Kafka(_settings(), tracer_provider=None)
+    seen: list[tuple[str, str]] = []
+    topics = [result_topic(w) for w in ("refund", "procurement")]
+
+    @kafka.subscriber(*topics, name="results")
+    async def on_result(event: Envelope[WorkflowResult], record: Record) -> None:
+        seen.append((record.topic, event.payload.workflow))
+
+    async with TestKafkaBroker(kafka.broker):
+        for topic in topics:
+            workflow = topic.name.removeprefix("results.")
+            result = _accepted().follow(
+                WorkflowResult(workflow=workflow, outcome=Outcome.SUCCEEDED)
+            )
+            await kafka.broker.publish(encode(result), topic.qualified(PREFIX), key=result.key)
+
+    assert seen == [(t.qualified(PREFIX), t.name.removeprefix("results.")) for t in topics]
+    [sub] = kafka.broker.subscribers
+    assert sub.group_id == consumer_group(kafka.settings, "results")
+
+
+async def test_unselected_records_are_skipped_undecoded() -> None:
+    kafka = Kafka(_settings(), tracer_provider=None)
+    handled: list[str] = []
+
+    @kafka.subscriber(REQUESTS_ACCEPTED, select=lambda record: record.key == b"wanted")
+    async def on_accepted(event: Envelope[RequestAccepted], record: Record) -> None:
+        handled.append(event.payload.text)
+
+    dead: list[DeadLetter] = collect(kafka, DEAD_LETTERS)
+    async with TestKafkaBroker(kafka.broker):
+        await kafka.broker.publish_batch(
+            KafkaResponse(b"not json", key=b"other"),
+            KafkaResponse(_wire("yes"), key=b"wanted"),
+            KafkaResponse(_wire("no"), key=b"other"),
+            topic=SOURCE,
+        )
+
+    assert handled == ["yes"]
+    assert dead == []
+
+
+async def test_a_lenient_subscriber_skips_what_the_contract_refuses() -> None:
+    kafka = Kafka(_settings(), tracer_provider=None)
+    handled: list[str] = []
+
+    @kafka.subscriber(REQUESTS_ACCEPTED, lenient=True)
+    async def on_accepted(event: Envelope[RequestAccepted], record: Record) -> None:
+        handled.append(event.payload.text)
+
+    dead: list[DeadLetter] = collect(kafka, DEAD_LETTERS)
+    async with TestKafkaBroker(kafka.broker):
+        await kafka.broker.publish_batch(
+            KafkaResponse(b"not json", key=b"a"),
+            KafkaResponse(_wire("fine"), key=b"a"),
+            topic=SOURCE,
+        )
+
+    assert handled == ["fine"]
+    assert dead == []
+
+
+async def test_the_asyncapi_document_shows_a_subscribers_record_type() -> None:
+    kafka = Kafka(_settings(), tracer_provider=None)
+    kafka.subscriber(TOOL_RESULTS)(_ignore)
+    document = json.loads(AsyncAPI(kafka.broker).to_specification().to_json())
+    [message] = document["components"]["messages"].values()
+    schema = json.dumps(document["components"]["schemas"])
+    assert "tool.call.completed.v1" in schema
+    assert "tool.call.failed.v1" in schema
+    assert message["payload"]
+
+
+async def _ignore(event: Any, record: Record) -> None:
+    """A handler for subscribers whose messages no test sends."""

@@ -1,14 +1,22 @@
-"""What create_service_app gives every service: auth state and encodable 422s."""
+"""What the app builder (``pactmesh_kit.app.Service``) gives every service: the lifespan
+order, health and AsyncAPI, authentication by default, errors answered by kind, and
+encodable 422s."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from fastapi import APIRouter
+import pytest
+from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace import TracerProvider
+from pactmesh_kit.app import Service
 from pactmesh_kit.auth.http import Authenticator
-from pactmesh_kit.broker import make_broker
-from pactmesh_kit.service import create_service_app
+from pactmesh_kit.auth.testing import bearer
+from pactmesh_kit.errors import NotReady, PactmeshError
 from pactmesh_kit.settings import KitSettings
 from pydantic import BaseModel
 
@@ -17,32 +25,60 @@ class Body(BaseModel):
     count: int
 
 
-def _app(tmp_path: Path) -> TestClient:
-    settings = KitSettings(data_dir=tmp_path)
+class Gone(PactmeshError):
+    code = "thing_gone"
+    kind = "not_found"
+
+
+class Broken(PactmeshError):
+    code = "thing_broken"
+
+
+def _service(tmp_path: Path) -> Service:
+    settings = KitSettings(data_dir=tmp_path, topic_prefix="kit-app-test.")
+    return Service(settings, title="t", description="d", tracer_provider=TracerProvider())
+
+
+def _app(tmp_path: Path, **options: Any) -> FastAPI:
     router = APIRouter()
 
     @router.post("/things")
     async def things(body: Body) -> dict[str, int]:
         return {"count": body.count}
 
-    app = create_service_app(
-        settings=settings,
-        broker=make_broker(settings, tracer_provider=None),
-        tracer_provider=None,
-        title="t",
-        description="d",
-        routers=(router,),
-    )
+    @router.get("/gone")
+    async def gone() -> None:
+        raise Gone("no thing 7")
+
+    @router.get("/broken")
+    async def broken() -> None:
+        raise Broken("the database password is hunter2")
+
+    @router.get("/not-ready")
+    async def not_ready() -> None:
+        raise NotReady("the store is not open")
+
+    public = APIRouter()
+
+    @public.get("/open")
+    async def opened() -> dict[str, str]:
+        return {"open": "yes"}
+
+    app = _service(tmp_path).app(object(), routers=[router], public=[public], **options)
     assert isinstance(app.state.authenticator, Authenticator)
-    return TestClient(app)  # no lifespan: the broker is never started
+    return app
+
+
+def _token(tmp_path: Path) -> dict[str, str]:
+    return bearer(KitSettings(data_dir=tmp_path))
 
 
 def test_a_field_error_echoing_an_unpaired_surrogate_is_a_422_not_a_500(tmp_path: Path) -> None:
-    client = _app(tmp_path)
+    client = TestClient(_app(tmp_path))  # no lifespan: the broker is never started
     response = client.post(
         "/things",
         content=b'{"count": "\\ud800"}',
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **_token(tmp_path)},
     )
     assert response.status_code == 422
     [error] = response.json()["detail"]
@@ -51,6 +87,71 @@ def test_a_field_error_echoing_an_unpaired_surrogate_is_a_422_not_a_500(tmp_path
 
 
 def test_ordinary_field_errors_keep_fastapis_shape(tmp_path: Path) -> None:
-    response = _app(tmp_path).post("/things", json={"count": "many"})
+    client = TestClient(_app(tmp_path))
+    response = client.post("/things", json={"count": "many"}, headers=_token(tmp_path))
     assert response.status_code == 422
     assert response.json()["detail"][0]["type"] == "int_parsing"
+
+
+def test_routes_need_a_token_unless_public(tmp_path: Path) -> None:
+    client = TestClient(_app(tmp_path))
+    assert client.post("/things", json={"count": 1}).status_code == 401
+    assert client.post("/things", json={"count": 1}, headers=_token(tmp_path)).json() == {
+        "count": 1
+    }
+    assert client.get("/open").json() == {"open": "yes"}
+    assert client.get("/health/live").json() == {"status": "ok"}
+    assert client.get("/asyncapi.json").status_code == 200
+    assert client.get("/openapi.json").status_code == 200
+    assert client.get("/docs").status_code == 200
+
+
+def test_pactmesh_errors_are_answered_by_their_kind(tmp_path: Path) -> None:
+    client = TestClient(_app(tmp_path))
+    auth = _token(tmp_path)
+    gone = client.get("/gone", headers=auth)
+    assert (gone.status_code, gone.json()) == (404, {"detail": "no thing 7"})
+    not_ready = client.get("/not-ready", headers=auth)
+    assert (not_ready.status_code, not_ready.json()) == (503, {"detail": "the store is not open"})
+    broken = client.get("/broken", headers=auth)
+    assert broken.status_code == 500
+    assert broken.json() == {"detail": "internal error (thing_broken)"}
+
+
+async def test_resources_open_before_the_broker_starts_and_close_after_it_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+
+    def resource(name: str) -> Any:
+        @asynccontextmanager
+        async def held() -> AsyncIterator[None]:
+            events.append(f"open {name}")
+            yield
+            events.append(f"close {name}")
+
+        return held
+
+    service = _service(tmp_path)
+
+    async def start() -> None:
+        events.append("broker started")
+
+    async def stop(*_args: Any) -> None:
+        events.append("broker stopped")
+
+    monkeypatch.setattr(service.kafka.broker, "start", start)
+    monkeypatch.setattr(service.kafka.broker, "stop", stop)
+    app = service.app(object(), resources=[resource("store"), resource("worker")])
+    async with app.router.lifespan_context(app):
+        events.append("serving")
+
+    assert events == [
+        "open store",
+        "open worker",
+        "broker started",
+        "serving",
+        "broker stopped",
+        "close worker",
+        "close store",
+    ]

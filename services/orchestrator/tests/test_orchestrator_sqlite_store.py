@@ -52,21 +52,6 @@ async def test_concurrent_checkpoints_share_commits_and_are_durable_on_return(
         GroupCommitter._run_group = original  # type: ignore[method-assign]
 
 
-async def test_marks_and_checkpoints_survive_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "checkpoints.sqlite3"
-    async with open_sqlite_store(path) as (saver, outbox):
-        config = await saver.aput(_config("wf-1"), empty_checkpoint(), {}, {})
-        await saver.aput_writes(config, [("x", 1)], task_id="t1")
-        await outbox.mark("wf-1", "cp-1")
-    async with open_sqlite_store(path) as (saver, outbox):
-        found = await saver.aget_tuple(_config("wf-1"))
-        assert found is not None
-        assert [(w[1], w[2]) for w in found.pending_writes or []] == [("x", 1)]
-        assert [t.config async for t in saver.alist(_config("wf-1"))] == [found.config]
-        assert await outbox.published("wf-1", "cp-1")
-        assert not await outbox.published("wf-1", "cp-2")
-
-
 async def test_a_failing_call_fails_alone(tmp_path: Path) -> None:
     async with open_sqlite_store(tmp_path / "c.sqlite3") as (saver, outbox):
 

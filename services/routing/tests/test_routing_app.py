@@ -58,5 +58,5 @@ async def test_the_examples_are_embedded_before_consuming_when_the_offline_model
     embeddings = CountingEmbeddings(size=8)
     nearest = ExampleClassifier({"refund": ["refund me"]}, embeddings=embeddings)
     models = ModelRouter(ModelsConfig(routing=RoleConfig(primary=ModelSpec(model=model))))
-    async with _warm_up(nearest, models)(FastAPI()):
+    async with _warm_up(nearest, models):
         assert embeddings.calls == warmed

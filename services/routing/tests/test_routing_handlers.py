@@ -30,10 +30,12 @@ from pactmesh_contracts.topics import (
     WORKFLOW_PROGRESS,
 )
 from pactmesh_kit.auth import load_access_policy
-from pactmesh_kit.broker import EventPublisher, encode, make_broker, subscriber
+from pactmesh_kit.kafka import Kafka, encode
+from pactmesh_kit.kafka.testing import collect
 from pactmesh_reasoning.models import OFFLINE_MODEL, ModelRouter
 from pactmesh_routing import handlers
 from pactmesh_routing.domain.router import Router
+from pactmesh_routing.runtime import Runtime
 from pactmesh_routing.settings import Settings
 from pactmesh_workflows.registry import registry
 
@@ -65,32 +67,26 @@ class Captured:
 
 @pytest.fixture
 async def captured(offline_models: ModelRouter) -> AsyncIterator[Captured]:
-    broker = make_broker(SETTINGS, tracer_provider=None)
-    publisher = EventPublisher(
-        broker, SETTINGS, produces=[REQUESTS_ROUTED, WORKFLOW_PROGRESS, WORKFLOW_COMPLETED, AUDIT]
-    )
+    kafka = Kafka(SETTINGS, tracer_provider=None)
+    publisher = kafka.publisher(REQUESTS_ROUTED, WORKFLOW_PROGRESS, WORKFLOW_COMPLETED, AUDIT)
     router = Router(
         models=offline_models,
         min_confidence=SETTINGS.min_confidence,
         fallback=SETTINGS.fallback_workflow,
     )
-    handlers.register(broker, SETTINGS, publisher, router, load_access_policy())
-    out = Captured(broker)
+    handlers.register(
+        kafka,
+        Runtime(settings=SETTINGS, publisher=publisher, router=router, policy=load_access_policy()),
+    )
+    out = Captured(kafka.broker)
     # the test's own consumers of routing's output, decoded by the same contracts
-    subscriber(broker, REQUESTS_ROUTED, SETTINGS)(_collect(out.routed))
-    subscriber(broker, WORKFLOW_PROGRESS, SETTINGS)(_collect(out.progress))
-    subscriber(broker, WORKFLOW_COMPLETED, SETTINGS)(_collect(out.completed))
-    subscriber(broker, AUDIT, SETTINGS)(_collect(out.audits))
-    subscriber(broker, DEAD_LETTERS, SETTINGS)(_collect(out.dead))
-    async with TestKafkaBroker(broker):
+    collect(kafka, REQUESTS_ROUTED, out.routed)
+    collect(kafka, WORKFLOW_PROGRESS, out.progress)
+    collect(kafka, WORKFLOW_COMPLETED, out.completed)
+    collect(kafka, AUDIT, out.audits)
+    collect(kafka, DEAD_LETTERS, out.dead)
+    async with TestKafkaBroker(kafka.broker):
         yield out
-
-
-def _collect(into: list[Any]) -> Any:
-    async def handler(record: Any) -> None:
-        into.append(record)
-
-    return handler
 
 
 def _accepted(text: str, principal: Principal = ANY_WORKFLOW, **fields: Any) -> Envelope[Any]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from pactmesh_kit.auth.testing import bearer
 from pactmesh_tools.app import create_app
 from pactmesh_tools.domain.registry import ToolPolicy
 from pactmesh_tools.domain.resilience import BackendLimits
@@ -16,12 +17,31 @@ from pactmesh_workflows.registry import registry
 
 
 @pytest.fixture
-async def api(tmp_path: Path, sandbox: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def anonymous(tmp_path: Path, sandbox: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The tools service's API, called without a token."""
     settings = Settings(data_dir=tmp_path, breaker_threshold=1, max_attempts=1)
     app = create_app(settings, sandbox_transport=httpx.ASGITransport(app=sandbox))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://tools") as client:
         yield client
+
+
+@pytest.fixture
+def api(anonymous: httpx.AsyncClient, tmp_path: Path) -> httpx.AsyncClient:
+    """The tools service's API, called by an operator."""
+    anonymous.headers.update(bearer(Settings(data_dir=tmp_path), roles=("operator",)))
+    return anonymous
+
+
+@pytest.mark.parametrize("path", ["/v1/tools", "/v1/tools/backends"])
+async def test_the_registry_and_backends_are_for_operators_only(
+    anonymous: httpx.AsyncClient, tmp_path: Path, path: str
+) -> None:
+    assert (await anonymous.get(path)).status_code == 401
+    requester = bearer(Settings(data_dir=tmp_path), roles=("requester",))
+    denied = await anonymous.get(path, headers=requester)
+    assert denied.status_code == 403
+    assert 'error="insufficient_scope"' in denied.headers["www-authenticate"]
 
 
 async def test_the_registry_lists_every_tool_with_its_schemas(api: httpx.AsyncClient) -> None:

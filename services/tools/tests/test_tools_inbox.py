@@ -23,9 +23,9 @@ from pactmesh_contracts.events import (
     ToolCallRequested,
     ToolErrorCode,
 )
-from pactmesh_kit.broker import WORKFLOW_ID_ATTRIBUTE
+from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 from pactmesh_tools.adapters.inbox import INBOX_FILE, open_inbox
-from pactmesh_tools.dispatcher import ResultPublisher
+from pactmesh_tools.domain.dispatcher import ResultPublisher
 from pactmesh_tools.domain.inbox import DispatchLimits
 from pactmesh_tools.domain.registry import Tool, ToolPolicy, ToolRegistry
 from pactmesh_tools.domain.resilience import BackendLimits, Backends, CallContext

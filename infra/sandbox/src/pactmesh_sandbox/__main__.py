@@ -1,6 +1,6 @@
 """``python -m pactmesh_sandbox``: serve the sandbox backends."""
 
-from pactmesh_kit.service import serve
+from pactmesh_kit.app import serve
 
 from pactmesh_sandbox.settings import Settings
 

@@ -1,6 +1,6 @@
 """``python -m pactmesh_delivery``: serve the delivery service."""
 
-from pactmesh_kit.service import serve
+from pactmesh_kit.app import serve
 
 from pactmesh_delivery.settings import Settings
 

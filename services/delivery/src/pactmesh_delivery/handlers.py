@@ -5,9 +5,6 @@ from __future__ import annotations
 import logging
 import time
 
-from aiokafka import ConsumerRecord
-from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from opentelemetry import propagate
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import (
@@ -17,20 +14,19 @@ from pactmesh_contracts.events import (
     WorkflowResult,
 )
 from pactmesh_contracts.topics import WORKFLOW_COMPLETED, Topic, result_topic
-from pactmesh_kit.broker import Record, keyed_subscriber, refuse, subscriber
+from pactmesh_kit.errors import RefusedMessage
+from pactmesh_kit.kafka import Kafka, Record
 from pactmesh_workflows.registry import registry
 
 from pactmesh_delivery.domain.results import result_for
 from pactmesh_delivery.domain.webhooks import ResultRecord
 from pactmesh_delivery.runtime import Runtime
 
-__all__ = ["Runtime", "register"]
-
 logger = logging.getLogger(__name__)
 
 
-def register(broker: KafkaBroker, runtime: Runtime) -> None:
-    """Subscribe the delivery service's handlers on ``broker``.
+def register(kafka: Kafka, runtime: Runtime) -> None:
+    """Subscribe the delivery service's handlers.
 
     Webhooks are fed by a consumer of the result topics rather than by the handler that
     publishes results: they get the very record topic consumers get (its bytes are the
@@ -38,15 +34,15 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
     position), a result re-published after a crash is absorbed by the outbox's unique
     key, and a webhook store fault never holds back the result topic.
     """
-    _register_completed(broker, runtime)
+    _register_completed(kafka, runtime)
     for topic in registry().result_topics():
-        _register_result(broker, runtime, topic)
+        _register_result(kafka, runtime, topic)
 
 
-def _register_completed(broker: KafkaBroker, runtime: Runtime) -> None:
+def _register_completed(kafka: Kafka, runtime: Runtime) -> None:
     settings = runtime.settings
 
-    @keyed_subscriber(broker, WORKFLOW_COMPLETED, settings)
+    @kafka.subscriber(WORKFLOW_COMPLETED)
     async def on_completed(event: Envelope[WorkflowCompleted], record: Record) -> None:
         """Publish the result on the workflow's result topic, once per workflow (in
         batches: results of different workflows are published concurrently)."""
@@ -55,9 +51,7 @@ def _register_completed(broker: KafkaBroker, runtime: Runtime) -> None:
             logger.info("result of %s already delivered", event.workflow_id)
             return
         if event.payload.workflow not in registry():
-            raise refuse(
-                record, settings, f"no result topic for workflow {event.payload.workflow!r}"
-            )
+            raise RefusedMessage(f"no result topic for workflow {event.payload.workflow!r}")
         topic = result_topic(event.payload.workflow)
         result = result_for(event)
         await runtime.publisher.publish(result, topic=topic)
@@ -75,21 +69,20 @@ def _register_completed(broker: KafkaBroker, runtime: Runtime) -> None:
         await ledger.record(event.workflow_id, topic=topic.name, event_id=result.event_id)
 
 
-def _register_result(broker: KafkaBroker, runtime: Runtime, topic: Topic) -> None:
-    @subscriber(broker, topic, runtime.settings)
-    async def on_result(event: Envelope[WorkflowResult], message: KafkaMessage) -> None:
+def _register_result(kafka: Kafka, runtime: Runtime, topic: Topic) -> None:
+    @kafka.subscriber(topic)
+    async def on_result(event: Envelope[WorkflowResult], record: Record) -> None:
         """Queue the result once for every webhook of its tenant that takes its workflow."""
-        record = result_record(event, message)
-        queued = await runtime.require_webhooks().enqueue(record, now=time.time())
+        queued = await runtime.require_webhooks().enqueue(
+            result_record(event, record), now=time.time()
+        )
         if queued:
             logger.info("result %s queued for %d webhook(s)", event.event_id, queued)
             runtime.wake_dispatcher()
 
 
-def result_record(event: Envelope[WorkflowResult], message: KafkaMessage) -> ResultRecord:
+def result_record(event: Envelope[WorkflowResult], record: Record) -> ResultRecord:
     """The consumed result as the outbox keeps it: exact bytes, position and trace."""
-    record = message.raw_message
-    assert isinstance(record, ConsumerRecord), "batch subscribers are not used"
     trace_context: dict[str, str] = {}
     propagate.inject(trace_context)
     return ResultRecord(

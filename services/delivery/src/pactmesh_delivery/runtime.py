@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pactmesh_kit.broker import EventPublisher
+from pactmesh_kit.errors import NotReady
+from pactmesh_kit.kafka import EventPublisher
 
+from pactmesh_delivery.adapters.dispatcher import Dispatcher
 from pactmesh_delivery.adapters.ledger import SqliteDeliveryLedger
 from pactmesh_delivery.adapters.webhooks import SqliteWebhookStore
-from pactmesh_delivery.dispatcher import Dispatcher
 from pactmesh_delivery.settings import Settings
 
 
@@ -23,15 +24,15 @@ class Runtime:
     dispatcher: Dispatcher | None = None
 
     def require_ledger(self) -> SqliteDeliveryLedger:
-        """The ledger, or an error if used outside the app's lifespan."""
+        """The ledger; ``NotReady`` outside the app's lifespan."""
         if self.ledger is None:
-            raise RuntimeError("the delivery ledger is not open")
+            raise NotReady("the delivery ledger is not open")
         return self.ledger
 
     def require_webhooks(self) -> SqliteWebhookStore:
-        """The webhook store and outbox, or an error if used outside the app's lifespan."""
+        """The webhook store and outbox; ``NotReady`` outside the app's lifespan."""
         if self.webhooks is None:
-            raise RuntimeError("the webhook store is not open")
+            raise NotReady("the webhook store is not open")
         return self.webhooks
 
     def wake_dispatcher(self) -> None:

@@ -1,6 +1,6 @@
 """``python -m pactmesh_hitl``: serve the hitl service."""
 
-from pactmesh_kit.service import serve
+from pactmesh_kit.app import serve
 
 from pactmesh_hitl.settings import Settings
 

@@ -3,42 +3,24 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from faststream.kafka import KafkaBroker
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import ReviewRequested, WorkflowCompleted
 from pactmesh_contracts.topics import REVIEWS_REQUESTED, WORKFLOW_COMPLETED
-from pactmesh_kit.broker import EventPublisher, subscriber
+from pactmesh_kit.kafka import Kafka, Record
 
-from pactmesh_hitl.domain.reviews import Review, ReviewState, ReviewStore
-from pactmesh_hitl.settings import Settings
+from pactmesh_hitl.domain.reviews import Review, ReviewState
+from pactmesh_hitl.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class Runtime:
-    """Filled in by the app's lifespan."""
+def register(kafka: Kafka, runtime: Runtime) -> None:
+    """Subscribe the hitl service's handlers."""
 
-    settings: Settings
-    publisher: EventPublisher
-    store: ReviewStore | None = None
-
-    def require_store(self) -> ReviewStore:
-        """The store, or an error if used outside the app's lifespan."""
-        if self.store is None:
-            raise RuntimeError("the review store is not open")
-        return self.store
-
-
-def register(broker: KafkaBroker, runtime: Runtime) -> None:
-    """Subscribe the hitl service's handlers on ``broker``."""
-    settings = runtime.settings
-
-    @subscriber(broker, REVIEWS_REQUESTED, settings)
-    async def on_review_requested(event: Envelope[ReviewRequested]) -> None:
+    @kafka.subscriber(REVIEWS_REQUESTED)
+    async def on_review_requested(event: Envelope[ReviewRequested], record: Record) -> None:
         """Queue a review for reviewers (a redelivered request is stored once)."""
         request = event.payload
         await runtime.require_store().add(
@@ -62,8 +44,8 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
             )
         )
 
-    @subscriber(broker, WORKFLOW_COMPLETED, settings)
-    async def on_workflow_completed(event: Envelope[WorkflowCompleted]) -> None:
+    @kafka.subscriber(WORKFLOW_COMPLETED)
+    async def on_workflow_completed(event: Envelope[WorkflowCompleted], record: Record) -> None:
         """Withdraw reviews of a workflow that has ended, so nobody acts on them."""
         withdrawn = await runtime.require_store().withdraw_for(
             event.workflow_id, now=datetime.now(UTC)

@@ -1,6 +1,6 @@
 """``python -m pactmesh_intake``: serve intake."""
 
-from pactmesh_kit.service import serve
+from pactmesh_kit.app import serve
 
 from pactmesh_intake.settings import Settings
 

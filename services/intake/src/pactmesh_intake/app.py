@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED
-from pactmesh_kit.broker import EventPublisher, make_broker
-from pactmesh_kit.service import create_service_app
-from pactmesh_kit.telemetry import setup_telemetry
+from pactmesh_kit.app import Service
 
 from pactmesh_intake import handlers
 from pactmesh_intake.adapters.sqlite_store import open_store
@@ -21,32 +20,33 @@ from pactmesh_intake.settings import Settings
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build intake: HTTP submission and status, plus the inbound-topic consumer."""
     settings = settings or Settings()
-    tracer_provider = setup_telemetry(settings)
-    broker = make_broker(settings, tracer_provider=tracer_provider)
-    runtime = Runtime(
-        settings=settings, publisher=EventPublisher(broker, settings, produces=[REQUESTS_ACCEPTED])
-    )
-    handlers.register(broker, runtime)
-
-    @asynccontextmanager
-    async def resources(app: FastAPI) -> AsyncIterator[None]:
-        async with open_store(settings.data_dir / "intake.sqlite3") as store:
-            runtime.store = store
-            yield
-            runtime.store = None
-
-    app = create_service_app(
-        settings=settings,
-        broker=broker,
-        tracer_provider=tracer_provider,
+    service = Service(
+        settings,
         title="pactmesh intake",
         description="Submit requests to the mesh and follow their status.",
-        resources=resources,
     )
-    # FastAPI's own body limit (Starlette's RequestBodyLimitMiddleware, per route): a
-    # declared Content-Length over the limit is refused before a byte is read, and a
-    # chunked body is counted as it streams in and cut off at the limit. Kept on this
-    # router so health and documentation routes are unaffected.
-    app.include_router(requests.router, max_body_size=settings.max_body_bytes)
-    app.state.runtime = runtime
-    return app
+    runtime = Runtime(settings=settings, publisher=service.kafka.publisher(REQUESTS_ACCEPTED))
+    handlers.register(service.kafka, runtime)
+    return service.app(
+        runtime, routers=[_body_limited(settings)], resources=[partial(_store, runtime)]
+    )
+
+
+def _body_limited(settings: Settings) -> APIRouter:
+    """The request routes under FastAPI's own body limit (Starlette's
+    RequestBodyLimitMiddleware, per route): a declared Content-Length over the limit is
+    refused before a byte is read, and a chunked body is counted as it streams in and
+    cut off at the limit. Only these routes: health and documentation are unaffected."""
+    limited = APIRouter(max_body_size=settings.max_body_bytes)
+    limited.include_router(requests.router)
+    return limited
+
+
+@asynccontextmanager
+async def _store(runtime: Runtime) -> AsyncIterator[None]:
+    async with open_store(runtime.settings.data_dir / "intake.sqlite3") as store:
+        runtime.store = store
+        try:
+            yield
+        finally:
+            runtime.store = None

@@ -1,9 +1,9 @@
 """Intake's Kafka subscribers.
 
-Keyed subscribers (batches, one commit per batch, requests handled concurrently and
-each request's events in order) for the inbound topic and progress. Results are kept
-for status reads and replayed streams. The live fan-out reads every progress, token and
-result event but decodes only those of requests an SSE client here follows.
+Requests from the inbound topic, progress (status transitions) and results, in the
+service's consumer groups; and, in groups of this instance's own, from the latest
+offsets, progress, tokens and results for the SSE clients connected here (decoded only
+for requests a client here follows).
 """
 
 from __future__ import annotations
@@ -11,31 +11,17 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
-from faststream.kafka import KafkaBroker
-from faststream.middlewares import AckPolicy
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import RequestSubmitted, WorkflowProgress, WorkflowResult
 from pactmesh_contracts.topics import (
     REQUESTS_INBOUND,
-    RESULTS,
     WORKFLOW_PROGRESS,
-    Topic,
     WorkflowUpdate,
 )
-from pactmesh_kit.broker import (
-    BATCH_IDLE_MS,
-    BATCH_MAX_RECORDS,
-    Record,
-    contract_decoder,
-    keyed_subscriber,
-    raw_records,
-    refuse,
-    undecoded_batch,
-)
+from pactmesh_kit.errors import RefusedMessage
+from pactmesh_kit.kafka import Kafka, Record
 from pactmesh_workflows.registry import registry
-from pydantic import ValidationError
 
 from pactmesh_intake.domain.errors import IntakeError
 from pactmesh_intake.domain.intake import accept_inbound
@@ -44,15 +30,12 @@ from pactmesh_intake.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
-RESULTS_TOPIC_TYPE = RESULTS
-"""Every result topic carries the same record type: one decoder serves them all."""
 
-
-def register(broker: KafkaBroker, runtime: Runtime) -> None:
-    """Subscribe intake's handlers on ``broker``."""
+def register(kafka: Kafka, runtime: Runtime) -> None:
+    """Subscribe intake's handlers."""
     settings = runtime.settings
 
-    @keyed_subscriber(broker, REQUESTS_INBOUND, settings)
+    @kafka.subscriber(REQUESTS_INBOUND)
     async def on_inbound(event: Envelope[RequestSubmitted], record: Record) -> None:
         """Accept a request published by an upstream system; dead-letter what HTTP would
         refuse with a 4xx (not permitted, too large, key reused for another request)."""
@@ -66,13 +49,11 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
                 now=datetime.now(UTC),
             )
         except IntakeError as exc:
-            raise refuse(
-                record, settings, f"{exc.code} (HTTP {exc.http_status} equivalent): {exc}"
-            ) from exc
+            raise RefusedMessage(f"{exc.code} (HTTP {exc.http_status} equivalent): {exc}") from exc
         if accepted:
             logger.info("accepted %s from the inbound topic", event.workflow_id)
 
-    @keyed_subscriber(broker, WORKFLOW_PROGRESS, settings)
+    @kafka.subscriber(WORKFLOW_PROGRESS)
     async def on_progress(event: Envelope[WorkflowUpdate], record: Record) -> None:
         """Record a status transition for ``GET /v1/requests/{id}`` (tokens are not kept)."""
         if not isinstance(event.payload, WorkflowProgress):
@@ -89,54 +70,46 @@ def register(broker: KafkaBroker, runtime: Runtime) -> None:
             )
         )
 
-    results = [topic.qualified(settings.topic_prefix) for topic in registry().result_topics()]
-    results_group = f"{settings.consumer_group_prefix}.results"
-
-    @broker.subscriber(
-        *results,
-        group_id=results_group,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=contract_decoder(RESULTS_TOPIC_TYPE, settings=settings, group=results_group),
-        title=f"{settings.service_name}:results",
+    @kafka.subscriber(
+        *registry().result_topics(),
+        name="results",
         description="Delivered results, kept for status reads and replayed event streams.",
     )
-    async def on_result(event: Envelope[WorkflowResult]) -> None:
+    async def on_result(event: Envelope[WorkflowResult], record: Record) -> None:
         """Keep the result of a request submitted here (others' are not ours to keep)."""
         await runtime.require_store().record_result(
             request_id=event.workflow_id, result=ResultView.of(event)
         )
 
-    # Each instance needs every event for the SSE clients connected to it: groups of
-    # its own, from the latest offset (history comes from the store, not the topic).
-    instance = uuid.uuid4().hex[:12]
+    _register_live(kafka, runtime)
 
-    def live(topics: list[str], contract: Topic, name: str) -> None:
-        async def on_live(records: Any) -> None:
-            """Hand each event to the SSE clients following its request here (if any)."""
-            for record in records:
-                request_id = _request_id(record)
-                if request_id is None or not runtime.live.following(request_id):
-                    continue
-                if (event := _lenient(record, contract)) is not None:
-                    runtime.live.publish(event)
 
-        on_live.__annotations__["records"] = undecoded_batch(contract)
-        broker.subscriber(
+def _register_live(kafka: Kafka, runtime: Runtime) -> None:
+    """Each instance needs every event for the SSE clients connected to it: groups of
+    its own, from the latest offset (history comes from the store, not the topic). What
+    the contract refuses is skipped: the service's own groups dead-letter it, once."""
+
+    def followed(record: Record) -> bool:
+        request_id = _request_id(record)
+        return request_id is not None and runtime.live.following(request_id) > 0
+
+    async def on_live(event: Envelope[WorkflowUpdate | WorkflowResult], record: Record) -> None:
+        """Hand the event to the SSE clients following its request here."""
+        runtime.live.publish(event)
+
+    for topics, name in (
+        ((WORKFLOW_PROGRESS,), "progress"),
+        (registry().result_topics(), "results"),
+    ):
+        kafka.subscriber(
             *topics,
-            group_id=f"{settings.consumer_group_prefix}.{name}.live.{instance}",
-            auto_offset_reset="latest",
-            ack_policy=AckPolicy.ACK_FIRST,
-            batch=True,
-            max_records=BATCH_MAX_RECORDS,
-            batch_timeout_ms=BATCH_IDLE_MS,
-            decoder=raw_records,
-            title=f"{settings.service_name}:{name}:live",
+            name=f"{name}.live",
+            per_instance=True,
+            from_latest=True,
+            select=followed,
+            lenient=True,
             description=f"{name}, for this instance's SSE clients.",
         )(on_live)
-
-    live([WORKFLOW_PROGRESS.qualified(settings.topic_prefix)], WORKFLOW_PROGRESS, "progress")
-    live(results, RESULTS_TOPIC_TYPE, "results")
 
 
 def _request_id(record: Record) -> uuid.UUID | None:
@@ -145,13 +118,3 @@ def _request_id(record: Record) -> uuid.UUID | None:
         return uuid.UUID(record.key.decode()) if record.key else None
     except ValueError:
         return None
-
-
-def _lenient(record: Record, topic: Topic) -> Envelope[Any] | None:
-    """The topic's contract, or ``None``: the shared-group consumer already
-    dead-letters what the contract refuses, once, so the live one just skips it."""
-    try:
-        event: Envelope[Any] = topic.adapter.validate_json(record.value or b"")
-    except ValidationError:
-        return None
-    return event

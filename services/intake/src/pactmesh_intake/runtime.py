@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pactmesh_kit.auth.policy import AccessPolicy, load_access_policy
-from pactmesh_kit.broker import EventPublisher
+from pactmesh_kit.errors import NotReady
+from pactmesh_kit.kafka import EventPublisher
 
 from pactmesh_intake.adapters.rate_limits import TenantRateLimiter
 from pactmesh_intake.domain.live import LiveFeed
@@ -38,7 +39,7 @@ class Runtime:
         )
 
     def require_store(self) -> RequestStore:
-        """The store, or an error if used outside the app's lifespan."""
+        """The store; ``NotReady`` outside the app's lifespan."""
         if self.store is None:
-            raise RuntimeError("intake's request store is not open")
+            raise NotReady("intake's request store is not open")
         return self.store

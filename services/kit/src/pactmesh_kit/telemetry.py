@@ -17,6 +17,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from pactmesh_kit.settings import KitSettings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(name)s] [trace=%(trace_id)s] %(message)s"
+WORKFLOW_ID_ATTRIBUTE = "pactmesh.workflow_id"
+"""Span attribute naming the workflow a span worked on, to find a request's trace."""
 
 
 def _jsonable(value: object) -> object:

@@ -1,6 +1,6 @@
 """``python -m pactmesh_orchestrator``: serve the orchestrator."""
 
-from pactmesh_kit.service import serve
+from pactmesh_kit.app import serve
 
 from pactmesh_orchestrator.settings import Settings
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from pactmesh_contracts.topics import (
@@ -14,17 +15,17 @@ from pactmesh_contracts.topics import (
     WORKFLOW_COMPLETED,
     WORKFLOW_PROGRESS,
 )
-from pactmesh_kit.broker import EventPublisher, make_broker
-from pactmesh_kit.service import create_service_app
-from pactmesh_kit.telemetry import setup_telemetry
+from pactmesh_kit.app import Service
 from pactmesh_reasoning.embeddings import load_embeddings
 from pactmesh_reasoning.models import ModelRouter
 from pactmesh_reasoning.semantic_cache import SemanticCache
 from pactmesh_workflows.gates import GatePolicy
 from pactmesh_workflows.reasoning import Reasoning
+from pactmesh_workflows.registry import registry
 
-from pactmesh_orchestrator import api, handlers
+from pactmesh_orchestrator import handlers
 from pactmesh_orchestrator.adapters.persistence import open_persistence
+from pactmesh_orchestrator.api.routes import cache, workflows
 from pactmesh_orchestrator.domain.engine import Engine
 from pactmesh_orchestrator.domain.workflows import build_graphs
 from pactmesh_orchestrator.runtime import Runtime
@@ -36,46 +37,44 @@ logger = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the orchestrator: registered workflows on a SQLite checkpointer."""
     settings = settings or Settings()
-    tracer_provider = setup_telemetry(settings)
-    broker = make_broker(settings, tracer_provider=tracer_provider)
-    publisher = EventPublisher(
-        broker,
+    service = Service(
         settings,
-        produces=[TOOL_CALLS, REVIEWS_REQUESTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS],
-    )
-    runtime = Runtime(settings=settings, publisher=publisher)
-    handlers.register(broker, runtime)
-    policy = GatePolicy.load(settings.gate_policy)
-
-    @asynccontextmanager
-    async def resources(app: FastAPI) -> AsyncIterator[None]:
-        runtime.cache = await _open_cache(settings)
-        reasoning = Reasoning(models=ModelRouter(), cache=runtime.cache)
-        async with open_persistence(settings) as store:
-            graphs = build_graphs(checkpointer=store.checkpointer, gates=policy, models=reasoning)
-            runtime.engine = Engine(
-                graphs=graphs,
-                checkpointer=store.checkpointer,
-                publisher=publisher,
-                outbox=store.outbox,
-                tool_timeout_s=settings.tool_timeout_s,
-                token_window_s=settings.token_window_ms / 1000,
-            )
-            logger.info("workflow state in %s; workflows: %s", store.kind, ", ".join(graphs))
-            yield
-            runtime.engine = None
-
-    app = create_service_app(
-        settings=settings,
-        broker=broker,
-        tracer_provider=tracer_provider,
         title="pactmesh orchestrator",
         description="Runs each workflow as a checkpointed LangGraph graph.",
-        resources=resources,
-        routers=(api.router, api.cache_router),
     )
-    app.state.runtime = runtime
-    return app
+    publisher = service.kafka.publisher(
+        TOOL_CALLS, REVIEWS_REQUESTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS
+    )
+    runtime = Runtime(settings=settings, publisher=publisher)
+    handlers.register(service.kafka, runtime)
+    # Loaded now, so that a bad workflow module or gate policy fails at start-up.
+    policy = GatePolicy.load(settings.gate_policy)
+    policy.check(registry().gates)
+    engine = partial(_engine, runtime, policy)
+    return service.app(runtime, routers=[workflows.router, cache.router], resources=[engine])
+
+
+@asynccontextmanager
+async def _engine(runtime: Runtime, policy: GatePolicy) -> AsyncIterator[None]:
+    """The semantic cache, the checkpoint store and the engine running the graphs."""
+    settings = runtime.settings
+    runtime.cache = await _open_cache(settings)
+    reasoning = Reasoning(models=ModelRouter(), cache=runtime.cache)
+    async with open_persistence(settings) as store:
+        graphs = build_graphs(checkpointer=store.checkpointer, gates=policy, models=reasoning)
+        runtime.engine = Engine(
+            graphs=graphs,
+            checkpointer=store.checkpointer,
+            publisher=runtime.publisher,
+            outbox=store.outbox,
+            tool_timeout_s=settings.tool_timeout_s,
+            token_window_s=settings.token_window_ms / 1000,
+        )
+        logger.info("workflow state in %s; workflows: %s", store.kind, ", ".join(graphs))
+        try:
+            yield
+        finally:
+            runtime.engine = None
 
 
 async def _open_cache(settings: Settings) -> SemanticCache | None:

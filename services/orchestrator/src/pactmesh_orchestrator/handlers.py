@@ -8,38 +8,37 @@ already past the event, an outbox mark already written), so nothing happens twic
 
 from __future__ import annotations
 
-from faststream.kafka import KafkaBroker
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import RequestRouted, ReviewDecided
 from pactmesh_contracts.topics import REQUESTS_ROUTED, REVIEWS_DECIDED, TOOL_RESULTS, ToolResult
-from pactmesh_kit.broker import Record, keyed_subscriber, refuse
+from pactmesh_kit.errors import RefusedMessage
+from pactmesh_kit.kafka import Kafka, Record
 
-from pactmesh_orchestrator.domain.engine import UnknownWorkflowRun
+from pactmesh_orchestrator.domain.errors import UnknownWorkflowRun
 from pactmesh_orchestrator.runtime import Runtime
 
 
-def register(broker: KafkaBroker, runtime: Runtime) -> None:
-    """Subscribe the orchestrator's handlers on ``broker``."""
-    settings = runtime.settings
-    batch = settings.batch_max_records
+def register(kafka: Kafka, runtime: Runtime) -> None:
+    """Subscribe the orchestrator's handlers."""
+    batch = runtime.settings.batch_max_records
 
-    @keyed_subscriber(broker, REQUESTS_ROUTED, settings, max_records=batch)
+    @kafka.subscriber(REQUESTS_ROUTED, max_records=batch)
     async def on_routed(event: Envelope[RequestRouted], record: Record) -> None:
         """Start the chosen workflow (idempotent per workflow id)."""
         await runtime.require_engine().start(event)
 
-    @keyed_subscriber(broker, TOOL_RESULTS, settings, max_records=batch)
+    @kafka.subscriber(TOOL_RESULTS, max_records=batch)
     async def on_tool_result(event: Envelope[ToolResult], record: Record) -> None:
         """Resume the run waiting for this result (idempotent per call id)."""
         try:
             await runtime.require_engine().resume(event)
         except UnknownWorkflowRun as exc:
-            raise refuse(record, settings, str(exc)) from exc
+            raise RefusedMessage(str(exc)) from exc
 
-    @keyed_subscriber(broker, REVIEWS_DECIDED, settings, max_records=batch)
+    @kafka.subscriber(REVIEWS_DECIDED, max_records=batch)
     async def on_review_decided(event: Envelope[ReviewDecided], record: Record) -> None:
         """Resume the gate waiting for this decision (idempotent per review id)."""
         try:
             await runtime.require_engine().decide(event)
         except UnknownWorkflowRun as exc:
-            raise refuse(record, settings, str(exc)) from exc
+            raise RefusedMessage(str(exc)) from exc

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pactmesh_kit.broker import EventPublisher
+from pactmesh_kit.errors import NotReady
+from pactmesh_kit.kafka import EventPublisher
 from pactmesh_reasoning.semantic_cache import SemanticCache
 
 from pactmesh_orchestrator.domain.engine import Engine
@@ -22,7 +23,7 @@ class Runtime:
     """This instance's semantic cache (not shared with other instances)."""
 
     def require_engine(self) -> Engine:
-        """The engine, or an error if used outside the app's lifespan."""
+        """The engine; ``NotReady`` outside the app's lifespan."""
         if self.engine is None:
-            raise RuntimeError("the orchestrator's engine is not running")
+            raise NotReady("the orchestrator's engine is not running")
         return self.engine

@@ -1,6 +1,6 @@
 """``python -m pactmesh_routing``: serve routing."""
 
-from pactmesh_kit.service import serve
+from pactmesh_kit.app import serve
 
 from pactmesh_routing.settings import Settings
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from pactmesh_contracts.topics import AUDIT, REQUESTS_ROUTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS
+from pactmesh_kit.app import Service
 from pactmesh_kit.auth import load_access_policy
-from pactmesh_kit.broker import EventPublisher, make_broker
-from pactmesh_kit.service import Resources, create_service_app
-from pactmesh_kit.telemetry import setup_telemetry
 from pactmesh_reasoning.classifier import ExampleClassifier
 from pactmesh_reasoning.models import ModelRouter
 
 from pactmesh_routing import handlers
 from pactmesh_routing.adapters.models import load_classifier, routing_models
 from pactmesh_routing.domain.router import Router
+from pactmesh_routing.runtime import Runtime
 from pactmesh_routing.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -26,40 +26,34 @@ logger = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build routing: one consumer of accepted requests, deciding through the models."""
     settings = settings or Settings()
-    tracer_provider = setup_telemetry(settings)
-    broker = make_broker(settings, tracer_provider=tracer_provider)
-    publisher = EventPublisher(
-        broker, settings, produces=[REQUESTS_ROUTED, WORKFLOW_PROGRESS, WORKFLOW_COMPLETED, AUDIT]
+    service = Service(
+        settings,
+        title="pactmesh routing",
+        description="Classifies accepted requests into registered workflows.",
     )
     nearest = load_classifier(settings.examples_file)
     models = routing_models(nearest=nearest)
-    router = Router(
-        models=models,
-        min_confidence=settings.min_confidence,
-        fallback=settings.fallback_workflow,
-    )
-    handlers.register(
-        broker, settings, publisher, router, load_access_policy(settings.access_policy_file)
-    )
-    return create_service_app(
+    runtime = Runtime(
         settings=settings,
-        broker=broker,
-        tracer_provider=tracer_provider,
-        title="pactmesh routing",
-        description="Classifies accepted requests into registered workflows.",
-        resources=_warm_up(nearest, models),
+        publisher=service.kafka.publisher(
+            REQUESTS_ROUTED, WORKFLOW_PROGRESS, WORKFLOW_COMPLETED, AUDIT
+        ),
+        router=Router(
+            models=models,
+            min_confidence=settings.min_confidence,
+            fallback=settings.fallback_workflow,
+        ),
+        policy=load_access_policy(settings.access_policy_file),
     )
+    handlers.register(service.kafka, runtime)
+    return service.app(runtime, resources=[partial(_warm_up, nearest, models)])
 
 
-def _warm_up(nearest: ExampleClassifier, models: ModelRouter) -> Resources:
+@asynccontextmanager
+async def _warm_up(nearest: ExampleClassifier, models: ModelRouter) -> AsyncIterator[None]:
     """Load the embeddings and embed the examples before consuming, when the routing chain
     uses the offline model, so the first request does not wait for them."""
-
-    @asynccontextmanager
-    async def warm(_app: FastAPI) -> AsyncIterator[None]:
-        if any(spec.offline for spec in models.config.role("routing").chain):
-            await nearest.aclassify("warm-up")
-            logger.info("routing: offline examples embedded")
-        yield
-
-    return warm
+    if any(spec.offline for spec in models.config.role("routing").chain):
+        await nearest.aclassify("warm-up")
+        logger.info("routing: offline examples embedded")
+    yield

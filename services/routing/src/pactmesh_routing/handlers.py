@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from faststream.kafka import KafkaBroker
 from opentelemetry import trace
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import (
@@ -14,27 +13,20 @@ from pactmesh_contracts.events import (
     WorkflowProgress,
 )
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED
-from pactmesh_kit.broker import EventPublisher, Record, keyed_subscriber
+from pactmesh_kit.kafka import EventPublisher, Kafka, Record
 
-from pactmesh_routing.domain.access import StartPolicy, refusal_events, start_refusal
+from pactmesh_routing.domain.access import refusal_events, start_refusal
 from pactmesh_routing.domain.decision import Decision
-from pactmesh_routing.domain.router import Router
-from pactmesh_routing.settings import Settings
+from pactmesh_routing.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
 
-def register(
-    broker: KafkaBroker,
-    settings: Settings,
-    publisher: EventPublisher,
-    router: Router,
-    policy: StartPolicy,
-) -> None:
-    """Subscribe routing's handler on ``broker``; ``router`` takes the decisions and
-    ``policy`` says who may start the workflow chosen."""
+def register(kafka: Kafka, runtime: Runtime) -> None:
+    """Subscribe routing's handler."""
+    publisher, router, policy = runtime.publisher, runtime.router, runtime.policy
 
-    @keyed_subscriber(broker, REQUESTS_ACCEPTED, settings)
+    @kafka.subscriber(REQUESTS_ACCEPTED)
     async def on_accepted(event: Envelope[RequestAccepted], record: Record) -> None:
         """Route an accepted request and publish the decision, with its reason; end it
         instead, refused, when its principal may not start the workflow chosen (in

@@ -2,7 +2,7 @@
 
 import logging
 
-from pactmesh_kit.service import serve
+from pactmesh_kit.app import serve
 
 from pactmesh_tools.settings import Settings
 

@@ -18,12 +18,14 @@ from pactmesh_contracts.events import AuditRecorded, ToolCallRequested
 from pactmesh_contracts.topics import AUDIT, TOOL_CALLS, TOOL_RESULTS, ToolResult
 from pactmesh_kit.auth import AccessPolicy, load_access_policy
 from pactmesh_kit.auth.policy import Grant
-from pactmesh_kit.broker import EventPublisher, encode, make_broker, subscriber
+from pactmesh_kit.kafka import Kafka, Record, encode
 
 from pactmesh_tools import handlers
 from pactmesh_tools.adapters.inbox import INBOX_FILE, SqliteInbox, open_inbox
-from pactmesh_tools.dispatcher import Dispatcher, ResultPublisher
+from pactmesh_tools.domain.dispatcher import Dispatcher, ResultPublisher
 from pactmesh_tools.domain.registry import ToolRegistry
+from pactmesh_tools.domain.resilience import Backends
+from pactmesh_tools.runtime import Runtime
 from pactmesh_tools.settings import Settings
 
 TEST_WORKFLOW = "test-workflow"
@@ -136,35 +138,39 @@ async def running_tools(
     is the access policy (by default the packaged one, plus ``TEST_WORKFLOW`` allowed
     every tool of ``registry``).
     """
-    broker = make_broker(settings, tracer_provider=tracer_provider)
+    kafka = Kafka(settings, tracer_provider=tracer_provider)
     dispatcher = Dispatcher(
         registry=registry,
         access=policy
         or policy_allowing(registry.names, base=load_access_policy(settings.access_policy_file)),
-        publisher=publisher(EventPublisher(broker, settings, produces=[TOOL_RESULTS, AUDIT])),
+        publisher=publisher(kafka.publisher(TOOL_RESULTS, AUDIT)),
         limits=dataclasses.replace(settings.dispatch_limits(), **limits),
         tracer=tracer_provider.get_tracer(__name__) if tracer_provider else None,
     )
-    handlers.register(broker, settings, dispatcher)
+    backends = Backends(settings.backend_limits)  # the registry's own are not the API's here
+    handlers.register(
+        kafka,
+        Runtime(settings=settings, dispatcher=dispatcher, registry=registry, backends=backends),
+    )
     received: list[Envelope[ToolResult]] = []
     audits: list[Envelope[AuditRecorded]] = []
     arrived = asyncio.Event()
 
-    @subscriber(broker, TOOL_RESULTS, settings)
-    async def on_result(event: Envelope[ToolResult]) -> None:
+    @kafka.subscriber(TOOL_RESULTS, name="test-observer.tool.results")
+    async def on_result(event: Envelope[ToolResult], record: Record) -> None:
         received.append(event)
         arrived.set()
 
-    @subscriber(broker, AUDIT, settings)
-    async def on_audit(event: Envelope[AuditRecorded]) -> None:
+    @kafka.subscriber(AUDIT, name="test-observer.audit")
+    async def on_audit(event: Envelope[AuditRecorded], record: Record) -> None:
         audits.append(event)
 
     async with (
-        TestKafkaBroker(broker),
+        TestKafkaBroker(kafka.broker),
         open_inbox(settings.data_dir / INBOX_FILE) as inbox,
         dispatcher.running(inbox),
     ):
-        yield RunningTools(broker, settings, dispatcher, inbox, received, audits, arrived)
+        yield RunningTools(kafka.broker, settings, dispatcher, inbox, received, audits, arrived)
 
 
 RunTools = Callable[..., AbstractAsyncContextManager[RunningTools]]

@@ -1,32 +1,29 @@
-"""FastAPI dependencies of the delivery service's routes."""
+"""What the delivery service's routes are handed: the runtime, the webhook store, the
+caller."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
-from pactmesh_kit.auth.http import require
+from fastapi import Depends
+from pactmesh_kit.app import get_runtime
+from pactmesh_kit.auth.http import CurrentPrincipal, require
 from pactmesh_kit.auth.tokens import Identity
 
 from pactmesh_delivery.domain.webhooks import WebhookStore
 from pactmesh_delivery.runtime import Runtime
 
-
-def get_runtime(request: Request) -> Runtime:
-    """The app's runtime."""
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
+__all__ = ["CurrentIntegrator", "CurrentPrincipal", "RuntimeDep", "StoreDep"]
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_webhook_store(runtime: RuntimeDep) -> WebhookStore:
+def get_store(runtime: RuntimeDep) -> WebhookStore:
     """The webhook store."""
     return runtime.require_webhooks()
 
 
-WebhookStoreDep = Annotated[WebhookStore, Depends(get_webhook_store)]
+StoreDep = Annotated[WebhookStore, Depends(get_store)]
 
-IntegratorDep = Annotated[Identity, Depends(require("webhooks:manage"))]
+CurrentIntegrator = Annotated[Identity, Depends(require("webhooks:manage"))]
 """The caller, who may manage its tenant's webhooks (403 otherwise)."""

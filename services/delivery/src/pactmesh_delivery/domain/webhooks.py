@@ -19,23 +19,6 @@ from pactmesh_workflows.registry import registry
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, field_validator
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
-
-class DeliveryError(Exception):
-    """Root of the delivery service's errors; each carries a stable code."""
-
-    code = "delivery_error"
-
-
-class WebhookNotFound(DeliveryError):
-    """No webhook with this id in the caller's tenant (another tenant's looks the same)."""
-
-    code = "webhook_not_found"
-
-    def __init__(self, webhook_id: uuid.UUID) -> None:
-        super().__init__(f"no webhook {webhook_id}")
-        self.webhook_id = webhook_id
-
-
 # -- the API's contracts ----------------------------------------------------------------
 
 

@@ -1,25 +1,32 @@
-"""What the reviewer API's routes are handed: the runtime, the caller, the review."""
+"""What the reviewer API's routes are handed: the runtime, the store, the caller, the
+review."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
-from pactmesh_kit.auth.http import AuthenticatorDep, forbid, require
+from fastapi import Depends
+from pactmesh_kit.app import get_runtime
+from pactmesh_kit.auth.http import AuthenticatorDep, CurrentPrincipal, forbid, require
 from pactmesh_kit.auth.tokens import Identity
 
+from pactmesh_hitl.domain.errors import ReviewError
 from pactmesh_hitl.domain.reviews import Review, ReviewStore
-from pactmesh_hitl.handlers import Runtime
+from pactmesh_hitl.runtime import Runtime
+
+__all__ = [
+    "REVIEW_ACTIONS",
+    "AuthenticatorDep",
+    "CurrentPrincipal",
+    "CurrentReader",
+    "ReviewDep",
+    "RuntimeDep",
+    "StoreDep",
+    "check_may_review",
+]
 
 REVIEW_ACTIONS = ("approve", "reject", "edit")
-
-
-def get_runtime(request: Request) -> Runtime:
-    """The service's runtime (store, publisher, settings)."""
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
@@ -30,11 +37,11 @@ def get_store(runtime: RuntimeDep) -> ReviewStore:
 
 
 StoreDep = Annotated[ReviewStore, Depends(get_store)]
-ReaderDep = Annotated[Identity, Depends(require("reviews:read"))]
+CurrentReader = Annotated[Identity, Depends(require("reviews:read"))]
 """A caller who may read reviews (of their own tenant)."""
 
 
-async def get_review(review_id: uuid.UUID, reader: ReaderDep, store: StoreDep) -> Review:
+async def get_review(review_id: uuid.UUID, reader: CurrentReader, store: StoreDep) -> Review:
     """The review named in the path, if it belongs to the caller's tenant.
 
     Another tenant's review is a 404, exactly like a missing one: a reviewer learns
@@ -42,7 +49,7 @@ async def get_review(review_id: uuid.UUID, reader: ReaderDep, store: StoreDep) -
     """
     review = await store.get(review_id)
     if review is None or review.tenant != reader.tenant:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no review {review_id}")
+        raise ReviewError("not_found", f"no review {review_id}")
     return review
 
 

@@ -13,7 +13,8 @@ import json
 import uuid
 from datetime import datetime
 
-from pactmesh_hitl.domain.reviews import Review, ReviewError
+from pactmesh_hitl.domain.errors import ReviewError
+from pactmesh_hitl.domain.reviews import Review
 
 
 def encode_cursor(last: Review) -> str:

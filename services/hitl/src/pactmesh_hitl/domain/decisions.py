@@ -16,10 +16,10 @@ from pactmesh_contracts.events import ReviewDecided, ReviewDecision
 from pactmesh_workflows.registry import registry
 from pydantic import ValidationError
 
+from pactmesh_hitl.domain.errors import ReviewError
 from pactmesh_hitl.domain.reviews import (
     DecisionRequest,
     Review,
-    ReviewError,
     ReviewState,
     ReviewStore,
 )

@@ -13,6 +13,8 @@ from pactmesh_contracts.envelope import Principal
 from pactmesh_contracts.events import ReviewPriority
 from pydantic import BaseModel, ConfigDict, Field
 
+from pactmesh_hitl.domain.errors import ReviewError
+
 __all__ = [
     "DecisionRequest",
     "HistoryAction",
@@ -140,20 +142,6 @@ class ListQuery:
     after: tuple[datetime, uuid.UUID] | None = None
     """Keyset position: the (requested_at, review_id) of the last review already seen."""
     limit: int = 50
-
-
-ErrorCode = Literal["not_found", "conflict", "invalid", "unavailable"]
-
-
-class ReviewError(Exception):
-    """A review action that cannot be taken; ``code`` maps to an HTTP status at the edge."""
-
-    def __init__(
-        self, code: ErrorCode, message: str, errors: list[dict[str, Any]] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.errors = errors or []
 
 
 class ReviewStore(Protocol):

@@ -1,23 +1,19 @@
-"""FastAPI dependencies of intake's routes."""
+"""What intake's routes are handed: the runtime, the request store, the caller."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, status
+from pactmesh_kit.app import get_runtime
 from pactmesh_kit.auth import Identity
-from pactmesh_kit.auth.http import require
+from pactmesh_kit.auth.http import CurrentPrincipal, require
 
 from pactmesh_intake.adapters.rate_limits import TenantRateLimiter
 from pactmesh_intake.domain.requests import RequestStore
 from pactmesh_intake.runtime import Runtime
 
-
-def get_runtime(request: Request) -> Runtime:
-    """The app's runtime."""
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
+__all__ = ["CurrentPrincipal", "CurrentReader", "CurrentSubmitter", "RuntimeDep", "StoreDep"]
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
@@ -60,5 +56,5 @@ async def reader(
     return await _within(runtime.read_limiter, identity)
 
 
-SubmitterDep = Annotated[Identity, Depends(submitter)]
-ReaderDep = Annotated[Identity, Depends(reader)]
+CurrentSubmitter = Annotated[Identity, Depends(submitter)]
+CurrentReader = Annotated[Identity, Depends(reader)]

@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
+from pactmesh_kit.errors import ErrorKind, PactmeshError
 
-class IntakeError(Exception):
-    """Root of intake's refusals. ``code`` is stable; ``http_status`` is what the HTTP
-    edge answers, and what the inbound topic's dead letter names as its equivalent."""
+
+class IntakeError(PactmeshError):
+    """Root of intake's refusals. ``code`` is stable; ``http_status`` (from the kind) is
+    what the HTTP edge answers, and what the inbound topic's dead letter names as its
+    equivalent."""
 
     code = "intake_error"
-    http_status = 400
+    kind: ErrorKind = "invalid"
 
 
 class NotPermitted(IntakeError):
     """The principal may not submit this request (its capabilities or workflows)."""
 
     code = "forbidden"
-    http_status = 403
+    kind = "forbidden"
 
 
 class TooLarge(IntakeError):
     """The submission is over the configured size limit."""
 
     code = "too_large"
-    http_status = 413
+    kind = "too_large"
 
 
 class IdempotencyConflict(IntakeError):
@@ -30,4 +33,22 @@ class IdempotencyConflict(IntakeError):
     a different submission."""
 
     code = "idempotency_conflict"
-    http_status = 409
+    kind = "conflict"
+
+
+class RequestNotFound(IntakeError):
+    """No request with this id in the caller's tenant (another tenant's looks the same)."""
+
+    code = "request_not_found"
+    kind = "not_found"
+
+    def __init__(self, request_id: object) -> None:
+        super().__init__(f"no request {request_id}")
+
+
+class NotEnqueued(IntakeError):
+    """An accepted request could not be handed to the mesh (the broker did not take it);
+    it was not kept, so the client may retry."""
+
+    code = "not_enqueued"
+    kind = "unavailable"

@@ -1,9 +1,12 @@
 """FastAPI dependencies: authenticate every request, then check the access policy.
 
-Routes declare what they need::
+The app builder (``pactmesh_kit.app``) puts ``authenticated`` on every route a service
+does not explicitly make public. Routes declare what more they need::
+
+    CurrentReader = Annotated[Identity, Depends(require("things:read"))]
 
     @router.get("/things")
-    async def things(identity: Annotated[Identity, Depends(require("things:read"))]): ...
+    async def things(reader: CurrentReader): ...
 
 A missing, malformed, expired or foreign token is a 401 with an RFC 6750
 ``WWW-Authenticate`` header; a valid token without the capability is a 403.
@@ -94,13 +97,14 @@ async def authenticated(
     return identity
 
 
-IdentityDep = Annotated[Identity, Depends(authenticated)]
+CurrentPrincipal = Annotated[Identity, Depends(authenticated)]
+"""The verified caller (any valid token): its principal and tenant."""
 
 
 def require(capability: str) -> Callable[..., Identity]:
     """A dependency: the caller, who must hold API ``capability``; 403 otherwise."""
 
-    def check(identity: IdentityDep, authenticator: AuthenticatorDep) -> Identity:
+    def check(identity: CurrentPrincipal, authenticator: AuthenticatorDep) -> Identity:
         if not authenticator.policy.can(identity.principal, capability):
             raise _challenge(
                 AuthError("insufficient_scope", f"{capability!r} is not granted to this token")

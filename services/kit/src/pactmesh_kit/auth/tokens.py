@@ -14,6 +14,8 @@ import jwt
 from pactmesh_contracts.envelope import Principal, TenantId
 from pydantic import TypeAdapter, ValidationError
 
+from pactmesh_kit.errors import ErrorKind, PactmeshError
+
 # Asymmetric algorithms only: a verifier that accepted HS256 could be fed a token
 # signed with the public key as an HMAC secret (algorithm confusion), and "none" is
 # never acceptable.
@@ -29,7 +31,7 @@ ROLES_CLAIM = "roles"
 _TENANT: TypeAdapter[str] = TypeAdapter(TenantId)
 
 
-class AuthError(Exception):
+class AuthError(PactmeshError):
     """A request's credentials were refused.
 
     ``code`` follows RFC 6750: ``invalid_token`` (401) or ``insufficient_scope`` (403).
@@ -38,12 +40,13 @@ class AuthError(Exception):
     def __init__(self, code: str, description: str) -> None:
         super().__init__(description)
         self.code = code
+        self.kind: ErrorKind = "forbidden" if code == "insufficient_scope" else "unauthorized"
         self.description = description
 
     @property
     def status_code(self) -> int:
         """The HTTP status this refusal maps to."""
-        return 403 if self.code == "insufficient_scope" else 401
+        return self.http_status
 
 
 @dataclass(frozen=True, slots=True)

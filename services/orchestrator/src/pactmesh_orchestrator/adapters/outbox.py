@@ -9,18 +9,34 @@ checkpoint but before publishing would leave the workflow waiting forever.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
+from typing import Any
 
-from pactmesh_orchestrator.adapters.sqlite_store import SqliteOutbox, open_sqlite_store
+from pactmesh_orchestrator.adapters.sqlite_store import SqliteOutbox
 
-__all__ = ["SqliteOutbox", "open_outbox"]
+# The SQLite outbox shares the checkpoints' file and their group commits, so it lives
+# beside them in sqlite_store; both implementations can be imported from here.
+__all__ = ["PostgresOutbox", "SqliteOutbox"]
 
 
-@asynccontextmanager
-async def open_outbox(path: Path) -> AsyncIterator[SqliteOutbox]:
-    """Open (creating if needed) the outbox in the SQLite file at ``path``; it shares
-    the file, and the group commits, with the checkpoints stored there."""
-    async with open_sqlite_store(path) as (_checkpointer, outbox):
-        yield outbox
+class PostgresOutbox:
+    """Outbox marks in Postgres, on the checkpointer's connection pool."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    async def published(self, thread_id: str, checkpoint_id: str) -> bool:
+        """Whether the events of this checkpoint were already published."""
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT 1 FROM pactmesh_outbox WHERE thread_id = %s AND checkpoint_id = %s",
+                (thread_id, checkpoint_id),
+            )
+            return await cursor.fetchone() is not None
+
+    async def mark(self, thread_id: str, checkpoint_id: str) -> None:
+        """Record that the events of this checkpoint are published."""
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO pactmesh_outbox VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (thread_id, checkpoint_id),
+            )

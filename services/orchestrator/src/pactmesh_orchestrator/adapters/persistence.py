@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
+from pactmesh_orchestrator.adapters.outbox import PostgresOutbox
 from pactmesh_orchestrator.adapters.sqlite_store import open_sqlite_store
 from pactmesh_orchestrator.domain.engine import Outbox
 from pactmesh_orchestrator.settings import Settings
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 _SETUP_LOCK = 0x7061_6374_6D65_7368 & 0x7FFF_FFFF_FFFF_FFFF
 """Advisory lock key serialising schema set-up ("pactmesh" in ASCII, as a bigint)."""
@@ -29,30 +33,6 @@ class Persistence:
     checkpointer: BaseCheckpointSaver[Any]
     outbox: Outbox
     kind: str
-
-
-class PostgresOutbox:
-    """Outbox marks in Postgres, on the checkpointer's connection pool."""
-
-    def __init__(self, pool: Any) -> None:
-        self._pool = pool
-
-    async def published(self, thread_id: str, checkpoint_id: str) -> bool:
-        """Whether the events of this checkpoint were already published."""
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                "SELECT 1 FROM pactmesh_outbox WHERE thread_id = %s AND checkpoint_id = %s",
-                (thread_id, checkpoint_id),
-            )
-            return await cursor.fetchone() is not None
-
-    async def mark(self, thread_id: str, checkpoint_id: str) -> None:
-        """Record that the events of this checkpoint are published."""
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO pactmesh_outbox VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (thread_id, checkpoint_id),
-            )
 
 
 async def _acquire(conn: Any, deadline_s: float = 120.0) -> None:
@@ -70,7 +50,6 @@ async def _acquire(conn: Any, deadline_s: float = 120.0) -> None:
 
 @asynccontextmanager
 async def _postgres(url: str, pool_size: int) -> AsyncIterator[Persistence]:
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
 
@@ -78,25 +57,38 @@ async def _postgres(url: str, pool_size: int) -> AsyncIterator[Persistence]:
     async with AsyncConnectionPool(
         url, min_size=1, max_size=pool_size, kwargs=kwargs, open=False
     ) as pool:
-        checkpointer = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
-        # Migrations are idempotent but not concurrent-safe: two instances starting
-        # together race on CREATE TABLE. A session advisory lock makes them take turns.
-        # It is polled, not awaited in pg_advisory_lock: the migrations run CREATE INDEX
-        # CONCURRENTLY, which waits for every open statement, including a blocked
-        # pg_advisory_lock of the other instance (a deadlock Postgres cannot see).
-        async with pool.connection() as lock:
-            await _acquire(lock)
-            try:
-                await checkpointer.setup()
-                async with pool.connection() as conn:
-                    await conn.execute(
-                        "CREATE TABLE IF NOT EXISTS pactmesh_outbox ("
-                        " thread_id TEXT NOT NULL, checkpoint_id TEXT NOT NULL,"
-                        " PRIMARY KEY (thread_id, checkpoint_id))"
-                    )
-            finally:
-                await lock.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
-        yield Persistence(checkpointer, PostgresOutbox(pool), "postgres")
+        async with pool.connection() as conn:
+            await _set_up(conn)
+        yield Persistence(_checkpointer(pool), PostgresOutbox(pool), "postgres")
+
+
+async def _set_up(conn: Any) -> None:
+    """Create or migrate the tables, one instance at a time, all on ``conn``: the
+    connection that holds the lock. (Taking a second connection from the pool for the
+    migrations hung start-up until the pool timed out when the pool had one connection.)
+
+    Migrations are idempotent but not concurrent-safe: two instances starting together
+    race on CREATE TABLE. A session advisory lock makes them take turns. It is polled,
+    not awaited in pg_advisory_lock: the migrations run CREATE INDEX CONCURRENTLY, which
+    waits for every open statement, including a blocked pg_advisory_lock of the other
+    instance (a deadlock Postgres cannot see)."""
+    await _acquire(conn)
+    try:
+        await _checkpointer(conn).setup()
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS pactmesh_outbox ("
+            " thread_id TEXT NOT NULL, checkpoint_id TEXT NOT NULL,"
+            " PRIMARY KEY (thread_id, checkpoint_id))"
+        )
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
+
+
+def _checkpointer(conn: Any) -> AsyncPostgresSaver:
+    """LangGraph's Postgres checkpointer over a pool or one connection."""
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    return AsyncPostgresSaver(conn)
 
 
 @asynccontextmanager
@@ -109,7 +101,7 @@ async def _sqlite(settings: Settings) -> AsyncIterator[Persistence]:
         yield Persistence(checkpointer, outbox, "sqlite")
 
 
-def open_persistence(settings: Settings) -> Any:
+def open_persistence(settings: Settings) -> AbstractAsyncContextManager[Persistence]:
     """Postgres when ``postgres_url`` is set, else SQLite files in the data dir."""
     if settings.postgres_url:
         return _postgres(settings.postgres_url.get_secret_value(), settings.postgres_pool_size)

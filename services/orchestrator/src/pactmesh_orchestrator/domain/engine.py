@@ -44,6 +44,7 @@ from pactmesh_workflows.state import (
     review_id_for,
 )
 
+from pactmesh_orchestrator.domain.errors import UnknownWorkflowRun
 from pactmesh_orchestrator.domain.tokens import TokenStream
 
 logger = logging.getLogger(__name__)
@@ -75,12 +76,6 @@ class Outbox(Protocol):
     async def mark(self, thread_id: str, checkpoint_id: str) -> None:
         """Record that they were."""
         ...
-
-
-class UnknownWorkflowRun(LookupError):
-    """An event names a workflow run this orchestrator has no checkpoint for."""
-
-    code = "unknown_workflow_run"
 
 
 def _marker(snapshot: StateSnapshot) -> str:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pactmesh_contracts.events import ToolErrorCode
+from pactmesh_kit.errors import PactmeshError
 
 
-class ToolError(Exception):
-    """A call failed for good: not retried by the tools service.
-
+class ToolError(PactmeshError):
+    """Root of the tools service's errors: a call failed for good, not retried by the
+    tools service. ``code`` is the ``ToolErrorCode`` the failure event carries;
     ``retryable`` tells the workflow whether the same call may succeed later.
     """
 
     def __init__(self, code: ToolErrorCode, message: str, *, retryable: bool) -> None:
         super().__init__(message)
-        self.code = code
+        self.code: ToolErrorCode = code
         self.retryable = retryable
 
 

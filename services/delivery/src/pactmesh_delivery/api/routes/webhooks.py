@@ -10,10 +10,11 @@ import time
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel
 
-from pactmesh_delivery.api.deps import IntegratorDep, WebhookStoreDep
+from pactmesh_delivery.api.deps import CurrentIntegrator, StoreDep
+from pactmesh_delivery.domain.errors import WebhookNotFound
 from pactmesh_delivery.domain.webhooks import (
     DeliveryView,
     Webhook,
@@ -43,13 +44,9 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=_AUTH_RESPONSES)
 
 
-def _not_found(webhook_id: uuid.UUID) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, f"no webhook {webhook_id}")
-
-
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated)
 async def register_webhook(
-    body: WebhookCreate, identity: IntegratorDep, store: WebhookStoreDep, response: Response
+    body: WebhookCreate, identity: CurrentIntegrator, store: StoreDep, response: Response
 ) -> WebhookCreated:
     """Register a webhook for the caller's tenant. The answer holds the signing secret,
     shown this once: verify each delivery's ``Pactmesh-Signature`` with it."""
@@ -62,41 +59,41 @@ async def register_webhook(
 
 
 @router.get("", response_model=list[Webhook])
-async def list_webhooks(identity: IntegratorDep, store: WebhookStoreDep) -> list[Webhook]:
+async def list_webhooks(identity: CurrentIntegrator, store: StoreDep) -> list[Webhook]:
     """The caller's tenant's webhooks (without their secrets)."""
     return await store.webhooks(tenant=identity.tenant)
 
 
 @router.get("/{webhook_id}", response_model=Webhook, responses=_NOT_FOUND)
 async def get_webhook(
-    webhook_id: uuid.UUID, identity: IntegratorDep, store: WebhookStoreDep
+    webhook_id: uuid.UUID, identity: CurrentIntegrator, store: StoreDep
 ) -> Webhook:
     """One webhook (without its secret)."""
     webhook = await store.webhook(tenant=identity.tenant, webhook_id=webhook_id)
     if webhook is None:
-        raise _not_found(webhook_id)
+        raise WebhookNotFound(webhook_id)
     return webhook
 
 
 @router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)
 async def delete_webhook(
-    webhook_id: uuid.UUID, identity: IntegratorDep, store: WebhookStoreDep
+    webhook_id: uuid.UUID, identity: CurrentIntegrator, store: StoreDep
 ) -> Response:
     """Remove a webhook; its pending deliveries are never sent."""
     if not await store.delete_webhook(tenant=identity.tenant, webhook_id=webhook_id):
-        raise _not_found(webhook_id)
+        raise WebhookNotFound(webhook_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{webhook_id}/deliveries", response_model=list[DeliveryView], responses=_NOT_FOUND)
 async def list_deliveries(
     webhook_id: uuid.UUID,
-    identity: IntegratorDep,
-    store: WebhookStoreDep,
+    identity: CurrentIntegrator,
+    store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DeliveryView]:
     """The webhook's deliveries, newest first: attempts, last status, state."""
     deliveries = await store.deliveries(tenant=identity.tenant, webhook_id=webhook_id, limit=limit)
     if deliveries is None:
-        raise _not_found(webhook_id)
+        raise WebhookNotFound(webhook_id)
     return deliveries

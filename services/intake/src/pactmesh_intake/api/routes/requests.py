@@ -13,16 +13,16 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Response, status
+from fastapi import APIRouter, Depends, Header, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from opentelemetry import trace
 from pactmesh_contracts.events import RequestStatus
 from pactmesh_kit.auth.http import forbid
-from pactmesh_kit.broker import WORKFLOW_ID_ATTRIBUTE
+from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 
 from pactmesh_intake.api import responses
-from pactmesh_intake.api.deps import ReaderDep, RuntimeDep, StoreDep, SubmitterDep
-from pactmesh_intake.domain.errors import IdempotencyConflict, NotPermitted
+from pactmesh_intake.api.deps import CurrentReader, CurrentSubmitter, RuntimeDep, StoreDep
+from pactmesh_intake.domain.errors import IntakeError, NotEnqueued, NotPermitted, RequestNotFound
 from pactmesh_intake.domain.intake import IdempotencyKey, accept_http, check_permitted
 from pactmesh_intake.domain.live import request_events
 from pactmesh_intake.domain.requests import Receipt, RequestView, SubmitRequest
@@ -74,7 +74,7 @@ IdempotencyKeyHeader = Annotated[
 )
 async def submit(
     body: SubmitRequest,
-    identity: SubmitterDep,
+    identity: CurrentSubmitter,
     runtime: RuntimeDep,
     store: StoreDep,
     response: Response,
@@ -105,10 +105,10 @@ async def submit(
             key=key,
             now=datetime.now(UTC),
         )
-    except IdempotencyConflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except IntakeError:
+        raise  # a reused Idempotency-Key: 409, by its kind
     except Exception as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "could not enqueue") from exc
+        raise NotEnqueued("could not enqueue") from exc
     trace.get_current_span().set_attribute(WORKFLOW_ID_ATTRIBUTE, str(accepted.request_id))
     status_url = f"{runtime.settings.public_url}/v1/requests/{accepted.request_id}"
     response.headers["Location"] = status_url
@@ -126,20 +126,22 @@ _READ_RESPONSES: dict[int | str, dict[str, object]] = {
 
 
 @router.get("/{request_id}", response_model=RequestView, responses=_READ_RESPONSES)
-async def get_request(request_id: uuid.UUID, identity: ReaderDep, store: StoreDep) -> RequestView:
+async def get_request(
+    request_id: uuid.UUID, identity: CurrentReader, store: StoreDep
+) -> RequestView:
     """The request's current status, every transition so far, and its result once
     delivered."""
     view = await store.get(request_id)
     if view is None or view.tenant != identity.tenant:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no request {request_id}")
+        raise RequestNotFound(request_id)
     return view
 
 
-async def own_request(request_id: uuid.UUID, identity: ReaderDep, store: StoreDep) -> uuid.UUID:
+async def own_request(request_id: uuid.UUID, identity: CurrentReader, store: StoreDep) -> uuid.UUID:
     """``request_id``, checked before a stream starts (a 404 cannot follow a 200)."""
     submission = await store.submission(request_id)
     if submission is None or submission.tenant != identity.tenant:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no request {request_id}")
+        raise RequestNotFound(request_id)
     return request_id
 
 

@@ -21,6 +21,9 @@ FastStream subscriber, whose commit-after-handler and dead-lettering the mesh re
 on, and none stores in SQLite. What is needed is one table, four statements and the
 loop below.
 
+Part of the domain: it does no I/O of its own (the inbox and the result publisher are
+Protocols the adapters and the kit implement), unlike delivery's webhook dispatcher.
+
 For the benchmark (10,000 workflows waiting on a tool at once) set
 ``PACTMESH_TOOLS_CONCURRENCY=10000``: the default of 16 requests per backend would
 queue the rest behind a slow backend until their deadlines pass. Each backend's HTTP
@@ -43,7 +46,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import ToolCallRequested
 from pactmesh_contracts.topics import TOOL_CALLS
-from pactmesh_kit.broker import WORKFLOW_ID_ATTRIBUTE
+from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 
 from pactmesh_tools.domain.access import ToolAccess, refusal_events, refusal_of
 from pactmesh_tools.domain.inbox import DispatchLimits, Inbox, PendingCall
@@ -69,7 +72,7 @@ def trace_context(traceparent: str | None) -> Context:
 
 
 class ResultPublisher(Protocol):
-    """Publishes a result event (``pactmesh_kit.broker.EventPublisher`` does)."""
+    """Publishes a result event (``pactmesh_kit.kafka.EventPublisher`` does)."""
 
     async def publish(self, event: Envelope[Any]) -> None:
         """Publish ``event`` on the topic its payload belongs to."""

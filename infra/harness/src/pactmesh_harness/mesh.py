@@ -14,12 +14,21 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
+
+def _checkout() -> Path:
+    """The checkout the harness runs from. The harness is a dev-only workspace member,
+    installed editable, so its source (and this file) sits inside that checkout."""
+    here = Path(__file__).resolve()
+    return next(p for p in here.parents if (p / "infra" / "kafka" / "kafka.sh").is_file())
+
+
+REPO = _checkout()
 KAFKA_SH = REPO / "infra" / "kafka" / "kafka.sh"
 SERVICES = ("intake", "routing", "orchestrator", "tools", "hitl", "delivery")
 SANDBOX = "sandbox"
@@ -61,7 +70,7 @@ class Broker:
     bootstrap: str
     how: str
     startup_s: float
-    stop: Callable[[], None] = lambda: None
+    stop: Callable[[], object] = lambda: None
 
 
 def _docker_engine_reachable() -> bool:
@@ -272,11 +281,11 @@ def running_mesh(
         for helper in helpers:
             mesh.start(helper)
         for helper in helpers:
-            wait_for(lambda h=helper: mesh.ready(h), timeout=60, what=f"{helper} ready")
+            wait_for(partial(mesh.ready, helper), timeout=60, what=f"{helper} ready")
         for service in instances:
             mesh.start(service)
         for service in instances:
-            wait_for(lambda s=service: mesh.ready(s), timeout=60, what=f"{service} ready")
+            wait_for(partial(mesh.ready, service), timeout=60, what=f"{service} ready")
         mesh.startup_s = time.monotonic() - started
         yield mesh
     finally:

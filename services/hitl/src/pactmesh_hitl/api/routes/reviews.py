@@ -10,14 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
-from fastapi.responses import JSONResponse
-from pactmesh_kit.auth.http import AuthenticatorDep, forbid
+from fastapi import APIRouter, Query
+from pactmesh_kit.auth.http import forbid
 from pydantic import BaseModel
 
 from pactmesh_hitl.api.deps import (
     REVIEW_ACTIONS,
-    ReaderDep,
+    AuthenticatorDep,
+    CurrentReader,
     ReviewDep,
     RuntimeDep,
     StoreDep,
@@ -30,7 +30,6 @@ from pactmesh_hitl.domain.reviews import (
     HistoryEntry,
     ListQuery,
     Review,
-    ReviewError,
     ReviewPage,
     ReviewPriority,
     StateFilter,
@@ -77,18 +76,6 @@ _ACT: dict[int | str, dict[str, Any]] = {
 
 router = APIRouter(prefix="/v1/reviews", tags=["reviews"])
 
-_STATUS = {
-    "not_found": status.HTTP_404_NOT_FOUND,
-    "conflict": status.HTTP_409_CONFLICT,
-    "invalid": status.HTTP_422_UNPROCESSABLE_CONTENT,
-    "unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
-}
-
-
-def _refusal(exc: ReviewError) -> JSONResponse:
-    content: dict[str, Any] = {"detail": exc.errors if exc.code == "invalid" else str(exc)}
-    return JSONResponse(status_code=_STATUS[exc.code], content=content)
-
 
 @router.get(
     "",
@@ -96,7 +83,7 @@ def _refusal(exc: ReviewError) -> JSONResponse:
     responses={**_AUTH, 422: {"model": FieldErrors, "description": "A malformed query."}},
 )
 async def list_reviews(
-    reader: ReaderDep,
+    reader: CurrentReader,
     store: StoreDep,
     state: StateFilter = "pending",
     tenant: Annotated[str | None, Query(max_length=63)] = None,
@@ -106,7 +93,7 @@ async def list_reviews(
     max_age_s: Annotated[float | None, Query(ge=0, le=10 * 365 * 86_400)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
-) -> Any:
+) -> ReviewPage:
     """The caller's tenant's reviews, oldest first, a page at a time.
 
     ``state`` is ``pending`` by default (claimed ones included, with ``claimed_by``);
@@ -117,10 +104,7 @@ async def list_reviews(
     if tenant is not None and tenant != reader.tenant:
         raise forbid(f"this token is for tenant {reader.tenant!r}, not {tenant!r}")
     now = datetime.now(UTC)
-    try:
-        after = decode_cursor(cursor) if cursor is not None else None
-    except ReviewError as exc:
-        return _refusal(exc)
+    after = decode_cursor(cursor) if cursor is not None else None
     query = ListQuery(
         tenant=reader.tenant,
         state=state,
@@ -153,31 +137,25 @@ async def review_history(review: ReviewDep, store: StoreDep) -> list[HistoryEntr
 @router.post("/{review_id}/claim", response_model=Review, responses=_ACT)
 async def claim_review(
     review: ReviewDep,
-    reader: ReaderDep,
+    reader: CurrentReader,
     runtime: RuntimeDep,
     store: StoreDep,
     authenticator: AuthenticatorDep,
-) -> Any:
+) -> Review:
     """Claim the review for the caller, so no other reviewer decides it while they work
     on it. The claim lapses after the configured TTL; claiming again extends it."""
     check_may_review(authenticator, reader, review, REVIEW_ACTIONS)
     ttl = timedelta(seconds=runtime.settings.claim_ttl_s)
-    try:
-        return await decisions.claim(store=store, review=review, reviewer=reader.subject, ttl=ttl)
-    except ReviewError as exc:
-        return _refusal(exc)
+    return await decisions.claim(store=store, review=review, reviewer=reader.subject, ttl=ttl)
 
 
 @router.delete("/{review_id}/claim", response_model=Review, responses=_ACT)
 async def release_review(
-    review: ReviewDep, reader: ReaderDep, store: StoreDep, authenticator: AuthenticatorDep
-) -> Any:
+    review: ReviewDep, reader: CurrentReader, store: StoreDep, authenticator: AuthenticatorDep
+) -> Review:
     """Give the review back to the queue; only the reviewer holding the claim may."""
     check_may_review(authenticator, reader, review, REVIEW_ACTIONS)
-    try:
-        return await decisions.release(store=store, review=review, reviewer=reader.subject)
-    except ReviewError as exc:
-        return _refusal(exc)
+    return await decisions.release(store=store, review=review, reviewer=reader.subject)
 
 
 @router.post(
@@ -197,21 +175,18 @@ async def release_review(
 async def post_decision(
     body: DecisionRequest,
     review: ReviewDep,
-    reader: ReaderDep,
+    reader: CurrentReader,
     runtime: RuntimeDep,
     store: StoreDep,
     authenticator: AuthenticatorDep,
-) -> Any:
+) -> Review:
     """Approve, reject or edit the review (with a comment saying why); the workflow
     resumes. Decided exactly once, by the caller, as recorded in its history."""
     check_may_review(authenticator, reader, review, (body.decision,))
-    try:
-        return await decisions.decide(
-            store=store,
-            publisher=runtime.publisher,
-            review=review,
-            reviewer=reader.subject,
-            request=body,
-        )
-    except ReviewError as exc:
-        return _refusal(exc)
+    return await decisions.decide(
+        store=store,
+        publisher=runtime.publisher,
+        review=review,
+        reviewer=reader.subject,
+        request=body,
+    )

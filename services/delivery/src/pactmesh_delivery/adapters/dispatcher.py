@@ -6,6 +6,9 @@ rescheduled by writing its ``next_attempt_at``, so no coroutine sleeps through a
 backoff and a restart resumes every pending delivery. After the last attempt a
 dead-letter record goes to the dead-letter topic, then the delivery is marked dead.
 
+An adapter: it POSTs to the receivers itself (the schedule and what a failure means are
+the domain's, in ``domain.webhooks``), unlike the tools service's dispatcher.
+
 A delivery is marked delivered in one statement after a 2xx. A crash between the
 receiver's 2xx and that mark sends it again after restart (at-least-once is inherent
 to HTTP): receivers deduplicate on ``Pactmesh-Delivery``, the same on every attempt.
@@ -27,7 +30,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Status, StatusCode, Tracer
 from pactmesh_contracts.events import DeadLetter
 from pactmesh_contracts.webhooks import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
-from pactmesh_kit.broker import WORKFLOW_ID_ATTRIBUTE
+from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 from pydantic import JsonValue
 
 from pactmesh_delivery.domain.webhooks import (

@@ -6,7 +6,8 @@ import uuid
 from typing import Any
 
 import httpx
-from harness import Mesh, wait_for
+
+from pactmesh_harness.mesh import Mesh, wait_for
 
 TERMINAL = {"delivered"}
 
@@ -66,22 +67,22 @@ def wait_status(
     mesh: Mesh, request_id: uuid.UUID, wanted: str, timeout: float = 60, *, tenant: str = TENANT
 ) -> dict[str, Any]:
     """Poll until the request reaches ``wanted``."""
-    return wait_for(
+
+    def reached() -> dict[str, Any] | None:
         # A request published on the inbound topic is unknown (404) until intake reads it.
-        lambda: (
-            (view := status(mesh, request_id, tenant=tenant, missing_ok=True)).get("status")
-            == wanted
-            and view
-        ),
-        timeout=timeout,
-        interval=0.2,
-        what=f"{request_id} {wanted}",
+        view = status(mesh, request_id, tenant=tenant, missing_ok=True)
+        return view if view.get("status") == wanted else None
+
+    return wait_for(reached, timeout=timeout, interval=0.2, what=f"{request_id} {wanted}")
+
+
+def run(mesh: Mesh, request_id: uuid.UUID, *, tenant: str = TENANT) -> dict[str, Any]:
+    """The orchestrator's view of the run, read as a requester of its tenant."""
+    response = httpx.get(
+        f"{mesh.url('orchestrator')}/v1/workflows/runs/{request_id}",
+        headers=requester(mesh, tenant=tenant),
+        timeout=10,
     )
-
-
-def run(mesh: Mesh, request_id: uuid.UUID) -> dict[str, Any]:
-    """The orchestrator's view of the run."""
-    response = httpx.get(f"{mesh.url('orchestrator')}/v1/workflows/runs/{request_id}", timeout=10)
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -91,7 +92,7 @@ def finished(
 ) -> dict[str, Any]:
     """Wait for delivery; the run's final values."""
     wait_status(mesh, request_id, "delivered", timeout, tenant=tenant)
-    return dict(run(mesh, request_id)["values"])
+    return dict(run(mesh, request_id, tenant=tenant)["values"])
 
 
 REVIEWER_TENANT = TENANT

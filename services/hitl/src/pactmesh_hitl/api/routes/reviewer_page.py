@@ -1,8 +1,9 @@
 """``/reviewer``: a small page for people to work the review queue in a browser.
 
 Plain HTML, CSS and JavaScript shipped inside the package: no build step and nothing
-fetched from elsewhere. The page calls the same ``/v1/reviews`` API with the bearer
-token the reviewer pastes (kept in the tab's sessionStorage only).
+fetched from elsewhere. The page itself is public (it holds no data); it calls the
+same ``/v1/reviews`` API with the bearer token the reviewer pastes (kept in the tab's
+sessionStorage only).
 """
 
 from __future__ import annotations
@@ -20,29 +21,32 @@ CSP = (
     "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 
+router = APIRouter(tags=["reviewer page"])
+
 
 def _page() -> str:
     return resources.files("pactmesh_hitl").joinpath("static", "reviewer.html").read_text()
 
 
-def mount_reviewer_page(app: FastAPI) -> None:
-    """Serve the page at ``/reviewer`` and its script and styles under ``/reviewer/static``."""
-    page = APIRouter(tags=["reviewer page"])
-    html = _page()
+_PAGE = _page()
 
-    @page.get("/reviewer", response_class=HTMLResponse, include_in_schema=False)
-    async def reviewer_page() -> HTMLResponse:
-        return HTMLResponse(
-            html,
-            headers={
-                "Content-Security-Policy": CSP,
-                "Cache-Control": "no-store",
-                "Referrer-Policy": "no-referrer",
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
 
-    app.include_router(page)
+@router.get("/reviewer", response_class=HTMLResponse, include_in_schema=False)
+async def reviewer_page() -> HTMLResponse:
+    """The page (public: it holds no data, its API calls carry the reviewer's token)."""
+    return HTMLResponse(
+        _PAGE,
+        headers={
+            "Content-Security-Policy": CSP,
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+def mount_static(app: FastAPI) -> None:
+    """Serve the page's script and styles under ``/reviewer/static`` (public files)."""
     app.mount(
         STATIC_URL,
         StaticFiles(packages=[("pactmesh_hitl", "static")]),

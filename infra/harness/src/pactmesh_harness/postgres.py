@@ -1,0 +1,92 @@
+"""A PostgreSQL server for tests, and fresh databases on it.
+
+The server is the one ``PACTMESH_TEST_POSTGRES_URL`` names when set (a CI service, say),
+else the project's private cluster (``infra/postgres/pg.sh``: Debian's packages, trust
+auth, 127.0.0.1 only) on ``PACTMESH_TEST_PG_PORT``, reset first so that nothing survives
+from an earlier run. Stores get a database each rather than a schema: a store then runs
+its migrations exactly as in production (fixed table names in ``public``), and nothing it
+creates is visible to another store's tests.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from pactmesh_harness.mesh import REPO
+
+PG_SH = REPO / "infra" / "postgres" / "pg.sh"
+DEFAULT_PORT = 15433
+"""The private cluster's port when ``PACTMESH_TEST_PG_PORT`` is unset."""
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL server the tests may create and drop databases on."""
+
+    url: str
+    """A URL of the server's maintenance database: databases are created from there."""
+    how: str
+    startup_s: float
+    stop: Callable[[], object] = lambda: None
+
+    def create_database(self) -> str:
+        """Create an empty database under a fresh name; its URL."""
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.url, autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return database_url(self.url, name)
+
+    def drop_database(self, url: str) -> None:
+        """Drop the database ``url`` names, ending the connections still open on it."""
+        name = urlsplit(url).path.lstrip("/")
+        statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        with psycopg.connect(self.url, autocommit=True) as admin:
+            admin.execute(statement.format(sql.Identifier(name)))
+
+    @contextmanager
+    def fresh_database(self) -> Iterator[str]:
+        """A new empty database's URL, dropped on exit."""
+        url = self.create_database()
+        try:
+            yield url
+        finally:
+            self.drop_database(url)
+
+
+def database_url(server_url: str, name: str) -> str:
+    """``server_url`` with its database replaced by ``name``."""
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+
+
+def start_postgres(cache: Path) -> PostgresServer:
+    """The external server if ``PACTMESH_TEST_POSTGRES_URL`` is set, else the private
+    cluster (data under ``cache``), reset and started; ``stop`` stops what was started."""
+    if external := os.environ.get("PACTMESH_TEST_POSTGRES_URL"):
+        return PostgresServer(external, "external", 0.0)
+    env = {
+        **os.environ,
+        "PG_PORT": os.environ.get("PACTMESH_TEST_PG_PORT", str(DEFAULT_PORT)),
+        "PG_DATA_DIR": str(cache / "postgres-test" / "data"),
+    }
+    started = time.monotonic()
+    subprocess.run([str(PG_SH), "reset"], env=env, check=True)
+    url = subprocess.run(
+        [str(PG_SH), "start"], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    return PostgresServer(
+        url,
+        f"private cluster on port {env['PG_PORT']}",
+        time.monotonic() - started,
+        lambda: subprocess.run([str(PG_SH), "stop"], env=env, check=False),
+    )

@@ -1,0 +1,24 @@
+"""The delivery service's exceptions; each carries a stable code."""
+
+from __future__ import annotations
+
+import uuid
+
+from pactmesh_kit.errors import PactmeshError
+
+
+class DeliveryError(PactmeshError):
+    """Root of the delivery service's errors; each carries a stable code."""
+
+    code = "delivery_error"
+
+
+class WebhookNotFound(DeliveryError):
+    """No webhook with this id in the caller's tenant (another tenant's looks the same)."""
+
+    code = "webhook_not_found"
+    kind = "not_found"
+
+    def __init__(self, webhook_id: uuid.UUID) -> None:
+        super().__init__(f"no webhook {webhook_id}")
+        self.webhook_id = webhook_id

@@ -1,0 +1,26 @@
+"""What the hitl service's handlers and routes share for the life of the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pactmesh_kit.errors import NotReady
+from pactmesh_kit.kafka import EventPublisher
+
+from pactmesh_hitl.domain.reviews import ReviewStore
+from pactmesh_hitl.settings import Settings
+
+
+@dataclass
+class Runtime:
+    """Filled in by the app's lifespan."""
+
+    settings: Settings
+    publisher: EventPublisher
+    store: ReviewStore | None = None
+
+    def require_store(self) -> ReviewStore:
+        """The store; ``NotReady`` outside the app's lifespan."""
+        if self.store is None:
+            raise NotReady("the review store is not open")
+        return self.store

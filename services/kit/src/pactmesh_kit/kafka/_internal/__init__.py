@@ -1,0 +1,1 @@
+"""The Kafka layer's private parts: batching, tracing, decoding and documentation."""

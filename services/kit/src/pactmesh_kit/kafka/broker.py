@@ -1,0 +1,124 @@
+"""A service's Kafka side: the broker, configured once with the mesh's guarantees, and
+the one way to subscribe and publish on it.
+
+Guarantees set here, once, for every service:
+
+* producers use ``acks=all`` with idempotence on;
+* consumers never auto-create topics, take keyed batches and commit a batch's offsets
+  only after every handler in it returned (``pactmesh_kit.kafka.subscriber``);
+* a message that cannot be decoded into its topic's contract, or whose handler refuses
+  it or keeps failing, goes to the dead-letter topic with its original bytes and the
+  reason (``pactmesh_kit.kafka.policy`` decides which), and the consumer carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from faststream.kafka import KafkaBroker
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from pactmesh_contracts.topics import Topic
+
+from pactmesh_kit.kafka._internal.tracing import TRACER_NAME, publish_spans
+from pactmesh_kit.kafka.dead_letters import DeadLetters
+from pactmesh_kit.kafka.policy import FailurePolicy
+from pactmesh_kit.kafka.publisher import EventPublisher
+from pactmesh_kit.kafka.subscriber import (
+    BATCH_MAX_RECORDS,
+    Handler,
+    Record,
+    Subscription,
+    subscribe,
+)
+from pactmesh_kit.settings import KitSettings
+
+H = TypeVar("H", bound=Handler)
+
+
+def make_broker(settings: KitSettings, *, tracer_provider: TracerProvider | None) -> KafkaBroker:
+    """A FastStream Kafka broker configured with the mesh's delivery guarantees.
+
+    A plain broker started by the app's lifespan, not FastStream's FastAPI router: that
+    integration is deprecated in FastStream 0.7 and re-resolves handler arguments the
+    FastAPI way, which would bypass the contract decoding of the subscriber.
+    """
+    middlewares: list[Any] = []
+    if tracer_provider is not None:
+        middlewares.append(publish_spans(tracer_provider.get_tracer(TRACER_NAME)))
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=settings.service_name,
+        acks="all",
+        enable_idempotence=True,
+        allow_auto_create_topics=False,
+        middlewares=middlewares,
+        description=f"pactmesh {settings.service_name} service",
+        logger=logging.getLogger(f"pactmesh.{settings.service_name}.kafka"),
+    )
+
+
+class Kafka:
+    """One service's broker with its settings, tracer provider and failure policy."""
+
+    def __init__(
+        self,
+        settings: KitSettings,
+        *,
+        tracer_provider: TracerProvider | None,
+        policy: FailurePolicy | None = None,
+    ) -> None:
+        """``tracer_provider`` traces every publish and every consumed message (the
+        global provider's tracer when ``None``: no spans unless one is set globally)."""
+        self.settings = settings
+        self.broker = make_broker(settings, tracer_provider=tracer_provider)
+        self.dead_letters = DeadLetters(self.broker, settings)
+        self.policy = policy or FailurePolicy(max_attempts=settings.handler_max_attempts)
+        provider = tracer_provider or trace.get_tracer_provider()
+        self._tracer = provider.get_tracer(TRACER_NAME)
+
+    def subscriber(
+        self,
+        *topics: Topic,
+        name: str | None = None,
+        per_instance: bool = False,
+        from_latest: bool = False,
+        max_records: int = BATCH_MAX_RECORDS,
+        select: Callable[[Record], bool] | None = None,
+        lenient: bool = False,
+        description: str | None = None,
+    ) -> Callable[[H], H]:
+        """Subscribe the decorated handler to ``topics`` (see ``Subscription`` for the
+        options); ``name`` defaults to the one topic's name."""
+        if name is None and len(topics) != 1:
+            raise ValueError("a subscriber of several topics needs a name")
+        subscription = Subscription(
+            topics=topics,
+            name=name or topics[0].name,
+            per_instance=per_instance,
+            from_latest=from_latest,
+            max_records=max_records,
+            select=select,
+            lenient=lenient,
+            description=description,
+        )
+
+        def register(handler: H) -> H:
+            subscribe(
+                self.broker,
+                subscription,
+                handler,
+                settings=self.settings,
+                tracer=self._tracer,
+                dead_letters=self.dead_letters,
+                policy=self.policy,
+            )
+            return handler
+
+        return register
+
+    def publisher(self, *produces: Topic) -> EventPublisher:
+        """A publisher of enveloped events, documenting ``produces`` in AsyncAPI."""
+        return EventPublisher(self.broker, self.settings, produces=produces)

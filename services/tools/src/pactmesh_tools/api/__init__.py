@@ -1,0 +1,1 @@
+"""The tools service's HTTP API: the tool registry and its backends."""
