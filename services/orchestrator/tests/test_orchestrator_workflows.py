@@ -8,8 +8,6 @@ the way the hitl service would. Every event crosses the wire format of its topic
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
@@ -24,7 +22,6 @@ from pactmesh_contracts.events import (
     ReviewDecision,
     ReviewRequested,
     ToolCallCompleted,
-    ToolCallFailed,
     ToolCallRequested,
     ToolErrorCode,
     WorkflowCompleted,
@@ -43,23 +40,15 @@ from pactmesh_orchestrator.testing import CollectingPublisher, MemoryOutbox
 from pactmesh_reasoning.semantic_cache import SemanticCache
 from pactmesh_workflows.gates import GatePolicy
 from pactmesh_workflows.reasoning import Reasoning
+from pactmesh_workflows.testing import Answer, Failure, ScriptedTools
 
 T = TypeVar("T")
 
 # -- the scripted mesh ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Fail:
-    """A scripted tool failure."""
-
-    code: ToolErrorCode = ToolErrorCode.BACKEND_ERROR
-    message: str = "upstream answered 503"
-    retryable: bool = True
-
-
-Answer = dict[str, Any] | Fail | Callable[[dict[str, Any]], dict[str, Any] | Fail]
-"""A result, a failure, or a function of the call's arguments returning either."""
+Fail = Failure
+"""A scripted tool failure."""
 
 QUOTES = {
     "northwind": {"carrier": "northwind", "quote_id": "q-nw-1", "cost": 1100.0, "days": 3},
@@ -106,7 +95,8 @@ class Mesh:
     def __init__(self, engine: Engine, publisher: CollectingPublisher) -> None:
         self.engine = engine
         self.publisher = publisher
-        self.script: dict[str, list[Answer]] = {}
+        self.tools = ScriptedTools(DEFAULTS)
+        self.script = self.tools.queued
         """Per tool, the answers to give in order before falling back to ``DEFAULTS``."""
         self._answered: set[uuid.UUID] = set()
 
@@ -175,24 +165,8 @@ class Mesh:
         ]:
             request = pending[0]
             self._answered.add(request.payload.call_id)
-            result = request.follow(self._answer(request.payload))
+            result = request.follow(self.tools(request.payload))
             await self.engine.resume(TOOL_RESULTS.adapter.validate_json(result.model_dump_json()))
-
-    def _answer(self, call: ToolCallRequested) -> ToolCallCompleted | ToolCallFailed:
-        queue = self.script.get(call.tool) or []
-        answer = queue.pop(0) if queue else DEFAULTS[call.tool]
-        if callable(answer):
-            answer = answer(dict(call.arguments))
-        if isinstance(answer, Fail):
-            return ToolCallFailed(
-                call_id=call.call_id,
-                tool=call.tool,
-                error_code=answer.code,
-                message=answer.message,
-                retryable=answer.retryable,
-                attempts=3,
-            )
-        return ToolCallCompleted(call_id=call.call_id, tool=call.tool, result=answer, duration_ms=7)
 
     # the hitl service
 
