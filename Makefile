@@ -40,7 +40,7 @@ lint: ## ruff
 	$(UV) run --no-sync ruff format --check .
 
 typecheck: ## mypy (strict, pydantic plugin)
-	$(UV) run --no-sync mypy shared-contracts/src reasoning/src services/*/src clients/python/src infra/sandbox/src infra/model-sim/src infra/harness/src bench
+	$(UV) run --no-sync mypy shared-contracts/src workflows/src reasoning/src services/*/src clients/python/src infra/sandbox/src infra/model-sim/src infra/harness/src bench
 
 fmt: ## format and fix imports
 	$(UV) run --no-sync ruff format .

@@ -40,10 +40,10 @@ from pactmesh_contracts.events import RequestSubmitted
 from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import (
     REQUESTS_INBOUND,
-    RESULT_TOPICS,
     WORKFLOW_PROGRESS,
 )
 from pactmesh_harness.mesh import REPO, UPSTREAM, Broker, Mesh, running_mesh, start_broker
+from pactmesh_workflows.registry import registry
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 QUESTIONS = (
@@ -118,7 +118,7 @@ async def _collect(mesh: Mesh, phase: Phase, deadline: float) -> None:
     progress = WORKFLOW_PROGRESS.qualified(mesh.prefix)
     consumer = AIOKafkaConsumer(
         progress,
-        *(t.qualified(mesh.prefix) for t in RESULT_TOPICS),
+        *(t.qualified(mesh.prefix) for t in registry().result_topics()),
         **mesh.kafka_options(),
         group_id=f"bench-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",

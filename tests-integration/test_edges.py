@@ -15,13 +15,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import DeadLetter, RequestStatus, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
-from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND, WORKFLOWS
+from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND
 from pactmesh_harness.mesh import SERVICES, Mesh, wait_for
+from pactmesh_workflows.registry import registry
 
 UPSTREAM = Principal(
     subject="system:crm",
     roles=("upstream-system",),
-    scopes=tuple(f"workflow:{w}" for w in WORKFLOWS),
+    scopes=tuple(f"workflow:{w}" for w in registry()),
 )
 
 

@@ -20,9 +20,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import DeadLetter, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
-from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND, RESULT_TOPICS
+from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND
 from pactmesh_harness.mesh import Broker, Mesh, read_from_start, running_mesh
 from pactmesh_harness.workflow_client import finished
+from pactmesh_workflows.registry import registry
 
 SUBMITS_PER_MINUTE = 3
 QUESTION = "How do I reset my password?"
@@ -59,7 +60,7 @@ async def _results(mesh: Mesh, wanted: set[uuid.UUID], deadline_s: float) -> lis
 
     await read_from_start(
         mesh,
-        [t.qualified(mesh.prefix) for t in RESULT_TOPICS],
+        [t.qualified(mesh.prefix) for t in registry().result_topics()],
         on_record=keep,
         done=lambda: wanted <= set(found),
         deadline_s=deadline_s,

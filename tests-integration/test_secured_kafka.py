@@ -37,7 +37,6 @@ from pactmesh_client import (
 )
 from pactmesh_contracts.topics import (
     DEAD_LETTERS,
-    RESULT_TOPICS,
     TOOL_CALLS,
 )
 from pactmesh_harness.mesh import (
@@ -67,6 +66,7 @@ from pactmesh_kit.acls import (
 )
 from pactmesh_kit.bootstrap import admin_client
 from pactmesh_kit.settings import TopicSettings
+from pactmesh_workflows.registry import registry
 
 FORGED = b'{"type": "tool.call.requested.v1", "forged": true}'
 
@@ -155,7 +155,7 @@ def _documented(document: dict[str, Any], prefix: str) -> tuple[set[str], set[st
 
 def _granted(acls: set[Acl], principal: str, operation: Operation, prefix: str) -> set[str]:
     """The logical topics ``principal`` may ``operation``, prefixed grants expanded."""
-    topics = {t.name for t in RESULT_TOPICS}
+    topics = {t.name for t in registry().result_topics()}
     names = set()
     for acl in acls:
         if (acl.principal, acl.operation, acl.resource) != (

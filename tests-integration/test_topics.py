@@ -14,10 +14,13 @@ from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from pactmesh_contracts.topics import ALL_TOPICS, AUDIT, DEAD_LETTERS, TOOL_CALLS
+from pactmesh_contracts.topics import AUDIT, DEAD_LETTERS, TOOL_CALLS
 from pactmesh_harness.mesh import Broker, wait_for
 from pactmesh_kit.bootstrap import DAY_MS, admin_client, ensure_topics, topic_overrides
 from pactmesh_kit.settings import TopicSettings
+from pactmesh_workflows.registry import registry
+
+ALL_TOPICS = registry().all_topics()
 
 T = TypeVar("T")
 

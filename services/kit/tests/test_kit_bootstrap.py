@@ -5,9 +5,10 @@ real brokers)."""
 from __future__ import annotations
 
 import pytest
-from pactmesh_contracts.topics import ALL_TOPICS, AUDIT, DEAD_LETTERS, TOOL_CALLS
+from pactmesh_contracts.topics import AUDIT, DEAD_LETTERS, TOOL_CALLS
 from pactmesh_kit.bootstrap import DAY_MS, Replication, TopicReport, main, wanted_config
 from pactmesh_kit.settings import TopicSettings
+from pactmesh_workflows.registry import registry
 from pydantic import ValidationError
 
 VARIABLES = (
@@ -59,7 +60,7 @@ def test_every_topic_gets_the_min_isr_and_audit_and_dead_letters_their_retention
     monkeypatch.setenv("PACTMESH_AUDIT_RETENTION_DAYS", "-1")
     monkeypatch.setenv("PACTMESH_DEAD_LETTER_RETENTION_DAYS", "14")
     settings, replication = TopicSettings(), Replication(3, 2)
-    for topic in ALL_TOPICS:
+    for topic in registry().all_topics():
         assert wanted_config(topic, settings, replication)["min.insync.replicas"] == "2"
     assert wanted_config(AUDIT, settings, replication)["retention.ms"] == "-1"
     assert wanted_config(DEAD_LETTERS, settings, replication)["retention.ms"] == str(14 * DAY_MS)

@@ -14,7 +14,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import WorkflowResult
-from pactmesh_contracts.topics import DEFAULT_PREFIX, WORKFLOWS, result_topic
+from pactmesh_contracts.topics import DEFAULT_PREFIX, result_topic
+from pactmesh_workflows.registry import registry
 from pydantic import TypeAdapter, ValidationError
 
 from pactmesh_client.errors import PactmeshClientError
@@ -121,18 +122,19 @@ class ResultSubscriber:
     async def results(
         self,
         *,
-        workflows: Iterable[str] = WORKFLOWS,
+        workflows: Iterable[str] | None = None,
         tenant: str | None = None,
         workflow_ids: Iterable[uuid.UUID] | None = None,
     ) -> AsyncIterator[Envelope[WorkflowResult]]:
-        """Results of ``workflows`` as they arrive, for ``tenant`` (every tenant when
-        None) and, when given, only those of ``workflow_ids``. Runs until the caller
-        stops iterating or the subscriber is closed."""
+        """Results of ``workflows`` (every registered one by default) as they arrive, for
+        ``tenant`` (every tenant when None) and, when given, only those of
+        ``workflow_ids``. Runs until the caller stops iterating or the subscriber is
+        closed."""
         if self._consumer is not None:
             raise PactmeshClientError("this subscriber is already reading results")
         wanted = frozenset(workflow_ids) if workflow_ids is not None else None
         consumer = AIOKafkaConsumer(
-            *(result_topic(w).qualified(self._prefix) for w in workflows),
+            *(result_topic(w).qualified(self._prefix) for w in (workflows or registry())),
             bootstrap_servers=self._bootstrap,
             group_id=self._group_id,
             enable_auto_commit=False,

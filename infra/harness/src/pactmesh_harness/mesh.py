@@ -58,9 +58,22 @@ def wait_for(
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that nothing listens on right now.
+
+    Every socket stays bound until all are chosen: a port released before the next bind
+    can be handed out again, and two services of one mesh would then clash."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 ADMIN = "admin"
@@ -400,7 +413,8 @@ def running_mesh(
     create_topics(broker, prefix)
     instances = [*SERVICES, *(f"orchestrator-{n}" for n in range(2, orchestrators + 1))]
     helpers = [SANDBOX, *([MODEL_SIM] if model_sim else [])]
-    ports = {s: free_port() for s in (*helpers, *instances)}
+    names = (*helpers, *instances)
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     mesh = Mesh(broker, prefix, data_dir, ports, extra_env=dict(env or {}))
     started = time.monotonic()
     try:

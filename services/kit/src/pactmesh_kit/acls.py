@@ -28,7 +28,6 @@ from pactmesh_contracts.topics import (
     REQUESTS_ACCEPTED,
     REQUESTS_INBOUND,
     REQUESTS_ROUTED,
-    RESULT_TOPICS,
     REVIEWS_DECIDED,
     REVIEWS_REQUESTED,
     TOOL_CALLS,
@@ -38,6 +37,7 @@ from pactmesh_contracts.topics import (
     Topic,
     result_topic,
 )
+from pactmesh_workflows.registry import registry
 
 RESULTS_PREFIX = "results."
 """Every result topic's logical name starts with this (``results.<workflow>``)."""
@@ -153,7 +153,7 @@ class Upstream:
         """``name``, ``name=workflow,workflow`` (the result topics it may read) or
         ``name=*`` (every workflow's)."""
         name, _, workflows = spec.partition("=")
-        known = {t.name.removeprefix(RESULTS_PREFIX) for t in RESULT_TOPICS}
+        known = set(registry().names)
         if workflows == "*":
             workflows = ",".join(sorted(known))
         granted = tuple(w for w in workflows.split(",") if w)

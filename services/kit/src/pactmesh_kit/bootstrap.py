@@ -32,7 +32,8 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
-from pactmesh_contracts.topics import ALL_TOPICS, AUDIT, DEAD_LETTERS, Topic
+from pactmesh_contracts.topics import AUDIT, DEAD_LETTERS, Topic
+from pactmesh_workflows.registry import registry
 
 from pactmesh_kit.acls import SERVICE_TOPICS, AclChanges, Upstream, acl_table, apply_acls
 from pactmesh_kit.acls import format_table as format_acls
@@ -138,12 +139,14 @@ async def ensure_topics(
     admin: AIOKafkaAdminClient,
     settings: TopicSettings,
     *,
-    topics: tuple[Topic, ...] = ALL_TOPICS,
+    topics: tuple[Topic, ...] | None = None,
     dry_run: bool = False,
     deadline_s: float = 60.0,
 ) -> TopicReport:
-    """Create the topics that do not exist yet and bring the settings of those that do
+    """Create the topics that do not exist yet (by default every topic of the mesh and
+    every registered workflow's result topic) and bring the settings of those that do
     to what ``settings`` say (only report when ``dry_run``)."""
+    topics = registry().all_topics() if topics is None else topics
     brokers = len((await admin.describe_cluster())["brokers"])
     report = TopicReport(brokers, Replication.choose(settings, brokers=brokers))
     wanted = {t.qualified(settings.topic_prefix): t for t in topics}
@@ -314,9 +317,8 @@ async def _run(args: argparse.Namespace, settings: TopicSettings) -> AclChanges 
         report = await ensure_topics(admin, settings, dry_run=args.dry_run)
         for line in report.lines(dry_run=args.dry_run):
             print(line)
-        print(
-            f"topics: {len(ALL_TOPICS)}, {len(report.created)} new, {len(report.altered)} altered"
-        )
+        total = len(registry().all_topics())
+        print(f"topics: {total}, {len(report.created)} new, {len(report.altered)} altered")
         if not args.acls:
             return None
         table = acl_table(
