@@ -39,7 +39,7 @@ def scaled(
     env = {"PACTMESH_POSTGRES_URL": postgres_url, "PACTMESH_INTAKE_RATE_LIMIT_STORAGE": redis_url}
     instances = {"intake": 2, "tools": 2, "hitl": 2, "delivery": 2}
     with running_mesh(
-        broker.bootstrap, tmp_path_factory.mktemp("scaled"), env=env, instances=instances
+        broker, tmp_path_factory.mktemp("scaled"), env=env, instances=instances
     ) as mesh:
         print(f"\nmesh: {len(mesh.processes)} processes ready in {mesh.startup_s:.1f}s")
         yield mesh

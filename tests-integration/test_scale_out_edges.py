@@ -22,7 +22,7 @@ def test_two_intake_instances_share_one_tenants_rate_limit(
         "PACTMESH_INTAKE_SUBMIT_RATE_LIMIT": "4/minute",
     }
     with running_mesh(
-        broker.bootstrap, tmp_path, env=env, services=("intake",), instances={"intake": 2}
+        broker, tmp_path, env=env, services=("intake",), instances={"intake": 2}
     ) as mesh:
         tenant = f"limited-{uuid.uuid4().hex[:8]}"
         token = mesh.bearer(tenant=tenant, roles=("requester",))
@@ -44,7 +44,7 @@ def test_two_intake_instances_share_one_tenants_rate_limit(
 def test_a_second_sqlite_instance_on_one_data_dir_refuses_to_start(
     broker: Broker, tmp_path: Path
 ) -> None:
-    with running_mesh(broker.bootstrap, tmp_path, services=("intake",)) as mesh:
+    with running_mesh(broker, tmp_path, services=("intake",)) as mesh:
         mesh.ports["intake-2"] = free_port()
         mesh.start("intake-2")
         process = mesh.processes["intake-2"]
