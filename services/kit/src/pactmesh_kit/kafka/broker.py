@@ -7,12 +7,17 @@ Guarantees set here, once, for every service:
 * consumers never auto-create topics, take keyed batches and commit a batch's offsets
   only after every handler in it returned (``pactmesh_kit.kafka.subscriber``);
 * a message that cannot be decoded into its topic's contract, or whose handler refuses
-  it or keeps failing, goes to the dead-letter topic with its original bytes and the
-  reason (``pactmesh_kit.kafka.policy`` decides which), and the consumer carries on.
+  it, goes to the dead-letter topic with its original bytes and the reason, and the
+  consumer carries on; a message whose handler fails otherwise (a dependency is down)
+  is retried with backoff while its partition is paused, and the service reports not
+  ready (``Kafka.stalls``) until it goes through (``pactmesh_kit.kafka.policy``);
+* on shutdown (``Kafka.drain``), no new batch is taken, the batches in hand finish and
+  commit within ``shutdown_grace_s``, and retries in progress are given up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -29,7 +34,9 @@ from pactmesh_kit.kafka.publisher import EventPublisher
 from pactmesh_kit.kafka.subscriber import (
     BATCH_MAX_RECORDS,
     Handler,
+    KeyedSubscriber,
     Record,
+    Stall,
     Subscription,
     subscribe,
 )
@@ -54,6 +61,7 @@ def make_broker(settings: KitSettings, *, tracer_provider: TracerProvider | None
         acks="all",
         enable_idempotence=True,
         allow_auto_create_topics=False,
+        graceful_timeout=settings.shutdown_grace_s,
         middlewares=middlewares,
         description=f"pactmesh {settings.service_name} service",
         logger=logging.getLogger(f"pactmesh.{settings.service_name}.kafka"),
@@ -75,9 +83,23 @@ class Kafka:
         self.settings = settings
         self.broker = make_broker(settings, tracer_provider=tracer_provider)
         self.dead_letters = DeadLetters(self.broker, settings)
-        self.policy = policy or FailurePolicy(max_attempts=settings.handler_max_attempts)
+        self.policy = policy or FailurePolicy(
+            backoff_initial_s=settings.retry_backoff_initial_s,
+            backoff_max_s=settings.retry_backoff_max_s,
+        )
         provider = tracer_provider or trace.get_tracer_provider()
         self._tracer = provider.get_tracer(TRACER_NAME)
+        self._subscribers: list[KeyedSubscriber] = []
+
+    def stalls(self) -> list[Stall]:
+        """Partitions taking no new work while a message of theirs is retried: while
+        there are any, the service is not ready."""
+        return [stall for subscriber in self._subscribers for stall in subscriber.stalls()]
+
+    async def drain(self) -> None:
+        """Take no new batch and give up retries in progress; then ``broker.stop()``
+        waits (up to ``shutdown_grace_s``) for the batches in hand, which commit."""
+        await asyncio.gather(*(subscriber.drain() for subscriber in self._subscribers))
 
     def subscriber(
         self,
@@ -89,6 +111,7 @@ class Kafka:
         select: Callable[[Record], bool] | None = None,
         lenient: bool = False,
         description: str | None = None,
+        max_bytes: int | None = None,
     ) -> Callable[[H], H]:
         """Subscribe the decorated handler to ``topics`` (see ``Subscription`` for the
         options); ``name`` defaults to the one topic's name."""
@@ -103,10 +126,11 @@ class Kafka:
             select=select,
             lenient=lenient,
             description=description,
+            max_bytes=max_bytes,
         )
 
         def register(handler: H) -> H:
-            subscribe(
+            keyed = subscribe(
                 self.broker,
                 subscription,
                 handler,
@@ -115,6 +139,7 @@ class Kafka:
                 dead_letters=self.dead_letters,
                 policy=self.policy,
             )
+            self._subscribers.append(keyed)
             return handler
 
         return register
