@@ -62,8 +62,9 @@ class KitSettings(BaseSettings):
         50_000_000, ge=1024, validation_alias=_alias("PACTMESH_TRACE_FILE_MAX_BYTES")
     )
     """A local trace file is rotated when it reaches this size."""
-    trace_file_backups: int = Field(3, ge=0, validation_alias=_alias("PACTMESH_TRACE_FILE_BACKUPS"))
-    """Rotated trace files kept (``<service>.jsonl.1`` ...); older ones are deleted."""
+    trace_file_backups: int = Field(3, ge=1, validation_alias=_alias("PACTMESH_TRACE_FILE_BACKUPS"))
+    """Rotated trace files kept (``<service>.jsonl.1`` ...); older ones are deleted, so a
+    service's traces never take more than ``(backups + 1) * trace_file_max_bytes``."""
     otlp_endpoint: str | None = Field(
         None,
         validation_alias=_alias(
