@@ -71,6 +71,10 @@ class Broker:
     how: str
     startup_s: float
     stop: Callable[[], object] = lambda: None
+    halt: Callable[[], object] | None = None
+    """Stop the broker, keeping its data, for a fault test (only the local broker)."""
+    resume: Callable[[], object] | None = None
+    """Start a halted broker again, and wait until it is ready."""
 
 
 def _docker_engine_reachable() -> bool:
@@ -126,6 +130,8 @@ def start_broker(cache: Path, *, name: str = "kafka-test", port: int = 19092) ->
         "local KRaft broker",
         time.monotonic() - started,
         lambda: subprocess.run([str(KAFKA_SH), "stop"], env=env, check=False),
+        halt=lambda: subprocess.run([str(KAFKA_SH), "stop"], env=env, check=True),
+        resume=lambda: subprocess.run([str(KAFKA_SH), "start"], env=env, check=True),
     )
 
 

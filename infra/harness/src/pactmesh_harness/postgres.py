@@ -39,6 +39,10 @@ class PostgresServer:
     how: str
     startup_s: float
     stop: Callable[[], object] = lambda: None
+    halt: Callable[[], object] | None = None
+    """Stop the server, keeping its data, for a fault test (only the private cluster)."""
+    resume: Callable[[], object] | None = None
+    """Start a halted server again."""
 
     def create_database(self) -> str:
         """Create an empty database under a fresh name; its URL."""
@@ -89,4 +93,8 @@ def start_postgres(cache: Path) -> PostgresServer:
         f"private cluster on port {env['PG_PORT']}",
         time.monotonic() - started,
         lambda: subprocess.run([str(PG_SH), "stop"], env=env, check=False),
+        halt=lambda: subprocess.run([str(PG_SH), "stop"], env=env, check=True),
+        resume=lambda: subprocess.run(
+            [str(PG_SH), "start"], env=env, check=True, capture_output=True
+        ),
     )
