@@ -256,6 +256,10 @@ class WorkflowToken(Payload):
     """The graph step streaming, for example ``draft``."""
     final: bool
     """The step's last token: its stream is complete."""
+    restarted_on: Annotated[str, StringConstraints(max_length=200)] | None = None
+    """Set when the model streaming this step failed mid-answer and the next model of its
+    chain starts the answer over: discard the step's text so far; this model (its spec,
+    ``provider:model``) writes the tokens that follow."""
 
 
 class Outcome(StrEnum):
