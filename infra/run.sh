@@ -3,6 +3,10 @@
 # KAFKA_BOOTSTRAP_SERVERS names an external cluster), the topics, and the six
 # services under honcho, each output line prefixed by its service. Ctrl-C stops
 # the services (honcho) and then the broker this script started.
+#
+# A service that exits on its own (a crash: services wait for Kafka and Postgres
+# instead of exiting) is restarted by infra/supervise.sh with a line saying so;
+# after 5 quick exits in a row it is given up on, and honcho stops the mesh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +39,7 @@ if [[ "${PACTMESH_MODEL_SIM:-0}" == 1 && -z "${PACTMESH_MODELS_JSON:-}${PACTMESH
   role='{"primary": {"model": "openai:sim", "base_url": "http://127.0.0.1:8020/v1", "api_key": "sk-simulator", "latency_budget_s": 10}, "fallbacks": [{"model": "pactmesh-offline:default"}]}'
   export PACTMESH_MODELS_JSON="{\"routing\": $role, \"extraction\": $role, \"drafting\": $role}"
   procfile="$PACTMESH_DATA_DIR/Procfile.with-model-sim"
-  { cat infra/Procfile; echo 'model-sim: exec "$PACTMESH_PYTHON" -m pactmesh_model_sim'; } > "$procfile"
+  { cat infra/Procfile; echo 'model-sim: exec infra/supervise.sh model-sim "$PACTMESH_PYTHON" -m pactmesh_model_sim'; } > "$procfile"
   echo "models: every role -> the simulator on 127.0.0.1:8020, offline model as fallback"
 fi
 
@@ -57,5 +61,6 @@ Try, in another shell in $PWD (every route takes a bearer token from the local i
 Traces: ${OTEL_EXPORTER_OTLP_ENDPOINT:-$PACTMESH_DATA_DIR/traces/*.jsonl}.  Ctrl-C stops everything.
 
 INFO
-# honcho forwards Ctrl-C to every service and waits for them to exit.
-.venv/bin/honcho --no-colour -f "$procfile" -d "$PWD" start
+# honcho forwards Ctrl-C to every service and waits for them to exit (infra/launch.py: for
+# as long as their shutdown grace, not honcho's fixed 5 s).
+"$PACTMESH_PYTHON" infra/launch.py --no-colour -f "$procfile" -d "$PWD" start
