@@ -145,6 +145,7 @@ async def test_resources_open_before_the_broker_starts_and_close_after_it_stops(
     async def stop(*_args: Any) -> None:
         events.append("broker stopped")
 
+    monkeypatch.setattr(lifecycle, "reachable", _answers)
     monkeypatch.setattr(service.kafka.broker, "start", start)
     monkeypatch.setattr(service.kafka.broker, "stop", stop)
     app = service.app(object(), resources=[resource("store"), resource("worker")])
@@ -177,6 +178,13 @@ async def test_start_up_waits_for_its_resources_and_kafka_saying_what_it_waits_f
         yield
 
     service = _service(tmp_path)
+    probes = iter([ConnectionError("no broker at 127.0.0.1:9092"), None])
+
+    async def probe(_settings: KitSettings) -> None:
+        if (refusal := next(probes)) is not None:
+            raise refusal
+
+    monkeypatch.setattr(lifecycle, "reachable", probe)
     broker_down = iter([True, True, False])
 
     async def start() -> None:
@@ -209,9 +217,10 @@ async def test_start_up_waits_for_its_resources_and_kafka_saying_what_it_waits_f
         "broker stopped",
     ]
     waits = [r.getMessage() for r in caplog.records if "waiting for" in r.getMessage()]
-    assert len(waits) == 4
+    assert len(waits) == 5
     assert waits[0].startswith("pactmesh: waiting for store (attempt 1: ConnectionRefusedError")
-    assert "waiting for Kafka at 127.0.0.1:9092 (attempt 2: ConnectionError" in waits[3]
+    assert "waiting for Kafka at 127.0.0.1:9092 (attempt 1: ConnectionError" in waits[2]
+    assert "waiting for Kafka at 127.0.0.1:9092 (attempt 2: ConnectionError" in waits[4]
 
 
 async def test_start_up_gives_up_after_its_timeout(
@@ -230,6 +239,10 @@ async def test_start_up_gives_up_after_its_timeout(
     with pytest.raises(ConnectionRefusedError):
         async with app.router.lifespan_context(app):
             pass  # pragma: no cover
+
+
+async def _answers(_settings: KitSettings) -> None:
+    """Kafka answers the start-up probe."""
 
 
 def test_readiness_reports_stalled_partitions(

@@ -136,3 +136,21 @@ def test_settings_bound_the_trace_files(tmp_path: Path) -> None:
         "pactmesh.jsonl",
         "pactmesh.jsonl.1",
     ]
+
+
+def test_a_trace_file_that_cannot_be_written_loses_spans_quietly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "traces" / "svc.jsonl"
+    exporter = FileSpanExporter(path)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with caplog.at_level(logging.WARNING):
+        exporter._file.stream.close()  # as a write on a full disk fails
+        for n in range(50):
+            with tracer.start_as_current_span(f"span-{n}"):
+                pass
+    provider.shutdown()
+    [report] = [r.getMessage() for r in caplog.records if "writing spans" in r.getMessage()]
+    assert "spans are lost until it works again" in report

@@ -23,7 +23,11 @@ class Timing:
     """When a fault started and ended (``time.monotonic()``)."""
 
     started: float = 0.0
+    """When the fault was set off (a stop begun, a disk being filled)."""
     ended: float = 0.0
+    """When the fault was over (the dependency back up)."""
+    down_s: float = 0.0
+    """How long the dependency was down: from its stop's end to its start's beginning."""
 
     def since_end(self) -> float:
         """Seconds from the fault's end until now."""
@@ -39,12 +43,14 @@ def down(
     ``for_s``, and then the exit waits out the rest)."""
     timing = Timing(started=time.monotonic())
     halt()
+    halted = time.monotonic()
     try:
         yield timing
-        left = timing.started + for_s - time.monotonic()
+        left = halted + for_s - time.monotonic()
         if left > 0:
             time.sleep(left)  # the outage's length is the fault itself, not a wait for a condition
     finally:
+        timing.down_s = time.monotonic() - halted
         resume()
         timing.ended = time.monotonic()
 
@@ -92,6 +98,7 @@ def full_disk(directory: Path, *, for_s: float) -> Iterator[Timing]:
     finally:
         filler.unlink(missing_ok=True)
         timing.ended = time.monotonic()
+        timing.down_s = timing.ended - timing.started
 
 
 def allow_message_bytes(bootstrap: str, topic: str, size: int, *, within_s: float = 30) -> None:

@@ -131,7 +131,10 @@ def start_broker(cache: Path, *, name: str = "kafka-test", port: int = 19092) ->
         time.monotonic() - started,
         lambda: subprocess.run([str(KAFKA_SH), "stop"], env=env, check=False),
         halt=lambda: subprocess.run([str(KAFKA_SH), "stop"], env=env, check=True),
-        resume=lambda: subprocess.run([str(KAFKA_SH), "start"], env=env, check=True),
+        # a loaded machine can take a minute to bring a restarted broker's metadata up
+        resume=lambda: subprocess.run(
+            [str(KAFKA_SH), "start"], env={**env, "KAFKA_START_TIMEOUT": "240"}, check=True
+        ),
     )
 
 
@@ -155,6 +158,13 @@ class Mesh:
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     startup_s: float = 0.0
+    log_dir: Path | None = None
+    """Where the processes' logs go; ``<data dir>/logs`` when unset."""
+
+    @property
+    def logs(self) -> Path:
+        """The directory of the processes' logs."""
+        return self.log_dir or self.data_dir / "logs"
 
     @property
     def sandbox_url(self) -> str:
@@ -209,10 +219,9 @@ class Mesh:
         return self.url(MODEL_SIM) if MODEL_SIM in self.ports else ""
 
     def start(self, service: str) -> None:
-        """Start the instance ``service``, logging to ``<data dir>/logs/<service>.log``."""
-        logs = self.data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        with (logs / f"{service}.log").open("ab") as log:
+        """Start the instance ``service``, logging to ``<logs>/<service>.log``."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with (self.logs / f"{service}.log").open("ab") as log:
             self.processes[service] = subprocess.Popen(
                 [sys.executable, "-m", _MODULES.get(service, f"pactmesh_{kind_of(service)}")],
                 env=self.env(service),
@@ -246,7 +255,7 @@ class Mesh:
 
     def log(self, service: str) -> str:
         """What ``service`` has logged so far."""
-        path = self.data_dir / "logs" / f"{service}.log"
+        path = self.logs / f"{service}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
     def spans(self) -> list[dict[str, Any]]:
@@ -267,6 +276,7 @@ def running_mesh(
     env: dict[str, str] | None = None,
     orchestrators: int = 1,
     model_sim: bool = False,
+    log_dir: Path | None = None,
 ) -> Iterator[Mesh]:
     """Create a fresh topic prefix, start the sandbox and all six services (with
     ``orchestrators`` orchestrator instances, which need Postgres when more than one),
@@ -281,7 +291,7 @@ def running_mesh(
     instances = [*SERVICES, *(f"orchestrator-{n}" for n in range(2, orchestrators + 1))]
     helpers = [SANDBOX, *([MODEL_SIM] if model_sim else [])]
     ports = {s: free_port() for s in (*helpers, *instances)}
-    mesh = Mesh(bootstrap, prefix, data_dir, ports, extra_env=dict(env or {}))
+    mesh = Mesh(bootstrap, prefix, data_dir, ports, extra_env=dict(env or {}), log_dir=log_dir)
     started = time.monotonic()
     try:
         for helper in helpers:

@@ -39,6 +39,7 @@ from pactmesh_contracts.events import DeadLetter, DeadLetterRedriven
 from pactmesh_contracts.topics import DEAD_LETTERS, DEAD_LETTERS_REDRIVEN
 from pydantic import ValidationError
 
+from pactmesh_kit.kafka.clients import client_options
 from pactmesh_kit.settings import KitSettings
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class Outcome:
 
 def _client(settings: KitSettings) -> dict[str, Any]:
     """Connection options of the aiokafka clients used here."""
-    return {"bootstrap_servers": settings.kafka_bootstrap_servers, "client_id": "pactmesh-dlq"}
+    return client_options(settings, client_id="pactmesh-dlq")
 
 
 async def _scan(

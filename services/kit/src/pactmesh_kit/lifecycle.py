@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI
 
 from pactmesh_kit.kafka import Kafka
+from pactmesh_kit.kafka.clients import reachable
 from pactmesh_kit.settings import KitSettings
 
 logger = logging.getLogger("pactmesh_kit.app")
@@ -38,6 +39,8 @@ T = TypeVar("T")
 
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 15.0
+STOP_SLACK_S = 5.0
+"""Beyond the grace, what closing the consumers and the producer may take."""
 
 
 def name_of(resource: Resource) -> str:
@@ -104,25 +107,36 @@ def lifespan(
 
                 what = name_of(resource)
                 await patiently(enter, what=what, service=name, timeout_s=timeout_s)
-            broker = kafka.broker
+            broker, where = kafka.broker, f"Kafka at {settings.kafka_bootstrap_servers}"
             await patiently(
-                broker.start,
-                what=f"Kafka at {settings.kafka_bootstrap_servers}",
-                service=name,
-                timeout_s=timeout_s,
-                undo=broker.stop,
+                lambda: reachable(settings), what=where, service=name, timeout_s=timeout_s
             )
-            stack.push_async_callback(_stopped, kafka, name)
+            await patiently(
+                broker.start, what=where, service=name, timeout_s=timeout_s, undo=broker.stop
+            )
+            stack.push_async_callback(_stopped, kafka, name, settings.shutdown_grace_s)
             logger.info("%s ready", name)
             yield
 
     return run
 
 
-async def _stopped(kafka: Kafka, name: str) -> None:
-    """Drain, then stop the broker (FastStream waits for the batches in hand)."""
+async def _stopped(kafka: Kafka, name: str, grace_s: float) -> None:
+    """Drain, then stop the broker (FastStream waits up to ``grace_s`` for the batches in
+    hand); a broker that is unreachable (its consumers cannot leave their groups, its
+    producer cannot flush) is given ``STOP_SLACK_S`` more, then left behind: what was not
+    committed is redelivered to the next owner."""
     started = time.monotonic()
     logger.info("%s stopping: no new work; finishing the batches in hand", name)
     await kafka.drain()
-    await kafka.broker.stop()
+    try:
+        async with asyncio.timeout(grace_s + STOP_SLACK_S):
+            await kafka.broker.stop()
+    except TimeoutError:
+        logger.warning(
+            "%s: Kafka did not stop within %.0f s (is it reachable?); exiting without it",
+            name,
+            grace_s + STOP_SLACK_S,
+        )
+        return
     logger.info("%s stopped (Kafka drained in %.1f s)", name, time.monotonic() - started)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -79,9 +81,7 @@ class FileSpanExporter(SpanExporter):
 
     def __init__(self, path: Path, *, max_bytes: int = 50_000_000, backups: int = 3) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = RotatingFileHandler(
-            path, maxBytes=max_bytes, backupCount=max(1, backups), encoding="utf-8", delay=True
-        )
+        self._file = _SpanFile(path, max_bytes=max_bytes, backups=max(1, backups))
         self._file.terminator = ""  # each line ends with its own newline
         self._file.setFormatter(logging.Formatter("%(message)s"))
 
@@ -92,8 +92,32 @@ class FileSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
-        """Close the file."""
-        self._file.close()
+        """Close the file (one whose writes failed may not flush: those spans are lost)."""
+        with contextlib.suppress(OSError, ValueError):
+            self._file.close()
+
+
+class _SpanFile(RotatingFileHandler):
+    """The rotating file, reporting a failing write (a full disk) once a minute on the
+    log rather than a traceback per span."""
+
+    def __init__(self, path: Path, *, max_bytes: int, backups: int) -> None:
+        super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        self._reported = -REPORT_EVERY_S
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        now = time.monotonic()
+        if now - self._reported >= REPORT_EVERY_S:
+            self._reported = now
+            error = sys.exc_info()[1]
+            logging.getLogger(__name__).warning(
+                "writing spans to %s failed (%r); spans are lost until it works again",
+                self.baseFilename,
+                error,
+            )
+
+
+REPORT_EVERY_S = 60.0
 
 
 def _exporter(settings: KitSettings) -> SpanExporter:
