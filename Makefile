@@ -40,7 +40,7 @@ lint: ## ruff
 	$(UV) run --no-sync ruff format --check .
 
 typecheck: ## mypy (strict, pydantic plugin)
-	$(UV) run --no-sync mypy shared-contracts/src reasoning/src services/*/src clients/python/src infra/sandbox/src infra/model-sim/src infra/harness/src bench
+	$(UV) run --no-sync mypy shared-contracts/src workflows/src reasoning/src services/*/src clients/python/src infra/sandbox/src infra/model-sim/src infra/harness/src bench
 
 fmt: ## format and fix imports
 	$(UV) run --no-sync ruff format .
@@ -50,5 +50,5 @@ schemas: ## re-export the JSON Schema snapshots of every event
 	$(UV) run --no-sync pactmesh-schemas
 
 clean: ## stop the local broker and delete caches and local state
-	-$(KAFKA) stop
+	-$(KAFKA) stop-all
 	rm -rf .cache .pytest_cache .ruff_cache .mypy_cache

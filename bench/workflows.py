@@ -13,7 +13,9 @@ Two phases, each on a fresh mesh:
            workflows per second and CPU milliseconds per workflow (all processes).
 Each phase stops at BENCH_DEADLINE_S (default 600 s) and reports what completed.
 BENCH_PHASES (default ``fast,slow``) picks the phases; BENCH_KAFKA_PORT (default 19192,
-controller on the next port) moves the bench's own broker off other brokers' ports.
+controller on the next port) moves the bench's own broker off other brokers' ports;
+BENCH_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT) runs it secured: every service
+authenticating as itself with SCRAM-SHA-512, the broker checking ACLs.
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ from pactmesh_contracts.events import RequestSubmitted
 from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import (
     REQUESTS_INBOUND,
-    RESULT_TOPICS,
     WORKFLOW_PROGRESS,
 )
-from pactmesh_harness.mesh import REPO, Mesh, running_mesh, start_broker
+from pactmesh_harness.mesh import REPO, UPSTREAM, Broker, Mesh, running_mesh, start_broker
+from pactmesh_workflows.registry import registry
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 QUESTIONS = (
@@ -78,8 +80,9 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 async def _publish(mesh: Mesh, phase: Phase) -> None:
+    # As an upstream system would (on a secured cluster: the upstream principal's ACLs).
     producer = AIOKafkaProducer(
-        bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+        **mesh.kafka_options(UPSTREAM), acks="all", enable_idempotence=True, linger_ms=5
     )
     await producer.start()
     principal = Principal(
@@ -115,8 +118,8 @@ async def _collect(mesh: Mesh, phase: Phase, deadline: float) -> None:
     progress = WORKFLOW_PROGRESS.qualified(mesh.prefix)
     consumer = AIOKafkaConsumer(
         progress,
-        *(t.qualified(mesh.prefix) for t in RESULT_TOPICS),
-        bootstrap_servers=mesh.bootstrap,
+        *(t.qualified(mesh.prefix) for t in registry().result_topics()),
+        **mesh.kafka_options(),
         group_id=f"bench-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -158,7 +161,7 @@ def _span_summary(mesh: Mesh) -> dict[str, dict[str, float]]:
     return dict(sorted(rows.items(), key=lambda kv: -kv[1]["total_s"])[:15])
 
 
-def run_phase(broker_bootstrap: str, phase: Phase, deadline_s: float) -> dict[str, Any]:
+def run_phase(broker: Broker, phase: Phase, deadline_s: float) -> dict[str, Any]:
     env = {
         "PACTMESH_TOOLS_CONCURRENCY": "10000",
         "PACTMESH_TOOLS_MAX_IN_FLIGHT": "10000",
@@ -172,7 +175,7 @@ def run_phase(broker_bootstrap: str, phase: Phase, deadline_s: float) -> dict[st
     }
     with (
         tempfile.TemporaryDirectory(prefix=f"bench-{phase.name}-") as tmp,
-        running_mesh(broker_bootstrap, Path(tmp), env=env) as mesh,
+        running_mesh(broker, Path(tmp), env=env) as mesh,
     ):
         if phase.latency_ms:
             httpx.put(
@@ -269,9 +272,10 @@ def main() -> int:
     deadline_s = float(os.environ.get("BENCH_DEADLINE_S", "600"))
     phases = [p for p in (fast, slow) if p.name in os.environ.get("BENCH_PHASES", "fast,slow")]
     port = int(os.environ.get("BENCH_KAFKA_PORT", "19192"))
-    os.environ.pop("PACTMESH_TEST_KAFKA_PORT", None)
-    os.environ["PACTMESH_TEST_KAFKA_CONTROLLER_PORT"] = str(port + 1)
-    broker = start_broker(REPO / ".cache", name="kafka-bench", port=port)
+    protocol = os.environ.get("BENCH_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    broker = start_broker(
+        REPO / ".cache", name="kafka-bench", port=port, security_protocol=protocol
+    )
     try:
         results: dict[str, Any] = {
             "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -280,7 +284,7 @@ def main() -> int:
         }
         for phase in phases:
             print(f"bench: {phase.name} phase, {phase.workflows} workflows ...", flush=True)
-            results["phases"][phase.name] = run_phase(broker.bootstrap, phase, deadline_s)
+            results["phases"][phase.name] = run_phase(broker, phase, deadline_s)
             figures = results["phases"][phase.name]
             summary = {k: v for k, v in figures.items() if not isinstance(v, dict)}
             print(f"bench: {phase.name}: {json.dumps(summary)}", flush=True)

@@ -28,6 +28,6 @@ def broker() -> Iterator[Broker]:
 @pytest.fixture(scope="module")
 def mesh(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     """All six services as real processes, on a topic prefix of their own."""
-    with running_mesh(broker.bootstrap, tmp_path_factory.mktemp("mesh")) as running:
+    with running_mesh(broker, tmp_path_factory.mktemp("mesh")) as running:
         print(f"\nmesh: six services ready in {running.startup_s:.1f}s")
         yield running

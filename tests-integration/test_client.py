@@ -11,6 +11,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from pactmesh_client import (
     Envelope,
+    KafkaSecurity,
     Outcome,
     Principal,
     RequestPublisher,
@@ -28,6 +29,11 @@ UPSTREAM = Principal(
 )
 WORKFLOWS = ["support-triage", "refund"]
 GARBAGE = b'{"type": "workflow.result.v1", "not": "an envelope"}'
+
+
+def _admin(mesh: Mesh) -> KafkaSecurity:
+    """The client settings of the mesh's Kafka super user (plaintext on a plaintext broker)."""
+    return KafkaSecurity.from_env(mesh.broker.client_env())
 
 
 async def _collect(
@@ -60,7 +66,7 @@ async def _collect(
 async def test_publish_with_the_client_and_receive_the_results(mesh: Mesh) -> None:
     triage_id, refund_id, other_id = uuid7(), uuid7(), uuid7()
     # A record no contract accepts, on the partition triage's result will land on (same key).
-    producer = AIOKafkaProducer(bootstrap_servers=mesh.bootstrap, acks="all")
+    producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all")
     await producer.start()
     try:
         topic = result_topic("support-triage").qualified(mesh.prefix)
@@ -68,7 +74,9 @@ async def test_publish_with_the_client_and_receive_the_results(mesh: Mesh) -> No
     finally:
         await producer.stop()
 
-    async with RequestPublisher(mesh.bootstrap, topic_prefix=mesh.prefix) as requests:
+    async with RequestPublisher(
+        mesh.bootstrap, topic_prefix=mesh.prefix, security=_admin(mesh)
+    ) as requests:
         for workflow_id, text, tenant in [
             (triage_id, "How do I reset my password?", "acme"),
             (refund_id, "I want a refund for order 4411, the headphones arrived broken", "acme"),
@@ -84,7 +92,10 @@ async def test_publish_with_the_client_and_receive_the_results(mesh: Mesh) -> No
             assert sent == workflow_id
 
     everyone = ResultSubscriber(
-        mesh.bootstrap, group_id=f"client-all-{uuid.uuid4().hex[:6]}", topic_prefix=mesh.prefix
+        mesh.bootstrap,
+        group_id=f"client-all-{uuid.uuid4().hex[:6]}",
+        topic_prefix=mesh.prefix,
+        security=_admin(mesh),
     )
     async with everyone:
         results = await _collect(everyone, {triage_id, refund_id, other_id})
@@ -100,21 +111,27 @@ async def test_publish_with_the_client_and_receive_the_results(mesh: Mesh) -> No
 
     # A tenant's subscriber: acme's results only, though globex's sit on the same topics.
     group = f"client-acme-{uuid.uuid4().hex[:6]}"
-    acme = ResultSubscriber(mesh.bootstrap, group_id=group, topic_prefix=mesh.prefix)
+    acme = ResultSubscriber(
+        mesh.bootstrap, group_id=group, topic_prefix=mesh.prefix, security=_admin(mesh)
+    )
     async with acme:
         mine = await _collect(acme, {triage_id, refund_id}, tenant="acme", linger_s=3.0)
     assert set(mine) == {triage_id, refund_id}
 
     # The same group later: what it handled was committed, so only the new result comes.
     later_id = uuid7()
-    async with RequestPublisher(mesh.bootstrap, topic_prefix=mesh.prefix) as requests:
+    async with RequestPublisher(
+        mesh.bootstrap, topic_prefix=mesh.prefix, security=_admin(mesh)
+    ) as requests:
         await requests.submit(
             text="How do I reset my password?",
             tenant="acme",
             principal=UPSTREAM,
             workflow_id=later_id,
         )
-    again = ResultSubscriber(mesh.bootstrap, group_id=group, topic_prefix=mesh.prefix)
+    again = ResultSubscriber(
+        mesh.bootstrap, group_id=group, topic_prefix=mesh.prefix, security=_admin(mesh)
+    )
     async with again, asyncio.timeout(60):
         first = await anext(again.results(workflows=WORKFLOWS, tenant="acme"))
     assert first.workflow_id == later_id

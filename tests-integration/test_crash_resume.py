@@ -12,9 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from pactmesh_contracts.topics import RESULT_TOPICS
+from pactmesh_contracts.topics import RESULTS
 from pactmesh_harness.mesh import Broker, Mesh, read_from_start, running_mesh, wait_for
 from pactmesh_harness.workflow_client import fault, ledger, requester, submit
+from pactmesh_workflows.registry import registry
 
 WORKFLOWS = 100
 
@@ -40,11 +41,11 @@ async def _results(mesh: Mesh, expected: set[uuid.UUID], deadline_s: float) -> C
     seen: Counter[uuid.UUID] = Counter()
 
     def count(record: Any) -> None:
-        seen[RESULT_TOPICS[0].adapter.validate_json(record.value).workflow_id] += 1
+        seen[RESULTS.adapter.validate_json(record.value).workflow_id] += 1
 
     await read_from_start(
         mesh,
-        [t.qualified(mesh.prefix) for t in RESULT_TOPICS],
+        [t.qualified(mesh.prefix) for t in registry().result_topics()],
         on_record=count,
         done=lambda: expected <= set(seen),
         deadline_s=deadline_s,
@@ -100,7 +101,7 @@ def _outcomes(mesh: Mesh, workflow_ids: dict[str, int]) -> dict[str, object]:
 
 @pytest.mark.timeout(480)
 def test_kill_9_on_sqlite_then_restart(broker: Broker, tmp_path: pytest.TempPathFactory) -> None:
-    with running_mesh(broker.bootstrap, tmp_path) as mesh:  # type: ignore[arg-type]
+    with running_mesh(broker, tmp_path) as mesh:  # type: ignore[arg-type]
         _crash_and_recover(mesh, "orchestrator", restart=True)
 
 
@@ -109,5 +110,5 @@ def test_kill_9_on_postgres_second_instance_takes_over(
     broker: Broker, tmp_path: pytest.TempPathFactory, postgres_url: str
 ) -> None:
     env = {"PACTMESH_POSTGRES_URL": postgres_url}
-    with running_mesh(broker.bootstrap, tmp_path, env=env, orchestrators=2) as mesh:  # type: ignore[arg-type]
+    with running_mesh(broker, tmp_path, env=env, orchestrators=2) as mesh:  # type: ignore[arg-type]
         _crash_and_recover(mesh, "orchestrator", restart=False)

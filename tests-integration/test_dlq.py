@@ -17,9 +17,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from pactmesh_contracts.events import DeadLetter
 from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_ACCEPTED, TOOL_RESULTS
 from pactmesh_harness.faults import allow_message_bytes
-from pactmesh_harness.mesh import Broker
+from pactmesh_harness.mesh import Broker, create_topics
 from pactmesh_kit import dlq
-from pactmesh_kit.bootstrap import ensure_topics
 from pactmesh_kit.cli import main
 from pactmesh_kit.kafka import Reject
 from pactmesh_kit.kafka.dead_letters import DeadLetters
@@ -31,8 +30,9 @@ BIG = 2_000_000
 @pytest.fixture
 def settings(broker: Broker, monkeypatch: pytest.MonkeyPatch) -> KitSettings:
     prefix = f"t{uuid.uuid4().hex[:10]}."
-    asyncio.run(ensure_topics(bootstrap_servers=broker.bootstrap, prefix=prefix))
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap)
+    create_topics(broker, prefix)
+    for name, value in broker.client_env().items():  # the admin user on a secured cluster
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("PACTMESH_TOPIC_PREFIX", prefix)
     return KitSettings()
 
@@ -40,9 +40,7 @@ def settings(broker: Broker, monkeypatch: pytest.MonkeyPatch) -> KitSettings:
 async def _publish(
     settings: KitSettings, topic: str, *messages: tuple[bytes | None, bytes, Any]
 ) -> list[Any]:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, max_request_size=4 * 1_048_576
-    )
+    producer = AIOKafkaProducer(**settings.kafka_client_options(), max_request_size=4 * 1_048_576)
     await producer.start()
     try:
         return [
@@ -68,7 +66,7 @@ def _letter(
 
 async def _read_source(settings: KitSettings, topic: str) -> list[ConsumerRecord[Any, Any]]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **settings.kafka_client_options(),
         isolation_level="read_committed",
         max_partition_fetch_bytes=8 * 1_048_576,
         fetch_max_bytes=8 * 1_048_576,
@@ -102,7 +100,7 @@ def test_list_show_and_redrive_once(
 ) -> None:
     source = REQUESTS_ACCEPTED.qualified(settings.topic_prefix)
     other = TOOL_RESULTS.qualified(settings.topic_prefix)
-    allow_message_bytes(settings.kafka_bootstrap_servers, source, 4 * 1_048_576)
+    allow_message_bytes(settings.kafka_client_options(), source, 4 * 1_048_576)
     small = (b"wf-1", b'{"not": "an envelope"}', [("x-trace", b"abc"), ("content-type", b"x")])
     big = (b"wf-2", b'{"blob": "' + b"z" * BIG + b'"}', [("x-trace", b"big")])
     refused = (b"wf-3", b'{"refused": true}', [])

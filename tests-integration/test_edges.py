@@ -15,13 +15,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import DeadLetter, RequestStatus, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
-from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND, WORKFLOWS
+from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND
 from pactmesh_harness.mesh import SERVICES, Mesh, wait_for
+from pactmesh_workflows.registry import registry
 
 UPSTREAM = Principal(
     subject="system:crm",
     roles=("upstream-system",),
-    scopes=tuple(f"workflow:{w}" for w in WORKFLOWS),
+    scopes=tuple(f"workflow:{w}" for w in registry()),
 )
 
 
@@ -51,9 +52,7 @@ def _bad_messages() -> dict[str, bytes]:
 
 
 async def _produce(mesh: Mesh, messages: list[bytes]) -> list[tuple[int, int]]:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         placed = []
@@ -70,7 +69,7 @@ async def _produce(mesh: Mesh, messages: list[bytes]) -> list[tuple[int, int]]:
 async def _dead_letters(mesh: Mesh, expected: int, deadline_s: float) -> list[DeadLetter]:
     consumer = AIOKafkaConsumer(
         DEAD_LETTERS.qualified(mesh.prefix),
-        bootstrap_servers=mesh.bootstrap,
+        **mesh.kafka_options(),
         group_id=f"dlq-reader-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -15,8 +15,9 @@ from aiokafka import AIOKafkaProducer
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import RequestStatus, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
-from pactmesh_contracts.topics import REQUESTS_INBOUND, RESULT_TOPICS, WORKFLOWS
+from pactmesh_contracts.topics import REQUESTS_INBOUND, RESULTS
 from pactmesh_harness.mesh import SERVICES, Mesh, read_from_start, wait_for
+from pactmesh_workflows.registry import registry
 
 # Requests that pass no approval gate (the gates have tests of their own): a refund of the
 # order's total (129) under the automatic limit, a purchase order under 10,000, and a
@@ -48,16 +49,14 @@ def _texts(mesh: Mesh) -> list[str]:
 
 HTTP_TENANT = "default"
 """The tenant of the HTTP clients (the upstream system's is acme)."""
-WORKFLOW_SCOPES = tuple(f"workflow:{w}" for w in WORKFLOWS)
+WORKFLOW_SCOPES = tuple(f"workflow:{w}" for w in registry())
 UPSTREAM = Principal(
     subject="system:erp-connector", roles=("upstream-system",), scopes=WORKFLOW_SCOPES
 )
 
 
 async def _publish_inbound(mesh: Mesh, count: int, texts: list[str]) -> dict[uuid.UUID, float]:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all", enable_idempotence=True)
     await producer.start()
     sent: dict[uuid.UUID, float] = {}
     try:
@@ -101,12 +100,12 @@ async def _collect_results(
     received: list[tuple[uuid.UUID, float, dict[str, Any]]] = []
 
     def keep(record: Any) -> None:
-        result = RESULT_TOPICS[0].adapter.validate_json(record.value)
+        result = RESULTS.adapter.validate_json(record.value)
         received.append((result.workflow_id, time.monotonic(), result.model_dump(mode="json")))
 
     await read_from_start(
         mesh,
-        [t.qualified(mesh.prefix) for t in RESULT_TOPICS],
+        [t.qualified(mesh.prefix) for t in registry().result_topics()],
         on_record=keep,
         done=lambda: expected.done() and expected.result() <= {r[0] for r in received},
         deadline_s=deadline_s,

@@ -35,12 +35,13 @@ from aiokafka import AIOKafkaProducer
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import DeadLetter, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
-from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND, RESULT_TOPICS, WORKFLOWS
+from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND, RESULTS
 from pactmesh_harness.faults import Timing, allow_message_bytes, down, full_disk, tmpfs
 from pactmesh_harness.mesh import MODEL_SIM, SERVICES, Broker, Mesh, read_from_start, running_mesh
 from pactmesh_harness.mesh import wait_for as poll
 from pactmesh_harness.postgres import PostgresServer
 from pactmesh_harness.workflow_client import fault, ledger, requester, submit
+from pactmesh_workflows.registry import registry
 
 ORDERS = 30
 """Purchase orders in flight in each case."""
@@ -65,7 +66,7 @@ MODELS = {
 UPSTREAM = Principal(
     subject="system:crm",
     roles=("upstream-system",),
-    scopes=tuple(f"workflow:{w}" for w in WORKFLOWS),
+    scopes=tuple(f"workflow:{w}" for w in registry()),
 )
 
 
@@ -89,9 +90,7 @@ def mesh(
     }
     with (
         tmpfs(root / "data", size_mb=256) as data,
-        running_mesh(
-            broker.bootstrap, data, env=env, model_sim=True, log_dir=root / "logs"
-        ) as running,
+        running_mesh(broker, data, env=env, model_sim=True, log_dir=root / "logs") as running,
     ):
         print(f"\nfault mesh: ready in {running.startup_s:.1f}s (data dir on a 256 MB tmpfs)")
         yield running
@@ -192,7 +191,7 @@ def _results(mesh: Mesh, ids: list[uuid.UUID]) -> tuple[dict[uuid.UUID, set[str]
     wanted = set(ids)
 
     def count(record: Any) -> None:
-        result = RESULT_TOPICS[0].adapter.validate_json(record.value)
+        result = RESULTS.adapter.validate_json(record.value)
         if result.workflow_id in wanted:
             seen[result.workflow_id].add(str(result.event_id))
             records["all"] += 1
@@ -200,7 +199,7 @@ def _results(mesh: Mesh, ids: list[uuid.UUID]) -> tuple[dict[uuid.UUID, set[str]
     asyncio.run(
         read_from_start(
             mesh,
-            [t.qualified(mesh.prefix) for t in RESULT_TOPICS],
+            [t.qualified(mesh.prefix) for t in registry().result_topics()],
             on_record=count,
             done=lambda: wanted <= set(seen),
             deadline_s=60,
@@ -306,9 +305,7 @@ def _submitted(text: str) -> bytes:
 
 
 async def _publish_inbound(mesh: Mesh, values: list[bytes], *, partition: int) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=mesh.bootstrap, acks="all", max_request_size=4 * 1_048_576
-    )
+    producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all", max_request_size=4 * 1_048_576)
     await producer.start()
     try:
         topic = REQUESTS_INBOUND.qualified(mesh.prefix)
@@ -321,7 +318,7 @@ async def _publish_inbound(mesh: Mesh, values: list[bytes], *, partition: int) -
 @pytest.mark.timeout(420)
 def test_huge_invalid_messages_on_the_inbound_topic(mesh: Mesh) -> None:
     inbound = REQUESTS_INBOUND.qualified(mesh.prefix)
-    allow_message_bytes(mesh.bootstrap, inbound, 4 * 1_048_576)  # a deployment may allow it
+    allow_message_bytes(mesh.kafka_options(), inbound, 4 * 1_048_576)  # a deployment may allow it
     case = _start(mesh, "2 MB and 900 KB invalid inbound messages")
     big = b'{"type": "request.submitted.v1", "blob": "' + b"x" * 2_000_000 + b'"}'
     large = b'{"type": "request.submitted.v1", "blob": "' + b"y" * 900_000 + b'"}'

@@ -20,9 +20,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import DeadLetter, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
-from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND, RESULT_TOPICS
+from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND
 from pactmesh_harness.mesh import Broker, Mesh, read_from_start, running_mesh
 from pactmesh_harness.workflow_client import finished
+from pactmesh_workflows.registry import registry
 
 SUBMITS_PER_MINUTE = 3
 QUESTION = "How do I reset my password?"
@@ -34,7 +35,7 @@ UPSTREAM = Principal(
 @pytest.fixture(scope="module")
 def mesh(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     env = {"PACTMESH_INTAKE_SUBMIT_RATE_LIMIT": f"{SUBMITS_PER_MINUTE}/minute"}
-    with running_mesh(broker.bootstrap, tmp_path_factory.mktemp("intake-edges"), env=env) as m:
+    with running_mesh(broker, tmp_path_factory.mktemp("intake-edges"), env=env) as m:
         yield m
 
 
@@ -59,7 +60,7 @@ async def _results(mesh: Mesh, wanted: set[uuid.UUID], deadline_s: float) -> lis
 
     await read_from_start(
         mesh,
-        [t.qualified(mesh.prefix) for t in RESULT_TOPICS],
+        [t.qualified(mesh.prefix) for t in registry().result_topics()],
         on_record=keep,
         done=lambda: wanted <= set(found),
         deadline_s=deadline_s,
@@ -72,7 +73,7 @@ async def _dead_letters(mesh: Mesh, source: bytes, deadline_s: float) -> DeadLet
     """The dead letter holding ``source`` byte for byte."""
     consumer = AIOKafkaConsumer(
         DEAD_LETTERS.qualified(mesh.prefix),
-        bootstrap_servers=mesh.bootstrap,
+        **mesh.kafka_options(),
         group_id=f"dlq-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -91,9 +92,7 @@ async def _dead_letters(mesh: Mesh, source: bytes, deadline_s: float) -> DeadLet
 
 
 async def _publish(mesh: Mesh, *values: tuple[bytes, bytes]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for key, value in values:

@@ -45,9 +45,7 @@ def mesh(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[M
         "PACTMESH_MODELS_JSON": json.dumps(MODELS),
         "PACTMESH_ORCHESTRATOR_CACHE_ENABLED": "false",  # every question must reach drafting
     }
-    with running_mesh(
-        broker.bootstrap, tmp_path_factory.mktemp("models"), env=env, model_sim=True
-    ) as m:
+    with running_mesh(broker, tmp_path_factory.mktemp("models"), env=env, model_sim=True) as m:
         yield m
 
 

@@ -150,7 +150,7 @@ async def _decisions_for(mesh: Mesh, review_id: str) -> list[dict[str, Any]]:
     topic = REVIEWS_DECIDED.qualified(mesh.prefix)
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=mesh.bootstrap,
+        **mesh.kafka_options(),
         group_id=None,  # no group: every partition, nothing committed
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -14,16 +14,17 @@ from aiokafka import AIOKafkaProducer
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import RequestSubmitted
 from pactmesh_contracts.ids import uuid7
-from pactmesh_contracts.topics import REQUESTS_INBOUND, WORKFLOWS
+from pactmesh_contracts.topics import REQUESTS_INBOUND
 from pactmesh_harness.mesh import Mesh
 from pactmesh_harness.workflow_client import finished, requester, submit
+from pactmesh_workflows.registry import registry
 
 QUESTION = "How do I reset my password?"
 PARAPHRASE = "I forgot my password, how can I change it?"
 UPSTREAM = Principal(
     subject="system:erp-connector",
     roles=("upstream-system",),
-    scopes=tuple(f"workflow:{w}" for w in WORKFLOWS),
+    scopes=tuple(f"workflow:{w}" for w in registry()),
 )
 
 
@@ -47,7 +48,7 @@ def _events(mesh: Mesh, request_id: uuid.UUID) -> list[tuple[str, dict[str, Any]
 
 
 async def _publish_inbound(mesh: Mesh, text: str, tenant: str) -> uuid.UUID:
-    producer = AIOKafkaProducer(bootstrap_servers=mesh.bootstrap, acks="all")
+    producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all")
     await producer.start()
     try:
         event = new_event(

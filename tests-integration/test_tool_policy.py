@@ -41,9 +41,7 @@ Match = Callable[[Envelope[Any]], bool]
 
 
 async def _publish(mesh: Mesh, topic: Topic, event: Envelope[Any]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         await producer.send_and_wait(

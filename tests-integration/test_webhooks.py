@@ -115,7 +115,7 @@ def hooks_mesh(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "PACTMESH_DELIVERY_WEBHOOK_BACKOFF_CAP_S": "0.5",
         "PACTMESH_DELIVERY_WEBHOOK_TIMEOUT_S": "5",
     }
-    with running_mesh(broker.bootstrap, tmp_path_factory.mktemp("hooks"), env=env) as mesh:
+    with running_mesh(broker, tmp_path_factory.mktemp("hooks"), env=env) as mesh:
         yield mesh
 
 
@@ -172,9 +172,7 @@ def publish(mesh: Mesh, topic: Topic, *values: bytes) -> None:
     """Produce ``values`` on ``topic`` in order, keyed by their workflow id."""
 
     async def produce() -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True
-        )
+        producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all", enable_idempotence=True)
         await producer.start()
         try:
             for value in values:
@@ -192,8 +190,8 @@ def caught_up(mesh: Mesh, topic: Topic) -> bool:
 
     async def lag() -> int:
         name = topic.qualified(mesh.prefix)
-        admin = AIOKafkaAdminClient(bootstrap_servers=mesh.bootstrap)
-        consumer = AIOKafkaConsumer(bootstrap_servers=mesh.bootstrap)
+        admin = AIOKafkaAdminClient(**mesh.kafka_options())
+        consumer = AIOKafkaConsumer(**mesh.kafka_options())
         await admin.start()
         await consumer.start()
         try:
@@ -217,7 +215,7 @@ def dead_letters_for(mesh: Mesh, webhook_id: str, deadline_s: float) -> list[Dea
     async def read() -> list[DeadLetter]:
         consumer = AIOKafkaConsumer(
             DEAD_LETTERS.qualified(mesh.prefix),
-            bootstrap_servers=mesh.bootstrap,
+            **mesh.kafka_options(),
             group_id=f"dlq-reader-{uuid.uuid4().hex[:8]}",
             auto_offset_reset="earliest",
             enable_auto_commit=False,

@@ -4,6 +4,7 @@ happy paths, declared recovery paths, approval gates, and duplicates that change
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -28,54 +29,31 @@ from pactmesh_harness.workflow_client import (
     submit,
     wait_status,
 )
+from pactmesh_workflows.gates import GatePolicy
 
 EXPIRY_S = 3
 # What a requester needs to start each workflow that routing picks from the text.
 PROCUREMENT = ("workflow:procurement",)
 REROUTE = ("workflow:supply-chain-reroute",)
 REFUND = ("workflow:refund",)
-POLICY = f"""
-[[gates]]
-rule = "procurement.amount_over_threshold"
-workflow = "procurement"
-step = "approve_purchase_order"
-summary = "Purchase order above the approval threshold"
-approver_role = "procurement-manager"
-timeout_s = 600
-on_expiry = "escalate"
-escalate_to = "finance-director"
-when = [{{ field = "amount", op = "gt", value = 10000 }}]
+FAST_EXPIRY = "supply-chain.cost_increase_over_threshold"
+"""The gate whose reviews expire in ``EXPIRY_S``; every other waits 600 s."""
 
-[[gates]]
-rule = "supply-chain.cost_increase_over_threshold"
-workflow = "supply-chain-reroute"
-step = "approve_booking"
-summary = "Reroute costs more than the allowed increase"
-approver_role = "logistics-manager"
-timeout_s = {EXPIRY_S}
-on_expiry = "reject"
-when = [{{ field = "cost_increase", op = "gt", value = 500 }}]
 
-[[gates]]
-rule = "refund.amount_over_auto_limit"
-workflow = "refund"
-step = "approve_refund"
-summary = "Refund above the automatic limit"
-approver_role = "support-lead"
-timeout_s = 600
-on_expiry = "reject"
-when = [{{ field = "amount", op = "gt", value = 200 }}]
+def _toml(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)  # strings and numbers: JSON writes them as TOML reads them
 
-[[gates]]
-rule = "support.human_triage"
-workflow = "support-triage"
-step = "human_triage"
-summary = "A support request the knowledge base cannot answer confidently"
-approver_role = "support-agent"
-timeout_s = 600
-on_expiry = "reject"
-when = [{{ field = "action_type", op = "eq", value = "triage_handover.v1" }}]
-"""
+
+def gate_policy() -> str:
+    """The packaged gate policy (every declared gate), with the timeouts above."""
+    lines: list[str] = []
+    for rule, settings in GatePolicy.load().gates.items():
+        fields = settings.model_dump(mode="json", exclude_none=True)
+        fields["timeout_s"] = EXPIRY_S if rule == FAST_EXPIRY else 600
+        lines += [f'[gates."{rule}"]', *(f"{k} = {_toml(v)}" for k, v in fields.items()), ""]
+    return "\n".join(lines)
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +61,13 @@ def mesh(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[M
     """The mesh with a gate policy whose reroute gate expires in seconds."""
     data_dir = tmp_path_factory.mktemp("workflows")
     policy = data_dir / "gates.toml"
-    policy.write_text(POLICY)
+    policy.write_text(gate_policy())
     env = {
         "PACTMESH_ORCHESTRATOR_GATE_POLICY": str(policy),
         "PACTMESH_ORCHESTRATOR_TOOL_TIMEOUT_S": "4",
         "PACTMESH_HITL_EXPIRY_CHECK_S": "0.5",
     }
-    with running_mesh(broker.bootstrap, data_dir, env=env) as running:
+    with running_mesh(broker, data_dir, env=env) as running:
         yield running
 
 
@@ -341,9 +319,7 @@ def test_a_decision_delivered_twice_changes_nothing(mesh: Mesh) -> None:
     )
 
     async def replay() -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=mesh.bootstrap, acks="all", enable_idempotence=True
-        )
+        producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all", enable_idempotence=True)
         await producer.start()
         try:
             for _ in range(2):
@@ -370,8 +346,8 @@ def test_a_decision_delivered_twice_changes_nothing(mesh: Mesh) -> None:
 
 async def _consumed(mesh: Mesh, topic: str, group: str) -> bool:
     """Whether ``group`` has committed every message of ``topic`` (handled them all)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=mesh.bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=mesh.bootstrap)
+    admin = AIOKafkaAdminClient(**mesh.kafka_options())
+    consumer = AIOKafkaConsumer(**mesh.kafka_options())
     await admin.start()
     await consumer.start()
     try:

@@ -32,21 +32,20 @@ from pactmesh_contracts.events import (
     WorkflowToken,
 )
 from pactmesh_contracts.topics import (
-    ALL_TOPICS,
     AUDIT,
     DEAD_LETTERS,
     KEYED_PARTITIONS,
+    MESH_TOPICS,
     REQUESTS_ACCEPTED,
     REQUESTS_INBOUND,
     REQUESTS_ROUTED,
-    RESULT_TOPICS,
+    RESULTS,
     REVIEWS_DECIDED,
     REVIEWS_REQUESTED,
     TOOL_CALLS,
     TOOL_RESULTS,
     WORKFLOW_COMPLETED,
     WORKFLOW_PROGRESS,
-    WORKFLOWS,
     Topic,
     result_topic,
     topic_for,
@@ -148,14 +147,18 @@ def _record(topic: Topic, payload: BaseModel) -> BaseModel:
     )
 
 
+ALL_KINDS = (*MESH_TOPICS, RESULTS)
+"""Every topic, the result topics as their pattern."""
+
+
 def test_every_registered_event_type_has_an_example() -> None:
-    registered = {event for topic in ALL_TOPICS for event in topic.events}
+    registered = {event for topic in ALL_KINDS for event in topic.events}
     assert registered == set(EXAMPLES)
 
 
 @pytest.mark.parametrize(
     ("topic", "event"),
-    [(t, e) for t in ALL_TOPICS for e in t.events],
+    [(t, e) for t in ALL_KINDS for e in t.events],
     ids=lambda v: v.name if isinstance(v, Topic) else v.__name__,
 )
 def test_topic_adapter_round_trips_each_of_its_event_types(
@@ -220,26 +223,28 @@ def test_topic_for_has_no_answer_for_results_which_need_their_workflow() -> None
 
 
 def test_no_event_type_travels_on_two_non_result_topics() -> None:
-    counts = Counter(e for t in ALL_TOPICS if t not in RESULT_TOPICS for e in t.events)
+    counts = Counter(e for t in MESH_TOPICS for e in t.events)
     assert [e.__name__ for e, n in counts.items() if n > 1] == []
 
 
 def test_keyed_topics_have_enough_partitions() -> None:
-    keyed = [t for t in ALL_TOPICS if t.enveloped]
-    assert [t.name for t in ALL_TOPICS if not t.enveloped] == ["dlq", "dlq.redriven"]
+    keyed = [t for t in ALL_KINDS if t.enveloped]
+    assert [t.name for t in ALL_KINDS if not t.enveloped] == ["dlq", "dlq.redriven"]
     assert KEYED_PARTITIONS >= 6
     assert [t.name for t in keyed if t.partitions < KEYED_PARTITIONS] == []
 
 
 def test_topic_names_are_unique_and_prefix_qualified() -> None:
-    names = [t.name for t in ALL_TOPICS]
+    names = [t.name for t in ALL_KINDS]
     assert len(names) == len(set(names))
     assert REQUESTS_ACCEPTED.qualified() == "pactmesh.requests.accepted"
     assert DEAD_LETTERS.qualified("run-42.") == "run-42.dlq"
 
 
-def test_each_documented_workflow_has_a_result_topic() -> None:
-    assert [t.name for t in RESULT_TOPICS] == [f"results.{w}" for w in WORKFLOWS]
+def test_a_workflows_result_topic_follows_the_pattern() -> None:
+    """Which workflows exist is the workflow registry's business (``pactmesh_workflows``)."""
+    assert result_topic("refund").name == RESULTS.name.format(workflow="refund")
+    assert result_topic("refund").events == RESULTS.events
     assert result_topic("refund").accepts(WorkflowResult)
     assert not result_topic("refund").accepts(WorkflowCompleted)
 

@@ -21,7 +21,6 @@ from pactmesh_contracts.events import (
 )
 from pactmesh_contracts.topics import (
     DEAD_LETTERS,
-    RESULT_TOPICS,
     WORKFLOW_COMPLETED,
     WORKFLOW_PROGRESS,
     result_topic,
@@ -35,6 +34,7 @@ from pactmesh_delivery.runtime import Runtime
 from pactmesh_delivery.settings import Settings
 from pactmesh_kit.kafka import Kafka, encode
 from pactmesh_kit.kafka.testing import collect
+from pactmesh_workflows.registry import registry
 
 SETTINGS = Settings(topic_prefix="delivery-test.")
 
@@ -56,7 +56,7 @@ class Harness:
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     kafka = Kafka(SETTINGS, tracer_provider=None)
-    publisher = kafka.publisher(*RESULT_TOPICS, WORKFLOW_PROGRESS)
+    publisher = kafka.publisher(*registry().result_topics(), WORKFLOW_PROGRESS)
     runtime = Runtime(settings=SETTINGS, publisher=publisher)
     handlers.register(kafka, runtime)
     broker = kafka.broker

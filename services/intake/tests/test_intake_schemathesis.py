@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 import schemathesis
 from pactmesh_contracts.envelope import Envelope
-from pactmesh_contracts.topics import WORKFLOWS
 from pactmesh_intake.adapters.sqlite_store import open_store
 from pactmesh_intake.app import create_app
 from pactmesh_intake.runtime import Runtime
@@ -33,8 +32,9 @@ from pactmesh_kit.testing_openapi import (
     openapi_document,
     without_lifespan,
 )
+from pactmesh_workflows.registry import registry
 
-SCOPES = tuple(f"workflow:{w}" for w in WORKFLOWS)
+SCOPES = tuple(f"workflow:{w}" for w in registry())
 
 
 class EncodingPublisher:

@@ -26,6 +26,7 @@ from pactmesh_kit.auth.http import Authenticator, CurrentPrincipal, require
 from pactmesh_kit.auth.tokens import Identity, JwksKeys, StaticKey, pin_algorithms
 from pactmesh_kit.cli import main as cli_main
 from pactmesh_kit.settings import KitSettings
+from pactmesh_workflows.registry import registry
 
 ISS, AUD = "pactmesh-dev", "pactmesh"
 
@@ -235,10 +236,21 @@ def test_the_packaged_policy_grants_the_union_of_roles_and_scopes() -> None:
 
 def test_every_workflow_tool_is_granted_by_some_scope_and_gate_roles_exist() -> None:
     policy = load_access_policy()
-    for name, workflow in policy.workflows.items():
+    assert set(policy.workflow_tools) == set(registry())
+    for name, tools in policy.workflow_tools.items():
         grant = policy.scopes[f"workflow:{name}"]
-        assert workflow.tools <= grant.tools
+        assert tools <= grant.tools
         assert name in grant.workflows
+
+
+def test_the_tools_of_a_workflow_come_from_its_definition_not_the_file(tmp_path: Path) -> None:
+    assert load_access_policy().workflow_tools["refund"] == registry()["refund"].tool_names
+    path = tmp_path / "access.toml"
+    path.write_text(
+        '[workflows.refund]\ntools = ["payments.refund", "erp.create_purchase_order"]\n'
+    )
+    with pytest.raises(ValueError, match="declared by the workflow itself"):
+        load_access_policy(path)
 
 
 def test_a_policy_file_with_unknown_keys_is_refused(tmp_path: Path) -> None:

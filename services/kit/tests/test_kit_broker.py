@@ -34,7 +34,9 @@ from pactmesh_contracts.events import (
     DeadLetter,
     Outcome,
     RequestAccepted,
+    RequestStatus,
     ToolCallCompleted,
+    WorkflowProgress,
     WorkflowResult,
 )
 from pactmesh_contracts.topics import (
@@ -287,12 +289,31 @@ async def test_event_publisher_routes_by_payload_and_keys_by_workflow() -> None:
         await publisher.publish(event)
         with pytest.raises(ValueError, match=r"may not travel on workflow\.progress"):
             await publisher.publish(event, topic=WORKFLOW_PROGRESS)
+        progress = _accepted().follow(WorkflowProgress(status=RequestStatus.ROUTED, service="test"))
+        with pytest.raises(ValueError, match=r"workflow\.progress is not among the topics"):
+            await publisher.publish(progress)
 
     [(body, key, headers)] = received
     assert REQUESTS_ACCEPTED.adapter.validate_json(body) == event
     assert key == event.key
     assert headers["event-type"] == "request.accepted.v1"
     assert headers["content-type"] == "application/json"
+
+
+def test_the_broker_authenticates_as_the_services_principal() -> None:
+    settings = KitSettings(
+        service_name="tools",
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_username="tools",
+        kafka_sasl_password="pw",  # type: ignore[arg-type]
+    )
+    client = Kafka(settings, tracer_provider=None).broker.config.broker_config.builder.keywords
+    assert client["security_protocol"] == "SASL_PLAINTEXT"
+    assert client["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert (client["sasl_plain_username"], client["sasl_plain_password"]) == ("tools", "pw")
+    plain = Kafka(_settings(), tracer_provider=None).broker.config.broker_config.builder.keywords
+    assert plain.get("security_protocol", "PLAINTEXT") == "PLAINTEXT"
+    assert "sasl_plain_username" not in plain
 
 
 def test_consumer_groups_are_per_service_and_topic() -> None:
@@ -775,3 +796,12 @@ def test_many_field_errors_are_cut_to_the_first_few() -> None:
     assert len(refused.value.errors) == 20
     assert "45 validation error(s)" in str(refused.value)
     assert "and 25 more" in str(refused.value)
+
+
+async def test_a_topic_both_published_and_read_is_documented_both_ways() -> None:
+    kafka = Kafka(_settings(), tracer_provider=None)
+    kafka.subscriber(TOOL_RESULTS)(_ignore)
+    kafka.publisher(TOOL_RESULTS)
+    document = json.loads(AsyncAPI(kafka.broker).to_specification().to_json())
+    actions = sorted(op["action"] for op in document["operations"].values())
+    assert actions == ["receive", "send"]

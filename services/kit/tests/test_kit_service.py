@@ -274,3 +274,22 @@ def test_readiness_reports_stalled_partitions(
     }
     assert reported["stalled_s"] >= 12
     assert client.get("/health/live").status_code == 200
+
+
+@pytest.mark.parametrize(("grace", "phase"), [(None, 10), ("45", 15)])
+def test_the_shutdown_grace_is_shared_by_http_and_the_kafka_handlers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, grace: str | None, phase: int
+) -> None:
+    import uvicorn
+    from pactmesh_kit.app import serve
+
+    if grace is not None:
+        monkeypatch.setenv("PACTMESH_SHUTDOWN_GRACE_S", grace)
+    settings = KitSettings(data_dir=tmp_path)
+    ran: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: ran.update(options))
+    monkeypatch.setattr("pactmesh_kit.app.setup_logging", lambda: None)
+    serve("some.module:create_app", settings, port=1)
+    assert ran["timeout_graceful_shutdown"] == phase
+    service = Service(settings, title="t", description="d", tracer_provider=TracerProvider())
+    assert service.kafka.broker.config.graceful_timeout == phase

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,11 @@ ALIASES = (
     "OTEL_SERVICE_NAME",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CAFILE",
 )
 
 
@@ -129,3 +135,66 @@ def test_settings_are_frozen() -> None:
     settings = KitSettings()
     with pytest.raises(ValidationError, match="frozen"):
         settings.topic_prefix = "other."
+
+
+def test_kafka_is_plaintext_by_default() -> None:
+    settings = KitSettings()
+    assert settings.kafka_security() is None
+    assert settings.kafka_client_options() == {
+        "bootstrap_servers": "127.0.0.1:9092",
+        "security_protocol": "PLAINTEXT",
+    }
+
+
+def test_sasl_ssl_from_the_standard_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "intake")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "s3cret-intake")
+
+    settings = KitSettings()
+    options = settings.kafka_client_options()
+
+    assert "s3cret-intake" not in repr(settings)
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == (
+        "intake",
+        "s3cret-intake",
+    )
+    context = options["ssl_context"]
+    assert context.verify_mode is ssl.CERT_REQUIRED
+    assert context.check_hostname
+
+
+def test_the_ca_file_is_what_tls_trusts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("KAFKA_SSL_CAFILE", str(tmp_path / "missing-ca.pem"))
+    with pytest.raises(FileNotFoundError):
+        KitSettings().kafka_client_options()
+
+
+def test_plain_over_plaintext(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("KAFKA_SASL_MECHANISM", "PLAIN")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "tools")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "pw")
+    options = KitSettings().kafka_client_options()
+    assert options["security_protocol"] == "SASL_PLAINTEXT"
+    assert options["sasl_mechanism"] == "PLAIN"
+    assert options["ssl_context"] is None
+
+
+@pytest.mark.parametrize("missing", ["KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"])
+def test_sasl_without_credentials_is_refused(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "tools")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "pw")
+    monkeypatch.delenv(missing)
+    with pytest.raises(ValidationError, match="needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"):
+        KitSettings()
+
+
+def test_an_unknown_protocol_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL")
+    with pytest.raises(ValidationError, match="KAFKA_SECURITY_PROTOCOL"):
+        KitSettings()

@@ -10,9 +10,9 @@ from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import RequestRouted, ToolCallRequested
 from pactmesh_contracts.topics import REQUESTS_ROUTED
 from pactmesh_orchestrator.domain.engine import Engine, call_id_for
-from pactmesh_orchestrator.domain.policy import GatePolicy
-from pactmesh_orchestrator.domain.registry import discover
+from pactmesh_orchestrator.domain.workflows import build_graphs
 from pactmesh_orchestrator.testing import CollectingPublisher
+from pactmesh_workflows.gates import GatePolicy
 
 
 class NoOutbox:
@@ -41,12 +41,10 @@ def _routed() -> Envelope[Any]:
 
 async def test_a_run_stopped_between_steps_is_finished_by_the_redelivered_event() -> None:
     saver = InMemorySaver()
-    definition = discover()["procurement"]
     # The first process stops right after read_request: a checkpoint with next steps
     # pending and no pause, as a kill -9 between two checkpointed steps leaves it.
-    crashed = definition.build(GatePolicy.load()).compile(
-        checkpointer=saver, interrupt_after=["read_request"]
-    )
+    healthy = build_graphs(checkpointer=saver, gates=GatePolicy.load())["procurement"]
+    crashed = healthy.builder.compile(checkpointer=saver, interrupt_after=["read_request"])
     first = Engine(
         graphs={"procurement": crashed},
         checkpointer=saver,
@@ -67,7 +65,6 @@ async def test_a_run_stopped_between_steps_is_finished_by_the_redelivered_event(
 
     # The restarted process receives the same routed event again.
     publisher = CollectingPublisher()
-    healthy = definition.build(GatePolicy.load()).compile(checkpointer=saver)
     second = Engine(
         graphs={"procurement": healthy},
         checkpointer=saver,

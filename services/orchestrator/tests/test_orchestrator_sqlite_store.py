@@ -13,9 +13,9 @@ from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import RequestRouted, ToolCallCompleted, ToolCallRequested
 from pactmesh_orchestrator.adapters.sqlite_store import GroupCommitter, open_sqlite_store
 from pactmesh_orchestrator.domain.engine import Engine
-from pactmesh_orchestrator.domain.policy import GatePolicy
-from pactmesh_orchestrator.domain.registry import discover
+from pactmesh_orchestrator.domain.workflows import build_graphs
 from pactmesh_orchestrator.testing import CollectingPublisher
+from pactmesh_workflows.gates import GatePolicy
 
 
 def _config(thread: str) -> Any:
@@ -97,9 +97,7 @@ async def test_a_workflow_resumes_from_the_file_in_a_new_process(tmp_path: Path)
 
 
 def _engine(saver: Any, outbox: Any, publisher: CollectingPublisher) -> Engine:
-    graphs = {
-        n: d.build(GatePolicy.load()).compile(checkpointer=saver) for n, d in discover().items()
-    }
+    graphs = build_graphs(checkpointer=saver, gates=GatePolicy.load())
     return Engine(
         graphs=graphs, checkpointer=saver, publisher=publisher, outbox=outbox, tool_timeout_s=5
     )

@@ -8,8 +8,7 @@ the way the hitl service would. Every event crosses the wire format of its topic
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import pytest
@@ -27,7 +26,6 @@ from pactmesh_contracts.events import (
     ReviewDecision,
     ReviewRequested,
     ToolCallCompleted,
-    ToolCallFailed,
     ToolCallRequested,
     ToolErrorCode,
     WorkflowCompleted,
@@ -41,9 +39,7 @@ from pactmesh_orchestrator.domain.engine import (
     call_id_for,
     review_id_for,
 )
-from pactmesh_orchestrator.domain.policy import GatePolicy
-from pactmesh_orchestrator.domain.reasoning import Reasoning
-from pactmesh_orchestrator.domain.registry import discover
+from pactmesh_orchestrator.domain.workflows import build_graphs
 from pactmesh_orchestrator.testing import CollectingPublisher, MemoryOutbox
 from pactmesh_reasoning.models import (
     OFFLINE_MODEL,
@@ -55,23 +51,17 @@ from pactmesh_reasoning.models import (
 )
 from pactmesh_reasoning.models import build_chat_model as build
 from pactmesh_reasoning.semantic_cache import SemanticCache
+from pactmesh_workflows.gates import GatePolicy
+from pactmesh_workflows.reasoning import Reasoning
+from pactmesh_workflows.testing import Answer, Failure, ScriptedTools
 
 T = TypeVar("T")
 
 # -- the scripted mesh ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Fail:
-    """A scripted tool failure."""
-
-    code: ToolErrorCode = ToolErrorCode.BACKEND_ERROR
-    message: str = "upstream answered 503"
-    retryable: bool = True
-
-
-Answer = dict[str, Any] | Fail | Callable[[dict[str, Any]], dict[str, Any] | Fail]
-"""A result, a failure, or a function of the call's arguments returning either."""
+Fail = Failure
+"""A scripted tool failure."""
 
 QUOTES = {
     "northwind": {"carrier": "northwind", "quote_id": "q-nw-1", "cost": 1100.0, "days": 3},
@@ -84,20 +74,32 @@ DRAFTED = (
     "and will follow up with the details shortly."
 )
 """What the offline drafting model writes for ``TRIAGE_TEXT`` (an acknowledgement)."""
-ORDER = {"order_id": "4411", "total": 500.0, "currency": "USD", "status": "delivered"}
+ORDER = {
+    "order_id": "4411",
+    "total": 500.0,
+    "currency": "USD",
+    "status": "delivered",
+    "items": ["espresso machine"],
+    "customer_id": "C-1001",
+}
 
 DEFAULTS: dict[str, Answer] = {
     "kb.search": {
         "hits": [{"id": "kb-001", "title": "Reset a password", "answer": KB_ANSWER, "score": 0.9}]
     },
-    "procurement.check_policy": {"flags": []},
-    "erp.create_purchase_order": {"po_id": "PO-1042"},
+    "procurement.check_policy": {"within_policy": True, "flags": [], "approval_limit": 10000.0},
+    "erp.create_purchase_order": lambda a: {
+        "po_id": "PO-1042",
+        "status": "created",
+        "amount": a["amount"],
+    },
     "carriers.quote": lambda arguments: QUOTES[arguments["carrier"]],
-    "carriers.book": {"booking_id": "BK-7"},
+    "carriers.book": lambda a: {"booking_id": "BK-7", "carrier": a["carrier"], "cost": a["cost"]},
     "crm.get_order": ORDER,
-    "payments.refund": {"refund_id": "RF-9"},
+    "payments.refund": lambda a: {"refund_id": "RF-9", "amount": a["amount"]},
 }
-"""What each tool answers when a test scripts nothing else for it."""
+"""What each tool answers when a test scripts nothing else for it: complete results, as
+the tools service sends them (checked against each tool's result contract)."""
 
 
 class Mesh:
@@ -106,7 +108,8 @@ class Mesh:
     def __init__(self, engine: Engine, publisher: CollectingPublisher) -> None:
         self.engine = engine
         self.publisher = publisher
-        self.script: dict[str, list[Answer]] = {}
+        self.tools = ScriptedTools(DEFAULTS)
+        self.script = self.tools.queued
         """Per tool, the answers to give in order before falling back to ``DEFAULTS``."""
         self._answered: set[uuid.UUID] = set()
 
@@ -175,24 +178,8 @@ class Mesh:
         ]:
             request = pending[0]
             self._answered.add(request.payload.call_id)
-            result = request.follow(self._answer(request.payload))
+            result = request.follow(self.tools(request.payload))
             await self.engine.resume(TOOL_RESULTS.adapter.validate_json(result.model_dump_json()))
-
-    def _answer(self, call: ToolCallRequested) -> ToolCallCompleted | ToolCallFailed:
-        queue = self.script.get(call.tool) or []
-        answer = queue.pop(0) if queue else DEFAULTS[call.tool]
-        if callable(answer):
-            answer = answer(dict(call.arguments))
-        if isinstance(answer, Fail):
-            return ToolCallFailed(
-                call_id=call.call_id,
-                tool=call.tool,
-                error_code=answer.code,
-                message=answer.message,
-                retryable=answer.retryable,
-                attempts=3,
-            )
-        return ToolCallCompleted(call_id=call.call_id, tool=call.tool, result=answer, duration_ms=7)
 
     # the hitl service
 
@@ -243,11 +230,8 @@ class Mesh:
 
 def _mesh(reasoning: Reasoning | None = None) -> Mesh:
     saver, publisher = InMemorySaver(), CollectingPublisher(wire_check=True)
-    policy = GatePolicy.load()
     engine = Engine(
-        graphs={
-            n: d.build(policy, reasoning).compile(checkpointer=saver) for n, d in discover().items()
-        },
+        graphs=build_graphs(checkpointer=saver, gates=GatePolicy.load(), models=reasoning),
         checkpointer=saver,
         publisher=publisher,
         outbox=MemoryOutbox(),
@@ -817,7 +801,13 @@ async def test_escalated_review_approved_by_the_director_commits(mesh: Mesh) -> 
 
 
 async def test_flagged_blocked_items_reject_before_any_review(mesh: Mesh) -> None:
-    mesh.script["procurement.check_policy"] = [{"flags": ["vendor blocked: sanctions list"]}]
+    mesh.script["procurement.check_policy"] = [
+        {
+            "within_policy": False,
+            "flags": ["vendor blocked: sanctions list"],
+            "approval_limit": 10000.0,
+        }
+    ]
     await mesh.start("procurement", PROCUREMENT_TEXT, amount=12000.0)
     await mesh.run_tools()
 
@@ -1152,7 +1142,8 @@ async def test_a_decision_for_an_unknown_review_of_a_known_run_is_ignored(mesh: 
     assert len(mesh.publisher.events) == published
     snapshot = await mesh.engine.state(workflow_id)
     assert snapshot is not None
-    assert [i.value["step"] for i in snapshot.interrupts] == ["approve_purchase_order"]
+    # still waiting at approve_purchase_order for its review
+    assert [i.value["review_id"] for i in snapshot.interrupts] == [str(review.review_id)]
     assert mesh.calls("erp.create_purchase_order") == []
 
 

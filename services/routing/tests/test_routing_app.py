@@ -10,7 +10,6 @@ from langchain_core.embeddings import DeterministicFakeEmbedding
 from pactmesh_reasoning.classifier import ExampleClassifier
 from pactmesh_reasoning.models import ModelRouter, ModelsConfig, ModelSpec, RoleConfig
 from pactmesh_routing.app import _warm_up, create_app
-from pactmesh_routing.data import EXAMPLES_FILE
 from pactmesh_routing.domain.errors import InvalidExamples
 from pactmesh_routing.settings import Settings
 from pydantic import ValidationError
@@ -21,7 +20,8 @@ def test_the_threshold_and_examples_come_from_the_environment(
 ) -> None:
     monkeypatch.delenv("PACTMESH_ROUTING_MIN_CONFIDENCE", raising=False)
     monkeypatch.delenv("PACTMESH_ROUTING_EXAMPLES_FILE", raising=False)
-    assert (Settings().min_confidence, Settings().examples_file) == (0.5, EXAMPLES_FILE)
+    assert (Settings().min_confidence, Settings().examples_file) == (0.5, None)
+    assert Settings().fallback_workflow == "support-triage"
     monkeypatch.setenv("PACTMESH_ROUTING_MIN_CONFIDENCE", "0.7")
     monkeypatch.setenv("PACTMESH_ROUTING_EXAMPLES_FILE", str(tmp_path / "examples.jsonl"))
     settings = Settings()

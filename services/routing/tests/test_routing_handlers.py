@@ -28,7 +28,6 @@ from pactmesh_contracts.topics import (
     REQUESTS_ROUTED,
     WORKFLOW_COMPLETED,
     WORKFLOW_PROGRESS,
-    WORKFLOWS,
 )
 from pactmesh_kit.auth import load_access_policy
 from pactmesh_kit.kafka import Kafka, encode
@@ -38,12 +37,13 @@ from pactmesh_routing import handlers
 from pactmesh_routing.domain.router import Router
 from pactmesh_routing.runtime import Runtime
 from pactmesh_routing.settings import Settings
+from pactmesh_workflows.registry import registry
 
 SETTINGS = Settings(
     topic_prefix="routing-test.", fallback_workflow="support-triage", min_confidence=0.5
 )
 ANY_WORKFLOW = Principal(
-    subject="user-1", roles=("requester",), scopes=tuple(f"workflow:{w}" for w in WORKFLOWS)
+    subject="user-1", roles=("requester",), scopes=tuple(f"workflow:{w}" for w in registry())
 )
 """May start every workflow."""
 REQUESTER = Principal(subject="mallory", roles=("requester",))

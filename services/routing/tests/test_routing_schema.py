@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, get_args
 
 import pytest
-from pactmesh_contracts.topics import WORKFLOWS
 from pactmesh_reasoning.structured import require_strict
-from pactmesh_routing.domain.schema import RegisteredWorkflow, RoutingDecision, business_rules
-from pydantic import ValidationError
+from pactmesh_routing.domain.router import instructions
+from pactmesh_routing.domain.schema import (
+    RegisteredWorkflow,
+    RoutingDecision,
+    business_rules,
+    decision_model,
+)
+from pactmesh_workflows.definition import Routing, WorkflowDefinition
+from pactmesh_workflows.fields import IdentifierField
+from pactmesh_workflows.registry import Registry, registry
+from pydantic import BaseModel, ValidationError
+
+WORKFLOWS = registry().names
 
 TEXT = "Refund order 4411 ($30), PO-1042, shipment SH-77"
 
@@ -78,3 +89,41 @@ def test_business_rules_name_what_is_wrong(fields: dict[str, Any], error: str) -
 def test_a_workflow_outside_the_routers_set_is_refused() -> None:
     [found] = _errors(_decision(), workflows=("support-triage", "procurement"))
     assert found == "workflow: 'refund' is not one of support-triage, procurement"
+
+
+def test_a_new_workflow_reaches_the_schema_and_the_prompt_without_routing_code() -> None:
+    serial = IdentifierField(
+        "serial_number",
+        "A product's serial number such as SN-2231.",
+        "serial numbers as written",
+        re.compile(r"\b(SN-\d+)\b"),
+        pattern=re.compile(r"^SN-\d+$"),
+        example="SN-2231",
+    )
+    warranty = WorkflowDefinition(
+        name="warranty-claim",
+        description="A repair under warranty.",
+        package="pactmesh_workflows.refund",
+        input_model=BaseModel,
+        output_model=BaseModel,
+        actions=(),
+        tools=(),
+        routing=Routing(
+            description="a repair or replacement under a product's warranty",
+            examples=("My toaster SN-1 broke within the warranty period",),
+            keywords=((r"\bwarranty\b", 3.0),),
+            fields=(serial,),
+        ),
+    )
+    workflows = Registry([*registry().values(), warranty])
+
+    schema = decision_model(workflows).model_json_schema()
+    assert "warranty-claim" in schema["properties"]["workflow"]["enum"]
+    assert (
+        "warranty-claim: a repair or replacement" in schema["properties"]["workflow"]["description"]
+    )
+    fields = schema["$defs"]["RoutingFields"]["properties"]
+    assert fields["serial_number"]["description"] == "A product's serial number such as SN-2231."
+    prompt = instructions(workflows)
+    assert "- warranty-claim: a repair or replacement under a product's warranty;" in prompt
+    assert "serial numbers as written" in prompt

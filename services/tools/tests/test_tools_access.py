@@ -121,7 +121,7 @@ async def test_a_call_outside_its_workflow_is_refused_even_for_a_granted_princip
 ) -> None:
     everything = Principal(
         subject="root",
-        scopes=tuple(f"workflow:{w}" for w in load_access_policy().workflows),
+        scopes=tuple(f"workflow:{w}" for w in load_access_policy().workflow_tools),
     )
     request = await service.call(tool, arguments, workflow=workflow, principal=everything)
 

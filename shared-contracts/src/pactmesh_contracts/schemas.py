@@ -14,7 +14,10 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from pactmesh_contracts.topics import ALL_TOPICS, RESULT_TOPICS
+from pactmesh_contracts.topics import MESH_TOPICS, RESULTS
+
+DOCUMENTED = (*MESH_TOPICS, RESULTS)
+"""Every topic, the result topics as their pattern (one per workflow, named at run time)."""
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -24,9 +27,7 @@ def _event_types() -> dict[str, Any]:
     from pactmesh_contracts.envelope import Envelope
 
     found: dict[str, Any] = {}
-    for topic in ALL_TOPICS:
-        if topic in RESULT_TOPICS[1:]:
-            continue  # every result topic carries the same type
+    for topic in DOCUMENTED:
         for event in topic.events:
             tag = event.model_fields["type"].default
             found[tag] = Envelope[event] if topic.enveloped else event  # type: ignore[valid-type]
@@ -47,7 +48,7 @@ def render() -> dict[str, str]:
             "partitions": topic.partitions,
             "events": sorted(e.model_fields["type"].default for e in topic.events),
         }
-        for topic in ALL_TOPICS
+        for topic in DOCUMENTED
     }
     files["topics.json"] = json.dumps(registry, indent=2, sort_keys=True) + "\n"
     return files

@@ -132,22 +132,7 @@ DEAD_LETTERS_REDRIVEN = Topic(
     config=(("cleanup.policy", "compact"),),
 )
 
-WORKFLOWS: tuple[str, ...] = ("support-triage", "procurement", "supply-chain-reroute", "refund")
-"""Workflows with a documented result topic."""
-
-
-def result_topic(workflow: str) -> Topic:
-    """The topic downstream consumers read ``workflow``'s results from."""
-    return Topic(
-        f"results.{workflow}",
-        WorkflowResult,
-        f"Results of the {workflow} workflow, for downstream consumers.",
-    )
-
-
-RESULT_TOPICS: tuple[Topic, ...] = tuple(result_topic(w) for w in WORKFLOWS)
-
-ALL_TOPICS: tuple[Topic, ...] = (
+MESH_TOPICS: tuple[Topic, ...] = (
     REQUESTS_INBOUND,
     REQUESTS_ACCEPTED,
     REQUESTS_ROUTED,
@@ -160,13 +145,30 @@ ALL_TOPICS: tuple[Topic, ...] = (
     AUDIT,
     DEAD_LETTERS,
     DEAD_LETTERS_REDRIVEN,
-    *RESULT_TOPICS,
 )
+"""Every topic but the result topics (one per registered workflow: ``result_topic``)."""
+
+RESULTS = Topic(
+    "results.{workflow}",
+    WorkflowResult,
+    "Results of one workflow, for downstream consumers: one topic per registered workflow.",
+)
+"""The result topics' pattern. Which workflows exist is said by the workflow registry
+(``pactmesh_workflows``), not here: ``result_topic`` names one workflow's topic."""
+
+
+def result_topic(workflow: str) -> Topic:
+    """The topic downstream consumers read ``workflow``'s results from."""
+    return Topic(
+        f"results.{workflow}",
+        WorkflowResult,
+        f"Results of the {workflow} workflow, for downstream consumers.",
+    )
 
 
 def topic_for(payload: Payload) -> Topic:
     """The one topic (other than result topics) that carries ``payload``'s type."""
-    for topic in ALL_TOPICS:
-        if topic.enveloped and topic.accepts(type(payload)) and topic not in RESULT_TOPICS:
+    for topic in MESH_TOPICS:
+        if topic.enveloped and topic.accepts(type(payload)):
             return topic
     raise LookupError(f"no topic carries {type(payload).__name__}")

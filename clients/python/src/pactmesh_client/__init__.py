@@ -4,6 +4,8 @@
 - :class:`ResultSubscriber`: downstream systems read typed results from result topics.
 - :class:`ReviewerClient`: reviewers list, claim and decide reviews from a script.
 - :func:`verify_webhook`: webhook receivers check a delivery's signature.
+- :class:`KafkaSecurity`: TLS and SASL for a secured cluster (the standard ``KAFKA_*``
+  variables by default).
 
 It depends on the contracts, aiokafka and httpx only (not on the services' runtime kit).
 """
@@ -30,6 +32,7 @@ from pactmesh_client.errors import (
 )
 from pactmesh_client.publisher import RequestPublisher
 from pactmesh_client.reviewer import HistoryEntry, Review, ReviewerClient, ReviewPage
+from pactmesh_client.security import KafkaSecurity
 from pactmesh_client.subscriber import ResultSubscriber, UndecodableResult
 
 __all__ = [
@@ -42,6 +45,7 @@ __all__ = [
     "FieldError",
     "Forbidden",
     "HistoryEntry",
+    "KafkaSecurity",
     "NotFound",
     "Outcome",
     "PactmeshClientError",

@@ -14,6 +14,7 @@ from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import DEFAULT_PREFIX, REQUESTS_INBOUND
 
 from pactmesh_client.errors import PactmeshClientError
+from pactmesh_client.security import KafkaSecurity
 
 
 def _trace_context() -> dict[str, str]:
@@ -54,12 +55,16 @@ class RequestPublisher:
         *,
         topic_prefix: str = DEFAULT_PREFIX,
         client_id: str = "pactmesh-client",
+        security: KafkaSecurity | None = None,
         **producer_options: Any,
     ) -> None:
-        """``producer_options`` go to ``aiokafka.AIOKafkaProducer`` (TLS, SASL...)."""
+        """``security`` is how to reach a secured cluster (the standard ``KAFKA_*``
+        variables when not given: ``KafkaSecurity.from_env()``); ``producer_options`` go
+        to ``aiokafka.AIOKafkaProducer`` as they are."""
         self.topic = REQUESTS_INBOUND.qualified(topic_prefix)
         """The inbound topic's name on the cluster."""
         self._options: dict[str, Any] = {
+            **(security or KafkaSecurity.from_env()).options(),
             **producer_options,
             "bootstrap_servers": bootstrap_servers,
             "client_id": client_id,

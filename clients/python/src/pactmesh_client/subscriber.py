@@ -14,10 +14,12 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import WorkflowResult
-from pactmesh_contracts.topics import DEFAULT_PREFIX, WORKFLOWS, result_topic
+from pactmesh_contracts.topics import DEFAULT_PREFIX, result_topic
+from pactmesh_workflows.registry import registry
 from pydantic import TypeAdapter, ValidationError
 
 from pactmesh_client.errors import PactmeshClientError
+from pactmesh_client.security import KafkaSecurity
 
 logger = logging.getLogger(__name__)
 
@@ -65,13 +67,22 @@ class ResultSubscriber:
         topic_prefix: str = DEFAULT_PREFIX,
         auto_offset_reset: str = "earliest",
         keep_undecodable: int = 100,
+        security: KafkaSecurity | None = None,
         **consumer_options: Any,
     ) -> None:
-        """``consumer_options`` go to ``aiokafka.AIOKafkaConsumer`` (TLS, SASL...)."""
+        """``security`` is how to reach a secured cluster (the standard ``KAFKA_*``
+        variables when not given: ``KafkaSecurity.from_env()``); there the ACLs let a
+        principal use groups named ``<topic prefix><principal>.``... only
+        (``pactmesh.crm.billing``). ``consumer_options`` go to
+        ``aiokafka.AIOKafkaConsumer`` as they are."""
         self._bootstrap = bootstrap_servers
         self._group_id = group_id
         self._prefix = topic_prefix
-        self._options = {**consumer_options, "auto_offset_reset": auto_offset_reset}
+        self._options = {
+            **(security or KafkaSecurity.from_env()).options(),
+            **consumer_options,
+            "auto_offset_reset": auto_offset_reset,
+        }
         self._consumer: AIOKafkaConsumer | None = None
         self._handled: dict[TopicPartition, int] = {}
         """Per partition, the offset after the last record handled or skipped."""
@@ -111,18 +122,19 @@ class ResultSubscriber:
     async def results(
         self,
         *,
-        workflows: Iterable[str] = WORKFLOWS,
+        workflows: Iterable[str] | None = None,
         tenant: str | None = None,
         workflow_ids: Iterable[uuid.UUID] | None = None,
     ) -> AsyncIterator[Envelope[WorkflowResult]]:
-        """Results of ``workflows`` as they arrive, for ``tenant`` (every tenant when
-        None) and, when given, only those of ``workflow_ids``. Runs until the caller
-        stops iterating or the subscriber is closed."""
+        """Results of ``workflows`` (every registered one by default) as they arrive, for
+        ``tenant`` (every tenant when None) and, when given, only those of
+        ``workflow_ids``. Runs until the caller stops iterating or the subscriber is
+        closed."""
         if self._consumer is not None:
             raise PactmeshClientError("this subscriber is already reading results")
         wanted = frozenset(workflow_ids) if workflow_ids is not None else None
         consumer = AIOKafkaConsumer(
-            *(result_topic(w).qualified(self._prefix) for w in workflows),
+            *(result_topic(w).qualified(self._prefix) for w in (workflows or registry())),
             bootstrap_servers=self._bootstrap,
             group_id=self._group_id,
             enable_auto_commit=False,

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -101,27 +102,28 @@ def full_disk(directory: Path, *, for_s: float) -> Iterator[Timing]:
         timing.down_s = timing.ended - timing.started
 
 
-def allow_message_bytes(bootstrap: str, topic: str, size: int, *, within_s: float = 30) -> None:
-    """Let ``topic`` take messages up to ``size`` bytes (Kafka's default is 1 MB), and
-    wait until the broker applies it (a topic's configuration changes asynchronously)."""
+def allow_message_bytes(
+    options: dict[str, Any], topic: str, size: int, *, within_s: float = 30
+) -> None:
+    """Let ``topic`` take messages up to ``size`` bytes (Kafka's default is 1 MB), keeping
+    its other settings, and wait until the broker applies it (asynchronously).
+    ``options`` are aiokafka's connection options (``Mesh.kafka_options()``)."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
-    async def applied(admin: AIOKafkaAdminClient) -> bool:
-        [described] = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic)]
-        )
-        entries = described.resources[0][4]
-        return any(e[0] == "max.message.bytes" and e[1] == str(size) for e in entries)
+    from pactmesh_kit.bootstrap import topic_overrides
 
     async def alter() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(**options)
         await admin.start()
         try:
-            configs = {"max.message.bytes": str(size)}
+            configs = (await topic_overrides(admin, [topic])).get(topic, {})
+            configs["max.message.bytes"] = str(size)
+            # AlterConfigs replaces every override of the topic: the others go back with it
             await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs)])
             deadline = time.monotonic() + within_s
-            while not await applied(admin):
+            while (await topic_overrides(admin, [topic])).get(topic, {}).get(
+                "max.message.bytes"
+            ) != str(size):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{topic}: max.message.bytes not applied")
                 await asyncio.sleep(0.2)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -58,9 +58,50 @@ def wait_for(
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that nothing listens on right now.
+
+    Every socket stays bound until all are chosen: a port released before the next bind
+    can be handed out again, and two services of one mesh would then clash."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+ADMIN = "admin"
+"""The super user of a secured local cluster (kafka.sh's)."""
+KAFKA_USERS = (*SERVICES, "upstream")
+"""The SCRAM users kafka.sh creates by default besides the admin: one per service and an
+upstream system."""
+UPSTREAM = "upstream"
+
+
+LOCAL_CLUSTER_PORTS = range(19600, 19700)
+"""Where tests that start brokers of their own (a secured one, a cluster) listen."""
+
+
+def free_port_block(count: int, within: range = LOCAL_CLUSTER_PORTS) -> int:
+    """The first port of ``within`` that starts ``count`` consecutive free ports."""
+    for first in range(within.start, within.stop - count + 1, count):
+        sockets = [socket.socket() for _ in range(count)]
+        try:
+            for offset, sock in enumerate(sockets):
+                sock.bind(("127.0.0.1", first + offset))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports in {within}")
 
 
 @dataclass
@@ -71,10 +112,32 @@ class Broker:
     how: str
     startup_s: float
     stop: Callable[[], object] = lambda: None
+    credentials: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Per Kafka user of a secured cluster, the ``KAFKA_*`` client settings it connects
+    with (protocol, mechanism, user name and password, CA file); empty for plaintext."""
     halt: Callable[[], object] | None = None
     """Stop the broker, keeping its data, for a fault test (only the local broker)."""
     resume: Callable[[], object] | None = None
     """Start a halted broker again, and wait until it is ready."""
+
+    @property
+    def secured(self) -> bool:
+        """Whether clients authenticate (and the cluster checks ACLs)."""
+        return bool(self.credentials)
+
+    def client_env(self, user: str = ADMIN) -> dict[str, str]:
+        """The ``KAFKA_*`` variables a client connecting as ``user`` needs."""
+        if self.secured and user not in self.credentials:
+            raise KeyError(f"no Kafka user {user!r} (users: {sorted(self.credentials)})")
+        return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, **self.credentials.get(user, {})}
+
+    def client_options(self, user: str = ADMIN) -> dict[str, Any]:
+        """aiokafka's keyword arguments for a client connecting as ``user``
+        (``bootstrap_servers`` included), read the way the services read them."""
+        from pactmesh_kit.settings import KitSettings
+
+        # Settings read the environment too: an external cluster's KAFKA_* variables.
+        return KitSettings.model_validate(self.client_env(user)).kafka_client_options()
 
 
 def _docker_engine_reachable() -> bool:
@@ -99,13 +162,30 @@ def _docker_engine_reachable() -> bool:
         return False
 
 
-def start_broker(cache: Path, *, name: str = "kafka-test", port: int = 19092) -> Broker:
+def start_broker(
+    cache: Path,
+    *,
+    name: str = "kafka-test",
+    port: int | None = None,
+    security_protocol: str | None = None,
+    data_dir: Path | None = None,
+) -> Broker:
     """The external cluster if configured, else testcontainers' Kafka where a Docker
-    engine answers, else the project's local KRaft broker (never an in-memory fake)."""
+    engine answers, else the project's local KRaft broker (never an in-memory fake).
+
+    The local broker listens on ``port`` and the next one (default
+    ``PACTMESH_TEST_KAFKA_PORT`` and ``PACTMESH_TEST_KAFKA_CONTROLLER_PORT``, else 19092
+    and 19093). ``security_protocol`` (default ``PACTMESH_TEST_KAFKA_SECURITY_PROTOCOL``,
+    else ``PLAINTEXT``) set to ``SASL_PLAINTEXT`` or ``SASL_SSL`` starts it secured
+    (kafka.sh: SCRAM users, ACLs, a throwaway CA), its data in ``data_dir`` (default
+    ``<cache>/<name>-<protocol>/data``)."""
     if external := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         return Broker(external, "external", 0.0)
+    protocol = security_protocol or os.environ.get(
+        "PACTMESH_TEST_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"
+    )
     started = time.monotonic()
-    if _docker_engine_reachable():
+    if protocol == "PLAINTEXT" and _docker_engine_reachable():
         from testcontainers.kafka import KafkaContainer
 
         container = KafkaContainer().with_kraft()
@@ -116,26 +196,54 @@ def start_broker(cache: Path, *, name: str = "kafka-test", port: int = 19092) ->
             time.monotonic() - started,
             container.stop,
         )
+    if data_dir is None:
+        suffix = "" if protocol == "PLAINTEXT" else "-" + protocol.lower().replace("_", "-")
+        data_dir = cache / f"{name}{suffix}" / "data"
+    if port is None:
+        port = int(os.environ.get("PACTMESH_TEST_KAFKA_PORT", "19092"))
+        controller = int(os.environ.get("PACTMESH_TEST_KAFKA_CONTROLLER_PORT", str(port + 1)))
+    else:
+        controller = port + 1
+    return _start_local(data_dir, (port, controller), protocol=protocol, started=started)
+
+
+def _start_local(
+    data_dir: Path, ports: tuple[int, int], *, started: float, protocol: str
+) -> Broker:
+    """kafka.sh's single local broker on ``ports`` (client, controller)."""
     env = {
-        **os.environ,
-        "KAFKA_DATA_DIR": str(cache / name / "data"),
-        "KAFKA_PORT": os.environ.get("PACTMESH_TEST_KAFKA_PORT", str(port)),
-        "KAFKA_CONTROLLER_PORT": os.environ.get(
-            "PACTMESH_TEST_KAFKA_CONTROLLER_PORT", str(port + 1)
-        ),
+        **{k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")},
+        "KAFKA_DATA_DIR": str(data_dir),
+        "KAFKA_SECURITY_PROTOCOL": protocol,
+        "KAFKA_PORT": str(ports[0]),
+        "KAFKA_CONTROLLER_PORT": str(ports[1]),
     }
     subprocess.run([str(KAFKA_SH), "start"], env=env, check=True)
+    credentials = {}
+    if protocol != "PLAINTEXT":
+        credentials = {user: _client_env(env, user) for user in (ADMIN, *KAFKA_USERS)}
     return Broker(
         f"127.0.0.1:{env['KAFKA_PORT']}",
-        "local KRaft broker",
+        "local KRaft broker" + ("" if protocol == "PLAINTEXT" else f" ({protocol}, SCRAM, ACLs)"),
         time.monotonic() - started,
         lambda: subprocess.run([str(KAFKA_SH), "stop"], env=env, check=False),
+        credentials,
         halt=lambda: subprocess.run([str(KAFKA_SH), "stop"], env=env, check=True),
         # a loaded machine can take a minute to bring a restarted broker's metadata up
         resume=lambda: subprocess.run(
             [str(KAFKA_SH), "start"], env={**env, "KAFKA_START_TIMEOUT": "240"}, check=True
         ),
     )
+
+
+def _client_env(env: Mapping[str, str], user: str) -> dict[str, str]:
+    """kafka.sh's client settings of ``user`` (bootstrap servers left out)."""
+    done = subprocess.run(
+        [str(KAFKA_SH), "client-env", user], env=env, check=True, capture_output=True, text=True
+    )
+    pairs = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    pairs.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    return pairs
 
 
 def kind_of(instance: str) -> str:
@@ -151,7 +259,7 @@ class Mesh:
     share their service's consumer groups.
     """
 
-    bootstrap: str
+    broker: Broker
     prefix: str
     data_dir: Path
     ports: dict[str, int]
@@ -165,6 +273,16 @@ class Mesh:
     def logs(self) -> Path:
         """The directory of the processes' logs."""
         return self.log_dir or self.data_dir / "logs"
+
+    @property
+    def bootstrap(self) -> str:
+        """The cluster's bootstrap servers."""
+        return self.broker.bootstrap
+
+    def kafka_options(self, user: str = ADMIN) -> dict[str, Any]:
+        """aiokafka's keyword arguments to reach the mesh's cluster as ``user`` (the
+        super user by default, which a secured cluster lets do anything)."""
+        return self.broker.client_options(user)
 
     @property
     def sandbox_url(self) -> str:
@@ -197,8 +315,11 @@ class Mesh:
     def env(self, instance: str) -> dict[str, str]:
         """The environment ``instance`` runs with."""
         kind = kind_of(instance)
+        # Each service authenticates as itself on a secured cluster (its own ACLs).
+        kafka = self.broker.client_env(kind) if kind in SERVICES else {}
         return {
             **os.environ,
+            **kafka,
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "PACTMESH_TOPIC_PREFIX": self.prefix,
             "PACTMESH_DATA_DIR": str(self.data_dir),
@@ -268,9 +389,31 @@ class Mesh:
         return found
 
 
+def create_topics(broker: Broker, prefix: str) -> None:
+    """Every topic under ``prefix``, and on a secured cluster the ACL table for it (the
+    six services as themselves, the upstream user granted every result topic)."""
+    import asyncio
+
+    from pactmesh_kit.acls import Upstream, acl_table, apply_acls
+    from pactmesh_kit.bootstrap import admin_client, ensure_topics
+    from pactmesh_kit.settings import TopicSettings
+
+    settings = TopicSettings.model_validate(broker.client_env() | {"PACTMESH_TOPIC_PREFIX": prefix})
+
+    async def create() -> None:
+        async with admin_client(settings) as admin:
+            await ensure_topics(admin, settings)
+            if broker.secured:
+                upstream = Upstream.parse(f"{UPSTREAM}=*")
+                table = acl_table(prefix=prefix, upstreams=[upstream])
+                await apply_acls(admin, table, prefix=prefix)
+
+    asyncio.run(create())
+
+
 @contextmanager
 def running_mesh(
-    bootstrap: str,
+    broker: Broker,
     data_dir: Path,
     *,
     env: dict[str, str] | None = None,
@@ -282,16 +425,13 @@ def running_mesh(
     ``orchestrators`` orchestrator instances, which need Postgres when more than one),
     and stop them afterwards. ``env`` is added to every process's environment, with
     ``{model_sim_url}`` replaced by the simulator's URL when ``model_sim`` starts one."""
-    import asyncio
-
-    from pactmesh_kit.bootstrap import ensure_topics
-
     prefix = f"t{uuid.uuid4().hex[:10]}."
-    asyncio.run(ensure_topics(bootstrap_servers=bootstrap, prefix=prefix))
+    create_topics(broker, prefix)
     instances = [*SERVICES, *(f"orchestrator-{n}" for n in range(2, orchestrators + 1))]
     helpers = [SANDBOX, *([MODEL_SIM] if model_sim else [])]
-    ports = {s: free_port() for s in (*helpers, *instances)}
-    mesh = Mesh(bootstrap, prefix, data_dir, ports, extra_env=dict(env or {}), log_dir=log_dir)
+    names = (*helpers, *instances)
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    mesh = Mesh(broker, prefix, data_dir, ports, extra_env=dict(env or {}), log_dir=log_dir)
     started = time.monotonic()
     try:
         for helper in helpers:
@@ -326,7 +466,7 @@ async def read_from_start(
 
     consumer = AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=mesh.bootstrap,
+        **mesh.kafka_options(),
         group_id=f"check-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -18,6 +18,7 @@ from pactmesh_sandbox.api.routes import (
     health,
     kb,
     ledger,
+    payer,
     payments,
     procurement,
 )
@@ -75,6 +76,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = store
     app.state.faults = injector
     app.add_exception_handler(IdempotencyConflict, _conflict)
-    for module in (kb, crm, procurement, erp, carriers, payments, ledger, faults, health):
+    for module in (kb, crm, procurement, erp, carriers, payments, payer, ledger, faults, health):
         app.include_router(module.router)
     return app

@@ -27,6 +27,7 @@ BACKENDS: tuple[str, ...] = (
     "erp",
     *(f"carriers.{carrier}" for carrier in CARRIERS),
     "payments",
+    "payer",
 )
 """Every backend whose faults can be set; each carrier is a backend of its own."""
 

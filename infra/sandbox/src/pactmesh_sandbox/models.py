@@ -151,7 +151,7 @@ class Refund(Answer):
 
 # -- ledger ---------------------------------------------------------------------------
 
-EffectKind = Literal["purchase_order", "booking", "refund"]
+EffectKind = Literal["purchase_order", "booking", "refund", "prior_authorization"]
 
 
 class LedgerEntry(Answer):
@@ -161,7 +161,7 @@ class LedgerEntry(Answer):
     """Order of the effects, starting at 1."""
     kind: EffectKind
     id: str
-    """The created object's id (``po_id``, ``booking_id`` or ``refund_id``)."""
+    """The created object's id (``po_id``, ``booking_id``, ``refund_id``, ``authorization_id``)."""
     idempotency_key: str
     body: dict[str, JsonValue]
     """The request body that caused the effect."""

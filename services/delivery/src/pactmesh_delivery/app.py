@@ -12,8 +12,9 @@ import httpx
 from fastapi import FastAPI
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
-from pactmesh_contracts.topics import RESULT_TOPICS, WORKFLOW_PROGRESS
+from pactmesh_contracts.topics import WORKFLOW_PROGRESS
 from pactmesh_kit.app import Service
+from pactmesh_workflows.registry import registry
 
 from pactmesh_delivery import handlers
 from pactmesh_delivery.adapters.dispatcher import DeadLetterSink, Dispatcher
@@ -35,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             " signed, to the webhooks downstream systems register."
         ),
     )
-    publisher = service.kafka.publisher(*RESULT_TOPICS, WORKFLOW_PROGRESS)
+    publisher = service.kafka.publisher(*registry().result_topics(), WORKFLOW_PROGRESS)
     runtime = Runtime(settings=settings, publisher=publisher)
     handlers.register(service.kafka, runtime)
     dispatching = partial(

@@ -13,15 +13,10 @@ from pactmesh_contracts.events import (
     WorkflowProgress,
     WorkflowResult,
 )
-from pactmesh_contracts.topics import (
-    RESULT_TOPICS,
-    WORKFLOW_COMPLETED,
-    WORKFLOWS,
-    Topic,
-    result_topic,
-)
+from pactmesh_contracts.topics import WORKFLOW_COMPLETED, Topic, result_topic
 from pactmesh_kit.errors import RefusedMessage
 from pactmesh_kit.kafka import Kafka, Record
+from pactmesh_workflows.registry import registry
 
 from pactmesh_delivery.domain.results import result_for
 from pactmesh_delivery.domain.webhooks import ResultRecord
@@ -40,7 +35,7 @@ def register(kafka: Kafka, runtime: Runtime) -> None:
     key, and a webhook store fault never holds back the result topic.
     """
     _register_completed(kafka, runtime)
-    for topic in RESULT_TOPICS:
+    for topic in registry().result_topics():
         _register_result(kafka, runtime, topic)
 
 
@@ -55,7 +50,7 @@ def _register_completed(kafka: Kafka, runtime: Runtime) -> None:
         if await ledger.delivered(event.workflow_id):
             logger.info("result of %s already delivered", event.workflow_id)
             return
-        if event.payload.workflow not in WORKFLOWS:
+        if event.payload.workflow not in registry():
             raise RefusedMessage(f"no result topic for workflow {event.payload.workflow!r}")
         topic = result_topic(event.payload.workflow)
         result = result_for(event)

@@ -16,12 +16,12 @@ from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import RequestSubmitted, WorkflowProgress, WorkflowResult
 from pactmesh_contracts.topics import (
     REQUESTS_INBOUND,
-    RESULT_TOPICS,
     WORKFLOW_PROGRESS,
     WorkflowUpdate,
 )
 from pactmesh_kit.errors import RefusedMessage
 from pactmesh_kit.kafka import Kafka, Record
+from pactmesh_workflows.registry import registry
 
 from pactmesh_intake.domain.errors import IntakeError
 from pactmesh_intake.domain.intake import accept_inbound
@@ -71,7 +71,7 @@ def register(kafka: Kafka, runtime: Runtime) -> None:
         )
 
     @kafka.subscriber(
-        *RESULT_TOPICS,
+        *registry().result_topics(),
         name="results",
         description="Delivered results, kept for status reads and replayed event streams.",
     )
@@ -97,7 +97,10 @@ def _register_live(kafka: Kafka, runtime: Runtime) -> None:
         """Hand the event to the SSE clients following its request here."""
         runtime.live.publish(event)
 
-    for topics, name in (((WORKFLOW_PROGRESS,), "progress"), (RESULT_TOPICS, "results")):
+    for topics, name in (
+        ((WORKFLOW_PROGRESS,), "progress"),
+        (registry().result_topics(), "results"),
+    ):
         kafka.subscriber(
             *topics,
             name=f"{name}.live",

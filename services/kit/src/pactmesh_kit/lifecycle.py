@@ -7,10 +7,12 @@ at every retry, what it waits for and why. ``startup_timeout_s`` bounds the wait
 default it is unbounded, as a process supervisor's restart loop would be, minus the
 restarts).
 
-Shutdown (SIGTERM: uvicorn stops serving HTTP, then leaves the lifespan) takes no new
-batch, gives up retries in progress, lets the batches in hand finish and commit within
-``shutdown_grace_s`` (FastStream's graceful timeout), then stops the consumers (which
-leave their groups, so their partitions move at once) and closes the resources.
+Shutdown (SIGTERM: uvicorn stops serving HTTP, waiting a third of ``shutdown_grace_s``
+for the requests in hand, then leaves the lifespan) takes no new batch, gives up retries
+in progress, lets the batches in hand finish and commit within the next third
+(FastStream's graceful timeout), then stops the consumers (which leave their groups, so
+their partitions move at once) and the producer, and closes the resources: within the
+grace, also when Kafka is unreachable.
 """
 
 from __future__ import annotations
@@ -39,8 +41,6 @@ T = TypeVar("T")
 
 BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 15.0
-STOP_SLACK_S = 5.0
-"""Beyond the grace, what closing the consumers and the producer may take."""
 
 
 def name_of(resource: Resource) -> str:
@@ -114,29 +114,29 @@ def lifespan(
             await patiently(
                 broker.start, what=where, service=name, timeout_s=timeout_s, undo=broker.stop
             )
-            stack.push_async_callback(_stopped, kafka, name, settings.shutdown_grace_s)
+            stack.push_async_callback(_stopped, kafka, name, 2 * settings.shutdown_phase_s)
             logger.info("%s ready", name)
             yield
 
     return run
 
 
-async def _stopped(kafka: Kafka, name: str, grace_s: float) -> None:
-    """Drain, then stop the broker (FastStream waits up to ``grace_s`` for the batches in
-    hand); a broker that is unreachable (its consumers cannot leave their groups, its
-    producer cannot flush) is given ``STOP_SLACK_S`` more, then left behind: what was not
-    committed is redelivered to the next owner."""
+async def _stopped(kafka: Kafka, name: str, within_s: float) -> None:
+    """Drain, then stop the broker: FastStream waits a phase of the grace for the batches
+    in hand, and closing the consumers and the producer gets the next; a broker that is
+    unreachable (its consumers cannot leave their groups, its producer cannot flush) is
+    left behind after ``within_s``: what was not committed is redelivered."""
     started = time.monotonic()
     logger.info("%s stopping: no new work; finishing the batches in hand", name)
     await kafka.drain()
     try:
-        async with asyncio.timeout(grace_s + STOP_SLACK_S):
+        async with asyncio.timeout(within_s):
             await kafka.broker.stop()
     except TimeoutError:
         logger.warning(
             "%s: Kafka did not stop within %.0f s (is it reachable?); exiting without it",
             name,
-            grace_s + STOP_SLACK_S,
+            within_s,
         )
         return
     logger.info("%s stopped (Kafka drained in %.1f s)", name, time.monotonic() - started)

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from faststream.security import BaseSecurity
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -26,6 +33,23 @@ class KitSettings(BaseSettings):
         validation_alias=_alias("KAFKA_BOOTSTRAP_SERVERS", "PACTMESH_KAFKA_BOOTSTRAP_SERVERS"),
     )
     """Comma-separated ``host:port`` list; set it to use an external cluster."""
+    kafka_security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT", validation_alias=_alias("KAFKA_SECURITY_PROTOCOL")
+    )
+    """How this service reaches Kafka: ``SASL_SSL`` (or ``SASL_PLAINTEXT``) authenticates
+    it as ``kafka_sasl_username``; ``SSL`` and ``SASL_SSL`` verify the brokers' TLS
+    certificates against ``kafka_ssl_cafile`` (the system's CAs when unset)."""
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        "SCRAM-SHA-512", validation_alias=_alias("KAFKA_SASL_MECHANISM")
+    )
+    kafka_sasl_username: str | None = Field(None, validation_alias=_alias("KAFKA_SASL_USERNAME"))
+    """The service's own Kafka principal (one per service, so that ACLs let each write only
+    the topics it owns)."""
+    kafka_sasl_password: SecretStr | None = Field(
+        None, validation_alias=_alias("KAFKA_SASL_PASSWORD")
+    )
+    kafka_ssl_cafile: Path | None = Field(None, validation_alias=_alias("KAFKA_SSL_CAFILE"))
+    """PEM file of the CA(s) that signed the brokers' certificates."""
     topic_prefix: str = Field("pactmesh.", validation_alias=_alias("PACTMESH_TOPIC_PREFIX"))
     """Prepended to every logical topic name (tests use a fresh prefix each)."""
     data_dir: Path = Field(Path(".cache/run"), validation_alias=_alias("PACTMESH_DATA_DIR"))
@@ -49,10 +73,6 @@ class KitSettings(BaseSettings):
     )
     """Largest dead-letter record: below the dead-letter topic's and the producer's limit
     (1 MiB by default); a larger original is kept by reference (size, SHA-256, head)."""
-    shutdown_grace_s: float = Field(
-        30.0, ge=0, validation_alias=_alias("PACTMESH_SHUTDOWN_GRACE_S")
-    )
-    """On SIGTERM, how long the batches in hand may take to finish and commit."""
     startup_timeout_s: float | None = Field(
         None, gt=0, validation_alias=_alias("PACTMESH_STARTUP_TIMEOUT_S")
     )
@@ -65,6 +85,20 @@ class KitSettings(BaseSettings):
     trace_file_backups: int = Field(3, ge=1, validation_alias=_alias("PACTMESH_TRACE_FILE_BACKUPS"))
     """Rotated trace files kept (``<service>.jsonl.1`` ...); older ones are deleted, so a
     service's traces never take more than ``(backups + 1) * trace_file_max_bytes``."""
+    shutdown_grace_s: float = Field(
+        30.0, gt=0, validation_alias=_alias("PACTMESH_SHUTDOWN_GRACE_S")
+    )
+    """Seconds the service takes at most to stop after SIGTERM: a third for the HTTP
+    requests in flight (SSE streams included), a third for the Kafka handlers in flight,
+    the rest for committing their offsets and closing stores. The platform's grace
+    (compose's ``stop_grace_period``, Kubernetes' ``terminationGracePeriodSeconds``) is
+    the same 30 s, so it never kills a service that is still stopping cleanly."""
+
+    @property
+    def shutdown_phase_s(self) -> float:
+        """Each of the three phases of ``shutdown_grace_s``."""
+        return self.shutdown_grace_s / 3
+
     otlp_endpoint: str | None = Field(
         None,
         validation_alias=_alias(
@@ -89,6 +123,52 @@ class KitSettings(BaseSettings):
     """The access policy (roles and scopes to workflows, tools, review actions); the
     packaged ``pactmesh_kit/auth/access.toml`` when unset."""
 
+    @model_validator(mode="after")
+    def _sasl_has_credentials(self) -> KitSettings:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        return self
+
+    def kafka_security(self) -> BaseSecurity | None:
+        """FastStream's security object for these settings (``None``: plaintext)."""
+        from faststream.security import (
+            BaseSecurity,
+            SASLPlaintext,
+            SASLScram256,
+            SASLScram512,
+        )
+
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return None
+        tls = self.kafka_security_protocol.endswith("SSL")
+        context = _tls_context(self.kafka_ssl_cafile) if tls else None
+        if self.kafka_security_protocol == "SSL":
+            return BaseSecurity(ssl_context=context, use_ssl=True)
+        sasl = {
+            "PLAIN": SASLPlaintext,
+            "SCRAM-SHA-256": SASLScram256,
+            "SCRAM-SHA-512": SASLScram512,
+        }
+        password = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else ""
+        return sasl[self.kafka_sasl_mechanism](
+            self.kafka_sasl_username or "", password, ssl_context=context, use_ssl=tls
+        )
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """The same settings as keyword arguments of aiokafka's clients (admin, producer,
+        consumer), for the tools that use aiokafka directly."""
+        from faststream.kafka.security import parse_security
+
+        return {
+            "bootstrap_servers": self.kafka_bootstrap_servers,
+            "security_protocol": "PLAINTEXT",
+            **parse_security(self.kafka_security()),
+        }
+
     @property
     def auth_key_dir(self) -> Path:
         """Where the development issuer's private key lives (generated on first use)."""
@@ -103,3 +183,48 @@ class KitSettings(BaseSettings):
     def consumer_group_prefix(self) -> str:
         """Consumer groups are named ``<topic prefix><service>.<topic>``."""
         return f"{self.topic_prefix}{self.service_name}"
+
+
+class TopicSettings(KitSettings):
+    """What ``pactmesh-topics`` reads besides the connection (it connects as an admin
+    principal: ``KAFKA_SASL_USERNAME`` of a super user on a secured cluster): how the
+    topics are replicated and how long the audit and dead-letter topics keep records."""
+
+    service_name: str = "bootstrap"
+    replication_factor: int | None = Field(
+        None, ge=1, validation_alias=_alias("PACTMESH_KAFKA_REPLICATION_FACTOR")
+    )
+    """Replicas of every partition. Unset: 3 on a cluster of three or more brokers, else
+    one per broker (1 on a single local broker)."""
+    min_insync_replicas: int | None = Field(
+        None, ge=1, validation_alias=_alias("PACTMESH_KAFKA_MIN_INSYNC_REPLICAS")
+    )
+    """Replicas that must have a record before an ``acks=all`` producer (every service)
+    is answered. Unset: 2 when the replication factor is 3 or more, else 1."""
+    audit_retention_days: int = Field(
+        365, ge=-1, validation_alias=_alias("PACTMESH_AUDIT_RETENTION_DAYS")
+    )
+    """How long the audit topic keeps records; ``-1`` keeps them forever."""
+    dead_letter_retention_days: int = Field(
+        30, ge=-1, validation_alias=_alias("PACTMESH_DEAD_LETTER_RETENTION_DAYS")
+    )
+    """How long the dead-letter topic keeps what consumers refused; ``-1``: forever."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TopicSettings:
+        if 0 in (self.audit_retention_days, self.dead_letter_retention_days):
+            raise ValueError("a retention of 0 days would delete at once; -1 keeps forever")
+        factor, isr = self.replication_factor, self.min_insync_replicas
+        if factor is not None and isr is not None and isr > factor:
+            raise ValueError(
+                f"PACTMESH_KAFKA_MIN_INSYNC_REPLICAS={isr} exceeds "
+                f"PACTMESH_KAFKA_REPLICATION_FACTOR={factor}: no write could succeed"
+            )
+        return self
+
+
+def _tls_context(cafile: Path | None) -> Any:
+    """A client TLS context that verifies the brokers' certificates and host names."""
+    from aiokafka.helpers import create_ssl_context
+
+    return create_ssl_context(cafile=str(cafile) if cafile else None)

@@ -19,14 +19,15 @@ from pactmesh_kit.app import Service
 from pactmesh_reasoning.embeddings import load_embeddings
 from pactmesh_reasoning.models import ModelRouter
 from pactmesh_reasoning.semantic_cache import SemanticCache
+from pactmesh_workflows.gates import GatePolicy
+from pactmesh_workflows.reasoning import Reasoning
+from pactmesh_workflows.registry import registry
 
 from pactmesh_orchestrator import handlers
 from pactmesh_orchestrator.adapters.persistence import open_persistence
 from pactmesh_orchestrator.api.routes import cache, workflows
 from pactmesh_orchestrator.domain.engine import Engine
-from pactmesh_orchestrator.domain.policy import GatePolicy
-from pactmesh_orchestrator.domain.reasoning import Reasoning
-from pactmesh_orchestrator.domain.registry import WorkflowDefinition, discover
+from pactmesh_orchestrator.domain.workflows import build_graphs
 from pactmesh_orchestrator.runtime import Runtime
 from pactmesh_orchestrator.settings import Settings
 
@@ -47,23 +48,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime = Runtime(settings=settings, publisher=publisher)
     handlers.register(service.kafka, runtime)
     # Loaded now, so that a bad workflow module or gate policy fails at start-up.
-    engine = partial(_engine, runtime, discover(), GatePolicy.load(settings.gate_policy))
+    policy = GatePolicy.load(settings.gate_policy)
+    policy.check(registry().gates)
+    engine = partial(_engine, runtime, policy)
     return service.app(runtime, routers=[workflows.router, cache.router], resources=[engine])
 
 
 @asynccontextmanager
-async def _engine(
-    runtime: Runtime, definitions: dict[str, WorkflowDefinition], policy: GatePolicy
-) -> AsyncIterator[None]:
+async def _engine(runtime: Runtime, policy: GatePolicy) -> AsyncIterator[None]:
     """The semantic cache, the checkpoint store and the engine running the graphs."""
     settings = runtime.settings
     runtime.cache = await _open_cache(settings)
     reasoning = Reasoning(models=ModelRouter(), cache=runtime.cache)
     async with open_persistence(settings) as store:
-        graphs = {
-            n: d.build(policy, reasoning).compile(checkpointer=store.checkpointer)
-            for n, d in definitions.items()
-        }
+        graphs = build_graphs(checkpointer=store.checkpointer, gates=policy, models=reasoning)
         runtime.engine = Engine(
             graphs=graphs,
             checkpointer=store.checkpointer,

@@ -1,7 +1,8 @@
 """``python -m pactmesh_routing.evaluate``: routing's accuracy on its labelled requests.
 
-Every request of the held-out evaluation set (``data/labelled_requests.jsonl``) goes
-through ``Router.route`` with the offline model (routing's nearest examples and keyword
+Every request of the held-out evaluation set (each registered workflow's own records and
+routing's ``data/human_triage.jsonl``; see ``pactmesh_routing.data``) goes through
+``Router.route`` with the offline model (routing's nearest examples and keyword
 rules, through ``structured_call``), whatever ``PACTMESH_MODELS_JSON`` says. Prints the
 accuracy overall and per workflow, the confusion matrix, the human-triage rate and the
 throughput, and writes every figure as JSON to ``--out``.
@@ -26,7 +27,8 @@ from typing import Any
 from pactmesh_reasoning.models import OFFLINE_MODEL, CallCounters, ModelRouter, ModelsConfig
 
 from pactmesh_routing.adapters.models import chat_models, load_classifier
-from pactmesh_routing.data import EVALUATION_FILE, EXAMPLES_FILE, LabelledRequest, load
+from pactmesh_routing.data import LabelledRequest, evaluation_set, load
+from pactmesh_routing.data import examples as few_shot
 from pactmesh_routing.domain.decision import Decision
 from pactmesh_routing.domain.evaluation import render, score
 from pactmesh_routing.domain.router import Router
@@ -35,8 +37,9 @@ from pactmesh_routing.settings import Settings
 DEFAULT_OUT = Path(".cache/bench/routing-eval.json")
 
 
-def offline_router(*, examples: Path = EXAMPLES_FILE, min_confidence: float) -> Router:
-    """A ``Router`` whose every model is routing's offline model, over ``examples``."""
+def offline_router(*, examples: Path | None = None, min_confidence: float) -> Router:
+    """A ``Router`` whose every model is routing's offline model, over ``examples`` (the
+    registered workflows' own by default)."""
     models = ModelRouter(
         ModelsConfig(), factory=chat_models(load_classifier(examples)), counters=CallCounters()
     )
@@ -63,10 +66,11 @@ async def run(
 
 
 async def evaluate(
-    *, examples: Path, labelled: Path, min_confidence: float, concurrency: int
+    *, examples: Path | None, labelled: Path | None, min_confidence: float, concurrency: int
 ) -> dict[str, Any]:
-    """Every figure of one evaluation run."""
-    records = load(labelled)
+    """Every figure of one evaluation run (the registry's examples and evaluation set
+    unless files are given)."""
+    records = load(labelled) if labelled is not None else evaluation_set()
     router = offline_router(examples=examples, min_confidence=min_confidence)
     started = time.perf_counter()
     await router.route(text="warm-up: load the embeddings and embed the examples")
@@ -74,7 +78,7 @@ async def evaluate(
     decisions, latencies, wall_s = await run(router, records, concurrency=concurrency)
     report = {
         "model": OFFLINE_MODEL,
-        "examples": len(load(examples)),
+        "examples": len(load(examples) if examples is not None else few_shot()),
         "min_confidence": min_confidence,
         **score(records=records, decisions=decisions),
         "throughput_rps": round(len(records) / wall_s, 1),
@@ -93,8 +97,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the evaluation, print the report and write the JSON figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--examples", type=Path, default=EXAMPLES_FILE)
-    parser.add_argument("--labelled", type=Path, default=EVALUATION_FILE)
+    parser.add_argument("--examples", type=Path, help="JSON lines; the registry's if unset")
+    parser.add_argument("--labelled", type=Path, help="JSON lines; the registry's if unset")
     parser.add_argument("--min-confidence", type=float, default=Settings().min_confidence)
     parser.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args(argv)

@@ -3,10 +3,9 @@
 from pathlib import Path
 
 from pactmesh_kit.settings import KitSettings
+from pactmesh_workflows.registry import registry
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-
-from pactmesh_routing.data import EXAMPLES_FILE
 
 
 class Settings(KitSettings):
@@ -17,10 +16,11 @@ class Settings(KitSettings):
 
     service_name: str = "routing"
     port: int = Field(8001, ge=1, le=65535)
-    fallback_workflow: str = "support-triage"
+    fallback_workflow: str = Field(default_factory=lambda: registry().human_triage.name)
     """Where a request goes when routing will not guess (support triage hands over to
     humans): below ``min_confidence``, after two invalid model answers, or with no answer."""
     min_confidence: float = Field(0.5, ge=0.0, le=1.0)
     """Below this confidence a request goes to ``fallback_workflow`` for human triage."""
-    examples_file: Path = EXAMPLES_FILE
-    """JSON lines of ``{"text", "workflow"}``: the offline model's few-shot examples."""
+    examples_file: Path | None = None
+    """JSON lines of ``{"text", "workflow"}``: the offline model's few-shot examples;
+    unset: the examples each registered workflow declares."""

@@ -17,7 +17,7 @@ from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import AuditRecorded, ToolCallRequested
 from pactmesh_contracts.topics import AUDIT, TOOL_CALLS, TOOL_RESULTS, ToolResult
 from pactmesh_kit.auth import AccessPolicy, load_access_policy
-from pactmesh_kit.auth.policy import Grant, WorkflowTools
+from pactmesh_kit.auth.policy import Grant
 from pactmesh_kit.kafka import Kafka, Record, encode
 
 from pactmesh_tools import handlers
@@ -41,7 +41,7 @@ def policy_allowing(tools: Iterable[str], *, base: AccessPolicy | None = None) -
     tools = frozenset(tools)
     return base.model_copy(
         update={
-            "workflows": {**base.workflows, TEST_WORKFLOW: WorkflowTools(tools=tools)},
+            "workflow_tools": {**base.workflow_tools, TEST_WORKFLOW: tools},
             "scopes": {
                 **base.scopes,
                 "workflow:test": Grant(workflows=frozenset({TEST_WORKFLOW}), tools=tools),

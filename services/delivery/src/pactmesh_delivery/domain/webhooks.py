@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Annotated, Protocol
 
 from pactmesh_contracts.events import WorkflowName
-from pactmesh_contracts.topics import WORKFLOWS
+from pactmesh_workflows.registry import registry
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, field_validator
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
@@ -29,16 +29,16 @@ class WebhookCreate(BaseModel):
 
     url: HttpUrl
     """Where results are POSTed: an absolute ``http`` or ``https`` URL."""
-    workflows: list[WorkflowName] = Field(default_factory=list, max_length=len(WORKFLOWS))
+    workflows: list[WorkflowName] = Field(default_factory=list, max_length=len(registry()))
     """The workflows whose results this webhook receives; empty means all of them."""
     description: Annotated[str, StringConstraints(max_length=500)] = ""
 
     @field_validator("workflows")
     @classmethod
     def _known_workflows(cls, workflows: list[str]) -> list[str]:
-        unknown = sorted(set(workflows) - set(WORKFLOWS))
+        unknown = sorted(set(workflows) - set(registry()))
         if unknown:
-            raise ValueError(f"unknown workflows {unknown}; known: {list(WORKFLOWS)}")
+            raise ValueError(f"unknown workflows {unknown}; known: {list(registry())}")
         return sorted(set(workflows))
 
 

@@ -11,9 +11,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from pactmesh_contracts.actions import validate_action
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import ReviewDecided, ReviewDecision
+from pactmesh_workflows.registry import registry
 from pydantic import ValidationError
 
 from pactmesh_hitl.domain.errors import ReviewError
@@ -124,7 +124,7 @@ def _validated_edit(review: Review, request: DecisionRequest) -> dict[str, Any] 
     if request.edited_action is None:
         raise _invalid_edit("required for edit", [], "missing")
     try:
-        action = validate_action(review.action_type, request.edited_action)
+        action = registry().validate_action(review.action_type, request.edited_action)
     except ValidationError as exc:
         errors = [
             {"loc": ["body", "edited_action", *e["loc"]], "msg": e["msg"], "type": e["type"]}

@@ -1,9 +1,11 @@
 """The access policy: roles and scopes mapped to what a principal may do.
 
 Loaded once per process from ``access.toml`` (packaged next to this module, or the file
-``PACTMESH_ACCESS_POLICY`` names). Every edge asks the same object: the HTTP layer
-before accepting a request, the tools service before running a tool, hitl before
-recording a decision.
+``PACTMESH_ACCESS_POLICY`` names), which says only who may do what. Which tools a
+workflow may use at all is not the file's to say: each workflow's definition declares
+them (``pactmesh_workflows``), and the policy takes them from the registry. Every edge
+asks the same object: the HTTP layer before accepting a request, the tools service
+before running a tool, hitl before recording a decision.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from pactmesh_contracts.envelope import Principal
+from pactmesh_workflows.registry import registry
 from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_POLICY = Path(__file__).with_name("access.toml")
@@ -32,22 +35,20 @@ class Grant(BaseModel):
     review_actions: frozenset[str] = frozenset()
 
 
-class WorkflowTools(BaseModel):
-    """The tools a workflow may use at all."""
+class PolicyFile(BaseModel):
+    """What ``access.toml`` holds: grants per role and per scope, nothing else."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    tools: frozenset[str] = frozenset()
-
-
-class AccessPolicy(BaseModel):
-    """The whole policy file."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    workflows: dict[str, WorkflowTools] = Field(default_factory=dict)
     roles: dict[str, Grant] = Field(default_factory=dict)
     scopes: dict[str, Grant] = Field(default_factory=dict)
+
+
+class AccessPolicy(PolicyFile):
+    """The policy file, with the tools each workflow declares."""
+
+    workflow_tools: dict[str, frozenset[str]] = Field(default_factory=dict)
+    """Workflow name to the tools it may use at all (from the workflow registry)."""
 
     def grants(self, principal: Principal) -> Grant:
         """The union of everything ``principal``'s roles and scopes grant."""
@@ -76,10 +77,10 @@ class AccessPolicy(BaseModel):
         """Why ``workflow`` may not call ``tool`` for ``principal``; None if it may."""
         if workflow is None:
             return f"tool {tool!r} requested without naming a workflow"
-        allowed = self.workflows.get(workflow)
+        allowed = self.workflow_tools.get(workflow)
         if allowed is None:
             return f"workflow {workflow!r} has no tools in the access policy"
-        if tool not in allowed.tools:
+        if tool not in allowed:
             return f"workflow {workflow!r} may not use tool {tool!r}"
         if tool not in self.grants(principal).tools:
             return (
@@ -101,4 +102,12 @@ def load_access_policy(path: Path | None = None) -> AccessPolicy:
 @lru_cache(maxsize=8)
 def _load(path: Path) -> AccessPolicy:
     with path.open("rb") as handle:
-        return AccessPolicy.model_validate(tomllib.load(handle))
+        data = tomllib.load(handle)
+    if "workflows" in data:
+        raise ValueError(
+            f"{path}: [workflows.*] tables are gone: which tools a workflow may use is "
+            "declared by the workflow itself (pactmesh_workflows); keep only roles and scopes"
+        )
+    granted = PolicyFile.model_validate(data)
+    tools = {name: d.tool_names for name, d in registry().items()}
+    return AccessPolicy(roles=granted.roles, scopes=granted.scopes, workflow_tools=tools)

@@ -4,6 +4,9 @@ the one way to subscribe and publish on it.
 Guarantees set here, once, for every service:
 
 * producers use ``acks=all`` with idempotence on;
+* every client authenticates as the service's own principal when the settings name one
+  (SASL, over TLS or not: ``KitSettings.kafka_security``), so that the cluster's ACLs
+  (``pactmesh_kit.acls``) hold each service to the topics it owns;
 * consumers never auto-create topics, take keyed batches and commit a batch's offsets
   only after every handler in it returned (``pactmesh_kit.kafka.subscriber``);
 * a message that cannot be decoded into its topic's contract, or whose handler refuses
@@ -61,7 +64,9 @@ def make_broker(settings: KitSettings, *, tracer_provider: TracerProvider | None
         acks="all",
         enable_idempotence=True,
         allow_auto_create_topics=False,
-        graceful_timeout=settings.shutdown_grace_s,
+        security=settings.kafka_security(),
+        # The handlers in flight at shutdown get the second third of the service's grace.
+        graceful_timeout=settings.shutdown_phase_s,
         middlewares=middlewares,
         description=f"pactmesh {settings.service_name} service",
         logger=logging.getLogger(f"pactmesh.{settings.service_name}.kafka"),

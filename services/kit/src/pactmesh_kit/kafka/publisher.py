@@ -24,7 +24,10 @@ def encode(model: BaseModel) -> bytes:
 class EventPublisher:
     """Publishes enveloped events on the topic the registry names for their payload.
 
-    Declaring each produced topic up front also documents it in the AsyncAPI schema.
+    Only on the topics declared up front (``produces``): each is documented in the
+    service's AsyncAPI document, and that document is what the cluster's ACL table
+    (``pactmesh_kit.acls``) is checked against, so an undeclared publish is refused here
+    rather than by the broker of a secured deployment.
     """
 
     def __init__(self, broker: KafkaBroker, settings: KitSettings, produces: Iterable[Topic]):
@@ -34,7 +37,10 @@ class EventPublisher:
             topic.name: broker.publisher(
                 topic.qualified(self._prefix),
                 schema=topic.record_type,
-                title=f"{settings.service_name}:{topic.name}",
+                # Not the subscribers' "<service>:<name>": a service that both publishes
+                # and reads a topic (delivery and the result topics) would document one
+                # of the two only, the other's channel and operation overwritten.
+                title=f"{settings.service_name}:{topic.name}:publish",
                 description=topic.description,
             )
             for topic in produces
@@ -54,15 +60,12 @@ class EventPublisher:
         topic = topic or topic_for(event.payload)
         if not topic.accepts(type(event.payload)):
             raise ValueError(f"{event.type} may not travel on {topic.name}")
-        body = event.model_dump_json().encode()
-        headers = {**JSON_HEADERS, "event-type": event.type}
         publisher = self._publishers.get(topic.name)
         if publisher is None:
-            sent = await self._broker.publish(
-                body, topic.qualified(self._prefix), key=event.key, headers=headers, no_confirm=True
-            )
-        else:
-            sent = await publisher.publish(body, key=event.key, headers=headers, no_confirm=True)
+            raise ValueError(f"{topic.name} is not among the topics this publisher declared")
+        body = event.model_dump_json().encode()
+        headers = {**JSON_HEADERS, "event-type": event.type}
+        sent = await publisher.publish(body, key=event.key, headers=headers, no_confirm=True)
         return sent if isinstance(sent, asyncio.Future) else _acknowledged(sent)
 
     async def publish_all(self, events: Iterable[Envelope[Any]]) -> None:

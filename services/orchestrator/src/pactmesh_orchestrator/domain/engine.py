@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Sequence
-from datetime import datetime
 from typing import Any, Protocol, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -29,31 +28,30 @@ from pactmesh_contracts.events import (
     RequestRouted,
     RequestStatus,
     ReviewDecided,
-    ReviewPriority,
     ReviewRequested,
     ToolCallCompleted,
     ToolCallFailed,
-    ToolCallRequested,
     WorkflowCompleted,
     WorkflowProgress,
     WorkflowToken,
 )
+from pactmesh_workflows.state import (
+    FORMAT_VERSION,
+    WorkflowState,
+    call_id_for,
+    pause_id,
+    pause_of,
+    review_id_for,
+)
 
 from pactmesh_orchestrator.domain.errors import UnknownWorkflowRun
-from pactmesh_orchestrator.domain.state import (
-    ReviewAnswer,
-    ReviewRequest,
-    ToolAnswer,
-    ToolRequest,
-    WorkflowState,
-)
 from pactmesh_orchestrator.domain.tokens import TokenStream
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["Engine", "Outbox", "Publisher", "UnknownWorkflowRun", "call_id_for", "review_id_for"]
+
 SERVICE = "orchestrator"
-_CALL_NAMESPACE = uuid.UUID("5b0f3c4e-8e1a-4f7e-9a59-4f1b0c1d2e3f")
-_REVIEW_NAMESPACE = uuid.UUID("0e8b2f5a-3c1d-4e6f-8a9b-7c6d5e4f3a2b")
 
 
 class Publisher(Protocol):
@@ -80,24 +78,6 @@ class Outbox(Protocol):
         ...
 
 
-def call_id_for(workflow_id: uuid.UUID, step: str) -> uuid.UUID:
-    """The same call id for the same step of the same run, however often it is asked."""
-    return uuid.uuid5(_CALL_NAMESPACE, f"{workflow_id}:{step}")
-
-
-def review_id_for(workflow_id: uuid.UUID, step: str, attempt: int) -> uuid.UUID:
-    """The same review id for the same gate and attempt of the same run."""
-    return uuid.uuid5(_REVIEW_NAMESPACE, f"{workflow_id}:{step}:{attempt}")
-
-
-def _pause_id(workflow_id: uuid.UUID, value: dict[str, Any]) -> uuid.UUID:
-    """The id an answer to this pause carries: a call id or a review id."""
-    if value.get("kind") == "review":
-        review = ReviewRequest.model_validate(value)
-        return review_id_for(workflow_id, review.step, review.attempt)
-    return call_id_for(workflow_id, ToolRequest.model_validate(value).step)
-
-
 def _marker(snapshot: StateSnapshot) -> str:
     """What was published for: the checkpoint and the pauses pending at it.
 
@@ -108,10 +88,6 @@ def _marker(snapshot: StateSnapshot) -> str:
     checkpoint_id = str(snapshot.config["configurable"]["checkpoint_id"])
     pending = ",".join(sorted(i.id for i in snapshot.interrupts))
     return f"{checkpoint_id}|{pending}" if pending else checkpoint_id
-
-
-def _config(workflow_id: uuid.UUID) -> RunnableConfig:
-    return {"configurable": {"thread_id": str(workflow_id)}}
 
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
@@ -142,6 +118,12 @@ class Engine:
         """Names of the registered workflows."""
         return tuple(self._graphs)
 
+    def _config(self, workflow_id: uuid.UUID) -> RunnableConfig:
+        """The run's thread, and the deadline its tool calls are given."""
+        return {
+            "configurable": {"thread_id": str(workflow_id), "tool_timeout_s": self._tool_timeout_s}
+        }
+
     async def start(self, event: Envelope[RequestRouted]) -> None:
         """Start the workflow routing chose, unless this run already started."""
         routed = event.payload
@@ -149,7 +131,7 @@ class Engine:
         if graph is None:
             await self._publish_unknown_workflow(event)
             return
-        config = _config(event.workflow_id)
+        config = self._config(event.workflow_id)
         if not _started(await self._checkpointer.aget_tuple(config)):
             running = await self._publisher.send(
                 event.follow(
@@ -162,6 +144,7 @@ class Engine:
                 )
             )
             initial: WorkflowState = {
+                "format": FORMAT_VERSION,
                 "workflow": routed.workflow,
                 "tenant": event.tenant,
                 "text": routed.text,
@@ -180,36 +163,32 @@ class Engine:
 
     async def resume(self, event: Envelope[ToolCallCompleted | ToolCallFailed]) -> None:
         """Resume the run waiting for this tool result; a duplicate changes nothing."""
-        await self._resume(event, event.payload.call_id, _tool_answer(event).model_dump())
+        await self._resume(event, event.payload.call_id, event.payload.model_dump(mode="json"))
 
     async def decide(self, event: Envelope[ReviewDecided]) -> None:
         """Resume the gate waiting for this review; a duplicate changes nothing."""
         decided = event.payload
-        answer = ReviewAnswer(
-            decision=decided.decision.value,
-            edited_action=dict(decided.edited_action)
-            if decided.edited_action is not None
-            else None,
-            reviewer=decided.reviewer,
-            comment=decided.comment,
-        )
-        await self._resume(event, decided.review_id, answer.model_dump())
+        await self._resume(event, decided.review_id, decided.model_dump(mode="json"))
 
     async def _resume(
-        self, event: Envelope[Any], pause_id: uuid.UUID, answer: dict[str, Any]
+        self, event: Envelope[Any], answering: uuid.UUID, answer: dict[str, Any]
     ) -> None:
         graph = await self._graph_of(event.workflow_id)
-        config = _config(event.workflow_id)
+        config = self._config(event.workflow_id)
         snapshot = await graph.aget_state(config)
+        workflow = cast(WorkflowState, snapshot.values)["workflow"]
         waiting = [
-            i for i in snapshot.interrupts if _pause_id(event.workflow_id, i.value) == pause_id
+            i
+            for i in snapshot.interrupts
+            if pause_id(pause_of(i.value, workflow_id=event.workflow_id, workflow=workflow))
+            == answering
         ]
         if waiting:
             resume: Command[Any] = Command(resume={waiting[0].id: answer})
             await self._run(event, graph, resume, config)
             snapshot = await graph.aget_state(config)
         else:
-            logger.info("ignoring an answer to %s, which nothing waits for", pause_id)
+            logger.info("ignoring an answer to %s, which nothing waits for", answering)
         snapshot = await self._caught_up(event, graph, config, snapshot)
         await self._emit(event, snapshot)
 
@@ -257,10 +236,10 @@ class Engine:
             graph = await self._graph_of(workflow_id)
         except UnknownWorkflowRun:
             return None
-        return await graph.aget_state(_config(workflow_id))
+        return await graph.aget_state(self._config(workflow_id))
 
     async def _graph_of(self, workflow_id: uuid.UUID) -> Graph:
-        saved = await self._checkpointer.aget_tuple(_config(workflow_id))
+        saved = await self._checkpointer.aget_tuple(self._config(workflow_id))
         name = saved.checkpoint["channel_values"].get("workflow") if saved else None
         if name not in self._graphs:
             raise UnknownWorkflowRun(f"no run {workflow_id} of a registered workflow")
@@ -308,56 +287,19 @@ class Engine:
             ),
         ]
 
-    def _pause_events(
-        self, cause: Envelope[Any], workflow: str, value: dict[str, Any]
-    ) -> list[Envelope[Any]]:
-        if value.get("kind") == "review":
-            review = ReviewRequest.model_validate(value)
-            return [
-                cause.follow(
-                    ReviewRequested(
-                        review_id=review_id_for(cause.workflow_id, review.step, review.attempt),
-                        workflow=workflow,
-                        rule=review.rule,
-                        summary=review.summary,
-                        action_type=review.action_type,
-                        proposed_action=review.proposed_action,
-                        required_role=review.required_role,
-                        expires_at=datetime.fromisoformat(review.expires_at),
-                        attempt=review.attempt,
-                        priority=ReviewPriority(review.priority),
-                    )
-                ),
-                cause.follow(
-                    WorkflowProgress(
-                        status=RequestStatus.WAITING_FOR_REVIEW,
-                        service=SERVICE,
-                        workflow=workflow,
-                        detail=f"{review.step}: {review.rule}, for a {review.required_role}",
-                    )
-                ),
-            ]
-        request = ToolRequest.model_validate(value)
-        return [
-            cause.follow(
-                ToolCallRequested(
-                    call_id=call_id_for(cause.workflow_id, request.step),
-                    tool=request.tool,
-                    arguments=request.arguments,
-                    idempotency_key=f"{cause.workflow_id}:{request.idempotency_scope}",
-                    timeout_s=self._tool_timeout_s,
-                    workflow=workflow,
-                )
-            ),
-            cause.follow(
-                WorkflowProgress(
-                    status=RequestStatus.WAITING_FOR_TOOL,
-                    service=SERVICE,
-                    workflow=workflow,
-                    detail=f"{request.step}: waiting for {request.tool}",
-                )
-            ),
-        ]
+    def _pause_events(self, cause: Envelope[Any], workflow: str, value: Any) -> list[Envelope[Any]]:
+        pause = pause_of(value, workflow_id=cause.workflow_id, workflow=workflow)
+        if isinstance(pause, ReviewRequested):
+            status = RequestStatus.WAITING_FOR_REVIEW
+            detail = f"{pause.rule}, for a {pause.required_role}"
+        else:
+            status = RequestStatus.WAITING_FOR_TOOL
+            step = pause.idempotency_key.split(":", 1)[-1]
+            detail = f"{step}: waiting for {pause.tool}"
+        progress = WorkflowProgress(
+            status=status, service=SERVICE, workflow=workflow, detail=detail
+        )
+        return [cause.follow(pause), cause.follow(progress)]
 
     async def _publish_unknown_workflow(self, event: Envelope[RequestRouted]) -> None:
         # No graph, so no checkpoint: delivery deduplicates by workflow id instead.
@@ -387,15 +329,3 @@ class Engine:
 def _started(saved: CheckpointTuple | None) -> bool:
     """Whether a run has a checkpoint with its state (the workflow's name) in it."""
     return saved is not None and "workflow" in saved.checkpoint["channel_values"]
-
-
-def _tool_answer(event: Envelope[ToolCallCompleted | ToolCallFailed]) -> ToolAnswer:
-    payload = event.payload
-    if isinstance(payload, ToolCallCompleted):
-        return ToolAnswer(ok=True, result=dict(payload.result))
-    return ToolAnswer(
-        ok=False,
-        error_code=payload.error_code.value,
-        message=payload.message,
-        retryable=payload.retryable,
-    )

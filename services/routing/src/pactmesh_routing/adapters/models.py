@@ -19,7 +19,6 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from pactmesh_contracts.topics import WORKFLOWS
 from pactmesh_reasoning.classifier import Classification, ExampleClassifier
 from pactmesh_reasoning.models import (
     ModelFactory,
@@ -29,8 +28,9 @@ from pactmesh_reasoning.models import (
     build_chat_model,
 )
 from pactmesh_reasoning.offline import OfflineChatModel
+from pactmesh_workflows.registry import registry
 
-from pactmesh_routing.data import EXAMPLES_FILE, by_workflow, load
+from pactmesh_routing.data import by_workflow, examples, load
 from pactmesh_routing.domain.classifier import (
     extract_fields,
     keyword_scores,
@@ -38,7 +38,7 @@ from pactmesh_routing.domain.classifier import (
 )
 from pactmesh_routing.domain.errors import InvalidExamples
 from pactmesh_routing.domain.evidence import blend
-from pactmesh_routing.domain.schema import RoutingDecision, RoutingFields
+from pactmesh_routing.domain.schema import RoutingDecision, RoutingDecisionBase, RoutingFields
 
 TOOL = RoutingDecision.__name__
 
@@ -78,7 +78,7 @@ class RoutingOfflineModel(OfflineChatModel):
         nearest = await self.nearest.aclassify(without_identifiers(text))
         return _answered(result, self._decide(text, nearest))
 
-    def _decide(self, text: str, nearest: Classification) -> RoutingDecision:
+    def _decide(self, text: str, nearest: Classification) -> RoutingDecisionBase:
         evidence = blend(
             text=text,
             nearest=nearest,
@@ -107,7 +107,7 @@ def _request(messages: Sequence[BaseMessage]) -> str:
     return first.text
 
 
-def _answered(result: ChatResult, decision: RoutingDecision) -> ChatResult:
+def _answered(result: ChatResult, decision: RoutingDecisionBase) -> ChatResult:
     message = result.generations[0].message
     assert isinstance(message, AIMessage)  # checked by _calls_routing
     call = message.tool_calls[0]
@@ -120,21 +120,23 @@ def _answered(result: ChatResult, decision: RoutingDecision) -> ChatResult:
     return ChatResult(generations=[ChatGeneration(message=answer)])
 
 
-def load_classifier(path: Path = EXAMPLES_FILE) -> ExampleClassifier:
-    """The nearest-example classifier over the few-shot examples in ``path``, compared
-    without their identifiers (as requests are: see ``without_identifiers``)."""
-    examples = by_workflow(load(path))
-    unknown = sorted(set(examples) - set(WORKFLOWS))
-    missing = sorted(set(WORKFLOWS) - set(examples))
+def load_classifier(path: Path | None = None) -> ExampleClassifier:
+    """The nearest-example classifier over the registered workflows' few-shot examples
+    (or those in the JSON-lines file at ``path``), compared without their identifiers
+    (as requests are: see ``without_identifiers``)."""
+    grouped = by_workflow(load(path) if path is not None else examples())
+    names = registry().names
+    unknown = sorted(set(grouped) - set(names))
+    missing = sorted(set(names) - set(grouped))
     if unknown or missing:
         raise InvalidExamples(
-            f"{path}: examples must label every registered workflow and no other; "
-            f"unknown {unknown}, missing {missing}"
+            f"{path or 'the registry'}: examples must label every registered workflow and "
+            f"no other; unknown {unknown}, missing {missing}"
         )
     return ExampleClassifier(
         {
             workflow: [without_identifiers(text) for text in texts]
-            for workflow, texts in examples.items()
+            for workflow, texts in grouped.items()
         }
     )
 

@@ -7,6 +7,7 @@ workflow wins, with a confidence that reflects both its score and its margin ove
 runner-up; reasons name the patterns that matched, so every decision can be explained.
 
 ``extract_fields`` finds the identifiers and amounts the workflows' input contracts need.
+Keywords and fields are each workflow's own, declared in its definition.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from pactmesh_workflows.fields import IdentifierField
+from pactmesh_workflows.registry import registry
 from pydantic import JsonValue
 
 from pactmesh_routing.domain.decision import Decision
@@ -32,88 +35,19 @@ class Rule:
         return [(p, w) for p, w in self.patterns if re.search(p, text, re.IGNORECASE)]
 
 
-RULES: tuple[Rule, ...] = (
-    Rule(
-        "refund",
-        (
-            (r"\brefund", 3.0),
-            (r"money back|\breimburs", 3.0),
-            (r"\b(broken|damaged|defective|faulty)\b", 1.5),
-            (r"\breturn(ed)?\b", 1.0),
-            (
-                r"\b(charged?|billed|debited)\b.*\btwice\b|\bovercharged\b|\bcredit(ed)? .*back\b",
-                2.0,
-            ),
-        ),
-    ),
-    Rule(
-        "procurement",
-        (
-            (r"\bpurchase order\b|\bPO-?\d+|\bPO\b", 3.0),
-            (r"\b(vendor|suppliers?)\b", 1.5),
-            (r"\bcontract(or)?\b|\brequisition\b|\btender\b|\bsourc(e|ing)\b", 1.0),
-            (r"\b(buy|procure|purchase|purchasing)\b", 2.0),
-            (r"\bquotes?\b|\bpricing\b|\bbudget\b|\blicen[cs]es\b", 0.5),
-        ),
-    ),
-    Rule(
-        "supply-chain-reroute",
-        (
-            (
-                r"\breroute\b|\bre-route\b|\b(another|alternative|new) route\b|\bdivert|\bredirect",
-                3.0,
-            ),
-            (r"\bshipments?\b|\bSH-\d+", 2.0),
-            (r"\bport\b|\bclosure\b|\bdisruption\b|\bstuck\b|\bstrike\b|\bcongest", 1.5),
-            (
-                r"\bcarriers?\b|\bfreight\b|\bcontainers?\b|\bcargo\b|\bvessel\b|\bconsignments?\b|\bcustoms\b",
-                1.0,
-            ),
-        ),
-    ),
-    Rule(
-        "support-triage",
-        (
-            (
-                r"\bpassword\b|\blog ?in\b|\blog(ged|ging)? (in|out)\b|\blocked out\b|\baccount\b",
-                2.0,
-            ),
-            (r"\bwhere is my order\b|\btrack", 2.0),
-            (r"\bsubscription\b|\bmembership\b|\bplan\b|\bcancel\b", 1.5),
-            (r"\bhow (do|can) i\b|^(how|where|what|when|is there|do you|can i)\b", 1.0),
-            (r"\b(app|website|browser|e-?mail|profile|settings|error|crash(es)?)\b", 1.0),
-            (r"\bhelp\b|\bissue\b|\bproblem\b", 0.5),
-        ),
-    ),
-)
-
-_NUMERAL = r"(\d[\d,]*(?:\.\d+)?)"
-_AMOUNT = re.compile(rf"[$€£]\s?{_NUMERAL}|{_NUMERAL}\s?(?:USD|EUR|GBP|dollars|euros)", re.I)
-_ORDER = re.compile(r"\border\s*#?\s*(\d{3,12})\b", re.I)
-_PO = re.compile(r"\b(PO-\d+)\b", re.I)
-_SHIPMENT = re.compile(r"\b(SH-\d+)\b", re.I)
-# A capitalised name after "from", "with", "vendor" or "supplier": "from Acme Corp".
-_VENDOR = re.compile(
-    r"\b(?i:from|with|vendor|supplier)[:,]?\s+([A-Z][\w&.-]*(?:\s+[A-Z][\w&.-]*)?)"
-)
-VENDOR_WORKFLOW = "procurement"
-"""The only workflow whose contract takes a vendor (elsewhere "from Rotterdam" is a place)."""
-
-
-_IDENTIFIERS = (
-    (re.compile(r"\b(order)\s*#?\s*\d{3,12}\b", re.I), r"\1"),
-    (re.compile(r"\bSH-\d+\b", re.I), "the shipment"),
-    (re.compile(r"\bPO-\d+\b", re.I), "the purchase order"),
-)
+RULES: tuple[Rule, ...] = tuple(Rule(n, d.routing.keywords) for n, d in registry().items())
+"""Each registered workflow's keywords."""
 
 
 def without_identifiers(text: str) -> str:
-    """``text`` with order numbers, shipment and PO identifiers replaced by what they name.
+    """``text`` with identifiers (order numbers, shipment and PO ids...) replaced by what
+    they name.
 
     Embeddings compare what texts are about; the digits of an identifier would otherwise
     make "order 7345" look like any example that mentions an order number."""
-    for pattern, replacement in _IDENTIFIERS:
-        text = pattern.sub(replacement, text)
+    for field in registry().fields:
+        if isinstance(field, IdentifierField) and field.stands_for:
+            text = field.find.sub(field.stands_for, text)
     return text
 
 
@@ -138,19 +72,16 @@ def matched_words(text: str, workflow: str) -> list[str]:
 
 
 def extract_fields(text: str, *, workflow: str | None = None) -> dict[str, JsonValue]:
-    """Identifiers and amounts a workflow's input contract may need; a vendor only when
-    ``workflow`` is procurement or not yet known."""
+    """Every registered field ``text`` states; a field a workflow scopes to itself (a
+    vendor, for procurement) only for that workflow or before one is chosen."""
+    own = registry()[workflow].routing.fields if workflow and workflow in registry() else ()
     fields: dict[str, JsonValue] = {}
-    if m := _AMOUNT.search(text):
-        fields["amount"] = float((m.group(1) or m.group(2)).replace(",", ""))
-    if m := _ORDER.search(text):
-        fields["order_id"] = m.group(1)
-    if m := _PO.search(text):
-        fields["po_number"] = m.group(1).upper()
-    if m := _SHIPMENT.search(text):
-        fields["shipment_id"] = m.group(1).upper()
-    if workflow in (None, VENDOR_WORKFLOW) and (m := _VENDOR.search(text)):
-        fields["vendor"] = m.group(1).rstrip(".")
+    for field in registry().fields:
+        if field.scoped and workflow is not None and field not in own:
+            continue
+        value = field.extract(text)
+        if value is not None:
+            fields[field.name] = value
     return fields
 
 

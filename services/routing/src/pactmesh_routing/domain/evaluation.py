@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pactmesh_contracts.topics import WORKFLOWS
+from pactmesh_workflows.registry import registry
 
 from pactmesh_routing.data import LabelledRequest
 from pactmesh_routing.domain.classifier import classify
@@ -32,7 +32,7 @@ def score(*, records: Sequence[LabelledRequest], decisions: Sequence[Decision]) 
                     d.workflow == r.workflow for r, d in pairs if r.workflow == workflow
                 ),
             }
-            for workflow in WORKFLOWS
+            for workflow in registry()
         },
         "confusion": confusion(pairs),
         "human_triage_rate": _share(d.human_triage for d in decisions),
@@ -58,14 +58,16 @@ def score(*, records: Sequence[LabelledRequest], decisions: Sequence[Decision]) 
 
 def confusion(pairs: Iterable[tuple[LabelledRequest, Decision]]) -> dict[str, dict[str, int]]:
     """How many requests of each labelled workflow (rows) went to each workflow."""
-    matrix = {label: dict.fromkeys(WORKFLOWS, 0) for label in WORKFLOWS}
+    names = registry().names
+    matrix = {label: dict.fromkeys(names, 0) for label in names}
     for record, decision in pairs:
         matrix[record.workflow][decision.workflow] += 1
     return matrix
 
 
 def _keywords_only(text: str) -> str:
-    return classify(text=text, known_workflows=WORKFLOWS, fallback="support-triage").workflow
+    fallback = registry().human_triage.name
+    return classify(text=text, known_workflows=registry().names, fallback=fallback).workflow
 
 
 def _share(flags: Iterable[object]) -> float:
@@ -75,7 +77,7 @@ def _share(flags: Iterable[object]) -> float:
 
 def render(report: dict[str, Any]) -> str:
     """The figures as a short text report."""
-    names = {w: w[:12] for w in WORKFLOWS}
+    names = {w: w[:12] for w in registry()}
     lines = [
         f"routing evaluation: {report['requests']} requests, {report['model']}, "
         f"{report['examples']} examples, threshold {report['min_confidence']:g}",
@@ -88,9 +90,9 @@ def render(report: dict[str, Any]) -> str:
         for w, f in report["per_workflow"].items()
     ]
     lines.append("confusion (rows: label, columns: routed to)")
-    lines.append(" " * 24 + " ".join(f"{names[w]:>12}" for w in WORKFLOWS))
+    lines.append(" " * 24 + " ".join(f"{names[w]:>12}" for w in registry()))
     for label, row in report["confusion"].items():
-        lines.append(f"  {label:<22}" + " ".join(f"{row[w]:>12}" for w in WORKFLOWS))
+        lines.append(f"  {label:<22}" + " ".join(f"{row[w]:>12}" for w in registry()))
     flagged = report["human_flagged"]
     lines += [
         f"human triage {report['human_triage_rate']:.1%} of requests; "

@@ -4,6 +4,7 @@ within the call's deadline, one span per call, and every failure an outcome."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -169,7 +170,9 @@ class ToolRegistry:
                 ToolErrorCode.UNKNOWN_TOOL, f"no tool {tool!r}", retryable=False, attempts=0
             )
         try:
-            args = spec.arguments.model_validate(arguments)
+            # Arguments travel as JSON: validated in JSON mode, the strict contracts take
+            # what JSON can say (a date as its ISO string) and nothing looser.
+            args = spec.arguments.model_validate_json(json.dumps(arguments))
         except ValidationError as exc:
             return failed(ToolErrorCode.INVALID_ARGUMENTS, str(exc), retryable=False, attempts=0)
 

@@ -1,1 +1,0 @@
-"""One module per workflow; each exports ``WORKFLOW``."""
