@@ -103,7 +103,7 @@ def test_list_show_and_redrive_once(
     allow_message_bytes(settings.kafka_client_options(), source, 4 * 1_048_576)
     small = (b"wf-1", b'{"not": "an envelope"}', [("x-trace", b"abc"), ("content-type", b"x")])
     big = (b"wf-2", b'{"blob": "' + b"z" * BIG + b'"}', [("x-trace", b"big")])
-    refused = (b"wf-3", b'{"refused": true}', [])
+    refused: tuple[bytes, bytes, Any] = (b"wf-3", b'{"refused": true}', [])
     [m_small, m_big] = asyncio.run(_publish(settings, source, small, big))
     [m_refused] = asyncio.run(_publish(settings, other, refused))
     old = datetime.now(UTC) - timedelta(days=2)
@@ -160,7 +160,9 @@ def test_list_show_and_redrive_once(
 
 def test_two_redrives_at_once_publish_each_original_once(settings: KitSettings) -> None:
     source = REQUESTS_ACCEPTED.qualified(settings.topic_prefix)
-    messages = [(f"wf-{n}".encode(), f'{{"n": {n}}}'.encode(), []) for n in range(300)]
+    messages: list[tuple[bytes, bytes, Any]] = [
+        (f"wf-{n}".encode(), f'{{"n": {n}}}'.encode(), []) for n in range(300)
+    ]
     metas = asyncio.run(_publish(settings, source, *messages))
     letters = [_letter(settings, m, *msg) for m, msg in zip(metas, messages, strict=True)]
     dlq_topic = DEAD_LETTERS.qualified(settings.topic_prefix)
@@ -172,7 +174,7 @@ def test_two_redrives_at_once_publish_each_original_once(settings: KitSettings) 
             return await run.run(found)
 
     async def both() -> list[Any]:
-        return await asyncio.gather(redrive(), redrive(), return_exceptions=True)
+        return list(await asyncio.gather(redrive(), redrive(), return_exceptions=True))
 
     outcomes = asyncio.run(both())
     print(f"\ntwo redrives at once: {[type(o).__name__ for o in outcomes]}")
