@@ -14,6 +14,8 @@ Guarantees set here, once, for every service:
   consumer carries on; a message whose handler fails otherwise (a dependency is down)
   is retried with backoff while its partition is paused, and the service reports not
   ready (``Kafka.stalls``) until it goes through (``pactmesh_kit.kafka.policy``);
+* a producer aiokafka gives up on for good (after batches expired during an outage) is
+  replaced by a new one (``_internal/renewal``);
 * on shutdown (``Kafka.drain``), no new batch is taken, the batches in hand finish and
   commit within ``shutdown_grace_s``, and retries in progress are given up.
 """
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from faststream.kafka import KafkaBroker
@@ -30,6 +32,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from pactmesh_contracts.topics import Topic
 
+from pactmesh_kit.kafka._internal.renewal import ProducerRenewal
 from pactmesh_kit.kafka._internal.tracing import TRACER_NAME, publish_spans
 from pactmesh_kit.kafka.dead_letters import DeadLetters
 from pactmesh_kit.kafka.policy import FailurePolicy
@@ -48,16 +51,22 @@ from pactmesh_kit.settings import KitSettings
 H = TypeVar("H", bound=Handler)
 
 
-def make_broker(settings: KitSettings, *, tracer_provider: TracerProvider | None) -> KafkaBroker:
-    """A FastStream Kafka broker configured with the mesh's delivery guarantees.
+def make_broker(
+    settings: KitSettings,
+    *,
+    tracer_provider: TracerProvider | None,
+    middlewares: Sequence[Any] = (),
+) -> KafkaBroker:
+    """A FastStream Kafka broker configured with the mesh's delivery guarantees, with
+    ``middlewares`` around every publish (inside the publish span).
 
     A plain broker started by the app's lifespan, not FastStream's FastAPI router: that
     integration is deprecated in FastStream 0.7 and re-resolves handler arguments the
     FastAPI way, which would bypass the contract decoding of the subscriber.
     """
-    middlewares: list[Any] = []
+    outer: list[Any] = []
     if tracer_provider is not None:
-        middlewares.append(publish_spans(tracer_provider.get_tracer(TRACER_NAME)))
+        outer.append(publish_spans(tracer_provider.get_tracer(TRACER_NAME)))
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=settings.service_name,
@@ -67,7 +76,7 @@ def make_broker(settings: KitSettings, *, tracer_provider: TracerProvider | None
         security=settings.kafka_security(),
         # The handlers in flight at shutdown get the second third of the service's grace.
         graceful_timeout=settings.shutdown_phase_s,
-        middlewares=middlewares,
+        middlewares=[*outer, *middlewares],
         description=f"pactmesh {settings.service_name} service",
         logger=logging.getLogger(f"pactmesh.{settings.service_name}.kafka"),
     )
@@ -86,7 +95,11 @@ class Kafka:
         """``tracer_provider`` traces every publish and every consumed message (the
         global provider's tracer when ``None``: no spans unless one is set globally)."""
         self.settings = settings
-        self.broker = make_broker(settings, tracer_provider=tracer_provider)
+        # A producer aiokafka gives up on (after an outage) is replaced, not kept dead.
+        self.renewal = ProducerRenewal(lambda: self.broker)
+        self.broker = make_broker(
+            settings, tracer_provider=tracer_provider, middlewares=[self.renewal.middleware()]
+        )
         self.dead_letters = DeadLetters(self.broker, settings)
         self.policy = policy or FailurePolicy(
             backoff_initial_s=settings.retry_backoff_initial_s,
