@@ -267,7 +267,7 @@ def test_broker_stopped_for_15_s(mesh: Mesh, broker: Broker) -> None:
         mesh.stop("routing", timeout=30)
         print(f"\nrouting stopped in {time.monotonic() - stopped:.1f} s with the broker down")
         mesh.start("routing")
-        poll(lambda: "waiting for Kafka" in mesh.log("routing"), timeout=14, what="a wait line")
+        poll(lambda: "waiting for Kafka" in mesh.log("routing"), timeout=90, what="a wait line")
         assert mesh.processes["routing"].poll() is None, "routing waits instead of exiting"
     _finish(mesh, case)
 
