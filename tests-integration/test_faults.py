@@ -184,6 +184,20 @@ def _in_flight(mesh: Mesh, case: Case) -> None:
     assert running > 0
 
 
+def _undelivered(mesh: Mesh, ids: list[uuid.UUID]) -> dict[str, Any]:
+    """Where each workflow not delivered stands: intake's status, the run's last steps."""
+    found: dict[str, Any] = {}
+    with httpx.Client(headers=requester(mesh), timeout=10) as http:
+        for rid in ids:
+            status = http.get(f"{mesh.url('intake')}/v1/requests/{rid}").json().get("status")
+            if status == "delivered":
+                continue
+            run = http.get(f"{mesh.url('orchestrator')}/v1/workflows/runs/{rid}").json()
+            history = run.get("values", {}).get("history", [])
+            found[str(rid)] = (status, [(h["step"], h["event"]) for h in history][-3:])
+    return found
+
+
 def _results(mesh: Mesh, ids: list[uuid.UUID]) -> tuple[dict[uuid.UUID, set[str]], int]:
     """Result event ids per workflow, and the number of records read."""
     seen: dict[uuid.UUID, set[str]] = defaultdict(set)
@@ -215,12 +229,16 @@ def _finish(mesh: Mesh, case: Case, *, new_dead: int = 0) -> None:
     assert timing is not None
     poll(lambda: _all_ready(mesh), timeout=180, interval=0.5, what="every service ready again")
     ready_s = timing.since_end()
-    poll(
-        lambda: _delivered(mesh, case.ids) == len(case.ids),
-        timeout=240,
-        interval=0.5,
-        what="every workflow delivered",
-    )
+    try:
+        poll(
+            lambda: _delivered(mesh, case.ids) == len(case.ids),
+            timeout=240,
+            interval=0.5,
+            what="every workflow delivered",
+        )
+    except TimeoutError:
+        print(f"\nnot delivered: {_undelivered(mesh, case.ids)}")
+        raise
     done_s = timing.since_end()
     results, records = _results(mesh, case.ids)
     assert set(results) == set(case.ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
 from contextlib import closing
@@ -91,3 +92,35 @@ async def test_the_file_uses_wal_and_refuses_a_newer_schema(tmp_path: Path) -> N
     with pytest.raises(RuntimeError, match="newer than"):
         async with open_inbox(path):
             pass
+
+
+async def test_a_commit_that_fails_leaves_nothing_behind_and_loses_no_other_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk fails a commit: the call is not recorded (its retry records it), and a
+    call recorded at the same time on the shared connection is recorded or refused, never
+    reported stored and then lost."""
+    path = tmp_path / "inbox.sqlite3"
+    first, second = uuid.uuid4(), uuid.uuid4()
+    async with open_inbox(path) as inbox:
+        conn = inbox._conn
+        commit = conn.commit
+        failures = [sqlite3.OperationalError("database or disk is full")]
+
+        async def full_once() -> None:
+            if failures:
+                raise failures.pop()
+            await commit()
+
+        monkeypatch.setattr(conn, "commit", full_once)
+        results = await asyncio.gather(
+            inbox.record(call_id=first, envelope="{}", traceparent=None),
+            inbox.record(call_id=second, envelope="{}", traceparent=None),
+            return_exceptions=True,
+        )
+        assert [type(r) for r in results] == [sqlite3.OperationalError, bool]
+        assert await inbox.pending(after=0, limit=10) != []
+        assert await inbox.record(call_id=first, envelope="{}", traceparent=None), "the retry"
+    with closing(sqlite3.connect(path)) as db:
+        stored = {row[0] for row in db.execute("SELECT call_id FROM inbox")}
+    assert stored == {str(first), str(second)}

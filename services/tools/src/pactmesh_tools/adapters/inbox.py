@@ -3,7 +3,11 @@
 One connection, WAL journal, ``synchronous=FULL``: a call recorded here survives a
 crash of the process and of the machine, which is what lets the Kafka consumer commit
 the request's offset as soon as ``record`` returns. Writes are one INSERT per request
-and one transaction per batch of answered calls.
+and one transaction per batch of answered calls, one transaction at a time, each rolled
+back whole when its commit fails (a full disk): on a shared connection, a failed commit
+would otherwise leave its rows in an open transaction, where the next caller's commit
+would report them written, or a rollback would drop a caller's row after it was told
+the row was stored.
 
 Done rows are kept for a retention window so that a redelivered request is recognised
 and ignored; a redelivery arriving after its row was pruned runs the call again (the
@@ -13,6 +17,7 @@ by call id).
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -49,43 +54,60 @@ class SqliteInbox:
     def __init__(self, conn: aiosqlite.Connection, *, clock: Callable[[], float]) -> None:
         self._conn = conn
         self._clock = clock
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """The block's statements, committed alone, or rolled back if anything fails."""
+        async with self._lock:
+            try:
+                yield
+                await self._conn.commit()
+            except BaseException:
+                await self._conn.rollback()
+                raise
 
     async def record(self, *, call_id: uuid.UUID, envelope: str, traceparent: str | None) -> bool:
         """Store a call as pending and commit; ``False`` if ``call_id`` is already here."""
-        cursor = await self._conn.execute(
-            "INSERT OR IGNORE INTO inbox (call_id, envelope, traceparent, status, received_at)"
-            " VALUES (?, ?, ?, 'pending', ?)",
-            (str(call_id), envelope, traceparent, self._clock()),
-        )
-        await self._conn.commit()
+        async with self._transaction():
+            cursor = await self._conn.execute(
+                "INSERT OR IGNORE INTO inbox"
+                " (call_id, envelope, traceparent, status, received_at)"
+                " VALUES (?, ?, ?, 'pending', ?)",
+                (str(call_id), envelope, traceparent, self._clock()),
+            )
         return cursor.rowcount == 1
 
     async def pending(self, *, after: int, limit: int) -> list[PendingCall]:
-        """Up to ``limit`` pending calls with ``seq`` above ``after``, oldest first."""
-        async with self._conn.execute(
-            "SELECT seq, call_id, envelope, traceparent FROM inbox"
-            " WHERE status = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
-            (after, limit),
-        ) as cursor:
+        """Up to ``limit`` pending calls with ``seq`` above ``after``, oldest first (never
+        one whose transaction is still open)."""
+        async with (
+            self._lock,
+            self._conn.execute(
+                "SELECT seq, call_id, envelope, traceparent FROM inbox"
+                " WHERE status = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
+                (after, limit),
+            ) as cursor,
+        ):
             rows = await cursor.fetchall()
         return [PendingCall(seq, uuid.UUID(call_id), env, tp) for seq, call_id, env, tp in rows]
 
     async def finish(self, call_ids: Iterable[uuid.UUID]) -> None:
         """Mark calls answered, in one transaction."""
         now = self._clock()
-        await self._conn.executemany(
-            "UPDATE inbox SET status = 'done', done_at = ? WHERE call_id = ?",
-            [(now, str(call_id)) for call_id in call_ids],
-        )
-        await self._conn.commit()
+        async with self._transaction():
+            await self._conn.executemany(
+                "UPDATE inbox SET status = 'done', done_at = ? WHERE call_id = ?",
+                [(now, str(call_id)) for call_id in call_ids],
+            )
 
     async def prune(self, *, older_than_s: float) -> int:
         """Delete answered calls finished more than ``older_than_s`` ago; how many."""
-        cursor = await self._conn.execute(
-            "DELETE FROM inbox WHERE status = 'done' AND done_at < ?",
-            (self._clock() - older_than_s,),
-        )
-        await self._conn.commit()
+        async with self._transaction():
+            cursor = await self._conn.execute(
+                "DELETE FROM inbox WHERE status = 'done' AND done_at < ?",
+                (self._clock() - older_than_s,),
+            )
         return cursor.rowcount
 
 
