@@ -40,6 +40,7 @@ from pactmesh_harness.faults import Timing, allow_message_bytes, down, full_disk
 from pactmesh_harness.mesh import MODEL_SIM, SERVICES, Broker, Mesh, read_from_start, running_mesh
 from pactmesh_harness.mesh import wait_for as poll
 from pactmesh_harness.postgres import PostgresServer
+from pactmesh_harness.workflow_client import events as sse_events
 from pactmesh_harness.workflow_client import fault, ledger, requester, submit
 from pactmesh_workflows.registry import registry
 
@@ -366,23 +367,6 @@ def test_huge_invalid_messages_on_the_inbound_topic(mesh: Mesh) -> None:
     _finish(mesh, case, new_dead=2)
 
 
-def _events(mesh: Mesh, request_id: uuid.UUID) -> list[tuple[str, dict[str, Any]]]:
-    found: list[tuple[str, dict[str, Any]]] = []
-    fields: dict[str, str] = {}
-    url = f"{mesh.url('intake')}/v1/requests/{request_id}/events"
-    timeout = httpx.Timeout(10, read=90)
-    with httpx.stream("GET", url, headers=requester(mesh), timeout=timeout) as response:
-        for line in response.iter_lines():
-            if not line:
-                if "event" in fields:
-                    found.append((fields["event"], json.loads(fields["data"])))
-                fields = {}
-            elif not line.startswith(":"):
-                name, _, value = line.partition(": ")
-                fields[name] = value
-    return found
-
-
 def _configure(mesh: Mesh, model: str, **config: Any) -> None:
     url = f"{mesh.url(MODEL_SIM)}/sim/config/models/{model}"
     assert httpx.put(url, json=config, timeout=10).status_code == 204
@@ -392,7 +376,7 @@ def _configure(mesh: Mesh, model: str, **config: Any) -> None:
 def test_a_model_stream_that_dies_after_three_tokens(mesh: Mesh) -> None:
     _configure(mesh, DRAFT_MODEL, fail_next=["stream_dies"], stream_fault_after_tokens=3)
     question = submit(mesh, "How do I reset my password?")
-    events = _events(mesh, question)
+    events = sse_events(mesh, question, read_s=90)
     tokens = [data for kind, data in events if kind == "token"]
     [restart] = [i for i, t in enumerate(tokens) if t.get("restarted_on")]
     assert tokens[restart]["restarted_on"] == f"openai:{FALLBACK_MODEL}"

@@ -5,9 +5,7 @@ answered from the orchestrator's semantic cache while another tenant's is not.""
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
-from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
@@ -16,7 +14,8 @@ from pactmesh_contracts.events import RequestSubmitted
 from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import REQUESTS_INBOUND
 from pactmesh_harness.mesh import Mesh
-from pactmesh_harness.workflow_client import finished, requester, submit
+from pactmesh_harness.workflow_client import events as sse_events
+from pactmesh_harness.workflow_client import finished, submit
 from pactmesh_workflows.registry import registry
 
 QUESTION = "How do I reset my password?"
@@ -26,25 +25,6 @@ UPSTREAM = Principal(
     roles=("upstream-system",),
     scopes=tuple(f"workflow:{w}" for w in registry()),
 )
-
-
-def _events(mesh: Mesh, request_id: uuid.UUID) -> list[tuple[str, dict[str, Any]]]:
-    """Every server-sent event of the request's stream, until the server ends it."""
-    found: list[tuple[str, dict[str, Any]]] = []
-    fields: dict[str, str] = {}
-    url = f"{mesh.url('intake')}/v1/requests/{request_id}/events"
-    headers = requester(mesh)
-    with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=60)) as response:
-        assert response.status_code == 200, response.read()
-        for line in response.iter_lines():
-            if not line:
-                if "event" in fields:
-                    found.append((fields["event"], json.loads(fields["data"])))
-                fields = {}
-            elif not line.startswith(":"):  # ": ping" keep-alives are comments
-                name, _, value = line.partition(": ")
-                fields[name] = value
-    return found
 
 
 async def _publish_inbound(mesh: Mesh, text: str, tenant: str) -> uuid.UUID:
@@ -64,7 +44,7 @@ async def _publish_inbound(mesh: Mesh, text: str, tenant: str) -> uuid.UUID:
 
 def test_the_draft_streams_over_sse_and_paraphrases_hit_the_cache(mesh: Mesh) -> None:
     request_id = submit(mesh, QUESTION)
-    events = _events(mesh, request_id)
+    events = sse_events(mesh, request_id)
 
     statuses = [d["status"] for e, d in events if e == "progress"]
     tokens = [d for e, d in events if e == "token"]

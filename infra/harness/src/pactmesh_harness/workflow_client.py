@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -61,6 +62,28 @@ def status(
         return {}
     assert response.status_code == 200, response.text
     return dict(response.json())
+
+
+def events(
+    mesh: Mesh, request_id: uuid.UUID | str, *, tenant: str = TENANT, read_s: float = 60
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every server-sent event of the request's stream (``GET /v1/requests/{id}/events``
+    as a requester of ``tenant``), as (event, data), until the server ends it."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    fields: dict[str, str] = {}
+    url = f"{mesh.url('intake')}/v1/requests/{request_id}/events"
+    timeout = httpx.Timeout(10, read=read_s)
+    with httpx.stream("GET", url, headers=requester(mesh, tenant=tenant), timeout=timeout) as sse:
+        assert sse.status_code == 200, sse.read()
+        for line in sse.iter_lines():
+            if not line:
+                if "event" in fields:
+                    found.append((fields["event"], json.loads(fields["data"])))
+                fields = {}
+            elif not line.startswith(":"):  # ": ping" keep-alives are comments
+                name, _, value = line.partition(": ")
+                fields[name] = value
+    return found
 
 
 def wait_status(
