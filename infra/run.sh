@@ -4,6 +4,10 @@
 # the six services under honcho, each output line prefixed by its service. Ctrl-C stops
 # the services (honcho) and then the broker this script started.
 #
+# A service that exits on its own (a crash: services wait for Kafka and Postgres
+# instead of exiting) is restarted by infra/supervise.sh with a line saying so;
+# after 5 quick exits in a row it is given up on, and honcho stops the mesh.
+#
 # KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT) starts the local broker secured
 # (SCRAM users, the StandardAuthorizer, a throwaway CA): the topics and the ACL table are
 # made as the admin user, each service connects as its own user, and the user "upstream"
@@ -105,7 +109,7 @@ sed -E "s#^($pattern): #\\1: set -a; . '$env_dir/\\1.env'; set +a; #" infra/Proc
 if [[ "${PACTMESH_MODEL_SIM:-0}" == 1 && -z "${PACTMESH_MODELS_JSON:-}${PACTMESH_MODELS_FILE:-}" ]]; then
   role='{"primary": {"model": "openai:sim", "base_url": "http://127.0.0.1:8020/v1", "api_key": "sk-simulator", "latency_budget_s": 10}, "fallbacks": [{"model": "pactmesh-offline:default"}]}'
   export PACTMESH_MODELS_JSON="{\"routing\": $role, \"extraction\": $role, \"drafting\": $role}"
-  echo 'model-sim: exec "$PACTMESH_PYTHON" -m pactmesh_model_sim' >> "$procfile"
+  echo 'model-sim: exec infra/supervise.sh model-sim "$PACTMESH_PYTHON" -m pactmesh_model_sim' >> "$procfile"
   echo "models: every role -> the simulator on 127.0.0.1:8020, offline model as fallback"
 fi
 
@@ -131,5 +135,6 @@ INFO
 # simulator must not inherit the shell's (they connect to no broker).
 (( EXTERNAL )) || unset KAFKA_SECURITY_PROTOCOL KAFKA_SASL_MECHANISM KAFKA_SASL_USERNAME \
   KAFKA_SASL_PASSWORD KAFKA_SSL_CAFILE
-# honcho forwards Ctrl-C to every service and waits for them to exit.
-.venv/bin/honcho --no-colour -f "$procfile" -d "$PWD" start
+# honcho forwards Ctrl-C to every service and waits for them to exit (infra/launch.py: for
+# as long as their shutdown grace, not honcho's fixed 5 s).
+"$PACTMESH_PYTHON" infra/launch.py --no-colour -f "$procfile" -d "$PWD" start

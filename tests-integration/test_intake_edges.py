@@ -22,7 +22,7 @@ from pactmesh_contracts.events import DeadLetter, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND
 from pactmesh_harness.mesh import Broker, Mesh, read_from_start, running_mesh
-from pactmesh_harness.workflow_client import events as stream_events
+from pactmesh_harness.workflow_client import events as sse_events
 from pactmesh_harness.workflow_client import finished
 from pactmesh_workflows.registry import registry
 
@@ -186,16 +186,13 @@ def test_a_tenant_never_sees_another_tenants_request(mesh: Mesh) -> None:
     assert httpx.get(base, timeout=10).status_code == 401
 
 
-def _stream(mesh: Mesh, request_id: str, tenant: str) -> list[tuple[str, dict[str, Any]]]:
-    """Every server-sent event of the request's stream, until the server ends it."""
-    return stream_events(mesh, uuid.UUID(request_id), tenant=tenant)
-
-
 def test_the_last_event_of_a_stream_is_the_result(mesh: Mesh) -> None:
     request_id = _post(mesh, "hooli", {"text": QUESTION}).json()["request_id"]
 
-    live = _stream(mesh, request_id, "hooli")
-    replayed = _stream(mesh, request_id, "hooli")  # after delivery: history, then the result
+    live = sse_events(mesh, request_id, tenant="hooli")
+    replayed = sse_events(
+        mesh, request_id, tenant="hooli"
+    )  # after delivery: history, then the result
 
     for events in (live, replayed):
         (before, status), (last, result) = events[-2], events[-1]

@@ -14,7 +14,7 @@ from pactmesh_contracts.events import RequestSubmitted
 from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import REQUESTS_INBOUND
 from pactmesh_harness.mesh import Mesh
-from pactmesh_harness.workflow_client import events as stream
+from pactmesh_harness.workflow_client import events as sse_events
 from pactmesh_harness.workflow_client import finished, submit
 from pactmesh_workflows.registry import registry
 
@@ -44,7 +44,7 @@ async def _publish_inbound(mesh: Mesh, text: str, tenant: str) -> uuid.UUID:
 
 def test_the_draft_streams_over_sse_and_paraphrases_hit_the_cache(mesh: Mesh) -> None:
     request_id = submit(mesh, QUESTION)
-    events = stream(mesh, request_id)
+    events = sse_events(mesh, request_id)
 
     statuses = [d["status"] for e, d in events if e == "progress"]
     tokens = [d for e, d in events if e == "token"]

@@ -188,6 +188,56 @@ async def test_a_stream_that_starts_too_late_falls_back(
     assert chain.counters.snapshot()["openai:sim-slow"].timeouts == 1
 
 
+async def test_a_stream_that_dies_after_three_tokens_restarts_on_the_next_model(
+    sim: SimAdmin, http: httpx.AsyncClient
+) -> None:
+    sim.configure("sim-a", fail_next=["stream_dies"], stream_fault_after_tokens=3)
+    chain = router(http, spec(sim, "sim-a"), spec(sim, "sim-b"))
+    pieces = [piece async for piece in chain.astream_answer("drafting", "hi there")]
+
+    assert [(p.text, p.model, p.restarted) for p in pieces[:4]] == [
+        ("Simulated", "openai:sim-a", False),
+        (" answer", "openai:sim-a", False),
+        (" to:", "openai:sim-a", False),
+        ("Simulated", "openai:sim-b", True),
+    ]
+    restart = next(i for i, p in enumerate(pieces) if p.restarted)
+    assert "".join(p.text for p in pieces[restart:]) == "Simulated answer to: hi there"
+    assert {p.model for p in pieces[restart:]} == {"openai:sim-b"}
+    counts = chain.counters.snapshot()
+    assert (counts["openai:sim-a"].failed, counts["openai:sim-a"].fell_back) == (1, 1)
+
+
+async def test_a_stream_that_stalls_midway_restarts_on_the_next_model(
+    sim: SimAdmin, http: httpx.AsyncClient
+) -> None:
+    sim.configure("sim-a", fail_next=["stream_stalls"], stream_fault_after_tokens=2)
+    chain = router(http, spec(sim, "sim-a", budget=0.5), spec(sim, "sim-b"))
+    started = time.monotonic()
+    pieces = [piece async for piece in chain.astream_answer("drafting", "quick")]
+    assert time.monotonic() - started < 5
+    assert [p.text for p in pieces[:2]] == ["Simulated", " answer"]
+    assert pieces[2].restarted
+    assert pieces[2].model == "openai:sim-b"
+    assert chain.counters.snapshot()["openai:sim-a"].timeouts == 1
+
+
+async def test_when_every_model_breaks_off_the_stream_says_all_failed(
+    sim: SimAdmin, http: httpx.AsyncClient
+) -> None:
+    sim.configure(fail_next=["stream_dies"] * 2, stream_fault_after_tokens=1)
+    chain = router(http, spec(sim, "sim-a"), spec(sim, "sim-b"))
+    seen: list[tuple[str, bool]] = []
+
+    async def read() -> None:
+        async for piece in chain.astream_answer("drafting", "hello"):
+            seen.append((piece.text, piece.restarted))
+
+    with pytest.raises(AllModelsFailed, match="openai:sim-a, openai:sim-b"):
+        await read()
+    assert seen == [("Simulated", False), ("Simulated", True)]
+
+
 def test_every_role_is_the_offline_model_when_nothing_is_configured(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -270,6 +320,7 @@ def test_failures_are_told_apart_from_bugs() -> None:
     assert failure_reason(Limited()) == "rate_limited"
     assert failure_reason(ConnectionRefusedError()) == "unavailable"
     assert failure_reason(httpx.ReadTimeout("slow")) == "timeout"
+    assert failure_reason(httpx.RemoteProtocolError("peer closed mid-answer")) == "unavailable"
     assert failure_reason(TypeError("a bug")) is None
     assert failure_reason(KeyError("a bug")) is None
 

@@ -13,6 +13,7 @@ from pactmesh_contracts.events import (
     AuditRecorded,
     Channel,
     DeadLetter,
+    DeadLetterRedriven,
     Outcome,
     RequestAccepted,
     RequestRouted,
@@ -127,6 +128,13 @@ EXAMPLES: dict[type[BaseModel], BaseModel] = {
         error_code="invalid",
         error="bad",
     ),
+    DeadLetterRedriven: DeadLetterRedriven(
+        dead_letter_id=uuid.uuid4(),
+        source_topic="pactmesh.requests.accepted",
+        source_partition=3,
+        source_offset=17,
+        redriven_by="ops@host",
+    ),
 }
 
 
@@ -221,7 +229,7 @@ def test_no_event_type_travels_on_two_non_result_topics() -> None:
 
 def test_keyed_topics_have_enough_partitions() -> None:
     keyed = [t for t in ALL_KINDS if t.enveloped]
-    assert len(keyed) == len(ALL_KINDS) - 1
+    assert [t.name for t in ALL_KINDS if not t.enveloped] == ["dlq", "dlq.redriven"]
     assert KEYED_PARTITIONS >= 6
     assert [t.name for t in keyed if t.partitions < KEYED_PARTITIONS] == []
 

@@ -157,6 +157,55 @@ def test_a_streamed_tool_call_reassembles(sim: SimAdmin, client: httpx.Client) -
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
 
+def _read(response: httpx.Response, into: list[str]) -> None:
+    for line in response.iter_lines():
+        into.append(line)
+
+
+def _pieces(lines: list[str]) -> list[str]:
+    chunks = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+    return [c["choices"][0]["delta"]["content"] for c in chunks if c["choices"]][1:]
+
+
+def test_a_stream_that_dies_drops_the_connection_after_its_first_tokens(
+    sim: SimAdmin, sim_url: str
+) -> None:
+    sim.configure(fail_next=["stream_dies"], stream_fault_after_tokens=3)
+    lines: list[str] = []
+    with (
+        httpx.Client(base_url=sim_url, timeout=10) as http,
+        http.stream("POST", "/v1/chat/completions", json=completion(stream=True)) as response,
+        pytest.raises(httpx.RemoteProtocolError),
+    ):
+        _read(response, lines)
+    assert _pieces(lines) == ["Simulated", " answer", " to:"]
+    assert "data: [DONE]" not in lines
+    assert sim.stats()["by_outcome"] == {"stream_dies": 1}
+
+
+def test_a_stream_that_stalls_sends_nothing_more(sim: SimAdmin, sim_url: str) -> None:
+    sim.configure(fail_next=["stream_stalls"], stream_fault_after_tokens=2)
+    lines: list[str] = []
+    timeout = httpx.Timeout(10, read=0.5)
+    with (
+        httpx.Client(base_url=sim_url, timeout=timeout) as http,
+        http.stream("POST", "/v1/chat/completions", json=completion(stream=True)) as response,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        _read(response, lines)
+    assert _pieces(lines) == ["Simulated", " answer"]
+    assert sim.stats()["by_outcome"] == {"stream_stalls": 1}
+
+
+def test_a_stream_fault_leaves_an_answer_that_is_not_streamed_alone(
+    sim: SimAdmin, client: httpx.Client
+) -> None:
+    sim.configure(fail_next=["stream_dies"])
+    body = client.post("/v1/chat/completions", json=completion("hello")).json()
+    assert body["choices"][0]["message"]["content"] == "Simulated answer to: hello"
+    assert sim.stats()["by_outcome"] == {"ok": 1}
+
+
 def test_a_429_carries_retry_after_and_openais_error(sim: SimAdmin, client: httpx.Client) -> None:
     sim.configure(fail_next=["429", "5xx"], retry_after_s=1.5)
     limited = client.post("/v1/chat/completions", json=completion())

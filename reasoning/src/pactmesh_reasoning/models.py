@@ -17,6 +17,12 @@ answers 429, or that fails (5xx, connection, any provider error) hands the call 
 next one (LangChain's ``with_fallbacks``). A 429 whose ``Retry-After`` fits in what is
 left of the budget is waited out on the same model first: the wait is an ``asyncio``
 sleep of that one call, so every other call goes on meanwhile.
+
+A streamed answer can fail at any point, after its first pieces too: the connection
+drops, or the stream stalls (no piece within the budget). It then moves to the next
+model like any other failure, and starts over there: ``ModelRouter.astream_answer``
+marks the first piece of the new answer ``restarted``, so a caller showing the pieces
+as they come knows to discard what the failed model wrote.
 """
 
 from __future__ import annotations
@@ -73,6 +79,25 @@ class ModelCallFailed(ReasoningError):
         super().__init__(f"{model}: {reason}: {detail}")
         self.model = model
         self.reason = reason
+
+
+class AnsweredInPart(ModelCallFailed):
+    """A model's streamed answer failed after its first pieces (the connection dropped,
+    or it stalled past its budget): the answer starts over on the next model."""
+
+    code = "model_answer_broke_off"
+
+
+@dataclass(frozen=True)
+class StreamPiece:
+    """A piece of a streamed answer, and the model writing it."""
+
+    text: str
+    model: str | None
+    """The model spec string answering (``None`` only when the chain cannot say)."""
+    restarted: bool = False
+    """The model that wrote the pieces before this one failed mid-answer, and ``model``
+    starts the answer over from here: discard everything before this piece."""
 
 
 class AllModelsFailed(ReasoningError):
@@ -260,6 +285,8 @@ def failure_reason(exc: BaseException) -> FailureReason | None:
     name = type(exc).__name__
     if "Timeout" in name:
         return "timeout"
+    if any(cls.__name__ == "TransportError" for cls in type(exc).__mro__):
+        return "unavailable"  # httpx's: a connection dropped mid-answer, a read that failed
     return "unavailable" if "Connect" in name or "APIError" in name else None
 
 
@@ -338,7 +365,8 @@ class BudgetedModel(Runnable[LanguageModelInput, BaseMessage]):
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[BaseMessage]:
         """The model's answer in chunks. The budget bounds the wait for the first chunk
-        (only until then can the chain still move on) and each wait between chunks."""
+        and each wait between chunks; a failure or a stall at any point raises
+        ``ModelCallFailed`` (``AnsweredInPart`` once chunks were yielded)."""
         self.counters.add(self.spec.model, "calls")
         deadline = asyncio.get_running_loop().time() + self.spec.latency_budget_s
         while True:
@@ -355,13 +383,25 @@ class BudgetedModel(Runnable[LanguageModelInput, BaseMessage]):
         yield _tag(first, self.spec.model)
         try:
             while True:
-                async with asyncio.timeout(self.spec.latency_budget_s):
-                    chunk = await anext(stream, None)
+                try:
+                    async with asyncio.timeout(self.spec.latency_budget_s):
+                        chunk = await anext(stream, None)
+                except Exception as exc:
+                    raise self._broke_off(exc) from exc
                 if chunk is None:
                     return
                 yield chunk
         finally:
             await _aclose(stream)
+
+    def _broke_off(self, exc: Exception) -> Exception:
+        """What a stream that failed after its first chunk raises: ``AnsweredInPart``
+        for a model failure (a dropped connection, a stall), ``exc`` itself otherwise."""
+        reason = failure_reason(exc)
+        if reason is None:
+            return exc
+        failed = self._failed(reason, exc, midway=True)
+        return AnsweredInPart(model=failed.model, reason=failed.reason, detail=str(failed))
 
     async def _wait_or_raise(self, exc: Exception, deadline: float) -> None:
         """Sleep out a 429 whose ``Retry-After`` fits in the budget; otherwise raise
@@ -386,7 +426,9 @@ class BudgetedModel(Runnable[LanguageModelInput, BaseMessage]):
                 return
         raise self._failed(reason, exc) from exc
 
-    def _failed(self, reason: FailureReason, exc: Exception) -> ModelCallFailed:
+    def _failed(
+        self, reason: FailureReason, exc: Exception, *, midway: bool = False
+    ) -> ModelCallFailed:
         counter = {"timeout": "timeouts", "rate_limited": "rate_limited"}.get(reason, "failed")
         self.counters.add(self.spec.model, counter)
         detail = (
@@ -394,6 +436,8 @@ class BudgetedModel(Runnable[LanguageModelInput, BaseMessage]):
             if isinstance(exc, TimeoutError)
             else f"{type(exc).__name__}: {exc}"
         )
+        if midway:
+            detail = f"broke off mid-answer: {detail}"
         if self.next_model is not None:
             self.counters.add(self.spec.model, "fell_back")
             logger.warning(
@@ -512,8 +556,17 @@ class ModelRouter:
     def _chain(
         self, role: Role, *, tools: Sequence[Any] | None, tool_choice: str | None
     ) -> Runnable[LanguageModelInput, BaseMessage]:
+        first, *rest = self._links(role, tools=tools, tool_choice=tool_choice)
+        if not rest:
+            return first
+        return first.with_fallbacks(rest, exceptions_to_handle=(ModelCallFailed,))
+
+    def _links(
+        self, role: Role, *, tools: Sequence[Any] | None = None, tool_choice: str | None = None
+    ) -> list[BudgetedModel]:
+        """Each model of ``role``'s chain under its budget, in the order they are tried."""
         specs = self.config.role(role).chain
-        links: list[Runnable[LanguageModelInput, BaseMessage]] = []
+        links: list[BudgetedModel] = []
         for index, spec in enumerate(specs):
             model: Runnable[LanguageModelInput, BaseMessage] = self.model(spec)
             if tools:
@@ -524,10 +577,7 @@ class ModelRouter:
                     model, spec=spec, role=role, next_model=following, counters=self.counters
                 )
             )
-        first, *rest = links
-        if not rest:
-            return first
-        return first.with_fallbacks(rest, exceptions_to_handle=(ModelCallFailed,))
+        return links
 
     async def ainvoke(
         self,
@@ -552,22 +602,36 @@ class ModelRouter:
         return message
 
     async def astream(self, role: Role, messages: LanguageModelInput) -> AsyncIterator[str]:
-        """``role``'s answer as text pieces, in order, from the first model that starts."""
-        async for text, _model in self.astream_answer(role, messages):
-            yield text
+        """``role``'s answer as text pieces, in order. When a model breaks off mid-answer
+        the next one's answer follows from its start: use ``astream_answer`` to tell."""
+        async for piece in self.astream_answer(role, messages):
+            yield piece.text
 
     async def astream_answer(
         self, role: Role, messages: LanguageModelInput
-    ) -> AsyncIterator[tuple[str, str | None]]:
-        """Like ``astream``, each piece with the spec of the model answering (known from
-        the first chunk, which the chain tags), so a result can say who wrote it."""
-        model: str | None = None
-        try:
-            async for chunk in self.chat_for(role).astream(messages):
-                model = model or answered_by(chunk)
-                text = chunk.content if isinstance(chunk, AIMessageChunk) else None
-                if isinstance(text, str) and text:
-                    yield text, model
-        except ModelCallFailed as exc:
-            models = [spec.model for spec in self.config.role(role).chain]
-            raise AllModelsFailed(role=role, models=models) from exc
+    ) -> AsyncIterator[StreamPiece]:
+        """``role``'s answer as pieces, each with the model writing it (known from the
+        first chunk, which the chain tags), so a result can say who wrote it.
+
+        A model that fails before its first piece hands the call to the next, unseen; one
+        that fails after (a dropped connection, a stall past its budget) too, and the new
+        answer's first piece is marked ``restarted``. Raises ``AllModelsFailed`` when no
+        model of the chain finished an answer.
+        """
+        broke_off = False
+        for link in self._links(role):
+            model: str | None = None
+            try:
+                async for chunk in link.astream(messages):
+                    model = model or answered_by(chunk)
+                    text = chunk.content if isinstance(chunk, AIMessageChunk) else None
+                    if isinstance(text, str) and text:
+                        yield StreamPiece(text, model, restarted=broke_off)
+                        broke_off = False
+                return
+            except AnsweredInPart:
+                broke_off = True
+            except ModelCallFailed:
+                continue
+        models = [spec.model for spec in self.config.role(role).chain]
+        raise AllModelsFailed(role=role, models=models)

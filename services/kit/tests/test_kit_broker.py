@@ -1,5 +1,7 @@
 """The one subscriber (keyed batches: contract decoding, retries, dead letters), the
-failure policy and the publisher, on FastStream's in-memory broker.
+failure policy and the publisher, on FastStream's in-memory broker (which cannot pause a
+partition: a batch waits for a message being retried in place; pausing and committing
+per partition are tested with a consumer stand-in in ``test_kit_partitions``).
 
 The in-memory broker delivers each published record once. A redelivery is simulated by
 publishing the same bytes again, which the in-memory broker gives the same (topic,
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker, KafkaResponse, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -55,6 +59,7 @@ from pactmesh_kit.kafka import (
     encode,
 )
 from pactmesh_kit.kafka._internal.batch import BatchGate
+from pactmesh_kit.kafka._internal.decoding import decode
 from pactmesh_kit.kafka.testing import collect
 from pactmesh_kit.settings import KitSettings
 from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
@@ -81,9 +86,12 @@ class Mesh:
         await self.broker.publish(value, SOURCE, key=key)
 
 
-def _settings(max_attempts: int = 5) -> KitSettings:
+def _settings() -> KitSettings:
     return KitSettings(
-        service_name="kit-test", topic_prefix=PREFIX, handler_max_attempts=max_attempts
+        service_name="kit-test",
+        topic_prefix=PREFIX,
+        retry_backoff_initial_s=0.01,
+        retry_backoff_max_s=0.05,
     )
 
 
@@ -179,33 +187,54 @@ async def test_consumer_carries_on_after_a_dead_letter(mesh: Mesh) -> None:
     assert [d.error_code for d in mesh.dead] == ["undecodable"]
 
 
-async def test_failing_handler_is_retried_then_dead_lettered() -> None:
-    mesh = _build(_settings(max_attempts=2))
-    mesh.failures_left = 10
+async def test_failing_handler_is_retried_until_it_succeeds_and_never_dead_lettered() -> None:
+    mesh = _build(_settings())
+    mesh.failures_left = 6  # an outage of six attempts, then the dependency is back
     event = _accepted()
     async with TestKafkaBroker(mesh.broker):
-        # retried in place; the second attempt is the last allowed: dead-lettered, not raised
+        # retried in place, with backoff, as long as it takes: nothing dead-lettered
         await mesh.send(encode(event), key=event.key)
 
-    assert len(mesh.handled) == 2
-    [letter] = mesh.dead
-    assert letter.error_code == "refused"
-    assert "handler failed 2 times" in letter.error
-    assert "HandlerFailed('backend down')" in letter.error
-    assert letter.original_value() == encode(event)
-    assert letter.source_topic == SOURCE
+    assert len(mesh.handled) == 7
+    assert mesh.dead == []
 
 
-async def test_single_attempt_dead_letters_at_once() -> None:
-    mesh = _build(_settings(max_attempts=1))
-    mesh.failures_left = 1
-    async with TestKafkaBroker(mesh.broker):
-        await mesh.send(encode(_accepted()))
-    assert [d.error_code for d in mesh.dead] == ["refused"]
+async def test_a_message_being_retried_stalls_the_subscriber_and_readiness_says_where() -> None:
+    settings = _settings()
+    kafka = Kafka(settings, tracer_provider=None)
+    down = True
+    handled: list[str] = []
+
+    @kafka.subscriber(REQUESTS_ACCEPTED)
+    async def on_accepted(event: Envelope[RequestAccepted], record: Record) -> None:
+        if down:
+            raise HandlerFailed("database unreachable")
+        handled.append(event.payload.text)
+
+    event = _accepted("stalled")
+    async with TestKafkaBroker(kafka.broker):
+        sending = asyncio.create_task(kafka.broker.publish(encode(event), SOURCE, key=b"a"))
+        await _until(lambda: kafka.stalls() and kafka.stalls()[0].attempts >= 3)
+        [stall] = kafka.stalls()
+        assert (stall.topic, stall.offset, stall.event_id) == (SOURCE, 0, str(event.event_id))
+        assert stall.error == "HandlerFailed: database unreachable"
+        assert not sending.done()
+        down = False
+        await asyncio.wait_for(sending, timeout=5)
+
+    assert handled == ["stalled"]
+    assert kafka.stalls() == []
+
+
+async def _until(condition: Callable[[], object], within_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
 
 
 async def test_success_after_a_retry_resets_the_attempt_count() -> None:
-    mesh = _build(_settings(max_attempts=2))
+    mesh = _build(_settings())
     mesh.failures_left = 1
     event = _accepted()
     async with TestKafkaBroker(mesh.broker):
@@ -219,7 +248,7 @@ async def test_success_after_a_retry_resets_the_attempt_count() -> None:
 
 
 async def test_refuse_dead_letters_a_well_formed_event_without_retrying() -> None:
-    settings = _settings(max_attempts=3)
+    settings = _settings()
     kafka = Kafka(settings, tracer_provider=None)
     broker = kafka.broker
     calls: list[uuid.UUID] = []
@@ -364,26 +393,24 @@ async def test_keyed_batch_dead_letters_what_it_cannot_decode_and_handles_the_re
     assert letter.consumer_group == consumer_group(mesh.settings, REQUESTS_ACCEPTED)
 
 
-async def test_keyed_handler_is_retried_in_place_then_dead_lettered() -> None:
-    mesh = _keyed(_settings(max_attempts=2))
+async def test_keyed_handler_is_retried_in_place_and_the_keys_next_message_waits() -> None:
+    mesh = _keyed(_settings())
+    failures = iter([HandlerFailed("backend down")] * 3)
 
     async def handle(event: Envelope[RequestAccepted]) -> None:
-        if event.payload.text == "poison":
-            raise HandlerFailed("backend down")
+        if event.payload.text == "first" and (failure := next(failures, None)) is not None:
+            raise failure
 
     mesh.handle = handle
     async with TestKafkaBroker(mesh.broker):
-        await mesh.send_batch((_wire("poison"), b"a"), (_wire("next"), b"a"))
+        await mesh.send_batch((_wire("first"), b"a"), (_wire("next"), b"a"))
 
-    assert [text for text, _ in mesh.handled] == ["poison", "poison", "next"]
-    [letter] = mesh.dead
-    assert letter.error_code == "refused"
-    assert "handler failed 2 times" in letter.error
-    assert "HandlerFailed('backend down')" in letter.error
+    assert [text for text, _ in mesh.handled] == ["first"] * 4 + ["next"]
+    assert mesh.dead == []
 
 
 async def test_keyed_handler_recovers_on_a_retry() -> None:
-    mesh = _keyed(_settings(max_attempts=3))
+    mesh = _keyed(_settings())
     failures = iter([HandlerFailed("once")])
 
     async def handle(event: Envelope[RequestAccepted]) -> None:
@@ -399,7 +426,7 @@ async def test_keyed_handler_recovers_on_a_retry() -> None:
 
 
 async def test_keyed_refuse_dead_letters_at_once() -> None:
-    settings = _settings(max_attempts=3)
+    settings = _settings()
     kafka = Kafka(settings, tracer_provider=None)
     broker = kafka.broker
     calls: list[uuid.UUID] = []
@@ -513,19 +540,21 @@ async def test_a_rebalance_waits_for_the_batch_in_hand() -> None:
 
 
 def test_the_policy_rejects_poison_at_once_and_retries_the_rest_with_a_growing_pause() -> None:
-    policy = FailurePolicy(max_attempts=3)
+    policy = FailurePolicy(backoff_initial_s=0.2, backoff_max_s=5.0)
     invalid = InvalidMessage("undecodable", "not JSON", [{"type": "json_invalid"}])
     assert policy.verdict(invalid, attempt=1) == Reject(
         "undecodable", "not JSON", [{"type": "json_invalid"}]
     )
+    too_large = InvalidMessage("too_large", "2000000 bytes", [])
+    assert policy.verdict(too_large, attempt=1) == Reject("too_large", "2000000 bytes")
     assert policy.verdict(RefusedMessage("no run"), attempt=1) == Reject("refused", "no run")
     failure = HandlerFailed("backend down")
     assert policy.verdict(failure, attempt=1) == Retry(0.2)
     assert policy.verdict(failure, attempt=2) == Retry(0.4)
-    assert policy.verdict(failure, attempt=3) == Reject(
-        "refused", "handler failed 3 times: HandlerFailed('backend down')"
-    )
-    assert FailurePolicy(max_attempts=20).verdict(failure, attempt=19) == Retry(5.0)
+    assert policy.verdict(failure, attempt=3) == Retry(0.8)
+    # never dead-lettered: an outage is waited out, the pause capped
+    assert policy.verdict(failure, attempt=19) == Retry(5.0)
+    assert policy.verdict(failure, attempt=10_000) == Retry(5.0)
 
 
 async def test_a_subscriber_takes_its_failure_policy_from_the_kafka_it_is_made_on() -> None:
@@ -533,7 +562,7 @@ async def test_a_subscriber_takes_its_failure_policy_from_the_kafka_it_is_made_o
         def verdict(self, error: Exception, *, attempt: int) -> Retry | Reject:
             return Reject("refused", f"no retries: {error}")
 
-    kafka = Kafka(_settings(max_attempts=5), tracer_provider=None, policy=NeverRetry())
+    kafka = Kafka(_settings(), tracer_provider=None, policy=NeverRetry())
     handled: list[str] = []
 
     @kafka.subscriber(REQUESTS_ACCEPTED)
@@ -574,7 +603,10 @@ def test_a_subscriber_of_one_topic_has_the_services_group_for_it_from_the_earlie
     assert call["group_id"] == consumer_group(kafka.settings, REQUESTS_ACCEPTED)
     assert call["auto_offset_reset"] == "earliest"
     assert (call["batch"], call["max_records"]) == (True, 256)
-    assert call["ack_policy"] is AckPolicy.NACK_ON_ERROR
+    # committed by the subscriber, per partition: never past a message being retried
+    assert call["ack_policy"] is AckPolicy.MANUAL
+    # an aborted redrive transaction (pactmesh dlq) is never handled
+    assert call["isolation_level"] == "read_committed"
 
 
 def test_a_per_instance_subscriber_has_a_group_of_its_own_from_the_latest() -> None:
@@ -676,6 +708,94 @@ async def test_the_asyncapi_document_shows_a_subscribers_record_type() -> None:
 
 async def _ignore(event: Any, record: Record) -> None:
     """A handler for subscribers whose messages no test sends."""
+
+
+# --- bounded dead letters --------------------------------------------------------------
+
+
+async def test_an_oversized_message_is_refused_by_size_before_it_is_decoded() -> None:
+    kafka = Kafka(_settings(), tracer_provider=None)
+    handled: list[str] = []
+
+    @kafka.subscriber(REQUESTS_ACCEPTED, max_bytes=4096)
+    async def on_accepted(event: Envelope[RequestAccepted], record: Record) -> None:
+        handled.append(event.payload.text)
+
+    dead: list[DeadLetter] = collect(kafka, DEAD_LETTERS)
+    huge = encode(_accepted("x" * 10_000))  # valid, only too large
+    async with TestKafkaBroker(kafka.broker):
+        await kafka.broker.publish_batch(
+            KafkaResponse(huge, key=b"a"), KafkaResponse(_wire("small"), key=b"a"), topic=SOURCE
+        )
+
+    assert handled == ["small"], "the partition keeps flowing"
+    [letter] = dead
+    assert letter.error_code == "too_large"
+    assert letter.errors == []
+    assert f"{len(huge)} bytes" in letter.error
+    assert (letter.original_size, letter.original_truncated) == (len(huge), False)
+    assert letter.original_value() == huge
+
+
+def _invalid_of_size(size: int) -> bytes:
+    """A well-formed envelope whose payload holds ``size`` bytes of an unknown field."""
+    wire = _valid_wire()
+    wire["payload"]["blob"] = "y" * size
+    return json.dumps(wire).encode()
+
+
+async def test_a_large_invalid_message_gives_a_bounded_dead_letter_without_its_input() -> None:
+    settings = KitSettings(
+        service_name="kit-test",
+        topic_prefix=PREFIX,
+        max_message_bytes=4_000_000,
+        dead_letter_max_bytes=100_000,
+    )
+    kafka = Kafka(settings, tracer_provider=None)
+    kafka.subscriber(REQUESTS_ACCEPTED)(_ignore)
+    dead: list[DeadLetter] = collect(kafka, DEAD_LETTERS)
+    value = _invalid_of_size(2_000_000)
+    async with TestKafkaBroker(kafka.broker):
+        await kafka.broker.publish(value, SOURCE, key=b"wf-9")
+
+    [letter] = dead
+    assert letter.error_code == "invalid"
+    assert len(encode(letter)) <= 100_000
+    assert letter.original_truncated
+    assert letter.original_size == len(value)
+    assert letter.original_sha256 == hashlib.sha256(value).hexdigest()
+    assert value.startswith(letter.original_value())
+    assert letter.source_ref == f"{SOURCE}/0/0"
+    assert [(e["type"], e["loc"]) for e in letter.errors] == [
+        ("extra_forbidden", ["payload", "blob"])
+    ]
+    assert "input" not in letter.errors[0]
+    assert "yyyy" not in letter.error, "the error never repeats the input"
+
+
+async def test_a_dead_letter_keeps_a_small_original_whole() -> None:
+    kafka = Kafka(_settings(), tracer_provider=None)
+    kafka.subscriber(REQUESTS_ACCEPTED)(_ignore)
+    dead: list[DeadLetter] = collect(kafka, DEAD_LETTERS)
+    value = _invalid_of_size(600_000)  # 800 KB once base64-encoded: still under 1 MB
+    async with TestKafkaBroker(kafka.broker):
+        await kafka.broker.publish(value, SOURCE, key=b"wf-9")
+
+    [letter] = dead
+    assert not letter.original_truncated
+    assert letter.original_value() == value
+    assert len(encode(letter)) <= kafka.settings.dead_letter_max_bytes
+
+
+def test_many_field_errors_are_cut_to_the_first_few() -> None:
+    wire = _valid_wire()
+    wire["payload"]["metadata"] = {f"k{n}": n for n in range(45)}  # 45 numbers, not strings
+    record = ConsumerRecord(SOURCE, 0, 0, 0, 0, b"k", json.dumps(wire).encode(), None, 1, 1, ())
+    with pytest.raises(InvalidMessage) as refused:
+        decode(REQUESTS_ACCEPTED, record)
+    assert len(refused.value.errors) == 20
+    assert "45 validation error(s)" in str(refused.value)
+    assert "and 25 more" in str(refused.value)
 
 
 async def test_a_topic_both_published_and_read_is_documented_both_ways() -> None:

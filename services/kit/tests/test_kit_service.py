@@ -1,9 +1,12 @@
 """What the app builder (``pactmesh_kit.app.Service``) gives every service: the lifespan
-order, health and AsyncAPI, authentication by default, errors answered by kind, and
-encodable 422s."""
+order (waiting for resources and Kafka at start-up, draining Kafka at shutdown), health
+(not ready while partitions are stalled) and AsyncAPI, authentication by default, errors
+answered by kind, and encodable 422s."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,10 +16,12 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import TracerProvider
+from pactmesh_kit import lifecycle
 from pactmesh_kit.app import Service
 from pactmesh_kit.auth.http import Authenticator
 from pactmesh_kit.auth.testing import bearer
 from pactmesh_kit.errors import NotReady, PactmeshError
+from pactmesh_kit.kafka import Stall
 from pactmesh_kit.settings import KitSettings
 from pydantic import BaseModel
 
@@ -140,6 +145,7 @@ async def test_resources_open_before_the_broker_starts_and_close_after_it_stops(
     async def stop(*_args: Any) -> None:
         events.append("broker stopped")
 
+    monkeypatch.setattr(lifecycle, "reachable", _answers)
     monkeypatch.setattr(service.kafka.broker, "start", start)
     monkeypatch.setattr(service.kafka.broker, "stop", stop)
     app = service.app(object(), resources=[resource("store"), resource("worker")])
@@ -155,6 +161,119 @@ async def test_resources_open_before_the_broker_starts_and_close_after_it_stops(
         "close worker",
         "close store",
     ]
+
+
+async def test_start_up_waits_for_its_resources_and_kafka_saying_what_it_waits_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(lifecycle, "BACKOFF_INITIAL_S", 0.01)
+    events: list[str] = []
+    refusals = iter([ConnectionRefusedError("postgres down")] * 2)
+
+    @asynccontextmanager
+    async def _store() -> AsyncIterator[None]:
+        if (refusal := next(refusals, None)) is not None:
+            raise refusal
+        events.append("open store")
+        yield
+
+    service = _service(tmp_path)
+    probes = iter([ConnectionError("no broker at 127.0.0.1:9092"), None])
+
+    async def probe(_settings: KitSettings) -> None:
+        if (refusal := next(probes)) is not None:
+            raise refusal
+
+    monkeypatch.setattr(lifecycle, "reachable", probe)
+    broker_down = iter([True, True, False])
+
+    async def start() -> None:
+        if next(broker_down):
+            raise ConnectionError("no broker at 127.0.0.1:9092")
+        events.append("broker started")
+
+    async def stop(*_args: Any) -> None:
+        events.append("broker stopped")
+
+    async def drain() -> None:
+        events.append("drained")
+
+    monkeypatch.setattr(service.kafka.broker, "start", start)
+    monkeypatch.setattr(service.kafka.broker, "stop", stop)
+    monkeypatch.setattr(service.kafka, "drain", drain)
+    app = service.app(object(), resources=[_store])
+    with caplog.at_level(logging.WARNING, logger="pactmesh_kit.app"):
+        async with app.router.lifespan_context(app):
+            events.append("serving")
+
+    # each failed broker start is cleaned up (stopped) before the next attempt
+    assert events == [
+        "open store",
+        "broker stopped",
+        "broker stopped",
+        "broker started",
+        "serving",
+        "drained",
+        "broker stopped",
+    ]
+    waits = [r.getMessage() for r in caplog.records if "waiting for" in r.getMessage()]
+    assert len(waits) == 5
+    assert waits[0].startswith("pactmesh: waiting for store (attempt 1: ConnectionRefusedError")
+    assert "waiting for Kafka at 127.0.0.1:9092 (attempt 1: ConnectionError" in waits[2]
+    assert "waiting for Kafka at 127.0.0.1:9092 (attempt 2: ConnectionError" in waits[4]
+
+
+async def test_start_up_gives_up_after_its_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lifecycle, "BACKOFF_INITIAL_S", 0.01)
+    settings = KitSettings(data_dir=tmp_path, topic_prefix="t.", startup_timeout_s=0.1)
+    service = Service(settings, title="t", description="d", tracer_provider=TracerProvider())
+
+    @asynccontextmanager
+    async def never() -> AsyncIterator[None]:
+        raise ConnectionRefusedError("postgres down")
+        yield  # pragma: no cover
+
+    app = service.app(object(), resources=[never])
+    with pytest.raises(ConnectionRefusedError):
+        async with app.router.lifespan_context(app):
+            pass  # pragma: no cover
+
+
+async def _answers(_settings: KitSettings) -> None:
+    """Kafka answers the start-up probe."""
+
+
+def test_readiness_reports_stalled_partitions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = _service(tmp_path)
+    stall = Stall(
+        topic="p.tool.results",
+        partition=3,
+        offset=41,
+        event_id="0190-abc",
+        since=time.monotonic() - 12,
+        attempts=7,
+        error="OperationalError: connection refused",
+    )
+    monkeypatch.setattr(service.kafka, "stalls", lambda: [stall])
+    client = TestClient(service.app(object()))
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503
+    body = ready.json()
+    assert body["status"] == "stalled"
+    [reported] = body["stalled"]
+    assert {k: reported[k] for k in ("topic", "partition", "offset", "event_id", "attempts")} == {
+        "topic": "p.tool.results",
+        "partition": 3,
+        "offset": 41,
+        "event_id": "0190-abc",
+        "attempts": 7,
+    }
+    assert reported["stalled_s"] >= 12
+    assert client.get("/health/live").status_code == 200
 
 
 @pytest.mark.parametrize(("grace", "phase"), [(None, 10), ("45", 15)])

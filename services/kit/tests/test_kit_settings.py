@@ -25,7 +25,10 @@ ALIASES = (
     "PACTMESH_KAFKA_BOOTSTRAP_SERVERS",
     "PACTMESH_TOPIC_PREFIX",
     "PACTMESH_DATA_DIR",
-    "PACTMESH_HANDLER_MAX_ATTEMPTS",
+    "PACTMESH_RETRY_BACKOFF_INITIAL_S",
+    "PACTMESH_RETRY_BACKOFF_MAX_S",
+    "PACTMESH_SHUTDOWN_GRACE_S",
+    "PACTMESH_TRACE_FILE_MAX_BYTES",
     "OTEL_SERVICE_NAME",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -47,7 +50,10 @@ def test_defaults() -> None:
     settings = KitSettings()
     assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
     assert settings.topic_prefix == "pactmesh."
-    assert settings.handler_max_attempts == 5
+    assert (settings.retry_backoff_initial_s, settings.retry_backoff_max_s) == (0.2, 30.0)
+    assert settings.shutdown_grace_s == 30.0
+    assert settings.startup_timeout_s is None
+    assert settings.trace_file_max_bytes == 50_000_000
     assert settings.otlp_endpoint is None
 
 
@@ -55,14 +61,16 @@ def test_environment_aliases(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "k1:9092,k2:9092")
     monkeypatch.setenv("PACTMESH_TOPIC_PREFIX", "run-42.")
     monkeypatch.setenv("PACTMESH_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("PACTMESH_HANDLER_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("PACTMESH_RETRY_BACKOFF_MAX_S", "3")
+    monkeypatch.setenv("PACTMESH_SHUTDOWN_GRACE_S", "45")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "edge")
 
     settings = KitSettings()
 
     assert settings.kafka_bootstrap_servers == "k1:9092,k2:9092"
     assert settings.topic_prefix == "run-42."
-    assert settings.handler_max_attempts == 3
+    assert settings.retry_backoff_max_s == 3.0
+    assert settings.shutdown_grace_s == 45.0
     # OTEL_SERVICE_NAME names spans only: the service's identity (its consumer groups)
     # must not change with it, or two services could end up sharing a group.
     assert settings.service_name == "pactmesh"
@@ -111,15 +119,15 @@ def test_service_settings_read_shared_and_prefixed_variables(
 
 def test_fields_can_be_passed_by_name() -> None:
     settings = ServiceSettings(
-        kafka_bootstrap_servers="x:1", topic_prefix="p.", handler_max_attempts=2
+        kafka_bootstrap_servers="x:1", topic_prefix="p.", retry_backoff_max_s=2
     )
     assert (settings.kafka_bootstrap_servers, settings.topic_prefix) == ("x:1", "p.")
-    assert settings.handler_max_attempts == 2
+    assert settings.retry_backoff_max_s == 2
 
 
-def test_handler_max_attempts_must_be_positive(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PACTMESH_HANDLER_MAX_ATTEMPTS", "0")
-    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+def test_retry_backoff_must_be_positive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PACTMESH_RETRY_BACKOFF_INITIAL_S", "0")
+    with pytest.raises(ValidationError, match="greater than 0"):
         KitSettings()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -17,6 +18,7 @@ from pactmesh_contracts.topics import REQUESTS_ACCEPTED
 from pactmesh_kit.stores import InstanceLocked, StoreSettings, instance_lock
 from pactmesh_kit.stores.outbox import OutboxEntry, Relay
 from pactmesh_kit.stores.retention import pruning
+from pactmesh_kit.stores.sqlite import connect, transaction
 from pydantic_settings import SettingsConfigDict
 
 
@@ -254,3 +256,24 @@ async def test_pruning_runs_now_and_then_every_interval() -> None:
 
     async with pruning("demo", prune, interval_s=0.01), asyncio.timeout(5):
         await fourth.wait()
+
+
+async def test_a_transaction_whose_commit_fails_is_rolled_back(tmp_path: Path) -> None:
+    """SQLite leaves a transaction open when its COMMIT fails (a full disk; here a
+    deferred foreign key, which fails the same way): ``transaction`` rolls it back, so its
+    rows neither ride along with the next caller's commit nor linger."""
+    lock = asyncio.Lock()
+    async with connect(tmp_path / "store.sqlite3", "foreign_keys=ON") as conn:
+        await conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        await conn.execute(
+            "CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER"
+            " REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+        with pytest.raises(sqlite3.IntegrityError):
+            async with transaction(conn, lock):
+                await conn.execute("INSERT INTO child VALUES (1, 42)")
+        assert not conn.in_transaction
+        async with transaction(conn, lock):
+            await conn.execute("INSERT INTO parent VALUES (7)")
+        async with conn.execute("SELECT count(*) FROM child") as cursor:
+            assert await cursor.fetchone() == (0,)

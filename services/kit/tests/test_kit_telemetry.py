@@ -1,16 +1,24 @@
-"""Spans written as JSON lines, including the bytes attributes FastStream records."""
+"""Spans written as JSON lines, including the bytes attributes FastStream records, to
+local files rotated by size."""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from pactmesh_kit.telemetry import TraceIdFilter, span_to_json_line
+from pactmesh_kit.settings import KitSettings
+from pactmesh_kit.telemetry import (
+    FileSpanExporter,
+    TraceIdFilter,
+    setup_telemetry,
+    span_to_json_line,
+)
 
 
 @pytest.fixture
@@ -93,3 +101,56 @@ def test_log_records_carry_the_current_trace_id(
         inside = logging.LogRecord("t", logging.INFO, __file__, 1, "msg", None, None)
         TraceIdFilter().filter(inside)
     assert inside.trace_id == f"{span.get_span_context().trace_id:032x}"
+
+
+def test_local_trace_files_rotate_by_size_and_keep_a_bounded_number(tmp_path: Path) -> None:
+    path = tmp_path / "traces" / "svc.jsonl"
+    exporter = FileSpanExporter(path, max_bytes=4_000, backups=2)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    for n in range(200):
+        with tracer.start_as_current_span(f"span-{n}"):
+            pass
+    provider.shutdown()
+
+    files = sorted(p.name for p in path.parent.iterdir())
+    assert files == ["svc.jsonl", "svc.jsonl.1", "svc.jsonl.2"]
+    for name in files:
+        data = (path.parent / name).read_text()
+        assert len(data.encode()) <= 4_000 + 2_000  # one span line past the limit at most
+        names = [json.loads(line)["name"] for line in data.splitlines()]
+        assert names, name
+    assert json.loads(path.read_text().splitlines()[-1])["name"] == "span-199"
+
+
+def test_settings_bound_the_trace_files(tmp_path: Path) -> None:
+    settings = KitSettings(data_dir=tmp_path, trace_file_max_bytes=2048, trace_file_backups=1)
+    provider = setup_telemetry(settings)
+    tracer = provider.get_tracer("test")
+    for n in range(100):
+        with tracer.start_as_current_span(f"span-{n}"):
+            pass
+    provider.shutdown()
+    assert sorted(p.name for p in settings.trace_file.parent.iterdir()) == [
+        "pactmesh.jsonl",
+        "pactmesh.jsonl.1",
+    ]
+
+
+def test_a_trace_file_that_cannot_be_written_loses_spans_quietly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "traces" / "svc.jsonl"
+    exporter = FileSpanExporter(path)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with caplog.at_level(logging.WARNING):
+        exporter._file.stream.close()  # as a write on a full disk fails
+        for n in range(50):
+            with tracer.start_as_current_span(f"span-{n}"):
+                pass
+    provider.shutdown()
+    [report] = [r.getMessage() for r in caplog.records if "writing spans" in r.getMessage()]
+    assert "spans are lost until it works again" in report

@@ -96,3 +96,19 @@ async def test_steps_are_counted_apart() -> None:
         ("two", 0, True),
         ("one", 1, True),
     ]
+
+
+async def test_a_restart_voids_what_is_gathered_and_leaves_at_once() -> None:
+    sent = Sent()
+    stream = TokenStream(sent, window_s=10)
+    await stream.add(_piece(0, "Hel"))
+    await stream.add(_piece(1, "lo wor"))  # gathered, never sent: its model broke off
+    await stream.add({"kind": "token", "step": "draft", "restarted_on": "openai:backup"})
+    await stream.add(_piece(0, "Hi"))
+    await stream.add(_piece(1, " there", final=True))
+    await stream.close()
+    assert [(t.seq, t.text, t.final, t.restarted_on) for t in sent.tokens] == [
+        (0, "Hel", False, None),
+        (1, "", False, "openai:backup"),
+        (2, "Hi there", True, None),
+    ]

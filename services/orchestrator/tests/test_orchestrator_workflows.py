@@ -8,10 +8,14 @@ the way the hitl service would. Every event crosses the wire format of its topic
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessageChunk
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langgraph.checkpoint.memory import InMemorySaver
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import (
@@ -37,6 +41,15 @@ from pactmesh_orchestrator.domain.engine import (
 )
 from pactmesh_orchestrator.domain.workflows import build_graphs
 from pactmesh_orchestrator.testing import CollectingPublisher, MemoryOutbox
+from pactmesh_reasoning.models import (
+    OFFLINE_MODEL,
+    CallCounters,
+    ModelRouter,
+    ModelsConfig,
+    ModelSpec,
+    RoleConfig,
+)
+from pactmesh_reasoning.models import build_chat_model as build
 from pactmesh_reasoning.semantic_cache import SemanticCache
 from pactmesh_workflows.gates import GatePolicy
 from pactmesh_workflows.reasoning import Reasoning
@@ -283,6 +296,45 @@ async def test_support_triage_answers_from_a_good_knowledge_base_hit(mesh: Mesh)
         ("decide", "answered"),
         ("draft", "drafted"),
     ]
+
+
+class BreaksOff(BaseChatModel):
+    """Streams its first three pieces, then its connection drops."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "breaks-off"
+
+    def _generate(self, messages: Any, stop: Any = None, **kwargs: Any) -> ChatResult:
+        raise ConnectionError("connection reset")
+
+    async def _astream(
+        self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        for piece in ("You", " can", " reset"):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+        raise ConnectionError("connection reset mid-answer")
+
+
+async def test_a_draft_whose_model_breaks_off_restarts_on_the_next_and_says_so() -> None:
+    drafting = RoleConfig(primary=ModelSpec(model="fake:breaks-off"), fallbacks=[ModelSpec()])
+    models = ModelRouter(
+        ModelsConfig(drafting=drafting),
+        factory=lambda spec: BreaksOff() if spec.model == "fake:breaks-off" else build(spec),
+        counters=CallCounters(),
+    )
+    mesh = _mesh(Reasoning(models=models))
+    workflow_id = await mesh.start("support-triage", TRIAGE_TEXT)
+    await mesh.run_tools()
+
+    done = mesh.completed
+    assert (done.output["reply"], done.output["drafted_by"]) == (DRAFTED, OFFLINE_MODEL)
+    tokens = mesh.payloads(WorkflowToken)
+    [restart] = [i for i, t in enumerate(tokens) if t.restarted_on]
+    assert tokens[restart].restarted_on == OFFLINE_MODEL
+    assert "".join(t.text for t in tokens[:restart]) == "You can reset"
+    assert "".join(t.text for t in tokens[restart:]).strip() == DRAFTED
+    assert ("draft", "restarted") in await mesh.history(workflow_id)
 
 
 async def test_procurement_under_the_threshold_commits_without_review(mesh: Mesh) -> None:

@@ -256,6 +256,10 @@ class WorkflowToken(Payload):
     """The graph step streaming, for example ``draft``."""
     final: bool
     """The step's last token: its stream is complete."""
+    restarted_on: Annotated[str, StringConstraints(max_length=200)] | None = None
+    """Set when the model streaming this step failed mid-answer and the next model of its
+    chain starts the answer over: discard the step's text so far; this model (its spec,
+    ``provider:model``) writes the tokens that follow."""
 
 
 class Outcome(StrEnum):
@@ -303,9 +307,10 @@ class AuditRecorded(Payload):
 # -- dead letters ---------------------------------------------------------------------
 
 
-DeadLetterCode = Literal["undecodable", "invalid", "unknown_type", "refused"]
+DeadLetterCode = Literal["undecodable", "invalid", "unknown_type", "refused", "too_large"]
 """Why a message was refused: not JSON, against its contract, a type this topic does
-not carry, or refused by its handler (unknown run, or failing on every attempt)."""
+not carry, refused by its handler (an unknown run, a principal the access policy does
+not allow), or larger than its consumer takes (refused before it is decoded)."""
 
 
 class DeadLetter(BaseModel):
@@ -328,14 +333,52 @@ class DeadLetter(BaseModel):
     original_key_b64: str | None
     """The original key, base64-encoded (``None`` when the message had no key)."""
     original_value_b64: str
-    """The original value bytes, base64-encoded: exactly what was received."""
+    """The original value bytes, base64-encoded: exactly what was received (only its
+    first bytes when ``original_truncated``)."""
     original_headers: dict[str, str] = Field(default_factory=dict)
     error_code: DeadLetterCode
     error: str
-    """Human-readable reason, for example pydantic's validation errors."""
+    """Human-readable reason, for example the validation errors (never the input)."""
     errors: list[dict[str, JsonValue]] = Field(default_factory=list)
-    """Machine-readable field errors (pydantic's ``errors()``) when validation failed."""
+    """Machine-readable field errors (pydantic's ``errors()``, without the input) when
+    validation failed; the first few when there are many."""
+    original_size: NonNegativeInt | None = None
+    """Size of the original value in bytes."""
+    original_sha256: str | None = None
+    """Hex SHA-256 of the original value: identifies it whether kept whole or not."""
+    original_truncated: bool = False
+    """True when the original was too large to keep whole in a dead-letter record: the
+    record holds its first bytes, and the message itself is referenced by its source
+    topic, partition and offset (read from there while the topic retains it)."""
+
+    @property
+    def source_ref(self) -> str:
+        """``topic/partition/offset`` of the refused message: names it uniquely."""
+        return f"{self.source_topic}/{self.source_partition}/{self.source_offset}"
 
     def original_value(self) -> bytes:
-        """The refused message's value, decoded back to its exact bytes."""
+        """The refused message's value, decoded back to its exact bytes (the first
+        bytes only when ``original_truncated``)."""
         return base64.b64decode(self.original_value_b64)
+
+
+class DeadLetterRedriven(BaseModel):
+    """A dead letter's original message was published again on its source topic.
+
+    Kept on a compacted topic, keyed by the source position (``DeadLetter.source_ref``),
+    so that ``pactmesh dlq redrive`` never publishes the same message twice. Written in
+    the same Kafka transaction as the republished message: both or neither.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    type: Literal["dead.letter.redriven.v1"] = "dead.letter.redriven.v1"
+    dead_letter_id: uuid.UUID
+    """The dead letter whose original was redriven (the first one, when several
+    consumer groups dead-lettered the same message)."""
+    source_topic: str
+    source_partition: NonNegativeInt
+    source_offset: NonNegativeInt
+    redriven_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    redriven_by: str
+    """Who ran the redrive (``user@host``)."""

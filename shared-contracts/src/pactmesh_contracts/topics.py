@@ -18,6 +18,7 @@ from pactmesh_contracts.envelope import Envelope, Payload
 from pactmesh_contracts.events import (
     AuditRecorded,
     DeadLetter,
+    DeadLetterRedriven,
     RequestAccepted,
     RequestRouted,
     RequestSubmitted,
@@ -49,7 +50,7 @@ class Topic:
     description: str
     partitions: int = KEYED_PARTITIONS
     enveloped: bool = True
-    """False only for the dead-letter topic, whose records are not enveloped."""
+    """False only for the dead-letter topics, whose records are not enveloped."""
     config: tuple[tuple[str, str], ...] = ()
     """Topic-level broker settings applied at creation, for example retention."""
 
@@ -121,6 +122,15 @@ DEAD_LETTERS = Topic(
     "Messages a consumer refused, with their original bytes and the reason.",
     enveloped=False,
 )
+DEAD_LETTERS_REDRIVEN = Topic(
+    "dlq.redriven",
+    DeadLetterRedriven,
+    "Dead letters whose original was published again (pactmesh dlq redrive), keyed by "
+    "the original's topic/partition/offset.",
+    partitions=1,
+    enveloped=False,
+    config=(("cleanup.policy", "compact"),),
+)
 
 MESH_TOPICS: tuple[Topic, ...] = (
     REQUESTS_INBOUND,
@@ -134,6 +144,7 @@ MESH_TOPICS: tuple[Topic, ...] = (
     WORKFLOW_COMPLETED,
     AUDIT,
     DEAD_LETTERS,
+    DEAD_LETTERS_REDRIVEN,
 )
 """Every topic but the result topics (one per registered workflow: ``result_topic``)."""
 

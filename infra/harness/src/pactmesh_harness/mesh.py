@@ -115,6 +115,10 @@ class Broker:
     credentials: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Per Kafka user of a secured cluster, the ``KAFKA_*`` client settings it connects
     with (protocol, mechanism, user name and password, CA file); empty for plaintext."""
+    halt: Callable[[], object] | None = None
+    """Stop the broker, keeping its data, for a fault test (only the local broker)."""
+    resume: Callable[[], object] | None = None
+    """Start a halted broker again, and wait until it is ready."""
 
     @property
     def secured(self) -> bool:
@@ -224,6 +228,11 @@ def _start_local(
         time.monotonic() - started,
         lambda: subprocess.run([str(KAFKA_SH), "stop"], env=env, check=False),
         credentials,
+        halt=lambda: subprocess.run([str(KAFKA_SH), "stop"], env=env, check=True),
+        # a loaded machine can take a minute to bring a restarted broker's metadata up
+        resume=lambda: subprocess.run(
+            [str(KAFKA_SH), "start"], env={**env, "KAFKA_START_TIMEOUT": "240"}, check=True
+        ),
     )
 
 
@@ -257,6 +266,13 @@ class Mesh:
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     startup_s: float = 0.0
+    log_dir: Path | None = None
+    """Where the processes' logs go; ``<data dir>/logs`` when unset."""
+
+    @property
+    def logs(self) -> Path:
+        """The directory of the processes' logs."""
+        return self.log_dir or self.data_dir / "logs"
 
     @property
     def bootstrap(self) -> str:
@@ -328,10 +344,9 @@ class Mesh:
         return self.url(service) if service in self.ports else ""
 
     def start(self, service: str) -> None:
-        """Start the instance ``service``, logging to ``<data dir>/logs/<service>.log``."""
-        logs = self.data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        with (logs / f"{service}.log").open("ab") as log:
+        """Start the instance ``service``, logging to ``<logs>/<service>.log``."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with (self.logs / f"{service}.log").open("ab") as log:
             self.processes[service] = subprocess.Popen(
                 [sys.executable, "-m", _MODULES.get(service, f"pactmesh_{kind_of(service)}")],
                 env=self.env(service),
@@ -365,7 +380,7 @@ class Mesh:
 
     def log(self, service: str) -> str:
         """What ``service`` has logged so far."""
-        path = self.data_dir / "logs" / f"{service}.log"
+        path = self.logs / f"{service}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
     def spans(self) -> list[dict[str, Any]]:
@@ -417,6 +432,7 @@ def running_mesh(
     instances: Mapping[str, int] | None = None,
     services: Sequence[str] = SERVICES,
     model_sim: bool = False,
+    log_dir: Path | None = None,
 ) -> Iterator[Mesh]:
     """Create a fresh topic prefix, start the sandbox (when the tools service runs) and
     ``services`` (all six by default), ``instances[service]`` instances of each (one by
@@ -435,7 +451,7 @@ def running_mesh(
     ]
     everything = (*helpers, *names)
     ports = dict(zip(everything, free_ports(len(everything)), strict=True))
-    mesh = Mesh(broker, prefix, data_dir, ports, extra_env=dict(env or {}))
+    mesh = Mesh(broker, prefix, data_dir, ports, extra_env=dict(env or {}), log_dir=log_dir)
     started = time.monotonic()
     try:
         for helper in helpers:

@@ -38,6 +38,10 @@ class PostgresServer:
     how: str
     startup_s: float
     stop: Callable[[], object] = lambda: None
+    halt: Callable[[], object] | None = None
+    """Stop the server, keeping its data, for a fault test (only the private cluster)."""
+    resume: Callable[[], object] | None = None
+    """Start a halted server again."""
 
     def create_database(self) -> str:
         """Create an empty database under a fresh name; its URL."""
@@ -93,4 +97,6 @@ def start_postgres(cache: Path) -> PostgresServer:
     }
     server = start_private(PG_SH, env)
     how = f"private cluster on port {env['PG_PORT']}"
-    return PostgresServer(server.url, how, server.startup_s, server.stop)
+    return PostgresServer(
+        server.url, how, server.startup_s, server.stop, halt=server.halt, resume=server.resume
+    )

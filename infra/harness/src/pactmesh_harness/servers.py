@@ -18,6 +18,10 @@ class Started:
     url: str
     startup_s: float
     stop: Callable[[], object]
+    halt: Callable[[], object]
+    """Stop the server keeping its data (a fault test's outage)."""
+    resume: Callable[[], object]
+    """Start a halted server again."""
 
 
 def start_private(script: Path, env: dict[str, str]) -> Started:
@@ -32,4 +36,8 @@ def start_private(script: Path, env: dict[str, str]) -> Started:
         url,
         time.monotonic() - started,
         lambda: subprocess.run([str(script), "stop"], env=env, check=False),
+        halt=lambda: subprocess.run([str(script), "stop"], env=env, check=True),
+        resume=lambda: subprocess.run(
+            [str(script), "start"], env=env, check=True, capture_output=True
+        ),
     )

@@ -72,6 +72,34 @@ def status(
     return dict(response.json())
 
 
+def events(
+    mesh: Mesh,
+    request_id: uuid.UUID | str,
+    *,
+    tenant: str = TENANT,
+    read_s: float = 60,
+    intake: str = "intake",
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every server-sent event of the request's stream (``GET /v1/requests/{id}/events``
+    on the instance ``intake``, as a requester of ``tenant``), as (event, data), until
+    the server ends it."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    fields: dict[str, str] = {}
+    url = f"{mesh.url(intake)}/v1/requests/{request_id}/events"
+    timeout = httpx.Timeout(10, read=read_s)
+    with httpx.stream("GET", url, headers=requester(mesh, tenant=tenant), timeout=timeout) as sse:
+        assert sse.status_code == 200, sse.read()
+        for line in sse.iter_lines():
+            if not line:
+                if "event" in fields:
+                    found.append((fields["event"], json.loads(fields["data"])))
+                fields = {}
+            elif not line.startswith(":"):  # ": ping" keep-alives are comments
+                name, _, value = line.partition(": ")
+                fields[name] = value
+    return found
+
+
 def wait_status(
     mesh: Mesh,
     request_id: uuid.UUID,
@@ -89,27 +117,6 @@ def wait_status(
         return view if view.get("status") == wanted else None
 
     return wait_for(reached, timeout=timeout, interval=0.2, what=f"{request_id} {wanted}")
-
-
-def events(
-    mesh: Mesh, request_id: uuid.UUID, *, tenant: str = TENANT, intake: str = "intake"
-) -> list[tuple[str, dict[str, Any]]]:
-    """Every server-sent event of the request's stream, until the server ends it."""
-    found: list[tuple[str, dict[str, Any]]] = []
-    fields: dict[str, str] = {}
-    url = f"{mesh.url(intake)}/v1/requests/{request_id}/events"
-    headers = requester(mesh, tenant=tenant)
-    with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=60)) as response:
-        assert response.status_code == 200, response.read()
-        for line in response.iter_lines():
-            if not line:
-                if "event" in fields:
-                    found.append((fields["event"], json.loads(fields["data"])))
-                fields = {}
-            elif not line.startswith(":"):  # ": ping" keep-alives are comments
-                name, _, value = line.partition(": ")
-                fields[name] = value
-    return found
 
 
 def run(mesh: Mesh, request_id: uuid.UUID, *, tenant: str = TENANT) -> dict[str, Any]:

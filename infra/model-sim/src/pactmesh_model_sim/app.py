@@ -7,6 +7,7 @@ import json
 import logging
 import math
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
@@ -59,11 +60,16 @@ async def chat_completions(
         return JSONResponse(
             error_body(str(exc), kind="invalid_request_error"), status.HTTP_400_BAD_REQUEST
         )
-    sim.record(body, answer.outcome)
     if body.stream:
-        chunk_s = sim.config_for(body.model).stream_chunk_ms / 1000
-        stream = _chunks(body, answer, sim.completion_id(), decision.delay_s, chunk_s)
+        config = sim.config_for(body.model)
+        fault = decision.outcome if decision.outcome in STREAM_FAULTS else None
+        sim.record(body, fault or answer.outcome)
+        shape = Shape(
+            decision.delay_s, config.stream_chunk_ms / 1000, fault, config.stream_fault_after_tokens
+        )
+        stream = _chunks(body, answer, sim.completion_id(), shape)
         return StreamingResponse(stream, media_type="text/event-stream")
+    sim.record(body, "ok" if decision.outcome in STREAM_FAULTS else answer.outcome)
     await asyncio.sleep(decision.delay_s)
     return JSONResponse(_completion(body, answer, sim.completion_id()))
 
@@ -176,11 +182,35 @@ def _completion(request: ChatCompletionRequest, answer: Answer, cid: str) -> dic
     }
 
 
+STREAM_FAULTS = ("stream_dies", "stream_stalls")
+STALL_S = 3600.0
+"""How long a stalled stream stays silent: until the client gives up and disconnects."""
+
+
+class StreamDied(Exception):
+    """Raised inside a streamed answer on purpose: the server drops the connection."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How a streamed answer is paced, and where it breaks."""
+
+    delay_s: float
+    """Before the first chunk."""
+    chunk_s: float
+    """Between chunks."""
+    fault: str | None = None
+    """``stream_dies`` or ``stream_stalls``, or ``None`` for an answer sent whole."""
+    fault_after: int = 3
+    """Pieces sent before the fault."""
+
+
 async def _chunks(
-    request: ChatCompletionRequest, answer: Answer, cid: str, delay_s: float, chunk_s: float
+    request: ChatCompletionRequest, answer: Answer, cid: str, shape: Shape
 ) -> AsyncIterator[str]:
     """The answer as OpenAI's server-sent events: a role delta, content (word by word) or
-    tool-call deltas, a finishing delta, usage if asked for, then ``[DONE]``."""
+    tool-call deltas, a finishing delta, usage if asked for, then ``[DONE]``; broken after
+    ``shape.fault_after`` pieces when ``shape.fault`` says so."""
     head = {
         "id": cid,
         "object": "chat.completion.chunk",
@@ -193,11 +223,15 @@ async def _chunks(
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
         return f"data: {json.dumps({**head, 'choices': [choice]})}\n\n"
 
-    await asyncio.sleep(delay_s)
+    await asyncio.sleep(shape.delay_s)
     yield event({"role": "assistant", "content": "" if answer.content is not None else None})
-    for delta in _deltas(answer):
-        if chunk_s:
-            await asyncio.sleep(chunk_s)
+    for sent, delta in enumerate(_deltas(answer)):
+        if sent == shape.fault_after and shape.fault == "stream_dies":
+            raise StreamDied(f"stream dropped after {sent} pieces (simulated)")
+        if sent == shape.fault_after and shape.fault == "stream_stalls":
+            await asyncio.sleep(STALL_S)
+        if shape.chunk_s:
+            await asyncio.sleep(shape.chunk_s)
         yield event(delta)
     yield event({}, answer.finish_reason)
     if (request.stream_options or {}).get("include_usage"):

@@ -21,9 +21,22 @@ MALFORMED_KINDS: tuple[MalformedKind, ...] = (
     "unknown_tool",
 )
 Outcome = Literal[
-    "ok", "429", "5xx", "invalid_json", "hallucinated_field", "out_of_range", "unknown_tool"
+    "ok",
+    "429",
+    "5xx",
+    "invalid_json",
+    "hallucinated_field",
+    "out_of_range",
+    "unknown_tool",
+    "stream_dies",
+    "stream_stalls",
 ]
-"""What the simulator does with one request; ``GET /sim/stats`` counts them."""
+"""What the simulator does with one request; ``GET /sim/stats`` counts them.
+
+``stream_dies`` and ``stream_stalls`` break a streamed answer after its first
+``stream_fault_after_tokens`` pieces: the connection is dropped mid-answer, or nothing
+more is sent (until the client gives up). A request that is not streamed is answered
+normally, and counted ``ok``."""
 
 
 class FixedLatency(BaseModel):
@@ -68,6 +81,8 @@ class SimConfig(BaseModel):
     and ``retry-after-ms`` (exact, as OpenAI sends it)."""
     rate_5xx: float = Field(0.0, ge=0, le=1)
     """Share of requests answered ``503 Service Unavailable``."""
+    stream_fault_after_tokens: int = Field(3, ge=0)
+    """Pieces of text a ``stream_dies`` / ``stream_stalls`` answer sends before it breaks."""
     malformed_rate: float = Field(0.0, ge=0, le=1)
     """Share of the remaining requests answered with a rule-breaking answer."""
     malformed_kinds: dict[MalformedKind, float] = Field(

@@ -10,9 +10,12 @@ FastAPI app, assembled the same way in every service::
 
 What every app gets from here, in one place:
 
-* a lifespan that opens ``resources`` in order and then starts the broker, and stops
-  the broker before closing them in reverse order: no handler ever runs without them;
-* ``/health/live`` and ``/health/ready`` (Kafka answers), the AsyncAPI document
+* a lifespan that opens ``resources`` in order and then starts the broker, waiting for
+  each while its dependency is down, and on the way out drains and stops the broker
+  before closing them in reverse order: no handler ever runs without them
+  (``pactmesh_kit.lifecycle``);
+* ``/health/live`` and ``/health/ready`` (Kafka answers and no partition is stalled by a
+  failing dependency), the AsyncAPI document
   FastStream generates (``/asyncapi``, ``.json``, ``.yaml``) and OpenAPI (``/docs``);
 * a bearer token required on every route of ``routers``: only ``public`` routers and
   the routes above answer without one (an explicit opt-out, never an opt-in);
@@ -26,8 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
@@ -43,14 +45,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from pactmesh_kit.auth.http import Authenticator, authenticated
 from pactmesh_kit.errors import PactmeshError
 from pactmesh_kit.kafka import Kafka
+from pactmesh_kit.lifecycle import Resource, lifespan
 from pactmesh_kit.settings import KitSettings
 from pactmesh_kit.telemetry import setup_logging, setup_telemetry
 
 logger = logging.getLogger(__name__)
 
-Resource = Callable[[], AbstractAsyncContextManager[Any]]
-"""Something the service holds open while it runs (a store, a worker task): entered
-before the broker starts, exited after it stops."""
+__all__ = ["Resource", "Service", "get_runtime", "serve"]
 
 VERSION = "0.1.0"
 
@@ -90,13 +91,13 @@ class Service:
             title=self.title,
             description=self.description,
             version=VERSION,
-            lifespan=_lifespan(self.kafka.broker, resources, name=self.settings.service_name),
+            lifespan=lifespan(self.kafka, resources, self.settings),
         )
         app.state.runtime = runtime
         app.state.authenticator = self.authenticator
         app.add_exception_handler(RequestValidationError, validation_failed)
         app.add_exception_handler(PactmeshError, refused)
-        for router in (health_router(self.kafka.broker), self._asyncapi_router(), *public):
+        for router in (health_router(self.kafka), self._asyncapi_router(), *public):
             app.include_router(router)
         for router in routers:
             app.include_router(router, dependencies=[Depends(authenticated)])
@@ -109,38 +110,29 @@ class Service:
         return asyncapi_router(self.kafka.broker, title=self.title, description=self.description)
 
 
-def _lifespan(
-    broker: KafkaBroker, resources: Sequence[Resource], *, name: str
-) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            for resource in resources:
-                await stack.enter_async_context(resource())
-            await broker.start()
-            stack.push_async_callback(broker.stop)
-            logger.info("%s ready", name)
-            yield
-
-    return lifespan
-
-
 def get_runtime(request: Request) -> Any:
     """The app's runtime (``app.state.runtime``): each service's ``RuntimeDep`` types it."""
     return request.app.state.runtime
 
 
-def health_router(broker: KafkaBroker) -> APIRouter:
-    """``/health/live`` (the process answers) and ``/health/ready`` (Kafka answers)."""
+def health_router(kafka: Kafka) -> APIRouter:
+    """``/health/live`` (the process answers) and ``/health/ready`` (Kafka answers, and
+    no partition is stalled retrying a message through a dependency's outage)."""
     api = APIRouter(prefix="/health", tags=["health"])
 
     @api.get("/live")
     async def live() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/ready", responses={503: {"description": "Kafka does not answer."}})
-    async def ready(response: Response) -> dict[str, str]:
-        if await broker.ping(timeout=2.0):
+    @api.get(
+        "/ready",
+        responses={503: {"description": "Kafka does not answer, or partitions are stalled."}},
+    )
+    async def ready(response: Response) -> dict[str, Any]:
+        if stalls := kafka.stalls():
+            response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+            return {"status": "stalled", "stalled": [stall.describe() for stall in stalls]}
+        if await kafka.broker.ping(timeout=2.0):
             return {"status": "ok"}
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return {"status": "kafka unreachable"}

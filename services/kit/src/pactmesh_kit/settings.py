@@ -55,10 +55,36 @@ class KitSettings(BaseSettings):
     data_dir: Path = Field(Path(".cache/run"), validation_alias=_alias("PACTMESH_DATA_DIR"))
     """Where SQLite files and local trace files live."""
     http_host: str = Field("127.0.0.1", validation_alias=_alias("PACTMESH_HTTP_HOST"))
-    handler_max_attempts: int = Field(
-        5, ge=1, validation_alias=_alias("PACTMESH_HANDLER_MAX_ATTEMPTS")
+    retry_backoff_initial_s: float = Field(
+        0.2, gt=0, validation_alias=_alias("PACTMESH_RETRY_BACKOFF_INITIAL_S")
     )
-    """Attempts at a message whose handler keeps failing before it is dead-lettered."""
+    """First pause before a message whose handler failed (a dependency is down) is
+    handled again; each further failure doubles it, up to ``retry_backoff_max_s``."""
+    retry_backoff_max_s: float = Field(
+        30.0, gt=0, validation_alias=_alias("PACTMESH_RETRY_BACKOFF_MAX_S")
+    )
+    """Longest pause between two attempts at a message whose handler keeps failing."""
+    max_message_bytes: int = Field(
+        1_048_576, ge=1024, validation_alias=_alias("PACTMESH_MAX_MESSAGE_BYTES")
+    )
+    """A consumed message larger than this is dead-lettered (``too_large``) undecoded."""
+    dead_letter_max_bytes: int = Field(
+        1_000_000, ge=16_384, validation_alias=_alias("PACTMESH_DEAD_LETTER_MAX_BYTES")
+    )
+    """Largest dead-letter record: below the dead-letter topic's and the producer's limit
+    (1 MiB by default); a larger original is kept by reference (size, SHA-256, head)."""
+    startup_timeout_s: float | None = Field(
+        None, gt=0, validation_alias=_alias("PACTMESH_STARTUP_TIMEOUT_S")
+    )
+    """How long start-up waits for Kafka and the service's stores (Postgres, files);
+    unset: as long as it takes, logging each retry."""
+    trace_file_max_bytes: int = Field(
+        50_000_000, ge=1024, validation_alias=_alias("PACTMESH_TRACE_FILE_MAX_BYTES")
+    )
+    """A local trace file is rotated when it reaches this size."""
+    trace_file_backups: int = Field(3, ge=1, validation_alias=_alias("PACTMESH_TRACE_FILE_BACKUPS"))
+    """Rotated trace files kept (``<service>.jsonl.1`` ...); older ones are deleted, so a
+    service's traces never take more than ``(backups + 1) * trace_file_max_bytes``."""
     shutdown_grace_s: float = Field(
         30.0, gt=0, validation_alias=_alias("PACTMESH_SHUTDOWN_GRACE_S")
     )

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
+import time
+from collections.abc import Sequence
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from pactmesh_kit.settings import KitSettings
 
@@ -65,17 +69,55 @@ def span_to_json_line(span: ReadableSpan) -> str:
     return json.dumps(record, default=_jsonable) + "\n"
 
 
-class FileSpanExporter(ConsoleSpanExporter):
-    """Spans as JSON lines appended to a file, which closes when the provider shuts down."""
+class FileSpanExporter(SpanExporter):
+    """Spans as JSON lines appended to a file, rotated by size: at ``max_bytes`` the file
+    becomes ``<name>.1`` (``.1`` becomes ``.2``...) and the oldest beyond ``backups`` is
+    deleted, so local traces never fill the disk.
 
-    def __init__(self, path: Path) -> None:
+    The rotation is the standard library's (``RotatingFileHandler``), driven with one
+    record per span; a write that fails (a full disk) loses those spans, reports it on
+    stderr, and never reaches the service.
+    """
+
+    def __init__(self, path: Path, *, max_bytes: int = 50_000_000, backups: int = 3) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._sink: IO[str] = path.open("a", encoding="utf-8", buffering=1)
-        super().__init__(out=self._sink, formatter=span_to_json_line)
+        self._file = _SpanFile(path, max_bytes=max_bytes, backups=max(1, backups))
+        self._file.terminator = ""  # each line ends with its own newline
+        self._file.setFormatter(logging.Formatter("%(message)s"))
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Append each span as one JSON line, rotating first when the file is full."""
+        for span in spans:
+            self._file.handle(logging.makeLogRecord({"msg": span_to_json_line(span)}))
+        return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
-        super().shutdown()
-        self._sink.close()
+        """Close the file (one whose writes failed may not flush: those spans are lost)."""
+        with contextlib.suppress(OSError, ValueError):
+            self._file.close()
+
+
+class _SpanFile(RotatingFileHandler):
+    """The rotating file, reporting a failing write (a full disk) once a minute on the
+    log rather than a traceback per span."""
+
+    def __init__(self, path: Path, *, max_bytes: int, backups: int) -> None:
+        super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        self._reported = -REPORT_EVERY_S
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        now = time.monotonic()
+        if now - self._reported >= REPORT_EVERY_S:
+            self._reported = now
+            error = sys.exc_info()[1]
+            logging.getLogger(__name__).warning(
+                "writing spans to %s failed (%r); spans are lost until it works again",
+                self.baseFilename,
+                error,
+            )
+
+
+REPORT_EVERY_S = 60.0
 
 
 def _exporter(settings: KitSettings) -> SpanExporter:
@@ -83,7 +125,11 @@ def _exporter(settings: KitSettings) -> SpanExporter:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         return OTLPSpanExporter()  # reads OTEL_EXPORTER_OTLP_* itself
-    return FileSpanExporter(settings.trace_file)
+    return FileSpanExporter(
+        settings.trace_file,
+        max_bytes=settings.trace_file_max_bytes,
+        backups=settings.trace_file_backups,
+    )
 
 
 def setup_telemetry(settings: KitSettings) -> TracerProvider:

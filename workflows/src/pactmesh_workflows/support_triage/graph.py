@@ -18,7 +18,7 @@ from pactmesh_reasoning.semantic_cache import cacheable
 
 from pactmesh_workflows.gates import GatePolicy
 from pactmesh_workflows.reasoning import Reasoning
-from pactmesh_workflows.state import WorkflowState, entry
+from pactmesh_workflows.state import HistoryEntry, WorkflowState, entry
 from pactmesh_workflows.steps import (
     Node,
     ToolCaller,
@@ -86,24 +86,32 @@ def _draft(reasoning: Reasoning) -> Node:
         ]
         pieces: list[str] = []
         spec: str | None = None
+        restarts: list[HistoryEntry] = []
         try:
-            async for piece, answering in reasoning.models.astream_answer("drafting", messages):
-                spec = spec or answering
-                write({"kind": TOKEN, "step": DRAFT_STEP, "seq": len(pieces), "text": piece})
-                pieces.append(piece)
+            async for piece in reasoning.models.astream_answer("drafting", messages):
+                if piece.restarted:  # the model broke off mid-answer: the next starts over
+                    pieces, spec = [], piece.model
+                    restarts.append(entry(DRAFT_STEP, "restarted", piece.model or "?"))
+                    write({"kind": TOKEN, "step": DRAFT_STEP, "restarted_on": piece.model})
+                spec = spec or piece.model
+                write({"kind": TOKEN, "step": DRAFT_STEP, "seq": len(pieces), "text": piece.text})
+                pieces.append(piece.text)
         except AllModelsFailed as exc:
             logger.warning("drafting failed, answering with the article: %s", exc)
             pieces = []
         write({"kind": TOKEN, "step": DRAFT_STEP, "seq": len(pieces), "text": "", "final": True})
         if not pieces:
-            return {"history": [entry(DRAFT_STEP, "kept_article")]}
+            return {"history": [*restarts, entry(DRAFT_STEP, "kept_article")]}
         spec = spec or reasoning.models.config.role("drafting").primary.model
         output = found.model_copy(update={"reply": "".join(pieces).strip(), "drafted_by": spec})
         if reasoning.cache is not None and _may_cache(state):
             await reasoning.cache.store(
                 tenant=state.get("tenant", ""), question=state["text"], answer=output.model_dump()
             )
-        return {"output": output.model_dump(), "history": [entry(DRAFT_STEP, "drafted", spec)]}
+        return {
+            "output": output.model_dump(),
+            "history": [*restarts, entry(DRAFT_STEP, "drafted", spec)],
+        }
 
     return draft
 

@@ -185,7 +185,9 @@ async def _result(
 def _live_item(event: Envelope[Any], sent: set[tuple[str, str, str]]) -> StreamItem | None:
     payload = event.payload
     if isinstance(payload, WorkflowToken):
-        data = payload.model_dump(mode="json", include={"seq", "text", "step", "final"})
+        data = payload.model_dump(
+            mode="json", include={"seq", "text", "step", "final", "restarted_on"}, exclude_none=True
+        )
         return StreamItem("token", data, str(event.event_id))
     assert isinstance(payload, WorkflowProgress)
     key = (payload.status.value, payload.service, payload.detail)

@@ -17,6 +17,7 @@ from pactmesh_kit.kafka.subscriber import (
     BATCH_MAX_RECORDS,
     Handler,
     Record,
+    Stall,
     Subscription,
     consumer_group,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "Record",
     "Reject",
     "Retry",
+    "Stall",
     "Subscription",
     "consumer_group",
     "encode",

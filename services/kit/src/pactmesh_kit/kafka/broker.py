@@ -10,14 +10,21 @@ Guarantees set here, once, for every service:
 * consumers never auto-create topics, take keyed batches and commit a batch's offsets
   only after every handler in it returned (``pactmesh_kit.kafka.subscriber``);
 * a message that cannot be decoded into its topic's contract, or whose handler refuses
-  it or keeps failing, goes to the dead-letter topic with its original bytes and the
-  reason (``pactmesh_kit.kafka.policy`` decides which), and the consumer carries on.
+  it, goes to the dead-letter topic with its original bytes and the reason, and the
+  consumer carries on; a message whose handler fails otherwise (a dependency is down)
+  is retried with backoff while its partition is paused, and the service reports not
+  ready (``Kafka.stalls``) until it goes through (``pactmesh_kit.kafka.policy``);
+* a producer aiokafka gives up on for good (after batches expired during an outage) is
+  replaced by a new one (``_internal/renewal``);
+* on shutdown (``Kafka.drain``), no new batch is taken, the batches in hand finish and
+  commit within ``shutdown_grace_s``, and retries in progress are given up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from faststream.kafka import KafkaBroker
@@ -25,6 +32,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from pactmesh_contracts.topics import Topic
 
+from pactmesh_kit.kafka._internal.renewal import ProducerRenewal
 from pactmesh_kit.kafka._internal.tracing import TRACER_NAME, publish_spans
 from pactmesh_kit.kafka.dead_letters import DeadLetters
 from pactmesh_kit.kafka.policy import FailurePolicy
@@ -32,7 +40,9 @@ from pactmesh_kit.kafka.publisher import EventPublisher
 from pactmesh_kit.kafka.subscriber import (
     BATCH_MAX_RECORDS,
     Handler,
+    KeyedSubscriber,
     Record,
+    Stall,
     Subscription,
     subscribe,
 )
@@ -41,16 +51,22 @@ from pactmesh_kit.settings import KitSettings
 H = TypeVar("H", bound=Handler)
 
 
-def make_broker(settings: KitSettings, *, tracer_provider: TracerProvider | None) -> KafkaBroker:
-    """A FastStream Kafka broker configured with the mesh's delivery guarantees.
+def make_broker(
+    settings: KitSettings,
+    *,
+    tracer_provider: TracerProvider | None,
+    middlewares: Sequence[Any] = (),
+) -> KafkaBroker:
+    """A FastStream Kafka broker configured with the mesh's delivery guarantees, with
+    ``middlewares`` around every publish (inside the publish span).
 
     A plain broker started by the app's lifespan, not FastStream's FastAPI router: that
     integration is deprecated in FastStream 0.7 and re-resolves handler arguments the
     FastAPI way, which would bypass the contract decoding of the subscriber.
     """
-    middlewares: list[Any] = []
+    outer: list[Any] = []
     if tracer_provider is not None:
-        middlewares.append(publish_spans(tracer_provider.get_tracer(TRACER_NAME)))
+        outer.append(publish_spans(tracer_provider.get_tracer(TRACER_NAME)))
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=settings.service_name,
@@ -60,7 +76,7 @@ def make_broker(settings: KitSettings, *, tracer_provider: TracerProvider | None
         security=settings.kafka_security(),
         # The handlers in flight at shutdown get the second third of the service's grace.
         graceful_timeout=settings.shutdown_phase_s,
-        middlewares=middlewares,
+        middlewares=[*outer, *middlewares],
         description=f"pactmesh {settings.service_name} service",
         logger=logging.getLogger(f"pactmesh.{settings.service_name}.kafka"),
     )
@@ -79,11 +95,29 @@ class Kafka:
         """``tracer_provider`` traces every publish and every consumed message (the
         global provider's tracer when ``None``: no spans unless one is set globally)."""
         self.settings = settings
-        self.broker = make_broker(settings, tracer_provider=tracer_provider)
+        # A producer aiokafka gives up on (after an outage) is replaced, not kept dead.
+        self.renewal = ProducerRenewal(lambda: self.broker)
+        self.broker = make_broker(
+            settings, tracer_provider=tracer_provider, middlewares=[self.renewal.middleware()]
+        )
         self.dead_letters = DeadLetters(self.broker, settings)
-        self.policy = policy or FailurePolicy(max_attempts=settings.handler_max_attempts)
+        self.policy = policy or FailurePolicy(
+            backoff_initial_s=settings.retry_backoff_initial_s,
+            backoff_max_s=settings.retry_backoff_max_s,
+        )
         provider = tracer_provider or trace.get_tracer_provider()
         self._tracer = provider.get_tracer(TRACER_NAME)
+        self._subscribers: list[KeyedSubscriber] = []
+
+    def stalls(self) -> list[Stall]:
+        """Partitions taking no new work while a message of theirs is retried: while
+        there are any, the service is not ready."""
+        return [stall for subscriber in self._subscribers for stall in subscriber.stalls()]
+
+    async def drain(self) -> None:
+        """Take no new batch and give up retries in progress; then ``broker.stop()``
+        waits (up to ``shutdown_grace_s``) for the batches in hand, which commit."""
+        await asyncio.gather(*(subscriber.drain() for subscriber in self._subscribers))
 
     def subscriber(
         self,
@@ -95,6 +129,7 @@ class Kafka:
         select: Callable[[Record], bool] | None = None,
         lenient: bool = False,
         description: str | None = None,
+        max_bytes: int | None = None,
     ) -> Callable[[H], H]:
         """Subscribe the decorated handler to ``topics`` (see ``Subscription`` for the
         options); ``name`` defaults to the one topic's name."""
@@ -109,10 +144,11 @@ class Kafka:
             select=select,
             lenient=lenient,
             description=description,
+            max_bytes=max_bytes,
         )
 
         def register(handler: H) -> H:
-            subscribe(
+            keyed = subscribe(
                 self.broker,
                 subscription,
                 handler,
@@ -121,6 +157,7 @@ class Kafka:
                 dead_letters=self.dead_letters,
                 policy=self.policy,
             )
+            self._subscribers.append(keyed)
             return handler
 
         return register

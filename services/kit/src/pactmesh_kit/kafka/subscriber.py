@@ -3,28 +3,36 @@
 A subscriber takes up to ``max_records`` messages at once and hands its handler one
 message at a time, decoded against the topic's contract, with the record it came in.
 Messages with the same Kafka key (the workflow id) are handled one after another in
-offset order; different keys run concurrently. The batch's offsets are committed once,
-after every handler in it has returned, so an offset is never committed before its
-message's effects are durable: a process killed mid-batch has committed none of it, the
-whole batch is delivered again, and handlers, idempotent by event id, change nothing
-twice. A rebalance waits for the batch in hand (``BatchGate``), so the next owner of a
-partition never handles a message while this consumer still does.
+offset order; different keys run concurrently. Offsets are committed once for the batch,
+after every handler of a partition's records has returned, so an offset is never
+committed before its message's effects are durable: a process killed mid-batch has
+committed none of it, the batch is delivered again, and handlers, idempotent by event
+id, change nothing twice. A rebalance waits for the batch in hand (``BatchGate``), so
+the next owner of a partition never handles a message while this consumer still does.
 
-A message that fails is put to the ``FailurePolicy`` (``pactmesh_kit.kafka.policy``):
-retried in place (the key's later messages wait) or dead-lettered with its original
-bytes and the reason, after which the consumer carries on.
+A message that fails is put to the ``FailurePolicy`` (``pactmesh_kit.kafka.policy``).
+Poison (undecodable, refused by its contract or its handler, too large) is dead-lettered
+with its original bytes and the reason, and the consumer carries on. Any other failure
+is an outage of a dependency: the message is retried in place with capped exponential
+backoff for as long as it takes, while its partition is paused (no new work, nothing
+committed; other partitions go on) and the service reports not ready (``stalls``); when
+the dependency returns, the partition carries on where it stopped. A rebalance during
+the outage abandons the retry and hands the partition over from its last commit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
+from aiokafka import TopicPartition
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -32,16 +40,25 @@ from opentelemetry import trace
 from pactmesh_contracts.topics import Topic
 
 from pactmesh_kit.errors import InvalidMessage
-from pactmesh_kit.kafka._internal.batch import BatchGate, Record, by_key
+from pactmesh_kit.kafka._internal.batch import Batch, BatchGate, Record, by_key
 from pactmesh_kit.kafka._internal.decoding import decode
+from pactmesh_kit.kafka._internal.partitions import Partitions, PartitionWork, Stall, split
 from pactmesh_kit.kafka._internal.schema import documented_batch_handler
 from pactmesh_kit.kafka._internal.tracing import consumer_span
 from pactmesh_kit.kafka.dead_letters import DeadLetters
-from pactmesh_kit.kafka.policy import FailurePolicy, Reject
+from pactmesh_kit.kafka.policy import FailurePolicy, Reject, Retry
 from pactmesh_kit.settings import KitSettings
 from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 
-__all__ = ["BATCH_IDLE_MS", "BATCH_MAX_RECORDS", "Handler", "Record", "Subscription"]
+__all__ = [
+    "BATCH_IDLE_MS",
+    "BATCH_MAX_RECORDS",
+    "Handler",
+    "KeyedSubscriber",
+    "Record",
+    "Stall",
+    "Subscription",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +68,8 @@ BATCH_IDLE_MS = 25
 """How long a subscriber's poll waits for a first message; a message arriving while it
 waits is taken at once, and after an empty poll FastStream pauses as long, so an idle
 hop adds at most this much latency."""
+ABANDON_WAIT_S = 5.0
+"""How long a revoked partition's cancelled work may take to stop."""
 
 Handler: TypeAlias = Callable[[Any, Record], Awaitable[None]]
 """A subscriber's handler: the decoded event and the record it came in."""
@@ -82,6 +101,14 @@ class Subscription:
     """Skip what the contract refuses instead of dead-lettering it (when another group's
     subscriber of the same topic dead-letters it already, once)."""
     description: str | None = None
+    max_bytes: int | None = None
+    """A larger message is dead-lettered (``too_large``) undecoded; the service-wide
+    ``max_message_bytes`` when unset."""
+
+
+class Abandoned(Exception):
+    """A message's retry is given up: the service is stopping (nothing of its partition
+    is committed, so the next owner handles it)."""
 
 
 class KeyedSubscriber:
@@ -96,6 +123,7 @@ class KeyedSubscriber:
         tracer: trace.Tracer,
         dead_letters: DeadLetters,
         policy: FailurePolicy,
+        max_bytes: int,
     ) -> None:
         self._subscription = subscription
         self._topic = subscription.topics[0]
@@ -104,28 +132,132 @@ class KeyedSubscriber:
         self._tracer = tracer
         self._dead_letters = dead_letters
         self._policy = policy
-        self.gate = BatchGate(subscription.name)
+        self._max_bytes = subscription.max_bytes or max_bytes
+        self._works: dict[TopicPartition, PartitionWork] = {}
+        self._draining = False
+        self.gate = BatchGate(subscription.name, abandon=self.abandon)
 
-    async def consume(self, records: Sequence[Record]) -> None:
-        """Handle a batch: each key's records in order, keys concurrently."""
-        if (select := self._subscription.select) is not None:
-            records = [record for record in records if select(record)]
+    @property
+    def name(self) -> str:
+        """The subscription's name."""
+        return self._subscription.name
+
+    def stalls(self) -> list[Stall]:
+        """The partitions taking no new work while a message of theirs is retried."""
+        return [work.stall for work in self._works.values() if work.stall is not None]
+
+    async def consume(self, batch: Batch) -> None:
+        """Handle a batch: each partition's records as one work, each key's records in
+        order, keys concurrently; commit every partition that finished, once."""
+        if self._draining or not batch.records:
+            return  # stopping: not handled, not committed, the next owner takes them
+        partitions = Partitions(batch.consumer)
+        works = [self._work(tp, records) for tp, records in split(batch.records).items()]
         async with self.gate.handling():
-            await by_key(records, self.deliver)
+            if not partitions.can_pause:
+                await self._in_place(works, partitions)
+                return
+            for work in works:
+                work.start(lambda work: self._run(work, partitions))
+            await asyncio.wait([work.settled for work in works])
+            finished = [work for work in works if work.finished]
+            for work in works:
+                work.detached = work.running
+            await partitions.commit({work.tp: work.next_offset for work in finished})
+            for work in works:
+                if not work.detached:
+                    self._forget(work, partitions, handled=work.finished)
 
-    async def deliver(self, record: Record) -> None:
-        """One record, in its own span continuing the publisher's trace."""
+    def _work(self, tp: TopicPartition, records: list[Record]) -> PartitionWork:
+        select = self._subscription.select
+        chosen = records if select is None else [r for r in records if select(r)]
+        work = PartitionWork(tp, chosen, next_offset=records[-1].offset + 1)
+        self._works[tp] = work
+        return work
+
+    async def _in_place(self, works: list[PartitionWork], partitions: Partitions) -> None:
+        """The batch handled right here, stalls waited out in place: for a consumer that
+        cannot pause (FastStream's in-memory test broker, which runs a subscriber inside
+        the publisher's call: its tests see a message handled once it is published)."""
+        by_tp = {work.tp: work for work in works}
+
+        async def deliver(record: Record) -> None:
+            work = by_tp[TopicPartition(record.topic, record.partition)]
+            await self.deliver(record, work, partitions)
+
+        handled = False
+        try:
+            await by_key([r for work in works for r in work.records], deliver)
+            handled = True
+        finally:
+            for work in works:
+                self._forget(work, partitions, handled=handled)
+
+    async def _run(self, work: PartitionWork, partitions: Partitions) -> None:
+        await by_key(work.records, lambda record: self.deliver(record, work, partitions))
+        if work.detached:  # the batch went on without it: commit and resume on its own
+            await partitions.commit({work.tp: work.next_offset})
+            self._forget(work, partitions, handled=True)
+
+    def _forget(self, work: PartitionWork, partitions: Partitions, *, handled: bool) -> None:
+        """Drop a work that ended; resume its partition if it stalled and then got
+        every record handled (an abandoned one's partition is going away)."""
+        if self._works.get(work.tp) is work:
+            del self._works[work.tp]
+        stall = work.recovered()
+        if stall is not None and handled:
+            partitions.resume(work.tp)
+            logger.warning(
+                "%s[%d] recovered: offset %d handled after %d attempts (%.1f s); the "
+                "partition takes new work again",
+                stall.topic,
+                stall.partition,
+                stall.offset,
+                stall.attempts + 1,
+                time.monotonic() - stall.since,
+            )
+
+    async def abandon(self, revoked: set[TopicPartition]) -> None:
+        """Stop the works of ``revoked`` partitions (a rebalance took them away)."""
+        works = [work for tp, work in self._works.items() if tp in revoked]
+        for work in works:
+            if work.stall is not None:
+                logger.warning(
+                    "%s[%d] revoked while retrying offset %d: the retry is abandoned and "
+                    "the partition's next owner starts from its last commit",
+                    work.tp.topic,
+                    work.tp.partition,
+                    work.stall.offset,
+                )
+            self._works.pop(work.tp, None)
+        await asyncio.gather(*(work.cancel(wait_s=ABANDON_WAIT_S) for work in works))
+
+    async def drain(self) -> None:
+        """Stop taking batches and give up the retries in progress (the service stops);
+        a batch in hand still finishes what it can and commits it."""
+        self._draining = True
+        detached = [work for work in self._works.values() if work.detached]
+        await asyncio.gather(*(work.cancel(wait_s=ABANDON_WAIT_S) for work in detached))
+
+    async def deliver(self, record: Record, work: PartitionWork, partitions: Partitions) -> None:
+        """One record, in its own span continuing the publisher's trace, tried until it
+        is handled or dead-lettered; its partition paused while it is retried."""
         with consumer_span(self._tracer, record, self._group) as span:
             for attempt in itertools.count(1):
-                after_s = await self._attempt(record, span, attempt)
-                if after_s is None:
+                retrying = await self._attempt(record, span, attempt=attempt)
+                if retrying is None:
                     return
-                await asyncio.sleep(after_s)
+                self._failed(record, work, retrying, attempt=attempt)
+                if self._draining:
+                    raise Abandoned(f"{record.topic}[{record.partition}]@{record.offset}")
+                partitions.pause(work.tp)
+                await asyncio.sleep(retrying.after_s)
 
-    async def _attempt(self, record: Record, span: trace.Span, attempt: int) -> float | None:
-        """Decode and handle ``record`` once; the pause before the next try, if any."""
+    async def _attempt(self, record: Record, span: trace.Span, *, attempt: int) -> Retrying | None:
+        """Decode and handle ``record`` once, dead-lettering it if it is poison; what to
+        retry, and when, if it failed otherwise."""
         try:
-            event = decode(self._topic, record)
+            event = self._decode(record)
             if workflow_id := getattr(event, "workflow_id", None):
                 span.set_attribute(WORKFLOW_ID_ATTRIBUTE, str(workflow_id))
             await self._handler(event, record)
@@ -133,12 +265,73 @@ class KeyedSubscriber:
             if self._subscription.lenient and isinstance(exc, InvalidMessage):
                 return None
             verdict = self._policy.verdict(exc, attempt=attempt)
-            if isinstance(verdict, Reject):
-                await self._dead_letters.reject(record, verdict, group=self._group)
-                return None
-            logger.exception("handler failed (attempt %d), will retry", attempt)
-            return verdict.after_s
+            if isinstance(verdict, Retry):
+                return Retrying(exc, verdict.after_s)
+            return await self._dead_letter(record, verdict, attempt=attempt)
         return None
+
+    async def _dead_letter(
+        self, record: Record, verdict: Reject, *, attempt: int
+    ) -> Retrying | None:
+        try:
+            await self._dead_letters.reject(record, verdict, group=self._group)
+        except Exception as exc:  # the dead-letter topic unreachable: an outage like others
+            return Retrying(exc, self._policy.backoff_s(attempt))
+        return None
+
+    def _decode(self, record: Record) -> Any:
+        size = len(record.value or b"")
+        if size > self._max_bytes:
+            raise InvalidMessage(
+                "too_large", f"{size} bytes, over this consumer's limit of {self._max_bytes}", []
+            )
+        return decode(self._topic, record)
+
+    def _failed(
+        self, record: Record, work: PartitionWork, retrying: Retrying, *, attempt: int
+    ) -> None:
+        """Mark the partition stalled and say so loudly: where, which event, why."""
+        error = retrying.error
+        stall = Stall(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            event_id=_event_id(record),
+            since=work.stall.since if work.stall is not None else time.monotonic(),
+            attempts=attempt,
+            error=f"{type(error).__name__}: {error}",
+        )
+        work.stalled(stall)
+        logger.error(
+            "%s[%d]@%d (event %s, group %s) failed on attempt %d: %s; the partition takes "
+            "no new work, retrying in %.1f s",
+            record.topic,
+            record.partition,
+            record.offset,
+            stall.event_id or "-",
+            self._group,
+            attempt,
+            stall.error,
+            retrying.after_s,
+            exc_info=error if attempt == 1 or attempt % 20 == 0 else None,
+        )
+
+
+class Retrying(NamedTuple):
+    """A failure to retry, and the pause before the next attempt."""
+
+    error: Exception
+    after_s: float
+
+
+def _event_id(record: Record) -> str | None:
+    """The event id of a record that may not decode (read from the raw JSON)."""
+    try:
+        value = json.loads(record.value or b"")
+    except ValueError:
+        return None
+    found = value.get("event_id") if isinstance(value, dict) else None
+    return str(found) if found is not None else None
 
 
 def subscribe(
@@ -150,8 +343,14 @@ def subscribe(
     tracer: trace.Tracer,
     dead_letters: DeadLetters,
     policy: FailurePolicy,
-) -> None:
-    """Register ``handler`` for ``subscription`` on ``broker``."""
+) -> KeyedSubscriber:
+    """Register ``handler`` for ``subscription`` on ``broker``.
+
+    Offsets are committed by the subscriber itself (``AckPolicy.MANUAL``), per partition,
+    so that a paused partition is never committed past the message it retries. Consumers
+    read committed records only: a redrive (``pactmesh dlq``) that is aborted is never
+    handled.
+    """
     record_types = {topic.record_type for topic in subscription.topics}
     if len(record_types) != 1:
         raise ValueError(f"{subscription.name}: topics of one subscriber share a record type")
@@ -165,18 +364,20 @@ def subscribe(
         tracer=tracer,
         dead_letters=dead_letters,
         policy=policy,
+        max_bytes=settings.max_message_bytes,
     )
     [record_type] = record_types
     broker.subscriber(
         *(topic.qualified(settings.topic_prefix) for topic in subscription.topics),
         group_id=group,
         auto_offset_reset="latest" if subscription.from_latest else "earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        ack_policy=AckPolicy.MANUAL,
+        isolation_level="read_committed",
         batch=True,
         max_records=subscription.max_records,
         batch_timeout_ms=BATCH_IDLE_MS,
         listener=keyed.gate,
-        decoder=_raw_records,
+        decoder=_batch,
         title=f"{settings.service_name}:{subscription.name}",
         description=subscription.description or subscription.topics[0].description,
     )(
@@ -184,8 +385,9 @@ def subscribe(
             record_type, keyed.consume, name=handler.__name__, doc=handler.__doc__
         )
     )
+    return keyed
 
 
-async def _raw_records(msg: KafkaMessage, _original: Any = None) -> Any:
-    """A batch decoder handing the handler the records as they came."""
-    return msg.raw_message
+async def _batch(msg: KafkaMessage, _original: Any = None) -> Batch:
+    """A batch decoder handing the handler the records as they came, and the consumer."""
+    return Batch(records=msg.raw_message, consumer=msg.consumer)

@@ -37,14 +37,17 @@ async def transaction(
     Cancellation included: aiosqlite queues each statement on the connection's thread
     as soon as it is awaited and runs them in order, so a task cancelled while awaiting
     ``BEGIN`` still began the transaction; the ``ROLLBACK`` queued after it ends it
-    (and is harmless when nothing began).
+    (and is harmless when nothing began). A ``COMMIT`` that fails (a full disk) leaves
+    the transaction open: it is rolled back too, or its rows would ride along with the
+    next caller's commit, or be lost by a later rollback after their writer was told
+    they were stored (found by the fault suite's full disk).
     """
     async with lock:
         try:
             await conn.execute("BEGIN IMMEDIATE")
             yield conn
+            await conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.OperationalError):
                 await conn.execute("ROLLBACK")
             raise
-        await conn.execute("COMMIT")

@@ -50,8 +50,13 @@ class TokenStream:
         self._acks: list[Awaitable[object]] = []
 
     async def add(self, chunk: dict[str, Any]) -> None:
-        """Take one piece (``{"step", "text", "final"}``) from the custom stream."""
+        """Take one piece (``{"step", "text", "final"}``) from the custom stream; a piece
+        with ``restarted_on`` says the step's text so far is void (its model failed
+        mid-answer) and leaves at once, without the pieces still gathered."""
         step = self._steps.setdefault(chunk["step"], _Step())
+        if restarted_on := chunk.get("restarted_on"):
+            await self._restart(chunk["step"], step, restarted_on)
+            return
         first = step.seq == 0 and not step.pieces
         step.pieces.append(chunk["text"])
         step.final = step.final or bool(chunk.get("final", False))
@@ -83,6 +88,13 @@ class TokenStream:
         for n, part in enumerate(parts):
             final = step.final and n == len(parts) - 1
             token = WorkflowToken(seq=step.seq, text=part, step=name, final=final)
+            step.seq += 1
+            self._acks.append(await self._send(token))
+
+    async def _restart(self, name: str, step: _Step, model: str) -> None:
+        async with self._lock:
+            step.pieces.clear()
+            token = WorkflowToken(seq=step.seq, text="", step=name, final=False, restarted_on=model)
             step.seq += 1
             self._acks.append(await self._send(token))
 

@@ -6,17 +6,17 @@ reads from the function as written. With postponed annotations it would read the
 name instead, and could not resolve it.
 """
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from pydantic import TypeAdapter, WithJsonSchema
 
-from pactmesh_kit.kafka._internal.batch import Record
+from pactmesh_kit.kafka._internal.batch import Batch
 
 
 def documented_batch_handler(
     record_type: Any,
-    consume: Callable[[Sequence[Record]], Awaitable[None]],
+    consume: Callable[[Batch], Awaitable[None]],
     *,
     name: str,
     doc: str | None,
@@ -27,8 +27,8 @@ def documented_batch_handler(
     record is dead-lettered on its own while the rest of the batch is handled."""
     Records = Annotated[Any, WithJsonSchema(inlined(TypeAdapter(record_type).json_schema()))]
 
-    async def handler(records: Records) -> None:
-        await consume(records)
+    async def handler(batch: Records) -> None:
+        await consume(batch)
 
     handler.__name__ = handler.__qualname__ = name
     handler.__doc__ = doc
