@@ -55,7 +55,10 @@ async def _publish_inbound(mesh: Mesh, text: str, tenant: str) -> uuid.UUID:
             RequestSubmitted(text=text), workflow_id=uuid7(), tenant=tenant, principal=UPSTREAM
         )
         await producer.send_and_wait(
-            REQUESTS_INBOUND.qualified(mesh.prefix), event.model_dump_json().encode(), key=event.key
+            REQUESTS_INBOUND.qualified(mesh.prefix),
+            event.model_dump_json().encode(),
+            key=event.key,
+            headers=mesh.inbound_headers(event),
         )
     finally:
         await producer.stop()

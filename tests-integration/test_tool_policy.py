@@ -44,8 +44,12 @@ async def _publish(mesh: Mesh, topic: Topic, event: Envelope[Any]) -> None:
     producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
+        headers = mesh.inbound_headers(event) if topic is REQUESTS_INBOUND else None
         await producer.send_and_wait(
-            topic.qualified(mesh.prefix), event.model_dump_json().encode(), key=event.key
+            topic.qualified(mesh.prefix),
+            event.model_dump_json().encode(),
+            key=event.key,
+            headers=headers,
         )
     finally:
         await producer.stop()

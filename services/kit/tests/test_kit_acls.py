@@ -50,7 +50,7 @@ TABLE = acl_table(prefix=PREFIX, upstreams=[Upstream.parse("crm=refund")])
         ("workflow.completed", {"orchestrator", "routing"}),
         ("workflow.progress", {"routing", "orchestrator", "delivery"}),
         ("dlq", set(SERVICE_TOPICS)),
-        ("audit", {"routing", "tools"}),
+        ("audit", {"intake", "routing", "orchestrator", "tools", "delivery"}),
     ],
 )
 def test_only_the_owners_write_a_topic(topic: str, owners: set[str]) -> None:
@@ -62,6 +62,7 @@ def test_each_service_reads_only_its_inputs_in_groups_named_after_it() -> None:
     reads = {(a.resource, a.name, a.pattern) for a in tools if a.operation is Operation.READ}
     assert reads == {
         (ResourceType.TOPIC, "pactmesh.tool.calls", PatternType.LITERAL),
+        (ResourceType.TOPIC, "pactmesh.requests.accepted", PatternType.LITERAL),
         (ResourceType.GROUP, "pactmesh.tools.", PatternType.PREFIXED),
     }
 
@@ -75,7 +76,14 @@ def test_an_upstream_reads_only_the_result_topics_it_is_granted() -> None:
     assert {a.name for a in crm if a.resource is ResourceType.GROUP} == {"pactmesh.crm."}
     assert Upstream.parse("erp") == Upstream("erp", ())
     assert Upstream.parse("bi=*") == Upstream(
-        "bi", ("procurement", "refund", "supply-chain-reroute", "support-triage")
+        "bi",
+        (
+            "prior-authorization",
+            "procurement",
+            "refund",
+            "supply-chain-reroute",
+            "support-triage",
+        ),
     )
 
 

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import APIRouter, FastAPI
-from pactmesh_contracts.topics import REQUESTS_ACCEPTED
+from pactmesh_contracts.topics import AUDIT, REQUESTS_ACCEPTED
 from pactmesh_kit.app import Service
 
 from pactmesh_intake import handlers
@@ -25,7 +25,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="pactmesh intake",
         description="Submit requests to the mesh and follow their status.",
     )
-    runtime = Runtime(settings=settings, publisher=service.kafka.publisher(REQUESTS_ACCEPTED))
+    runtime = Runtime(
+        settings=settings, publisher=service.kafka.publisher(REQUESTS_ACCEPTED, AUDIT)
+    )
     handlers.register(service.kafka, runtime)
     return service.app(
         runtime, routers=[_body_limited(settings)], resources=[partial(_store, runtime)]

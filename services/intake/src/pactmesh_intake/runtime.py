@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pactmesh_kit.auth.http import Authenticator
 from pactmesh_kit.auth.policy import AccessPolicy, load_access_policy
+from pactmesh_kit.auth.records import RecordAuthenticator
 from pactmesh_kit.errors import NotReady
 from pactmesh_kit.kafka import EventPublisher
 
@@ -25,12 +27,15 @@ class Runtime:
     """Progress, token and result events for the SSE clients connected to this instance."""
     policy: AccessPolicy = field(init=False)
     """The access policy: who may submit, and which workflows (HTTP and Kafka alike)."""
+    tokens: RecordAuthenticator = field(init=False)
+    """Verifies the bearer token of each inbound record (HTTP's verifier and rules)."""
     submit_limiter: TenantRateLimiter = field(init=False)
     read_limiter: TenantRateLimiter = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
         self.policy = load_access_policy(settings.access_policy_file)
+        self.tokens = RecordAuthenticator(Authenticator.from_settings(settings).verifier)
         self.submit_limiter = TenantRateLimiter(
             "submit", settings.submit_rate_limit, storage_uri=settings.rate_limit_storage
         )
