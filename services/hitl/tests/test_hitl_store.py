@@ -434,6 +434,21 @@ async def test_a_version_2_file_is_migrated_with_its_reviews_and_their_history(
         )
 
 
+async def test_a_version_3_file_gains_separation_of_duties_on(tmp_path: Path) -> None:
+    path = tmp_path / "hitl.sqlite3"
+    review = _review(minute=0)
+    async with open_store(path) as current:
+        await current.add(review.model_copy(update={"separation_of_duties": False}))
+    async with aiosqlite.connect(path) as conn:  # as version 3 wrote it
+        await conn.execute("ALTER TABLE reviews DROP COLUMN separation_of_duties")
+        await conn.execute("PRAGMA user_version = 3")
+        await conn.commit()
+
+    async with open_store(path) as migrated:
+        assert await migrated.get(review.review_id) == review
+        assert review.separation_of_duties is True
+
+
 async def test_reviews_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "hitl.sqlite3"
     review = _review(minute=0)

@@ -164,3 +164,11 @@ async def test_a_dead_letter_keeps_that_a_token_was_sent_but_not_the_token() -> 
     letter = letters.letter_for(record, Reject("refused", "no"), group="g")
     assert letter.original_headers == {"Authorization": "[redacted]", "event-type": "x.v1"}
     assert "eyJ" not in letter.model_dump_json()
+
+
+def test_a_challenge_never_echoes_a_character_a_header_cannot_hold() -> None:
+    from pactmesh_kit.auth.http import forbid
+
+    header = forbid('not tenant "ac\x00me"\r\n\\').headers["WWW-Authenticate"]
+    assert all(" " <= c <= "~" for c in header)
+    assert header.endswith('error_description="not tenant ?ac?me????"')

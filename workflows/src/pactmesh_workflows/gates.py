@@ -169,6 +169,9 @@ class GateSettings(BaseModel):
     escalate_to: str | None = None
     priority: ReviewPriority = ReviewPriority.NORMAL
     """How urgently reviewers should take it up (hitl filters their queue by it)."""
+    separation_of_duties: bool = True
+    """Whoever the run acts for may not decide its reviews, whatever roles they hold
+    (hitl refuses their decision, and the orchestrator refuses it again)."""
     thresholds: dict[str, JsonValue] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS reviews (
     edited_action    TEXT,
     priority         TEXT NOT NULL DEFAULT 'normal',
     claimed_by       TEXT,
-    claimed_until    TEXT
+    claimed_until    TEXT,
+    separation_of_duties INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS reviews_by_state ON reviews (state, tenant, requested_at);
 CREATE INDEX IF NOT EXISTS reviews_by_workflow ON reviews (workflow_id);
@@ -84,14 +85,18 @@ INSERT INTO review_history (review_id, at, actor, action, detail)
            json_object('decision', decision, 'comment', comment)
     FROM reviews WHERE decided_at IS NOT NULL ORDER BY decided_at;
 """
-SCHEMA_VERSION = 3
-"""Bumped when the tables change. Version 2 files are migrated in place; anything older
-is set aside (it only ever held development data)."""
+MIGRATE_3_TO_4 = """
+ALTER TABLE reviews ADD COLUMN separation_of_duties INTEGER NOT NULL DEFAULT 1;
+"""
+SCHEMA_VERSION = 4
+"""Bumped when the tables change. Version 2 and 3 files are migrated in place; anything
+older is set aside (it only ever held development data)."""
 
 _COLUMNS = (
     "review_id, workflow_id, workflow, tenant, rule, summary, action_type, action, role,"
     " expires_at, state, requested_at, attempt, principal, request_event_id, decision,"
-    " decided_by, decided_at, comment, edited_action, priority, claimed_by, claimed_until"
+    " decided_by, decided_at, comment, edited_action, priority, claimed_by, claimed_until,"
+    " separation_of_duties"
 )
 _PENDING = ReviewState.PENDING.value
 _UNCLAIMED_BY_OTHERS = "(claimed_by IS NULL OR claimed_by = ? OR claimed_until <= ?)"
@@ -140,6 +145,7 @@ def _row_to_review(row: Any) -> Review:
         priority=ReviewPriority(row[20]),
         claimed_by=row[21],
         claimed_until=_opt_time(row[22]),
+        separation_of_duties=bool(row[23]),
     )
 
 
@@ -168,6 +174,7 @@ def _review_row(review: Review) -> tuple[Any, ...]:
         review.priority.value,
         review.claimed_by,
         _opt_utc(review.claimed_until),
+        int(review.separation_of_duties),
     )
 
 
@@ -257,7 +264,7 @@ class SqliteReviewStore:
     async def add(self, review: Review) -> bool:
         async with self._transaction() as conn:
             cursor = await conn.execute(
-                f"INSERT OR IGNORE INTO reviews ({_COLUMNS}) VALUES ({', '.join('?' * 23)})",
+                f"INSERT OR IGNORE INTO reviews ({_COLUMNS}) VALUES ({', '.join('?' * 24)})",
                 _review_row(review),
             )
             if cursor.rowcount != 1:
@@ -489,8 +496,9 @@ async def _schema_version(conn: aiosqlite.Connection) -> int:
 async def _prepare(conn: aiosqlite.Connection) -> None:
     version = await _schema_version(conn)
     await conn.execute("BEGIN IMMEDIATE")
-    if version == 2:  # statement by statement: executescript would commit midway
-        for statement in filter(str.strip, MIGRATE_2_TO_3.split(";")):
+    if version in (2, 3):  # statement by statement: executescript would commit midway
+        steps = (MIGRATE_2_TO_3 if version == 2 else "") + MIGRATE_3_TO_4
+        for statement in filter(str.strip, steps.split(";")):
             await conn.execute(statement)
     elif version != SCHEMA_VERSION:
         await conn.execute("DROP TABLE IF EXISTS reviews")
