@@ -12,8 +12,9 @@ import httpx
 from fastapi import FastAPI
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
-from pactmesh_contracts.topics import WORKFLOW_PROGRESS
+from pactmesh_contracts.topics import AUDIT, WORKFLOW_PROGRESS
 from pactmesh_kit.app import Service
+from pactmesh_kit.provenance import FILE as ACCEPTED_REQUESTS_FILE
 from pactmesh_workflows.registry import registry
 
 from pactmesh_delivery import handlers
@@ -36,7 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             " signed, to the webhooks downstream systems register."
         ),
     )
-    publisher = service.kafka.publisher(*registry().result_topics(), WORKFLOW_PROGRESS)
+    publisher = service.kafka.publisher(*registry().result_topics(), WORKFLOW_PROGRESS, AUDIT)
     runtime = Runtime(settings=settings, publisher=publisher)
     handlers.register(service.kafka, runtime)
     dispatching = partial(
@@ -49,9 +50,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 @asynccontextmanager
 async def _stores(runtime: Runtime) -> AsyncIterator[None]:
-    """The delivery ledger and the webhook store (one SQLite file)."""
-    path = runtime.settings.data_dir / "delivery.sqlite3"
-    async with open_ledger(path) as ledger, open_webhook_store(path) as store:
+    """The delivery ledger and the webhook store (one SQLite file), and the requests the
+    mesh accepted."""
+    data = runtime.settings.data_dir
+    path = data / "delivery.sqlite3"
+    async with (
+        open_ledger(path) as ledger,
+        open_webhook_store(path) as store,
+        runtime.provenance.opened(data / ACCEPTED_REQUESTS_FILE),
+    ):
         runtime.ledger, runtime.webhooks = ledger, store
         try:
             yield

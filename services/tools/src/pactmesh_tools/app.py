@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from pactmesh_contracts.topics import AUDIT, TOOL_RESULTS
 from pactmesh_kit.app import Service
 from pactmesh_kit.auth import load_access_policy
+from pactmesh_kit.provenance import FILE as ACCEPTED_REQUESTS_FILE
+from pactmesh_kit.provenance import Provenance
 
 from pactmesh_tools import handlers
 from pactmesh_tools.adapters.http import HttpBackends
@@ -45,9 +47,12 @@ def create_app(
         tracer_provider=service.tracer_provider,
     )
     registry = ToolRegistry(sandbox_tools(http), policy=settings.tool_policy, tracer=tracer)
+    provenance = Provenance()
+    provenance.subscribe(service.kafka)
     dispatcher = Dispatcher(
         registry=registry,
         access=load_access_policy(settings.access_policy_file),
+        requests=provenance,
         publisher=service.kafka.publisher(TOOL_RESULTS, AUDIT),
         limits=settings.dispatch_limits(),
         tracer=tracer,
@@ -61,16 +66,18 @@ def create_app(
         runtime,
         routers=[tools.router],
         # The backends' HTTP clients close last, after the dispatcher's calls stopped.
-        resources=[partial(aclosing, http), partial(_dispatching, runtime)],
+        resources=[partial(aclosing, http), partial(_dispatching, runtime, provenance)],
     )
 
 
 @asynccontextmanager
-async def _dispatching(runtime: Runtime) -> AsyncIterator[None]:
-    """The inbox and its dispatcher, which publishes results once the broker has started
-    (resources open before it)."""
+async def _dispatching(runtime: Runtime, provenance: Provenance) -> AsyncIterator[None]:
+    """The accepted requests, the inbox and its dispatcher, which publishes results once
+    the broker has started (resources open before it)."""
+    data = runtime.settings.data_dir
     async with (
-        open_inbox(runtime.settings.data_dir / INBOX_FILE) as inbox,
+        provenance.opened(data / ACCEPTED_REQUESTS_FILE),
+        open_inbox(data / INBOX_FILE) as inbox,
         runtime.dispatcher.running(inbox),
     ):
         yield
