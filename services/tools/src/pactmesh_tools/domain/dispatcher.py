@@ -50,7 +50,7 @@ from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 
 from pactmesh_tools.domain.access import RequestCheck, ToolAccess, refusal_events, refusal_of
 from pactmesh_tools.domain.inbox import DispatchLimits, Inbox, PendingCall
-from pactmesh_tools.domain.registry import ToolRegistry
+from pactmesh_tools.domain.registry import OnBehalf, ToolRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -233,6 +233,7 @@ class Dispatcher:
                 arguments=dict(request.arguments),
                 idempotency_key=request.idempotency_key,
                 timeout_s=request.timeout_s,
+                on_behalf=OnBehalf(tenant=event.tenant, principal=event.principal.subject),
             )
             if not outcome.ok:
                 logger.warning(
