@@ -289,8 +289,20 @@ def _purchase_order(quantity: int, unit_price: float = 1000.0) -> dict[str, Any]
 
 
 PROCUREMENT_TEXT = "Please buy 12 laptops, from Acme Supplies"
+"""A purchase request stating no amount (routing's ``amount`` field is then a claim)."""
 TRIAGE_TEXT = "How do I reset my password?"
 REFUND_TEXT = "Refund order 4411, the screen arrived cracked"
+
+
+def _buy(amount: float) -> str:
+    """A purchase request stating its total, as the gate needs it written."""
+    return f"{PROCUREMENT_TEXT}, ${amount:,.0f} in all"
+
+
+def _refund(amount: float) -> str:
+    """A refund request stating its amount."""
+    return f"Refund ${amount:g} for order 4411, the screen arrived cracked"
+
 
 # -- happy paths ----------------------------------------------------------------------
 
@@ -322,7 +334,7 @@ async def test_support_triage_answers_from_a_good_knowledge_base_hit(mesh: Mesh)
 
 
 async def test_procurement_under_the_threshold_commits_without_review(mesh: Mesh) -> None:
-    workflow_id = await mesh.start("procurement", PROCUREMENT_TEXT, amount=6000.0)
+    workflow_id = await mesh.start("procurement", _buy(6000.0), amount=6000.0)
     await mesh.run_tools()
 
     assert [c.tool for c in mesh.calls()] == [
@@ -379,7 +391,7 @@ async def test_reroute_with_a_small_cost_increase_books_the_cheapest_quote(mesh:
 
 
 async def test_refund_under_the_auto_limit_pays(mesh: Mesh) -> None:
-    workflow_id = await mesh.start("refund", REFUND_TEXT, order_id="4411", amount=120.0)
+    workflow_id = await mesh.start("refund", _refund(120.0), order_id="4411", amount=120.0)
     await mesh.run_tools()
 
     assert [c.tool for c in mesh.calls()] == ["crm.get_order", "payments.refund"]
@@ -388,7 +400,7 @@ async def test_refund_under_the_auto_limit_pays(mesh: Mesh) -> None:
         "order_id": "4411",
         "amount": 120.0,
         "currency": "USD",
-        "reason": REFUND_TEXT,
+        "reason": _refund(120.0),
     }
     done = mesh.completed
     assert (done.outcome, done.error) == (Outcome.SUCCEEDED, None)
@@ -422,9 +434,9 @@ async def test_refund_without_an_amount_refunds_the_order_total(mesh: Mesh) -> N
     ("workflow", "text", "fields"),
     [
         ("support-triage", TRIAGE_TEXT, {}),
-        ("procurement", PROCUREMENT_TEXT, {"amount": 6000.0}),
+        ("procurement", _buy(6000.0), {"amount": 6000.0}),
         ("supply-chain-reroute", "SH-77 is stuck", {"shipment_id": "SH-77"}),
-        ("refund", REFUND_TEXT, {"order_id": "4411", "amount": 120.0}),
+        ("refund", _refund(120.0), {"order_id": "4411", "amount": 120.0}),
     ],
 )
 async def test_every_event_of_a_run_belongs_to_it_and_the_run_ends_completed(
@@ -534,7 +546,7 @@ async def test_erp_commit_retry_reuses_the_idempotency_key_with_a_new_call_id(
     mesh: Mesh, failure: Fail
 ) -> None:
     mesh.script["erp.create_purchase_order"] = [failure]
-    workflow_id = await mesh.start("procurement", PROCUREMENT_TEXT, amount=6000.0)
+    workflow_id = await mesh.start("procurement", _buy(6000.0), amount=6000.0)
     await mesh.run_tools()
 
     first, retry = mesh.calls("erp.create_purchase_order")
@@ -559,7 +571,7 @@ async def test_a_non_retryable_failure_goes_straight_to_the_failure_end(mesh: Me
     mesh.script["erp.create_purchase_order"] = [
         Fail(ToolErrorCode.INVALID_ARGUMENTS, "vendor Acme Supplies is unknown", retryable=False)
     ]
-    workflow_id = await mesh.start("procurement", PROCUREMENT_TEXT, amount=6000.0)
+    workflow_id = await mesh.start("procurement", _buy(6000.0), amount=6000.0)
     await mesh.run_tools()
 
     assert len(mesh.calls("erp.create_purchase_order")) == 1
@@ -573,7 +585,7 @@ async def test_a_non_retryable_failure_goes_straight_to_the_failure_end(mesh: Me
 
 async def test_a_failed_retry_fails_the_workflow_with_the_retrys_error(mesh: Mesh) -> None:
     mesh.script["payments.refund"] = [Fail(message="PSP 503"), Fail(message="PSP 504")]
-    workflow_id = await mesh.start("refund", REFUND_TEXT, order_id="4411", amount=120.0)
+    workflow_id = await mesh.start("refund", _refund(120.0), order_id="4411", amount=120.0)
     await mesh.run_tools()
 
     assert len(mesh.calls("payments.refund")) == 2
@@ -591,7 +603,7 @@ async def test_a_failed_retry_fails_the_workflow_with_the_retrys_error(mesh: Mes
 
 
 async def _over_threshold(mesh: Mesh) -> tuple[uuid.UUID, ReviewRequested]:
-    workflow_id = await mesh.start("procurement", PROCUREMENT_TEXT, amount=12000.0)
+    workflow_id = await mesh.start("procurement", _buy(12000.0), amount=12000.0)
     await mesh.run_tools()
     [review] = mesh.reviews
     return workflow_id, review
@@ -793,7 +805,7 @@ async def test_flagged_blocked_items_reject_before_any_review(mesh: Mesh) -> Non
             "approval_limit": 10000.0,
         }
     ]
-    await mesh.start("procurement", PROCUREMENT_TEXT, amount=12000.0)
+    await mesh.start("procurement", _buy(12000.0), amount=12000.0)
     await mesh.run_tools()
 
     done = mesh.completed
@@ -846,7 +858,7 @@ async def test_reroute_over_the_threshold_approved_books(mesh: Mesh) -> None:
 
 
 async def _out_of_policy(mesh: Mesh, amount: float = 800.0) -> tuple[uuid.UUID, ReviewRequested]:
-    workflow_id = await mesh.start("refund", REFUND_TEXT, order_id="4411", amount=amount)
+    workflow_id = await mesh.start("refund", _refund(amount), order_id="4411", amount=amount)
     await mesh.run_tools()
     [review] = mesh.reviews
     return workflow_id, review
@@ -1178,6 +1190,41 @@ async def test_a_decision_for_an_unknown_workflow_is_refused_and_audited(mesh: M
     assert audit.payload.detail["reviewer"] == "x"
 
 
+# -- amounts that decide a gate: stated in the request or from a backend ------------------
+
+
+async def test_an_amount_only_routing_came_up_with_is_reviewed_however_small(mesh: Mesh) -> None:
+    """6,000 is under the threshold, but nothing in the request says 6,000."""
+    workflow_id = await mesh.start("procurement", PROCUREMENT_TEXT, amount=6000.0)
+    await mesh.run_tools()
+
+    [review] = mesh.reviews
+    assert review.rule == "procurement.amount_over_threshold"
+    assert mesh.calls("erp.create_purchase_order") == []
+    await _waits_for_its_review(mesh, workflow_id, review)
+
+
+async def test_an_order_whose_lines_are_priced_in_the_request_needs_no_review(mesh: Mesh) -> None:
+    text = "Please buy 12 laptops at $500 each, from Acme Supplies"
+    await mesh.start("procurement", text, amount=6000.0)
+    await mesh.run_tools()
+
+    assert mesh.reviews == []
+    [commit] = mesh.calls("erp.create_purchase_order")
+    assert commit.arguments["amount"] == 6000.0
+
+
+async def test_a_refund_amount_neither_stated_nor_the_orders_total_is_reviewed(
+    mesh: Mesh,
+) -> None:
+    await mesh.start("refund", REFUND_TEXT, order_id="4411", amount=150.0)
+    await mesh.run_tools()
+
+    [review] = mesh.reviews
+    assert review.rule == "refund.amount_over_auto_limit"
+    assert mesh.calls("payments.refund") == []
+
+
 # -- events that would resume a run: each must answer what the run asked ----------------
 
 
@@ -1320,7 +1367,7 @@ async def test_an_expiry_before_the_deadline_is_refused(mesh: Mesh) -> None:
 
 
 async def test_a_tool_result_naming_another_tool_is_refused(mesh: Mesh) -> None:
-    workflow_id = await mesh.start("procurement", PROCUREMENT_TEXT, amount=12000.0)
+    workflow_id = await mesh.start("procurement", _buy(12000.0), amount=12000.0)
     [request] = mesh.envelopes(ToolCallRequested)
     published = len(mesh.publisher.events)
     forged = request.follow(
@@ -1342,7 +1389,7 @@ async def test_a_tool_result_naming_another_tool_is_refused(mesh: Mesh) -> None:
 
 
 async def test_a_tool_result_from_another_tenant_is_refused(mesh: Mesh) -> None:
-    await mesh.start("procurement", PROCUREMENT_TEXT, amount=12000.0)
+    await mesh.start("procurement", _buy(12000.0), amount=12000.0)
     [request] = mesh.envelopes(ToolCallRequested)
     answer = request.follow(mesh.tools(request.payload))
 
