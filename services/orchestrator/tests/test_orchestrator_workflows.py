@@ -7,6 +7,7 @@ the way the hitl service would. Every event crosses the wire format of its topic
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -1417,13 +1418,53 @@ async def test_a_cached_answer_skips_the_knowledge_base_and_the_model(
     assert cached_mesh.calls() == []
     assert cached_mesh.payloads(WorkflowToken) == []
     done = cached_mesh.completed
-    assert done.output == {**first.output, "source": "cache", "similarity": 1.0}
+    # The knowledge base's answer, never the reply drafted for the first asker (it quotes
+    # their own words).
+    assert first.output["reply"] == DRAFTED
+    assert done.output == {
+        **first.output,
+        "source": "cache",
+        "similarity": 1.0,
+        "reply": None,
+        "drafted_by": None,
+    }
     assert await cached_mesh.history(workflow_id) == [
         ("validate_input", "valid_input"),
         ("cache_lookup", "hit"),
     ]
     stats = cache.stats()
     assert (stats.hits, stats.misses, stats.stores, stats.model_calls_saved) == (1, 1, 1, 1)
+
+
+async def test_what_is_cached_is_the_knowledge_bases_answer_not_the_draft(
+    cached_mesh: Mesh, cache: SemanticCache
+) -> None:
+    question = "Jo Bloggs here, how do I reset my password?"
+    await cached_mesh.start("support-triage", question)
+    await cached_mesh.run_tools()
+    assert "Jo Bloggs" in cached_mesh.completed.output["reply"]
+
+    hit = await cache.lookup(tenant="acme", question=question)
+
+    assert hit is not None
+    assert hit.answer["answer"] == KB_ANSWER
+    assert (hit.answer["reply"], hit.answer["drafted_by"]) == (None, None)
+    assert "Jo Bloggs" not in json.dumps(hit.answer)
+
+
+async def test_a_question_naming_another_order_is_never_served_a_cached_answer(
+    cached_mesh: Mesh, cache: SemanticCache
+) -> None:
+    await cached_mesh.start("support-triage", "How do I track order 4411?")
+    await cached_mesh.run_tools()
+    cached_mesh.publisher.events.clear()
+
+    await cached_mesh.start("support-triage", "How do I track order 4412?")
+    await cached_mesh.run_tools()
+
+    assert cached_mesh.completed.output["source"] == "knowledge_base"
+    assert len(cached_mesh.calls("kb.search")) == 1
+    assert cache.stats().hits == 0
 
 
 async def test_the_cache_is_per_tenant(cached_mesh: Mesh, cache: SemanticCache) -> None:
