@@ -43,6 +43,7 @@ from pactmesh_contracts.topics import (
     WORKFLOW_PROGRESS,
 )
 from pactmesh_harness.mesh import REPO, UPSTREAM, Broker, Mesh, running_mesh, start_broker
+from pactmesh_kit.auth.records import authorization
 from pactmesh_workflows.registry import registry
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -89,6 +90,10 @@ async def _publish(mesh: Mesh, phase: Phase) -> None:
         subject="system:bench", roles=("upstream-system",), scopes=("workflow:support-triage",)
     )
     topic = REQUESTS_INBOUND.qualified(mesh.prefix)
+    # One token for the run, as an upstream holds one until it expires (intake verifies
+    # its signature once and remembers it).
+    token = mesh.token(tenant="bench", principal=principal)
+    headers = [("content-type", b"application/json"), authorization(token)]
     try:
         pending = []
         for i in range(phase.workflows):
@@ -102,7 +107,9 @@ async def _publish(mesh: Mesh, phase: Phase) -> None:
             )
             phase.sent_at[event.workflow_id] = time.monotonic()
             pending.append(
-                await producer.send(topic, event.model_dump_json().encode(), key=event.key)
+                await producer.send(
+                    topic, event.model_dump_json().encode(), key=event.key, headers=headers
+                )
             )
             if len(pending) >= 500:
                 await asyncio.gather(*pending)

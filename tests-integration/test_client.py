@@ -36,6 +36,16 @@ def _admin(mesh: Mesh) -> KafkaSecurity:
     return KafkaSecurity.from_env(mesh.broker.client_env())
 
 
+def _publisher(mesh: Mesh, tenant: str) -> RequestPublisher:
+    """The upstream's publisher, with its token for ``tenant``."""
+    return RequestPublisher(
+        mesh.bootstrap,
+        token=mesh.token(tenant=tenant, principal=UPSTREAM),
+        topic_prefix=mesh.prefix,
+        security=_admin(mesh),
+    )
+
+
 async def _collect(
     subscriber: ResultSubscriber,
     ids: set[uuid.UUID],
@@ -74,22 +84,17 @@ async def test_publish_with_the_client_and_receive_the_results(mesh: Mesh) -> No
     finally:
         await producer.stop()
 
-    async with RequestPublisher(
-        mesh.bootstrap, topic_prefix=mesh.prefix, security=_admin(mesh)
-    ) as requests:
-        for workflow_id, text, tenant in [
-            (triage_id, "How do I reset my password?", "acme"),
-            (refund_id, "I want a refund for order 4411, the headphones arrived broken", "acme"),
-            (other_id, "How do I reset my password?", "globex"),
-        ]:
+    for workflow_id, text, tenant in [
+        (triage_id, "How do I reset my password?", "acme"),
+        (refund_id, "I want a refund for order 4411, the headphones arrived broken", "acme"),
+        (other_id, "How do I reset my password?", "globex"),
+    ]:
+        # One token per tenant the upstream acts for: the request claims the token's.
+        async with _publisher(mesh, tenant) as requests:
             sent = await requests.submit(
-                text=text,
-                tenant=tenant,
-                principal=UPSTREAM,
-                metadata={"ticket": f"T-{workflow_id.hex[:6]}"},
-                workflow_id=workflow_id,
+                text=text, metadata={"ticket": f"T-{workflow_id.hex[:6]}"}, workflow_id=workflow_id
             )
-            assert sent == workflow_id
+        assert sent == workflow_id
 
     everyone = ResultSubscriber(
         mesh.bootstrap,
@@ -120,15 +125,8 @@ async def test_publish_with_the_client_and_receive_the_results(mesh: Mesh) -> No
 
     # The same group later: what it handled was committed, so only the new result comes.
     later_id = uuid7()
-    async with RequestPublisher(
-        mesh.bootstrap, topic_prefix=mesh.prefix, security=_admin(mesh)
-    ) as requests:
-        await requests.submit(
-            text="How do I reset my password?",
-            tenant="acme",
-            principal=UPSTREAM,
-            workflow_id=later_id,
-        )
+    async with _publisher(mesh, "acme") as requests:
+        await requests.submit(text="How do I reset my password?", workflow_id=later_id)
     again = ResultSubscriber(
         mesh.bootstrap, group_id=group, topic_prefix=mesh.prefix, security=_admin(mesh)
     )

@@ -71,6 +71,7 @@ async def _publish_inbound(mesh: Mesh, count: int, texts: list[str]) -> dict[uui
                 REQUESTS_INBOUND.qualified(mesh.prefix),
                 event.model_dump_json().encode(),
                 key=event.key,
+                headers=mesh.inbound_headers(event),
             )
             sent[event.workflow_id] = time.monotonic()
     finally:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from pactmesh_contracts.envelope import Principal, new_event
+from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import DeadLetter, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND
@@ -92,12 +92,18 @@ async def _dead_letters(mesh: Mesh, source: bytes, deadline_s: float) -> DeadLet
         await consumer.stop()
 
 
-async def _publish(mesh: Mesh, *values: tuple[bytes, bytes]) -> None:
+async def _publish(mesh: Mesh, *events: Envelope[Any]) -> None:
+    """Publish ``events`` on the inbound topic, each with a token proving its envelope."""
     producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
-        for key, value in values:
-            await producer.send_and_wait(REQUESTS_INBOUND.qualified(mesh.prefix), value, key=key)
+        for event in events:
+            await producer.send_and_wait(
+                REQUESTS_INBOUND.qualified(mesh.prefix),
+                event.model_dump_json().encode(),
+                key=event.key,
+                headers=mesh.inbound_headers(event),
+            )
     finally:
         await producer.stop()
 
@@ -131,9 +137,9 @@ def test_a_redelivered_inbound_event_makes_one_result_and_a_reused_id_is_dead_le
         tenant="globex",
         principal=UPSTREAM,
     )
-    original, other = event.model_dump_json().encode(), reused.model_dump_json().encode()
+    other = reused.model_dump_json().encode()
 
-    asyncio.run(_publish(mesh, (event.key, original), (event.key, original), (event.key, other)))
+    asyncio.run(_publish(mesh, event, event, reused))
 
     letter = asyncio.run(_dead_letters(mesh, other, deadline_s=60))
     assert letter.service == "intake"
@@ -151,7 +157,7 @@ def test_an_inbound_request_for_a_workflow_not_granted_is_dead_lettered(mesh: Me
     )
     value = event.model_dump_json().encode()
 
-    asyncio.run(_publish(mesh, (event.key, value)))
+    asyncio.run(_publish(mesh, event))
 
     letter = asyncio.run(_dead_letters(mesh, value, deadline_s=60))
     assert letter.error == (

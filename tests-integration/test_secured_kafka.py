@@ -224,12 +224,11 @@ def test_a_whole_workflow_runs_on_the_secured_cluster(mesh: Mesh) -> None:
     )
 
     async def from_upstream() -> dict[uuid.UUID, Envelope[WorkflowResult]]:
+        token = mesh.token(tenant="default", principal=principal)
         async with RequestPublisher(
-            mesh.bootstrap, topic_prefix=mesh.prefix, security=upstream
+            mesh.bootstrap, token=token, topic_prefix=mesh.prefix, security=upstream
         ) as requests:
-            triage = await requests.submit(
-                text="How do I reset my password?", tenant="default", principal=principal
-            )
+            triage = await requests.submit(text="How do I reset my password?")
         results = ResultSubscriber(
             mesh.bootstrap,
             group_id=f"{mesh.prefix}{UPSTREAM}.results-{uuid.uuid4().hex[:6]}",

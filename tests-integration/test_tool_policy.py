@@ -1,7 +1,8 @@
 """The access policy on a real broker: a ToolCallRequested forged straight onto Kafka for
 a principal without the scope is refused by the tools service, answered ``forbidden``
-with the reason, audited, and never paid; the same call with the scope is paid once. A
-request routed to a workflow its principal may not start ends rejected, and audited."""
+with the reason, audited, and never paid; so is the same call whose principal grants
+itself the scope (no request the mesh accepted vouches for it). A request routed to a
+workflow its principal may not start ends rejected, and audited."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import (
     Outcome,
     RequestSubmitted,
-    ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
     ToolErrorCode,
@@ -44,8 +44,12 @@ async def _publish(mesh: Mesh, topic: Topic, event: Envelope[Any]) -> None:
     producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
+        headers = mesh.inbound_headers(event) if topic is REQUESTS_INBOUND else None
         await producer.send_and_wait(
-            topic.qualified(mesh.prefix), event.model_dump_json().encode(), key=event.key
+            topic.qualified(mesh.prefix),
+            event.model_dump_json().encode(),
+            key=event.key,
+            headers=headers,
         )
     finally:
         await producer.stop()
@@ -134,14 +138,21 @@ async def test_a_forged_refund_is_refused_audited_and_never_paid(mesh: Mesh) -> 
     assert audit.payload.detail["reason"] in answer.payload.message
     assert await _ledger(mesh, key) == []
 
-    # the control: the same call, with the scope, under the same key, is paid exactly once
-    allowed = _refund_call(REFUNDER, key)
-    await _publish(mesh, TOOL_CALLS, allowed)
-    await _publish(mesh, TOOL_CALLS, allowed)  # and redelivered
-    found = await _first(mesh, {TOOL_RESULTS: _answers(allowed)})
-    assert isinstance(found[TOOL_RESULTS].payload, ToolCallCompleted)
-    [entry] = await _ledger(mesh, key)
-    assert entry["kind"] == "refund"
+    # The same call whose principal grants itself the scope passes the policy, but no
+    # request the mesh accepted was made by that principal: refused, audited, not paid.
+    self_granted = _refund_call(REFUNDER, key)
+    await _publish(mesh, TOOL_CALLS, self_granted)
+    found = await _first(
+        mesh,
+        {
+            TOOL_RESULTS: _answers(self_granted),
+            AUDIT: lambda e: e.payload.detail.get("call_id") == str(self_granted.payload.call_id),
+        },
+    )
+    assert isinstance(found[TOOL_RESULTS].payload, ToolCallFailed)
+    assert "the mesh accepted no request" in found[TOOL_RESULTS].payload.message
+    assert found[AUDIT].payload.detail["principal"]["scopes"] == ["workflow:refund"]
+    assert await _ledger(mesh, key) == []
 
 
 @pytest.mark.timeout(180)

@@ -17,8 +17,21 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
-from pactmesh_contracts.events import DeadLetter, Outcome, WorkflowCompleted, WorkflowResult
-from pactmesh_contracts.topics import DEAD_LETTERS, WORKFLOW_COMPLETED, Topic, result_topic
+from pactmesh_contracts.events import (
+    Channel,
+    DeadLetter,
+    Outcome,
+    RequestAccepted,
+    WorkflowCompleted,
+    WorkflowResult,
+)
+from pactmesh_contracts.topics import (
+    DEAD_LETTERS,
+    REQUESTS_ACCEPTED,
+    WORKFLOW_COMPLETED,
+    Topic,
+    result_topic,
+)
 from pactmesh_contracts.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -163,13 +176,14 @@ def completed(tenant: str) -> bytes:
         WorkflowCompleted(workflow="refund", outcome=Outcome.SUCCEEDED, output={"refund": 42}),
         workflow_id=uuid.uuid4(),
         tenant=tenant,
-        principal=Principal(subject="user-1", roles=("requester",)),
+        principal=Principal(subject="user-1"),  # may start nothing: see ``_accepted``
     )
     return event.model_dump_json().encode()
 
 
 def publish(mesh: Mesh, topic: Topic, *values: bytes) -> None:
-    """Produce ``values`` on ``topic`` in order, keyed by their workflow id."""
+    """Produce ``values`` on ``topic`` in order, keyed by their workflow id; a completion
+    after its request, as intake accepted it (delivery delivers no other)."""
 
     async def produce() -> None:
         producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all", enable_idempotence=True)
@@ -177,11 +191,24 @@ def publish(mesh: Mesh, topic: Topic, *values: bytes) -> None:
         try:
             for value in values:
                 key = json.loads(value)["workflow_id"].encode()
+                if topic is WORKFLOW_COMPLETED:
+                    accepted = _accepted(Envelope[WorkflowCompleted].model_validate_json(value))
+                    await producer.send_and_wait(
+                        REQUESTS_ACCEPTED.qualified(mesh.prefix), accepted, key=key
+                    )
                 await producer.send_and_wait(topic.qualified(mesh.prefix), value, key=key)
         finally:
             await producer.stop()
 
     asyncio.run(produce())
+
+
+def _accepted(completion: Envelope[WorkflowCompleted]) -> bytes:
+    """The request ``completion`` ends, as intake accepted it; a principal that may start
+    no workflow, so that routing ends it at once (a rejected completion, which delivery
+    finds already delivered)."""
+    accepted = RequestAccepted(text="a request", channel=Channel.KAFKA)
+    return completion.follow(accepted, causation_id=None).model_dump_json().encode()
 
 
 def caught_up(mesh: Mesh, topic: Topic) -> bool:

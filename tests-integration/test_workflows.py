@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,10 +12,9 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from pactmesh_contracts.envelope import Principal, new_event
-from pactmesh_contracts.events import ReviewDecided, ReviewDecision
-from pactmesh_contracts.topics import REVIEWS_DECIDED
-from pactmesh_harness.mesh import Broker, Mesh, running_mesh, wait_for
+from pactmesh_contracts.events import DeadLetter
+from pactmesh_contracts.topics import DEAD_LETTERS, REVIEWS_DECIDED
+from pactmesh_harness.mesh import Broker, Mesh, read_from_start, running_mesh, wait_for
 from pactmesh_harness.workflow_client import (
     clear_faults,
     decide,
@@ -301,22 +299,26 @@ def test_knowledge_base_timeout_hands_over_to_a_person(mesh: Mesh) -> None:
 
 
 def test_a_decision_delivered_twice_changes_nothing(mesh: Mesh) -> None:
+    """The genuine decision, exactly as hitl published it, delivered twice more: the run
+    does not move, nothing is paid twice, and nothing is dead-lettered (a redelivery is
+    not a forgery)."""
     rid, review = _big_order(mesh)
     assert (
         decide(mesh, review["review_id"], "approve", roles=["procurement-manager"]).status_code
         == 200
     )
     before = finished(mesh, rid)
-    duplicate = new_event(
-        ReviewDecided(
-            review_id=uuid.UUID(review["review_id"]),
-            decision=ReviewDecision.APPROVE,
-            reviewer="replay",
-        ),
-        workflow_id=rid,
-        tenant="default",
-        principal=Principal(subject="anonymous"),
+    decided = REVIEWS_DECIDED.qualified(mesh.prefix)
+    genuine: list[Any] = []
+
+    def keep(record: Any) -> None:
+        if json.loads(record.value)["payload"]["review_id"] == review["review_id"]:
+            genuine.append(record)
+
+    asyncio.run(
+        read_from_start(mesh, [decided], on_record=keep, done=lambda: bool(genuine), deadline_s=30)
     )
+    [original] = genuine
 
     async def replay() -> None:
         producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all", enable_idempotence=True)
@@ -324,9 +326,7 @@ def test_a_decision_delivered_twice_changes_nothing(mesh: Mesh) -> None:
         try:
             for _ in range(2):
                 await producer.send_and_wait(
-                    REVIEWS_DECIDED.qualified(mesh.prefix),
-                    duplicate.model_dump_json().encode(),
-                    key=duplicate.key,
+                    decided, original.value, key=original.key, headers=list(original.headers)
                 )
         finally:
             await producer.stop()
@@ -334,7 +334,7 @@ def test_a_decision_delivered_twice_changes_nothing(mesh: Mesh) -> None:
     asyncio.run(replay())
     group = f"{mesh.prefix}orchestrator.{REVIEWS_DECIDED.name}"
     wait_for(
-        lambda: asyncio.run(_consumed(mesh, REVIEWS_DECIDED.qualified(mesh.prefix), group)),
+        lambda: asyncio.run(_consumed(mesh, decided, group)),
         timeout=30,
         interval=0.3,
         what="the orchestrator to consume the replayed decisions",
@@ -342,6 +342,17 @@ def test_a_decision_delivered_twice_changes_nothing(mesh: Mesh) -> None:
     after = run(mesh, rid)
     assert after["values"]["history"] == before["history"]
     assert len(entries_for(mesh, rid)) == 1
+    letters: list[DeadLetter] = []
+    asyncio.run(
+        read_from_start(
+            mesh,
+            [DEAD_LETTERS.qualified(mesh.prefix)],
+            on_record=lambda r: letters.append(DeadLetter.model_validate_json(r.value)),
+            done=lambda: False,
+            deadline_s=3,
+        )
+    )
+    assert [d for d in letters if d.source_topic == decided] == []
 
 
 async def _consumed(mesh: Mesh, topic: str, group: str) -> bool:

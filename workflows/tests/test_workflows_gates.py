@@ -39,10 +39,12 @@ def _settings(**thresholds: Any) -> GateSettings:
 
 def test_a_threshold_comes_from_the_policy_file() -> None:
     gate = POLICY.bind(OVER_THRESHOLD)
-    assert gate.verdict({"amount": 10_000.0}) is None
-    assert gate.verdict({"amount": 12_000.0}) == "amount 12000 is over the approval threshold 10000"
+    assert gate.verdict({"stated_amount": 10_000.0}) is None
+    assert gate.verdict({"stated_amount": 12_000.0}) == (
+        "amount 12000 is over the approval threshold 10000"
+    )
     stricter = Gate(OVER_THRESHOLD, _settings(max_amount=500))
-    assert stricter.verdict({"amount": 600.0}) is not None
+    assert stricter.verdict({"stated_amount": 600.0}) is not None
 
 
 def test_any_condition_stops_a_policy_gate_with_its_own_reason() -> None:
@@ -84,13 +86,27 @@ def test_a_gate_without_conditions_always_fires() -> None:
     "values",
     [
         {},  # the field the gate reads is missing
-        {"amount": None},
-        {"vendor": "Acme"},
+        {"stated_amount": None},
+        {"vendor": "Acme", "amount": 500.0},  # an amount the request does not state
     ],
 )
 def test_a_gate_whose_field_is_missing_fires(values: dict[str, Any]) -> None:
     """Fail closed: an action without the amount a gate compares is reviewed."""
-    assert POLICY.bind(OVER_THRESHOLD).verdict(values) == "amount is missing"
+    assert POLICY.bind(OVER_THRESHOLD).verdict(values) == (
+        "the amount is neither written in the request nor the total of lines priced in it"
+    )
+
+
+@pytest.mark.parametrize("spec", registry().gates, ids=lambda spec: spec.rule)
+def test_every_gate_of_every_workflow_fires_on_any_value_it_reads_missing(spec: GateSpec) -> None:
+    """Fail closed, checked for each declared gate: whichever value a condition reads is
+    absent (or None), the gate stops the action for a person."""
+    gate = POLICY.bind(spec)
+    assert gate.verdict({}) is not None
+    for name in spec.reads:
+        present = {other: 1 for other in spec.reads if other != name}
+        assert gate.verdict({**present, name: None}) is not None, name
+        assert gate.verdict(present) is not None, name
 
 
 def test_a_missing_fact_fires_a_policy_gate_too() -> None:
@@ -98,7 +114,7 @@ def test_a_missing_fact_fires_a_policy_gate_too() -> None:
 
 
 def test_a_value_that_cannot_be_compared_fires() -> None:
-    assert POLICY.bind(OVER_THRESHOLD).verdict({"amount": "a lot"}) is not None
+    assert POLICY.bind(OVER_THRESHOLD).verdict({"stated_amount": "a lot"}) is not None
     spec = GateSpec(
         rule="t.ref",
         step="s",

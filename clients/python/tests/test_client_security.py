@@ -41,7 +41,7 @@ def test_sasl_without_a_password_is_refused() -> None:
 def test_publisher_and_subscriber_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {**SCRAM_OVER_TLS, "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}.items():
         monkeypatch.setenv(name, value)
-    publisher = RequestPublisher("127.0.0.1:1")
+    publisher = RequestPublisher("127.0.0.1:1", token="t")
     subscriber = ResultSubscriber("127.0.0.1:1", group_id="billing")
     for options in (publisher._options, subscriber._options):
         assert options["security_protocol"] == "SASL_PLAINTEXT"
@@ -52,6 +52,6 @@ def test_explicit_settings_win_over_the_environment(monkeypatch: pytest.MonkeyPa
     for name, value in SCRAM_OVER_TLS.items():
         monkeypatch.setenv(name, value)
     plain = KafkaSecurity()
-    publisher = RequestPublisher("127.0.0.1:1", security=plain, client_id="crm-1")
+    publisher = RequestPublisher("127.0.0.1:1", token="t", security=plain, client_id="crm-1")
     assert publisher._options["security_protocol"] == "PLAINTEXT"
     assert "sasl_plain_username" not in publisher._options

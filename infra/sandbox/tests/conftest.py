@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from pactmesh_sandbox.api.deps import PRINCIPAL_HEADER, TENANT_HEADER
 from pactmesh_sandbox.app import create_app
 from pactmesh_sandbox.settings import Settings
 from pactmesh_sandbox.testing import SandboxAdmin
@@ -27,8 +28,12 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client acting for tenant acme, as the tools service would."""
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as http:
+    headers = {TENANT_HEADER: "acme", PRINCIPAL_HEADER: "user-1"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://sandbox", headers=headers
+    ) as http:
         yield http
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pactmesh_sandbox.api.deps import PRINCIPAL_HEADER, TENANT_HEADER
 from pactmesh_sandbox.catalog import APPROVAL_LIMIT, CARRIERS
 
 
@@ -49,6 +50,28 @@ async def test_crm_finds_a_known_order(client: httpx.AsyncClient) -> None:
 async def test_crm_unknown_order_is_404(client: httpx.AsyncClient) -> None:
     body = await _json(await client.get("/crm/orders/9999"), 404)
     assert body == {"detail": "order 9999 not found"}
+
+
+async def test_another_tenants_order_is_not_found_and_cannot_be_refunded(
+    client: httpx.AsyncClient,
+) -> None:
+    globex = {TENANT_HEADER: "globex", PRINCIPAL_HEADER: "gus"}
+    assert (await client.get("/crm/orders/5005", headers=globex)).status_code == 200
+    # acme (the client's tenant) asks for globex's order: as if it did not exist
+    body = await _json(await client.get("/crm/orders/5005"), 404)
+    assert body == {"detail": "order 5005 not found"}
+    refund = {"order_id": "5005", "amount": 10.0, "currency": "USD", "reason": "x"}
+    response = await client.post(
+        "/payments/refunds", json=refund, headers={"Idempotency-Key": "steal-1"}
+    )
+    assert response.status_code == 404
+    # and globex has no order 4411 of acme's
+    assert (await client.get("/crm/orders/4411", headers=globex)).status_code == 404
+
+
+async def test_a_call_for_no_tenant_is_refused(client: httpx.AsyncClient) -> None:
+    response = await client.get("/crm/orders/4411", headers={TENANT_HEADER: ""})
+    assert response.status_code == 422
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pactmesh_sandbox.api.deps import PRINCIPAL_HEADER, TENANT_HEADER
 from pactmesh_sandbox.app import create_app
 from pactmesh_sandbox.faults import BACKENDS, backend_of
 from pactmesh_sandbox.settings import Settings
@@ -159,7 +160,11 @@ async def test_over_sockets_a_drop_is_a_connection_error_and_a_hang_a_timeout(
     tmp_path: Path,
 ) -> None:
     app = create_app(Settings(data_dir=tmp_path, hang_s=30))
-    async with served(app) as url, httpx.AsyncClient(base_url=url, timeout=5) as client:
+    headers = {TENANT_HEADER: "acme", PRINCIPAL_HEADER: "user-1"}
+    async with (
+        served(app) as url,
+        httpx.AsyncClient(base_url=url, timeout=5, headers=headers) as client,
+    ):
         admin = SandboxAdmin(client)
         await admin.set_faults("erp", drop_rate=1.0)
         with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):

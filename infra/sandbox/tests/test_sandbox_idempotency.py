@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from pactmesh_sandbox.api.deps import PRINCIPAL_HEADER, TENANT_HEADER
 from pactmesh_sandbox.app import create_app
 from pactmesh_sandbox.catalog import quote
 from pactmesh_sandbox.settings import Settings
@@ -40,8 +43,14 @@ EFFECTS: list[tuple[str, dict[str, Any], str, str]] = [
 ]
 
 
-def _post(client: httpx.AsyncClient, path: str, body: dict[str, Any], key: str) -> Any:
-    return client.post(path, json=body, headers={"Idempotency-Key": key})
+def _post(
+    client: httpx.AsyncClient,
+    path: str,
+    body: dict[str, Any],
+    key: str,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    return client.post(path, json=body, headers={"Idempotency-Key": key, **(headers or {})})
 
 
 @pytest.mark.parametrize(("path", "body", "id_field", "kind"), EFFECTS)
@@ -124,6 +133,8 @@ def test_the_key_check_is_atomic_across_connections(tmp_path: Path) -> None:
         stored = store.perform(
             kind="purchase_order",
             key="k",
+            tenant="acme",
+            principal="user-1",
             endpoint="POST /x",
             body=PO,
             effect=lambda: Effect(id=me, response={"po_id": me}),
@@ -185,9 +196,60 @@ async def test_keys_and_ledger_survive_a_restart(
     async with (
         restarted.router.lifespan_context(restarted),
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=restarted), base_url="http://sandbox"
+            transport=httpx.ASGITransport(app=restarted),
+            base_url="http://sandbox",
+            headers=client.headers,
         ) as again,
     ):
         replay = await _post(again, "/erp/purchase-orders", PO, "k")
         assert (replay.status_code, replay.json()) == (201, first)
         assert len(await SandboxAdmin(again).ledger()) == 1
+
+
+async def test_keys_are_per_tenant_and_effects_record_whom_they_were_for(
+    client: httpx.AsyncClient, admin: SandboxAdmin
+) -> None:
+    ours = await _post(client, "/erp/purchase-orders", PO, "k")
+    theirs = await _post(
+        client,
+        "/erp/purchase-orders",
+        PO,
+        "k",
+        headers={TENANT_HEADER: "globex", PRINCIPAL_HEADER: "gus"},
+    )
+
+    assert (ours.status_code, theirs.status_code) == (201, 201)
+    assert ours.json()["po_id"] != theirs.json()["po_id"]  # globex got its own, not acme's
+    assert [(e["tenant"], e["principal"]) for e in await admin.ledger()] == [
+        ("acme", "user-1"),
+        ("globex", "gus"),
+    ]
+    assert [e["tenant"] for e in await admin.ledger(tenant="globex")] == ["globex"]
+    # and a purchase order is seen by its own tenant only
+    po = ours.json()["po_id"]
+    assert (await client.get(f"/erp/purchase-orders/{po}")).status_code == 200
+    foreign = {TENANT_HEADER: "globex", PRINCIPAL_HEADER: "gus"}
+    assert (await client.get(f"/erp/purchase-orders/{po}", headers=foreign)).status_code == 404
+
+
+def test_a_version_1_file_is_migrated_with_its_keys_and_effects(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE ledger (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
+                id TEXT NOT NULL UNIQUE, idempotency_key TEXT NOT NULL, body TEXT NOT NULL,
+                at TEXT NOT NULL);
+            CREATE TABLE idempotency_keys (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,
+                status INTEGER NOT NULL, response TEXT NOT NULL, at TEXT NOT NULL);
+            INSERT INTO ledger VALUES (1, 'refund', 'RF-1', 'k', '{}', '2025-01-01T00:00:00+00:00');
+            INSERT INTO idempotency_keys VALUES ('k', 'f', 201, '{}', '2025-01-01T00:00:00+00:00');
+            PRAGMA user_version = 1;
+            """
+        )
+    store = Store(path)
+    try:
+        [entry] = store.ledger()
+        assert (entry.id, entry.tenant, entry.principal) == ("RF-1", "", "")
+    finally:
+        store.close()

@@ -12,15 +12,20 @@ import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import (
+    AuditRecorded,
+    Channel,
     DeadLetter,
     Outcome,
+    RequestAccepted,
     RequestStatus,
     WorkflowCompleted,
     WorkflowProgress,
     WorkflowResult,
 )
 from pactmesh_contracts.topics import (
+    AUDIT,
     DEAD_LETTERS,
+    REQUESTS_ACCEPTED,
     WORKFLOW_COMPLETED,
     WORKFLOW_PROGRESS,
     result_topic,
@@ -33,6 +38,7 @@ from pactmesh_delivery.runtime import Runtime
 from pactmesh_delivery.settings import Settings
 from pactmesh_kit.kafka import Kafka, encode
 from pactmesh_kit.kafka.testing import collect
+from pactmesh_kit.provenance import Provenance
 from pactmesh_workflows.registry import registry
 
 SETTINGS = Settings(topic_prefix="delivery-test.")
@@ -45,29 +51,45 @@ class Harness:
     progress: list[Envelope[WorkflowProgress]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     webhooks: SqliteWebhookStore | None = None
+    audits: list[Envelope[AuditRecorded]] = field(default_factory=list)
+    runtime: Runtime | None = None
 
-    async def complete(self, event: Envelope[Any]) -> None:
+    async def complete(self, event: Envelope[Any], *, vouched: bool = True) -> None:
+        """Publish a completion, of a request the mesh accepted unless not ``vouched``."""
+        if vouched:
+            await self.accept(event)
         await self.broker.publish(
             encode(event), WORKFLOW_COMPLETED.qualified(SETTINGS.topic_prefix), key=event.key
+        )
+
+    async def accept(self, event: Envelope[Any]) -> None:
+        """``event``'s request, accepted from its tenant and principal, as intake does."""
+        accepted = RequestAccepted(text="a request", channel=Channel.HTTP)
+        await self.broker.publish(
+            encode(event.follow(accepted)),
+            REQUESTS_ACCEPTED.qualified(SETTINGS.topic_prefix),
+            key=event.key,
         )
 
 
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     kafka = Kafka(SETTINGS, tracer_provider=None)
-    publisher = kafka.publisher(*registry().result_topics(), WORKFLOW_PROGRESS)
-    runtime = Runtime(settings=SETTINGS, publisher=publisher)
+    publisher = kafka.publisher(*registry().result_topics(), WORKFLOW_PROGRESS, AUDIT)
+    runtime = Runtime(settings=SETTINGS, publisher=publisher, provenance=Provenance(wait_s=0.2))
     handlers.register(kafka, runtime)
     broker = kafka.broker
-    out = Harness(broker)
+    out = Harness(broker, runtime=runtime)
     # the test's own consumer groups: delivery's groups would share its messages with it
     collect(kafka, result_topic("refund"), out.results)
     collect(kafka, WORKFLOW_PROGRESS, out.progress)
     collect(kafka, DEAD_LETTERS, out.dead)
+    collect(kafka, AUDIT, out.audits)
 
     path = tmp_path / "delivery.sqlite3"
     async with (
         open_sqlite_stores(path) as (ledger, webhooks),
+        runtime.provenance.opened(tmp_path / "accepted-requests.sqlite3"),
         TestKafkaBroker(broker),
     ):
         runtime.ledger, runtime.webhooks = ledger, webhooks
@@ -158,3 +180,62 @@ async def test_a_published_result_is_queued_once_for_each_matching_webhook(
     [due, _] = await store.claim_due(now=1e12, lease_until=2e12, limit=10, max_attempts=3)
     assert due.result.body == encode(result)
     assert due.result.source_topic == "delivery-test.results.refund"
+
+
+# -- completions that do not act for their request ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"tenant": "globex"}, "the event is for tenant 'globex'; request"),
+        ({"principal": Principal(subject="mallory")}, "the event acts for 'mallory'"),
+        ({"workflow_id": uuid.uuid4()}, "the mesh accepted no request"),
+    ],
+    ids=["another-tenant", "another-principal", "no-request"],
+)
+async def test_a_forged_completion_reaches_no_result_topic_and_no_webhook(
+    harness: Harness, change: dict[str, Any], reason: str
+) -> None:
+    store = harness.webhooks
+    assert store is not None
+    tenant = change.get("tenant", "acme")
+    target = await _webhook(store, tenant, [])
+    genuine = _completed()
+    await harness.accept(genuine)
+
+    await harness.complete(genuine.model_copy(update=change), vouched=False)
+
+    assert harness.results == []
+    [letter] = harness.dead
+    assert letter.error.startswith("not delivered: ")
+    assert reason in letter.error
+    [audit] = harness.audits
+    assert (audit.payload.service, audit.payload.action) == ("delivery", "result.refused")
+    assert reason in audit.payload.detail["reason"]
+    assert await store.deliveries(tenant=tenant, webhook_id=target.id, limit=10) == []
+    # the genuine completion is still delivered
+    await harness.complete(genuine, vouched=False)
+    [result] = harness.results
+    assert result.workflow_id == genuine.workflow_id
+
+
+async def test_a_result_forged_onto_a_result_topic_reaches_no_webhook(harness: Harness) -> None:
+    store = harness.webhooks
+    assert store is not None
+    target = await _webhook(store, "acme", [])
+    forged = new_event(
+        WorkflowResult(workflow="refund", outcome=Outcome.SUCCEEDED, output={"paid": True}),
+        workflow_id=uuid.uuid4(),
+        tenant="acme",
+        principal=Principal(subject="user-1"),
+    )
+
+    await harness.broker.publish(
+        encode(forged), result_topic("refund").qualified(SETTINGS.topic_prefix), key=forged.key
+    )
+
+    [letter] = harness.dead
+    assert "the mesh accepted no request" in letter.error
+    assert [a.payload.action for a in harness.audits] == ["result.refused"]
+    assert await store.deliveries(tenant="acme", webhook_id=target.id, limit=10) == []

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pactmesh_contracts.envelope import Principal
 from pactmesh_contracts.events import ReviewDecided, ReviewDecision
 from pactmesh_contracts.topics import REVIEWS_DECIDED
 from pactmesh_hitl.adapters.sqlite_store import SqliteReviewStore, open_sqlite_store
@@ -195,12 +196,34 @@ async def test_the_decision_is_the_token_subjects_and_is_published(
         "budgeted",
     )
     [event] = publisher.events
-    assert event.payload == ReviewDecided(
+    assert event.payload.model_dump(exclude={"decided_by"}) == ReviewDecided(
         review_id=review.review_id,
         decision=ReviewDecision.APPROVE,
         reviewer="maria",
         comment="budgeted",
+    ).model_dump(exclude={"decided_by"})
+    # the reviewer as the token proved them: what the orchestrator checks again
+    assert event.payload.decided_by is not None
+    assert event.payload.decided_by.subject == "maria"
+    assert "procurement-manager" in event.payload.decided_by.roles
+
+
+async def test_a_reviewer_cannot_decide_a_review_of_their_own_request(
+    http: httpx.AsyncClient, store: SqliteReviewStore, auth: Any, reviews: Any, publisher: Any
+) -> None:
+    review = reviews.make().model_copy(
+        update={"principal": Principal(subject="maria", roles=("requester",))}
     )
+    await store.add(review)
+
+    claimed = await http.post(_claim(review), headers=auth("maria"))
+    decided = await http.post(_decision(review), json={"decision": "approve"}, headers=auth())
+
+    assert (claimed.status_code, decided.status_code) == (403, 403), decided.text
+    assert "separation of duties" in decided.json()["detail"]
+    assert publisher.events == []
+    other = await http.post(_decision(review), json={"decision": "approve"}, headers=auth("bo"))
+    assert other.status_code == 200, other.text
 
 
 async def test_who_decides_cannot_be_claimed_in_the_body(
@@ -619,3 +642,13 @@ async def test_the_reviewer_page_and_its_assets_are_served_without_a_token(
     assert "innerHTML" not in script.text  # API values are only ever written as text
     assert styles.status_code == 200
     assert (await http.get("/reviewer/static/nope.js")).status_code == 404
+
+
+@pytest.mark.parametrize("query", ["tenant=ac%00me", "workflow=re%00fund", "tenant=Acme%0A"])
+async def test_a_malformed_filter_is_refused_not_a_server_error(
+    http: httpx.AsyncClient, auth: Any, query: str
+) -> None:
+    """A NUL byte in ``?tenant=`` was echoed into the 403's WWW-Authenticate header, an
+    invalid header the server answered with a 500: filters are now validated (422)."""
+    response = await http.get(f"/v1/reviews?{query}", headers=auth())
+    assert response.status_code == 422, response.text

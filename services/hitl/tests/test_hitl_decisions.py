@@ -74,8 +74,13 @@ async def _decide(
     reviewer: str = "maria",
 ) -> Review:
     return await decide(
-        store=store, publisher=publisher, review=review, reviewer=reviewer, request=request
+        store=store, publisher=publisher, review=review, reviewer=_as(reviewer), request=request
     )
+
+
+def _as(subject: str) -> Principal:
+    """A reviewer's verified principal, holding the seeded reviews' role."""
+    return Principal(subject=subject, roles=("procurement-manager",))
 
 
 async def _state(store: ReviewStore, review: Review) -> ReviewState:
@@ -107,6 +112,7 @@ async def test_approval_is_stored_recorded_and_published_as_the_requests_consequ
         decision=ReviewDecision.APPROVE,
         reviewer="maria",
         comment="budgeted",
+        decided_by=_as("maria"),
     )
     assert (event.workflow_id, event.tenant) == (review.workflow_id, "acme")
     assert event.causation_id == review.request_event_id
@@ -361,7 +367,7 @@ async def test_a_claim_keeps_others_from_deciding_until_it_lapses(
             store=store,
             publisher=publisher,
             review=claimed,
-            reviewer="maria",
+            reviewer=_as("maria"),
             request=_request(),
             now=reviews.NOW + TTL - timedelta(seconds=1),
         )
@@ -370,7 +376,7 @@ async def test_a_claim_keeps_others_from_deciding_until_it_lapses(
         store=store,
         publisher=publisher,
         review=claimed,
-        reviewer="maria",
+        reviewer=_as("maria"),
         request=_request(),
         now=after_lapse,
     )
@@ -442,7 +448,7 @@ async def test_of_concurrent_deciders_on_separate_connections_exactly_one_wins(
                     store=s,
                     publisher=publisher,
                     review=review,
-                    reviewer=f"reviewer-{n}",
+                    reviewer=_as(f"reviewer-{n}"),
                     request=_request("approve" if n % 2 else "reject"),
                 )
                 for n, s in enumerate(contenders)
@@ -581,3 +587,38 @@ async def test_unknown_reviews_cannot_be_claimed(store: ReviewStore, reviews: An
     assert caught.value.code == "conflict"
     assert "gone" in str(caught.value)
     assert await store.get(uuid.uuid4()) is None
+
+
+# -- separation of duties -----------------------------------------------------------------
+
+
+async def test_the_requester_may_neither_claim_nor_decide_their_own_review(
+    store: ReviewStore, publisher: Any, reviews: Any
+) -> None:
+    mine = (await reviews.add(store)).model_copy(
+        update={"principal": Principal(subject="maria", roles=("requester",))}
+    )
+
+    with pytest.raises(ReviewError, match="separation of duties") as claimed:
+        await claim(store=store, review=mine, reviewer="maria", ttl=TTL)
+    with pytest.raises(ReviewError, match="separation of duties") as decided:
+        await _decide(store, publisher, mine, _request(), reviewer="maria")
+
+    assert claimed.value.code == decided.value.code == "forbidden"
+    assert claimed.value.http_status == 403
+    assert publisher.events == []
+    assert await _state(store, mine) is ReviewState.PENDING
+    # anyone else with the role may
+    assert (await _decide(store, publisher, mine, _request(), reviewer="bob")).decided_by == "bob"
+
+
+async def test_a_gate_without_separation_of_duties_lets_the_requester_decide(
+    store: ReviewStore, publisher: Any, reviews: Any
+) -> None:
+    mine = (await reviews.add(store)).model_copy(
+        update={"principal": Principal(subject="maria"), "separation_of_duties": False}
+    )
+
+    decided = await _decide(store, publisher, mine, _request(), reviewer="maria")
+
+    assert decided.decided_by == "maria"

@@ -570,9 +570,11 @@ async def test_a_data_dir_of_the_previous_release_opens_with_its_reviews(tmp_pat
     async with aiosqlite.connect(path) as conn:
         await conn.executescript(V3_SCHEMA)
         for review in (waiting, decided):
-            row = row_of(review, ident=str, instant=utc_text)
+            # the columns of version 3: all but separation_of_duties, which came after
+            row = row_of(review, ident=str, instant=utc_text)[:23]
+            columns = COLUMNS.rsplit(",", 1)[0]
             await conn.execute(
-                f"INSERT INTO reviews ({COLUMNS}) VALUES ({', '.join('?' * 23)})", row
+                f"INSERT INTO reviews ({columns}) VALUES ({', '.join('?' * 23)})", row
             )
         await conn.execute(
             "UPDATE reviews SET state = 'decided', decision = 'reject', decided_by = 'maria',"
@@ -587,7 +589,8 @@ async def test_a_data_dir_of_the_previous_release_opens_with_its_reviews(tmp_pat
         await conn.commit()
 
     async with open_store(Settings(data_dir=tmp_path)) as store:
-        assert await _pending(store) == [waiting]
+        assert await _pending(store) == [waiting]  # duties separated, as before
+        assert waiting.separation_of_duties is True
         assert [(h.action, h.detail) for h in await store.history(decided.review_id)] == [
             ("decided", {"decision": "reject"})
         ]
@@ -598,4 +601,4 @@ async def test_a_data_dir_of_the_previous_release_opens_with_its_reviews(tmp_pat
         aiosqlite.connect(path) as conn,
         conn.execute("SELECT version_num FROM alembic_version_hitl") as cursor,
     ):
-        assert await cursor.fetchone() == ("0003",)
+        assert await cursor.fetchone() == ("0004",)

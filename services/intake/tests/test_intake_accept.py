@@ -21,17 +21,24 @@ from pactmesh_contracts.events import (
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED
 from pactmesh_harness.pytest_plugin import StoreBackend
 from pactmesh_intake.adapters.store import open_store
-from pactmesh_intake.domain.errors import IdempotencyConflict, NotPermitted, TooLarge
+from pactmesh_intake.domain.errors import (
+    ClaimsAnotherIdentity,
+    IdempotencyConflict,
+    NotPermitted,
+    TooLarge,
+)
 from pactmesh_intake.domain.intake import (
     IdempotencyKey,
     accept_http,
     accept_inbound,
     check_permitted,
+    refusal_audit,
 )
 from pactmesh_intake.domain.requests import RequestStore, SubmitRequest, Transition, fingerprint
 from pactmesh_intake.settings import Settings
 from pactmesh_intake.testing import FakePublisher
 from pactmesh_kit.auth import load_access_policy
+from pactmesh_kit.auth.tokens import AuthError, Identity
 from pactmesh_kit.stores.outbox import Relay
 
 PRINCIPAL = Principal(subject="alice", roles=("requester",), scopes=("workflow:refund",))
@@ -74,10 +81,21 @@ def _submitted(
 
 
 async def _inbound(
-    store: RequestStore, publisher: FakePublisher, event: Envelope[RequestSubmitted]
+    store: RequestStore,
+    publisher: FakePublisher,
+    event: Envelope[RequestSubmitted],
+    identity: Identity | None = None,
 ) -> bool:
+    """Accept ``event`` sent with a token proving ``identity`` (by default, the very
+    tenant and principal its envelope names)."""
     return await accept_inbound(
-        store=store, publisher=publisher, policy=POLICY, event=event, max_bytes=1024, now=T0
+        store=store,
+        publisher=publisher,
+        policy=POLICY,
+        event=event,
+        identity=identity or Identity(principal=event.principal, tenant=event.tenant),
+        max_bytes=1024,
+        now=T0,
     )
 
 
@@ -378,6 +396,64 @@ async def test_inbound_refuses_a_principal_without_the_workflow(
 
     assert publisher.events == []
     assert await store.get(event.workflow_id) is None
+
+
+@pytest.mark.parametrize(
+    ("token", "claim"),
+    [
+        (Identity(principal=UPSTREAM, tenant="globex"), "claims tenant 'acme'"),
+        (
+            Identity(
+                principal=UPSTREAM.model_copy(update={"subject": "system:erp"}), tenant="acme"
+            ),
+            "claims principal",
+        ),
+        (
+            Identity(principal=UPSTREAM.model_copy(update={"scopes": ()}), tenant="acme"),
+            "claims principal",
+        ),
+    ],
+    ids=["another-tenant", "another-subject", "a-scope-the-token-lacks"],
+)
+async def test_inbound_refuses_an_envelope_claiming_what_its_token_does_not_prove(
+    store: RequestStore, publisher: FakePublisher, token: Identity, claim: str
+) -> None:
+    event = _submitted()
+
+    with pytest.raises(ClaimsAnotherIdentity, match=claim) as refused:
+        await _inbound(store, publisher, event, token)
+
+    assert publisher.events == []
+    assert await store.get(event.workflow_id) is None
+    audit = refusal_audit(event, refused.value, token)
+    assert audit is not None
+    assert (audit.payload.service, audit.payload.action) == ("intake", "inbound.refused")
+    assert audit.payload.detail["code"] == "identity_mismatch"
+    assert audit.payload.detail["claimed"]["tenant"] == "acme"
+    assert audit.payload.detail["token"]["tenant"] == token.tenant
+
+
+async def test_inbound_acts_for_the_token_whatever_order_its_roles_come_in(
+    store: RequestStore, publisher: FakePublisher
+) -> None:
+    scopes = UPSTREAM.scopes
+    claimed = Principal(subject="system:crm", roles=("a-role", "upstream-system"), scopes=scopes)
+    proven = Principal(subject="system:crm", roles=("upstream-system", "a-role"), scopes=scopes)
+    event = _submitted(principal=claimed)
+
+    assert await _inbound(store, publisher, event, Identity(principal=proven, tenant="acme"))
+
+    [accepted] = publisher.events
+    assert accepted.principal == proven
+
+
+def test_only_refusals_about_who_asks_are_audited() -> None:
+    event = _submitted()
+    assert refusal_audit(event, TooLarge("big"), None) is None
+    audit = refusal_audit(event, AuthError("invalid_token", "token expired"), None)
+    assert audit is not None
+    assert audit.payload.detail["token"] is None
+    assert audit.payload.detail["reason"] == "token expired"
 
 
 async def test_inbound_refuses_a_request_over_the_size_limit(

@@ -14,6 +14,7 @@ import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import (
+    AuditRecorded,
     Channel,
     DeadLetter,
     Outcome,
@@ -25,6 +26,7 @@ from pactmesh_contracts.events import (
     WorkflowToken,
 )
 from pactmesh_contracts.topics import (
+    AUDIT,
     DEAD_LETTERS,
     REQUESTS_ACCEPTED,
     REQUESTS_INBOUND,
@@ -36,6 +38,8 @@ from pactmesh_intake import handlers
 from pactmesh_intake.adapters.sqlite_store import SqliteRequestStore, open_sqlite_store
 from pactmesh_intake.runtime import Runtime
 from pactmesh_intake.settings import Settings
+from pactmesh_kit.auth.devissuer import DevIssuer
+from pactmesh_kit.auth.records import authorization
 from pactmesh_kit.kafka import Kafka, encode
 from pactmesh_kit.kafka.testing import collect
 
@@ -50,28 +54,55 @@ class Intake:
     broker: KafkaBroker
     store: SqliteRequestStore
     runtime: Runtime
+    issuer: DevIssuer
     accepted: list[Envelope[RequestAccepted]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
+    audits: list[Envelope[AuditRecorded]] = field(default_factory=list)
 
-    async def send(self, topic: Topic, event: Envelope[Any]) -> bytes:
+    def token(self, principal: Principal, tenant: str = "acme", ttl_s: int = 600) -> str:
+        """A token of the mesh's issuer for ``principal`` in ``tenant``."""
+        return self.issuer.mint(
+            subject=principal.subject,
+            tenant=tenant,
+            roles=principal.roles,
+            scopes=principal.scopes,
+            ttl_s=ttl_s,
+        )
+
+    async def send(self, topic: Topic, event: Envelope[Any], *, token: str | None = None) -> bytes:
+        """Publish ``event``; on the inbound topic with a bearer token, by default one
+        proving the envelope's own tenant and principal."""
         body = encode(event)
-        await self.broker.publish(body, topic.qualified(SETTINGS.topic_prefix), key=event.key)
+        headers = {}
+        if topic is REQUESTS_INBOUND:
+            name, value = authorization(token or self.token(event.principal, event.tenant))
+            headers[name] = value.decode()
+        await self.broker.publish(
+            body, topic.qualified(SETTINGS.topic_prefix), key=event.key, headers=headers
+        )
         return body
 
 
 @pytest.fixture
 async def intake(tmp_path: Path) -> AsyncIterator[Intake]:
-    kafka = Kafka(SETTINGS, tracer_provider=None)
-    runtime = Runtime(settings=SETTINGS, publisher=kafka.publisher(REQUESTS_ACCEPTED))
+    settings = SETTINGS.model_copy(update={"data_dir": tmp_path})
+    kafka = Kafka(settings, tracer_provider=None)
+    runtime = Runtime(
+        settings=settings,
+        publisher=kafka.publisher(REQUESTS_ACCEPTED),
+        audit=kafka.publisher(AUDIT),
+    )
     handlers.register(kafka, runtime)
     accepted: list[Envelope[RequestAccepted]] = collect(kafka, REQUESTS_ACCEPTED)
     dead: list[DeadLetter] = collect(kafka, DEAD_LETTERS)
+    audits: list[Envelope[AuditRecorded]] = collect(kafka, AUDIT)
+    issuer = DevIssuer.for_settings(settings)
     async with (
         open_sqlite_store(tmp_path / "intake.sqlite3") as store,
         TestKafkaBroker(kafka.broker),
     ):
         runtime.store = store
-        yield Intake(kafka.broker, store, runtime, accepted, dead)
+        yield Intake(kafka.broker, store, runtime, issuer, accepted, dead, audits)
 
 
 def _event(payload: Any, workflow_id: uuid.UUID, principal: Principal = UPSTREAM) -> Envelope[Any]:
@@ -146,6 +177,46 @@ async def test_what_http_would_refuse_is_dead_lettered(
     assert letter.source_topic == REQUESTS_INBOUND.qualified(SETTINGS.topic_prefix)
     assert intake.accepted == []
     assert await intake.store.get(event.workflow_id) is None
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (None, "invalid_token (HTTP 401 equivalent): no bearer token"),
+        ("not-a-jwt", "invalid_token (HTTP 401 equivalent): malformed token"),
+        ("expired", "invalid_token (HTTP 401 equivalent): token expired"),
+        ("another-tenant", "identity_mismatch (HTTP 403 equivalent): the envelope claims"),
+        ("fewer-scopes", "identity_mismatch (HTTP 403 equivalent): the envelope claims principal"),
+    ],
+)
+async def test_an_inbound_request_without_a_token_proving_its_envelope_is_refused(
+    intake: Intake, token: str | None, reason: str
+) -> None:
+    """The envelope's self-claimed principal (a refund scope) is never taken on trust."""
+    claimed = UPSTREAM.model_copy(update={"scopes": ("workflow:refund",)})
+    event = _event(RequestSubmitted(text="refund order 4411"), uuid.uuid4(), claimed)
+    tokens = {
+        "expired": intake.token(claimed, ttl_s=-120),
+        "another-tenant": intake.token(claimed, tenant="globex"),
+        "fewer-scopes": intake.token(UPSTREAM.model_copy(update={"scopes": ()})),
+    }
+    body = encode(event)
+    headers = {} if token is None else {"authorization": f"Bearer {tokens.get(token, token)}"}
+
+    await intake.broker.publish(
+        body, REQUESTS_INBOUND.qualified(SETTINGS.topic_prefix), key=event.key, headers=headers
+    )
+
+    [letter] = intake.dead
+    assert letter.error.startswith(reason)
+    assert base64.b64decode(letter.original_value_b64) == body
+    if token is not None:
+        assert letter.original_headers["authorization"] == "[redacted]"
+    assert intake.accepted == []
+    assert await intake.store.get(event.workflow_id) is None
+    [audit] = intake.audits
+    assert (audit.payload.service, audit.payload.action) == ("intake", "inbound.refused")
+    assert audit.payload.detail["claimed"]["principal"]["scopes"] == ["workflow:refund"]
 
 
 async def test_a_workflow_id_reused_for_another_request_is_dead_lettered(intake: Intake) -> None:

@@ -51,7 +51,7 @@ TABLE = acl_table(prefix=PREFIX, upstreams=[Upstream.parse("crm=refund")])
         ("workflow.completed", {"orchestrator", "routing"}),
         ("workflow.progress", {"routing", "orchestrator", "delivery"}),
         ("dlq", set(SERVICE_TOPICS)),
-        ("audit", {"routing", "tools"}),
+        ("audit", {"intake", "routing", "orchestrator", "tools", "delivery"}),
     ],
 )
 def test_only_the_owners_write_a_topic(topic: str, owners: set[str]) -> None:
@@ -63,6 +63,7 @@ def test_each_service_reads_only_its_inputs_in_groups_named_after_it() -> None:
     reads = {(a.resource, a.name, a.pattern) for a in tools if a.operation is Operation.READ}
     assert reads == {
         (ResourceType.TOPIC, "pactmesh.tool.calls", PatternType.LITERAL),
+        (ResourceType.TOPIC, "pactmesh.requests.accepted", PatternType.LITERAL),
         (ResourceType.GROUP, "pactmesh.tools.", PatternType.PREFIXED),
     }
 

@@ -43,6 +43,12 @@ class Engine:
 
 
 RUN = uuid.uuid4()
+WAITING = uuid.uuid4()
+
+
+@dataclass
+class Interrupt:
+    value: dict[str, Any]
 
 
 @pytest.fixture
@@ -54,7 +60,15 @@ def settings(tmp_path: Path) -> Settings:
 async def http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
     runtime: Runtime = app.state.runtime
-    runtime.engine = Engine({RUN: Snapshot({"tenant": "acme", "workflow": "refund"})})  # type: ignore[assignment]
+    waiting = Snapshot(
+        {"tenant": "acme", "workflow": "refund", "pause_key": str(uuid.uuid4())},
+        next=("approve_refund",),
+        interrupts=(
+            Interrupt({"type": "review.requested.v1", "review_id": "r-1", "rule": "refund.x"}),
+        ),
+    )
+    runs = {RUN: Snapshot({"tenant": "acme", "workflow": "refund"}), WAITING: waiting}
+    runtime.engine = Engine(runs)  # type: ignore[assignment]
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://orchestrator") as client:
         yield client
@@ -72,6 +86,16 @@ async def test_a_run_is_served_to_its_tenants_readers(
     assert response.status_code == 200
     assert response.json()["values"] == {"tenant": "acme", "workflow": "refund"}
     assert response.json()["checkpoint_id"] == "c-1"
+
+
+async def test_a_reader_sees_what_a_run_waits_for_but_not_how_to_answer_it(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    response = await http.get(f"/v1/workflows/runs/{WAITING}", headers=_as(settings, "requester"))
+    assert response.status_code == 200
+    run = response.json()
+    assert run["values"] == {"tenant": "acme", "workflow": "refund"}
+    assert run["waiting_for"] == [{"type": "review.requested.v1", "rule": "refund.x"}]
 
 
 async def test_another_tenants_run_is_a_404_like_a_missing_one(

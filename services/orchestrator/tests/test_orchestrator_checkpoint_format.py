@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pactmesh_contracts.envelope import Envelope
+from pactmesh_contracts.envelope import Envelope, Principal
 from pactmesh_contracts.events import (
     Outcome,
     RequestRouted,
@@ -27,6 +27,7 @@ from pactmesh_contracts.events import (
     WorkflowCompleted,
 )
 from pactmesh_contracts.topics import REVIEWS_REQUESTED, TOOL_CALLS
+from pactmesh_kit.auth import load_access_policy
 from pactmesh_orchestrator.adapters.sqlite_store import open_sqlite_store
 from pactmesh_orchestrator.domain.engine import Engine, call_id_for
 from pactmesh_orchestrator.domain.workflows import build_graphs
@@ -86,7 +87,11 @@ class Resumer:
                 await self.tool(event)
 
     async def decide(self, review: Envelope[Any], decision: ReviewDecision, **kw: Any) -> None:
-        decided = ReviewDecided(review_id=review.payload.review_id, decision=decision, **kw)
+        """Decide as hitl does: by a reviewer holding the role the review needs."""
+        reviewer = Principal(subject=kw["reviewer"], roles=(review.payload.required_role,))
+        decided = ReviewDecided(
+            review_id=review.payload.review_id, decision=decision, decided_by=reviewer, **kw
+        )
         await self.engine.decide(review.follow(decided))
         await self.run_tools()
 
@@ -119,6 +124,7 @@ async def resumer(tmp_path: Path) -> AsyncIterator[Resumer]:
             checkpointer=saver,
             publisher=publisher,
             outbox=outbox,
+            reviewers=load_access_policy(),
             tool_timeout_s=20.0,
         )
         yield Resumer(engine, publisher)
@@ -215,10 +221,12 @@ async def test_a_resumed_run_republishes_nothing_it_already_published(
     resumer: Resumer,
 ) -> None:
     workflow_id, call = _waiting("refund-at-lookup")
-    # The routed event is redelivered: the run exists, so nothing is asked again.
+    # An answer to a call of this run that it does not wait for now (a late repeat, as
+    # far as the engine can tell): nothing is asked again.
+    repeat = call_id_for(uuid.UUID(workflow_id), "lookup_order_retry")
     await resumer.engine.resume(
         call.follow(
-            ToolCallCompleted(call_id=uuid.uuid4(), tool="crm.get_order", result={}, duration_ms=1)
+            ToolCallCompleted(call_id=repeat, tool="crm.get_order", result={}, duration_ms=1)
         )
     )
     assert resumer.publisher.events == []
@@ -253,4 +261,5 @@ async def test_the_fixture_is_format_0_and_new_runs_write_the_current_format(
     assert new.values["format"] == FORMAT_VERSION
     [asked] = new.interrupts
     assert asked.value["type"] == "tool.call.requested.v1"
-    assert asked.value["call_id"] == str(call_id_for(fresh.workflow_id, "lookup_order"))
+    key = new.values["pause_key"]
+    assert asked.value["call_id"] == str(call_id_for(fresh.workflow_id, "lookup_order", key))

@@ -9,6 +9,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import RequestRouted, ToolCallRequested
 from pactmesh_contracts.topics import REQUESTS_ROUTED
+from pactmesh_kit.auth import load_access_policy
 from pactmesh_orchestrator.domain.engine import Engine, call_id_for
 from pactmesh_orchestrator.domain.workflows import build_graphs
 from pactmesh_orchestrator.testing import CollectingPublisher
@@ -50,6 +51,7 @@ async def test_a_run_stopped_between_steps_is_finished_by_the_redelivered_event(
         checkpointer=saver,
         publisher=CollectingPublisher(),
         outbox=NoOutbox(),
+        reviewers=load_access_policy(),
         tool_timeout_s=5,
     )
 
@@ -70,10 +72,12 @@ async def test_a_run_stopped_between_steps_is_finished_by_the_redelivered_event(
         checkpointer=saver,
         publisher=publisher,
         outbox=NoOutbox(),
+        reviewers=load_access_policy(),
         tool_timeout_s=5,
     )
     await second.start(event)
 
     [call] = [e.payload for e in publisher.events if isinstance(e.payload, ToolCallRequested)]
     assert call.tool == "procurement.check_policy"
-    assert call.call_id == call_id_for(event.workflow_id, "check_policy")
+    key = stopped.values["pause_key"]
+    assert call.call_id == call_id_for(event.workflow_id, "check_policy", key)

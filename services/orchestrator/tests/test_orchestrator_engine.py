@@ -9,6 +9,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import (
+    AuditRecorded,
     Outcome,
     RequestRouted,
     ToolCallCompleted,
@@ -19,7 +20,13 @@ from pactmesh_contracts.events import (
     WorkflowProgress,
     WorkflowToken,
 )
-from pactmesh_orchestrator.domain.engine import Engine, UnknownWorkflowRun, call_id_for
+from pactmesh_kit.auth import load_access_policy
+from pactmesh_orchestrator.domain.engine import (
+    AnswerRefused,
+    Engine,
+    UnknownWorkflowRun,
+    call_id_for,
+)
 from pactmesh_orchestrator.domain.workflows import build_graphs
 from pactmesh_orchestrator.testing import CollectingPublisher, MemoryOutbox
 from pactmesh_workflows.gates import GatePolicy
@@ -38,6 +45,7 @@ def engine(publisher: CollectingPublisher) -> Engine:
         checkpointer=saver,
         publisher=publisher,
         outbox=MemoryOutbox(),
+        reviewers=load_access_policy(),
         tool_timeout_s=12.5,
     )
 
@@ -115,7 +123,11 @@ async def test_start_publishes_running_then_the_tool_call(
     ]
     call = events[1].payload
     assert isinstance(call, ToolCallRequested)
-    assert call.call_id == call_id_for(routed.workflow_id, "search_kb")
+    state = await engine.state(routed.workflow_id)
+    assert state is not None
+    key = state.values["pause_key"]
+    assert call.call_id == call_id_for(routed.workflow_id, "search_kb", key)
+    assert call.call_id != call_id_for(routed.workflow_id, "search_kb")  # not guessable
     assert call.idempotency_key == f"{routed.workflow_id}:search_kb"
     assert call.tool == "kb.search"
     assert call.arguments == {"query": "How do I reset my password?", "limit": 3}
@@ -226,16 +238,20 @@ async def test_failed_tool_call_fails_the_workflow(
     assert events[1].payload.detail == done.error
 
 
-async def test_result_for_another_call_is_ignored(
+async def test_result_for_a_call_the_run_never_asked_is_refused_and_audited(
     engine: Engine, publisher: CollectingPublisher
 ) -> None:
     routed = _routed()
     call = await _started(engine, publisher, routed)
     stray = call.model_copy(update={"call_id": uuid.uuid4()})
 
-    await engine.resume(_completed(routed, stray))
+    with pytest.raises(AnswerRefused, match="never asked"):
+        await engine.resume(_completed(routed, stray))
 
-    assert publisher.events == []
+    [audit] = publisher.events
+    assert isinstance(audit.payload, AuditRecorded)
+    assert (audit.payload.service, audit.payload.action) == ("orchestrator", "resume.refused")
+    assert audit.payload.detail["answering"] == str(stray.call_id)
     snapshot = await engine.state(routed.workflow_id)
     assert snapshot is not None
     # still waiting for search_kb's call
@@ -345,7 +361,12 @@ async def test_another_instance_resumes_from_the_checkpoint(publisher: Collectin
     def instance() -> Engine:
         graphs = build_graphs(checkpointer=saver, gates=GatePolicy.load())
         return Engine(
-            graphs=graphs, checkpointer=saver, publisher=publisher, outbox=outbox, tool_timeout_s=30
+            graphs=graphs,
+            checkpointer=saver,
+            publisher=publisher,
+            outbox=outbox,
+            reviewers=load_access_policy(),
+            tool_timeout_s=30,
         )
 
     routed = _routed()
@@ -366,6 +387,7 @@ async def test_a_drafts_tokens_are_gathered_over_the_window(publisher: Collectin
         checkpointer=saver,
         publisher=publisher,
         outbox=MemoryOutbox(),
+        reviewers=load_access_policy(),
         tool_timeout_s=12.5,
         token_window_s=10.0,
     )

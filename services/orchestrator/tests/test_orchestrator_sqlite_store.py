@@ -11,6 +11,7 @@ from typing import Any
 from langgraph.checkpoint.base import empty_checkpoint
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import RequestRouted, ToolCallCompleted, ToolCallRequested
+from pactmesh_kit.auth import load_access_policy
 from pactmesh_orchestrator.adapters.sqlite_store import GroupCommitter, open_sqlite_store
 from pactmesh_orchestrator.domain.engine import Engine
 from pactmesh_orchestrator.domain.workflows import build_graphs
@@ -99,5 +100,10 @@ async def test_a_workflow_resumes_from_the_file_in_a_new_process(tmp_path: Path)
 def _engine(saver: Any, outbox: Any, publisher: CollectingPublisher) -> Engine:
     graphs = build_graphs(checkpointer=saver, gates=GatePolicy.load())
     return Engine(
-        graphs=graphs, checkpointer=saver, publisher=publisher, outbox=outbox, tool_timeout_s=5
+        graphs=graphs,
+        checkpointer=saver,
+        publisher=publisher,
+        outbox=outbox,
+        reviewers=load_access_policy(),
+        tool_timeout_s=5,
     )

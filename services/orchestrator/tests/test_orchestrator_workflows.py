@@ -7,8 +7,12 @@ the way the hitl service would. Every event crosses the wire format of its topic
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
@@ -33,7 +37,10 @@ from pactmesh_contracts.events import (
     WorkflowToken,
 )
 from pactmesh_contracts.topics import REQUESTS_ROUTED, REVIEWS_DECIDED, TOOL_RESULTS
+from pactmesh_kit.auth import AccessPolicy, load_access_policy
+from pactmesh_kit.auth.policy import Grant
 from pactmesh_orchestrator.domain.engine import (
+    AnswerRefused,
     Engine,
     UnknownWorkflowRun,
     call_id_for,
@@ -102,12 +109,23 @@ DEFAULTS: dict[str, Answer] = {
 the tools service sends them (checked against each tool's result contract)."""
 
 
+@dataclass
+class Clock:
+    """The engine's clock: now, unless a test moves it on (past a review's deadline)."""
+
+    ahead: timedelta = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.ahead
+
+
 class Mesh:
     """The engine, and the tools and reviewers around it played by scripts."""
 
-    def __init__(self, engine: Engine, publisher: CollectingPublisher) -> None:
+    def __init__(self, engine: Engine, publisher: CollectingPublisher, clock: Clock) -> None:
         self.engine = engine
         self.publisher = publisher
+        self.clock = clock
         self.tools = ScriptedTools(DEFAULTS)
         self.script = self.tools.queued
         """Per tool, the answers to give in order before falling back to ``DEFAULTS``."""
@@ -169,6 +187,13 @@ class Mesh:
         assert snapshot is not None
         return [(h["step"], h["event"]) for h in snapshot.values["history"]]
 
+    async def pause_key(self, workflow_id: uuid.UUID) -> str:
+        """The run's random key, which its call and review ids derive from."""
+        snapshot = await self.engine.state(workflow_id)
+        assert snapshot is not None
+        key: str = snapshot.values["pause_key"]
+        return key
+
     # the tools service
 
     async def run_tools(self) -> None:
@@ -194,10 +219,16 @@ class Mesh:
         *,
         edited_action: dict[str, Any] | None = None,
         reviewer: str = "alice",
+        roles: tuple[str, ...] | None = None,
         comment: str = "",
         cause: Envelope[Any] | None = None,
     ) -> Envelope[Any]:
-        """A ReviewDecided caused by the review's request (or by ``cause``), off the wire."""
+        """A ReviewDecided caused by the review's request (or by ``cause``), off the wire,
+        decided by ``reviewer`` holding ``roles`` (by default the role the review needs,
+        as hitl checked it; none for an expiry)."""
+        asked = [r for r in self.reviews if r.review_id == review_id]
+        role = asked[0].required_role if asked else "procurement-manager"
+        expiry = decision is ReviewDecision.EXPIRE
         event = (cause or self.review_envelope(review_id)).follow(
             ReviewDecided(
                 review_id=review_id,
@@ -205,6 +236,9 @@ class Mesh:
                 edited_action=edited_action,
                 reviewer=reviewer,
                 comment=comment,
+                decided_by=None
+                if expiry
+                else Principal(subject=reviewer, roles=roles if roles is not None else (role,)),
             )
         )
         decoded: Envelope[Any] = REVIEWS_DECIDED.adapter.validate_json(event.model_dump_json())
@@ -218,7 +252,8 @@ class Mesh:
         await self.run_tools()
 
     async def expire(self, review: ReviewRequested, **kwargs: Any) -> None:
-        """Expire ``review`` as the hitl service's sweeper does."""
+        """Expire ``review`` as the hitl service's sweeper does, once its deadline passed."""
+        self.clock.ahead = review.expires_at - datetime.now(UTC) + timedelta(seconds=1)
         await self.decide(
             review,
             ReviewDecision.EXPIRE,
@@ -228,16 +263,18 @@ class Mesh:
         )
 
 
-def _mesh(reasoning: Reasoning | None = None) -> Mesh:
-    saver, publisher = InMemorySaver(), CollectingPublisher(wire_check=True)
+def _mesh(reasoning: Reasoning | None = None, gates: GatePolicy | None = None) -> Mesh:
+    saver, publisher, clock = InMemorySaver(), CollectingPublisher(wire_check=True), Clock()
     engine = Engine(
-        graphs=build_graphs(checkpointer=saver, gates=GatePolicy.load(), models=reasoning),
+        graphs=build_graphs(checkpointer=saver, gates=gates or GatePolicy.load(), models=reasoning),
         checkpointer=saver,
         publisher=publisher,
         outbox=MemoryOutbox(),
+        reviewers=load_access_policy(),
         tool_timeout_s=20.0,
+        clock=clock,
     )
-    return Mesh(engine, publisher)
+    return Mesh(engine, publisher, clock)
 
 
 @pytest.fixture
@@ -266,8 +303,20 @@ def _purchase_order(quantity: int, unit_price: float = 1000.0) -> dict[str, Any]
 
 
 PROCUREMENT_TEXT = "Please buy 12 laptops, from Acme Supplies"
+"""A purchase request stating no amount (routing's ``amount`` field is then a claim)."""
 TRIAGE_TEXT = "How do I reset my password?"
 REFUND_TEXT = "Refund order 4411, the screen arrived cracked"
+
+
+def _buy(amount: float) -> str:
+    """A purchase request stating its total, as the gate needs it written."""
+    return f"{PROCUREMENT_TEXT}, ${amount:,.0f} in all"
+
+
+def _refund(amount: float) -> str:
+    """A refund request stating its amount."""
+    return f"Refund ${amount:g} for order 4411, the screen arrived cracked"
+
 
 # -- happy paths ----------------------------------------------------------------------
 
@@ -338,7 +387,7 @@ async def test_a_draft_whose_model_breaks_off_restarts_on_the_next_and_says_so()
 
 
 async def test_procurement_under_the_threshold_commits_without_review(mesh: Mesh) -> None:
-    workflow_id = await mesh.start("procurement", PROCUREMENT_TEXT, amount=6000.0)
+    workflow_id = await mesh.start("procurement", _buy(6000.0), amount=6000.0)
     await mesh.run_tools()
 
     assert [c.tool for c in mesh.calls()] == [
@@ -395,7 +444,7 @@ async def test_reroute_with_a_small_cost_increase_books_the_cheapest_quote(mesh:
 
 
 async def test_refund_under_the_auto_limit_pays(mesh: Mesh) -> None:
-    workflow_id = await mesh.start("refund", REFUND_TEXT, order_id="4411", amount=120.0)
+    workflow_id = await mesh.start("refund", _refund(120.0), order_id="4411", amount=120.0)
     await mesh.run_tools()
 
     assert [c.tool for c in mesh.calls()] == ["crm.get_order", "payments.refund"]
@@ -404,7 +453,7 @@ async def test_refund_under_the_auto_limit_pays(mesh: Mesh) -> None:
         "order_id": "4411",
         "amount": 120.0,
         "currency": "USD",
-        "reason": REFUND_TEXT,
+        "reason": _refund(120.0),
     }
     done = mesh.completed
     assert (done.outcome, done.error) == (Outcome.SUCCEEDED, None)
@@ -438,9 +487,9 @@ async def test_refund_without_an_amount_refunds_the_order_total(mesh: Mesh) -> N
     ("workflow", "text", "fields"),
     [
         ("support-triage", TRIAGE_TEXT, {}),
-        ("procurement", PROCUREMENT_TEXT, {"amount": 6000.0}),
+        ("procurement", _buy(6000.0), {"amount": 6000.0}),
         ("supply-chain-reroute", "SH-77 is stuck", {"shipment_id": "SH-77"}),
-        ("refund", REFUND_TEXT, {"order_id": "4411", "amount": 120.0}),
+        ("refund", _refund(120.0), {"order_id": "4411", "amount": 120.0}),
     ],
 )
 async def test_every_event_of_a_run_belongs_to_it_and_the_run_ends_completed(
@@ -467,7 +516,8 @@ async def test_kb_search_failing_once_is_retried_with_other_parameters(mesh: Mes
     first, retry = mesh.calls()
     assert first.arguments == {"query": TRIAGE_TEXT, "limit": 3}
     assert retry.arguments == {"query": TRIAGE_TEXT, "limit": 1}
-    assert retry.call_id == call_id_for(workflow_id, "search_kb_retry") != first.call_id
+    key = await mesh.pause_key(workflow_id)
+    assert retry.call_id == call_id_for(workflow_id, "search_kb_retry", key) != first.call_id
     assert mesh.completed.outcome is Outcome.SUCCEEDED
     assert mesh.completed.output["source"] == "knowledge_base"
     assert await mesh.history(workflow_id) == [
@@ -549,15 +599,16 @@ async def test_erp_commit_retry_reuses_the_idempotency_key_with_a_new_call_id(
     mesh: Mesh, failure: Fail
 ) -> None:
     mesh.script["erp.create_purchase_order"] = [failure]
-    workflow_id = await mesh.start("procurement", PROCUREMENT_TEXT, amount=6000.0)
+    workflow_id = await mesh.start("procurement", _buy(6000.0), amount=6000.0)
     await mesh.run_tools()
 
     first, retry = mesh.calls("erp.create_purchase_order")
     assert first.idempotency_key == retry.idempotency_key == f"{workflow_id}:commit_order"
     assert first.call_id != retry.call_id
+    key = await mesh.pause_key(workflow_id)
     assert (first.call_id, retry.call_id) == (
-        call_id_for(workflow_id, "commit_order"),
-        call_id_for(workflow_id, "commit_order_retry"),
+        call_id_for(workflow_id, "commit_order", key),
+        call_id_for(workflow_id, "commit_order_retry", key),
     )
     assert retry.arguments == first.arguments
     assert mesh.completed.outcome is Outcome.SUCCEEDED
@@ -573,7 +624,7 @@ async def test_a_non_retryable_failure_goes_straight_to_the_failure_end(mesh: Me
     mesh.script["erp.create_purchase_order"] = [
         Fail(ToolErrorCode.INVALID_ARGUMENTS, "vendor Acme Supplies is unknown", retryable=False)
     ]
-    workflow_id = await mesh.start("procurement", PROCUREMENT_TEXT, amount=6000.0)
+    workflow_id = await mesh.start("procurement", _buy(6000.0), amount=6000.0)
     await mesh.run_tools()
 
     assert len(mesh.calls("erp.create_purchase_order")) == 1
@@ -587,7 +638,7 @@ async def test_a_non_retryable_failure_goes_straight_to_the_failure_end(mesh: Me
 
 async def test_a_failed_retry_fails_the_workflow_with_the_retrys_error(mesh: Mesh) -> None:
     mesh.script["payments.refund"] = [Fail(message="PSP 503"), Fail(message="PSP 504")]
-    workflow_id = await mesh.start("refund", REFUND_TEXT, order_id="4411", amount=120.0)
+    workflow_id = await mesh.start("refund", _refund(120.0), order_id="4411", amount=120.0)
     await mesh.run_tools()
 
     assert len(mesh.calls("payments.refund")) == 2
@@ -605,7 +656,7 @@ async def test_a_failed_retry_fails_the_workflow_with_the_retrys_error(mesh: Mes
 
 
 async def _over_threshold(mesh: Mesh) -> tuple[uuid.UUID, ReviewRequested]:
-    workflow_id = await mesh.start("procurement", PROCUREMENT_TEXT, amount=12000.0)
+    workflow_id = await mesh.start("procurement", _buy(12000.0), amount=12000.0)
     await mesh.run_tools()
     [review] = mesh.reviews
     return workflow_id, review
@@ -620,7 +671,10 @@ async def test_procurement_above_the_threshold_waits_for_a_procurement_manager(
     assert review.required_role == "procurement-manager"
     assert review.action_type == "purchase_order.v1"
     assert review.attempt == 0
-    assert review.review_id == review_id_for(workflow_id, "approve_purchase_order", 0)
+    key = await mesh.pause_key(workflow_id)
+    assert review.review_id == review_id_for(workflow_id, "approve_purchase_order", 0, key)
+    # random per run: not what the run's id alone would give
+    assert review.review_id != review_id_for(workflow_id, "approve_purchase_order", 0)
     assert review.proposed_action == _purchase_order(12)
     assert mesh.statuses[-1] is RequestStatus.WAITING_FOR_REVIEW
     assert mesh.calls("erp.create_purchase_order") == []
@@ -728,7 +782,8 @@ async def test_expired_review_is_escalated_to_the_finance_director(mesh: Mesh) -
     first, escalated = mesh.reviews
     assert escalated.attempt == 1
     assert escalated.required_role == "finance-director"
-    assert escalated.review_id == review_id_for(workflow_id, "approve_purchase_order", 1)
+    key = await mesh.pause_key(workflow_id)
+    assert escalated.review_id == review_id_for(workflow_id, "approve_purchase_order", 1, key)
     assert escalated.review_id != first.review_id
     assert escalated.summary.startswith("ESCALATED: ")
     assert escalated.proposed_action == first.proposed_action
@@ -750,15 +805,10 @@ async def test_expired_review_waits_for_the_escalated_review(mesh: Mesh) -> None
     assert mesh.calls("erp.create_purchase_order") == []
 
 
-def _escalated(workflow_id: uuid.UUID, first: ReviewRequested) -> ReviewRequested:
-    """The escalated review as the engine publishes it after the first one expired."""
-    return first.model_copy(
-        update={
-            "review_id": review_id_for(workflow_id, "approve_purchase_order", 1),
-            "attempt": 1,
-            "required_role": "finance-director",
-        }
-    )
+def _escalated(mesh: Mesh) -> ReviewRequested:
+    """The escalated review, as the engine published it after the first one expired."""
+    [escalated] = [r for r in mesh.reviews if r.attempt == 1]
+    return escalated
 
 
 async def test_escalated_review_expiring_too_rejects(mesh: Mesh) -> None:
@@ -766,7 +816,7 @@ async def test_escalated_review_expiring_too_rejects(mesh: Mesh) -> None:
     await mesh.expire(review)
 
     first_request = mesh.review_envelope(review.review_id)
-    await mesh.expire(_escalated(workflow_id, review), cause=first_request)
+    await mesh.expire(_escalated(mesh), cause=first_request)
 
     done = mesh.completed
     assert (done.outcome, done.error) == (Outcome.REJECTED, "review expired: deadline passed")
@@ -779,12 +829,12 @@ async def test_escalated_review_expiring_too_rejects(mesh: Mesh) -> None:
 
 
 async def test_escalated_review_approved_by_the_director_commits(mesh: Mesh) -> None:
-    workflow_id, review = await _over_threshold(mesh)
+    _, review = await _over_threshold(mesh)
     await mesh.expire(review)
 
     first_request = mesh.review_envelope(review.review_id)
     await mesh.decide(
-        _escalated(workflow_id, review),
+        _escalated(mesh),
         ReviewDecision.APPROVE,
         reviewer="dora",
         cause=first_request,
@@ -808,7 +858,7 @@ async def test_flagged_blocked_items_reject_before_any_review(mesh: Mesh) -> Non
             "approval_limit": 10000.0,
         }
     ]
-    await mesh.start("procurement", PROCUREMENT_TEXT, amount=12000.0)
+    await mesh.start("procurement", _buy(12000.0), amount=12000.0)
     await mesh.run_tools()
 
     done = mesh.completed
@@ -861,7 +911,7 @@ async def test_reroute_over_the_threshold_approved_books(mesh: Mesh) -> None:
 
 
 async def _out_of_policy(mesh: Mesh, amount: float = 800.0) -> tuple[uuid.UUID, ReviewRequested]:
-    workflow_id = await mesh.start("refund", REFUND_TEXT, order_id="4411", amount=amount)
+    workflow_id = await mesh.start("refund", _refund(amount), order_id="4411", amount=amount)
     await mesh.run_tools()
     [review] = mesh.reviews
     return workflow_id, review
@@ -875,7 +925,10 @@ async def test_refund_over_the_order_total_goes_to_an_out_of_policy_review(mesh:
     assert review.action_type == "refund.v1"
     assert review.proposed_action["amount"] == 800.0
     assert "exceeds the order total 500" in review.summary
-    assert review.review_id == review_id_for(workflow_id, "check_refund_policy", 0)
+    key = await mesh.pause_key(workflow_id)
+    assert review.review_id == review_id_for(workflow_id, "check_refund_policy", 0, key)
+    # random per run: not what the run's id alone would give
+    assert review.review_id != review_id_for(workflow_id, "check_refund_policy", 0)
     assert mesh.calls("payments.refund") == []
 
 
@@ -965,7 +1018,10 @@ async def test_refund_above_the_auto_limit_within_policy_waits_for_approval(
 
     assert review.rule == "refund.amount_over_auto_limit"
     assert review.required_role == "support-lead"
-    assert review.review_id == review_id_for(workflow_id, "approve_refund", 0)
+    key = await mesh.pause_key(workflow_id)
+    assert review.review_id == review_id_for(workflow_id, "approve_refund", 0, key)
+    # random per run: not what the run's id alone would give
+    assert review.review_id != review_id_for(workflow_id, "approve_refund", 0)
     assert mesh.calls("payments.refund") == []
 
     await mesh.decide(review, ReviewDecision.APPROVE, reviewer="lee")
@@ -1127,7 +1183,7 @@ async def test_a_late_duplicate_after_completion_changes_nothing(mesh: Mesh) -> 
     assert mesh.completed.outcome is Outcome.SUCCEEDED
 
 
-async def test_a_decision_for_an_unknown_review_of_a_known_run_is_ignored(mesh: Mesh) -> None:
+async def test_a_decision_for_an_unknown_review_of_a_known_run_is_refused(mesh: Mesh) -> None:
     workflow_id, review = await _over_threshold(mesh)
     published = len(mesh.publisher.events)
     stray = mesh.decision(
@@ -1137,9 +1193,11 @@ async def test_a_decision_for_an_unknown_review_of_a_known_run_is_ignored(mesh: 
         cause=mesh.review_envelope(review.review_id),
     )
 
-    await mesh.engine.decide(stray)
+    with pytest.raises(AnswerRefused, match="never asked"):
+        await mesh.engine.decide(stray)
 
-    assert len(mesh.publisher.events) == published
+    [audit] = mesh.publisher.events[published:]
+    assert audit.payload.action == "resume.refused"
     snapshot = await mesh.engine.state(workflow_id)
     assert snapshot is not None
     # still waiting at approve_purchase_order for its review
@@ -1148,7 +1206,8 @@ async def test_a_decision_for_an_unknown_review_of_a_known_run_is_ignored(mesh: 
 
 
 async def test_a_tool_answer_cannot_resume_a_review(mesh: Mesh) -> None:
-    """A call id and a review id live in different namespaces, even for the same step."""
+    """A call id and a review id live in different namespaces, even for the same step;
+    and an id derived the old, guessable way names nothing a keyed run asked."""
     workflow_id, review = await _over_threshold(mesh)
     published = len(mesh.publisher.events)
     [request] = mesh.envelopes(ToolCallRequested)
@@ -1161,13 +1220,15 @@ async def test_a_tool_answer_cannot_resume_a_review(mesh: Mesh) -> None:
         )
     )
 
-    await mesh.engine.resume(TOOL_RESULTS.adapter.validate_json(forged.model_dump_json()))
+    with pytest.raises(AnswerRefused):
+        await mesh.engine.resume(TOOL_RESULTS.adapter.validate_json(forged.model_dump_json()))
 
-    assert len(mesh.publisher.events) == published
+    assert [e.payload.action for e in mesh.publisher.events[published:]] == ["resume.refused"]
     assert review.review_id != call_id_for(workflow_id, "approve_purchase_order")
+    assert mesh.calls("erp.create_purchase_order") == []
 
 
-async def test_a_decision_for_an_unknown_workflow_raises(mesh: Mesh) -> None:
+async def test_a_decision_for_an_unknown_workflow_is_refused_and_audited(mesh: Mesh) -> None:
     stranger = new_event(
         ReviewDecided(review_id=uuid.uuid4(), decision=ReviewDecision.APPROVE, reviewer="x"),
         workflow_id=uuid.uuid4(),
@@ -1177,7 +1238,219 @@ async def test_a_decision_for_an_unknown_workflow_raises(mesh: Mesh) -> None:
 
     with pytest.raises(UnknownWorkflowRun, match=str(stranger.workflow_id)):
         await mesh.engine.decide(REVIEWS_DECIDED.adapter.validate_json(stranger.model_dump_json()))
-    assert mesh.publisher.events == []
+    [audit] = mesh.publisher.events
+    assert audit.payload.action == "resume.refused"
+    assert audit.payload.detail["reviewer"] == "x"
+
+
+# -- amounts that decide a gate: stated in the request or from a backend ------------------
+
+
+async def test_an_amount_only_routing_came_up_with_is_reviewed_however_small(mesh: Mesh) -> None:
+    """6,000 is under the threshold, but nothing in the request says 6,000."""
+    workflow_id = await mesh.start("procurement", PROCUREMENT_TEXT, amount=6000.0)
+    await mesh.run_tools()
+
+    [review] = mesh.reviews
+    assert review.rule == "procurement.amount_over_threshold"
+    assert mesh.calls("erp.create_purchase_order") == []
+    await _waits_for_its_review(mesh, workflow_id, review)
+
+
+async def test_an_order_whose_lines_are_priced_in_the_request_needs_no_review(mesh: Mesh) -> None:
+    text = "Please buy 12 laptops at $500 each, from Acme Supplies"
+    await mesh.start("procurement", text, amount=6000.0)
+    await mesh.run_tools()
+
+    assert mesh.reviews == []
+    [commit] = mesh.calls("erp.create_purchase_order")
+    assert commit.arguments["amount"] == 6000.0
+
+
+async def test_a_refund_amount_neither_stated_nor_the_orders_total_is_reviewed(
+    mesh: Mesh,
+) -> None:
+    await mesh.start("refund", REFUND_TEXT, order_id="4411", amount=150.0)
+    await mesh.run_tools()
+
+    [review] = mesh.reviews
+    assert review.rule == "refund.amount_over_auto_limit"
+    assert mesh.calls("payments.refund") == []
+
+
+# -- events that would resume a run: each must answer what the run asked ----------------
+
+
+def _refused(mesh: Mesh, published: int) -> dict[str, Any]:
+    """The one audit record published since ``published`` events."""
+    [audit] = mesh.publisher.events[published:]
+    assert (audit.payload.service, audit.payload.action) == ("orchestrator", "resume.refused")
+    detail: dict[str, Any] = audit.payload.detail
+    return detail
+
+
+async def _waits_for_its_review(
+    mesh: Mesh, workflow_id: uuid.UUID, review: ReviewRequested
+) -> None:
+    snapshot = await mesh.engine.state(workflow_id)
+    assert snapshot is not None
+    assert [i.value["review_id"] for i in snapshot.interrupts] == [str(review.review_id)]
+    assert mesh.calls("erp.create_purchase_order") == []
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"tenant": "globex"}, "the event is for tenant 'globex'; the run is 'acme''s"),
+        (
+            {"principal": Principal(subject="mallory", roles=("requester",))},
+            "the event acts for 'mallory'; the run acts for 'user-1'",
+        ),
+    ],
+    ids=["another-tenant", "another-principal"],
+)
+async def test_a_genuine_decision_in_another_envelope_is_refused(
+    mesh: Mesh, change: dict[str, Any], reason: str
+) -> None:
+    workflow_id, review = await _over_threshold(mesh)
+    published = len(mesh.publisher.events)
+    decided = mesh.decision(review.review_id, ReviewDecision.APPROVE, reviewer="maria")
+
+    with pytest.raises(AnswerRefused, match=re.escape(reason)):
+        await mesh.engine.decide(decided.model_copy(update=change))
+
+    assert _refused(mesh, published)["reason"] == reason
+    await _waits_for_its_review(mesh, workflow_id, review)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"roles": ("auditor",)}, "'maria' (roles ['auditor']) may not approve a review"),
+        ({"roles": ()}, "may not approve a review that needs a 'procurement-manager'"),
+    ],
+    ids=["another-role", "no-role"],
+)
+async def test_a_decision_by_a_reviewer_without_the_gates_role_is_refused(
+    mesh: Mesh, kwargs: dict[str, Any], reason: str
+) -> None:
+    workflow_id, review = await _over_threshold(mesh)
+    published = len(mesh.publisher.events)
+
+    with pytest.raises(AnswerRefused, match=re.escape(reason)):
+        await mesh.engine.decide(
+            mesh.decision(review.review_id, ReviewDecision.APPROVE, reviewer="maria", **kwargs)
+        )
+
+    detail = _refused(mesh, published)
+    assert (detail["reviewer"], detail["decision"]) == ("maria", "approve")
+    await _waits_for_its_review(mesh, workflow_id, review)
+
+
+async def test_a_decision_naming_no_reviewer_principal_or_another_one_is_refused(
+    mesh: Mesh,
+) -> None:
+    workflow_id, review = await _over_threshold(mesh)
+    decided = mesh.decision(review.review_id, ReviewDecision.APPROVE, reviewer="maria")
+    anonymous = decided.payload.model_copy(update={"decided_by": None})
+    impostor = decided.payload.model_copy(
+        update={"decided_by": Principal(subject="pat", roles=("procurement-manager",))}
+    )
+
+    with pytest.raises(AnswerRefused, match="names no reviewer principal"):
+        await mesh.engine.decide(decided.model_copy(update={"payload": anonymous}))
+    with pytest.raises(AnswerRefused, match="reviewer 'maria' is not the principal 'pat'"):
+        await mesh.engine.decide(decided.model_copy(update={"payload": impostor}))
+
+    await _waits_for_its_review(mesh, workflow_id, review)
+
+
+async def test_a_reviewer_whose_role_lacks_the_review_action_is_refused() -> None:
+    """The gate's role is not enough: the access policy must grant the action too."""
+    mesh = _mesh()
+    mesh.engine._reviewers = AccessPolicy(
+        roles={"procurement-manager": Grant(review_actions=frozenset({"reject"}))}
+    )
+    workflow_id, review = await _over_threshold(mesh)
+
+    with pytest.raises(AnswerRefused, match="may not approve"):
+        await mesh.engine.decide(mesh.decision(review.review_id, ReviewDecision.APPROVE))
+    await _waits_for_its_review(mesh, workflow_id, review)
+
+    await mesh.decide(review, ReviewDecision.REJECT)  # what the policy does grant
+    assert mesh.completed.outcome is Outcome.REJECTED
+
+
+async def test_the_requester_never_decides_a_review_of_their_own_request(mesh: Mesh) -> None:
+    """Separation of duties: holding the approver's role is not enough."""
+    workflow_id, review = await _over_threshold(mesh)
+    assert review.separation_of_duties is True
+    published = len(mesh.publisher.events)
+
+    with pytest.raises(AnswerRefused, match="'user-1' may not decide a review of their own"):
+        await mesh.engine.decide(
+            mesh.decision(review.review_id, ReviewDecision.APPROVE, reviewer="user-1")
+        )
+
+    assert _refused(mesh, published)["reviewer"] == "user-1"
+    await _waits_for_its_review(mesh, workflow_id, review)
+
+
+async def test_a_gate_may_let_the_requester_decide() -> None:
+    policy = GatePolicy.load()
+    rule = "procurement.amount_over_threshold"
+    lenient = policy.gates[rule].model_copy(update={"separation_of_duties": False})
+    mesh = _mesh(gates=policy.model_copy(update={"gates": {**policy.gates, rule: lenient}}))
+    _, review = await _over_threshold(mesh)
+    assert review.separation_of_duties is False
+
+    await mesh.decide(review, ReviewDecision.APPROVE, reviewer="user-1")
+
+    assert mesh.completed.outcome is Outcome.SUCCEEDED
+
+
+async def test_an_expiry_before_the_deadline_is_refused(mesh: Mesh) -> None:
+    workflow_id, review = await _over_threshold(mesh)
+    early = mesh.decision(review.review_id, ReviewDecision.EXPIRE, reviewer="policy:expiry")
+
+    with pytest.raises(AnswerRefused, match="an expiry before the review's deadline"):
+        await mesh.engine.decide(early)
+
+    await _waits_for_its_review(mesh, workflow_id, review)
+
+
+async def test_a_tool_result_naming_another_tool_is_refused(mesh: Mesh) -> None:
+    workflow_id = await mesh.start("procurement", _buy(12000.0), amount=12000.0)
+    [request] = mesh.envelopes(ToolCallRequested)
+    published = len(mesh.publisher.events)
+    forged = request.follow(
+        ToolCallCompleted(
+            call_id=request.payload.call_id,
+            tool="erp.create_purchase_order",
+            result={"po_id": "PO-1", "status": "created", "amount": 1.0},
+            duration_ms=1,
+        )
+    )
+
+    with pytest.raises(AnswerRefused, match=r"asked 'procurement\.check_policy', not 'erp"):
+        await mesh.engine.resume(TOOL_RESULTS.adapter.validate_json(forged.model_dump_json()))
+
+    assert _refused(mesh, published)["answering"] == str(request.payload.call_id)
+    snapshot = await mesh.engine.state(workflow_id)
+    assert snapshot is not None
+    assert [i.value["call_id"] for i in snapshot.interrupts] == [str(request.payload.call_id)]
+
+
+async def test_a_tool_result_from_another_tenant_is_refused(mesh: Mesh) -> None:
+    await mesh.start("procurement", _buy(12000.0), amount=12000.0)
+    [request] = mesh.envelopes(ToolCallRequested)
+    answer = request.follow(mesh.tools(request.payload))
+
+    with pytest.raises(AnswerRefused, match="for tenant 'globex'"):
+        await mesh.engine.resume(answer.model_copy(update={"tenant": "globex"}))
+    await mesh.engine.resume(answer)  # the genuine answer still resumes the run
+    assert len(mesh.envelopes(ToolCallRequested)) == 1  # (it stops at the gate: no new call)
+    assert len(mesh.reviews) == 1
 
 
 # -- the semantic cache in support-triage ---------------------------------------------
@@ -1197,13 +1470,53 @@ async def test_a_cached_answer_skips_the_knowledge_base_and_the_model(
     assert cached_mesh.calls() == []
     assert cached_mesh.payloads(WorkflowToken) == []
     done = cached_mesh.completed
-    assert done.output == {**first.output, "source": "cache", "similarity": 1.0}
+    # The knowledge base's answer, never the reply drafted for the first asker (it quotes
+    # their own words).
+    assert first.output["reply"] == DRAFTED
+    assert done.output == {
+        **first.output,
+        "source": "cache",
+        "similarity": 1.0,
+        "reply": None,
+        "drafted_by": None,
+    }
     assert await cached_mesh.history(workflow_id) == [
         ("validate_input", "valid_input"),
         ("cache_lookup", "hit"),
     ]
     stats = cache.stats()
     assert (stats.hits, stats.misses, stats.stores, stats.model_calls_saved) == (1, 1, 1, 1)
+
+
+async def test_what_is_cached_is_the_knowledge_bases_answer_not_the_draft(
+    cached_mesh: Mesh, cache: SemanticCache
+) -> None:
+    question = "Jo Bloggs here, how do I reset my password?"
+    await cached_mesh.start("support-triage", question)
+    await cached_mesh.run_tools()
+    assert "Jo Bloggs" in cached_mesh.completed.output["reply"]
+
+    hit = await cache.lookup(tenant="acme", question=question)
+
+    assert hit is not None
+    assert hit.answer["answer"] == KB_ANSWER
+    assert (hit.answer["reply"], hit.answer["drafted_by"]) == (None, None)
+    assert "Jo Bloggs" not in json.dumps(hit.answer)
+
+
+async def test_a_question_naming_another_order_is_never_served_a_cached_answer(
+    cached_mesh: Mesh, cache: SemanticCache
+) -> None:
+    await cached_mesh.start("support-triage", "How do I track order 4411?")
+    await cached_mesh.run_tools()
+    cached_mesh.publisher.events.clear()
+
+    await cached_mesh.start("support-triage", "How do I track order 4412?")
+    await cached_mesh.run_tools()
+
+    assert cached_mesh.completed.output["source"] == "knowledge_base"
+    assert len(cached_mesh.calls("kb.search")) == 1
+    assert cache.stats().hits == 0
 
 
 async def test_the_cache_is_per_tenant(cached_mesh: Mesh, cache: SemanticCache) -> None:

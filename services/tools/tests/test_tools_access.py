@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
@@ -101,6 +102,74 @@ async def test_the_same_refund_for_a_principal_with_the_scope_is_paid_once(
     [entry] = await admin.ledger(idempotency_key="wf-2:refund")
     assert entry["kind"] == "refund"
     assert service.audits == []
+
+
+async def test_a_call_granting_itself_a_scope_its_request_lacked_is_refused(
+    service: RunningTools, admin: SandboxAdmin, recorder: Recorder
+) -> None:
+    """The principal of a forged call holds the scope: the policy alone would run it.
+    But the request it names was accepted for a principal without it."""
+    request = await service.call(
+        "payments.refund", REFUND, key="wf-5:refund", workflow="refund", principal=REQUESTER
+    )
+    await service.answer_to(request)  # (refused by the policy: mallory lacks the grant)
+    forged = request.model_copy(
+        update={
+            "principal": REFUNDER.model_copy(update={"subject": "mallory"}),
+            "payload": request.payload.model_copy(update={"call_id": uuid.uuid4()}),
+        }
+    )
+
+    await service.send(forged, vouched=False)
+
+    answer = await service.answer_to(forged)
+    assert isinstance(answer.payload, ToolCallFailed)
+    assert answer.payload.error_code is ToolErrorCode.FORBIDDEN
+    assert "was accepted for 'mallory' (roles ['requester'], scopes [])" in (answer.payload.message)
+    [_, audit] = await _audits(service, 2)
+    assert audit.payload.detail["principal"]["scopes"] == ["workflow:refund"]
+    assert await admin.ledger(idempotency_key="wf-5:refund") == []
+    assert "payments" not in recorder.requests
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({}, "the mesh accepted no request"),
+        ({"tenant": "globex"}, "the event is for tenant 'globex'"),
+    ],
+    ids=["no-request", "another-tenant"],
+)
+async def test_a_call_for_no_request_or_another_tenants_is_refused(
+    service: RunningTools,
+    admin: SandboxAdmin,
+    recorder: Recorder,
+    change: dict[str, Any],
+    reason: str,
+) -> None:
+    vouched = change != {}
+    call = await service.call(
+        "crm.get_order", {"order_id": "4411"}, workflow="refund", principal=REFUNDER
+    )
+    await service.answer_to(call)
+    recorder.requests.clear()
+    forged = call.model_copy(
+        update={
+            **change,
+            "workflow_id": call.workflow_id if vouched else uuid.uuid4(),
+            "payload": call.payload.model_copy(update={"call_id": uuid.uuid4()}),
+        }
+    )
+
+    await service.send(forged, vouched=False)
+
+    answer = await service.answer_to(forged)
+    assert isinstance(answer.payload, ToolCallFailed)
+    assert answer.payload.error_code is ToolErrorCode.FORBIDDEN
+    assert reason in answer.payload.message
+    [audit] = await _audits(service, 1)
+    assert reason in audit.payload.detail["reason"]
+    assert recorder.requests == {}
 
 
 @pytest.mark.parametrize(

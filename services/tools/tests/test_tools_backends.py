@@ -16,9 +16,12 @@ from pactmesh_sandbox.app import create_app as create_sandbox
 from pactmesh_sandbox.settings import Settings as SandboxSettings
 from pactmesh_sandbox.testing import Recorder, SandboxAdmin, served
 from pactmesh_tools.adapters.http import _Pools
-from pactmesh_tools.domain.registry import Outcome, ToolRegistry
+from pactmesh_tools.domain.registry import OnBehalf, Outcome, ToolRegistry
 from pactmesh_tools.domain.resilience import Backends
 from pactmesh_workflows.registry import registry
+
+CALLER = OnBehalf(tenant="acme", principal="user-1")
+"""Whom the tests' calls act for."""
 
 MakeTools = Callable[..., Awaitable[tuple[ToolRegistry, Backends]]]
 
@@ -48,10 +51,15 @@ async def call(
     *,
     key: str = "wf-1:step",
     timeout_s: float = 5.0,
+    on_behalf: OnBehalf = CALLER,
 ) -> Outcome:
     """Invoke ``tool`` as the handler does."""
     return await tools.invoke(
-        tool=tool, arguments=arguments, idempotency_key=key, timeout_s=timeout_s
+        tool=tool,
+        arguments=arguments,
+        idempotency_key=key,
+        timeout_s=timeout_s,
+        on_behalf=on_behalf,
     )
 
 
@@ -113,6 +121,23 @@ async def test_crm_get_order(tools: ToolRegistry) -> None:
         "items": ["wireless headphones"],
         "customer_id": "C-1001",
     }
+
+
+async def test_a_call_sees_and_changes_only_its_tenants_data(
+    tools: ToolRegistry, admin: SandboxAdmin
+) -> None:
+    globex = OnBehalf(tenant="globex", principal="gus")
+    assert (await call(tools, "crm.get_order", {"order_id": "5005"}, on_behalf=globex)).ok
+    stolen = await call(tools, "crm.get_order", {"order_id": "5005"})  # as acme
+    assert (stolen.ok, stolen.message) == (False, "crm: not found (404): order 5005 not found")
+    refund = {**REFUND, "order_id": "5005", "amount": 10.0}
+    paid = await call(tools, "payments.refund", refund, key="wf-9:refund")
+    assert (paid.ok, paid.message) == (False, "payments: not found (404): order 5005 not found")
+    assert await admin.ledger(idempotency_key="wf-9:refund") == []
+
+    await ok(tools, "payments.refund", REFUND, key="wf-9:refund")
+    [entry] = await admin.ledger(idempotency_key="wf-9:refund")
+    assert (entry["tenant"], entry["principal"]) == ("acme", "user-1")
 
 
 async def test_procurement_check_policy_as_the_workflow_calls_it(tools: ToolRegistry) -> None:

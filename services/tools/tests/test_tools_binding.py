@@ -13,9 +13,12 @@ from pactmesh_contracts.events import ToolErrorCode
 from pactmesh_contracts.tools import Endpoint, ToolArguments, ToolContract, ToolOutput
 from pactmesh_tools.adapters.http import HttpBackends
 from pactmesh_tools.adapters.sandbox import backends, sandbox_tools
-from pactmesh_tools.domain.registry import ToolRegistry
+from pactmesh_tools.domain.registry import OnBehalf, ToolRegistry
 from pactmesh_tools.domain.resilience import Backends
 from pactmesh_tools.settings import Settings
+
+CALLER = OnBehalf(tenant="acme", principal="user-1")
+"""Whom the tests' calls act for."""
 
 
 class LookupArgs(ToolArguments):
@@ -104,6 +107,7 @@ async def test_a_get_fills_the_path_and_sends_the_rest_as_query(registry: Any) -
         arguments={"region": "eu", "account": "a 1", "verbose": True},
         idempotency_key="wf:1",
         timeout_s=5,
+        on_behalf=CALLER,
     )
     assert outcome.ok, outcome.message
     assert outcome.result == {"account": "a 1", "region": "eu", "verbose": True}
@@ -116,6 +120,7 @@ async def test_a_side_effect_posts_the_rest_with_the_idempotency_key(registry: A
         arguments={"region": "us", "account": "a-1", "cents": 50},
         idempotency_key="wf:charge",
         timeout_s=5,
+        on_behalf=CALLER,
     )
     assert outcome.ok, outcome.message
     assert app.state.seen == [
@@ -130,6 +135,7 @@ async def test_an_answer_outside_the_result_contract_fails_the_call(registry: An
         arguments={"region": "us", "account": "a-1", "cents": 500},
         idempotency_key="wf:big",
         timeout_s=5,
+        on_behalf=CALLER,
     )
     assert (outcome.ok, outcome.error_code) == (False, ToolErrorCode.BACKEND_ERROR)
     assert "answered outside its contract" in outcome.message
@@ -142,15 +148,17 @@ def test_each_region_is_a_backend_of_its_own() -> None:
 async def test_arguments_are_read_as_the_json_they_travel_in(registry: Any) -> None:
     tools, _ = registry
     sent = {"region": "eu", "account": "a-1", "since": "2031-03-02"}
-    ok = await tools.invoke(tool="ledger.lookup", arguments=sent, idempotency_key="k", timeout_s=5)
+    ok = await tools.invoke(
+        tool="ledger.lookup", arguments=sent, idempotency_key="k", timeout_s=5, on_behalf=CALLER
+    )
     assert ok.ok, ok.message
     wrong = {**sent, "since": "03/02/2031"}
     refused = await tools.invoke(
-        tool="ledger.lookup", arguments=wrong, idempotency_key="k", timeout_s=5
+        tool="ledger.lookup", arguments=wrong, idempotency_key="k", timeout_s=5, on_behalf=CALLER
     )
     assert refused.error_code is ToolErrorCode.INVALID_ARGUMENTS
     loose = {**sent, "verbose": "yes"}  # strict: a string is no boolean
     refused = await tools.invoke(
-        tool="ledger.lookup", arguments=loose, idempotency_key="k", timeout_s=5
+        tool="ledger.lookup", arguments=loose, idempotency_key="k", timeout_s=5, on_behalf=CALLER
     )
     assert refused.error_code is ToolErrorCode.INVALID_ARGUMENTS

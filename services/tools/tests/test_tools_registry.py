@@ -14,9 +14,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pactmesh_contracts.events import ToolCallCompleted, ToolCallFailed, ToolErrorCode
 from pactmesh_tools.domain.errors import CircuitOpenError, ToolError, TransientError
-from pactmesh_tools.domain.registry import Outcome, Tool, ToolPolicy, ToolRegistry
+from pactmesh_tools.domain.registry import OnBehalf, Outcome, Tool, ToolPolicy, ToolRegistry
 from pactmesh_tools.domain.resilience import CallContext
 from pydantic import BaseModel, ConfigDict
+
+CALLER = OnBehalf(tenant="acme", principal="user-1")
+"""Whom the tests' calls act for."""
 
 FAST = ToolPolicy(backoff_initial_s=0.001, backoff_max_s=0.01, backoff_jitter_s=0.001)
 
@@ -66,6 +69,7 @@ async def _invoke(registry: ToolRegistry, timeout_s: float = 1, **arguments: Any
         arguments=arguments or {"text": "hi"},
         idempotency_key="wf-1:echo",
         timeout_s=timeout_s,
+        on_behalf=CALLER,
     )
 
 
@@ -80,7 +84,7 @@ async def test_success_result_is_a_json_able_dict() -> None:
 
 async def test_unknown_tool() -> None:
     outcome = await _registry(Script()).invoke(
-        tool="test.nothing", arguments={}, idempotency_key="k", timeout_s=1
+        tool="test.nothing", arguments={}, idempotency_key="k", timeout_s=1, on_behalf=CALLER
     )
     assert not outcome.ok
     assert outcome.error_code is ToolErrorCode.UNKNOWN_TOOL
@@ -202,7 +206,9 @@ async def test_each_call_is_one_span_with_its_outcome() -> None:
     registry = _registry(script, tracer=provider.get_tracer("test"))
 
     await _invoke(registry)
-    await registry.invoke(tool="test.nope", arguments={}, idempotency_key="k", timeout_s=1)
+    await registry.invoke(
+        tool="test.nope", arguments={}, idempotency_key="k", timeout_s=1, on_behalf=CALLER
+    )
 
     ok, unknown = exporter.get_finished_spans()
     assert (ok.name, unknown.name) == ("tool test.echo", "tool test.nope")

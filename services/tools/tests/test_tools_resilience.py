@@ -86,7 +86,7 @@ def _guard(clock: Clock, concurrency: int = 2) -> BackendGuard:
 
 async def test_the_guard_times_out_an_attempt_and_counts_it() -> None:
     guard = _guard(Clock())
-    ctx = CallContext(idempotency_key="k", attempt_timeout_s=0.01)
+    ctx = CallContext(idempotency_key="k", attempt_timeout_s=0.01, tenant="acme", principal="u")
     with pytest.raises(TransientError, match=r"erp did not answer within 0\.01s") as caught:
         await guard.call(lambda: asyncio.sleep(1), ctx=ctx)
     assert caught.value.code is ToolErrorCode.TIMEOUT
@@ -101,7 +101,10 @@ async def test_a_refused_request_means_the_backend_is_up() -> None:
         raise ToolError(ToolErrorCode.BACKEND_ERROR, "404", retryable=False)
 
     with pytest.raises(ToolError):
-        await guard.call(refuse, ctx=CallContext(idempotency_key="k", attempt_timeout_s=1))
+        await guard.call(
+            refuse,
+            ctx=CallContext(idempotency_key="k", attempt_timeout_s=1, tenant="acme", principal="u"),
+        )
     assert guard.breaker.failures == 0
 
 
@@ -109,7 +112,7 @@ async def test_an_open_guard_sends_nothing() -> None:
     guard = _guard(Clock())
     guard.breaker.failed()
     guard.breaker.failed()
-    ctx = CallContext(idempotency_key="k", attempt_timeout_s=1)
+    ctx = CallContext(idempotency_key="k", attempt_timeout_s=1, tenant="acme", principal="u")
     with pytest.raises(CircuitOpenError):
         await guard.call(lambda: asyncio.sleep(0), ctx=ctx)
     assert ctx.requests == 0
@@ -134,6 +137,6 @@ async def test_the_guard_limits_requests_in_flight() -> None:
         peak = max(peak, guard.in_flight)
         await asyncio.sleep(0.01)
 
-    ctx = CallContext(idempotency_key="k", attempt_timeout_s=1)
+    ctx = CallContext(idempotency_key="k", attempt_timeout_s=1, tenant="acme", principal="u")
     await asyncio.gather(*(guard.call(request, ctx=ctx) for _ in range(10)))
     assert (peak, guard.in_flight, ctx.requests) == (3, 0, 10)

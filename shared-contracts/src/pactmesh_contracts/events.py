@@ -24,7 +24,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from pactmesh_contracts.envelope import Payload, Role
+from pactmesh_contracts.envelope import Payload, Principal, Role
 from pactmesh_contracts.ids import uuid7
 
 WorkflowName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,62}$")]
@@ -205,6 +205,9 @@ class ReviewRequested(Payload):
     """0 for the first request at this gate, 1 after an escalation."""
     priority: ReviewPriority = ReviewPriority.NORMAL
     """The gate's priority, for ordering and filtering reviewers' queues."""
+    separation_of_duties: bool = True
+    """The requester (the envelope's principal) may not decide this review, whatever
+    roles they hold (the gate's setting; on unless its policy turns it off)."""
 
 
 class ReviewDecision(StrEnum):
@@ -226,6 +229,10 @@ class ReviewDecided(Payload):
     """For ``edit``: the changed action, validated against the action's contract."""
     reviewer: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     comment: Annotated[str, StringConstraints(max_length=4_000)] = ""
+    decided_by: Principal | None = None
+    """The reviewer as their token proved them (subject ``reviewer``, roles, scopes): the
+    orchestrator checks it against the gate's role, the access policy's review actions
+    and separation of duties before resuming. None only for an expiry."""
 
 
 # -- workflow lifecycle ---------------------------------------------------------------

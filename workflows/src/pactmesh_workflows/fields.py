@@ -148,3 +148,16 @@ AMOUNT = AmountField(
     re.compile(rf"[$€£]\s?{_NUMERAL}|{_NUMERAL}\s?(?:USD|EUR|GBP|dollars|euros)", re.I),
 )
 """Shared by every workflow whose input takes an amount."""
+
+_STATED = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w])")
+
+
+def stated_numbers(text: str) -> set[float]:
+    """Every number written in ``text`` (``9,600``, ``9600.00``, ``$15,000``...)."""
+    return {float(m.group(1).replace(",", "") + (m.group(2) or "")) for m in _STATED.finditer(text)}
+
+
+def states(text: str, value: float) -> bool:
+    """Whether ``text`` writes ``value`` out itself (to the cent): what a gate may trust an
+    amount for, where one a model extracted is only a claim."""
+    return any(abs(number - value) < 0.005 for number in stated_numbers(text))

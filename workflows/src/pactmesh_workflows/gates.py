@@ -125,6 +125,9 @@ class GateSpec(BaseModel):
     """The contract of the action the gate reviews (and an edit must satisfy)."""
     when: tuple[Condition, ...] = ()
     """What makes the gate fire; none: it always does."""
+    missing: dict[str, str] = Field(default_factory=dict)
+    """Why a value a condition reads may be missing, by name: said instead of
+    ``<name> is missing`` when the gate fires for it."""
     match: Literal["all", "any"] = "all"
     kind: Literal["approval", "policy"] = "approval"
     """``approval``: the action may go ahead once a reviewer approves it (or an edit of
@@ -169,6 +172,9 @@ class GateSettings(BaseModel):
     escalate_to: str | None = None
     priority: ReviewPriority = ReviewPriority.NORMAL
     """How urgently reviewers should take it up (hitl filters their queue by it)."""
+    separation_of_duties: bool = True
+    """Whoever the run acts for may not decide its reviews, whatever roles they hold
+    (hitl refuses their decision, and the orchestrator refuses it again)."""
     thresholds: dict[str, JsonValue] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -195,7 +201,7 @@ class Gate:
         or None when it lets them pass. A missing value stops them."""
         missing = [name for name in self.spec.reads if values.get(name) is None]
         if missing:
-            return "; ".join(f"{name} is missing" for name in missing)
+            return "; ".join(self.spec.missing.get(n, f"{n} is missing") for n in missing)
         if not self.spec.when:
             return ""
         thresholds = self.settings.thresholds

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import operator
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
@@ -91,7 +92,17 @@ class WorkflowState(TypedDict, total=False):
     """``FORMAT_VERSION`` of the run's state; absent in format 0."""
     workflow: str
     tenant: str
-    """Whose request this is: the semantic cache is per tenant."""
+    """Whose request this is: the semantic cache is per tenant, and an event resuming
+    the run must be of this tenant."""
+    requester: dict[str, JsonValue]
+    """The principal the run acts for, as intake verified it (``subject``, ``roles``,
+    ``scopes``): the one an event resuming the run must act for, and the one person who
+    may not decide the run's reviews. Absent in runs started before it was recorded."""
+    pause_key: str
+    """Random, set when the run starts: the ids of its tool calls and reviews derive from
+    it (``call_id_for``, ``review_id_for``), so nobody outside the mesh can guess one,
+    while a replayed step asks again with the same id. Absent in runs started before it
+    existed, whose ids derive from the run's id alone."""
     text: str
     fields: dict[str, JsonValue]
     metadata: dict[str, str]
@@ -159,14 +170,43 @@ TOOL_ANSWERS: TypeAdapter[ToolCallCompleted | ToolCallFailed] = TypeAdapter(
 """What a tool step is resumed with."""
 
 
-def call_id_for(workflow_id: uuid.UUID, step: str) -> uuid.UUID:
-    """The same call id for the same step of the same run, however often it is asked."""
-    return uuid.uuid5(_CALL_NAMESPACE, f"{workflow_id}:{step}")
+def new_pause_key() -> str:
+    """A run's ``pause_key``: 122 random bits."""
+    return str(uuid.uuid4())
 
 
-def review_id_for(workflow_id: uuid.UUID, step: str, attempt: int) -> uuid.UUID:
-    """The same review id for the same gate and attempt of the same run."""
-    return uuid.uuid5(_REVIEW_NAMESPACE, f"{workflow_id}:{step}:{attempt}")
+def call_id_for(workflow_id: uuid.UUID, step: str, key: str | None = None) -> uuid.UUID:
+    """The same call id for the same step of the same run, however often it is asked.
+
+    Derived from the run's random ``key``, so it cannot be guessed from the run's id (a
+    run without one, started before keys existed, keeps format 0's derivation)."""
+    if key is None:
+        return uuid.uuid5(_CALL_NAMESPACE, f"{workflow_id}:{step}")
+    return uuid.uuid5(uuid.UUID(key), f"call:{step}")
+
+
+def review_id_for(
+    workflow_id: uuid.UUID, step: str, attempt: int, key: str | None = None
+) -> uuid.UUID:
+    """The same review id for the same gate and attempt of the same run; unguessable as
+    ``call_id_for``'s are."""
+    if key is None:
+        return uuid.uuid5(_REVIEW_NAMESPACE, f"{workflow_id}:{step}:{attempt}")
+    return uuid.uuid5(uuid.UUID(key), f"review:{step}:{attempt}")
+
+
+MAX_REVIEW_ATTEMPTS = 2
+"""A gate asks at most twice: once, and once more after an escalation."""
+
+
+def pause_ids(workflow_id: uuid.UUID, steps: Iterable[str], key: str | None) -> set[uuid.UUID]:
+    """Every id a run with ``steps`` could ever pause on: what a genuine (possibly late
+    or redelivered) answer to one of its pauses names."""
+    ids: set[uuid.UUID] = set()
+    for step in steps:
+        ids.add(call_id_for(workflow_id, step, key))
+        ids.update(review_id_for(workflow_id, step, a, key) for a in range(MAX_REVIEW_ATTEMPTS))
+    return ids
 
 
 def pause_of(

@@ -94,7 +94,7 @@ def _tool_request(
     workflow_id = run_id()
     timeout = get_config()["configurable"].get("tool_timeout_s", DEFAULT_TOOL_TIMEOUT_S)
     return ToolCallRequested(
-        call_id=call_id_for(workflow_id, step),
+        call_id=call_id_for(workflow_id, step, state.get("pause_key")),
         tool=contract.name,
         arguments=args.model_dump(mode="json"),
         idempotency_key=f"{workflow_id}:{scope}",
@@ -251,7 +251,7 @@ def _ask(
 ) -> ReviewDecided:
     summary = gate.spec.summary.format(reason=reason)
     request = ReviewRequested(
-        review_id=review_id_for(run_id(), gate.spec.step, attempt),
+        review_id=review_id_for(run_id(), gate.spec.step, attempt, state.get("pause_key")),
         workflow=state.get("workflow", ""),
         rule=gate.rule,
         summary=summary if attempt == 0 else f"ESCALATED: {summary}",
@@ -261,6 +261,7 @@ def _ask(
         expires_at=expiry(gate.settings.timeout_s),
         attempt=attempt,
         priority=gate.settings.priority,
+        separation_of_duties=gate.settings.separation_of_duties,
     )
     return review_answer_of(interrupt(request.model_dump(mode="json")), request)
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from pactmesh_contracts.envelope import Envelope, Principal
+from pactmesh_kit.auth.records import authorization
 
 
 def _checkout() -> Path:
@@ -307,6 +309,25 @@ class Mesh:
         return bearer(
             settings, tenant=tenant, roles=roles, scopes=scopes, subject=subject, ttl_s=ttl_s
         )
+
+    def token(self, *, tenant: str, principal: Principal, ttl_s: int = 3600) -> str:
+        """A token of this mesh's development issuer proving ``principal`` in ``tenant``."""
+        from pactmesh_kit.auth.devissuer import DevIssuer
+        from pactmesh_kit.settings import KitSettings
+
+        return DevIssuer.for_settings(KitSettings(data_dir=self.data_dir)).mint(
+            subject=principal.subject,
+            tenant=tenant,
+            roles=principal.roles,
+            scopes=principal.scopes,
+            ttl_s=ttl_s,
+        )
+
+    def inbound_headers(self, event: Envelope[Any]) -> list[tuple[str, bytes]]:
+        """The headers an upstream sends ``event`` on the inbound topic with: a bearer
+        token proving the envelope's own tenant and principal."""
+        token = self.token(tenant=event.tenant, principal=event.principal)
+        return [("content-type", b"application/json"), authorization(token)]
 
     def url(self, service: str) -> str:
         """Base URL of ``service``'s HTTP API."""

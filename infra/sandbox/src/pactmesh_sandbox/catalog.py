@@ -70,43 +70,63 @@ def search_articles(*, query: str, limit: int) -> list[KbHit]:
 
 # -- CRM ------------------------------------------------------------------------------
 
-ORDERS: dict[str, Order] = {
-    o.order_id: o
-    for o in (
-        Order(
-            order_id="4411",
-            status="shipped",
-            total=129.0,
-            currency="USD",
-            items=["wireless headphones"],
-            customer_id="C-1001",
-        ),
-        Order(
-            order_id="1001",
+_STANDARD_ORDERS = (
+    Order(
+        order_id="4411",
+        status="shipped",
+        total=129.0,
+        currency="USD",
+        items=["wireless headphones"],
+        customer_id="C-1001",
+    ),
+    Order(
+        order_id="1001",
+        status="delivered",
+        total=59.5,
+        currency="USD",
+        items=["phone case", "charger"],
+        customer_id="C-1002",
+    ),
+    Order(
+        order_id="2002",
+        status="processing",
+        total=980.0,
+        currency="USD",
+        items=["laptop stand", "monitor"],
+        customer_id="C-1003",
+    ),
+    Order(
+        order_id="3003",
+        status="delivered",
+        total=15.0,
+        currency="USD",
+        items=["usb cable"],
+        customer_id="C-1001",
+    ),
+)
+ORDERS: dict[str, dict[str, Order]] = {
+    # Each tenant its own customers' orders (the same numbers in two tenants are two
+    # different orders); globex's are nobody else's.
+    "default": {o.order_id: o for o in _STANDARD_ORDERS},
+    "acme": {o.order_id: o for o in _STANDARD_ORDERS},
+    "globex": {
+        "5005": Order(
+            order_id="5005",
             status="delivered",
-            total=59.5,
+            total=450.0,
             currency="USD",
-            items=["phone case", "charger"],
-            customer_id="C-1002",
+            items=["office chair"],
+            customer_id="G-2001",
         ),
-        Order(
-            order_id="2002",
-            status="processing",
-            total=980.0,
-            currency="USD",
-            items=["laptop stand", "monitor"],
-            customer_id="C-1003",
-        ),
-        Order(
-            order_id="3003",
-            status="delivered",
-            total=15.0,
-            currency="USD",
-            items=["usb cable"],
-            customer_id="C-1001",
-        ),
-    )
+    },
 }
+"""Orders by tenant, then order number."""
+
+
+def order(tenant: str, order_id: str) -> Order | None:
+    """Tenant ``tenant``'s order ``order_id``: another tenant's is not found."""
+    return ORDERS.get(tenant, {}).get(order_id)
+
 
 # -- procurement policy ---------------------------------------------------------------
 

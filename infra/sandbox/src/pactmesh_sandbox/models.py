@@ -166,6 +166,10 @@ class LedgerEntry(Answer):
     body: dict[str, JsonValue]
     """The request body that caused the effect."""
     at: datetime
+    tenant: str
+    """The tenant the effect was performed for."""
+    principal: str
+    """The principal (subject) the effect was performed for."""
 
 
 # -- faults ---------------------------------------------------------------------------

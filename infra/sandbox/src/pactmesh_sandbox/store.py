@@ -2,7 +2,9 @@
 
 Both are written in one ``BEGIN IMMEDIATE`` transaction, which takes SQLite's write lock
 before the key is looked up: two requests with the same key, even from two processes
-sharing the file, cannot both find it missing and both create.
+sharing the file, cannot both find it missing and both create. Keys are per tenant (one
+tenant reusing another's key gets neither its effect nor its answer), and each effect
+records the tenant and principal it was performed for.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from pactmesh_sandbox.models import EffectKind, LedgerEntry
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """``PRAGMA user_version`` of the file layout below; bump it with a migration."""
 
 _SCHEMA = """
@@ -28,16 +30,37 @@ CREATE TABLE IF NOT EXISTS ledger (
     id TEXT NOT NULL UNIQUE,
     idempotency_key TEXT NOT NULL,
     body TEXT NOT NULL,
-    at TEXT NOT NULL
+    at TEXT NOT NULL,
+    tenant TEXT NOT NULL DEFAULT '',
+    principal TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS ledger_by_key ON ledger (idempotency_key);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
-    key TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     status INTEGER NOT NULL,
     response TEXT NOT NULL,
-    at TEXT NOT NULL
+    at TEXT NOT NULL,
+    PRIMARY KEY (tenant, key)
 );
+"""
+_MIGRATE_1_TO_2 = """
+ALTER TABLE ledger ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
+ALTER TABLE ledger ADD COLUMN principal TEXT NOT NULL DEFAULT '';
+ALTER TABLE idempotency_keys RENAME TO idempotency_keys_1;
+CREATE TABLE idempotency_keys (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    response TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (tenant, key)
+);
+INSERT INTO idempotency_keys SELECT '', key, fingerprint, status, response, at
+    FROM idempotency_keys_1;
+DROP TABLE idempotency_keys_1;
 """
 
 
@@ -83,6 +106,8 @@ class Store:
         if version > SCHEMA_VERSION:
             self._db.close()
             raise RuntimeError(f"{path} has schema {version}, newer than {SCHEMA_VERSION}")
+        if version == 1:
+            self._db.executescript(f"BEGIN; {_MIGRATE_1_TO_2} COMMIT;")
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -102,13 +127,16 @@ class Store:
         *,
         kind: EffectKind,
         key: str,
+        tenant: str,
+        principal: str,
         endpoint: str,
         body: dict[str, Any],
         effect: Callable[[], Effect],
         status: int = 201,
     ) -> Stored:
-        """Run ``effect`` once per ``key``: record it in the ledger and keep its response;
-        a repeat of the same request gets that response back and changes nothing.
+        """Run ``effect`` once per ``key`` of ``tenant``: record it in the ledger (for
+        ``tenant`` and ``principal``) and keep its response; a repeat of the same request
+        gets that response back and changes nothing.
 
         Raises ``IdempotencyConflict`` when ``key`` was used for a different request.
         """
@@ -117,8 +145,9 @@ class Store:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             row = self._db.execute(
-                "SELECT fingerprint, status, response FROM idempotency_keys WHERE key = ?",
-                (key,),
+                "SELECT fingerprint, status, response FROM idempotency_keys"
+                " WHERE tenant = ? AND key = ?",
+                (tenant, key),
             ).fetchone()
             if row is not None:
                 if row[0] != digest:
@@ -129,14 +158,14 @@ class Store:
             else:
                 done = effect()
                 self._db.execute(
-                    "INSERT INTO ledger (kind, id, idempotency_key, body, at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (kind, done.id, key, json.dumps(body), now),
+                    "INSERT INTO ledger (kind, id, idempotency_key, body, at, tenant, principal)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (kind, done.id, key, json.dumps(body), now, tenant, principal),
                 )
                 self._db.execute(
-                    "INSERT INTO idempotency_keys (key, fingerprint, status, response, at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (key, digest, status, json.dumps(done.response), now),
+                    "INSERT INTO idempotency_keys"
+                    " (tenant, key, fingerprint, status, response, at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (tenant, key, digest, status, json.dumps(done.response), now),
                 )
                 stored = Stored(status=status, body=done.response, replayed=False)
         except BaseException:
@@ -146,28 +175,36 @@ class Store:
         return stored
 
     def ledger(
-        self, *, kind: EffectKind | None = None, key: str | None = None, limit: int = 1000
+        self,
+        *,
+        kind: EffectKind | None = None,
+        key: str | None = None,
+        tenant: str | None = None,
+        limit: int = 1000,
     ) -> list[LedgerEntry]:
-        """Side effects in the order they happened, optionally of one kind or one key."""
+        """Side effects in the order they happened, optionally of one kind, one key or
+        one tenant."""
         rows = self._db.execute(
-            "SELECT seq, kind, id, idempotency_key, body, at FROM ledger"
+            f"SELECT {_ENTRY} FROM ledger"
             " WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR idempotency_key = ?2)"
-            " ORDER BY seq LIMIT ?3",
-            (kind, key, limit),
+            " AND (?3 IS NULL OR tenant = ?3) ORDER BY seq LIMIT ?4",
+            (kind, key, tenant, limit),
         ).fetchall()
         return [_entry(row) for row in rows]
 
     def entry(self, *, kind: EffectKind, entity_id: str) -> LedgerEntry | None:
         """The ledger entry that created ``entity_id``, if any."""
         row = self._db.execute(
-            "SELECT seq, kind, id, idempotency_key, body, at FROM ledger WHERE kind = ? AND id = ?",
-            (kind, entity_id),
+            f"SELECT {_ENTRY} FROM ledger WHERE kind = ? AND id = ?", (kind, entity_id)
         ).fetchone()
         return None if row is None else _entry(row)
 
 
+_ENTRY = "seq, kind, id, idempotency_key, body, at, tenant, principal"
+
+
 def _entry(row: tuple[Any, ...]) -> LedgerEntry:
-    seq, kind, entity_id, key, body, at = row
+    seq, kind, entity_id, key, body, at, tenant, principal = row
     return LedgerEntry(
         seq=seq,
         kind=kind,
@@ -175,4 +212,6 @@ def _entry(row: tuple[Any, ...]) -> LedgerEntry:
         idempotency_key=key,
         body=json.loads(body),
         at=datetime.fromisoformat(at),
+        tenant=tenant,
+        principal=principal,
     )

@@ -12,8 +12,9 @@ import httpx
 from fastapi import FastAPI
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
-from pactmesh_contracts.topics import WORKFLOW_PROGRESS
+from pactmesh_contracts.topics import AUDIT, WORKFLOW_PROGRESS
 from pactmesh_kit.app import Service
+from pactmesh_kit.provenance import FILE as ACCEPTED_REQUESTS_FILE
 from pactmesh_kit.stores import instance_lock
 from pactmesh_kit.stores.retention import pruning
 from pactmesh_workflows.registry import registry
@@ -38,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             " signed, to the webhooks downstream systems register."
         ),
     )
-    publisher = service.kafka.publisher(*registry().result_topics(), WORKFLOW_PROGRESS)
+    publisher = service.kafka.publisher(*registry().result_topics(), WORKFLOW_PROGRESS, AUDIT)
     runtime = Runtime(settings=settings, publisher=publisher)
     handlers.register(service.kafka, runtime)
     dispatching = partial(
@@ -53,13 +54,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 @asynccontextmanager
 async def _stores(runtime: Runtime) -> AsyncIterator[None]:
-    """The delivery ledger and the webhook store, and their retention."""
+    """The delivery ledger and the webhook store, their retention, and the requests the
+    mesh accepted."""
     settings = runtime.settings
     async with open_stores(settings) as stores:
         retention = partial(
             prune, webhooks=stores.webhooks, ledger=stores.ledger, retention_s=settings.retention_s
         )
-        async with pruning("delivery", retention, interval_s=settings.retention_interval_s):
+        async with (
+            pruning("delivery", retention, interval_s=settings.retention_interval_s),
+            runtime.provenance.opened(settings.data_dir / ACCEPTED_REQUESTS_FILE),
+        ):
             runtime.ledger, runtime.webhooks = stores.ledger, stores.webhooks
             try:
                 yield

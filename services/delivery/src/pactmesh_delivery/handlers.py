@@ -1,13 +1,26 @@
-"""The delivery service's Kafka subscribers."""
+"""The delivery service's Kafka subscribers.
+
+Delivery hands a completion to the world (a result topic, a tenant's webhooks), so it
+must know the completion is genuine. It cannot see who produced a record: on a secured
+cluster Kafka does, and lets only the orchestrator and routing (a refused start) write
+``workflow.completed`` and only delivery itself write ``results.*`` (``pactmesh_kit.acls``).
+What delivery checks itself, whoever wrote the record: that the completion (and the
+result fed to webhooks) acts for its request as the mesh accepted it, the same tenant
+and the same principal (``pactmesh_kit.provenance``). A completion forged for a request
+the mesh never accepted, or naming another tenant's request, reaches no result topic
+and no webhook: it is audited (``result.refused``) and dead-lettered.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from opentelemetry import propagate
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import (
+    AuditRecorded,
     RequestStatus,
     WorkflowCompleted,
     WorkflowProgress,
@@ -25,6 +38,10 @@ from pactmesh_delivery.runtime import Runtime
 logger = logging.getLogger(__name__)
 
 
+REFUSED_ACTION = "result.refused"
+"""The audit action of a completion or result refused for not acting for its request."""
+
+
 def register(kafka: Kafka, runtime: Runtime) -> None:
     """Subscribe the delivery service's handlers.
 
@@ -34,9 +51,29 @@ def register(kafka: Kafka, runtime: Runtime) -> None:
     position), a result re-published after a crash is absorbed by the outbox's unique
     key, and a webhook store fault never holds back the result topic.
     """
+    runtime.provenance.subscribe(kafka)
     _register_completed(kafka, runtime)
     for topic in registry().result_topics():
         _register_result(kafka, runtime, topic)
+
+
+async def check_genuine(runtime: Runtime, event: Envelope[Any]) -> None:
+    """Audit and refuse (dead-letter) an event that does not act for its request."""
+    reason = await runtime.provenance.refusal(event)
+    if reason is None:
+        return
+    logger.warning("refused %s %s: %s", event.type, event.event_id, reason)
+    detail: dict[str, Any] = {
+        "event_type": event.type,
+        "event_id": str(event.event_id),
+        "tenant": event.tenant,
+        "principal": event.principal.model_dump(mode="json"),
+        "reason": reason,
+    }
+    await runtime.publisher.publish(
+        event.follow(AuditRecorded(service="delivery", action=REFUSED_ACTION, detail=detail))
+    )
+    raise RefusedMessage(f"not delivered: {reason}")
 
 
 def _register_completed(kafka: Kafka, runtime: Runtime) -> None:
@@ -50,6 +87,7 @@ def _register_completed(kafka: Kafka, runtime: Runtime) -> None:
         if await ledger.delivered(event.workflow_id):
             logger.info("result of %s already delivered", event.workflow_id)
             return
+        await check_genuine(runtime, event)
         if event.payload.workflow not in registry():
             raise RefusedMessage(f"no result topic for workflow {event.payload.workflow!r}")
         topic = result_topic(event.payload.workflow)
@@ -73,6 +111,7 @@ def _register_result(kafka: Kafka, runtime: Runtime, topic: Topic) -> None:
     @kafka.subscriber(topic)
     async def on_result(event: Envelope[WorkflowResult], record: Record) -> None:
         """Queue the result once for every webhook of its tenant that takes its workflow."""
+        await check_genuine(runtime, event)
         queued = await runtime.require_webhooks().enqueue(
             result_record(event, record), now=time.time()
         )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pactmesh_kit.errors import NotReady
 from pactmesh_kit.kafka import EventPublisher
+from pactmesh_kit.provenance import Provenance
 
 from pactmesh_delivery.adapters.dispatcher import Dispatcher
 from pactmesh_delivery.domain.results import Ledger
@@ -22,6 +23,8 @@ class Runtime:
     ledger: Ledger | None = None
     webhooks: WebhookOutbox | None = None
     dispatcher: Dispatcher | None = None
+    provenance: Provenance = field(default_factory=Provenance)
+    """The requests the mesh accepted: a result goes only to its request's tenant."""
 
     def require_ledger(self) -> Ledger:
         """The ledger; ``NotReady`` outside the app's lifespan."""

@@ -40,6 +40,7 @@ def register(kafka: Kafka, runtime: Runtime) -> None:
                 requested_at=event.occurred_at,
                 attempt=request.attempt,
                 principal=event.principal,
+                separation_of_duties=request.separation_of_duties,
                 request_event_id=event.event_id,
             )
         )

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import APIRouter, FastAPI
-from pactmesh_contracts.topics import REQUESTS_ACCEPTED
+from pactmesh_contracts.topics import AUDIT, REQUESTS_ACCEPTED
 from pactmesh_kit.app import Service
 from pactmesh_kit.stores import instance_lock
 from pactmesh_kit.stores.outbox import Relay
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         ready=lambda: service.kafka.broker.running,
     )
-    runtime = Runtime(settings=settings, publisher=relay)
+    runtime = Runtime(settings=settings, publisher=relay, audit=service.kafka.publisher(AUDIT))
     handlers.register(service.kafka, runtime)
     return service.app(
         runtime,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
+from typing import NoReturn
 
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import RequestSubmitted, WorkflowProgress, WorkflowResult
@@ -19,12 +20,13 @@ from pactmesh_contracts.topics import (
     WORKFLOW_PROGRESS,
     WorkflowUpdate,
 )
-from pactmesh_kit.errors import RefusedMessage
+from pactmesh_kit.auth.tokens import AuthError, Identity
+from pactmesh_kit.errors import PactmeshError, RefusedMessage
 from pactmesh_kit.kafka import Kafka, Record
 from pactmesh_workflows.registry import registry
 
 from pactmesh_intake.domain.errors import IntakeError
-from pactmesh_intake.domain.intake import accept_inbound
+from pactmesh_intake.domain.intake import accept_inbound, refusal_audit
 from pactmesh_intake.domain.requests import ResultView, Transition
 from pactmesh_intake.runtime import Runtime
 
@@ -37,19 +39,24 @@ def register(kafka: Kafka, runtime: Runtime) -> None:
 
     @kafka.subscriber(REQUESTS_INBOUND)
     async def on_inbound(event: Envelope[RequestSubmitted], record: Record) -> None:
-        """Accept a request published by an upstream system; dead-letter what HTTP would
-        refuse with a 4xx (not permitted, too large, key reused for another request)."""
+        """Accept a request published by an upstream system, which the record's bearer
+        token identifies; audit and dead-letter what HTTP would refuse with a 4xx (no
+        valid token, an envelope claiming another tenant or principal, not permitted,
+        too large, a workflow id reused for another request)."""
+        identity: Identity | None = None
         try:
+            identity = await runtime.tokens.identify(record.headers)
             accepted = await accept_inbound(
                 store=runtime.require_store(),
                 publisher=runtime.publisher,
                 policy=runtime.policy,
                 event=event,
+                identity=identity,
                 max_bytes=settings.max_body_bytes,
                 now=datetime.now(UTC),
             )
-        except IntakeError as exc:
-            raise RefusedMessage(f"{exc.code} (HTTP {exc.http_status} equivalent): {exc}") from exc
+        except (IntakeError, AuthError) as exc:
+            await _refuse(runtime, event, exc, identity)
         if accepted:
             logger.info("accepted %s from the inbound topic", event.workflow_id)
 
@@ -82,6 +89,15 @@ def register(kafka: Kafka, runtime: Runtime) -> None:
         )
 
     _register_live(kafka, runtime)
+
+
+async def _refuse(
+    runtime: Runtime, event: Envelope[RequestSubmitted], error: PactmeshError, by: Identity | None
+) -> NoReturn:
+    """Audit a refusal about who sent the request, then dead-letter the record."""
+    if (audit := refusal_audit(event, error, by)) is not None:
+        await runtime.audit.publish(audit)
+    raise RefusedMessage(f"{error.code} (HTTP {error.http_status} equivalent): {error}") from error
 
 
 def _register_live(kafka: Kafka, runtime: Runtime) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pactmesh_kit.auth.http import Authenticator
 from pactmesh_kit.auth.policy import AccessPolicy, load_access_policy
+from pactmesh_kit.auth.records import RecordAuthenticator
 from pactmesh_kit.errors import NotReady
-from pactmesh_kit.stores.outbox import Relay
+from pactmesh_kit.stores.outbox import Publisher, Relay
 
 from pactmesh_intake.adapters.rate_limits import TenantRateLimiter
 from pactmesh_intake.domain.live import LiveFeed
@@ -21,17 +23,22 @@ class Runtime:
     settings: Settings
     publisher: Relay
     """Publishes accepted requests at once, and what the outbox still holds later."""
+    audit: Publisher
+    """Publishes audit records (an inbound request refused for who sent it)."""
     store: RequestStore | None = None
     live: LiveFeed = field(default_factory=LiveFeed)
     """Progress, token and result events for the SSE clients connected to this instance."""
     policy: AccessPolicy = field(init=False)
     """The access policy: who may submit, and which workflows (HTTP and Kafka alike)."""
+    tokens: RecordAuthenticator = field(init=False)
+    """Verifies the bearer token of each inbound record (HTTP's verifier and rules)."""
     submit_limiter: TenantRateLimiter = field(init=False)
     read_limiter: TenantRateLimiter = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
         self.policy = load_access_policy(settings.access_policy_file)
+        self.tokens = RecordAuthenticator(Authenticator.from_settings(settings).verifier)
         self.submit_limiter = TenantRateLimiter(
             "submit", settings.submit_rate_limit, storage_uri=settings.rate_limit_storage
         )

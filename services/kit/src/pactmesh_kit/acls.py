@@ -113,23 +113,29 @@ EVERY_SERVICE_WRITES: tuple[Topic, ...] = (DEAD_LETTERS,)
 declaring it: ``pactmesh_kit.kafka.DeadLetters``)."""
 
 SERVICE_TOPICS: Mapping[str, ServiceTopics] = {
+    # Intake audits inbound requests refused for who sent them.
     "intake": ServiceTopics(
-        writes=(REQUESTS_ACCEPTED,), reads=(REQUESTS_INBOUND, WORKFLOW_PROGRESS), reads_results=True
+        writes=(REQUESTS_ACCEPTED, AUDIT),
+        reads=(REQUESTS_INBOUND, WORKFLOW_PROGRESS),
+        reads_results=True,
     ),
     # A refused start ends at routing, which then publishes its rejected result.
     "routing": ServiceTopics(
         writes=(REQUESTS_ROUTED, WORKFLOW_PROGRESS, WORKFLOW_COMPLETED, AUDIT),
         reads=(REQUESTS_ACCEPTED,),
     ),
+    # The orchestrator audits events refused for answering nothing its runs wait for.
     "orchestrator": ServiceTopics(
-        writes=(TOOL_CALLS, REVIEWS_REQUESTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS),
+        writes=(TOOL_CALLS, REVIEWS_REQUESTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS, AUDIT),
         reads=(REQUESTS_ROUTED, TOOL_RESULTS, REVIEWS_DECIDED),
     ),
-    "tools": ServiceTopics(writes=(TOOL_RESULTS, AUDIT), reads=(TOOL_CALLS,)),
+    # Tools and delivery read the accepted requests (what intake vouched for) to check a
+    # tool call's and a result's tenant and principal against their request's.
+    "tools": ServiceTopics(writes=(TOOL_RESULTS, AUDIT), reads=(TOOL_CALLS, REQUESTS_ACCEPTED)),
     "hitl": ServiceTopics(writes=(REVIEWS_DECIDED,), reads=(REVIEWS_REQUESTED, WORKFLOW_COMPLETED)),
     "delivery": ServiceTopics(
-        writes=(WORKFLOW_PROGRESS,),
-        reads=(WORKFLOW_COMPLETED,),
+        writes=(WORKFLOW_PROGRESS, AUDIT),
+        reads=(WORKFLOW_COMPLETED, REQUESTS_ACCEPTED),
         writes_results=True,
         reads_results=True,
     ),

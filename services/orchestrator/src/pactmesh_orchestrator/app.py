@@ -10,12 +10,14 @@ from functools import partial
 
 from fastapi import FastAPI
 from pactmesh_contracts.topics import (
+    AUDIT,
     REVIEWS_REQUESTED,
     TOOL_CALLS,
     WORKFLOW_COMPLETED,
     WORKFLOW_PROGRESS,
 )
 from pactmesh_kit.app import Service
+from pactmesh_kit.auth.policy import load_access_policy
 from pactmesh_kit.stores import instance_lock
 from pactmesh_reasoning.embeddings import load_embeddings
 from pactmesh_reasoning.models import ModelRouter
@@ -44,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Runs each workflow as a checkpointed LangGraph graph.",
     )
     publisher = service.kafka.publisher(
-        TOOL_CALLS, REVIEWS_REQUESTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS
+        TOOL_CALLS, REVIEWS_REQUESTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS, AUDIT
     )
     runtime = Runtime(settings=settings, publisher=publisher)
     handlers.register(service.kafka, runtime)
@@ -72,6 +74,7 @@ async def _engine(runtime: Runtime, policy: GatePolicy) -> AsyncIterator[None]:
             checkpointer=store.checkpointer,
             publisher=runtime.publisher,
             outbox=store.outbox,
+            reviewers=load_access_policy(settings.access_policy_file),
             tool_timeout_s=settings.tool_timeout_s,
             token_window_s=settings.token_window_ms / 1000,
         )

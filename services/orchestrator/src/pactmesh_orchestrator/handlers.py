@@ -3,7 +3,9 @@
 Keyed subscribers: a batch's workflows advance concurrently, each workflow's events in
 order, and the batch's offsets are committed once every step in it is durable. A kill
 mid-batch redelivers the whole batch; the engine is idempotent per event (a checkpoint
-already past the event, an outbox mark already written), so nothing happens twice.
+already past the event, an outbox mark already written), so nothing happens twice. A
+tool result or a review decision that answers nothing its run waits for is audited by
+the engine and dead-lettered here.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pactmesh_contracts.topics import REQUESTS_ROUTED, REVIEWS_DECIDED, TOOL_RES
 from pactmesh_kit.errors import RefusedMessage
 from pactmesh_kit.kafka import Kafka, Record
 
-from pactmesh_orchestrator.domain.errors import UnknownWorkflowRun
+from pactmesh_orchestrator.domain.errors import AnswerRefused, UnknownWorkflowRun
 from pactmesh_orchestrator.runtime import Runtime
 
 
@@ -29,16 +31,18 @@ def register(kafka: Kafka, runtime: Runtime) -> None:
 
     @kafka.subscriber(TOOL_RESULTS, max_records=batch)
     async def on_tool_result(event: Envelope[ToolResult], record: Record) -> None:
-        """Resume the run waiting for this result (idempotent per call id)."""
+        """Resume the run waiting for this result (idempotent per call id); refuse one
+        answering no call the run waits for."""
         try:
             await runtime.require_engine().resume(event)
-        except UnknownWorkflowRun as exc:
-            raise RefusedMessage(str(exc)) from exc
+        except (UnknownWorkflowRun, AnswerRefused) as exc:
+            raise RefusedMessage(f"{exc.code}: {exc}") from exc
 
     @kafka.subscriber(REVIEWS_DECIDED, max_records=batch)
     async def on_review_decided(event: Envelope[ReviewDecided], record: Record) -> None:
-        """Resume the gate waiting for this decision (idempotent per review id)."""
+        """Resume the gate waiting for this decision (idempotent per review id); refuse
+        one answering no pending review, or from a reviewer the gate may not hear."""
         try:
             await runtime.require_engine().decide(event)
-        except UnknownWorkflowRun as exc:
-            raise RefusedMessage(str(exc)) from exc
+        except (UnknownWorkflowRun, AnswerRefused) as exc:
+            raise RefusedMessage(f"{exc.code}: {exc}") from exc

@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from pactmesh_contracts.topics import AUDIT, TOOL_RESULTS
 from pactmesh_kit.app import Service
 from pactmesh_kit.auth import load_access_policy
+from pactmesh_kit.provenance import FILE as ACCEPTED_REQUESTS_FILE
+from pactmesh_kit.provenance import Provenance
 from pactmesh_kit.stores import instance_lock
 
 from pactmesh_tools import handlers
@@ -46,9 +48,12 @@ def create_app(
         tracer_provider=service.tracer_provider,
     )
     registry = ToolRegistry(sandbox_tools(http), policy=settings.tool_policy, tracer=tracer)
+    provenance = Provenance()
+    provenance.subscribe(service.kafka)
     dispatcher = Dispatcher(
         registry=registry,
         access=load_access_policy(settings.access_policy_file),
+        requests=provenance,
         publisher=service.kafka.publisher(TOOL_RESULTS, AUDIT),
         limits=settings.dispatch_limits(),
         tracer=tracer,
@@ -65,16 +70,18 @@ def create_app(
         resources=[
             partial(instance_lock, settings),
             partial(aclosing, http),
-            partial(_dispatching, runtime),
+            partial(_dispatching, runtime, provenance),
         ],
     )
 
 
 @asynccontextmanager
-async def _dispatching(runtime: Runtime) -> AsyncIterator[None]:
-    """The inbox and its dispatcher, which publishes results once the broker has started
-    (resources open before it)."""
+async def _dispatching(runtime: Runtime, provenance: Provenance) -> AsyncIterator[None]:
+    """The accepted requests, the inbox and its dispatcher, which publishes results once
+    the broker has started (resources open before it)."""
+    data = runtime.settings.data_dir
     async with (
+        provenance.opened(data / ACCEPTED_REQUESTS_FILE),
         open_inbox(runtime.settings) as inbox,
         runtime.dispatcher.running(inbox),
     ):

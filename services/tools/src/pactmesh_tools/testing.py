@@ -19,6 +19,8 @@ from pactmesh_contracts.topics import AUDIT, TOOL_CALLS, TOOL_RESULTS, ToolResul
 from pactmesh_kit.auth import AccessPolicy, load_access_policy
 from pactmesh_kit.auth.policy import Grant
 from pactmesh_kit.kafka import Kafka, Record, encode
+from pactmesh_kit.provenance import FILE as ACCEPTED_REQUESTS_FILE
+from pactmesh_kit.provenance import Provenance
 
 from pactmesh_tools import handlers
 from pactmesh_tools.adapters.inbox import open_inbox
@@ -62,6 +64,8 @@ class RunningTools:
     received: list[Envelope[ToolResult]]
     audits: list[Envelope[AuditRecorded]]
     """Every audit record published."""
+    provenance: Provenance
+    """The requests the mesh accepted, as far as the dispatcher knows."""
     arrived: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     """Set whenever a result arrives."""
 
@@ -73,9 +77,11 @@ class RunningTools:
         key: str = "wf:step",
         workflow: str | None = TEST_WORKFLOW,
         principal: Principal = TEST_PRINCIPAL,
+        vouched: bool = True,
     ) -> Envelope[Any]:
-        """Request a call for ``workflow`` on behalf of ``principal``; the handler has
-        recorded it when this returns."""
+        """Request a call for ``workflow`` on behalf of ``principal`` (in a request the
+        mesh accepted from them, unless not ``vouched``); the handler has recorded it when
+        this returns."""
         request = new_event(
             ToolCallRequested(
                 call_id=uuid.uuid4(),
@@ -88,11 +94,14 @@ class RunningTools:
             tenant="acme",
             principal=principal,
         )
-        await self.send(request)
+        await self.send(request, vouched=vouched)
         return request
 
-    async def send(self, request: Envelope[Any]) -> None:
-        """Deliver ``request`` on the calls topic (again, for a redelivery)."""
+    async def send(self, request: Envelope[Any], *, vouched: bool = True) -> None:
+        """Deliver ``request`` on the calls topic (again, for a redelivery), first
+        recording its request as accepted from its principal when ``vouched``."""
+        if vouched:
+            await self.provenance.record(request)
         topic = TOOL_CALLS.qualified(self.settings.topic_prefix)
         await self.broker.publish(encode(request), topic, key=request.key)
 
@@ -130,6 +139,7 @@ async def running_tools(
     tracer_provider: TracerProvider | None = None,
     publisher: Callable[[ResultPublisher], ResultPublisher] = lambda real: real,
     policy: AccessPolicy | None = None,
+    provenance_wait_s: float = 0.2,
     **limits: Any,
 ) -> AsyncIterator[RunningTools]:
     """The handler and dispatcher over ``registry``, the inbox ``settings`` select.
@@ -137,13 +147,16 @@ async def running_tools(
     ``limits`` override the dispatcher's (``max_in_flight=20``); ``publisher`` wraps the
     real publisher; ``tracer_provider`` traces the broker and the dispatcher; ``policy``
     is the access policy (by default the packaged one, plus ``TEST_WORKFLOW`` allowed
-    every tool of ``registry``).
+    every tool of ``registry``); a call naming a request not recorded as accepted waits
+    ``provenance_wait_s`` for it.
     """
     kafka = Kafka(settings, tracer_provider=tracer_provider)
+    provenance = Provenance(wait_s=provenance_wait_s)
     dispatcher = Dispatcher(
         registry=registry,
         access=policy
         or policy_allowing(registry.names, base=load_access_policy(settings.access_policy_file)),
+        requests=provenance,
         publisher=publisher(kafka.publisher(TOOL_RESULTS, AUDIT)),
         limits=dataclasses.replace(settings.dispatch_limits(), **limits),
         tracer=tracer_provider.get_tracer(__name__) if tracer_provider else None,
@@ -168,10 +181,13 @@ async def running_tools(
 
     async with (
         TestKafkaBroker(kafka.broker),
+        provenance.opened(settings.data_dir / ACCEPTED_REQUESTS_FILE),
         open_inbox(settings) as inbox,
         dispatcher.running(inbox),
     ):
-        yield RunningTools(kafka.broker, settings, dispatcher, inbox, received, audits, arrived)
+        yield RunningTools(
+            kafka.broker, settings, dispatcher, inbox, received, audits, provenance, arrived
+        )
 
 
 RunTools = Callable[..., AbstractAsyncContextManager[RunningTools]]

@@ -66,13 +66,20 @@ OVER_THRESHOLD = GateSpec(
     action=PurchaseOrderAction,
     when=(
         Condition(
-            field="amount",
+            field="stated_amount",
             op="gt",
             value=Threshold(threshold="max_amount"),
-            says="amount {amount:g} is over the approval threshold {max_amount:g}",
+            says="amount {stated_amount:g} is over the approval threshold {max_amount:g}",
         ),
     ),
+    missing={
+        "stated_amount": "the amount is neither written in the request nor the total of"
+        " lines priced in it"
+    },
 )
+"""Compares the order's amount only when the request itself states it (or states every
+line's quantity and price): an amount only a model extracted cannot wave an order
+through, so the gate fires for it."""
 
 WORKFLOW = WorkflowDefinition(
     name=NAME,

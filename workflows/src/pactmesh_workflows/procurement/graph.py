@@ -14,6 +14,7 @@ from pactmesh_contracts.tools.procurement import PROCUREMENT_CHECK_POLICY, Check
 from pactmesh_contracts.tools.procurement import LineItem as PolicyLine
 from pydantic import ValidationError
 
+from pactmesh_workflows.fields import states
 from pactmesh_workflows.gates import GatePolicy
 from pactmesh_workflows.procurement import OVER_THRESHOLD, ProcurementInput, ProcurementOutput
 from pactmesh_workflows.reasoning import Reasoning
@@ -108,6 +109,16 @@ async def _report(state: WorkflowState) -> WorkflowState:
     }
 
 
+def stated_amount(state: WorkflowState) -> dict[str, Any]:
+    """The gate's fact: the order's amount when the request states it, or states every
+    line's quantity and unit price (the amount is their total, the action's contract
+    checks); None otherwise, which makes the gate fire."""
+    order = proposed_as(state, PurchaseOrderAction)
+    text = state["text"]
+    priced = all(states(text, i.quantity) and states(text, i.unit_price) for i in order.items)
+    return {"stated_amount": order.amount if priced or states(text, order.amount) else None}
+
+
 async def _finish(state: WorkflowState) -> WorkflowState:
     order = proposed_as(state, PurchaseOrderAction)
     po = tool_result(state, "commit_order", ERP_CREATE_PURCHASE_ORDER)
@@ -150,5 +161,6 @@ def build_graph(
         arguments=_commit_arguments,
         tools=tools,
         finish=_finish,
+        facts=stated_amount,
     )
     return graph.compile(checkpointer=checkpointer)

@@ -83,13 +83,16 @@ OVER_AUTO_LIMIT = GateSpec(
     action=RefundAction,
     when=(
         Condition(
-            field="amount",
+            field="stated_amount",
             op="gt",
             value=Threshold(threshold="auto_limit"),
-            says="amount {amount:g} is over the automatic limit {auto_limit:g}",
+            says="amount {stated_amount:g} is over the automatic limit {auto_limit:g}",
         ),
     ),
+    missing={"stated_amount": "the amount is neither written in the request nor the order's total"},
 )
+"""Pays without review only an amount the request states or the CRM's order total (the
+out-of-policy gate already held it to the order): never one a model alone came up with."""
 
 WORKFLOW = WorkflowDefinition(
     name=NAME,

@@ -11,6 +11,7 @@ from pactmesh_contracts.actions.refund import RefundAction
 from pactmesh_contracts.tools.crm import CRM_GET_ORDER, GetOrderArgs
 from pactmesh_contracts.tools.payments import PAYMENTS_REFUND, RefundArgs
 
+from pactmesh_workflows.fields import states
 from pactmesh_workflows.gates import GatePolicy
 from pactmesh_workflows.reasoning import Reasoning
 from pactmesh_workflows.refund import OUT_OF_POLICY, OVER_AUTO_LIMIT, RefundInput, RefundOutput
@@ -29,6 +30,15 @@ from pactmesh_workflows.steps import (
 
 def _order_total(state: WorkflowState) -> dict[str, Any]:
     return {"order_total": tool_result(state, "lookup_order", CRM_GET_ORDER).total}
+
+
+def stated_amount(state: WorkflowState) -> dict[str, Any]:
+    """The auto-limit gate's fact: the refund's amount when the request states it or it
+    is the order's total from the CRM; None otherwise, which makes the gate fire."""
+    amount = proposed_as(state, RefundAction).amount
+    total = tool_result(state, "lookup_order", CRM_GET_ORDER).total
+    grounded = abs(amount - total) < 0.005 or states(state["text"], amount)
+    return {"stated_amount": amount if grounded else None}
 
 
 async def _propose(state: WorkflowState) -> WorkflowState:
@@ -107,5 +117,6 @@ def build_graph(
         arguments=_refund_arguments,
         tools=tools,
         finish=_finish,
+        facts=stated_amount,
     )
     return graph.compile(checkpointer=checkpointer)

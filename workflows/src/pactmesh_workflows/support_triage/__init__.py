@@ -2,9 +2,11 @@
 to a person.
 
 A knowledge-base answer is redrafted for the requester by the ``drafting`` model, whose
-tokens are streamed (LangGraph's custom stream; the engine publishes them). Answers are
-cached per tenant: this flow answers general questions, personalises nothing and has no
-side effect; a hand-over to a person (or an agent's answer) is never cached. Requests
+tokens are streamed (LangGraph's custom stream; the engine publishes them). The
+knowledge base's answer is cached per tenant (this flow answers general questions,
+personalises nothing and has no side effect), never the drafted reply, which quotes the
+asker's own words; a hand-over to a person (or an agent's answer) is never cached. A
+cached answer is served without a drafted reply. Requests
 routing will not guess about come here too, for a person to triage.
 """
 

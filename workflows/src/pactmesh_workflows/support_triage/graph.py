@@ -104,10 +104,6 @@ def _draft(reasoning: Reasoning) -> Node:
             return {"history": [*restarts, entry(DRAFT_STEP, "kept_article")]}
         spec = spec or reasoning.models.config.role("drafting").primary.model
         output = found.model_copy(update={"reply": "".join(pieces).strip(), "drafted_by": spec})
-        if reasoning.cache is not None and _may_cache(state):
-            await reasoning.cache.store(
-                tenant=state.get("tenant", ""), question=state["text"], answer=output.model_dump()
-            )
         return {
             "output": output.model_dump(),
             "history": [*restarts, entry(DRAFT_STEP, "drafted", spec)],
@@ -133,18 +129,35 @@ def _handover_reason(state: WorkflowState, confidence: float) -> str:
     return "no article answers it confidently"
 
 
-async def _decide(state: WorkflowState) -> WorkflowState:
-    best = _best_hit(state)
-    confidence = state.get("confidence", 1.0)
-    routed_to_a_person = state.get("needs_human", False)
-    if best and best.score >= MIN_SCORE and confidence >= MIN_CONFIDENCE and not routed_to_a_person:
-        output = TriageOutput(answer=best.answer, source="knowledge_base", article_id=best.id)
-        return {
-            "outcome": "succeeded",
-            "output": output.model_dump(),
-            "error": None,
-            "history": [entry("decide", "answered", best.id)],
-        }
+def _decide(reasoning: Reasoning) -> Node:
+    async def decide(state: WorkflowState) -> WorkflowState:
+        best = _best_hit(state)
+        confidence = state.get("confidence", 1.0)
+        to_a_person = state.get("needs_human", False)
+        if best and best.score >= MIN_SCORE and confidence >= MIN_CONFIDENCE and not to_a_person:
+            output = TriageOutput(answer=best.answer, source="knowledge_base", article_id=best.id)
+            await _remember(reasoning, state, output)
+            return {
+                "outcome": "succeeded",
+                "output": output.model_dump(),
+                "error": None,
+                "history": [entry("decide", "answered", best.id)],
+            }
+        return _hand_over(state, best, confidence)
+
+    return decide
+
+
+async def _remember(reasoning: Reasoning, state: WorkflowState, output: TriageOutput) -> None:
+    """Cache the knowledge base's answer, and only it: the reply drafted next quotes the
+    asker's own words, which another asker must never be served."""
+    if reasoning.cache is not None and _may_cache(state):
+        await reasoning.cache.store(
+            tenant=state.get("tenant", ""), question=state["text"], answer=output.model_dump()
+        )
+
+
+def _hand_over(state: WorkflowState, best: KbHit | None, confidence: float) -> WorkflowState:
     reason = _handover_reason(state, confidence)
     handover = TriageHandover(
         question=state["text"], reason=reason, suggested_answer=best.answer if best else None
@@ -186,7 +199,7 @@ def build_graph(
         on_success="decide",
         on_failure="decide",
     )
-    graph.add_node("decide", _decide)
+    graph.add_node("decide", _decide(models))
     graph.add_node(DRAFT_STEP, _draft(models))
     graph.add_edge(DRAFT_STEP, END)
     graph.add_node(HUMAN_TRIAGE.step, gate_step(gates.bind(HUMAN_TRIAGE)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -33,6 +34,43 @@ IdempotencyKey = Annotated[
         "request returns the first response; the same key with another body is a 409.",
     ),
 ]
+
+TENANT_HEADER = "Pactmesh-Tenant"
+PRINCIPAL_HEADER = "Pactmesh-Principal"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Whom a request acts for, as the tools service says (from the tool call's envelope):
+    data is the tenant's, side effects are recorded against both."""
+
+    tenant: str
+    principal: str
+
+
+def _caller(
+    tenant: Annotated[
+        str,
+        Header(
+            alias=TENANT_HEADER,
+            pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+            description="The tenant the call acts for: only its data is seen.",
+        ),
+    ],
+    principal: Annotated[
+        str,
+        Header(
+            alias=PRINCIPAL_HEADER,
+            min_length=1,
+            max_length=256,
+            description="The principal (subject) the call acts for.",
+        ),
+    ],
+) -> Caller:
+    return Caller(tenant=tenant, principal=principal)
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 

@@ -24,6 +24,7 @@ from psycopg.rows import TupleRow
 
 from pactmesh_hitl.adapters.migrations import MIGRATIONS
 from pactmesh_hitl.adapters.rows import (
+    COLUMN_COUNT,
     COLUMNS,
     history_of,
     requested_detail,
@@ -144,7 +145,7 @@ class PostgresReviewStore:
     async def add(self, review: Review) -> bool:
         async with self._pool.connection() as conn, conn.transaction():
             cursor = await conn.execute(
-                f"INSERT INTO reviews ({COLUMNS}) VALUES ({', '.join(['%s'] * 23)})"
+                f"INSERT INTO reviews ({COLUMNS}) VALUES ({', '.join(['%s'] * COLUMN_COUNT)})"
                 " ON CONFLICT (review_id) DO NOTHING",
                 row_of(review, ident=lambda i: i, instant=lambda t: t),
             )

@@ -18,9 +18,11 @@ from pactmesh_hitl.domain.reviews import HistoryEntry, Review, ReviewState
 COLUMNS = (
     "review_id, workflow_id, workflow, tenant, rule, summary, action_type, action, role,"
     " expires_at, state, requested_at, attempt, principal, request_event_id, decision,"
-    " decided_by, decided_at, comment, edited_action, priority, claimed_by, claimed_until"
+    " decided_by, decided_at, comment, edited_action, priority, claimed_by, claimed_until,"
+    " separation_of_duties"
 )
 """Every column a :class:`Review` is read from or written to, in row order."""
+COLUMN_COUNT = len(COLUMNS.split(","))
 
 
 def utc_text(moment: datetime) -> str:
@@ -67,6 +69,7 @@ def review_of(row: Any) -> Review:
         priority=ReviewPriority(row[20]),
         claimed_by=row[21],
         claimed_until=_time(row[22]) if row[22] else None,
+        separation_of_duties=bool(row[23]),
     )
 
 
@@ -103,6 +106,7 @@ def row_of(
         review.priority.value,
         review.claimed_by,
         maybe(review.claimed_until),
+        review.separation_of_duties,
     )
 
 

@@ -25,6 +25,7 @@ from pactmesh_kit.stores.sqlite import connect, transaction
 
 from pactmesh_hitl.adapters.migrations import MIGRATIONS
 from pactmesh_hitl.adapters.rows import (
+    COLUMN_COUNT,
     COLUMNS,
     history_of,
     requested_detail,
@@ -132,7 +133,8 @@ class SqliteReviewStore:
     async def add(self, review: Review) -> bool:
         async with self._transaction() as conn:
             cursor = await conn.execute(
-                f"INSERT OR IGNORE INTO reviews ({COLUMNS}) VALUES ({', '.join('?' * 23)})",
+                f"INSERT OR IGNORE INTO reviews ({COLUMNS})"
+                f" VALUES ({', '.join('?' * COLUMN_COUNT)})",
                 row_of(review, ident=str, instant=utc_text),
             )
             if cursor.rowcount != 1:

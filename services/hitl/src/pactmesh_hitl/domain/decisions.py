@@ -2,7 +2,11 @@
 
 Who may do what (the gate's role, the policy's review actions, the tenant) is checked
 at the edge before these functions run; these keep the review's state consistent when
-several reviewers (on several instances) act at once.
+several reviewers (on several instances) act at once, and keep duties separate: the
+person a workflow acts for never claims or decides its reviews, whatever roles they
+hold, unless the gate allows it. The decision event names the reviewer's principal
+(``decided_by``), so that the orchestrator checks all of it again before resuming the
+workflow.
 
 A decision or an expiry and the event that resumes the workflow are written in one
 transaction (the event into the store's outbox), then the event is published. If that
@@ -59,6 +63,16 @@ def _decision_event(review: Review, decided: ReviewDecided) -> Envelope[Any]:
     )
 
 
+def check_not_own(review: Review, reviewer: str) -> None:
+    """Refuse (``forbidden``) the requester working on a review of their own request."""
+    requester = review.principal.subject if review.principal else None
+    if review.separation_of_duties and requester == reviewer:
+        raise ReviewError(
+            "forbidden",
+            f"{reviewer!r} requested this workflow and may not review it (separation of duties)",
+        )
+
+
 def conflict(review: Review, reviewer: str, now: datetime) -> str | None:
     """Why ``reviewer`` cannot act on ``review`` at ``now``; None if they can."""
     if review.state is not ReviewState.PENDING:
@@ -99,6 +113,7 @@ async def claim(
 
     The store's conditional update decides between two reviewers claiming at once.
     """
+    check_not_own(review, reviewer)
     at = _now(now)
     if reason := conflict(review, reviewer, at):
         raise ReviewError("conflict", reason)
@@ -161,19 +176,21 @@ async def decide(
     store: ReviewStore,
     publisher: Publisher,
     review: Review,
-    reviewer: str,
+    reviewer: Principal,
     request: DecisionRequest,
     now: datetime | None = None,
 ) -> Review:
-    """Record ``reviewer``'s decision and resume the workflow; exactly one decision wins.
+    """Record ``reviewer``'s decision (their verified principal) and resume the workflow;
+    exactly one decision wins.
 
     The store's conditional update is the arbiter: of two reviewers deciding at once,
     one update matches a pending review and the other finds it decided (or claimed).
     The decision event is written with the decision and published after it commits; a
     publish that fails is the outbox relay's to retry.
     """
-    at = _now(now)
-    if reason := conflict(review, reviewer, at):
+    at, subject = _now(now), reviewer.subject
+    check_not_own(review, subject)
+    if reason := conflict(review, subject, at):
         raise ReviewError("conflict", reason)
     edited = _validated_edit(review, request)
     detail: dict[str, Any] = {"decision": request.decision, "comment": request.comment}
@@ -185,13 +202,14 @@ async def decide(
             review_id=review.review_id,
             decision=ReviewDecision(request.decision),
             edited_action=edited,
-            reviewer=reviewer,
+            reviewer=subject,
             comment=request.comment,
+            decided_by=reviewer,
         ),
     )
     if not await store.decide(
         review.review_id,
-        reviewer=reviewer,
+        reviewer=subject,
         decision=request.decision,
         comment=request.comment,
         edited_action=edited,
@@ -199,7 +217,7 @@ async def decide(
         event=event,
         now=at,
     ):
-        raise ReviewError("conflict", await _explain(store, review.review_id, reviewer, at))
+        raise ReviewError("conflict", await _explain(store, review.review_id, subject, at))
     await _publish(publisher, event)
     return await _reloaded(store, review.review_id)
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pactmesh_kit.errors import ErrorKind, PactmeshError
 
-ErrorCode = Literal["not_found", "conflict", "invalid", "unavailable"]
+ErrorCode = Literal["not_found", "forbidden", "conflict", "invalid", "unavailable"]
 
 
 class ReviewError(PactmeshError):

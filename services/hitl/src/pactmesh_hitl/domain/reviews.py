@@ -73,6 +73,8 @@ class Review(BaseModel):
     """0 for the first request at a gate, 1 after an escalation."""
     principal: Principal | None = None
     """Who the workflow acts for (carried into the decision event)."""
+    separation_of_duties: bool = True
+    """``principal`` may not claim or decide this review (the gate's setting)."""
     request_event_id: uuid.UUID | None = None
     """The ReviewRequested event, the cause of the decision event."""
     claimed_by: str | None = None

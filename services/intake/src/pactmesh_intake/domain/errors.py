@@ -21,6 +21,14 @@ class NotPermitted(IntakeError):
     kind = "forbidden"
 
 
+class ClaimsAnotherIdentity(IntakeError):
+    """An inbound envelope names a tenant or principal its bearer token does not prove:
+    the token says who is asking, never the envelope."""
+
+    code = "identity_mismatch"
+    kind = "forbidden"
+
+
 class TooLarge(IntakeError):
     """The submission is over the configured size limit."""
 

@@ -1,6 +1,9 @@
 """Accepting a request: check it, record it, then hand it to the mesh.
 
-HTTP and the inbound topic apply the same rules, in the same order: who may submit
+HTTP and the inbound topic apply the same rules, in the same order: who is asking (a
+bearer token, in the ``Authorization`` header or the record's ``authorization``
+header, verified by the same code; on the inbound topic the envelope's tenant and
+principal must be the token's, :func:`check_envelope`), who may submit
 (:func:`check_permitted`), how big a request may be (:func:`check_size`), and
 idempotency. Over HTTP the key is the client's ``Idempotency-Key``, scoped to the
 tenant and remembered for a retention window; over Kafka it is the event's workflow id,
@@ -18,11 +21,23 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
-from pactmesh_contracts.events import Channel, RequestAccepted, RequestSubmitted
+from pactmesh_contracts.events import (
+    AuditRecorded,
+    Channel,
+    RequestAccepted,
+    RequestSubmitted,
+)
 from pactmesh_contracts.ids import uuid7
 from pactmesh_kit.auth.policy import AccessPolicy
+from pactmesh_kit.auth.tokens import Identity
+from pactmesh_kit.errors import PactmeshError
 
-from pactmesh_intake.domain.errors import IdempotencyConflict, NotPermitted, TooLarge
+from pactmesh_intake.domain.errors import (
+    ClaimsAnotherIdentity,
+    IdempotencyConflict,
+    NotPermitted,
+    TooLarge,
+)
 from pactmesh_intake.domain.requests import (
     RequestStore,
     SubmitRequest,
@@ -34,6 +49,9 @@ logger = logging.getLogger(__name__)
 
 SUBMIT = "requests:submit"
 """The API capability a principal needs to submit requests."""
+SERVICE = "intake"
+REFUSED_ACTION = "inbound.refused"
+"""The audit action of an inbound request refused for who sent it."""
 
 
 class Publisher(Protocol):
@@ -78,6 +96,49 @@ def check_permitted(
             )
     elif not policy.startable_workflows(principal):
         raise NotPermitted(f"{principal.subject!r} may not start any workflow")
+
+
+def _principal_json(principal: Principal) -> dict[str, object]:
+    return {
+        "subject": principal.subject,
+        "roles": sorted(principal.roles),
+        "scopes": sorted(principal.scopes),
+    }
+
+
+def check_envelope(event: Envelope[Any], identity: Identity) -> None:
+    """Raise :class:`ClaimsAnotherIdentity` unless the envelope's tenant and principal
+    are exactly the token's (roles and scopes compared as sets): an upstream cannot
+    claim a tenant, a role or a scope its token does not carry."""
+    if event.tenant != identity.tenant:
+        raise ClaimsAnotherIdentity(
+            f"the envelope claims tenant {event.tenant!r}; the token is for {identity.tenant!r}"
+        )
+    claimed, proven = _principal_json(event.principal), _principal_json(identity.principal)
+    if claimed != proven:
+        raise ClaimsAnotherIdentity(
+            f"the envelope claims principal {claimed}; the token proves {proven}"
+        )
+
+
+def refusal_audit(
+    event: Envelope[Any], error: PactmeshError, identity: Identity | None
+) -> Envelope[Any] | None:
+    """The audit record of an inbound request refused for who sent it (no valid token,
+    an envelope claiming another identity, a principal not permitted); None for other
+    refusals (too large, a reused workflow id), which are not about identity."""
+    if error.kind not in ("unauthorized", "forbidden"):
+        return None
+    detail: dict[str, Any] = {
+        "code": error.code,
+        "reason": str(error),
+        "claimed": {"tenant": event.tenant, "principal": _principal_json(event.principal)},
+        "token": None
+        if identity is None
+        else {"tenant": identity.tenant, "principal": _principal_json(identity.principal)},
+    }
+    audit = AuditRecorded(service=SERVICE, action=REFUSED_ACTION, detail=detail)
+    return event.follow(audit)
 
 
 def check_size(request: SubmitRequest | RequestSubmitted, *, limit: int) -> None:
@@ -168,34 +229,43 @@ async def accept_inbound(
     publisher: Publisher,
     policy: AccessPolicy,
     event: Envelope[RequestSubmitted],
+    identity: Identity,
     max_bytes: int,
     now: datetime,
 ) -> bool:
-    """Accept a request from the inbound topic; False if it was already recorded.
+    """Accept a request from the inbound topic, sent by ``identity`` (its record's
+    verified token); False if it was already recorded.
 
-    Raises what HTTP would answer with a 4xx (:class:`NotPermitted`, :class:`TooLarge`,
-    :class:`IdempotencyConflict`); the handler dead-letters those. The request and its
-    accepted event are recorded together, then the event is published (as over HTTP, a
-    failed publish leaves it to the outbox's relay), so a redelivered inbound event has
-    nothing left to do.
+    Raises what HTTP would answer with a 4xx (:class:`ClaimsAnotherIdentity`,
+    :class:`NotPermitted`, :class:`TooLarge`, :class:`IdempotencyConflict`); the handler
+    dead-letters those. The request and its accepted event are recorded together, then
+    the event is published (as over HTTP, a failed publish leaves it to the outbox's
+    relay), so a redelivered inbound event has nothing left to do.
     """
     submitted = event.payload
+    check_envelope(event, identity)
     check_permitted(
-        policy=policy, principal=event.principal, requested_workflow=submitted.requested_workflow
+        policy=policy,
+        principal=identity.principal,
+        requested_workflow=submitted.requested_workflow,
     )
     check_size(submitted, limit=max_bytes)
     digest = fingerprint(submitted)
+    # The token's tenant and principal, not the envelope's (checked equal above): what
+    # every service downstream acts for is what intake verified.
     accepted = event.follow(
         RequestAccepted(
             text=submitted.text,
             channel=Channel.KAFKA,
             requested_workflow=submitted.requested_workflow,
             metadata=submitted.metadata,
-        )
+        ),
+        tenant=identity.tenant,
+        principal=identity.principal,
     )
     created = await store.create(
         request_id=event.workflow_id,
-        tenant=event.tenant,
+        tenant=identity.tenant,
         channel=Channel.KAFKA,
         at=now,
         fingerprint=digest,
@@ -204,7 +274,7 @@ async def accept_inbound(
     if not created:
         earlier = await store.submission(event.workflow_id)
         if earlier is not None and (
-            (earlier.tenant, earlier.channel) != (event.tenant, Channel.KAFKA)
+            (earlier.tenant, earlier.channel) != (identity.tenant, Channel.KAFKA)
             or earlier.fingerprint not in (None, digest)
         ):
             raise IdempotencyConflict(

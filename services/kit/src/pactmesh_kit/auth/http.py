@@ -57,8 +57,15 @@ class Authenticator:
         return cls(verifier, load_access_policy(settings.access_policy_file))
 
 
+def _quotable(text: str) -> str:
+    """``text`` as RFC 6750 allows inside ``error_description="..."`` (visible ASCII but
+    quote and backslash): a description echoing a request's value (a NUL byte, a newline)
+    would otherwise make an invalid header, which the server answers with a 500."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)
+
+
 def _challenge(error: AuthError) -> HTTPException:
-    header = f'Bearer error="{error.code}", error_description="{error.description}"'
+    header = f'Bearer error="{error.code}", error_description="{_quotable(error.description)}"'
     return HTTPException(error.status_code, error.description, {"WWW-Authenticate": header})
 
 

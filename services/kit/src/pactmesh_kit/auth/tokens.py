@@ -56,6 +56,8 @@ class Identity:
     principal: Principal
     tenant: str
     token_id: str | None = None
+    expires_at: float | None = None
+    """The token's ``exp`` (Unix seconds): how long a verified token may be remembered."""
 
     @property
     def subject(self) -> str:
@@ -183,4 +185,9 @@ def _identity(claims: dict[str, Any]) -> Identity:
     except ValidationError as exc:
         raise AuthError("invalid_token", f"malformed tenant {tenant!r}") from exc
     jti = claims.get("jti")
-    return Identity(principal=principal, tenant=tenant, token_id=str(jti) if jti else None)
+    return Identity(
+        principal=principal,
+        tenant=tenant,
+        token_id=str(jti) if jti else None,
+        expires_at=float(claims["exp"]),
+    )

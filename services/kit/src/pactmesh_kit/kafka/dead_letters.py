@@ -30,6 +30,12 @@ HEAD_BYTES = 4096
 MAX_ERROR_CHARS = 4000
 MAX_HEADER_CHARS = 1024
 
+CREDENTIAL_HEADERS = frozenset({"authorization"})
+"""Headers whose values are credentials (an upstream's bearer token): a dead letter keeps
+that the header was there, never its value, so the dead-letter topic and whoever reads
+it hold no one's token."""
+REDACTED = "[redacted]"
+
 
 class DeadLetters:
     """Publishes dead-letter records on the dead-letter topic."""
@@ -69,7 +75,7 @@ class DeadLetters:
             source_offset=record.offset,
             original_key_b64=_b64(record.key),
             original_value_b64=_b64(value) or "",
-            original_headers=headers_of(record),
+            original_headers=redacted(headers_of(record)),
             error_code=verdict.code,
             error=verdict.reason[:MAX_ERROR_CHARS],
             errors=verdict.errors,
@@ -111,3 +117,8 @@ def _size(letter: DeadLetter) -> int:
 
 def _b64(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode()
+
+
+def redacted(headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` with the values of credential headers replaced by ``[redacted]``."""
+    return {k: REDACTED if k.lower() in CREDENTIAL_HEADERS else v for k, v in headers.items()}

@@ -9,13 +9,20 @@ outbox: a replayed step may send them again.
 Events are handed to the producer in order without waiting for each acknowledgement
 (one round trip per step, not per event); a step's outbox mark is written only once
 every event of the step is acknowledged.
+
+An event that would resume a run is checked against the run's checkpoint first
+(``answers``): one that answers nothing the run waits for, or comes from someone the run
+may not hear from, is audited (``resume.refused`` on the audit topic) and refused with
+``AnswerRefused``, which the handler dead-letters; a genuine answer delivered again is
+recognised and changes nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -24,6 +31,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import (
+    AuditRecorded,
     Outcome,
     RequestRouted,
     RequestStatus,
@@ -39,19 +47,38 @@ from pactmesh_workflows.state import (
     FORMAT_VERSION,
     WorkflowState,
     call_id_for,
+    new_pause_key,
     pause_id,
+    pause_ids,
     pause_of,
     review_id_for,
 )
 
-from pactmesh_orchestrator.domain.errors import UnknownWorkflowRun
+from pactmesh_orchestrator.domain.answers import (
+    Answer,
+    ReviewerPolicy,
+    answer_refusal,
+    envelope_refusal,
+    requester_of,
+)
+from pactmesh_orchestrator.domain.errors import AnswerRefused, UnknownWorkflowRun
 from pactmesh_orchestrator.domain.tokens import TokenStream
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Engine", "Outbox", "Publisher", "UnknownWorkflowRun", "call_id_for", "review_id_for"]
+__all__ = [
+    "AnswerRefused",
+    "Engine",
+    "Outbox",
+    "Publisher",
+    "UnknownWorkflowRun",
+    "call_id_for",
+    "review_id_for",
+]
 
 SERVICE = "orchestrator"
+REFUSED_ACTION = "resume.refused"
+"""The audit action of an event refused for answering nothing its run waits for."""
 
 
 class Publisher(Protocol):
@@ -103,10 +130,16 @@ class Engine:
         checkpointer: BaseCheckpointSaver[Any],
         publisher: Publisher,
         outbox: Outbox,
+        reviewers: ReviewerPolicy,
         tool_timeout_s: float,
         token_window_s: float = 0.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``reviewers`` (the access policy) says who may decide a review; ``clock``
+        tells whether a review's deadline has passed when its expiry arrives."""
         self._graphs = graphs
+        self._reviewers = reviewers
+        self._clock = clock
         self._checkpointer = checkpointer
         self._publisher = publisher
         self._outbox = outbox
@@ -147,6 +180,8 @@ class Engine:
                 "format": FORMAT_VERSION,
                 "workflow": routed.workflow,
                 "tenant": event.tenant,
+                "requester": event.principal.model_dump(mode="json"),
+                "pause_key": new_pause_key(),
                 "text": routed.text,
                 "fields": dict(routed.fields),
                 "metadata": dict(routed.metadata),
@@ -173,24 +208,71 @@ class Engine:
     async def _resume(
         self, event: Envelope[Any], answering: uuid.UUID, answer: dict[str, Any]
     ) -> None:
-        graph = await self._graph_of(event.workflow_id)
+        """Resume the run with ``event`` if it answers what the run waits for; refuse
+        (audited) what answers nothing it asked; let a repeated genuine answer pass."""
+        try:
+            graph = await self._graph_of(event.workflow_id)
+        except UnknownWorkflowRun as exc:
+            await self._refuse(event, answering, str(exc))
+            raise
         config = self._config(event.workflow_id)
         snapshot = await graph.aget_state(config)
-        workflow = cast(WorkflowState, snapshot.values)["workflow"]
-        waiting = [
-            i
-            for i in snapshot.interrupts
-            if pause_id(pause_of(i.value, workflow_id=event.workflow_id, workflow=workflow))
-            == answering
-        ]
-        if waiting:
-            resume: Command[Any] = Command(resume={waiting[0].id: answer})
+        waiting, reason = self._answered(event, answering, graph, snapshot)
+        if reason is not None:
+            await self._refuse(event, answering, reason)
+            raise AnswerRefused(reason)
+        if waiting is not None:
+            resume: Command[Any] = Command(resume={waiting: answer})
             await self._run(event, graph, resume, config)
             snapshot = await graph.aget_state(config)
         else:
-            logger.info("ignoring an answer to %s, which nothing waits for", answering)
+            logger.info("ignoring a repeated answer to %s, which nothing waits for", answering)
         snapshot = await self._caught_up(event, graph, config, snapshot)
         await self._emit(event, snapshot)
+
+    def _answered(
+        self, event: Envelope[Any], answering: uuid.UUID, graph: Graph, snapshot: StateSnapshot
+    ) -> tuple[str | None, str | None]:
+        """The interrupt ``event`` answers (None for a repeated answer), or why it may
+        not resume the run."""
+        values = cast(WorkflowState, snapshot.values)
+        if reason := envelope_refusal(event, values):
+            return None, reason
+        for pending in snapshot.interrupts:
+            asked = pause_of(
+                pending.value, workflow_id=event.workflow_id, workflow=values["workflow"]
+            )
+            if pause_id(asked) == answering:
+                refusal = answer_refusal(
+                    cast(Answer, event.payload),
+                    asked,
+                    requester=requester_of(values),
+                    policy=self._reviewers,
+                    now=self._clock(),
+                )
+                return pending.id, refusal
+        if answering in pause_ids(event.workflow_id, graph.nodes, values.get("pause_key")):
+            return None, None  # asked by this run once: answered already
+        return None, f"{event.type} names {answering}, which run {event.workflow_id} never asked"
+
+    async def _refuse(self, event: Envelope[Any], answering: uuid.UUID, reason: str) -> None:
+        """Audit a refused event (what it claimed, and why it was refused)."""
+        logger.warning(
+            "refused %s %s for run %s: %s", event.type, event.event_id, event.workflow_id, reason
+        )
+        detail: dict[str, Any] = {
+            "event_type": event.type,
+            "event_id": str(event.event_id),
+            "answering": str(answering),
+            "tenant": event.tenant,
+            "principal": event.principal.model_dump(mode="json"),
+            "reason": reason,
+        }
+        if isinstance(event.payload, ReviewDecided):
+            detail["reviewer"] = event.payload.reviewer
+            detail["decision"] = event.payload.decision.value
+        audit = AuditRecorded(service=SERVICE, action=REFUSED_ACTION, detail=detail)
+        await self._publisher.publish_all([event.follow(audit)])
 
     async def _caught_up(
         self, cause: Envelope[Any], graph: Graph, config: RunnableConfig, snapshot: StateSnapshot

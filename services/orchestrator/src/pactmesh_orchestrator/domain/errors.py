@@ -28,3 +28,15 @@ class RunNotFound(OrchestratorError):
     def __init__(self, workflow_id: uuid.UUID) -> None:
         super().__init__(f"no run {workflow_id}")
         self.workflow_id = workflow_id
+
+
+class AnswerRefused(OrchestratorError):
+    """An event that would resume a run answers nothing the run waits for (or answers it
+    from someone the run may not hear from): audited and dead-lettered, never run."""
+
+    code = "answer_refused"
+    kind = "forbidden"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -14,6 +14,10 @@ from pactmesh_tools.domain.errors import ToolError, TransientError
 from pactmesh_tools.domain.resilience import Backends, CallContext
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+TENANT_HEADER = "Pactmesh-Tenant"
+"""Every backend request names the tenant it acts for: backends scope their data by it."""
+PRINCIPAL_HEADER = "Pactmesh-Principal"
+"""...and the subject it acts for, which side effects are recorded against."""
 POOL_CONNECTIONS = 256
 """Connections per ``httpx`` pool. httpcore scans every connection of a pool for each
 request it queues and each response it closes, so a pool of thousands of connections
@@ -99,7 +103,9 @@ class HttpBackends:
         ``idempotent`` sends the call's idempotency key, for side effects.
         """
         client = self._pools[backend]
-        headers = {IDEMPOTENCY_HEADER: ctx.idempotency_key} if idempotent else None
+        headers = {TENANT_HEADER: ctx.tenant, PRINCIPAL_HEADER: ctx.principal}
+        if idempotent:
+            headers[IDEMPOTENCY_HEADER] = ctx.idempotency_key
 
         async def send() -> Any:
             try:

@@ -1,9 +1,12 @@
 """The access policy at invocation: a tool runs only for a workflow that may use it, on
-behalf of a principal granted it.
+behalf of a principal granted it, and only for a request the mesh accepted from that
+principal, in that tenant.
 
 The edge already checked who may start which workflow; this check is the one that
 stands next to the side effect, so a ``ToolCallRequested`` forged straight onto Kafka is
-refused here, answered with a ``ToolCallFailed`` that says why, and audited.
+refused here, answered with a ``ToolCallFailed`` that says why, and audited: one whose
+principal lacks the grant, and one whose principal grants itself a scope (or claims
+another tenant), which no accepted request vouches for (``pactmesh_kit.provenance``).
 """
 
 from __future__ import annotations
@@ -32,10 +35,24 @@ class ToolAccess(Protocol):
         ...
 
 
-def refusal_of(*, access: ToolAccess, request: Envelope[ToolCallRequested]) -> str | None:
-    """Why ``request`` may not run, or None if it may."""
+class RequestCheck(Protocol):
+    """Says whether an event acts for its request as the mesh accepted it
+    (``pactmesh_kit.provenance.Provenance`` does)."""
+
+    async def refusal(self, event: Envelope[Any]) -> str | None:
+        """Why not, or None if it does."""
+        ...
+
+
+async def refusal_of(
+    *, access: ToolAccess, requests: RequestCheck, request: Envelope[ToolCallRequested]
+) -> str | None:
+    """Why ``request`` may not run, or None if it may: the policy first (no waiting),
+    then the request it claims to act for."""
     call = request.payload
-    return access.tool_refusal(request.principal, call.workflow, call.tool)
+    return access.tool_refusal(request.principal, call.workflow, call.tool) or (
+        await requests.refusal(request)
+    )
 
 
 def refusal_events(

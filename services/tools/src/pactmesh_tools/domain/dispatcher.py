@@ -54,9 +54,9 @@ from pactmesh_contracts.events import ToolCallRequested
 from pactmesh_contracts.topics import TOOL_CALLS
 from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 
-from pactmesh_tools.domain.access import ToolAccess, refusal_events, refusal_of
+from pactmesh_tools.domain.access import RequestCheck, ToolAccess, refusal_events, refusal_of
 from pactmesh_tools.domain.inbox import DispatchLimits, Inbox, PendingCall
-from pactmesh_tools.domain.registry import ToolRegistry
+from pactmesh_tools.domain.registry import OnBehalf, ToolRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -93,15 +93,18 @@ class Dispatcher:
         *,
         registry: ToolRegistry,
         access: ToolAccess,
+        requests: RequestCheck,
         publisher: ResultPublisher,
         limits: DispatchLimits,
         tracer: trace.Tracer | None = None,
         ready: Callable[[], bool] = lambda: True,
     ) -> None:
-        """``access`` is the access policy every call is checked against before it runs;
-        ``ready`` says when results can be published (the broker has started)."""
+        """``access`` is the access policy every call is checked against before it runs,
+        ``requests`` what checks it acts for its request as accepted; ``ready`` says when
+        results can be published (the broker has started)."""
         self._registry = registry
         self._access = access
+        self._requests = requests
         self._publisher = publisher
         self._limits = limits
         self._tracer = tracer or trace.get_tracer(__name__)
@@ -233,7 +236,8 @@ class Dispatcher:
             context=trace_context(call.traceparent),
             attributes=attributes,
         ) as span:
-            if (reason := refusal_of(access=self._access, request=event)) is not None:
+            reason = await refusal_of(access=self._access, requests=self._requests, request=event)
+            if reason is not None:
                 await self._refuse(event, reason, span)
                 self._answered.append(call.call_id)
                 return
@@ -242,6 +246,7 @@ class Dispatcher:
                 arguments=dict(request.arguments),
                 idempotency_key=request.idempotency_key,
                 timeout_s=request.timeout_s,
+                on_behalf=OnBehalf(tenant=event.tenant, principal=event.principal.subject),
             )
             if not outcome.ok:
                 logger.warning(

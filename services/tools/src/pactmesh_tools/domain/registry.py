@@ -33,6 +33,14 @@ ToolFunction = Callable[[Any, CallContext], Awaitable[BaseModel]]
 
 
 @dataclass(frozen=True)
+class OnBehalf:
+    """Whom a call acts for: its envelope's tenant and principal's subject."""
+
+    tenant: str
+    principal: str
+
+
+@dataclass(frozen=True)
 class ToolPolicy:
     """How one tool's calls are attempted."""
 
@@ -125,15 +133,23 @@ class ToolRegistry:
         ]
 
     async def invoke(
-        self, *, tool: str, arguments: dict[str, Any], idempotency_key: str, timeout_s: float
+        self,
+        *,
+        tool: str,
+        arguments: dict[str, Any],
+        idempotency_key: str,
+        timeout_s: float,
+        on_behalf: OnBehalf,
     ) -> Outcome:
-        """Run one call to completion or failure within ``timeout_s``, retries included.
+        """Run one call for ``on_behalf`` (the tenant and subject the call acts for, which
+        every backend request carries) to completion or failure within ``timeout_s``,
+        retries included.
 
         Never raises (but for cancellation): an unexpected exception is a
         ``BACKEND_ERROR`` outcome, so the workflow always hears back.
         """
         with self._tracer.start_as_current_span(f"tool {tool}") as span:
-            outcome = await self._invoke(tool, arguments, idempotency_key, timeout_s)
+            outcome = await self._invoke(tool, arguments, idempotency_key, timeout_s, on_behalf)
             span.set_attributes(
                 {
                     "pactmesh.tool.name": tool,
@@ -146,7 +162,12 @@ class ToolRegistry:
             return outcome
 
     async def _invoke(
-        self, tool: str, arguments: dict[str, Any], idempotency_key: str, timeout_s: float
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        idempotency_key: str,
+        timeout_s: float,
+        on_behalf: OnBehalf,
     ) -> Outcome:
         started = time.monotonic()
 
@@ -177,7 +198,7 @@ class ToolRegistry:
             return failed(ToolErrorCode.INVALID_ARGUMENTS, str(exc), retryable=False, attempts=0)
 
         policy = self._policy(tool)
-        attempts = _Attempts(spec, args, idempotency_key, policy)
+        attempts = _Attempts(spec, args, idempotency_key, policy, on_behalf)
         try:
             async with asyncio.timeout(timeout_s):
                 answer: BaseModel = await _retrying(policy, timeout_s)(attempts.run)
@@ -208,15 +229,21 @@ class ToolRegistry:
 class _Attempts:
     """Runs attempts of one call and remembers what they did."""
 
-    def __init__(self, spec: Tool, args: BaseModel, key: str, policy: ToolPolicy) -> None:
+    def __init__(
+        self, spec: Tool, args: BaseModel, key: str, policy: ToolPolicy, on_behalf: OnBehalf
+    ) -> None:
         self._spec, self._args, self._key, self._policy = spec, args, key, policy
+        self._on_behalf = on_behalf
         self.sent = 0
         """Attempts that sent at least one backend request."""
         self.last_error: ToolError | None = None
 
     async def run(self) -> BaseModel:
         ctx = CallContext(
-            idempotency_key=self._key, attempt_timeout_s=self._policy.attempt_timeout_s
+            idempotency_key=self._key,
+            attempt_timeout_s=self._policy.attempt_timeout_s,
+            tenant=self._on_behalf.tenant,
+            principal=self._on_behalf.principal,
         )
         try:
             return await self._spec.run(self._args, ctx)

@@ -110,6 +110,11 @@ class CallContext:
     """Sent with side effects, so a retried or replayed call does not repeat them."""
     attempt_timeout_s: float
     """How long one backend request of this attempt may take."""
+    tenant: str
+    """The tenant the call acts for (from the tool call's envelope): backends show and
+    change only its data."""
+    principal: str
+    """The subject the call acts for (from the tool call's envelope)."""
     requests: int = 0
     """Backend requests this attempt actually sent (a breaker's refusal sends none)."""
 

@@ -5,7 +5,7 @@ import uuid
 from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import JSONResponse
 
-from pactmesh_sandbox.api.deps import IdempotencyKey, StoreDep, stored_response
+from pactmesh_sandbox.api.deps import CallerDep, IdempotencyKey, StoreDep, stored_response
 from pactmesh_sandbox.catalog import CARRIERS, quote
 from pactmesh_sandbox.models import Booking, BookingRequest, Quote, QuoteRequest
 from pactmesh_sandbox.store import Effect
@@ -39,7 +39,7 @@ async def create_quote(carrier: str, request: QuoteRequest) -> Quote:
     },
 )
 async def book(
-    carrier: str, booking: BookingRequest, key: IdempotencyKey, store: StoreDep
+    carrier: str, booking: BookingRequest, key: IdempotencyKey, store: StoreDep, caller: CallerDep
 ) -> JSONResponse:
     """Book a shipment on a quote, once per idempotency key."""
     offered = quote(carrier=_known(carrier), shipment_id=booking.shipment_id)
@@ -59,6 +59,8 @@ async def book(
         store.perform(
             kind="booking",
             key=key,
+            tenant=caller.tenant,
+            principal=caller.principal,
             endpoint=f"POST /carriers/{carrier}/bookings",
             body=booking.model_dump(mode="json"),
             effect=create,

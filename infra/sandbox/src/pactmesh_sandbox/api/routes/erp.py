@@ -5,7 +5,7 @@ import uuid
 from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import JSONResponse
 
-from pactmesh_sandbox.api.deps import IdempotencyKey, StoreDep, stored_response
+from pactmesh_sandbox.api.deps import CallerDep, IdempotencyKey, StoreDep, stored_response
 from pactmesh_sandbox.models import PurchaseOrder, PurchaseOrderCreated, PurchaseOrderRequest
 from pactmesh_sandbox.store import Effect
 
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/erp", tags=["erp"])
     responses={409: {"description": "Idempotency-Key reused for another request"}},
 )
 async def create_purchase_order(
-    order: PurchaseOrderRequest, key: IdempotencyKey, store: StoreDep
+    order: PurchaseOrderRequest, key: IdempotencyKey, store: StoreDep, caller: CallerDep
 ) -> JSONResponse:
     """Raise a purchase order, once per idempotency key."""
 
@@ -32,6 +32,8 @@ async def create_purchase_order(
         store.perform(
             kind="purchase_order",
             key=key,
+            tenant=caller.tenant,
+            principal=caller.principal,
             endpoint="POST /erp/purchase-orders",
             body=order.model_dump(mode="json"),
             effect=create,
@@ -40,10 +42,10 @@ async def create_purchase_order(
 
 
 @router.get("/purchase-orders/{po_id}", responses={404: {"description": "No such order"}})
-async def get_purchase_order(po_id: str, store: StoreDep) -> PurchaseOrder:
-    """A purchase order raised earlier."""
+async def get_purchase_order(po_id: str, store: StoreDep, caller: CallerDep) -> PurchaseOrder:
+    """A purchase order the caller's tenant raised earlier."""
     entry = store.entry(kind="purchase_order", entity_id=po_id)
-    if entry is None:
+    if entry is None or entry.tenant != caller.tenant:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"purchase order {po_id} not found")
     return PurchaseOrder.model_validate(
         {

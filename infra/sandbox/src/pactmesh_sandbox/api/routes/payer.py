@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import JSONResponse
 
-from pactmesh_sandbox.api.deps import IdempotencyKey, StoreDep, stored_response
+from pactmesh_sandbox.api.deps import CallerDep, IdempotencyKey, StoreDep, stored_response
 from pactmesh_sandbox.payer import (
     MEMBERS,
     PolicySearchResult,
@@ -44,7 +44,7 @@ async def policies(
     },
 )
 async def submit(
-    request: PriorAuthorizationRequest, key: IdempotencyKey, store: StoreDep
+    request: PriorAuthorizationRequest, key: IdempotencyKey, store: StoreDep, caller: CallerDep
 ) -> JSONResponse:
     """Take a prior-authorization request in, once per idempotency key."""
     coverage = MEMBERS.get(request.member_id)
@@ -65,6 +65,8 @@ async def submit(
         store.perform(
             kind="prior_authorization",
             key=key,
+            tenant=caller.tenant,
+            principal=caller.principal,
             endpoint="POST /payer/prior-authorizations",
             body=request.model_dump(mode="json"),
             effect=create,

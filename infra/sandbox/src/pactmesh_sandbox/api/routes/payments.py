@@ -5,8 +5,8 @@ import uuid
 from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import JSONResponse
 
-from pactmesh_sandbox.api.deps import IdempotencyKey, StoreDep, stored_response
-from pactmesh_sandbox.catalog import ORDERS
+from pactmesh_sandbox.api.deps import CallerDep, IdempotencyKey, StoreDep, stored_response
+from pactmesh_sandbox.catalog import order as find_order
 from pactmesh_sandbox.models import Refund, RefundRequest
 from pactmesh_sandbox.store import Effect
 
@@ -23,9 +23,11 @@ router = APIRouter(prefix="/payments", tags=["payments"])
         422: {"description": "More than the order's total, or another currency"},
     },
 )
-async def refund(request: RefundRequest, key: IdempotencyKey, store: StoreDep) -> JSONResponse:
-    """Refund (part of) an order, once per idempotency key."""
-    order = ORDERS.get(request.order_id)
+async def refund(
+    request: RefundRequest, key: IdempotencyKey, store: StoreDep, caller: CallerDep
+) -> JSONResponse:
+    """Refund (part of) an order of the caller's tenant, once per idempotency key."""
+    order = find_order(caller.tenant, request.order_id)
     if order is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"order {request.order_id} not found")
     if request.currency != order.currency or request.amount > order.total:
@@ -43,6 +45,8 @@ async def refund(request: RefundRequest, key: IdempotencyKey, store: StoreDep) -
         store.perform(
             kind="refund",
             key=key,
+            tenant=caller.tenant,
+            principal=caller.principal,
             endpoint="POST /payments/refunds",
             body=request.model_dump(mode="json"),
             effect=create,

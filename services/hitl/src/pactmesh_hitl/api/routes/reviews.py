@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pactmesh_contracts.envelope import TenantId
+from pactmesh_contracts.events import WorkflowName
 from pactmesh_kit.auth.http import forbid
 from pydantic import BaseModel
 
@@ -70,7 +72,10 @@ _REVIEW: dict[int | str, dict[str, Any]] = {
 }
 _ACT: dict[int | str, dict[str, Any]] = {
     **_REVIEW,
-    403: _error("The caller lacks the gate's role or the review action in the access policy."),
+    403: _error(
+        "The caller lacks the gate's role or the review action in the access policy, or"
+        " requested the workflow themselves (separation of duties)."
+    ),
     409: _error("Claimed by another reviewer, already decided, expired or withdrawn."),
 }
 
@@ -86,8 +91,8 @@ async def list_reviews(
     reader: CurrentReader,
     store: StoreDep,
     state: StateFilter = "pending",
-    tenant: Annotated[str | None, Query(max_length=63)] = None,
-    workflow: Annotated[str | None, Query(max_length=63)] = None,
+    tenant: Annotated[TenantId | None, Query()] = None,
+    workflow: Annotated[WorkflowName | None, Query()] = None,
     priority: Annotated[list[ReviewPriority] | None, Query()] = None,
     min_age_s: Annotated[float | None, Query(ge=0, le=10 * 365 * 86_400)] = None,
     max_age_s: Annotated[float | None, Query(ge=0, le=10 * 365 * 86_400)] = None,
@@ -189,6 +194,6 @@ async def post_decision(
         store=store,
         publisher=runtime.publisher,
         review=review,
-        reviewer=reader.subject,
+        reviewer=reader.principal,
         request=body,
     )

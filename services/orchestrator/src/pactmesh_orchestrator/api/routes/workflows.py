@@ -1,7 +1,10 @@
 """``/v1/workflows``: the registered workflows and each run's state.
 
 A run is served only to its own tenant's readers (requesters and auditors hold
-``runs:read``); another tenant's run answers 404, exactly like a missing one.
+``runs:read``); another tenant's run answers 404, exactly like a missing one. What would
+let a reader answer a pause in the tools' or a reviewer's place is left out: the run's
+``pause_key`` and the ids of the calls and reviews it waits for (reviewers find a
+review's id in hitl, which checks who they are).
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from pactmesh_orchestrator.api.deps import CurrentReader, EngineDep
 from pactmesh_orchestrator.domain.errors import RunNotFound
 
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"])
+
+_SECRET_VALUES = frozenset({"pause_key"})
+_PAUSE_IDS = frozenset({"call_id", "review_id"})
 
 
 @router.get("")
@@ -40,9 +46,16 @@ async def get_run(
         raise RunNotFound(workflow_id)
     return {
         "workflow_id": str(workflow_id),
-        "values": snapshot.values,
+        "values": {k: v for k, v in snapshot.values.items() if k not in _SECRET_VALUES},
         "next": list(snapshot.next),
-        "waiting_for": [i.value for i in snapshot.interrupts],
+        "waiting_for": [_without_ids(i.value) for i in snapshot.interrupts],
         "checkpoint_id": snapshot.config["configurable"].get("checkpoint_id"),
         "created_at": snapshot.created_at,
     }
+
+
+def _without_ids(pause: Any) -> Any:
+    """A pause as a reader sees it: what it asks, not the id that answers it."""
+    if not isinstance(pause, dict):
+        return pause
+    return {k: v for k, v in pause.items() if k not in _PAUSE_IDS}

@@ -1,0 +1,199 @@
+"""What intake vouched for: the tenant and principal of every request the mesh accepted.
+
+A consumer cannot tell who produced a Kafka record. On a secured cluster the ACL table
+(``pactmesh_kit.acls``) says who can have: only intake writes ``requests.accepted``, and
+only after verifying the request's bearer token (HTTP's ``Authorization`` header, or the
+inbound record's), so each accepted request's tenant and principal are what a token
+proved. A service whose action reaches outside the mesh checks the event asking for it
+against that request: the tools service before running a tool (a call forged onto
+``tool.calls`` with a self-granted scope acts for a principal no token proved), delivery
+before handing out a result (a completion forged for another tenant names a request of
+another tenant, or none). This holds whoever wrote the event: a plaintext development
+cluster has no ACLs, and a service's bug is no credential; forging an accepted request
+itself takes intake's Kafka credentials.
+
+Each such service keeps the accepted requests it has read in a small SQLite file of its
+own (``Provenance.opened``), fed by a subscriber of ``requests.accepted`` in its own
+consumer group (``Provenance.subscribe``). An event can outrun its request's record
+(two subscriptions, two consumers), so an unknown request is waited for, up to
+``wait_s``, before the event is refused. Records are kept for ``retention_s`` (30 days
+by default, a month past the longest gate's deadline), then pruned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from pactmesh_contracts.envelope import Envelope, Principal
+from pactmesh_contracts.events import RequestAccepted
+from pactmesh_contracts.topics import REQUESTS_ACCEPTED
+
+from pactmesh_kit.errors import NotReady
+from pactmesh_kit.kafka import Kafka, Record
+
+FILE = "accepted-requests.sqlite3"
+"""The file under a service's data directory."""
+DEFAULT_WAIT_S = 10.0
+"""How long an event naming a request not read yet waits for it."""
+DEFAULT_RETENTION_S = 30 * 86_400.0
+_PRUNE_EVERY_S = 3600.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accepted_requests (
+    workflow_id TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    principal   TEXT NOT NULL,
+    accepted_at REAL NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class Vouched:
+    """A request as intake accepted it."""
+
+    tenant: str
+    principal: Principal
+
+
+def _who(principal: Principal) -> str:
+    return f"{principal.subject!r} (roles {list(principal.roles)}, scopes {list(principal.scopes)})"
+
+
+class AcceptedRequests:
+    """The accepted requests one service has read, in SQLite."""
+
+    def __init__(
+        self, conn: aiosqlite.Connection, *, retention_s: float, clock: Callable[[], float]
+    ) -> None:
+        self._conn = conn
+        self._retention_s = retention_s
+        self._clock = clock
+        self._pruned_at = 0.0
+
+    async def record(self, workflow_id: uuid.UUID, *, tenant: str, principal: Principal) -> None:
+        """Remember a request (a redelivered one is kept as first recorded)."""
+        now = self._clock()
+        await self._conn.execute(
+            "INSERT OR IGNORE INTO accepted_requests VALUES (?, ?, ?, ?)",
+            (str(workflow_id), tenant, principal.model_dump_json(), now),
+        )
+        if now - self._pruned_at >= _PRUNE_EVERY_S:
+            await self.prune(now=now)
+        await self._conn.commit()
+
+    async def get(self, workflow_id: uuid.UUID) -> Vouched | None:
+        """The request ``workflow_id`` names, if one was accepted (and not yet pruned)."""
+        async with self._conn.execute(
+            "SELECT tenant, principal FROM accepted_requests WHERE workflow_id = ?",
+            (str(workflow_id),),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        return Vouched(tenant=row[0], principal=Principal.model_validate_json(row[1]))
+
+    async def prune(self, *, now: float) -> int:
+        """Forget requests accepted more than the retention ago; returns how many."""
+        cursor = await self._conn.execute(
+            "DELETE FROM accepted_requests WHERE accepted_at < ?", (now - self._retention_s,)
+        )
+        self._pruned_at = now
+        return cursor.rowcount
+
+
+class Provenance:
+    """Checks events against their requests as intake accepted them."""
+
+    def __init__(
+        self,
+        *,
+        wait_s: float = DEFAULT_WAIT_S,
+        retention_s: float = DEFAULT_RETENTION_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.wait_s = wait_s
+        self._retention_s = retention_s
+        self._clock = clock
+        self._requests: AcceptedRequests | None = None
+        self._recorded = asyncio.Event()
+
+    @property
+    def requests(self) -> AcceptedRequests:
+        """The open record; ``NotReady`` outside ``opened``."""
+        if self._requests is None:
+            raise NotReady("the accepted requests are not open")
+        return self._requests
+
+    @asynccontextmanager
+    async def opened(self, path: Path) -> AsyncIterator[AcceptedRequests]:
+        """Open (creating if needed) the record at ``path`` for the block's duration."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        async with aiosqlite.connect(path) as conn:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute(_SCHEMA)
+            await conn.commit()
+            self._requests = AcceptedRequests(
+                conn, retention_s=self._retention_s, clock=self._clock
+            )
+            try:
+                yield self._requests
+            finally:
+                self._requests = None
+
+    def subscribe(self, kafka: Kafka) -> None:
+        """Record every accepted request, from the service's own consumer group."""
+
+        @kafka.subscriber(
+            REQUESTS_ACCEPTED,
+            name="accepted-requests",
+            description="Accepted requests' tenants and principals, to check events against.",
+        )
+        async def on_accepted(event: Envelope[RequestAccepted], record: Record) -> None:
+            """Remember whose request this is (as intake verified it)."""
+            await self.record(event)
+
+    async def record(self, event: Envelope[Any]) -> None:
+        """Remember ``event``'s request, and wake whoever waits for it."""
+        await self.requests.record(
+            event.workflow_id, tenant=event.tenant, principal=event.principal
+        )
+        self._recorded.set()
+
+    async def refusal(self, event: Envelope[Any]) -> str | None:
+        """Why ``event`` does not act for its request as accepted; None if it does."""
+        vouched = await self._vouched(event.workflow_id)
+        if vouched is None:
+            return f"the mesh accepted no request {event.workflow_id} (waited {self.wait_s:g}s)"
+        if vouched.tenant != event.tenant:
+            return (
+                f"the event is for tenant {event.tenant!r}; request {event.workflow_id} "
+                f"is {vouched.tenant!r}'s"
+            )
+        if vouched.principal != event.principal:
+            return (
+                f"the event acts for {_who(event.principal)}; request {event.workflow_id} "
+                f"was accepted for {_who(vouched.principal)}"
+            )
+        return None
+
+    async def _vouched(self, workflow_id: uuid.UUID) -> Vouched | None:
+        """The request, waiting up to ``wait_s`` for one not recorded yet (woken by each
+        new record, and polled, since another process may share the file)."""
+        deadline = asyncio.get_running_loop().time() + self.wait_s
+        while (found := await self.requests.get(workflow_id)) is None:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return None
+            self._recorded.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._recorded.wait(), timeout=min(left, 0.5))
+        return found
