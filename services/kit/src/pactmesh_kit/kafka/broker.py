@@ -21,10 +21,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from faststream.kafka import KafkaBroker
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import Meter
 from opentelemetry.sdk.trace import TracerProvider
 from pactmesh_contracts.topics import Topic
 
+from pactmesh_kit.kafka._internal.instruments import KafkaInstruments
 from pactmesh_kit.kafka._internal.tracing import TRACER_NAME, publish_spans
 from pactmesh_kit.kafka.dead_letters import DeadLetters
 from pactmesh_kit.kafka.policy import FailurePolicy
@@ -75,12 +77,15 @@ class Kafka:
         *,
         tracer_provider: TracerProvider | None,
         policy: FailurePolicy | None = None,
+        meter: Meter | None = None,
     ) -> None:
         """``tracer_provider`` traces every publish and every consumed message (the
-        global provider's tracer when ``None``: no spans unless one is set globally)."""
+        global provider's tracer when ``None``: no spans unless one is set globally);
+        ``meter`` measures handlers, consumer lag and dead letters (none when ``None``)."""
         self.settings = settings
         self.broker = make_broker(settings, tracer_provider=tracer_provider)
-        self.dead_letters = DeadLetters(self.broker, settings)
+        self.instruments = KafkaInstruments(meter or metrics.NoOpMeter("pactmesh"))
+        self.dead_letters = DeadLetters(self.broker, settings, instruments=self.instruments)
         self.policy = policy or FailurePolicy(max_attempts=settings.handler_max_attempts)
         provider = tracer_provider or trace.get_tracer_provider()
         self._tracer = provider.get_tracer(TRACER_NAME)
@@ -120,6 +125,7 @@ class Kafka:
                 tracer=self._tracer,
                 dead_letters=self.dead_letters,
                 policy=self.policy,
+                instruments=self.instruments,
             )
             return handler
 

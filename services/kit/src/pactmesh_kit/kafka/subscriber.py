@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from pactmesh_contracts.topics import Topic
 from pactmesh_kit.errors import InvalidMessage
 from pactmesh_kit.kafka._internal.batch import BatchGate, Record, by_key
 from pactmesh_kit.kafka._internal.decoding import decode
+from pactmesh_kit.kafka._internal.instruments import KafkaInstruments
 from pactmesh_kit.kafka._internal.schema import documented_batch_handler
 from pactmesh_kit.kafka._internal.tracing import consumer_span
 from pactmesh_kit.kafka.dead_letters import DeadLetters
@@ -96,6 +98,7 @@ class KeyedSubscriber:
         tracer: trace.Tracer,
         dead_letters: DeadLetters,
         policy: FailurePolicy,
+        instruments: KafkaInstruments | None = None,
     ) -> None:
         self._subscription = subscription
         self._topic = subscription.topics[0]
@@ -104,7 +107,10 @@ class KeyedSubscriber:
         self._tracer = tracer
         self._dead_letters = dead_letters
         self._policy = policy
+        self._instruments = instruments
         self.gate = BatchGate(subscription.name)
+        self.source: Any = None
+        """FastStream's subscriber (its aiokafka consumer tells the partitions' ends)."""
 
     async def consume(self, records: Sequence[Record]) -> None:
         """Handle a batch: each key's records in order, keys concurrently."""
@@ -112,6 +118,9 @@ class KeyedSubscriber:
             records = [record for record in records if select(record)]
         async with self.gate.handling():
             await by_key(records, self.deliver)
+        if self._instruments is not None and records:
+            consumer = getattr(self.source, "consumer", None)
+            self._instruments.consumed(records, group=self._group, consumer=consumer)
 
     async def deliver(self, record: Record) -> None:
         """One record, in its own span continuing the publisher's trace."""
@@ -124,12 +133,14 @@ class KeyedSubscriber:
 
     async def _attempt(self, record: Record, span: trace.Span, attempt: int) -> float | None:
         """Decode and handle ``record`` once; the pause before the next try, if any."""
+        started = time.perf_counter()
         try:
             event = decode(self._topic, record)
             if workflow_id := getattr(event, "workflow_id", None):
                 span.set_attribute(WORKFLOW_ID_ATTRIBUTE, str(workflow_id))
             await self._handler(event, record)
         except Exception as exc:
+            self._measure(record, started, type(exc).__name__)
             if self._subscription.lenient and isinstance(exc, InvalidMessage):
                 return None
             verdict = self._policy.verdict(exc, attempt=attempt)
@@ -138,7 +149,13 @@ class KeyedSubscriber:
                 return None
             logger.exception("handler failed (attempt %d), will retry", attempt)
             return verdict.after_s
+        self._measure(record, started, None)
         return None
+
+    def _measure(self, record: Record, started: float, error: str | None) -> None:
+        if self._instruments is not None:
+            seconds = time.perf_counter() - started
+            self._instruments.handled(record, group=self._group, seconds=seconds, error=error)
 
 
 def subscribe(
@@ -150,6 +167,7 @@ def subscribe(
     tracer: trace.Tracer,
     dead_letters: DeadLetters,
     policy: FailurePolicy,
+    instruments: KafkaInstruments | None = None,
 ) -> None:
     """Register ``handler`` for ``subscription`` on ``broker``."""
     record_types = {topic.record_type for topic in subscription.topics}
@@ -165,9 +183,10 @@ def subscribe(
         tracer=tracer,
         dead_letters=dead_letters,
         policy=policy,
+        instruments=instruments,
     )
     [record_type] = record_types
-    broker.subscriber(
+    keyed.source = broker.subscriber(
         *(topic.qualified(settings.topic_prefix) for topic in subscription.topics),
         group_id=group,
         auto_offset_reset="latest" if subscription.from_latest else "earliest",
@@ -179,7 +198,8 @@ def subscribe(
         decoder=_raw_records,
         title=f"{settings.service_name}:{subscription.name}",
         description=subscription.description or subscription.topics[0].description,
-    )(
+    )
+    keyed.source(
         documented_batch_handler(
             record_type, keyed.consume, name=handler.__name__, doc=handler.__doc__
         )

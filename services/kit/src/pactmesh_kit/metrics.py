@@ -1,0 +1,69 @@
+"""Metrics: one OpenTelemetry meter provider per service, read by Prometheus on ``/metrics``.
+
+OpenTelemetry's Prometheus exporter (``opentelemetry-exporter-prometheus``) turns the
+service's instruments into the Prometheus text format when scraped: nothing is exported
+between scrapes, so recording a measurement costs an in-memory aggregation. Each service
+keeps its own ``CollectorRegistry`` (not prometheus_client's global one), so tests that
+build several services in one process do not see each other's metrics.
+
+``/metrics`` is public unless ``PACTMESH_METRICS_TOKEN`` is set; then it answers only a
+bearer token equal to it (Prometheus' ``authorization: {credentials_file: ...}``). The
+metrics carry no tenant's data: labels are topics, groups, partitions, workflows,
+models, tools and backends, states and reasons.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Response, status
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import Meter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from pactmesh_kit.settings import KitSettings
+
+METER = "pactmesh"
+
+
+class Metrics:
+    """A service's meter provider and the registry ``/metrics`` renders."""
+
+    def __init__(self, settings: KitSettings) -> None:
+        name = os.environ.get("OTEL_SERVICE_NAME") or settings.service_name
+        self.registry = CollectorRegistry(auto_describe=True)
+        reader = PrometheusMetricReader(disable_target_info=True, registry=self.registry)
+        self.provider = MeterProvider(
+            resource=Resource.create({SERVICE_NAME: name}), metric_readers=[reader]
+        )
+        self.meter: Meter = self.provider.get_meter(METER)
+
+    def render(self) -> bytes:
+        """Every metric in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+def metrics_router(metrics: Metrics, token: str | None) -> APIRouter:
+    """``GET /metrics`` (outside the OpenAPI document, like the AsyncAPI routes)."""
+    api = APIRouter(tags=["metrics"], include_in_schema=False)
+    expected = f"Bearer {token}".encode() if token else None
+
+    @api.get("/metrics")
+    async def scrape(
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        if expected is not None and not hmac.compare_digest(
+            (authorization or "").encode(), expected
+        ):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "metrics need the scrape token",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return api
