@@ -174,4 +174,4 @@ async def test_a_refusal_is_an_error_event_on_the_dispatch_span(
     assert event.attributes is not None
     assert event.attributes["pactmesh.tool"] == "payments.refund"
     assert "not granted" in str(event.attributes["pactmesh.reason"])
-    assert not [s for s in spans.get_finished_spans() if s.name == "tool payments.refund"]
+    assert not [s for s in spans.get_finished_spans() if s.name == "execute_tool payments.refund"]

@@ -229,6 +229,7 @@ class Dispatcher:
                 arguments=dict(request.arguments),
                 idempotency_key=request.idempotency_key,
                 timeout_s=request.timeout_s,
+                call_id=str(request.call_id),
             )
             if not outcome.ok:
                 logger.warning(
