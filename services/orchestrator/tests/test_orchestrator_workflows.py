@@ -29,6 +29,8 @@ from pactmesh_contracts.events import (
     WorkflowToken,
 )
 from pactmesh_contracts.topics import REQUESTS_ROUTED, REVIEWS_DECIDED, TOOL_RESULTS
+from pactmesh_kit.genai import GenAiTelemetry
+from pactmesh_kit.testing_telemetry import Measurements, Spans
 from pactmesh_orchestrator.domain.engine import (
     Engine,
     UnknownWorkflowRun,
@@ -37,6 +39,7 @@ from pactmesh_orchestrator.domain.engine import (
 )
 from pactmesh_orchestrator.domain.workflows import build_graphs
 from pactmesh_orchestrator.testing import CollectingPublisher, MemoryOutbox
+from pactmesh_reasoning.models import ModelRouter, ModelsConfig
 from pactmesh_reasoning.semantic_cache import SemanticCache
 from pactmesh_workflows.gates import GatePolicy
 from pactmesh_workflows.reasoning import Reasoning
@@ -1179,3 +1182,93 @@ async def test_a_hand_over_to_a_person_is_neither_looked_up_nor_cached(
     assert cached_mesh.completed.output["source"] == "agent"
     stats = cache.stats()
     assert (stats.hits, stats.misses, stats.stores) == (0, 0, 0)
+
+
+# -- the timeline and the traces ---------------------------------------------------------
+
+
+def _traced_mesh(spans: Spans) -> Mesh:
+    """A mesh whose engine and models trace to ``spans`` (GenAI conventions)."""
+    measured = Measurements()
+    telemetry = GenAiTelemetry(tracer_provider=spans.provider, meter_provider=measured.provider)
+    reasoning = Reasoning(models=ModelRouter(ModelsConfig(), observer=telemetry))
+    saver, publisher = InMemorySaver(), CollectingPublisher(wire_check=True)
+    engine = Engine(
+        graphs=build_graphs(checkpointer=saver, gates=GatePolicy.load(), models=reasoning),
+        checkpointer=saver,
+        publisher=publisher,
+        outbox=MemoryOutbox(),
+        tool_timeout_s=20.0,
+        tracer=spans.provider.get_tracer("test"),
+        meter=measured.provider.get_meter("test"),
+    )
+    return Mesh(engine, publisher)
+
+
+async def test_a_drafted_answer_is_audited_and_traced_by_the_conventions() -> None:
+    spans = Spans()
+    mesh = _traced_mesh(spans)
+    await mesh.start("support-triage", "How do I reset my password?")
+    await mesh.run_tools()
+
+    assert [a.type for a in mesh.publisher.audits] == [
+        "audit.model.called.v1",
+        "audit.workflow.completed.v1",
+    ]
+    called, completed = (a.payload for a in mesh.publisher.audits)
+    assert called.prompt is not None
+    assert (called.prompt.name, called.prompt.version) == ("support-triage.draft", "1")
+    assert (called.service, called.role, called.model) == (
+        "orchestrator",
+        "drafting",
+        "pactmesh-offline:default",
+    )
+    assert called.raw_output == mesh.completed.output["reply"]
+    assert called.usage.output_tokens > 0
+    assert completed.usage is not None
+    assert completed.usage.tokens == called.usage.tokens
+    segments = spans.named("invoke_workflow support-triage")
+    assert len(segments) == 2, "started, then resumed by the tool's result"
+    assert {s.attributes["gen_ai.agent.name"] for s in segments} == {"support-triage"}
+    (chat,) = spans.named("chat default")
+    assert chat.attributes["gen_ai.provider.name"] == "pactmesh-offline"
+    assert chat.attributes["gen_ai.usage.output_tokens"] == called.usage.output_tokens
+    assert chat.parent is not None
+    assert chat.parent.span_id == segments[1].context.span_id
+
+
+async def test_a_review_pause_is_audited_and_the_resumed_segment_links_to_the_pause() -> None:
+    spans = Spans()
+    mesh = _traced_mesh(spans)
+    await mesh.start("refund", REFUND_TEXT, order_id="4411", amount=450.0)
+    await mesh.run_tools()
+    [review] = mesh.reviews
+    paused = spans.named("invoke_workflow refund")[-1]
+    spans.clear()
+
+    # The decision arrives hours later, in the reviewer's own trace.
+    with spans.provider.get_tracer("hitl").start_as_current_span("POST /v1/reviews/decision"):
+        pass
+    await mesh.decide(review, ReviewDecision.APPROVE, comment="customer of ten years")
+
+    resumed = spans.named("invoke_workflow refund")[0]
+    assert resumed.context.trace_id != paused.context.trace_id
+    (link,) = resumed.links
+    assert (link.context.trace_id, link.context.span_id) == (
+        paused.context.trace_id,
+        paused.context.span_id,
+    )
+    kinds = [a.type for a in mesh.publisher.audits]
+    assert kinds == [
+        "audit.gate.fired.v1",
+        "audit.review.decided.v1",
+        "audit.workflow.completed.v1",
+    ]
+    fired, decided, _ = (a.payload for a in mesh.publisher.audits)
+    assert (fired.rule, fired.review_id) == ("refund.amount_over_auto_limit", review.review_id)
+    assert fired.proposed_action["amount"] == 450.0
+    assert (decided.decision, decided.reviewer, decided.comment) == (
+        ReviewDecision.APPROVE,
+        "alice",
+        "customer of ten years",
+    )
