@@ -100,7 +100,16 @@ async def test_the_same_refund_for_a_principal_with_the_scope_is_paid_once(
     assert answer.payload.result["amount"] == 20.0
     [entry] = await admin.ledger(idempotency_key="wf-2:refund")
     assert entry["kind"] == "refund"
-    assert service.audits == []
+    assert service.audits == []  # nothing refused
+    async with asyncio.timeout(5):
+        while not service.timeline:  # noqa: ASYNC110 - the test's consumer appends
+            await asyncio.sleep(0.01)
+    [called] = service.timeline
+    assert called.workflow_id == request.workflow_id
+    assert (called.payload.tool, called.payload.ok) == ("payments.refund", True)
+    assert called.payload.call_id == request.payload.call_id
+    assert called.payload.arguments == dict(request.payload.arguments)
+    assert called.payload.result == answer.payload.result
 
 
 @pytest.mark.parametrize(

@@ -127,6 +127,16 @@ class ToolRegistry:
         """The registered tools' names."""
         return tuple(self._tools)
 
+    def redacted(
+        self, tool: str, arguments: dict[str, Any], result: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A call's arguments and result with their contracts' sensitive fields redacted
+        (as they are for a span or the audit timeline); unchanged for an unknown tool."""
+        spec = self._tools.get(tool)
+        if spec is None:
+            return arguments, result
+        return redact(spec.arguments, arguments), redact(spec.result, result) if result else {}
+
     def describe(self) -> list[dict[str, Any]]:
         """Every tool with the JSON Schemas of its arguments and result."""
         return [
