@@ -20,6 +20,7 @@ from pactmesh_contracts.events import (
     WorkflowResult,
 )
 from pactmesh_contracts.topics import (
+    AUDIT,
     DEAD_LETTERS,
     WORKFLOW_COMPLETED,
     WORKFLOW_PROGRESS,
@@ -56,7 +57,7 @@ class Harness:
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     kafka = Kafka(SETTINGS, tracer_provider=None)
-    publisher = kafka.publisher(*registry().result_topics(), WORKFLOW_PROGRESS)
+    publisher = kafka.publisher(*registry().result_topics(), WORKFLOW_PROGRESS, AUDIT)
     runtime = Runtime(settings=SETTINGS, publisher=publisher)
     handlers.register(kafka, runtime)
     broker = kafka.broker

@@ -25,6 +25,7 @@ from pactmesh_contracts.events import (
     WorkflowToken,
 )
 from pactmesh_contracts.topics import (
+    AUDIT,
     DEAD_LETTERS,
     REQUESTS_ACCEPTED,
     REQUESTS_INBOUND,
@@ -33,6 +34,7 @@ from pactmesh_contracts.topics import (
     result_topic,
 )
 from pactmesh_intake import handlers
+from pactmesh_intake.adapters.audit_store import open_audit_store
 from pactmesh_intake.adapters.sqlite_store import SqliteRequestStore, open_store
 from pactmesh_intake.runtime import Runtime
 from pactmesh_intake.settings import Settings
@@ -62,12 +64,16 @@ class Intake:
 @pytest.fixture
 async def intake(tmp_path: Path) -> AsyncIterator[Intake]:
     kafka = Kafka(SETTINGS, tracer_provider=None)
-    runtime = Runtime(settings=SETTINGS, publisher=kafka.publisher(REQUESTS_ACCEPTED))
+    runtime = Runtime(settings=SETTINGS, publisher=kafka.publisher(REQUESTS_ACCEPTED, AUDIT))
     handlers.register(kafka, runtime)
     accepted: list[Envelope[RequestAccepted]] = collect(kafka, REQUESTS_ACCEPTED)
     dead: list[DeadLetter] = collect(kafka, DEAD_LETTERS)
-    async with open_store(tmp_path / "intake.sqlite3") as store, TestKafkaBroker(kafka.broker):
-        runtime.store = store
+    async with (
+        open_store(tmp_path / "intake.sqlite3") as store,
+        open_audit_store(data_dir=tmp_path, postgres_url=None) as audit,
+        TestKafkaBroker(kafka.broker),
+    ):
+        runtime.store, runtime.audit = store, audit
         yield Intake(kafka.broker, store, runtime, accepted, dead)
 
 
@@ -85,6 +91,10 @@ async def test_inbound_request_is_accepted_and_progress_recorded(intake: Intake)
     assert (accepted.workflow_id, accepted.causation_id) == (workflow_id, submitted.event_id)
     assert accepted.payload.channel is Channel.KAFKA
     assert accepted.principal == UPSTREAM
+    # The timeline's first step, published and kept by intake's own audit consumer.
+    [step] = await intake.runtime.require_audit().events(workflow_id)
+    assert step.type == "audit.request.accepted.v1"
+    assert step.causation_id == accepted.event_id
 
     routed = _event(
         WorkflowProgress(status=RequestStatus.ROUTED, service="routing", workflow="support-triage"),

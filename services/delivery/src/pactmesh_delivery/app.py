@@ -12,7 +12,7 @@ import httpx
 from fastapi import FastAPI
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
-from pactmesh_contracts.topics import WORKFLOW_PROGRESS
+from pactmesh_contracts.topics import AUDIT, WORKFLOW_PROGRESS
 from pactmesh_kit.app import Service
 from pactmesh_workflows.registry import registry
 
@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             " signed, to the webhooks downstream systems register."
         ),
     )
-    publisher = service.kafka.publisher(*registry().result_topics(), WORKFLOW_PROGRESS)
+    publisher = service.kafka.publisher(*registry().result_topics(), WORKFLOW_PROGRESS, AUDIT)
     runtime = Runtime(settings=settings, publisher=publisher)
     handlers.register(service.kafka, runtime)
     dispatching = partial(

@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import RequestSubmitted, WorkflowProgress, WorkflowResult
 from pactmesh_contracts.topics import (
+    AUDIT,
     REQUESTS_INBOUND,
     WORKFLOW_PROGRESS,
+    AuditEvent,
     WorkflowUpdate,
 )
 from pactmesh_kit.errors import RefusedMessage
@@ -38,7 +40,12 @@ def register(kafka: Kafka, runtime: Runtime) -> None:
     @kafka.subscriber(REQUESTS_INBOUND)
     async def on_inbound(event: Envelope[RequestSubmitted], record: Record) -> None:
         """Accept a request published by an upstream system; dead-letter what HTTP would
-        refuse with a 4xx (not permitted, too large, key reused for another request)."""
+        refuse with a 4xx (not permitted, too large, key reused for another request, the
+        tenant's daily budget spent)."""
+        if (spent := await runtime.over_daily_budget(event.tenant)) is not None:
+            raise RefusedMessage(
+                f"over_budget (HTTP 429 equivalent): tenant {event.tenant}: {spent}"
+            )
         try:
             accepted = await accept_inbound(
                 store=runtime.require_store(),
@@ -80,6 +87,13 @@ def register(kafka: Kafka, runtime: Runtime) -> None:
         await runtime.require_store().record_result(
             request_id=event.workflow_id, result=ResultView.of(event)
         )
+
+    @kafka.subscriber(
+        AUDIT, description="Every step of every request, kept for timelines and usage."
+    )
+    async def on_audit(event: Envelope[AuditEvent], record: Record) -> None:
+        """Keep a step of a request's timeline (and count a model call's usage)."""
+        await runtime.require_audit().record(event)
 
     _register_live(kafka, runtime)
 

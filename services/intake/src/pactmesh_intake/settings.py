@@ -2,7 +2,7 @@
 
 from limits import parse_many
 from pactmesh_kit.settings import KitSettings
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 
@@ -28,6 +28,16 @@ class Settings(KitSettings):
     per intake instance; ``redis://...`` shares one count between instances."""
     idempotency_retention_s: float = Field(24 * 3600.0, gt=0)
     """How long an ``Idempotency-Key`` is remembered after its first use."""
+    postgres_url: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("PACTMESH_POSTGRES_URL", "PACTMESH_INTAKE_POSTGRES_URL")
+    )
+    """When set, the audit store (the timeline and the usage counts) lives in Postgres and
+    every intake instance shares it; otherwise in a SQLite file in the data dir."""
+    audit_retention_days: int = Field(365, ge=1)
+    """How long the timeline keeps a request's steps (and the daily usage rows)."""
+    budget_cache_s: float = Field(1.0, ge=0, le=60)
+    """How long a tenant's spend today is reused before the store is asked again when
+    checking its daily budget (only when the tenant has a daily limit)."""
     result_wait_s: float = Field(10.0, gt=0)
     """How long an event stream that saw ``delivered`` waits for the result event."""
 

@@ -17,7 +17,13 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
-from pactmesh_contracts.events import Channel, RequestAccepted, RequestStatus, RequestSubmitted
+from pactmesh_contracts.events import (
+    AuditRequestAccepted,
+    Channel,
+    RequestAccepted,
+    RequestStatus,
+    RequestSubmitted,
+)
 from pactmesh_contracts.ids import uuid7
 from pactmesh_kit.auth.policy import AccessPolicy
 
@@ -38,6 +44,10 @@ class Publisher(Protocol):
 
     async def publish(self, event: Envelope[Any]) -> None:
         """Publish ``event`` durably (acks from all in-sync replicas)."""
+        ...
+
+    async def publish_all(self, events: list[Envelope[Any]]) -> None:
+        """Publish ``events`` in order; return once every one is acknowledged."""
         ...
 
 
@@ -133,7 +143,7 @@ async def accept_http(
     )
     event = new_event(accepted, workflow_id=request_id, tenant=tenant, principal=principal)
     try:
-        await publisher.publish(event)
+        await publisher.publish_all([event, event.follow(audited(accepted))])
     except BaseException:
         if key is not None:
             await store.release_key(tenant=tenant, key=key.value, request_id=request_id)
@@ -190,5 +200,16 @@ async def accept_inbound(
         requested_workflow=submitted.requested_workflow,
         metadata=submitted.metadata,
     )
-    await publisher.publish(event.follow(accepted))
+    forward = event.follow(accepted)
+    await publisher.publish_all([forward, forward.follow(audited(accepted))])
     return True
+
+
+def audited(accepted: RequestAccepted) -> AuditRequestAccepted:
+    """The timeline's first step."""
+    return AuditRequestAccepted(
+        channel=accepted.channel,
+        text=accepted.text,
+        requested_workflow=accepted.requested_workflow,
+        metadata=accepted.metadata,
+    )
