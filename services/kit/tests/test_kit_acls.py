@@ -50,7 +50,9 @@ TABLE = acl_table(prefix=PREFIX, upstreams=[Upstream.parse("crm=refund")])
         ("workflow.completed", {"orchestrator", "routing"}),
         ("workflow.progress", {"routing", "orchestrator", "delivery"}),
         ("dlq", set(SERVICE_TOPICS)),
-        ("audit", {"routing", "tools"}),
+        # every step of a request is audited where it happens (hitl's decisions reach the
+        # timeline through the orchestrator, which records them as they resume a run)
+        ("audit", {"intake", "routing", "orchestrator", "tools", "delivery"}),
     ],
 )
 def test_only_the_owners_write_a_topic(topic: str, owners: set[str]) -> None:
@@ -66,6 +68,13 @@ def test_each_service_reads_only_its_inputs_in_groups_named_after_it() -> None:
     }
 
 
+def test_only_intake_reads_the_audit_topic() -> None:
+    readers = {
+        a.principal for a in TABLE if a.operation is Operation.READ and a.name == PREFIX + "audit"
+    }
+    assert readers == {"User:intake"}
+
+
 def test_an_upstream_reads_only_the_result_topics_it_is_granted() -> None:
     crm = {a for a in TABLE if a.principal == "User:crm"}
     assert {(a.operation, a.name) for a in crm if a.resource is ResourceType.TOPIC} == {
@@ -75,7 +84,8 @@ def test_an_upstream_reads_only_the_result_topics_it_is_granted() -> None:
     assert {a.name for a in crm if a.resource is ResourceType.GROUP} == {"pactmesh.crm."}
     assert Upstream.parse("erp") == Upstream("erp", ())
     assert Upstream.parse("bi=*") == Upstream(
-        "bi", ("procurement", "refund", "supply-chain-reroute", "support-triage")
+        "bi",
+        ("prior-authorization", "procurement", "refund", "supply-chain-reroute", "support-triage"),
     )
 
 

@@ -113,8 +113,11 @@ EVERY_SERVICE_WRITES: tuple[Topic, ...] = (DEAD_LETTERS,)
 declaring it: ``pactmesh_kit.kafka.DeadLetters``)."""
 
 SERVICE_TOPICS: Mapping[str, ServiceTopics] = {
+    # Intake also keeps the audit topic: the request timeline and the usage counts.
     "intake": ServiceTopics(
-        writes=(REQUESTS_ACCEPTED,), reads=(REQUESTS_INBOUND, WORKFLOW_PROGRESS), reads_results=True
+        writes=(REQUESTS_ACCEPTED, AUDIT),
+        reads=(REQUESTS_INBOUND, WORKFLOW_PROGRESS, AUDIT),
+        reads_results=True,
     ),
     # A refused start ends at routing, which then publishes its rejected result.
     "routing": ServiceTopics(
@@ -122,13 +125,13 @@ SERVICE_TOPICS: Mapping[str, ServiceTopics] = {
         reads=(REQUESTS_ACCEPTED,),
     ),
     "orchestrator": ServiceTopics(
-        writes=(TOOL_CALLS, REVIEWS_REQUESTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS),
+        writes=(TOOL_CALLS, REVIEWS_REQUESTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS, AUDIT),
         reads=(REQUESTS_ROUTED, TOOL_RESULTS, REVIEWS_DECIDED),
     ),
     "tools": ServiceTopics(writes=(TOOL_RESULTS, AUDIT), reads=(TOOL_CALLS,)),
     "hitl": ServiceTopics(writes=(REVIEWS_DECIDED,), reads=(REVIEWS_REQUESTED, WORKFLOW_COMPLETED)),
     "delivery": ServiceTopics(
-        writes=(WORKFLOW_PROGRESS,),
+        writes=(WORKFLOW_PROGRESS, AUDIT),
         reads=(WORKFLOW_COMPLETED,),
         writes_results=True,
         reads_results=True,
