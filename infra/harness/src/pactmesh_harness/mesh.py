@@ -309,6 +309,7 @@ class Mesh:
             "PACTMESH_DATA_DIR": str(self.data_dir),
             _PORT_ENV.get(kind, f"PACTMESH_{kind.upper()}_PORT"): str(self.ports[instance]),
             "PACTMESH_INTAKE_PUBLIC_URL": self.url("intake"),
+            "PACTMESH_HITL_INTAKE_URL": self.url("intake"),
             "PACTMESH_TOOLS_SANDBOX_URL": self.url(SANDBOX),
             "OTEL_SERVICE_NAME": kind,
             "OTEL_BSP_SCHEDULE_DELAY": "200",
