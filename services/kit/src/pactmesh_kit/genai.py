@@ -134,7 +134,7 @@ class GenAiTelemetry:
             explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
         )
         self._cost = meter.create_counter(
-            "pactmesh.gen_ai.cost", unit="USD", description="Model spend, priced by the table"
+            "pactmesh.gen_ai.cost", unit="{USD}", description="Model spend, priced by the table"
         )
         self._capture = capture_content
         self._prices = prices or PriceTable()

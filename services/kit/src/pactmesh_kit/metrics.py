@@ -29,6 +29,30 @@ from pactmesh_kit.settings import KitSettings
 
 METER = "pactmesh"
 
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "every service": (
+        "messaging_process_duration_seconds",  # handler rate, errors, duration per topic
+        "messaging_kafka_consumer_lag",  # per group and partition
+        "pactmesh_dead_letters_total",  # by reason (appears with the first dead letter)
+    ),
+    "routing and orchestrator": (
+        "gen_ai_client_operation_duration_seconds",  # model calls and latency per model
+        "gen_ai_client_token_usage",  # tokens per model, input and output
+        "pactmesh_gen_ai_cost_total",  # spend per model (a model with a price)
+    ),
+    "orchestrator": (
+        "pactmesh_workflow_transitions_total",  # workflows entering each state
+        "pactmesh_cache_lookups_total",  # semantic cache hits and misses
+    ),
+    "tools": (
+        "gen_ai_execute_tool_duration_seconds",  # tool calls, latency per tool and backend
+        "pactmesh_tool_breaker_state",  # 0 closed, 1 half-open, 2 open
+    ),
+    "hitl": ("pactmesh_reviews_open",),  # waiting reviews by priority and age
+}
+"""The Prometheus families the mesh exports (OpenTelemetry's names, translated), by who
+exports them: the Grafana dashboard uses no other, and the mesh test scrapes them."""
+
 
 class Metrics:
     """A service's meter provider and the registry ``/metrics`` renders."""
