@@ -79,9 +79,8 @@ def test_the_dashboard_shows_the_journey_lag_and_spend_from_exported_families() 
     for panel in dashboard["panels"]:
         grid = panel["gridPos"]
         assert grid["x"] + grid["w"] <= 24, panel["title"]
-    known = {
-        f"{family}{suffix}" for fs in FAMILIES.values() for family in fs for suffix in SUFFIXES
-    }
+    families = {f for fs in FAMILIES.values() for f in fs}
+    known = {f"{family}{suffix}" for family in families for suffix in SUFFIXES}
     used: set[str] = set()
     for expr in _exprs(dashboard):
         for opening, closing in ("()", "[]", "{}"):
