@@ -12,6 +12,7 @@ from functools import partial
 
 from fastapi import FastAPI
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from pactmesh_contracts.events import ReviewPriority
 from pactmesh_contracts.topics import REVIEWS_DECIDED
 from pactmesh_kit.app import Service
 
@@ -73,6 +74,7 @@ async def _timelines(runtime: Runtime) -> AsyncIterator[None]:
 
 
 AGE_BUCKETS = ((300.0, "<5m"), (3600.0, "5m-1h"), (86_400.0, "1h-1d"))
+AGE_NAMES = (*(name for _limit, name in AGE_BUCKETS), ">1d")
 COUNT_EVERY_S = 15.0
 
 
@@ -103,7 +105,8 @@ async def _counting(runtime: Runtime) -> AsyncIterator[None]:
         while True:
             try:
                 now = datetime.now(UTC)
-                counts: dict[tuple[str, str], int] = {}
+                # Every series from the start, at 0: a dashboard shows none waiting.
+                counts = {(p.value, age): 0 for p in ReviewPriority for age in AGE_NAMES}
                 for priority, at in await runtime.require_store().open_reviews():
                     key = (priority, age_bucket((now - at).total_seconds()))
                     counts[key] = counts.get(key, 0) + 1

@@ -235,10 +235,13 @@ class Dispatcher:
                 logger.warning(
                     "%s failed: %s %s", request.tool, outcome.error_code, outcome.message[:200]
                 )
+            # The audit record is dated before the result leaves, so the timeline orders the
+            # call before whatever the result sets off.
+            audit = event.follow(self._audit(request, outcome))
             await self._publish(
                 event.follow(outcome.to_event(call_id=call.call_id, tool=request.tool))
             )
-            await self._publish(event.follow(self._audit(request, outcome)))
+            await self._publish(audit)
         self._answered.append(call.call_id)
 
     def _audit(self, request: ToolCallRequested, outcome: Outcome) -> AuditToolCalled:
