@@ -19,6 +19,7 @@ import os
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Response, status
+from opentelemetry import metrics
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics import MeterProvider
@@ -61,9 +62,11 @@ class Metrics:
         name = os.environ.get("OTEL_SERVICE_NAME") or settings.service_name
         self.registry = CollectorRegistry(auto_describe=True)
         reader = PrometheusMetricReader(disable_target_info=True, registry=self.registry)
-        self.provider = MeterProvider(
+        self.provider: metrics.MeterProvider = MeterProvider(
             resource=Resource.create({SERVICE_NAME: name}), metric_readers=[reader]
         )
+        if not settings.metrics_enabled:
+            self.provider = metrics.NoOpMeterProvider()
         self.meter: Meter = self.provider.get_meter(METER)
 
     def render(self) -> bytes:

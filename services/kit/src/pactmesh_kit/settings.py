@@ -89,6 +89,9 @@ class KitSettings(BaseSettings):
     results, sensitive fields redacted): ``SPAN_ONLY`` or ``SPAN_AND_EVENT`` (or ``true``)
     do, ``NO_CONTENT`` (the default) does not. The values of opentelemetry-util-genai;
     pactmesh emits no GenAI events, so ``*_EVENT`` means spans here."""
+    metrics_enabled: bool = Field(True, validation_alias=_alias("PACTMESH_METRICS_ENABLED"))
+    """Off, every instrument is a no-op and ``/metrics`` is empty: only to measure what
+    the metrics cost (``make bench``'s ``bare`` phase)."""
     metrics_token: SecretStr | None = Field(None, validation_alias=_alias("PACTMESH_METRICS_TOKEN"))
     """When set, ``/metrics`` answers only ``Authorization: Bearer <this>`` (Prometheus'
     ``authorization.credentials_file``); unset, it is public like the health routes."""
