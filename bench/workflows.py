@@ -14,7 +14,8 @@ Two phases, each on a fresh mesh:
 Each phase stops at BENCH_DEADLINE_S (default 600 s) and reports what completed.
 BENCH_PHASES (default ``fast,slow``) picks the phases (``bare`` is the fast phase with
 tracing and metrics off: ``BENCH_PHASES=fast,bare`` measures what they cost);
-BENCH_KAFKA_PORT (default 19192, controller on the next port) moves the bench's own broker off other brokers' ports;
+BENCH_KAFKA_PORT (default 19192, controller on the next port) moves the bench's own
+broker off other brokers' ports;
 BENCH_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT) runs it secured: every service
 authenticating as itself with SCRAM-SHA-512, the broker checking ACLs.
 """
