@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from pactmesh_contracts.topics import ALL_TOPICS, TOOL_CALLS
+from pactmesh_contracts.topics import TOOL_CALLS
 from pactmesh_harness.mesh import KAFKA_SH, free_port_block, wait_for
 from pactmesh_kit.bootstrap import TopicReport, admin_client, ensure_topics, topic_overrides
 from pactmesh_kit.settings import TopicSettings
+from pactmesh_workflows.registry import registry
 
 NODES = 3
 
@@ -90,7 +91,7 @@ async def _write(cluster: Cluster, topic: str) -> int:
 def test_topics_survive_the_loss_of_one_node(cluster: Cluster) -> None:
     prefix = f"cluster-{uuid.uuid4().hex[:8]}."
     settings = _settings(cluster, prefix)
-    names = [t.qualified(prefix) for t in ALL_TOPICS]
+    names = [t.qualified(prefix) for t in registry().all_topics()]
 
     async def create() -> tuple[TopicReport, list[Any], dict[str, dict[str, str]]]:
         async with admin_client(settings) as admin:

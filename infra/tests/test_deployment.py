@@ -127,7 +127,8 @@ def test_the_policy_config_map_ships_the_packaged_policies() -> None:
     (gates,) = [p for p in REPO.glob("*/**/src/**/gates.toml") if ".venv" not in p.parts]
     for name, packaged in (("access.toml", access), ("gates.toml", gates)):
         assert data[name] == packaged.read_text(), (
-            f"deploy/kubernetes/policy.yaml's {name} differs from {packaged.relative_to(REPO)}"
+            f"deploy/kubernetes/policy.yaml's {name} differs from {packaged.relative_to(REPO)}: "
+            "run `uv run python deploy/render_policy.py`"
         )
     config = resources("ConfigMap")["pactmesh-config"]["data"]
     assert config["PACTMESH_ACCESS_POLICY"] == "/etc/pactmesh/policy/access.toml"

@@ -16,6 +16,7 @@ from pactmesh_kit.acls import (
     acl_table,
     format_table,
 )
+from pactmesh_workflows.registry import registry
 
 PREFIX = "pactmesh."
 
@@ -83,10 +84,9 @@ def test_an_upstream_reads_only_the_result_topics_it_is_granted() -> None:
     }
     assert {a.name for a in crm if a.resource is ResourceType.GROUP} == {"pactmesh.crm."}
     assert Upstream.parse("erp") == Upstream("erp", ())
-    assert Upstream.parse("bi=*") == Upstream(
-        "bi",
-        ("prior-authorization", "procurement", "refund", "supply-chain-reroute", "support-triage"),
-    )
+    everything = tuple(sorted(registry().names))
+    assert {"procurement", "refund", "supply-chain-reroute", "support-triage"} <= set(everything)
+    assert Upstream.parse("bi=*") == Upstream("bi", everything)
 
 
 @pytest.mark.parametrize("spec", ["=refund", "=*", "crm=not-a-workflow"])
