@@ -218,7 +218,7 @@ class Mesh:
         )
 
 
-def _mesh(reasoning: Reasoning | None = None) -> Mesh:
+def _mesh(reasoning: Reasoning | None = None, **engine_options: Any) -> Mesh:
     saver, publisher = InMemorySaver(), CollectingPublisher(wire_check=True)
     engine = Engine(
         graphs=build_graphs(checkpointer=saver, gates=GatePolicy.load(), models=reasoning),
@@ -226,6 +226,7 @@ def _mesh(reasoning: Reasoning | None = None) -> Mesh:
         publisher=publisher,
         outbox=MemoryOutbox(),
         tool_timeout_s=20.0,
+        **engine_options,
     )
     return Mesh(engine, publisher)
 
@@ -1192,17 +1193,11 @@ def _traced_mesh(spans: Spans) -> Mesh:
     measured = Measurements()
     telemetry = GenAiTelemetry(tracer_provider=spans.provider, meter_provider=measured.provider)
     reasoning = Reasoning(models=ModelRouter(ModelsConfig(), observer=telemetry))
-    saver, publisher = InMemorySaver(), CollectingPublisher(wire_check=True)
-    engine = Engine(
-        graphs=build_graphs(checkpointer=saver, gates=GatePolicy.load(), models=reasoning),
-        checkpointer=saver,
-        publisher=publisher,
-        outbox=MemoryOutbox(),
-        tool_timeout_s=20.0,
+    return _mesh(
+        reasoning,
         tracer=spans.provider.get_tracer("test"),
         meter=measured.provider.get_meter("test"),
     )
-    return Mesh(engine, publisher)
 
 
 async def test_a_drafted_answer_is_audited_and_traced_by_the_conventions() -> None:

@@ -9,31 +9,26 @@ only, so the kit needs no reasoning package.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, TypeVar
 
 from pactmesh_contracts.events import AuditModelCalled, PromptRef
 from pactmesh_contracts.usage import PriceTable, Usage
+from pydantic import BaseModel
+
+from pactmesh_kit.genai import ModelCallView as RecordedCall
 
 RAW_LIMIT = 20_000
 """Characters of a model's raw answer an audit event keeps."""
 
 
-class RecordedCall(Protocol):
-    """What the kit reads of a ``pactmesh_reasoning.calls.ModelCall``."""
+A = TypeVar("A", bound=BaseModel)
 
-    role: str
-    model: str
-    template: Any
-    response_model: str | None
-    finish_reasons: tuple[str, ...]
-    input_tokens: int | None
-    output_tokens: int | None
-    output: str | None
-    error_type: str | None
-    duration_s: float
-    validation: Any
-    errors: tuple[str, ...]
-    attempt: int
+
+def audit_of(kind: type[A], source: BaseModel, **more: Any) -> A:
+    """An audit event of ``kind`` carrying the fields it shares with ``source`` (the event
+    or decision it records), and ``more``."""
+    shared = set(kind.model_fields) & set(type(source).model_fields) - {"type"}
+    return kind.model_validate({**source.model_dump(include=shared), **more})
 
 
 def usage_of(call: RecordedCall, prices: PriceTable) -> Usage:

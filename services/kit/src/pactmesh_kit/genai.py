@@ -100,6 +100,9 @@ class ModelCallView(Protocol):
     error_type: str | None
     duration_s: float
     handle: Any
+    validation: Any
+    errors: tuple[str, ...]
+    attempt: int
 
 
 def model_name(spec: str) -> str:

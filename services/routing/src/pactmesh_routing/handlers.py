@@ -14,7 +14,7 @@ from pactmesh_contracts.events import (
     WorkflowProgress,
 )
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED
-from pactmesh_kit.audit import model_called, total_usage
+from pactmesh_kit.audit import audit_of, model_called, total_usage
 from pactmesh_kit.kafka import EventPublisher, Kafka, Record
 from pactmesh_reasoning.calls import model_calls
 
@@ -88,14 +88,7 @@ def register(kafka: Kafka, runtime: Runtime) -> None:
 
 def routed_audit(decision: Decision) -> AuditRequestRouted:
     """The timeline's record of the decision."""
-    return AuditRequestRouted(
-        workflow=decision.workflow,
-        confidence=decision.confidence,
-        reason=decision.reason,
-        needs_human=decision.human_triage,
-        model=decision.model,
-        fields=decision.fields,
-    )
+    return audit_of(AuditRequestRouted, decision, needs_human=decision.human_triage)
 
 
 async def _refuse(

@@ -25,6 +25,7 @@ from pactmesh_contracts.events import (
     RequestSubmitted,
 )
 from pactmesh_contracts.ids import uuid7
+from pactmesh_kit.audit import audit_of
 from pactmesh_kit.auth.policy import AccessPolicy
 
 from pactmesh_intake.domain.errors import IdempotencyConflict, NotPermitted, TooLarge
@@ -207,9 +208,4 @@ async def accept_inbound(
 
 def audited(accepted: RequestAccepted) -> AuditRequestAccepted:
     """The timeline's first step."""
-    return AuditRequestAccepted(
-        channel=accepted.channel,
-        text=accepted.text,
-        requested_workflow=accepted.requested_workflow,
-        metadata=accepted.metadata,
-    )
+    return audit_of(AuditRequestAccepted, accepted)

@@ -42,7 +42,7 @@ from pactmesh_contracts.events import (
     WorkflowToken,
 )
 from pactmesh_contracts.usage import PriceTable, Usage
-from pactmesh_kit.audit import model_called
+from pactmesh_kit.audit import audit_of, model_called
 from pactmesh_kit.genai import workflow_span
 from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 from pactmesh_reasoning.calls import ModelCallLog, model_calls
@@ -203,7 +203,7 @@ class Engine:
             audits = self._audits(event, made)
             if waiting:
                 if isinstance(event.payload, ReviewDecided):
-                    audits.insert(0, event.follow(_decided(event.payload)))
+                    audits.insert(0, event.follow(audit_of(AuditReviewDecided, event.payload)))
                 resume: Command[Any] = Command(resume={waiting[0].id: answer})
                 await self._run(event, graph, resume, config)
                 snapshot = await graph.aget_state(config)
@@ -354,7 +354,7 @@ class Engine:
         if isinstance(pause, ReviewRequested):
             status = RequestStatus.WAITING_FOR_REVIEW
             detail = f"{pause.rule}, for a {pause.required_role}"
-            events.append(cause.follow(_gate_fired(pause)))
+            events.append(cause.follow(audit_of(AuditGateFired, pause)))
         else:
             status = RequestStatus.WAITING_FOR_TOOL
             step = pause.idempotency_key.split(":", 1)[-1]
@@ -405,29 +405,6 @@ def _initial(event: Envelope[RequestRouted]) -> WorkflowState:
         "history": [],
         "usage": (routed.usage or Usage()).model_dump(),
     }
-
-
-def _gate_fired(pause: ReviewRequested) -> AuditGateFired:
-    return AuditGateFired(
-        review_id=pause.review_id,
-        workflow=pause.workflow,
-        rule=pause.rule,
-        summary=pause.summary,
-        proposed_action=pause.proposed_action,
-        required_role=pause.required_role,
-        priority=pause.priority,
-        attempt=pause.attempt,
-    )
-
-
-def _decided(decided: ReviewDecided) -> AuditReviewDecided:
-    return AuditReviewDecided(
-        review_id=decided.review_id,
-        decision=decided.decision,
-        reviewer=decided.reviewer,
-        comment=decided.comment,
-        edited_action=decided.edited_action,
-    )
 
 
 def _started(saved: CheckpointTuple | None) -> bool:
