@@ -24,7 +24,7 @@ from faststream.kafka import KafkaBroker
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import Meter
 from opentelemetry.sdk.trace import TracerProvider
-from pactmesh_contracts.topics import Topic
+from pactmesh_contracts.topics import AUDIT, Topic
 
 from pactmesh_kit.kafka._internal.instruments import KafkaInstruments
 from pactmesh_kit.kafka._internal.tracing import TRACER_NAME, publish_spans
@@ -52,7 +52,9 @@ def make_broker(settings: KitSettings, *, tracer_provider: TracerProvider | None
     """
     middlewares: list[Any] = []
     if tracer_provider is not None:
-        middlewares.append(publish_spans(tracer_provider.get_tracer(TRACER_NAME)))
+        untraced = frozenset({AUDIT.qualified(settings.topic_prefix)})
+        tracer = tracer_provider.get_tracer(TRACER_NAME)
+        middlewares.append(publish_spans(tracer, untraced=untraced))
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=settings.service_name,
@@ -100,6 +102,7 @@ class Kafka:
         select: Callable[[Record], bool] | None = None,
         lenient: bool = False,
         description: str | None = None,
+        traced: bool = True,
     ) -> Callable[[H], H]:
         """Subscribe the decorated handler to ``topics`` (see ``Subscription`` for the
         options); ``name`` defaults to the one topic's name."""
@@ -114,6 +117,7 @@ class Kafka:
             select=select,
             lenient=lenient,
             description=description,
+            traced=traced,
         )
 
         def register(handler: H) -> H:

@@ -84,6 +84,9 @@ class Subscription:
     """Skip what the contract refuses instead of dead-lettering it (when another group's
     subscriber of the same topic dead-letters it already, once)."""
     description: str | None = None
+    traced: bool = True
+    """False: no consumer span per message (records about requests, such as the audit
+    topic's, rather than steps of them: a span each would cost more than it tells)."""
 
 
 class KeyedSubscriber:
@@ -124,7 +127,8 @@ class KeyedSubscriber:
 
     async def deliver(self, record: Record) -> None:
         """One record, in its own span continuing the publisher's trace."""
-        with consumer_span(self._tracer, record, self._group) as span:
+        traced = self._subscription.traced
+        with consumer_span(self._tracer, record, self._group, traced=traced) as span:
             for attempt in itertools.count(1):
                 after_s = await self._attempt(record, span, attempt)
                 if after_s is None:
