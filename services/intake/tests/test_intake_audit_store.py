@@ -106,3 +106,15 @@ async def test_events_past_retention_are_pruned(store: AuditStore) -> None:
     assert await store.events(old) == []
     assert len(await store.events(new)) == 1
     assert await store.spent(tenant, (T0 - timedelta(days=400)).date()) == Usage()
+
+
+async def test_events_and_counts_survive_reopening_the_store(store_backend: StoreBackend) -> None:
+    tenant, request = f"t-{uuid.uuid4().hex[:8]}", uuid.uuid4()
+    event = _event(_call(12, 0.5), request, T0, tenant)
+    options = {"data_dir": store_backend.data_dir, "postgres_url": store_backend.postgres_url}
+    async with open_audit_store(**options) as first:
+        assert await first.record(event)
+    async with open_audit_store(**options) as again:
+        assert await again.events(request) == [event]
+        assert (await again.spent(tenant, T0.date())).input_tokens == 12
+        assert await again.record(event) is False
