@@ -12,8 +12,10 @@ Two phases, each on a fresh mesh:
   fast  -- no injected latency; BENCH_FAST_WORKFLOWS (default 2,000) requests: sustained
            workflows per second and CPU milliseconds per workflow (all processes).
 Each phase stops at BENCH_DEADLINE_S (default 600 s) and reports what completed.
-BENCH_PHASES (default ``fast,slow``) picks the phases; BENCH_KAFKA_PORT (default 19192,
-controller on the next port) moves the bench's own broker off other brokers' ports;
+BENCH_PHASES (default ``fast,slow``) picks the phases (``bare`` is the fast phase with
+tracing and metrics off: ``BENCH_PHASES=fast,bare`` measures what they cost);
+BENCH_KAFKA_PORT (default 19192, controller on the next port) moves the bench's own
+broker off other brokers' ports;
 BENCH_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT) runs it secured: every service
 authenticating as itself with SCRAM-SHA-512, the broker checking ACLs.
 """
@@ -60,6 +62,8 @@ class Phase:
     name: str
     workflows: int
     latency_ms: int
+    env: dict[str, str] = field(default_factory=dict)
+    """Settings of this phase's mesh besides the bench's own."""
     sent_at: dict[uuid.UUID, float] = field(default_factory=dict)
     started_at: dict[uuid.UUID, float] = field(default_factory=dict)
     """When the orchestrator started each workflow (its ``running`` progress event)."""
@@ -182,7 +186,7 @@ def run_phase(broker: Broker, phase: Phase, deadline_s: float) -> dict[str, Any]
     }
     with (
         tempfile.TemporaryDirectory(prefix=f"bench-{phase.name}-") as tmp,
-        running_mesh(broker, Path(tmp), env=env) as mesh,
+        running_mesh(broker, Path(tmp), env=env | phase.env) as mesh,
     ):
         if phase.latency_ms:
             httpx.put(
@@ -276,8 +280,17 @@ def main() -> int:
         int(os.environ.get("BENCH_LATENCY_MS", "2000")),
     )
     fast = Phase("fast", int(os.environ.get("BENCH_FAST_WORKFLOWS", "2000")), 0)
+    # The fast phase without the instrumentation: no spans, no metrics (audit events and
+    # token accounting stay: they are the timeline and the budgets, not instrumentation).
+    bare = Phase(
+        "bare",
+        fast.workflows,
+        0,
+        {"OTEL_TRACES_SAMPLER": "always_off", "PACTMESH_METRICS_ENABLED": "false"},
+    )
     deadline_s = float(os.environ.get("BENCH_DEADLINE_S", "600"))
-    phases = [p for p in (fast, slow) if p.name in os.environ.get("BENCH_PHASES", "fast,slow")]
+    wanted = os.environ.get("BENCH_PHASES", "fast,slow").split(",")
+    phases = [p for p in (fast, bare, slow) if p.name in wanted]
     port = int(os.environ.get("BENCH_KAFKA_PORT", "19192"))
     protocol = os.environ.get("BENCH_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
     broker = start_broker(
@@ -299,7 +312,7 @@ def main() -> int:
         broker.stop()
     out = REPO / "bench-results" / "workflows.json"
     out.parent.mkdir(exist_ok=True)
-    if len(phases) < 2:  # a partial run while iterating: keep the published figures
+    if not {"fast", "slow"} <= {p.name for p in phases}:  # keep the published figures
         out = out.with_name("workflows-partial.json")
         out.write_text(json.dumps(results, indent=2))
         print(f"bench: partial run, figures written to {out} only")

@@ -128,7 +128,13 @@ Try, in another shell in $PWD (every route takes a bearer token from the local i
   curl -s -XPOST localhost:8000/v1/requests -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{"text":"How do I reset my password?"}'
   curl -s localhost:8000/v1/requests/<request_id> -H "authorization: Bearer \$TOKEN"
   curl -sN localhost:8000/v1/requests/<request_id>/events -H "authorization: Bearer \$TOKEN"
-Traces: ${OTEL_EXPORTER_OTLP_ENDPOINT:-$PACTMESH_DATA_DIR/traces/*.jsonl}.  Ctrl-C stops everything.
+What happened to a request:
+  timeline   .venv/bin/pactmesh timeline <request_id> --tenant acme    (GET localhost:8000/v1/requests/<id>/timeline;
+             auditors, the requester, the reviewers its gates asked; beside each review on http://127.0.0.1:8004/reviewer)
+  traces     ${OTEL_EXPORTER_OTLP_ENDPOINT:-$PACTMESH_DATA_DIR/traces/*.jsonl}, read without Docker by .venv/bin/pactmesh trace <request_id>
+  metrics    http://127.0.0.1:800[0-5]/metrics (Prometheus text; a token when PACTMESH_METRICS_TOKEN is set)
+  spend      curl -s localhost:8000/v1/usage -H "authorization: Bearer \$(.venv/bin/pactmesh token --role auditor --tenant acme)"
+Ctrl-C stops everything.
 
 INFO
 # The local broker's client settings are in the services' files: the sandbox and the

@@ -168,11 +168,12 @@ def test_every_service_publishes_its_asyncapi_and_openapi(mesh: Mesh, service: s
 PUBLIC_OPERATIONS = {("GET", "/health/live"), ("GET", "/health/ready")}
 """The only operations of any service's OpenAPI document that answer without a token."""
 PUBLIC_UNDOCUMENTED = {
-    service: ["/docs", "/openapi.json", "/asyncapi", "/asyncapi.json", "/asyncapi.yaml"]
+    service: ["/docs", "/openapi.json", "/asyncapi", "/asyncapi.json", "/asyncapi.yaml", "/metrics"]
     for service in SERVICES
-} | {"hitl": ["/docs", "/openapi.json", "/asyncapi", "/asyncapi.json", "/reviewer"]}
-"""Public pages outside the OpenAPI document: the documents themselves, and hitl's
-reviewer page (whose API calls carry the reviewer's token)."""
+} | {"hitl": ["/docs", "/openapi.json", "/asyncapi", "/asyncapi.json", "/reviewer", "/metrics"]}
+"""Public pages outside the OpenAPI document: the documents themselves, hitl's reviewer
+page (whose API calls carry the reviewer's token), and Prometheus' ``/metrics`` (public
+unless ``PACTMESH_METRICS_TOKEN`` is set, as compose sets it; no tenant's data)."""
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -92,6 +92,11 @@ def test_a_reviewer_approves_a_refund_on_the_reviewer_page(mesh: Mesh, page: Pag
     row.click()
     expect(page.locator("#detail-summary")).to_have_text(review["summary"])
     assert json.loads(page.text_content("#detail-action") or "") == review["proposed_action"]
+    # Beside the review, what the agent did: the routing model's call, the order looked up.
+    timeline = page.locator("#timeline")
+    expect(timeline.locator('li[data-type="model.called"]')).to_contain_text("routing.decision")
+    expect(timeline.locator('li[data-type="tool.called"]')).to_contain_text("crm.get_order")
+    expect(timeline.locator('li[data-type="gate.fired"]')).to_contain_text(review["rule"])
 
     page.click("#claim")
     expect(page.locator("#message")).to_contain_text("Claim: done.")

@@ -200,6 +200,9 @@ DIFFERENCES = {
     "compose": {
         # The development token issuer, whose key the replicas share on a volume.
         "PACTMESH_AUTH_KEY_DIR",
+        # compose publishes every port on the host, so /metrics takes Prometheus' token;
+        # in Kubernetes the pods answer inside the cluster only, and scrapers need none.
+        "PACTMESH_METRICS_TOKEN",
     },
     "kubernetes": {
         # Kafka over TLS, verified against the cluster's CA.

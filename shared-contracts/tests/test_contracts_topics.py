@@ -10,11 +10,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pactmesh_contracts.envelope import Payload, Principal, new_event
 from pactmesh_contracts.events import (
+    AuditGateFired,
+    AuditModelCalled,
     AuditRecorded,
+    AuditRequestAccepted,
+    AuditRequestRouted,
+    AuditResultDelivered,
+    AuditReviewDecided,
+    AuditToolCalled,
+    AuditWorkflowCompleted,
     Channel,
     DeadLetter,
     DeadLetterRedriven,
     Outcome,
+    PromptRef,
     RequestAccepted,
     RequestRouted,
     RequestStatus,
@@ -50,6 +59,7 @@ from pactmesh_contracts.topics import (
     result_topic,
     topic_for,
 )
+from pactmesh_contracts.usage import Usage
 from pydantic import BaseModel, ValidationError
 
 CALL_ID = uuid.UUID("0190f0b2-0000-7000-8000-000000000001")
@@ -117,6 +127,38 @@ EXAMPLES: dict[type[BaseModel], BaseModel] = {
         workflow="refund", outcome=Outcome.FAILED, error="tool failed", metadata={"ticket": "T-1"}
     ),
     AuditRecorded: AuditRecorded(service="intake", action="accepted", detail={"channel": "http"}),
+    AuditRequestAccepted: AuditRequestAccepted(channel=Channel.HTTP, text="Refund order 4411"),
+    AuditRequestRouted: AuditRequestRouted(
+        workflow="refund", confidence=0.9, reason="refund words", model="pactmesh-offline:default"
+    ),
+    AuditModelCalled: AuditModelCalled(
+        service="routing",
+        role="routing",
+        prompt=PromptRef(name="routing.decision", version="1", digest="abc"),
+        model="openai:gpt-4o-mini",
+        response_model="gpt-4o-mini-2024-07-18",
+        validation="valid",
+        raw_output='{"workflow": "refund"}',
+        usage=Usage(input_tokens=120, output_tokens=30, cost=0.0001),
+    ),
+    AuditToolCalled: AuditToolCalled(
+        call_id=uuid.UUID(int=7), tool="crm.get_order", arguments={"order_id": "4411"}, ok=True
+    ),
+    AuditGateFired: AuditGateFired(
+        review_id=uuid.UUID(int=8),
+        workflow="refund",
+        rule="refund.amount_over_auto_limit",
+        summary="over the limit",
+        proposed_action={"amount": 900},
+        required_role="finance-director",
+    ),
+    AuditReviewDecided: AuditReviewDecided(
+        review_id=uuid.UUID(int=8), decision=ReviewDecision.APPROVE, reviewer="ann", comment="ok"
+    ),
+    AuditWorkflowCompleted: AuditWorkflowCompleted(workflow="refund", outcome=Outcome.SUCCEEDED),
+    AuditResultDelivered: AuditResultDelivered(
+        workflow="refund", outcome=Outcome.SUCCEEDED, topic="results.refund"
+    ),
     DeadLetter: DeadLetter(
         service="routing",
         consumer_group="pactmesh.routing.requests.accepted",

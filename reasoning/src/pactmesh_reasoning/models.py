@@ -35,6 +35,7 @@ import os
 import time
 import tomllib
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -45,6 +46,14 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr, field_validator
 
+from pactmesh_reasoning.calls import (
+    ModelCall,
+    ModelCallObserver,
+    PromptTemplate,
+    current_template,
+    record,
+    using_template,
+)
 from pactmesh_reasoning.errors import ReasoningError
 
 logger = logging.getLogger(__name__)
@@ -58,6 +67,8 @@ OFFLINE_MODEL = f"{OFFLINE_PROVIDER}:default"
 MODELS_JSON_ENV = "PACTMESH_MODELS_JSON"
 MODELS_FILE_ENV = "PACTMESH_MODELS_FILE"
 ANSWERED_BY = "pactmesh_model"
+TEMPLATE_KEY = "pactmesh_prompt_template"
+"""Run-config metadata key naming the ``PromptTemplate`` a streamed call was built from."""
 """``response_metadata`` key naming the model (its spec string) that answered."""
 _PLACEHOLDER_KEYS = {"", "changeme", "change-me", "secret", "your-api-key", "xxx", "sk-..."}
 
@@ -331,12 +342,14 @@ class BudgetedModel(Runnable[LanguageModelInput, BaseMessage]):
         role: Role,
         next_model: str | None,
         counters: CallCounters,
+        observer: ModelCallObserver | None = None,
     ) -> None:
         self.model = model
         self.spec = spec
         self.role = role
         self.next_model = next_model
         self.counters = counters
+        self.observer = observer
         self.name = spec.model
 
     def invoke(
@@ -350,16 +363,28 @@ class BudgetedModel(Runnable[LanguageModelInput, BaseMessage]):
     ) -> BaseMessage:
         """The model's answer, tagged with the model's name in ``response_metadata``."""
         self.counters.add(self.spec.model, "calls")
+        call, scope = self._start(input, streaming=False)
+        try:
+            with scope:
+                message = await self._answer(input, config, **kwargs)
+        except BaseException as exc:
+            self._end(call, exc)
+            raise
+        _took(call, message)
+        self._end(call)
+        self.counters.add(self.spec.model, "answered")
+        return _tag(message, self.spec.model)
+
+    async def _answer(
+        self, input: LanguageModelInput, config: RunnableConfig | None, **kwargs: Any
+    ) -> BaseMessage:
         deadline = asyncio.get_running_loop().time() + self.spec.latency_budget_s
         while True:
             try:
                 async with asyncio.timeout_at(deadline):
-                    message = await self.model.ainvoke(input, config, **kwargs)
+                    return await self.model.ainvoke(input, config, **kwargs)
             except Exception as exc:
                 await self._wait_or_raise(exc, deadline)
-                continue
-            self.counters.add(self.spec.model, "answered")
-            return _tag(message, self.spec.model)
 
     async def astream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
@@ -368,20 +393,19 @@ class BudgetedModel(Runnable[LanguageModelInput, BaseMessage]):
         and each wait between chunks; a failure or a stall at any point raises
         ``ModelCallFailed`` (``AnsweredInPart`` once chunks were yielded)."""
         self.counters.add(self.spec.model, "calls")
-        deadline = asyncio.get_running_loop().time() + self.spec.latency_budget_s
-        while True:
-            stream = aiter(self.model.astream(input, config, **kwargs))
-            try:
-                async with asyncio.timeout_at(deadline):
-                    first = await anext(stream)
-            except Exception as exc:
-                await _aclose(stream)
-                await self._wait_or_raise(exc, deadline)
-                continue
-            break
-        self.counters.add(self.spec.model, "answered")
-        yield _tag(first, self.spec.model)
+        template = ((config or {}).get("metadata") or {}).get(TEMPLATE_KEY)
+        call, scope = self._start(input, streaming=True, template=template)
         try:
+            with scope:
+                stream, first = await self._first_chunk(input, config, **kwargs)
+        except BaseException as exc:
+            self._end(call, exc)
+            raise
+        self.counters.add(self.spec.model, "answered")
+        _took(call, first)
+        failed: BaseException | None = None
+        try:
+            yield _tag(first, self.spec.model)
             while True:
                 try:
                     async with asyncio.timeout(self.spec.latency_budget_s):
@@ -390,8 +414,13 @@ class BudgetedModel(Runnable[LanguageModelInput, BaseMessage]):
                     raise self._broke_off(exc) from exc
                 if chunk is None:
                     return
+                _took(call, chunk)
                 yield chunk
+        except BaseException as exc:
+            failed = exc if not isinstance(exc, GeneratorExit) else None
+            raise
         finally:
+            self._end(call, failed)
             await _aclose(stream)
 
     def _broke_off(self, exc: Exception) -> Exception:
@@ -402,6 +431,52 @@ class BudgetedModel(Runnable[LanguageModelInput, BaseMessage]):
             return exc
         failed = self._failed(reason, exc, midway=True)
         return AnsweredInPart(model=failed.model, reason=failed.reason, detail=str(failed))
+
+    async def _first_chunk(
+        self, input: LanguageModelInput, config: RunnableConfig | None, **kwargs: Any
+    ) -> tuple[AsyncIterator[BaseMessage], BaseMessage]:
+        deadline = asyncio.get_running_loop().time() + self.spec.latency_budget_s
+        while True:
+            stream = aiter(self.model.astream(input, config, **kwargs))
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return stream, await anext(stream)
+            except Exception as exc:
+                await _aclose(stream)
+                await self._wait_or_raise(exc, deadline)
+
+    def _start(
+        self,
+        input: LanguageModelInput,
+        *,
+        streaming: bool,
+        template: PromptTemplate | None = None,
+    ) -> tuple[ModelCall, AbstractContextManager[object]]:
+        """The record of a call about to be sent, and the observer's scope for it."""
+        call = ModelCall(
+            role=self.role,
+            model=self.spec.model,
+            provider=self.spec.provider,
+            messages=input,
+            streaming=streaming,
+            template=template or current_template(),
+            temperature=self.spec.temperature,
+            max_tokens=self.spec.max_tokens,
+        )
+        call.duration_s = time.perf_counter()
+        scope = self.observer.started(call) if self.observer is not None else nullcontext()
+        return call, scope
+
+    def _end(self, call: ModelCall, error: BaseException | None = None) -> None:
+        if call.handle is _ENDED:
+            return
+        call.duration_s = time.perf_counter() - call.duration_s
+        if error is not None:
+            call.error_type = _error_type(error)
+        if self.observer is not None:
+            self.observer.ended(call)
+        call.handle = _ENDED
+        record(call)
 
     async def _wait_or_raise(self, exc: Exception, deadline: float) -> None:
         """Sleep out a 429 whose ``Retry-After`` fits in the budget; otherwise raise
@@ -465,6 +540,46 @@ async def _aclose(stream: AsyncIterator[Any]) -> None:
         await closer()
 
 
+_ENDED = object()
+"""``ModelCall.handle`` once the call was reported (a stream reports once)."""
+
+
+def _error_type(exc: BaseException) -> str:
+    if isinstance(exc, ModelCallFailed):
+        return exc.reason
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    return failure_reason(exc) or type(exc).__name__
+
+
+def _took(call: ModelCall, message: BaseMessage) -> None:
+    """Add what ``message`` (an answer, or one chunk of it) tells to ``call``."""
+    metadata = message.response_metadata
+    call.response_model = call.response_model or metadata.get("model_name")
+    call.response_id = call.response_id or getattr(message, "id", None)
+    if reason := metadata.get("finish_reason"):
+        call.finish_reasons = (*call.finish_reasons, str(reason))
+    usage = getattr(message, "usage_metadata", None)
+    if usage:
+        call.input_tokens = (call.input_tokens or 0) + int(usage.get("input_tokens", 0))
+        call.output_tokens = (call.output_tokens or 0) + int(usage.get("output_tokens", 0))
+    piece = _output_text(message)
+    if piece:
+        call.output = (call.output or "") + piece
+
+
+def _output_text(message: BaseMessage) -> str:
+    """The answer as text: its text, followed by its tool calls as JSON when it made any."""
+    calls = getattr(message, "tool_calls", None) or []
+    chunks = getattr(message, "tool_call_chunks", None) or []
+    text = message.text
+    if calls:
+        return text + json.dumps([{"name": c["name"], "arguments": c["args"]} for c in calls])
+    if chunks:
+        return text + "".join(str(c.get("args") or "") for c in chunks)
+    return text
+
+
 def _tag(message: BaseMessage, model: str) -> BaseMessage:
     # Only the first chunk of a stream is tagged: merging chunks concatenates strings.
     message.response_metadata[ANSWERED_BY] = model
@@ -486,6 +601,8 @@ def build_chat_model(spec: ModelSpec, **runtime: Any) -> BaseChatModel:
     from langchain.chat_models import init_chat_model
 
     kwargs: dict[str, Any] = {"temperature": spec.temperature, "max_retries": spec.max_retries}
+    if spec.provider == "openai":
+        kwargs["stream_usage"] = True  # the usage chunk at the end of a stream: tokens count
     if spec.max_tokens is not None:
         kwargs["max_tokens"] = spec.max_tokens
     if spec.base_url is not None:
@@ -520,9 +637,12 @@ class ModelRouter:
         *,
         factory: ModelFactory | None = None,
         counters: CallCounters | None = None,
+        observer: ModelCallObserver | None = None,
     ) -> None:
+        """``observer`` sees every call to every model (``pactmesh_reasoning.calls``)."""
         self.config = config if config is not None else load_models_config()
         self.counters = counters if counters is not None else _COUNTERS
+        self.observer = observer
         self._factory = factory or build_chat_model
         self._models: dict[str, BaseChatModel] = {}
         self._chains: dict[Hashable, Runnable[LanguageModelInput, BaseMessage]] = {}
@@ -574,7 +694,12 @@ class ModelRouter:
             following = specs[index + 1].model if index + 1 < len(specs) else None
             links.append(
                 BudgetedModel(
-                    model, spec=spec, role=role, next_model=following, counters=self.counters
+                    model,
+                    spec=spec,
+                    role=role,
+                    next_model=following,
+                    counters=self.counters,
+                    observer=self.observer,
                 )
             )
         return links
@@ -586,14 +711,17 @@ class ModelRouter:
         *,
         tools: Sequence[Any] | None = None,
         tool_choice: str | None = None,
+        template: PromptTemplate | None = None,
     ) -> AIMessage:
-        """One answer from ``role``'s chain; ``answered_by`` names who gave it.
+        """One answer from ``role``'s chain; ``answered_by`` names who gave it, and the
+        calls are recorded as made from ``template``.
 
         Raises ``AllModelsFailed`` when every model of the chain failed.
         """
         chain = self.chat_for(role, tools=tools, tool_choice=tool_choice)
         try:
-            message = await chain.ainvoke(messages)
+            with using_template(template or current_template()):
+                message = await chain.ainvoke(messages)
         except ModelCallFailed as exc:
             models = [spec.model for spec in self.config.role(role).chain]
             raise AllModelsFailed(role=role, models=models) from exc
@@ -608,21 +736,25 @@ class ModelRouter:
             yield piece.text
 
     async def astream_answer(
-        self, role: Role, messages: LanguageModelInput
+        self, role: Role, messages: LanguageModelInput, *, template: PromptTemplate | None = None
     ) -> AsyncIterator[StreamPiece]:
         """``role``'s answer as pieces, each with the model writing it (known from the
-        first chunk, which the chain tags), so a result can say who wrote it.
+        first chunk, which the chain tags), so a result can say who wrote it; the calls
+        are recorded as made from ``template``.
 
         A model that fails before its first piece hands the call to the next, unseen; one
         that fails after (a dropped connection, a stall past its budget) too, and the new
         answer's first piece is marked ``restarted``. Raises ``AllModelsFailed`` when no
         model of the chain finished an answer.
         """
+        # In the run's config, not a context variable: one set inside an async generator
+        # would stay set in its caller's context between pieces.
+        config: RunnableConfig = {"metadata": {TEMPLATE_KEY: template}} if template else {}
         broke_off = False
         for link in self._links(role):
             model: str | None = None
             try:
-                async for chunk in link.astream(messages):
+                async for chunk in link.astream(messages, config):
                     model = model or answered_by(chunk)
                     text = chunk.content if isinstance(chunk, AIMessageChunk) else None
                     if isinstance(text, str) and text:

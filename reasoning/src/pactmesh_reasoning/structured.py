@@ -20,6 +20,7 @@ from typing import Any, Generic, Literal, TypeVar
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ValidationError
 
+from pactmesh_reasoning.calls import ModelCallLog, PromptTemplate, model_calls
 from pactmesh_reasoning.errors import ReasoningError
 from pactmesh_reasoning.models import ModelRouter, Role, answered_by
 
@@ -90,12 +91,15 @@ async def structured_call(
     validators: Sequence[Validator[T]] = (),
     router: ModelRouter | None = None,
     instructions: str | None = None,
+    template: PromptTemplate | None = None,
 ) -> StructuredResult[T]:
     """Ask ``role``'s chain for a ``schema`` value (give ``prompt`` or ``messages``).
 
     The model is made to call a tool named after ``schema`` with the schema's fields as
     arguments. Raises ``SchemaNotStrict`` for a schema that accepts unknown fields, and
-    ``AllModelsFailed`` when no model of the chain answers at all.
+    ``AllModelsFailed`` when no model of the chain answers at all. Each call is recorded
+    (``pactmesh_reasoning.calls``) as made from ``template``, with its attempt number and
+    whether its answer validated.
     """
     require_strict(schema)
     conversation = _conversation(prompt=prompt, messages=messages, instructions=instructions)
@@ -103,8 +107,12 @@ async def structured_call(
     tool = schema.__name__
     attempts: list[StructuredAttempt] = []
     for number in range(1, MAX_ATTEMPTS + 1):
-        answer = await router.ainvoke(role, conversation, tools=[schema], tool_choice=tool)
+        with model_calls() as made:
+            answer = await router.ainvoke(
+                role, conversation, tools=[schema], tool_choice=tool, template=template
+            )
         raw, value, errors = _check(answer, schema=schema, tool=tool, validators=validators)
+        _mark(made, attempt=number, errors=errors, parsed=value is not None)
         attempts.append(StructuredAttempt(raw=raw, errors=tuple(errors), model=answered_by(answer)))
         if value is not None and not errors:
             status: Status = "valid" if number == 1 else "repaired"
@@ -121,6 +129,16 @@ async def structured_call(
         conversation = [*conversation, _repair_request(tool=tool, raw=raw, errors=errors)]
     logger.warning("structured %s: %s goes to human review after %d attempts", role, tool, number)
     return StructuredResult(status="needs_review", value=None, attempts=tuple(attempts))
+
+
+def _mark(made: ModelCallLog, *, attempt: int, errors: Sequence[str], parsed: bool) -> None:
+    """Note the attempt on every call it made, and the verdict on the one that answered."""
+    for call in made.calls:
+        call.attempt = attempt
+    answered = [call for call in made.calls if call.answered]
+    if answered:
+        answered[-1].validation = "valid" if parsed and not errors else "invalid"
+        answered[-1].errors = tuple(errors)
 
 
 @functools.cache

@@ -130,6 +130,21 @@ async def test_add_is_idempotent_and_round_trips(store: ReviewStore) -> None:
     assert [h.action for h in await store.history(review.review_id)] == ["requested"]
 
 
+async def test_open_reviews_are_the_pending_ones_of_every_tenant(store: ReviewStore) -> None:
+    urgent, other, decided = (
+        _review(minute=0, priority=ReviewPriority.URGENT),
+        _review(minute=1, tenant="globex"),
+        _review(minute=2),
+    )
+    for review in (urgent, other, decided):
+        await store.add(review)
+    assert await _decide(store, decided.review_id)
+
+    found = sorted(await store.open_reviews(), key=lambda row: row[1])
+
+    assert found == [("urgent", urgent.requested_at), ("normal", other.requested_at)]
+
+
 async def test_find_is_oldest_first_within_one_tenant(store: ReviewStore) -> None:
     late, early, other = _review(minute=5), _review(minute=1), _review(minute=3, tenant="globex")
     for review in (late, early, other):

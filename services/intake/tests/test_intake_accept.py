@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import (
+    AuditRequestAccepted,
     Channel,
     RequestAccepted,
     RequestStatus,
@@ -91,6 +92,7 @@ async def _inbound(
     return await accept_inbound(
         store=store,
         publisher=publisher,
+        auditor=FakePublisher(),
         policy=POLICY,
         event=event,
         identity=identity or Identity(principal=event.principal, tenant=event.tenant),
@@ -111,6 +113,7 @@ async def _http(
     accepted = await accept_http(
         store=store,
         publisher=publisher,
+        auditor=FakePublisher(),
         body=body,
         tenant=tenant,
         principal=PRINCIPAL,
@@ -144,6 +147,28 @@ async def test_accept_http_records_then_publishes(
         Channel.HTTP,
         "acme",
     )
+
+
+async def test_the_acceptance_is_audited_even_when_the_request_waits_for_the_relay(
+    store: RequestStore, publisher: FakePublisher
+) -> None:
+    auditor = FakePublisher()
+    publisher.broken = True
+
+    accepted = await accept_http(
+        store=store,
+        publisher=publisher,
+        auditor=auditor,
+        body=SubmitRequest(text="refund order 4411"),
+        tenant="acme",
+        principal=PRINCIPAL,
+        now=T0,
+    )
+
+    [audit] = auditor.audits
+    assert isinstance(audit.payload, AuditRequestAccepted)
+    assert (audit.workflow_id, audit.tenant) == (accepted.request_id, "acme")
+    assert audit.payload.text == "refund order 4411"
 
 
 async def test_accept_http_keeps_the_request_when_publishing_fails(
@@ -242,6 +267,7 @@ async def test_the_same_key_and_body_answer_the_first_request_again(
     again = await accept_http(
         store=store,
         publisher=publisher,
+        auditor=FakePublisher(),
         body=spelled_otherwise,
         tenant="acme",
         principal=PRINCIPAL,

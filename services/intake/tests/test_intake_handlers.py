@@ -35,6 +35,7 @@ from pactmesh_contracts.topics import (
     result_topic,
 )
 from pactmesh_intake import handlers
+from pactmesh_intake.adapters.audit_store import open_audit_store
 from pactmesh_intake.adapters.sqlite_store import SqliteRequestStore, open_sqlite_store
 from pactmesh_intake.runtime import Runtime
 from pactmesh_intake.settings import Settings
@@ -90,7 +91,7 @@ async def intake(tmp_path: Path) -> AsyncIterator[Intake]:
     runtime = Runtime(
         settings=settings,
         publisher=kafka.publisher(REQUESTS_ACCEPTED),
-        audit=kafka.publisher(AUDIT),
+        auditor=kafka.publisher(AUDIT),
     )
     handlers.register(kafka, runtime)
     accepted: list[Envelope[RequestAccepted]] = collect(kafka, REQUESTS_ACCEPTED)
@@ -99,9 +100,10 @@ async def intake(tmp_path: Path) -> AsyncIterator[Intake]:
     issuer = DevIssuer.for_settings(settings)
     async with (
         open_sqlite_store(tmp_path / "intake.sqlite3") as store,
+        open_audit_store(data_dir=tmp_path, postgres_url=None) as audit,
         TestKafkaBroker(kafka.broker),
     ):
-        runtime.store = store
+        runtime.store, runtime.audit = store, audit
         yield Intake(kafka.broker, store, runtime, issuer, accepted, dead, audits)
 
 
@@ -119,6 +121,10 @@ async def test_inbound_request_is_accepted_and_progress_recorded(intake: Intake)
     assert (accepted.workflow_id, accepted.causation_id) == (workflow_id, submitted.event_id)
     assert accepted.payload.channel is Channel.KAFKA
     assert accepted.principal == UPSTREAM
+    # The timeline's first step, published and kept by intake's own audit consumer.
+    [step] = await intake.runtime.require_audit().events(workflow_id)
+    assert step.type == "audit.request.accepted.v1"
+    assert step.causation_id == accepted.event_id
 
     routed = _event(
         WorkflowProgress(status=RequestStatus.ROUTED, service="routing", workflow="support-triage"),

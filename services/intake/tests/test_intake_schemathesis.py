@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import schemathesis
 from pactmesh_contracts.envelope import Envelope
+from pactmesh_intake.adapters.audit_store import open_audit_store
 from pactmesh_intake.adapters.sqlite_store import open_sqlite_store
 from pactmesh_intake.app import create_app
 from pactmesh_intake.runtime import Runtime
@@ -47,6 +48,10 @@ class EncodingPublisher:
     async def publish(self, event: Envelope[Any]) -> None:
         self.sent.append(encode(event))
 
+    async def publish_all(self, events: list[Envelope[Any]]) -> None:
+        for event in events:
+            await self.publish(event)
+
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
@@ -70,13 +75,17 @@ def intake_app(settings: Settings) -> Any:
     app = create_app(settings)
     runtime: Runtime = app.state.runtime
     runtime.publisher = EncodingPublisher()  # type: ignore[assignment]
+    runtime.auditor = EncodingPublisher()
 
     @asynccontextmanager
     async def store() -> AsyncIterator[None]:
-        async with open_sqlite_store(settings.data_dir / "intake.sqlite3") as opened:
-            runtime.store = opened
+        async with (
+            open_sqlite_store(settings.data_dir / "intake.sqlite3") as opened,
+            open_audit_store(data_dir=settings.data_dir, postgres_url=None) as audit,
+        ):
+            runtime.store, runtime.audit = opened, audit
             yield
-            runtime.store = None
+            runtime.store, runtime.audit = None, None
 
     return without_lifespan(app, resources=store)
 

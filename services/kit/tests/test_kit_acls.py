@@ -51,6 +51,8 @@ TABLE = acl_table(prefix=PREFIX, upstreams=[Upstream.parse("crm=refund")])
         ("workflow.completed", {"orchestrator", "routing"}),
         ("workflow.progress", {"routing", "orchestrator", "delivery"}),
         ("dlq", set(SERVICE_TOPICS)),
+        # every step of a request is audited where it happens (hitl's decisions reach the
+        # timeline through the orchestrator, which records them as they resume a run)
         ("audit", {"intake", "routing", "orchestrator", "tools", "delivery"}),
     ],
 )
@@ -66,6 +68,13 @@ def test_each_service_reads_only_its_inputs_in_groups_named_after_it() -> None:
         (ResourceType.TOPIC, "pactmesh.requests.accepted", PatternType.LITERAL),
         (ResourceType.GROUP, "pactmesh.tools.", PatternType.PREFIXED),
     }
+
+
+def test_only_intake_reads_the_audit_topic() -> None:
+    readers = {
+        a.principal for a in TABLE if a.operation is Operation.READ and a.name == PREFIX + "audit"
+    }
+    assert readers == {"User:intake"}
 
 
 def test_an_upstream_reads_only_the_result_topics_it_is_granted() -> None:

@@ -23,6 +23,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langgraph.checkpoint.memory import InMemorySaver
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import (
+    AuditRecorded,
     Outcome,
     RequestRouted,
     RequestStatus,
@@ -39,6 +40,8 @@ from pactmesh_contracts.events import (
 from pactmesh_contracts.topics import REQUESTS_ROUTED, REVIEWS_DECIDED, TOOL_RESULTS
 from pactmesh_kit.auth import AccessPolicy, load_access_policy
 from pactmesh_kit.auth.policy import Grant
+from pactmesh_kit.genai import GenAiTelemetry
+from pactmesh_kit.testing_telemetry import Measurements, Spans
 from pactmesh_orchestrator.domain.engine import (
     AnswerRefused,
     Engine,
@@ -263,7 +266,9 @@ class Mesh:
         )
 
 
-def _mesh(reasoning: Reasoning | None = None, gates: GatePolicy | None = None) -> Mesh:
+def _mesh(
+    reasoning: Reasoning | None = None, gates: GatePolicy | None = None, **engine_options: Any
+) -> Mesh:
     saver, publisher, clock = InMemorySaver(), CollectingPublisher(wire_check=True), Clock()
     engine = Engine(
         graphs=build_graphs(checkpointer=saver, gates=gates or GatePolicy.load(), models=reasoning),
@@ -273,6 +278,7 @@ def _mesh(reasoning: Reasoning | None = None, gates: GatePolicy | None = None) -
         reviewers=load_access_policy(),
         tool_timeout_s=20.0,
         clock=clock,
+        **engine_options,
     )
     return Mesh(engine, publisher, clock)
 
@@ -1196,7 +1202,8 @@ async def test_a_decision_for_an_unknown_review_of_a_known_run_is_refused(mesh: 
     with pytest.raises(AnswerRefused, match="never asked"):
         await mesh.engine.decide(stray)
 
-    [audit] = mesh.publisher.events[published:]
+    assert mesh.publisher.events[published:] == []
+    [audit] = _refusals(mesh)
     assert audit.payload.action == "resume.refused"
     snapshot = await mesh.engine.state(workflow_id)
     assert snapshot is not None
@@ -1223,7 +1230,8 @@ async def test_a_tool_answer_cannot_resume_a_review(mesh: Mesh) -> None:
     with pytest.raises(AnswerRefused):
         await mesh.engine.resume(TOOL_RESULTS.adapter.validate_json(forged.model_dump_json()))
 
-    assert [e.payload.action for e in mesh.publisher.events[published:]] == ["resume.refused"]
+    assert mesh.publisher.events[published:] == []
+    assert [e.payload.action for e in _refusals(mesh)] == ["resume.refused"]
     assert review.review_id != call_id_for(workflow_id, "approve_purchase_order")
     assert mesh.calls("erp.create_purchase_order") == []
 
@@ -1238,7 +1246,8 @@ async def test_a_decision_for_an_unknown_workflow_is_refused_and_audited(mesh: M
 
     with pytest.raises(UnknownWorkflowRun, match=str(stranger.workflow_id)):
         await mesh.engine.decide(REVIEWS_DECIDED.adapter.validate_json(stranger.model_dump_json()))
-    [audit] = mesh.publisher.events
+    assert mesh.publisher.events == []
+    [audit] = _refusals(mesh)
     assert audit.payload.action == "resume.refused"
     assert audit.payload.detail["reviewer"] == "x"
 
@@ -1281,9 +1290,15 @@ async def test_a_refund_amount_neither_stated_nor_the_orders_total_is_reviewed(
 # -- events that would resume a run: each must answer what the run asked ----------------
 
 
+def _refusals(mesh: Mesh) -> list[Envelope[AuditRecorded]]:
+    """The refusals audited (the timeline's audit events aside)."""
+    return [a for a in mesh.publisher.audits if isinstance(a.payload, AuditRecorded)]
+
+
 def _refused(mesh: Mesh, published: int) -> dict[str, Any]:
-    """The one audit record published since ``published`` events."""
-    [audit] = mesh.publisher.events[published:]
+    """The one refusal audited, with no other event published since ``published``."""
+    assert mesh.publisher.events[published:] == []
+    [audit] = _refusals(mesh)
     assert (audit.payload.service, audit.payload.action) == ("orchestrator", "resume.refused")
     detail: dict[str, Any] = audit.payload.detail
     return detail
@@ -1544,3 +1559,87 @@ async def test_a_hand_over_to_a_person_is_neither_looked_up_nor_cached(
     assert cached_mesh.completed.output["source"] == "agent"
     stats = cache.stats()
     assert (stats.hits, stats.misses, stats.stores) == (0, 0, 0)
+
+
+# -- the timeline and the traces ---------------------------------------------------------
+
+
+def _traced_mesh(spans: Spans) -> Mesh:
+    """A mesh whose engine and models trace to ``spans`` (GenAI conventions)."""
+    measured = Measurements()
+    telemetry = GenAiTelemetry(tracer_provider=spans.provider, meter_provider=measured.provider)
+    reasoning = Reasoning(models=ModelRouter(ModelsConfig(), observer=telemetry))
+    return _mesh(
+        reasoning,
+        tracer=spans.provider.get_tracer("test"),
+        meter=measured.provider.get_meter("test"),
+    )
+
+
+async def test_a_drafted_answer_is_audited_and_traced_by_the_conventions() -> None:
+    spans = Spans()
+    mesh = _traced_mesh(spans)
+    await mesh.start("support-triage", "How do I reset my password?")
+    await mesh.run_tools()
+
+    assert [a.type for a in mesh.publisher.audits] == [
+        "audit.model.called.v1",
+        "audit.workflow.completed.v1",
+    ]
+    called, completed = (a.payload for a in mesh.publisher.audits)
+    assert called.prompt is not None
+    assert (called.prompt.name, called.prompt.version) == ("support-triage.draft", "1")
+    assert (called.service, called.role, called.model) == (
+        "orchestrator",
+        "drafting",
+        "pactmesh-offline:default",
+    )
+    assert called.raw_output == mesh.completed.output["reply"]
+    assert called.usage.output_tokens > 0
+    assert completed.usage is not None
+    assert completed.usage.tokens == called.usage.tokens
+    segments = spans.named("invoke_workflow support-triage")
+    assert len(segments) == 2, "started, then resumed by the tool's result"
+    assert {s.attributes["gen_ai.agent.name"] for s in segments} == {"support-triage"}
+    (chat,) = spans.named("chat default")
+    assert chat.attributes["gen_ai.provider.name"] == "pactmesh-offline"
+    assert chat.attributes["gen_ai.usage.output_tokens"] == called.usage.output_tokens
+    assert chat.parent is not None
+    assert chat.parent.span_id == segments[1].context.span_id
+
+
+async def test_a_review_pause_is_audited_and_the_resumed_segment_links_to_the_pause() -> None:
+    spans = Spans()
+    mesh = _traced_mesh(spans)
+    await mesh.start("refund", REFUND_TEXT, order_id="4411", amount=450.0)
+    await mesh.run_tools()
+    [review] = mesh.reviews
+    paused = spans.named("invoke_workflow refund")[-1]
+    spans.clear()
+
+    # The decision arrives hours later, in the reviewer's own trace.
+    with spans.provider.get_tracer("hitl").start_as_current_span("POST /v1/reviews/decision"):
+        pass
+    await mesh.decide(review, ReviewDecision.APPROVE, comment="customer of ten years")
+
+    resumed = spans.named("invoke_workflow refund")[0]
+    assert resumed.context.trace_id != paused.context.trace_id
+    (link,) = resumed.links
+    assert (link.context.trace_id, link.context.span_id) == (
+        paused.context.trace_id,
+        paused.context.span_id,
+    )
+    kinds = [a.type for a in mesh.publisher.audits]
+    assert kinds == [
+        "audit.gate.fired.v1",
+        "audit.review.decided.v1",
+        "audit.workflow.completed.v1",
+    ]
+    fired, decided, _ = (a.payload for a in mesh.publisher.audits)
+    assert (fired.rule, fired.review_id) == ("refund.amount_over_auto_limit", review.review_id)
+    assert fired.proposed_action["amount"] == 450.0
+    assert (decided.decision, decided.reviewer, decided.comment) == (
+        ReviewDecision.APPROVE,
+        "alice",
+        "customer of ten years",
+    )

@@ -56,7 +56,7 @@ class Captured:
     routed: list[Envelope[RequestRouted]] = field(default_factory=list)
     progress: list[Envelope[WorkflowProgress]] = field(default_factory=list)
     completed: list[Envelope[WorkflowCompleted]] = field(default_factory=list)
-    audits: list[Envelope[AuditRecorded]] = field(default_factory=list)
+    audits: list[Envelope[Any]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
 
     async def accept(self, event: Envelope[Any]) -> None:
@@ -192,7 +192,12 @@ async def test_a_workflow_the_principal_may_not_start_is_refused_and_audited(
     [progress] = captured.progress
     assert progress.payload.status is RequestStatus.FAILED
     assert (progress.payload.service, progress.payload.workflow) == ("routing", "refund")
-    [audit] = captured.audits
+    # The timeline also holds the routing model's call; the refusal is recorded once.
+    [audit] = [a for a in captured.audits if isinstance(a.payload, AuditRecorded)]
+    assert [a.payload.type for a in captured.audits] == [
+        "audit.model.called.v1",
+        "audit.recorded.v1",
+    ]
     assert audit.workflow_id == accepted.workflow_id
     assert (audit.payload.service, audit.payload.action) == ("routing", "workflow.start.refused")
     detail = audit.payload.detail
@@ -227,4 +232,15 @@ async def test_a_requester_may_start_support_triage(captured: Captured) -> None:
     assert routed.payload.workflow == "support-triage"
     assert routed.principal == REQUESTER
     assert captured.completed == []
-    assert captured.audits == []
+    # No refusal: the timeline has the model's call and the decision, nothing else.
+    assert [a.payload.type for a in captured.audits] == [
+        "audit.model.called.v1",
+        "audit.request.routed.v1",
+    ]
+    called, decided = captured.audits
+    assert called.payload.prompt is not None
+    assert called.payload.prompt.name == "routing.decision"
+    assert called.payload.validation == "valid"
+    assert called.payload.usage.tokens > 0
+    assert routed.payload.usage == called.payload.usage
+    assert decided.payload.model == called.payload.model

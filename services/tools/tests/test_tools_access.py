@@ -101,7 +101,16 @@ async def test_the_same_refund_for_a_principal_with_the_scope_is_paid_once(
     assert answer.payload.result["amount"] == 20.0
     [entry] = await admin.ledger(idempotency_key="wf-2:refund")
     assert entry["kind"] == "refund"
-    assert service.audits == []
+    assert service.audits == []  # nothing refused
+    async with asyncio.timeout(5):
+        while not service.timeline:  # noqa: ASYNC110 - the test's consumer appends
+            await asyncio.sleep(0.01)
+    [called] = service.timeline
+    assert called.workflow_id == request.workflow_id
+    assert (called.payload.tool, called.payload.ok) == ("payments.refund", True)
+    assert called.payload.call_id == request.payload.call_id
+    assert called.payload.arguments == dict(request.payload.arguments)
+    assert called.payload.result == answer.payload.result
 
 
 async def test_a_call_granting_itself_a_scope_its_request_lacked_is_refused(
@@ -243,4 +252,4 @@ async def test_a_refusal_is_an_error_event_on_the_dispatch_span(
     assert event.attributes is not None
     assert event.attributes["pactmesh.tool"] == "payments.refund"
     assert "not granted" in str(event.attributes["pactmesh.reason"])
-    assert not [s for s in spans.get_finished_spans() if s.name == "tool payments.refund"]
+    assert not [s for s in spans.get_finished_spans() if s.name == "execute_tool payments.refund"]

@@ -282,12 +282,12 @@ async def test_the_result_is_published_in_the_trace_of_the_request(run_tools: Ru
     assert dispatch.attributes is not None
     assert dispatch.attributes[WORKFLOW_ID_ATTRIBUTE] == str(request.workflow_id)
     assert dispatch.attributes["pactmesh.tool.call_id"] == str(request.payload.call_id)
-    [tool] = [s for s in finished if s.name == "tool test.nap"]
+    [tool] = [s for s in finished if s.name == "execute_tool test.nap"]
     assert tool.parent is not None
     assert tool.parent.span_id == dispatch.context.span_id
     trace_id = received.context.trace_id
     assert {s.name for s in finished if s.context.trace_id == trace_id} >= {
-        "tool test.nap",
+        "execute_tool test.nap",
         "tools-test.tool.results publish",
         "tools-test.tool.results process",
     }

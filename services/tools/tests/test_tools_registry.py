@@ -13,10 +13,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pactmesh_contracts.events import ToolCallCompleted, ToolCallFailed, ToolErrorCode
+from pactmesh_contracts.sensitivity import REDACTED, SENSITIVE_FIELD
+from pactmesh_kit.testing_telemetry import Spans
 from pactmesh_tools.domain.errors import CircuitOpenError, ToolError, TransientError
 from pactmesh_tools.domain.registry import OnBehalf, Outcome, Tool, ToolPolicy, ToolRegistry
 from pactmesh_tools.domain.resilience import CallContext
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 CALLER = OnBehalf(tenant="acme", principal="user-1")
 """Whom the tests' calls act for."""
@@ -211,9 +213,13 @@ async def test_each_call_is_one_span_with_its_outcome() -> None:
     )
 
     ok, unknown = exporter.get_finished_spans()
-    assert (ok.name, unknown.name) == ("tool test.echo", "tool test.nope")
-    assert dict(ok.attributes or {}) == {
-        "pactmesh.tool.name": "test.echo",
+    assert (ok.name, unknown.name) == ("execute_tool test.echo", "execute_tool test.nope")
+    attributes = dict(ok.attributes or {})
+    attributes.pop("gen_ai.tool.description")
+    assert attributes == {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": "test.echo",
+        "gen_ai.tool.type": "function",
         "pactmesh.tool.attempts": 2,
         "pactmesh.tool.outcome": "ok",
     }
@@ -243,3 +249,41 @@ def test_outcomes_become_result_events() -> None:
         True,
         0,
     )
+
+
+class SecretArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    member_id: str = Field(json_schema_extra=SENSITIVE_FIELD)
+
+
+async def test_arguments_and_results_reach_the_span_only_when_captured_and_redacted() -> None:
+    spans = Spans()
+
+    async def echo(args: SecretArgs, ctx: CallContext) -> EchoResult:
+        ctx.requests += 1
+        return EchoResult(echoed=[args.text], ratio=1.0, key=ctx.idempotency_key)
+
+    tool = Tool("test.secret", "Echo.", SecretArgs, EchoResult, echo, backend="test")
+    arguments = {"text": "hi", "member_id": "XJH482913057"}
+    for capture in (False, True):
+        registry = ToolRegistry(
+            [tool], tracer=spans.provider.get_tracer("t"), capture_content=capture
+        )
+        await registry.invoke(
+            tool="test.secret",
+            arguments=arguments,
+            idempotency_key="k",
+            timeout_s=1,
+            on_behalf=CALLER,
+            call_id="c",
+        )
+    quiet, captured = spans.named("execute_tool test.secret")
+    assert "gen_ai.tool.call.arguments" not in (quiet.attributes or {})
+    assert json.loads(captured.attributes["gen_ai.tool.call.arguments"]) == {
+        "text": "hi",
+        "member_id": REDACTED,
+    }
+    assert json.loads(captured.attributes["gen_ai.tool.call.result"])["echoed"] == ["hi"]
+    assert captured.attributes["gen_ai.tool.call.id"] == "c"

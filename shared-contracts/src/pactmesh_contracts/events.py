@@ -26,6 +26,7 @@ from pydantic import (
 
 from pactmesh_contracts.envelope import Payload, Principal, Role
 from pactmesh_contracts.ids import uuid7
+from pactmesh_contracts.usage import Usage
 
 WorkflowName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,62}$")]
 """A registered workflow, for example ``support-triage``."""
@@ -116,6 +117,8 @@ class RequestRouted(Payload):
     fields: dict[str, JsonValue] = Field(default_factory=dict)
     """Inputs extracted for the workflow's input contract."""
     metadata: Metadata = Field(default_factory=dict)
+    usage: Usage | None = None
+    """What routing's model calls for this request spent: the request's budget counts it."""
 
 
 # -- tools ----------------------------------------------------------------------------
@@ -309,6 +312,139 @@ class AuditRecorded(Payload):
     service: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     action: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     detail: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+# -- the timeline: one typed audit event per step of a request ---------------------------
+
+ServiceName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+LongText = Annotated[str, StringConstraints(max_length=20_000)]
+
+
+class AuditRequestAccepted(Payload):
+    """Intake took a request."""
+
+    type: Literal["audit.request.accepted.v1"] = "audit.request.accepted.v1"
+    channel: Channel
+    text: RequestText
+    requested_workflow: WorkflowName | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class AuditRequestRouted(Payload):
+    """Routing chose the request's workflow."""
+
+    type: Literal["audit.request.routed.v1"] = "audit.request.routed.v1"
+    workflow: WorkflowName
+    confidence: Confidence
+    reason: Annotated[str, StringConstraints(max_length=2_000)]
+    needs_human: bool = False
+    model: Annotated[str, StringConstraints(max_length=200)] | None = None
+    """The model whose answer decided it; ``None`` when the submitter named the workflow."""
+    fields: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class PromptRef(BaseModel):
+    """Which prompt template a model was given."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    digest: Annotated[str, StringConstraints(max_length=64)] = ""
+    """The template text's hash: a change nobody versioned still shows."""
+
+
+class AuditModelCalled(Payload):
+    """One call to one model: the prompt, who answered, what it said, whether it held."""
+
+    type: Literal["audit.model.called.v1"] = "audit.model.called.v1"
+    service: ServiceName
+    role: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    workflow: WorkflowName | None = None
+    """The workflow the spend counts against (routing's: the one it chose)."""
+    prompt: PromptRef | None = None
+    model: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    """The model asked (its spec string)."""
+    response_model: Annotated[str, StringConstraints(max_length=200)] | None = None
+    """The model the provider says answered."""
+    attempt: PositiveInt = 1
+    """1 for a first answer, 2 for a repair."""
+    validation: Literal["valid", "invalid", "not_checked"] = "not_checked"
+    errors: list[Annotated[str, StringConstraints(max_length=2_000)]] = Field(
+        default_factory=list, max_length=50
+    )
+    raw_output: LongText | None = None
+    """The model's answer as it came (cut at 20,000 characters)."""
+    error_type: Annotated[str, StringConstraints(max_length=200)] | None = None
+    """Why no answer came (``timeout``, ``rate_limited``, ``unavailable``, ...)."""
+    finish_reasons: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
+        default_factory=list, max_length=16
+    )
+    usage: Usage = Field(default_factory=Usage)
+    duration_ms: NonNegativeInt = 0
+
+
+class AuditToolCalled(Payload):
+    """One tool call: its arguments and what it returned (sensitive fields redacted)."""
+
+    type: Literal["audit.tool.called.v1"] = "audit.tool.called.v1"
+    call_id: uuid.UUID
+    tool: ToolName
+    arguments: dict[str, JsonValue] = Field(default_factory=dict)
+    ok: bool
+    result: dict[str, JsonValue] = Field(default_factory=dict)
+    error_code: ToolErrorCode | None = None
+    message: Annotated[str, StringConstraints(max_length=4_000)] = ""
+    attempts: NonNegativeInt = 0
+    duration_ms: NonNegativeInt = 0
+
+
+class AuditGateFired(Payload):
+    """An approval gate stopped the workflow for a person."""
+
+    type: Literal["audit.gate.fired.v1"] = "audit.gate.fired.v1"
+    review_id: uuid.UUID
+    workflow: WorkflowName
+    rule: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    summary: Annotated[str, StringConstraints(max_length=4_000)]
+    proposed_action: dict[str, JsonValue]
+    required_role: Role
+    priority: ReviewPriority = ReviewPriority.NORMAL
+    attempt: NonNegativeInt = 0
+
+
+class AuditReviewDecided(Payload):
+    """A reviewer's decision reached the workflow."""
+
+    type: Literal["audit.review.decided.v1"] = "audit.review.decided.v1"
+    review_id: uuid.UUID
+    decision: ReviewDecision
+    reviewer: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    comment: Annotated[str, StringConstraints(max_length=4_000)] = ""
+    edited_action: dict[str, JsonValue] | None = None
+
+
+class AuditWorkflowCompleted(Payload):
+    """The workflow ended."""
+
+    type: Literal["audit.workflow.completed.v1"] = "audit.workflow.completed.v1"
+    workflow: WorkflowName
+    outcome: Outcome
+    error: Annotated[str, StringConstraints(max_length=4_000)] | None = None
+    steps: NonNegativeInt = 0
+    usage: Usage | None = None
+    """What the request's model calls spent in all."""
+
+
+class AuditResultDelivered(Payload):
+    """Delivery published the result for downstream consumers."""
+
+    type: Literal["audit.result.delivered.v1"] = "audit.result.delivered.v1"
+    workflow: WorkflowName
+    outcome: Outcome
+    topic: Annotated[str, StringConstraints(min_length=1, max_length=249)]
+    webhooks: NonNegativeInt = 0
+    """Webhook deliveries queued for it."""
 
 
 # -- dead letters ---------------------------------------------------------------------

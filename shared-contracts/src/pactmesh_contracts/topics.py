@@ -16,7 +16,15 @@ from pydantic import BaseModel, Field, TypeAdapter
 
 from pactmesh_contracts.envelope import Envelope, Payload
 from pactmesh_contracts.events import (
+    AuditGateFired,
+    AuditModelCalled,
     AuditRecorded,
+    AuditRequestAccepted,
+    AuditRequestRouted,
+    AuditResultDelivered,
+    AuditReviewDecided,
+    AuditToolCalled,
+    AuditWorkflowCompleted,
     DeadLetter,
     DeadLetterRedriven,
     RequestAccepted,
@@ -88,6 +96,20 @@ class Topic:
 ToolResult = Annotated[ToolCallCompleted | ToolCallFailed, Field(discriminator="type")]
 """What comes back on ``tool.results``."""
 WorkflowUpdate = Annotated[WorkflowProgress | WorkflowToken, Field(discriminator="type")]
+AuditEvent = Annotated[
+    AuditRequestAccepted
+    | AuditRequestRouted
+    | AuditModelCalled
+    | AuditToolCalled
+    | AuditGateFired
+    | AuditReviewDecided
+    | AuditWorkflowCompleted
+    | AuditResultDelivered
+    | AuditRecorded,
+    Field(discriminator="type"),
+]
+"""What travels on ``audit``: one typed event per step of a request (the timeline), and
+the refusals the access policy records."""
 """What travels on ``workflow.progress``: status transitions and streamed tokens."""
 
 REQUESTS_INBOUND = Topic(
@@ -115,7 +137,12 @@ WORKFLOW_PROGRESS = Topic(
 WORKFLOW_COMPLETED = Topic(
     "workflow.completed", WorkflowCompleted, "Workflows the orchestrator finished."
 )
-AUDIT = Topic("audit", AuditRecorded, "Every state transition, for the workflow timeline.")
+AUDIT = Topic(
+    "audit",
+    AuditEvent,
+    "Every step of every request (accepted, routed, each model and tool call, each gate "
+    "and decision, completion, delivery), for the request timeline.",
+)
 DEAD_LETTERS = Topic(
     "dlq",
     DeadLetter,

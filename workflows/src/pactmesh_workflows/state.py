@@ -122,6 +122,10 @@ class WorkflowState(TypedDict, total=False):
     outcome: Outcome
     error: str | None
     steps: int
+    usage: dict[str, JsonValue]
+    """What the request's model calls spent so far (``pactmesh_contracts.usage.Usage``):
+    routing's, then the workflow's own; a model call is not made once the tenant's
+    per-request budget is reached."""
     history: Annotated[list[HistoryEntry], operator.add]
     """Every step, failure, recovery and decision, in order (appended, never rewritten)."""
 
@@ -209,13 +213,27 @@ def pause_ids(workflow_id: uuid.UUID, steps: Iterable[str], key: str | None) -> 
     return ids
 
 
+PAUSED_AT = "paused_at"
+"""Key of an interrupt's value holding the W3C ``traceparent`` of the span that paused,
+so the segment that resumes it (hours later, in another trace) can link to it. Not part
+of the pause's contract: ``pause_of`` leaves it out."""
+
+
 def pause_of(
     value: Any, *, workflow_id: uuid.UUID, workflow: str
 ) -> ToolCallRequested | ReviewRequested:
     """The pause an interrupt holds, in this format whatever format wrote it."""
     if isinstance(value, dict) and "kind" in value:
         return _format_0_pause(value, workflow_id=workflow_id, workflow=workflow)
+    if isinstance(value, dict) and PAUSED_AT in value:
+        value = {k: v for k, v in value.items() if k != PAUSED_AT}
     return PAUSES.validate_json(json.dumps(value))  # JSON as stored: strict contracts accept it
+
+
+def paused_at(value: Any) -> str | None:
+    """The ``traceparent`` stored with a pause, if its step stored one."""
+    found = value.get(PAUSED_AT) if isinstance(value, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def pause_id(pause: ToolCallRequested | ReviewRequested) -> uuid.UUID:

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 from langgraph.config import get_config
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pactmesh_contracts.events import (
     ReviewDecided,
     ReviewDecision,
@@ -31,6 +32,7 @@ from pydantic import BaseModel, JsonValue, ValidationError
 
 from pactmesh_workflows.gates import Gate
 from pactmesh_workflows.state import (
+    PAUSED_AT,
     Approval,
     HistoryEntry,
     ToolOutcome,
@@ -53,6 +55,7 @@ Arguments = Callable[[WorkflowState], A]
 Graph = StateGraph[WorkflowState]
 
 
+_PROPAGATOR = TraceContextTextMapPropagator()
 DEFAULT_TOOL_TIMEOUT_S = 30.0
 """A call's deadline unless the run's config says otherwise (``tool_timeout_s``)."""
 
@@ -263,7 +266,17 @@ def _ask(
         priority=gate.settings.priority,
         separation_of_duties=gate.settings.separation_of_duties,
     )
-    return review_answer_of(interrupt(request.model_dump(mode="json")), request)
+    pause: dict[str, Any] = request.model_dump(mode="json")
+    if (parent := _traceparent()) is not None:
+        pause[PAUSED_AT] = parent
+    return review_answer_of(interrupt(pause), request)
+
+
+def _traceparent() -> str | None:
+    """The current span's W3C ``traceparent`` (the engine's ``invoke_workflow`` span)."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier.get("traceparent")
 
 
 def gate_step(gate: Gate, *, facts: Facts | None = None) -> Node:

@@ -346,6 +346,7 @@ class Mesh:
             "PACTMESH_DATA_DIR": str(self.data_dir),
             _PORT_ENV.get(kind, f"PACTMESH_{kind.upper()}_PORT"): str(self.ports[instance]),
             "PACTMESH_INTAKE_PUBLIC_URL": self._url_if_running("intake"),
+            "PACTMESH_HITL_INTAKE_URL": self._url_if_running("intake"),
             "PACTMESH_TOOLS_SANDBOX_URL": self._url_if_running(SANDBOX),
             "OTEL_SERVICE_NAME": kind,
             "OTEL_BSP_SCHEDULE_DELAY": "200",

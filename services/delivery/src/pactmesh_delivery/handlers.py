@@ -21,6 +21,7 @@ from opentelemetry import propagate
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import (
     AuditRecorded,
+    AuditResultDelivered,
     RequestStatus,
     WorkflowCompleted,
     WorkflowProgress,
@@ -93,16 +94,17 @@ def _register_completed(kafka: Kafka, runtime: Runtime) -> None:
         topic = result_topic(event.payload.workflow)
         result = result_for(event)
         await runtime.publisher.publish(result, topic=topic)
-        await runtime.publisher.publish(
-            event.follow(
-                WorkflowProgress(
-                    status=RequestStatus.DELIVERED,
-                    service="delivery",
-                    workflow=event.payload.workflow,
-                    detail=f"published on {topic.qualified(settings.topic_prefix)}",
-                )
-            )
+        qualified = topic.qualified(settings.topic_prefix)
+        delivered = WorkflowProgress(
+            status=RequestStatus.DELIVERED,
+            service="delivery",
+            workflow=event.payload.workflow,
+            detail=f"published on {qualified}",
         )
+        audit = AuditResultDelivered(
+            workflow=event.payload.workflow, outcome=event.payload.outcome, topic=qualified
+        )
+        await runtime.publisher.publish_all([event.follow(delivered), event.follow(audit)])
         # Recorded last: a crash before this re-publishes (same result event id), never skips.
         await ledger.record(event.workflow_id, topic=topic.name, event_id=result.event_id)
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
 
 from fastapi import FastAPI
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from pactmesh_contracts.events import ReviewPriority
 from pactmesh_contracts.topics import REVIEWS_DECIDED
 from pactmesh_kit.app import Service
 from pactmesh_kit.stores import instance_lock
@@ -19,6 +21,7 @@ from pactmesh_kit.stores.retention import pruning
 
 from pactmesh_hitl import handlers
 from pactmesh_hitl.adapters.store import open_store
+from pactmesh_hitl.adapters.timeline import TimelineClient
 from pactmesh_hitl.api.routes import reviewer_page, reviews
 from pactmesh_hitl.domain.decisions import expire_due
 from pactmesh_hitl.domain.retention import prune
@@ -44,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     runtime = Runtime(settings=settings, publisher=relay)
     handlers.register(service.kafka, runtime)
+    _open_reviews_gauge(service.metrics.meter, runtime)
     app = service.app(
         runtime,
         routers=[reviews.router],
@@ -52,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             partial(instance_lock, settings),
             partial(_store, runtime),
             partial(_sweeping, runtime),
+            partial(_timelines, runtime),
+            partial(_counting, runtime),
         ],
     )
     reviewer_page.mount_static(app)
@@ -73,6 +79,67 @@ async def _store(runtime: Runtime) -> AsyncIterator[None]:
             yield
         finally:
             runtime.store = None
+
+
+@asynccontextmanager
+async def _timelines(runtime: Runtime) -> AsyncIterator[None]:
+    runtime.timelines = TimelineClient(runtime.settings.intake_url)
+    try:
+        yield
+    finally:
+        await runtime.timelines.aclose()
+        runtime.timelines = None
+
+
+AGE_BUCKETS = ((300.0, "<5m"), (3600.0, "5m-1h"), (86_400.0, "1h-1d"))
+AGE_NAMES = (*(name for _limit, name in AGE_BUCKETS), ">1d")
+COUNT_EVERY_S = 15.0
+
+
+def age_bucket(age_s: float) -> str:
+    """The age bucket a waiting review is counted in."""
+    return next((name for limit, name in AGE_BUCKETS if age_s < limit), ">1d")
+
+
+def _open_reviews_gauge(meter: Meter, runtime: Runtime) -> None:
+    def observe(_options: CallbackOptions) -> Iterable[Observation]:
+        for (priority, age), count in runtime.open_reviews.items():
+            yield Observation(count, {"priority": priority, "age": age})
+
+    meter.create_observable_gauge(
+        "pactmesh.reviews.open",
+        callbacks=[observe],
+        unit="{review}",
+        description="Reviews waiting for a person, by priority and age",
+    )
+
+
+@asynccontextmanager
+async def _counting(runtime: Runtime) -> AsyncIterator[None]:
+    """Count the waiting reviews every ``COUNT_EVERY_S`` (a scrape reads the counts, never
+    the store)."""
+
+    async def count() -> None:
+        while True:
+            try:
+                now = datetime.now(UTC)
+                # Every series from the start, at 0: a dashboard shows none waiting.
+                counts = {(p.value, age): 0 for p in ReviewPriority for age in AGE_NAMES}
+                for priority, at in await runtime.require_store().open_reviews():
+                    key = (priority, age_bucket((now - at).total_seconds()))
+                    counts[key] = counts.get(key, 0) + 1
+                runtime.open_reviews = counts
+            except Exception:
+                logger.exception("counting open reviews failed; trying again later")
+            await asyncio.sleep(COUNT_EVERY_S)
+
+    task = asyncio.create_task(count(), name="open-reviews")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @asynccontextmanager

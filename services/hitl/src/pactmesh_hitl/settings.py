@@ -14,6 +14,8 @@ class Settings(StoreSettings):
     port: int = Field(8004, ge=1, le=65535)
     expiry_check_s: float = Field(5.0, gt=0, le=3600)
     """How often overdue reviews are looked for."""
+    intake_url: str = "http://127.0.0.1:8000"
+    """Where intake answers: the reviewer page shows a request's timeline from it."""
     claim_ttl_s: float = Field(900.0, gt=0, le=86_400)
     """How long a reviewer's claim keeps others from deciding (claiming again extends it)."""
     review_retention_s: float = Field(30 * 86_400.0, gt=0)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from fastapi import APIRouter, FastAPI
@@ -14,11 +16,14 @@ from pactmesh_kit.stores.outbox import Relay
 from pactmesh_kit.stores.retention import pruning
 
 from pactmesh_intake import handlers
+from pactmesh_intake.adapters.audit_store import open_audit_store
 from pactmesh_intake.adapters.store import open_store
-from pactmesh_intake.api.routes import requests
+from pactmesh_intake.api.routes import requests, timeline
 from pactmesh_intake.domain.retention import prune
 from pactmesh_intake.runtime import Runtime
 from pactmesh_intake.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -35,15 +40,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         ready=lambda: service.kafka.broker.running,
     )
-    runtime = Runtime(settings=settings, publisher=relay, audit=service.kafka.publisher(AUDIT))
+    runtime = Runtime(settings=settings, publisher=relay, auditor=service.kafka.publisher(AUDIT))
     handlers.register(service.kafka, runtime)
     return service.app(
         runtime,
-        routers=[_body_limited(settings)],
+        routers=[_body_limited(settings), timeline.router],
         resources=[
             partial(instance_lock, settings),
             partial(_limiters, runtime),
             partial(_store, runtime),
+            partial(_audit, runtime),
         ],
     )
 
@@ -66,6 +72,26 @@ async def _limiters(runtime: Runtime) -> AsyncIterator[None]:
     finally:
         await runtime.submit_limiter.aclose()
         await runtime.read_limiter.aclose()
+
+
+@asynccontextmanager
+async def _audit(runtime: Runtime) -> AsyncIterator[None]:
+    """The audit store, and its retention."""
+    settings = runtime.settings
+    async with open_audit_store(
+        data_dir=settings.data_dir, postgres_url=settings.postgres
+    ) as store:
+        days = settings.audit_retention_days
+
+        async def retention() -> dict[str, int]:
+            return {"audit events": await store.prune(datetime.now(UTC) - timedelta(days=days))}
+
+        async with pruning("intake audit", retention, interval_s=settings.retention_interval_s):
+            runtime.audit = store
+            try:
+                yield
+            finally:
+                runtime.audit = None
 
 
 @asynccontextmanager

@@ -16,8 +16,10 @@ from typing import NoReturn
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import RequestSubmitted, WorkflowProgress, WorkflowResult
 from pactmesh_contracts.topics import (
+    AUDIT,
     REQUESTS_INBOUND,
     WORKFLOW_PROGRESS,
+    AuditEvent,
     WorkflowUpdate,
 )
 from pactmesh_kit.auth.tokens import AuthError, Identity
@@ -42,13 +44,19 @@ def register(kafka: Kafka, runtime: Runtime) -> None:
         """Accept a request published by an upstream system, which the record's bearer
         token identifies; audit and dead-letter what HTTP would refuse with a 4xx (no
         valid token, an envelope claiming another tenant or principal, not permitted,
-        too large, a workflow id reused for another request)."""
+        too large, a workflow id reused for another request); dead-letter one of a tenant
+        whose daily budget is spent."""
         identity: Identity | None = None
         try:
             identity = await runtime.tokens.identify(record.headers)
+            if (spent := await runtime.over_daily_budget(identity.tenant)) is not None:
+                raise RefusedMessage(
+                    f"over_budget (HTTP 429 equivalent): tenant {identity.tenant}: {spent}"
+                )
             accepted = await accept_inbound(
                 store=runtime.require_store(),
                 publisher=runtime.publisher,
+                auditor=runtime.auditor,
                 policy=runtime.policy,
                 event=event,
                 identity=identity,
@@ -88,6 +96,15 @@ def register(kafka: Kafka, runtime: Runtime) -> None:
             request_id=event.workflow_id, result=ResultView.of(event)
         )
 
+    @kafka.subscriber(
+        AUDIT,
+        description="Every step of every request, kept for timelines and usage.",
+        traced=False,
+    )
+    async def on_audit(event: Envelope[AuditEvent], record: Record) -> None:
+        """Keep a step of a request's timeline (and count a model call's usage)."""
+        await runtime.require_audit().record(event)
+
     _register_live(kafka, runtime)
 
 
@@ -96,7 +113,7 @@ async def _refuse(
 ) -> NoReturn:
     """Audit a refusal about who sent the request, then dead-letter the record."""
     if (audit := refusal_audit(event, error, by)) is not None:
-        await runtime.audit.publish(audit)
+        await runtime.auditor.publish(audit)
     raise RefusedMessage(f"{error.code} (HTTP {error.http_status} equivalent): {error}") from error
 
 

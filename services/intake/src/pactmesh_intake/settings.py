@@ -33,6 +33,11 @@ class Settings(StoreSettings):
     request_retention_s: float = Field(7 * 86_400.0, gt=0)
     """How long a request (its status, history and result) is kept after its last
     status change; then retention deletes it (``GET`` answers 404)."""
+    audit_retention_days: int = Field(365, ge=1)
+    """How long the timeline keeps a request's steps (and the daily usage rows)."""
+    budget_cache_s: float = Field(1.0, ge=0, le=60)
+    """How long a tenant's spend today is reused before the store is asked again when
+    checking its daily budget (only when the tenant has a daily limit)."""
     result_wait_s: float = Field(10.0, gt=0)
     """How long an event stream that saw ``delivered`` waits for the result event."""
 

@@ -113,10 +113,11 @@ EVERY_SERVICE_WRITES: tuple[Topic, ...] = (DEAD_LETTERS,)
 declaring it: ``pactmesh_kit.kafka.DeadLetters``)."""
 
 SERVICE_TOPICS: Mapping[str, ServiceTopics] = {
-    # Intake audits inbound requests refused for who sent them.
+    # Intake audits inbound requests refused for who sent them, and keeps the audit
+    # topic: the request timeline and the usage counts.
     "intake": ServiceTopics(
         writes=(REQUESTS_ACCEPTED, AUDIT),
-        reads=(REQUESTS_INBOUND, WORKFLOW_PROGRESS),
+        reads=(REQUESTS_INBOUND, WORKFLOW_PROGRESS, AUDIT),
         reads_results=True,
     ),
     # A refused start ends at routing, which then publishes its rejected result.

@@ -14,6 +14,8 @@ What every app gets from here, in one place:
   each while its dependency is down, and on the way out drains and stops the broker
   before closing them in reverse order: no handler ever runs without them
   (``pactmesh_kit.lifecycle``);
+* ``/metrics`` for Prometheus (``pactmesh_kit.metrics``; a token when
+  ``PACTMESH_METRICS_TOKEN`` is set);
 * ``/health/live`` and ``/health/ready`` (Kafka answers and no partition is stalled by a
   failing dependency), the AsyncAPI document
   FastStream generates (``/asyncapi``, ``.json``, ``.yaml``) and OpenAPI (``/docs``);
@@ -46,6 +48,7 @@ from pactmesh_kit.auth.http import Authenticator, authenticated
 from pactmesh_kit.errors import PactmeshError
 from pactmesh_kit.kafka import Kafka
 from pactmesh_kit.lifecycle import Resource, lifespan
+from pactmesh_kit.metrics import Metrics, metrics_router
 from pactmesh_kit.settings import KitSettings
 from pactmesh_kit.telemetry import setup_logging, setup_telemetry
 
@@ -73,7 +76,8 @@ class Service:
         self.title = title
         self.description = description
         self.tracer_provider = tracer_provider or setup_telemetry(settings)
-        self.kafka = Kafka(settings, tracer_provider=self.tracer_provider)
+        self.metrics = Metrics(settings)
+        self.kafka = Kafka(settings, tracer_provider=self.tracer_provider, meter=self.metrics.meter)
         # Built now, so that a bad key or policy fails at start-up, not at the first call.
         self.authenticator = Authenticator.from_settings(settings)
 
@@ -97,12 +101,16 @@ class Service:
         app.state.authenticator = self.authenticator
         app.add_exception_handler(RequestValidationError, validation_failed)
         app.add_exception_handler(PactmeshError, refused)
-        for router in (health_router(self.kafka), self._asyncapi_router(), *public):
+        token = self.settings.metrics_token
+        scrape = metrics_router(self.metrics, token.get_secret_value() if token else None)
+        for router in (health_router(self.kafka), self._asyncapi_router(), scrape, *public):
             app.include_router(router)
         for router in routers:
             app.include_router(router, dependencies=[Depends(authenticated)])
         FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=self.tracer_provider, excluded_urls="health/.*,asyncapi.*"
+            app,
+            tracer_provider=self.tracer_provider,
+            excluded_urls="health/.*,asyncapi.*,metrics",
         )
         return app
 

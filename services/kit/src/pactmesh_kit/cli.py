@@ -7,6 +7,9 @@ development issuer (the key is generated under the data directory on first use),
 ``pactmesh dlq list|show|redrive`` reads the dead-letter topic and publishes dead
 letters' originals again (``pactmesh_kit.dlq``), with the Kafka and topic prefix
 settings every service reads (``KAFKA_BOOTSTRAP_SERVERS``, ``PACTMESH_TOPIC_PREFIX``).
+
+``pactmesh timeline <request id>`` prints a request's timeline from intake, ``pactmesh
+trace <request id>`` its traces from the local span files.
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 from pactmesh_contracts.events import DeadLetter
 
-from pactmesh_kit import dlq
+from pactmesh_kit import dlq, timeline_cli
 from pactmesh_kit.auth.devissuer import DevIssuer
 from pactmesh_kit.settings import KitSettings
+
+INTAKE_URL = "http://127.0.0.1:8000"
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -43,6 +49,35 @@ def _token(args: argparse.Namespace) -> int:
         ttl_s=args.ttl,
     )
     print(token)
+    return 0
+
+
+def _timeline(args: argparse.Namespace) -> int:
+    settings = KitSettings()
+    token = args.token or os.environ.get("PACTMESH_TOKEN")
+    if token is None:
+        if settings.auth_jwks_url:
+            print("pactmesh timeline: give --token (or PACTMESH_TOKEN)", file=sys.stderr)
+            return 2
+        # Locally: an auditor of the tenant, from the development issuer.
+        issuer = DevIssuer.for_settings(settings)
+        token = issuer.mint(subject="dev-auditor", tenant=args.tenant, roles=["auditor"], scopes=[])
+    try:
+        found = timeline_cli.fetch_timeline(args.url, args.request_id, token)
+    except LookupError as exc:
+        print(f"pactmesh timeline: {exc}", file=sys.stderr)
+        return 1
+    print(timeline_cli.render_timeline(found))
+    return 0
+
+
+def _trace(args: argparse.Namespace) -> int:
+    where = timeline_cli.trace_dir(KitSettings().data_dir)
+    spans = timeline_cli.request_spans(timeline_cli.read_spans(where), args.request_id)
+    if not spans:
+        print(f"pactmesh trace: no span of {args.request_id} in {where}", file=sys.stderr)
+        return 1
+    print(timeline_cli.render_trace(spans))
     return 0
 
 
@@ -186,6 +221,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     jwks = commands.add_parser("jwks", help="print the development issuer's public JWKS")
     jwks.set_defaults(run=_jwks)
     _dlq_commands(commands)
+    timeline = commands.add_parser("timeline", help="print a request's timeline (from intake)")
+    timeline.add_argument("request_id")
+    timeline.add_argument("--url", default=os.environ.get("PACTMESH_INTAKE_URL", INTAKE_URL))
+    timeline.add_argument(
+        "--token",
+        help="bearer token (default: PACTMESH_TOKEN, or locally a development auditor of --tenant)",
+    )
+    timeline.add_argument("--tenant", default="default", help="tenant (default: default)")
+    timeline.set_defaults(run=_timeline)
+    trace = commands.add_parser(
+        "trace", help="print a request's traces from the local span files (no Docker needed)"
+    )
+    trace.add_argument("request_id")
+    trace.set_defaults(run=_trace)
     args = parser.parse_args(argv)
     code: int = args.run(args)
     return code

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from pactmesh_contracts.usage import Budgets, PriceTable
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -106,6 +107,34 @@ class KitSettings(BaseSettings):
         ),
     )
     """When set, spans go there over OTLP/HTTP; otherwise to ``trace_file``."""
+
+    genai_capture_content: str = Field(
+        "NO_CONTENT", validation_alias=_alias("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+    )
+    """Whether GenAI spans carry message content (prompts, outputs, tool arguments and
+    results, sensitive fields redacted): ``SPAN_ONLY`` or ``SPAN_AND_EVENT`` (or ``true``)
+    do, ``NO_CONTENT`` (the default) does not. The values of opentelemetry-util-genai;
+    pactmesh emits no GenAI events, so ``*_EVENT`` means spans here."""
+    metrics_enabled: bool = Field(True, validation_alias=_alias("PACTMESH_METRICS_ENABLED"))
+    """Off, every instrument is a no-op and ``/metrics`` is empty: only to measure what
+    the metrics cost (``make bench``'s ``bare`` phase)."""
+    metrics_token: SecretStr | None = Field(None, validation_alias=_alias("PACTMESH_METRICS_TOKEN"))
+    """When set, ``/metrics`` answers only ``Authorization: Bearer <this>`` (Prometheus'
+    ``authorization.credentials_file``); unset, it is public like the health routes."""
+    model_prices: PriceTable = Field(
+        default_factory=PriceTable, validation_alias=_alias("PACTMESH_MODEL_PRICES")
+    )
+    """JSON: ``{"models": {"openai:gpt-4o-mini": {"input_per_mtok": 0.15,
+    "output_per_mtok": 0.6}}}``; a model left out costs nothing."""
+    budgets: Budgets = Field(default_factory=Budgets, validation_alias=_alias("PACTMESH_BUDGETS"))
+    """JSON: ``{"default": {"tokens_per_day": 1000000, "cost_per_request": 0.05},
+    "tenants": {"acme": {...}}}``; no limit by default."""
+
+    @property
+    def capture_content(self) -> bool:
+        """Whether spans carry message content."""
+        value = self.genai_capture_content.strip().upper()
+        return value in {"SPAN_ONLY", "SPAN_AND_EVENT", "EVENT_ONLY", "TRUE", "1"}
 
     auth_issuer: str = Field("pactmesh-dev", validation_alias=_alias("PACTMESH_AUTH_ISSUER"))
     """The ``iss`` every bearer token must carry."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from pactmesh_contracts.topics import (
     AUDIT,
     REVIEWS_REQUESTED,
@@ -18,6 +19,7 @@ from pactmesh_contracts.topics import (
 )
 from pactmesh_kit.app import Service
 from pactmesh_kit.auth.policy import load_access_policy
+from pactmesh_kit.genai import GenAiTelemetry
 from pactmesh_kit.stores import instance_lock
 from pactmesh_reasoning.embeddings import load_embeddings
 from pactmesh_reasoning.models import ModelRouter
@@ -53,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Loaded now, so that a bad workflow module or gate policy fails at start-up.
     policy = GatePolicy.load(settings.gate_policy)
     policy.check(registry().gates)
-    engine = partial(_engine, runtime, policy)
+    engine = partial(_engine, runtime, policy, service)
     return service.app(
         runtime,
         routers=[workflows.router, cache.router],
@@ -62,11 +64,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 @asynccontextmanager
-async def _engine(runtime: Runtime, policy: GatePolicy) -> AsyncIterator[None]:
+async def _engine(runtime: Runtime, policy: GatePolicy, service: Service) -> AsyncIterator[None]:
     """The semantic cache, the checkpoint store and the engine running the graphs."""
     settings = runtime.settings
     runtime.cache = await _open_cache(settings)
-    reasoning = Reasoning(models=ModelRouter(), cache=runtime.cache)
+    if runtime.cache is not None:
+        _cache_counters(service.metrics.meter, runtime.cache)
+    telemetry = GenAiTelemetry(
+        tracer_provider=service.tracer_provider,
+        meter_provider=service.metrics.provider,
+        capture_content=settings.capture_content,
+        prices=settings.model_prices,
+    )
+    reasoning = Reasoning(
+        models=ModelRouter(observer=telemetry),
+        cache=runtime.cache,
+        prices=settings.model_prices,
+        budgets=settings.budgets,
+    )
     async with open_persistence(settings) as store:
         graphs = build_graphs(checkpointer=store.checkpointer, gates=policy, models=reasoning)
         runtime.engine = Engine(
@@ -77,12 +92,31 @@ async def _engine(runtime: Runtime, policy: GatePolicy) -> AsyncIterator[None]:
             reviewers=load_access_policy(settings.access_policy_file),
             tool_timeout_s=settings.tool_timeout_s,
             token_window_s=settings.token_window_ms / 1000,
+            tracer=service.tracer_provider.get_tracer("pactmesh.orchestrator"),
+            meter=service.metrics.meter,
+            prices=settings.model_prices,
         )
         logger.info("workflow state in %s; workflows: %s", store.kind, ", ".join(graphs))
         try:
             yield
         finally:
             runtime.engine = None
+
+
+def _cache_counters(meter: Meter, cache: SemanticCache) -> None:
+    """The semantic cache's hits and misses, read from its own counters when scraped."""
+
+    def observe(_options: CallbackOptions) -> Iterable[Observation]:
+        stats = cache.stats()
+        yield Observation(stats.hits, {"result": "hit"})
+        yield Observation(stats.misses, {"result": "miss"})
+
+    meter.create_observable_counter(
+        "pactmesh.cache.lookups",
+        callbacks=[observe],
+        unit="{lookup}",
+        description="Semantic cache lookups",
+    )
 
 
 async def _open_cache(settings: Settings) -> SemanticCache | None:

@@ -8,24 +8,26 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from pactmesh_contracts.envelope import Envelope
-from pactmesh_contracts.topics import topic_for
+from pactmesh_contracts.topics import AUDIT, topic_for
 
 
 class CollectingPublisher:
     """Keeps every event the engine publishes, acknowledging each at once.
 
     With ``wire_check`` each event is first round-tripped through its topic's wire
-    format, so a test fails on an event no consumer could decode.
+    format, so a test fails on an event no consumer could decode. The timeline's audit
+    events are kept apart, in ``audits``: ``events`` holds what drives the mesh.
     """
 
     def __init__(self, *, wire_check: bool = False) -> None:
         self.events: list[Envelope[Any]] = []
+        self.audits: list[Envelope[Any]] = []
         self._wire_check = wire_check
 
     async def publish(self, event: Envelope[Any]) -> None:
         if self._wire_check:
             event = topic_for(event.payload).adapter.validate_json(event.model_dump_json())
-        self.events.append(event)
+        (self.audits if topic_for(event.payload) is AUDIT else self.events).append(event)
 
     async def send(self, event: Envelope[Any]) -> Awaitable[object]:
         await self.publish(event)

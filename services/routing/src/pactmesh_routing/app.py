@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from pactmesh_contracts.topics import AUDIT, REQUESTS_ROUTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS
 from pactmesh_kit.app import Service
 from pactmesh_kit.auth import load_access_policy
+from pactmesh_kit.genai import GenAiTelemetry
 from pactmesh_reasoning.classifier import ExampleClassifier
 from pactmesh_reasoning.models import ModelRouter
 
@@ -32,7 +33,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Classifies accepted requests into registered workflows.",
     )
     nearest = load_classifier(settings.examples_file)
-    models = routing_models(nearest=nearest)
+    telemetry = GenAiTelemetry(
+        tracer_provider=service.tracer_provider,
+        meter_provider=service.metrics.provider,
+        capture_content=settings.capture_content,
+        prices=settings.model_prices,
+    )
+    models = routing_models(nearest=nearest, observer=telemetry)
     runtime = Runtime(
         settings=settings,
         publisher=service.kafka.publisher(

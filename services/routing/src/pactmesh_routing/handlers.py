@@ -7,13 +7,16 @@ import logging
 from opentelemetry import trace
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import (
+    AuditRequestRouted,
     RequestAccepted,
     RequestRouted,
     RequestStatus,
     WorkflowProgress,
 )
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED
+from pactmesh_kit.audit import audit_of, model_called, total_usage
 from pactmesh_kit.kafka import EventPublisher, Kafka, Record
+from pactmesh_reasoning.calls import model_calls
 
 from pactmesh_routing.domain.access import refusal_events, start_refusal
 from pactmesh_routing.domain.decision import Decision
@@ -21,10 +24,13 @@ from pactmesh_routing.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
+SERVICE = "routing"
+
 
 def register(kafka: Kafka, runtime: Runtime) -> None:
     """Subscribe routing's handler."""
     publisher, router, policy = runtime.publisher, runtime.router, runtime.policy
+    prices = runtime.settings.model_prices
 
     @kafka.subscriber(REQUESTS_ACCEPTED)
     async def on_accepted(event: Envelope[RequestAccepted], record: Record) -> None:
@@ -32,9 +38,17 @@ def register(kafka: Kafka, runtime: Runtime) -> None:
         instead, refused, when its principal may not start the workflow chosen (in
         batches: requests are routed concurrently, one commit per batch)."""
         request = event.payload
-        decision = await router.route(text=request.text, requested=request.requested_workflow)
+        with model_calls() as made:
+            decision = await router.route(text=request.text, requested=request.requested_workflow)
+        audits = [
+            event.follow(
+                model_called(c, service=SERVICE, workflow=decision.workflow, prices=prices)
+            )
+            for c in made.calls
+        ]
         reason = start_refusal(policy=policy, principal=event.principal, workflow=decision.workflow)
         if reason is not None:
+            await publisher.publish_all(audits)
             await _refuse(publisher, event, decision, reason)
             return
         routed = RequestRouted(
@@ -45,6 +59,7 @@ def register(kafka: Kafka, runtime: Runtime) -> None:
             text=request.text,
             fields=decision.fields,
             metadata=request.metadata,
+            usage=total_usage(made.calls, prices),
         )
         detail = f"{decision.workflow} ({decision.confidence:.2f}): {decision.reason}"
         progress = WorkflowProgress(
@@ -53,7 +68,14 @@ def register(kafka: Kafka, runtime: Runtime) -> None:
             workflow=decision.workflow,
             detail=detail[:2000],
         )
-        await publisher.publish_all([event.follow(routed), event.follow(progress)])
+        await publisher.publish_all(
+            [
+                *audits,
+                event.follow(routed_audit(decision)),
+                event.follow(routed),
+                event.follow(progress),
+            ]
+        )
         logger.info(
             "routed %s to %s (%.2f%s) by %s",
             event.workflow_id,
@@ -62,6 +84,11 @@ def register(kafka: Kafka, runtime: Runtime) -> None:
             ", human triage" if decision.human_triage else "",
             decision.model or "the submitter's request",
         )
+
+
+def routed_audit(decision: Decision) -> AuditRequestRouted:
+    """The timeline's record of the decision."""
+    return audit_of(AuditRequestRouted, decision, needs_human=decision.human_triage)
 
 
 async def _refuse(

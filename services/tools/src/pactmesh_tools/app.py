@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import aclosing, asynccontextmanager
 from functools import partial
 
 import httpx
 from fastapi import FastAPI
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from pactmesh_contracts.topics import AUDIT, TOOL_RESULTS
 from pactmesh_kit.app import Service
 from pactmesh_kit.auth import load_access_policy
@@ -47,7 +48,14 @@ def create_app(
         transport=sandbox_transport,
         tracer_provider=service.tracer_provider,
     )
-    registry = ToolRegistry(sandbox_tools(http), policy=settings.tool_policy, tracer=tracer)
+    registry = ToolRegistry(
+        sandbox_tools(http),
+        policy=settings.tool_policy,
+        tracer=tracer,
+        meter=service.metrics.meter,
+        capture_content=settings.capture_content,
+    )
+    _breaker_gauge(service.metrics.meter, backends)
     provenance = Provenance()
     provenance.subscribe(service.kafka)
     dispatcher = Dispatcher(
@@ -72,6 +80,18 @@ def create_app(
             partial(aclosing, http),
             partial(_dispatching, runtime, provenance),
         ],
+    )
+
+
+def _breaker_gauge(meter: Meter, backends: Backends) -> None:
+    def observe(_options: CallbackOptions) -> Iterable[Observation]:
+        for backend, state in backends.breaker_states().items():
+            yield Observation(state, {"pactmesh.tool.backend": backend})
+
+    meter.create_observable_gauge(
+        "pactmesh.tool.breaker.state",
+        callbacks=[observe],
+        description="Each backend's circuit breaker: 0 closed, 1 half-open, 2 open",
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from opentelemetry.sdk.trace import TracerProvider
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
-from pactmesh_contracts.events import AuditRecorded, ToolCallRequested
+from pactmesh_contracts.events import AuditRecorded, AuditToolCalled, ToolCallRequested
 from pactmesh_contracts.topics import AUDIT, TOOL_CALLS, TOOL_RESULTS, ToolResult
 from pactmesh_kit.auth import AccessPolicy, load_access_policy
 from pactmesh_kit.auth.policy import Grant
@@ -63,9 +63,11 @@ class RunningTools:
     inbox: Inbox
     received: list[Envelope[ToolResult]]
     audits: list[Envelope[AuditRecorded]]
-    """Every audit record published."""
+    """Every refusal recorded on the audit topic."""
     provenance: Provenance
     """The requests the mesh accepted, as far as the dispatcher knows."""
+    timeline: list[Envelope[AuditToolCalled]] = dataclasses.field(default_factory=list)
+    """Every tool call recorded on the audit topic (arguments and result)."""
     arrived: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     """Set whenever a result arrives."""
 
@@ -168,6 +170,7 @@ async def running_tools(
     )
     received: list[Envelope[ToolResult]] = []
     audits: list[Envelope[AuditRecorded]] = []
+    timeline: list[Envelope[AuditToolCalled]] = []
     arrived = asyncio.Event()
 
     @kafka.subscriber(TOOL_RESULTS, name="test-observer.tool.results")
@@ -176,8 +179,11 @@ async def running_tools(
         arrived.set()
 
     @kafka.subscriber(AUDIT, name="test-observer.audit")
-    async def on_audit(event: Envelope[AuditRecorded], record: Record) -> None:
-        audits.append(event)
+    async def on_audit(event: Envelope[Any], record: Record) -> None:
+        if isinstance(event.payload, AuditRecorded):
+            audits.append(event)
+        elif isinstance(event.payload, AuditToolCalled):
+            timeline.append(event)
 
     async with (
         TestKafkaBroker(kafka.broker),
@@ -186,7 +192,15 @@ async def running_tools(
         dispatcher.running(inbox),
     ):
         yield RunningTools(
-            kafka.broker, settings, dispatcher, inbox, received, audits, provenance, arrived
+            kafka.broker,
+            settings,
+            dispatcher,
+            inbox,
+            received,
+            audits,
+            provenance,
+            timeline,
+            arrived,
         )
 
 

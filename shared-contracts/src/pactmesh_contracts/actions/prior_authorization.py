@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, field_validator
 
 from pactmesh_contracts.actions import Action
+from pactmesh_contracts.sensitivity import SENSITIVE_FIELD
 
 MemberId = Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,3}\d{6,12}$")]
 """The member's id on their insurance card, for example ``XJH482913057``."""
@@ -40,7 +41,7 @@ class PriorAuthorizationRequest(Action):
     """Ask the member's health plan to authorize a procedure before it is performed."""
 
     action_type: Literal["prior_authorization.v1"] = "prior_authorization.v1"
-    member_id: MemberId
+    member_id: Annotated[MemberId, Field(json_schema_extra=SENSITIVE_FIELD)]
     provider_npi: Npi
     """The ordering provider."""
     procedure_code: ProcedureCode
@@ -52,7 +53,11 @@ class PriorAuthorizationRequest(Action):
     place_of_service: PlaceOfService
     urgency: Literal["standard", "expedited"] = "standard"
     """``expedited`` when waiting could seriously jeopardize the member's health."""
-    clinical_justification: Annotated[str, StringConstraints(min_length=20, max_length=4000)]
+    clinical_justification: Annotated[
+        str,
+        StringConstraints(min_length=20, max_length=4000),
+        Field(json_schema_extra=SENSITIVE_FIELD),
+    ]
     """Why the procedure is medically necessary, from the clinical documentation."""
 
     @field_validator("provider_npi")

@@ -15,6 +15,7 @@ from pactmesh_contracts.actions.prior_authorization import (
     PlaceOfService,
     ProcedureCode,
 )
+from pactmesh_contracts.sensitivity import SENSITIVE_FIELD
 from pactmesh_contracts.tools import Endpoint, ToolArguments, ToolContract, ToolOutput
 
 
@@ -63,7 +64,7 @@ class PolicySearchResult(ToolOutput):
 class SubmitPriorAuthorizationArgs(ToolArguments):
     """The submission, as the payer's intake takes it."""
 
-    member_id: MemberId
+    member_id: Annotated[MemberId, Field(json_schema_extra=SENSITIVE_FIELD)]
     provider_npi: Npi
     procedure_code: ProcedureCode
     diagnosis_codes: Annotated[list[DiagnosisCode], Field(min_length=1, max_length=12)]
@@ -71,7 +72,11 @@ class SubmitPriorAuthorizationArgs(ToolArguments):
     units: int = Field(ge=1, le=999)
     place_of_service: PlaceOfService
     urgency: Literal["standard", "expedited"]
-    clinical_justification: Annotated[str, StringConstraints(min_length=20, max_length=4000)]
+    clinical_justification: Annotated[
+        str,
+        StringConstraints(min_length=20, max_length=4000),
+        Field(json_schema_extra=SENSITIVE_FIELD),
+    ]
 
 
 class PriorAuthorizationReceived(ToolOutput):

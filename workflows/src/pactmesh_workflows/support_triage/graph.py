@@ -13,6 +13,8 @@ from langgraph.graph import END
 from langgraph.graph.state import CompiledStateGraph
 from pactmesh_contracts.actions.triage import TriageHandover
 from pactmesh_contracts.tools.kb import KB_SEARCH, KbHit, KbSearchArgs
+from pactmesh_contracts.usage import Usage
+from pactmesh_reasoning.calls import PromptTemplate, model_calls
 from pactmesh_reasoning.models import AllModelsFailed
 from pactmesh_reasoning.semantic_cache import cacheable
 
@@ -45,6 +47,10 @@ _DRAFT_PROMPT = (
     "You answer customer support questions. Rewrite the knowledge-base article below "
     "as a short, friendly reply to the customer's question. Use only the article."
 )
+DRAFT_PROMPT = PromptTemplate(
+    "support-triage.draft", "1", f"{_DRAFT_PROMPT}\n\nArticle: {{answer}}"
+)
+"""The drafting prompt, as the audit timeline names it."""
 
 
 def _may_cache(state: WorkflowState) -> bool:
@@ -76,9 +82,24 @@ def _cache_lookup(reasoning: Reasoning) -> Node:
     return cache_lookup
 
 
+def _over_budget(state: WorkflowState, found: TriageOutput, reason: str) -> WorkflowState:
+    """Hand the request to a person instead of asking a model again."""
+    why = f"{reason}: a person answers instead of the model"
+    handover = TriageHandover(question=state["text"], reason=why, suggested_answer=found.answer)
+    return {
+        "output": {},
+        "proposed_action": handover.model_dump(mode="json"),
+        "history": [entry(DRAFT_STEP, "over_budget", why)],
+    }
+
+
 def _draft(reasoning: Reasoning) -> Node:
     async def draft(state: WorkflowState) -> WorkflowState:
         found = TriageOutput.model_validate(state["output"])
+        spent = Usage.model_validate(state.get("usage") or {})
+        budget = reasoning.budgets.of(state.get("tenant", ""))
+        if (reason := budget.request_exceeded(spent)) is not None:
+            return _over_budget(state, found, reason)
         write = get_stream_writer()
         messages = [
             SystemMessage(f"{_DRAFT_PROMPT}\n\nArticle: {found.answer}"),
@@ -88,24 +109,39 @@ def _draft(reasoning: Reasoning) -> Node:
         spec: str | None = None
         restarts: list[HistoryEntry] = []
         try:
-            async for piece in reasoning.models.astream_answer("drafting", messages):
-                if piece.restarted:  # the model broke off mid-answer: the next starts over
-                    pieces, spec = [], piece.model
-                    restarts.append(entry(DRAFT_STEP, "restarted", piece.model or "?"))
-                    write({"kind": TOKEN, "step": DRAFT_STEP, "restarted_on": piece.model})
-                spec = spec or piece.model
-                write({"kind": TOKEN, "step": DRAFT_STEP, "seq": len(pieces), "text": piece.text})
-                pieces.append(piece.text)
+            with model_calls() as made:
+                async for piece in reasoning.models.astream_answer(
+                    "drafting", messages, template=DRAFT_PROMPT
+                ):
+                    if piece.restarted:  # the model broke off mid-answer: the next starts over
+                        pieces, spec = [], piece.model
+                        restarts.append(entry(DRAFT_STEP, "restarted", piece.model or "?"))
+                        write({"kind": TOKEN, "step": DRAFT_STEP, "restarted_on": piece.model})
+                    spec = spec or piece.model
+                    write(
+                        {"kind": TOKEN, "step": DRAFT_STEP, "seq": len(pieces), "text": piece.text}
+                    )
+                    pieces.append(piece.text)
         except AllModelsFailed as exc:
             logger.warning("drafting failed, answering with the article: %s", exc)
             pieces = []
+        for call in made.calls:
+            spent = spent + reasoning.prices.usage(
+                call.model,
+                input_tokens=call.input_tokens or 0,
+                output_tokens=call.output_tokens or 0,
+            )
         write({"kind": TOKEN, "step": DRAFT_STEP, "seq": len(pieces), "text": "", "final": True})
         if not pieces:
-            return {"history": [*restarts, entry(DRAFT_STEP, "kept_article")]}
+            return {
+                "usage": spent.model_dump(),
+                "history": [*restarts, entry(DRAFT_STEP, "kept_article")],
+            }
         spec = spec or reasoning.models.config.role("drafting").primary.model
         output = found.model_copy(update={"reply": "".join(pieces).strip(), "drafted_by": spec})
         return {
             "output": output.model_dump(),
+            "usage": spent.model_dump(),
             "history": [*restarts, entry(DRAFT_STEP, "drafted", spec)],
         }
 
@@ -201,7 +237,12 @@ def build_graph(
     )
     graph.add_node("decide", _decide(models))
     graph.add_node(DRAFT_STEP, _draft(models))
-    graph.add_edge(DRAFT_STEP, END)
+    # A request whose budget is spent goes to a person instead of being drafted.
+    graph.add_conditional_edges(
+        DRAFT_STEP,
+        lambda s: HUMAN_TRIAGE.step if s.get("proposed_action") else END,
+        [END, HUMAN_TRIAGE.step],
+    )
     graph.add_node(HUMAN_TRIAGE.step, gate_step(gates.bind(HUMAN_TRIAGE)))
     graph.add_node("agent_answer", _agent_answer)
     graph.add_conditional_edges(

@@ -161,6 +161,15 @@ class PostgresReviewStore:
             )
             return True
 
+    async def open_reviews(self) -> list[tuple[str, datetime]]:
+        """``(priority, requested_at)`` of every review still pending (claimed or not),
+        for the metrics; all tenants."""
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT priority, requested_at FROM reviews WHERE state = 'pending'"
+            )
+            return [(priority, at) for priority, at in await cursor.fetchall()]
+
     async def get(self, review_id: uuid.UUID) -> Review | None:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(

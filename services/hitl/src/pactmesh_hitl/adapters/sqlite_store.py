@@ -178,6 +178,17 @@ class SqliteReviewStore:
         )
         return previous
 
+    async def open_reviews(self) -> list[tuple[str, datetime]]:
+        """``(priority, requested_at)`` of every review still pending (claimed or not),
+        for the metrics; all tenants."""
+        async with (
+            self._lock,
+            self._conn.execute(
+                "SELECT priority, requested_at FROM reviews WHERE state = 'pending'"
+            ) as cursor,
+        ):
+            return [(p, datetime.fromisoformat(at)) for p, at in await cursor.fetchall()]
+
     async def get(self, review_id: uuid.UUID) -> Review | None:
         async with (
             self._lock,

@@ -162,6 +162,10 @@ class ReviewStore(Protocol):
         False if it was already stored."""
         ...
 
+    async def open_reviews(self) -> list[tuple[str, datetime]]:
+        """``(priority, requested_at)`` of every review still waiting, in every tenant."""
+        ...
+
     async def get(self, review_id: uuid.UUID) -> Review | None:
         """One review, or None."""
         ...

@@ -197,11 +197,49 @@ async function loadHistory(reviewId) {
   );
 }
 
+// One line per step of the request, with the detail that step carries.
+function describeStep(kind, d) {
+  switch (kind) {
+    case "request.accepted": return [`over ${d.channel}`, d.text];
+    case "request.routed": return [`${d.workflow} (${d.confidence.toFixed(2)})${d.model ? " by " + d.model : ""}`, d.reason];
+    case "model.called": {
+      const prompt = d.prompt ? `${d.prompt.name} v${d.prompt.version}` : "no template";
+      if (d.error_type) return [`${d.role} (${prompt}) -> ${d.model}: failed, ${d.error_type}`];
+      const tokens = `${d.usage.input_tokens}+${d.usage.output_tokens} tokens`;
+      return [`${d.role} (${prompt}) -> ${d.response_model || d.model}: ${d.validation}, ${tokens}`,
+        `raw output: ${d.raw_output || ""}`, ...d.errors];
+    }
+    case "tool.called": return [`${d.tool} -> ${d.ok ? "ok" : d.error_code + ": " + d.message}`,
+      `arguments: ${JSON.stringify(d.arguments)}`, ...(d.ok ? [`result: ${JSON.stringify(d.result)}`] : [])];
+    case "gate.fired": return [`${d.rule}: waits for a ${d.required_role}`, JSON.stringify(d.proposed_action)];
+    case "review.decided": return [`${d.decision} by ${d.reviewer}`, d.comment];
+    case "workflow.completed": return [`${d.workflow} ${d.outcome}`, d.error || ""];
+    case "result.delivered": return [`${d.outcome} on ${d.topic}`];
+    default: return [JSON.stringify(d)];
+  }
+}
+
+async function loadTimeline(reviewId) {
+  const timeline = await api("GET", `/v1/reviews/${reviewId}/timeline`);
+  $("timeline").replaceChildren(
+    ...timeline.entries.map((entry) => {
+      const kind = entry.type.replace(/^audit\./, "").replace(/\.v\d+$/, "");
+      const [head, ...rest] = describeStep(kind, entry.detail);
+      const item = el("li");
+      item.dataset.type = kind;
+      item.append(el("strong", kind), ` ${head}`);
+      for (const line of rest.filter(Boolean)) item.append(el("div", line, "muted"));
+      return item;
+    }),
+  );
+}
+
 async function openReview(reviewId) {
   clearMessage();
   try {
     renderReview(await api("GET", `/v1/reviews/${reviewId}`));
     await loadHistory(reviewId);
+    await loadTimeline(reviewId);
   } catch (err) {
     reportError(err, "Opening the review");
   }

@@ -23,11 +23,13 @@ from typing import Any, Protocol
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import (
     AuditRecorded,
+    AuditRequestAccepted,
     Channel,
     RequestAccepted,
     RequestSubmitted,
 )
 from pactmesh_contracts.ids import uuid7
+from pactmesh_kit.audit import audit_of
 from pactmesh_kit.auth.policy import AccessPolicy
 from pactmesh_kit.auth.tokens import Identity
 from pactmesh_kit.errors import PactmeshError
@@ -152,6 +154,7 @@ async def accept_http(
     *,
     store: RequestStore,
     publisher: Publisher,
+    auditor: Publisher,
     body: SubmitRequest,
     tenant: str,
     principal: Principal,
@@ -206,12 +209,15 @@ async def accept_http(
                     f"{holder.request_id} with a different body; use a new key for a new request"
                 )
             return Accepted(holder.request_id, replayed=True)
-    await _publish_recorded(publisher, event)
+    await _publish_recorded(publisher, auditor, event)
     return Accepted(request_id)
 
 
-async def _publish_recorded(publisher: Publisher, event: Envelope[Any]) -> None:
-    """Publish an event already in the outbox; a failure leaves it to the relay."""
+async def _publish_recorded(
+    publisher: Publisher, auditor: Publisher, event: Envelope[RequestAccepted]
+) -> None:
+    """Publish an event already in the outbox (a failure leaves it to the relay), then
+    its audit record."""
     try:
         await publisher.publish(event)
     except Exception as exc:
@@ -221,12 +227,19 @@ async def _publish_recorded(publisher: Publisher, event: Envelope[Any]) -> None:
             event.workflow_id,
             exc,
         )
+    # The timeline's first step. Not in the outbox (it holds one event per request):
+    # a failed publish loses this step of the timeline, never the request.
+    try:
+        await auditor.publish(event.follow(audited(event.payload)))
+    except Exception as exc:
+        logger.warning("auditing the acceptance of %s failed (%r)", event.workflow_id, exc)
 
 
 async def accept_inbound(
     *,
     store: RequestStore,
     publisher: Publisher,
+    auditor: Publisher,
     policy: AccessPolicy,
     event: Envelope[RequestSubmitted],
     identity: Identity,
@@ -282,5 +295,10 @@ async def accept_inbound(
                 "request; an inbound event's workflow id is its idempotency key"
             )
         return False
-    await _publish_recorded(publisher, accepted)
+    await _publish_recorded(publisher, auditor, accepted)
     return True
+
+
+def audited(accepted: RequestAccepted) -> AuditRequestAccepted:
+    """The timeline's first step."""
+    return audit_of(AuditRequestAccepted, accepted)

@@ -28,10 +28,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from faststream.kafka import KafkaBroker
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import Meter
 from opentelemetry.sdk.trace import TracerProvider
-from pactmesh_contracts.topics import Topic
+from pactmesh_contracts.topics import AUDIT, Topic
 
+from pactmesh_kit.kafka._internal.instruments import KafkaInstruments
 from pactmesh_kit.kafka._internal.renewal import ProducerRenewal
 from pactmesh_kit.kafka._internal.tracing import TRACER_NAME, publish_spans
 from pactmesh_kit.kafka.dead_letters import DeadLetters
@@ -66,7 +68,8 @@ def make_broker(
     """
     outer: list[Any] = []
     if tracer_provider is not None:
-        outer.append(publish_spans(tracer_provider.get_tracer(TRACER_NAME)))
+        untraced = frozenset({AUDIT.qualified(settings.topic_prefix)})
+        outer.append(publish_spans(tracer_provider.get_tracer(TRACER_NAME), untraced=untraced))
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=settings.service_name,
@@ -91,16 +94,19 @@ class Kafka:
         *,
         tracer_provider: TracerProvider | None,
         policy: FailurePolicy | None = None,
+        meter: Meter | None = None,
     ) -> None:
         """``tracer_provider`` traces every publish and every consumed message (the
-        global provider's tracer when ``None``: no spans unless one is set globally)."""
+        global provider's tracer when ``None``: no spans unless one is set globally);
+        ``meter`` measures handlers, consumer lag and dead letters (none when ``None``)."""
         self.settings = settings
         # A producer aiokafka gives up on (after an outage) is replaced, not kept dead.
         self.renewal = ProducerRenewal(lambda: self.broker)
         self.broker = make_broker(
             settings, tracer_provider=tracer_provider, middlewares=[self.renewal.middleware()]
         )
-        self.dead_letters = DeadLetters(self.broker, settings)
+        self.instruments = KafkaInstruments(meter or metrics.NoOpMeter("pactmesh"))
+        self.dead_letters = DeadLetters(self.broker, settings, instruments=self.instruments)
         self.policy = policy or FailurePolicy(
             backoff_initial_s=settings.retry_backoff_initial_s,
             backoff_max_s=settings.retry_backoff_max_s,
@@ -130,6 +136,7 @@ class Kafka:
         lenient: bool = False,
         description: str | None = None,
         max_bytes: int | None = None,
+        traced: bool = True,
     ) -> Callable[[H], H]:
         """Subscribe the decorated handler to ``topics`` (see ``Subscription`` for the
         options); ``name`` defaults to the one topic's name."""
@@ -145,6 +152,7 @@ class Kafka:
             lenient=lenient,
             description=description,
             max_bytes=max_bytes,
+            traced=traced,
         )
 
         def register(handler: H) -> H:
@@ -156,6 +164,7 @@ class Kafka:
                 tracer=self._tracer,
                 dead_letters=self.dead_letters,
                 policy=self.policy,
+                instruments=self.instruments,
             )
             self._subscribers.append(keyed)
             return handler

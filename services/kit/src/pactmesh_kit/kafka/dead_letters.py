@@ -18,6 +18,7 @@ from pactmesh_contracts.events import DeadLetter
 from pactmesh_contracts.topics import DEAD_LETTERS
 
 from pactmesh_kit.kafka._internal.batch import Record
+from pactmesh_kit.kafka._internal.instruments import KafkaInstruments
 from pactmesh_kit.kafka._internal.tracing import headers_of
 from pactmesh_kit.kafka.policy import Reject
 from pactmesh_kit.kafka.publisher import JSON_HEADERS, encode
@@ -40,8 +41,15 @@ REDACTED = "[redacted]"
 class DeadLetters:
     """Publishes dead-letter records on the dead-letter topic."""
 
-    def __init__(self, broker: KafkaBroker, settings: KitSettings) -> None:
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        settings: KitSettings,
+        *,
+        instruments: KafkaInstruments | None = None,
+    ) -> None:
         self._broker = broker
+        self._instruments = instruments
         self._topic = DEAD_LETTERS.qualified(settings.topic_prefix)
         self._service = settings.service_name
         self._max_bytes = settings.dead_letter_max_bytes
@@ -58,6 +66,8 @@ class DeadLetters:
             letter.error.splitlines()[0] if letter.error else letter.error_code,
         )
         await self._broker.publish(encode(letter), self._topic, key=key, headers=JSON_HEADERS)
+        if self._instruments is not None:
+            self._instruments.dead_lettered(topic=letter.source_topic, reason=letter.error_code)
 
     async def reject(self, record: Record, verdict: Reject, *, group: str) -> None:
         """Dead-letter ``record`` for the reason ``verdict`` gives."""

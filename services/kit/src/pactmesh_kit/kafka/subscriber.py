@@ -42,6 +42,7 @@ from pactmesh_contracts.topics import Topic
 from pactmesh_kit.errors import InvalidMessage
 from pactmesh_kit.kafka._internal.batch import Batch, BatchGate, Record, by_key
 from pactmesh_kit.kafka._internal.decoding import decode
+from pactmesh_kit.kafka._internal.instruments import KafkaInstruments
 from pactmesh_kit.kafka._internal.partitions import Partitions, PartitionWork, Stall, split
 from pactmesh_kit.kafka._internal.schema import documented_batch_handler
 from pactmesh_kit.kafka._internal.tracing import consumer_span
@@ -104,6 +105,9 @@ class Subscription:
     max_bytes: int | None = None
     """A larger message is dead-lettered (``too_large``) undecoded; the service-wide
     ``max_message_bytes`` when unset."""
+    traced: bool = True
+    """False: no consumer span per message (records about requests, such as the audit
+    topic's, rather than steps of them: a span each would cost more than it tells)."""
 
 
 class Abandoned(Exception):
@@ -124,6 +128,7 @@ class KeyedSubscriber:
         dead_letters: DeadLetters,
         policy: FailurePolicy,
         max_bytes: int,
+        instruments: KafkaInstruments | None = None,
     ) -> None:
         self._subscription = subscription
         self._topic = subscription.topics[0]
@@ -136,6 +141,9 @@ class KeyedSubscriber:
         self._works: dict[TopicPartition, PartitionWork] = {}
         self._draining = False
         self.gate = BatchGate(subscription.name, abandon=self.abandon)
+        self._instruments = instruments
+        self.source: Any = None
+        """FastStream's subscriber this one is registered as."""
 
     @property
     def name(self) -> str:
@@ -151,6 +159,8 @@ class KeyedSubscriber:
         order, keys concurrently; commit every partition that finished, once."""
         if self._draining or not batch.records:
             return  # stopping: not handled, not committed, the next owner takes them
+        if self._instruments is not None:
+            self._instruments.consumed(batch.records, group=self._group, consumer=batch.consumer)
         partitions = Partitions(batch.consumer)
         works = [self._work(tp, records) for tp, records in split(batch.records).items()]
         async with self.gate.handling():
@@ -240,9 +250,11 @@ class KeyedSubscriber:
         await asyncio.gather(*(work.cancel(wait_s=ABANDON_WAIT_S) for work in detached))
 
     async def deliver(self, record: Record, work: PartitionWork, partitions: Partitions) -> None:
-        """One record, in its own span continuing the publisher's trace, tried until it
-        is handled or dead-lettered; its partition paused while it is retried."""
-        with consumer_span(self._tracer, record, self._group) as span:
+        """One record, in its own span continuing the publisher's trace (unless the
+        subscription is untraced), tried until it is handled or dead-lettered; its
+        partition paused while it is retried."""
+        traced = self._subscription.traced
+        with consumer_span(self._tracer, record, self._group, traced=traced) as span:
             for attempt in itertools.count(1):
                 retrying = await self._attempt(record, span, attempt=attempt)
                 if retrying is None:
@@ -256,19 +268,27 @@ class KeyedSubscriber:
     async def _attempt(self, record: Record, span: trace.Span, *, attempt: int) -> Retrying | None:
         """Decode and handle ``record`` once, dead-lettering it if it is poison; what to
         retry, and when, if it failed otherwise."""
+        started = time.perf_counter()
         try:
             event = self._decode(record)
             if workflow_id := getattr(event, "workflow_id", None):
                 span.set_attribute(WORKFLOW_ID_ATTRIBUTE, str(workflow_id))
             await self._handler(event, record)
         except Exception as exc:
+            self._measure(record, started, type(exc).__name__)
             if self._subscription.lenient and isinstance(exc, InvalidMessage):
                 return None
             verdict = self._policy.verdict(exc, attempt=attempt)
             if isinstance(verdict, Retry):
                 return Retrying(exc, verdict.after_s)
             return await self._dead_letter(record, verdict, attempt=attempt)
+        self._measure(record, started, None)
         return None
+
+    def _measure(self, record: Record, started: float, error: str | None) -> None:
+        if self._instruments is not None:
+            seconds = time.perf_counter() - started
+            self._instruments.handled(record, group=self._group, seconds=seconds, error=error)
 
     async def _dead_letter(
         self, record: Record, verdict: Reject, *, attempt: int
@@ -343,6 +363,7 @@ def subscribe(
     tracer: trace.Tracer,
     dead_letters: DeadLetters,
     policy: FailurePolicy,
+    instruments: KafkaInstruments | None = None,
 ) -> KeyedSubscriber:
     """Register ``handler`` for ``subscription`` on ``broker``.
 
@@ -365,9 +386,10 @@ def subscribe(
         dead_letters=dead_letters,
         policy=policy,
         max_bytes=settings.max_message_bytes,
+        instruments=instruments,
     )
     [record_type] = record_types
-    broker.subscriber(
+    keyed.source = broker.subscriber(
         *(topic.qualified(settings.topic_prefix) for topic in subscription.topics),
         group_id=group,
         auto_offset_reset="latest" if subscription.from_latest else "earliest",
@@ -380,7 +402,8 @@ def subscribe(
         decoder=_batch,
         title=f"{settings.service_name}:{subscription.name}",
         description=subscription.description or subscription.topics[0].description,
-    )(
+    )
+    keyed.source(
         documented_batch_handler(
             record_type, keyed.consume, name=handler.__name__, doc=handler.__doc__
         )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
@@ -29,9 +30,14 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import Meter
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import (
+    AuditGateFired,
     AuditRecorded,
+    AuditReviewDecided,
+    AuditWorkflowCompleted,
     Outcome,
     RequestRouted,
     RequestStatus,
@@ -43,6 +49,11 @@ from pactmesh_contracts.events import (
     WorkflowProgress,
     WorkflowToken,
 )
+from pactmesh_contracts.usage import PriceTable, Usage
+from pactmesh_kit.audit import audit_of, model_called
+from pactmesh_kit.genai import workflow_span
+from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
+from pactmesh_reasoning.calls import ModelCallLog, model_calls
 from pactmesh_workflows.state import (
     FORMAT_VERSION,
     WorkflowState,
@@ -51,6 +62,7 @@ from pactmesh_workflows.state import (
     pause_id,
     pause_ids,
     pause_of,
+    paused_at,
     review_id_for,
 )
 
@@ -134,9 +146,14 @@ class Engine:
         tool_timeout_s: float,
         token_window_s: float = 0.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        tracer: trace.Tracer | None = None,
+        meter: Meter | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         """``reviewers`` (the access policy) says who may decide a review; ``clock``
-        tells whether a review's deadline has passed when its expiry arrives."""
+        tells whether a review's deadline has passed when its expiry arrives; ``tracer``
+        makes an ``invoke_workflow`` span of each run segment, ``meter`` counts workflows
+        entering each state, ``prices`` price the model calls audited."""
         self._graphs = graphs
         self._reviewers = reviewers
         self._clock = clock
@@ -145,6 +162,13 @@ class Engine:
         self._outbox = outbox
         self._tool_timeout_s = tool_timeout_s
         self._token_window_s = token_window_s
+        self._tracer = tracer or trace.get_tracer(__name__)
+        self._prices = prices or PriceTable()
+        self._states = (meter or metrics.NoOpMeter(__name__)).create_counter(
+            "pactmesh.workflow.transitions",
+            unit="{workflow}",
+            description="Workflows entering each state (running, waiting, and how they ended)",
+        )
 
     @property
     def workflows(self) -> tuple[str, ...]:
@@ -165,36 +189,23 @@ class Engine:
             await self._publish_unknown_workflow(event)
             return
         config = self._config(event.workflow_id)
-        if not _started(await self._checkpointer.aget_tuple(config)):
-            running = await self._publisher.send(
-                event.follow(
-                    WorkflowProgress(
-                        status=RequestStatus.RUNNING,
-                        service=SERVICE,
-                        workflow=routed.workflow,
-                        detail=f"started {routed.workflow}",
+        with self._segment(event, routed.workflow), model_calls() as made:
+            if not _started(await self._checkpointer.aget_tuple(config)):
+                running = await self._publisher.send(
+                    event.follow(
+                        WorkflowProgress(
+                            status=RequestStatus.RUNNING,
+                            service=SERVICE,
+                            workflow=routed.workflow,
+                            detail=f"started {routed.workflow}",
+                        )
                     )
                 )
-            )
-            initial: WorkflowState = {
-                "format": FORMAT_VERSION,
-                "workflow": routed.workflow,
-                "tenant": event.tenant,
-                "requester": event.principal.model_dump(mode="json"),
-                "pause_key": new_pause_key(),
-                "text": routed.text,
-                "fields": dict(routed.fields),
-                "metadata": dict(routed.metadata),
-                "tool_results": {},
-                "steps": 0,
-                "confidence": routed.confidence,
-                "needs_human": routed.needs_human,
-                "history": [],
-            }
-            await self._run(event, graph, initial, config)
-            await running
-        snapshot = await self._caught_up(event, graph, config, await graph.aget_state(config))
-        await self._emit(event, snapshot)
+                self._states.add(1, {"pactmesh.workflow": routed.workflow, "state": "running"})
+                await self._run(event, graph, _initial(event), config)
+                await running
+            snapshot = await self._caught_up(event, graph, config, await graph.aget_state(config))
+            await self._emit(event, snapshot, self._audits(event, made))
 
     async def resume(self, event: Envelope[ToolCallCompleted | ToolCallFailed]) -> None:
         """Resume the run waiting for this tool result; a duplicate changes nothing."""
@@ -221,14 +232,38 @@ class Engine:
         if reason is not None:
             await self._refuse(event, answering, reason)
             raise AnswerRefused(reason)
-        if waiting is not None:
-            resume: Command[Any] = Command(resume={waiting: answer})
-            await self._run(event, graph, resume, config)
-            snapshot = await graph.aget_state(config)
-        else:
-            logger.info("ignoring a repeated answer to %s, which nothing waits for", answering)
-        snapshot = await self._caught_up(event, graph, config, snapshot)
-        await self._emit(event, snapshot)
+        workflow = cast(WorkflowState, snapshot.values)["workflow"]
+        # A review can pause a run for hours: the segment it resumes links to the one
+        # that paused (its trace context stored with the pause), so the trace reads on.
+        links = [p for i in snapshot.interrupts if i.id == waiting and (p := paused_at(i.value))]
+        with self._segment(event, workflow, links=links), model_calls() as made:
+            audits = self._audits(event, made)
+            if waiting is not None:
+                if isinstance(event.payload, ReviewDecided):
+                    audits.insert(0, event.follow(audit_of(AuditReviewDecided, event.payload)))
+                resume: Command[Any] = Command(resume={waiting: answer})
+                await self._run(event, graph, resume, config)
+                snapshot = await graph.aget_state(config)
+                audits += self._audits(event, made)
+            else:
+                logger.info("ignoring a repeated answer to %s, which nothing waits for", answering)
+            snapshot = await self._caught_up(event, graph, config, snapshot)
+            await self._emit(event, snapshot, audits)
+
+    def _segment(
+        self, cause: Envelope[Any], workflow: str, *, links: Sequence[str] = ()
+    ) -> AbstractContextManager[trace.Span]:
+        attributes = {WORKFLOW_ID_ATTRIBUTE: str(cause.workflow_id)}
+        return workflow_span(self._tracer, workflow=workflow, links=links, attributes=attributes)
+
+    def _audits(self, cause: Envelope[Any], made: ModelCallLog) -> list[Envelope[Any]]:
+        """The model calls made so far in this segment, as audit events (taken once)."""
+        calls, made.calls[:] = list(made.calls), []
+        workflow = getattr(cause.payload, "workflow", None)
+        return [
+            cause.follow(model_called(c, service=SERVICE, workflow=workflow, prices=self._prices))
+            for c in calls
+        ]
 
     def _answered(
         self, event: Envelope[Any], answering: uuid.UUID, graph: Graph, snapshot: StateSnapshot
@@ -327,13 +362,28 @@ class Engine:
             raise UnknownWorkflowRun(f"no run {workflow_id} of a registered workflow")
         return self._graphs[name]
 
-    async def _emit(self, cause: Envelope[Any], snapshot: StateSnapshot) -> None:
+    async def _emit(
+        self, cause: Envelope[Any], snapshot: StateSnapshot, audits: Sequence[Envelope[Any]] = ()
+    ) -> None:
+        """Publish what the checkpoint implies (once per checkpoint and pause), preceded by
+        the segment's audit events (the model calls it made, the decision it took in)."""
         thread_id = str(cause.workflow_id)
         marker = _marker(snapshot)
         if await self._outbox.published(thread_id, marker):
+            if audits:
+                await self._publisher.publish_all(audits)
             return
-        await self._publisher.publish_all(self._outgoing(cause, snapshot))
+        outgoing = self._outgoing(cause, snapshot)
+        await self._publisher.publish_all([*audits, *outgoing])
+        self._count(outgoing)
         await self._outbox.mark(thread_id, marker)
+
+    def _count(self, outgoing: Sequence[Envelope[Any]]) -> None:
+        for event in outgoing:
+            payload = event.payload
+            if isinstance(payload, WorkflowProgress) and payload.workflow:
+                state = payload.status.value
+                self._states.add(1, {"pactmesh.workflow": payload.workflow, "state": state})
 
     def _outgoing(self, cause: Envelope[Any], snapshot: StateSnapshot) -> list[Envelope[Any]]:
         values = cast(WorkflowState, snapshot.values)
@@ -346,7 +396,17 @@ class Engine:
         if snapshot.next:
             return []  # mid-run without a pause cannot be seen with durability="sync"
         outcome = Outcome(values.get("outcome", "failed"))
+        spent = values.get("usage")
         return [
+            cause.follow(
+                AuditWorkflowCompleted(
+                    workflow=workflow,
+                    outcome=outcome,
+                    error=values.get("error"),
+                    steps=values.get("steps", 0),
+                    usage=Usage.model_validate(spent) if spent else None,
+                )
+            ),
             cause.follow(
                 WorkflowCompleted(
                     workflow=workflow,
@@ -371,9 +431,11 @@ class Engine:
 
     def _pause_events(self, cause: Envelope[Any], workflow: str, value: Any) -> list[Envelope[Any]]:
         pause = pause_of(value, workflow_id=cause.workflow_id, workflow=workflow)
+        events: list[Envelope[Any]] = []
         if isinstance(pause, ReviewRequested):
             status = RequestStatus.WAITING_FOR_REVIEW
             detail = f"{pause.rule}, for a {pause.required_role}"
+            events.append(cause.follow(audit_of(AuditGateFired, pause)))
         else:
             status = RequestStatus.WAITING_FOR_TOOL
             step = pause.idempotency_key.split(":", 1)[-1]
@@ -381,7 +443,7 @@ class Engine:
         progress = WorkflowProgress(
             status=status, service=SERVICE, workflow=workflow, detail=detail
         )
-        return [cause.follow(pause), cause.follow(progress)]
+        return [*events, cause.follow(pause), cause.follow(progress)]
 
     async def _publish_unknown_workflow(self, event: Envelope[RequestRouted]) -> None:
         # No graph, so no checkpoint: delivery deduplicates by workflow id instead.
@@ -406,6 +468,26 @@ class Engine:
                 ),
             ]
         )
+
+
+def _initial(event: Envelope[RequestRouted]) -> WorkflowState:
+    routed = event.payload
+    return {
+        "format": FORMAT_VERSION,
+        "workflow": routed.workflow,
+        "tenant": event.tenant,
+        "requester": event.principal.model_dump(mode="json"),
+        "pause_key": new_pause_key(),
+        "text": routed.text,
+        "fields": dict(routed.fields),
+        "metadata": dict(routed.metadata),
+        "tool_results": {},
+        "steps": 0,
+        "confidence": routed.confidence,
+        "needs_human": routed.needs_human,
+        "history": [],
+        "usage": (routed.usage or Usage()).model_dump(),
+    }
 
 
 def _started(saved: CheckpointTuple | None) -> bool:

@@ -19,6 +19,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from pactmesh_reasoning.calls import ModelCallObserver
 from pactmesh_reasoning.classifier import Classification, ExampleClassifier
 from pactmesh_reasoning.models import (
     ModelFactory,
@@ -154,7 +155,11 @@ def chat_models(nearest: ExampleClassifier, **runtime: Any) -> ModelFactory:
 
 
 def routing_models(
-    *, nearest: ExampleClassifier, config: ModelsConfig | None = None
+    *,
+    nearest: ExampleClassifier,
+    config: ModelsConfig | None = None,
+    observer: ModelCallObserver | None = None,
 ) -> ModelRouter:
-    """The model chains (``config``, else the environment's), with routing's offline model."""
-    return ModelRouter(config, factory=chat_models(nearest))
+    """The model chains (``config``, else the environment's), with routing's offline model;
+    ``observer`` sees every call (the GenAI spans and metrics)."""
+    return ModelRouter(config, factory=chat_models(nearest), observer=observer)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 
+from pactmesh_reasoning.calls import PromptTemplate
 from pactmesh_reasoning.models import AllModelsFailed, ModelRouter
 from pactmesh_reasoning.structured import StructuredResult, structured_call
 from pactmesh_workflows.registry import Registry, registry
@@ -43,6 +44,8 @@ def instructions(workflows: Registry) -> str:
 
 INSTRUCTIONS = instructions(registry())
 """The prompt for the registered workflows."""
+PROMPT = PromptTemplate("routing.decision", "1", INSTRUCTIONS)
+"""Routing's prompt, as the audit timeline names it (the digest follows the registry)."""
 
 REASON_LIMIT = 2000
 """``RequestRouted.reason`` holds at most this many characters."""
@@ -106,6 +109,7 @@ class Router:
                 instructions=INSTRUCTIONS,
                 validators=business_rules(text=text, workflows=self.workflows),
                 router=self.models,
+                template=PROMPT,
             )
         except AllModelsFailed as exc:
             return self._triage(text, 0.0, f"{note}{exc}: human triage")

@@ -58,6 +58,7 @@ def bind(contract: Contract, http: HttpBackends) -> Tool:
         contract.result,
         run,
         side_effecting=contract.side_effecting,
+        backend=contract.endpoint.backend,
     )
 
 

@@ -50,13 +50,13 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pactmesh_contracts.envelope import Envelope
-from pactmesh_contracts.events import ToolCallRequested
+from pactmesh_contracts.events import AuditToolCalled, ToolCallRequested
 from pactmesh_contracts.topics import TOOL_CALLS
 from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 
 from pactmesh_tools.domain.access import RequestCheck, ToolAccess, refusal_events, refusal_of
 from pactmesh_tools.domain.inbox import DispatchLimits, Inbox, PendingCall
-from pactmesh_tools.domain.registry import OnBehalf, ToolRegistry
+from pactmesh_tools.domain.registry import OnBehalf, Outcome, ToolRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -247,15 +247,37 @@ class Dispatcher:
                 idempotency_key=request.idempotency_key,
                 timeout_s=request.timeout_s,
                 on_behalf=OnBehalf(tenant=event.tenant, principal=event.principal.subject),
+                call_id=str(request.call_id),
             )
             if not outcome.ok:
                 logger.warning(
                     "%s failed: %s %s", request.tool, outcome.error_code, outcome.message[:200]
                 )
+            # The audit record is dated before the result leaves, so the timeline orders the
+            # call before whatever the result sets off.
+            audit = event.follow(self._audit(request, outcome))
             await self._publish(
                 event.follow(outcome.to_event(call_id=call.call_id, tool=request.tool))
             )
+            await self._publish(audit)
         self._answered.append(call.call_id)
+
+    def _audit(self, request: ToolCallRequested, outcome: Outcome) -> AuditToolCalled:
+        """The timeline's record of the call, sensitive fields redacted."""
+        arguments, result = self._registry.redacted(
+            request.tool, dict(request.arguments), outcome.result
+        )
+        return AuditToolCalled(
+            call_id=request.call_id,
+            tool=request.tool,
+            arguments=arguments,
+            ok=outcome.ok,
+            result=result,
+            error_code=outcome.error_code,
+            message=outcome.message[:4000],
+            attempts=outcome.attempts,
+            duration_ms=outcome.duration_ms,
+        )
 
     async def _refuse(
         self, event: Envelope[ToolCallRequested], reason: str, span: trace.Span

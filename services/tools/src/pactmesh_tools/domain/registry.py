@@ -12,8 +12,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import Meter
 from pactmesh_contracts.events import ToolCallCompleted, ToolCallFailed, ToolErrorCode
+from pactmesh_contracts.sensitivity import redact
+from pactmesh_kit.genai import DURATION_BUCKETS, ERROR_TYPE, TOOL_NAME, tool_result, tool_span
 from pydantic import BaseModel, ValidationError
 from tenacity import (
     AsyncRetrying,
@@ -65,6 +68,8 @@ class Tool:
     run: ToolFunction
     side_effecting: bool = False
     """Sends the call's idempotency key, so the backend performs it at most once."""
+    backend: str = ""
+    """The backend it reaches (``carriers.{carrier}`` when an argument picks it)."""
 
 
 @dataclass(frozen=True)
@@ -109,15 +114,36 @@ class ToolRegistry:
         *,
         policy: Callable[[str], ToolPolicy] = lambda _name: ToolPolicy(),
         tracer: trace.Tracer | None = None,
+        meter: Meter | None = None,
+        capture_content: bool = False,
     ) -> None:
+        """``capture_content``: tool spans carry the call's arguments and result, their
+        sensitive fields redacted (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``)."""
         self._tools = {t.name: t for t in tools}
         self._policy = policy
         self._tracer = tracer or trace.get_tracer(__name__)
+        self._capture = capture_content
+        self._duration = (meter or metrics.NoOpMeter(__name__)).create_histogram(
+            "gen_ai.execute_tool.duration",
+            unit="s",
+            description="Tool calls and their duration, by tool, backend and outcome",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
 
     @property
     def names(self) -> tuple[str, ...]:
         """The registered tools' names."""
         return tuple(self._tools)
+
+    def redacted(
+        self, tool: str, arguments: dict[str, Any], result: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A call's arguments and result with their contracts' sensitive fields redacted
+        (as they are for a span or the audit timeline); unchanged for an unknown tool."""
+        spec = self._tools.get(tool)
+        if spec is None:
+            return arguments, result
+        return redact(spec.arguments, arguments), redact(spec.result, result) if result else {}
 
     def describe(self) -> list[dict[str, Any]]:
         """Every tool with the JSON Schemas of its arguments and result."""
@@ -140,26 +166,44 @@ class ToolRegistry:
         idempotency_key: str,
         timeout_s: float,
         on_behalf: OnBehalf,
+        call_id: str | None = None,
     ) -> Outcome:
         """Run one call for ``on_behalf`` (the tenant and subject the call acts for, which
         every backend request carries) to completion or failure within ``timeout_s``,
-        retries included.
+        retries included, in an ``execute_tool`` span of the GenAI conventions.
 
         Never raises (but for cancellation): an unexpected exception is a
         ``BACKEND_ERROR`` outcome, so the workflow always hears back.
         """
-        with self._tracer.start_as_current_span(f"tool {tool}") as span:
+        spec = self._tools.get(tool)
+        captured = redact(spec.arguments, arguments) if self._capture and spec else None
+        with tool_span(
+            self._tracer,
+            tool=tool,
+            call_id=call_id,
+            description=spec.description if spec else None,
+            arguments=captured,
+        ) as span:
             outcome = await self._invoke(tool, arguments, idempotency_key, timeout_s, on_behalf)
             span.set_attributes(
                 {
-                    "pactmesh.tool.name": tool,
                     "pactmesh.tool.attempts": outcome.attempts,
                     "pactmesh.tool.outcome": "ok" if outcome.ok else str(outcome.error_code),
                 }
             )
+            if self._capture and spec and outcome.ok:
+                tool_result(span, redact(spec.result, outcome.result))
             if not outcome.ok:
+                span.set_attribute(ERROR_TYPE, str(outcome.error_code))
                 span.set_status(trace.StatusCode.ERROR, outcome.message[:200])
-            return outcome
+        self._measure(tool, spec, outcome)
+        return outcome
+
+    def _measure(self, tool: str, spec: Tool | None, outcome: Outcome) -> None:
+        attributes = {TOOL_NAME: tool, "pactmesh.tool.backend": spec.backend if spec else ""}
+        if not outcome.ok:
+            attributes[ERROR_TYPE] = str(outcome.error_code)
+        self._duration.record(outcome.duration_ms / 1000, attributes)
 
     async def _invoke(
         self,

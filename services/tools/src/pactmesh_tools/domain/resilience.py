@@ -197,3 +197,8 @@ class Backends:
     def describe(self) -> list[dict[str, object]]:
         """Every backend used so far (or declared), by name."""
         return [self._guards[name].describe() for name in sorted(self._guards)]
+
+    def breaker_states(self) -> dict[str, int]:
+        """Each backend's breaker as a number for a gauge: 0 closed, 1 half-open, 2 open."""
+        code = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+        return {name: code[guard.breaker.state] for name, guard in self._guards.items()}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pactmesh_contracts.envelope import TenantId
 from pactmesh_contracts.events import WorkflowName
 from pactmesh_kit.auth.http import forbid
@@ -130,6 +130,21 @@ async def list_reviews(
 async def get_review(review: ReviewDep) -> Review:
     """One review, with its claim and, once decided, its decision."""
     return review
+
+
+@router.get("/{review_id}/timeline", responses=_REVIEW)
+async def review_timeline(
+    review: ReviewDep, runtime: RuntimeDep, request: Request
+) -> dict[str, Any]:
+    """What the agent did before the review: the request's timeline, from intake (with the
+    caller's token; empty when intake has none for it)."""
+    client = runtime.timelines
+    found = None
+    if client is not None:
+        # The caller's own token: intake decides whether this reviewer may read it.
+        authorization = request.headers.get("authorization", "")
+        found = await client.timeline(review.workflow_id, authorization=authorization)
+    return found or {"request_id": str(review.workflow_id), "tenant": review.tenant, "entries": []}
 
 
 @router.get("/{review_id}/history", response_model=list[HistoryEntry], responses=_REVIEW)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from opentelemetry import trace
 from pactmesh_contracts.events import RequestStatus
@@ -26,6 +26,7 @@ from pactmesh_intake.domain.errors import IntakeError, NotEnqueued, NotPermitted
 from pactmesh_intake.domain.intake import IdempotencyKey, accept_http, check_permitted
 from pactmesh_intake.domain.live import request_events
 from pactmesh_intake.domain.requests import Receipt, RequestView, SubmitRequest
+from pactmesh_intake.domain.timeline import next_utc_midnight
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"])
 
@@ -91,6 +92,8 @@ async def submit(
         )
     except NotPermitted as exc:
         raise forbid(str(exc)) from exc
+    if (spent := await runtime.over_daily_budget(identity.tenant)) is not None:
+        raise over_budget(identity.tenant, spent)
     key = None
     if idempotency_key is not None:
         retention = timedelta(seconds=runtime.settings.idempotency_retention_s)
@@ -99,6 +102,7 @@ async def submit(
         accepted = await accept_http(
             store=store,
             publisher=runtime.publisher,
+            auditor=runtime.auditor,
             body=body,
             tenant=identity.tenant,
             principal=identity.principal,
@@ -115,6 +119,14 @@ async def submit(
     return Receipt(
         request_id=accepted.request_id, status=RequestStatus.ACCEPTED, status_url=status_url
     )
+
+
+def over_budget(tenant: str, reason: str) -> HTTPException:
+    """429 for a tenant whose daily budget is spent, until the next UTC day."""
+    now = datetime.now(UTC)
+    retry = max(1, int((next_utc_midnight(now) - now).total_seconds()))
+    detail = f"tenant {tenant!r} is over its {reason}; it starts afresh at 00:00 UTC"
+    return HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail, {"Retry-After": str(retry)})
 
 
 _READ_RESPONSES: dict[int | str, dict[str, object]] = {

@@ -23,8 +23,14 @@ def headers_of(record: Record) -> dict[str, str]:
 
 
 @contextmanager
-def consumer_span(tracer: trace.Tracer, record: Record, group: str) -> Iterator[trace.Span]:
-    """The span one consumed record is handled in, continuing its publisher's trace."""
+def consumer_span(
+    tracer: trace.Tracer, record: Record, group: str, *, traced: bool = True
+) -> Iterator[trace.Span]:
+    """The span one consumed record is handled in, continuing its publisher's trace (none
+    for an untraced subscription: a no-op span)."""
+    if not traced:
+        yield trace.INVALID_SPAN
+        return
     with tracer.start_as_current_span(
         f"{record.topic} process",
         context=PROPAGATOR.extract(headers_of(record)),
@@ -41,17 +47,24 @@ def consumer_span(tracer: trace.Tracer, record: Record, group: str) -> Iterator[
         yield span
 
 
-def publish_spans(tracer: trace.Tracer) -> type[BaseMiddleware]:
+def publish_spans(
+    tracer: trace.Tracer, *, untraced: frozenset[str] = frozenset()
+) -> type[BaseMiddleware]:
     """FastStream middleware: one producer span per published message, whose context
     travels in the message's headers.
 
     Instead of FastStream's TelemetryMiddleware, which records two spans per message (an
     empty ``create`` span, then ``publish``) and none for batch consumers: spans are a
-    large part of a handler's CPU, and one says the same.
+    large part of a handler's CPU, and one says the same. Messages to ``untraced``
+    topics (the audit topic: records about the request, not steps of it) get no span,
+    only the current trace context in their headers.
     """
 
     class PublishSpans(BaseMiddleware):
         async def publish_scope(self, call_next: Any, cmd: Any) -> Any:
+            if cmd.destination in untraced:
+                PROPAGATOR.inject(cmd.headers)
+                return await call_next(cmd)
             with tracer.start_as_current_span(
                 f"{cmd.destination} publish",
                 kind=trace.SpanKind.PRODUCER,
