@@ -1,0 +1,141 @@
+"""Durable timers: what wakes a run when no event will.
+
+Every run has at most one wake-up row beside its checkpoints (``wakeups``), written by
+the engine as each run segment starts and ends:
+
+* ``stall``: written as a segment starts, due ``stall_after_s`` later. A segment that
+  finishes replaces it, so a due stall means the process running it died between two
+  steps (or after the checkpoint, before its events went out): the sweeper runs it on
+  from its checkpoint and publishes what it implies, without waiting for a new event.
+* ``deadline``: a run waiting for tool calls, due at the longest call's ``timeout_s`` plus
+  ``deadline_margin_s``. When due, the sweeper publishes a ``ToolCallFailed`` with the
+  ``timeout`` error code for each call still waited for, on the tool results topic like
+  any answer, so the graph takes the recovery path it declares for a failed call (the
+  retry step reuses the idempotency key). The timeout goes through Kafka rather than
+  resuming the run here so that it is ordered with a genuine answer on the run's
+  partition: whichever comes first is the answer, the other is a repeated answer to a
+  call the run once asked, which changes nothing.
+* ``expire``: a finished run, due ``finished_ttl_s`` later; the sweeper deletes its
+  checkpoints (LangGraph's thread deletion), outbox marks and row.
+
+A run waiting at a review has no row: hitl owns a review's expiry. The sweeper claims
+due rows by moving them ``lease_s`` into the future (on Postgres with ``FOR UPDATE SKIP
+LOCKED``, so several instances never claim the same row; SQLite is one instance per data
+dir): a claim whose instance dies is due again when its lease ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from pactmesh_orchestrator.domain.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+
+class Wake(StrEnum):
+    """Why a run's row wakes it."""
+
+    STALL = "stall"
+    DEADLINE = "deadline"
+    EXPIRE = "expire"
+
+
+@dataclass(frozen=True)
+class TimerSettings:
+    """How long the engine waits before the sweeper steps in."""
+
+    deadline_margin_s: float = 30.0
+    """Added to a tool call's own ``timeout_s`` (the tools service answers a timeout
+    itself by then) before the run takes its recovery path without an answer."""
+    stall_after_s: float = 300.0
+    """A segment not finished this long after it started is taken for stopped."""
+    finished_ttl_s: float = 7 * 86_400.0
+    """How long a finished run's checkpoints are kept."""
+
+
+class Wakeups(Protocol):
+    """The wake-up rows, one per run at most."""
+
+    async def set(self, thread_id: str, due_at: float, wake: Wake) -> None:
+        """Create or replace the run's row (``due_at`` in seconds since the epoch)."""
+        ...
+
+    async def clear(self, thread_id: str) -> None:
+        """Remove the run's row, if any."""
+        ...
+
+    async def claim(self, now: float, lease_until: float, limit: int) -> list[tuple[str, Wake]]:
+        """Up to ``limit`` rows due at ``now``, each moved to ``lease_until``."""
+        ...
+
+    async def purge(self, thread_id: str) -> bool:
+        """Delete an expired run's outbox marks and row; False if the row no longer says
+        ``expire`` (the run came back to life meanwhile)."""
+        ...
+
+
+class MemoryWakeups:
+    """Wake-up rows in a dict: for an engine whose state lives in this process only."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[float, Wake]] = {}
+
+    async def set(self, thread_id: str, due_at: float, wake: Wake) -> None:
+        self.rows[thread_id] = (due_at, wake)
+
+    async def clear(self, thread_id: str) -> None:
+        self.rows.pop(thread_id, None)
+
+    async def claim(self, now: float, lease_until: float, limit: int) -> list[tuple[str, Wake]]:
+        due = sorted((at, t) for t, (at, _) in self.rows.items() if at <= now)[:limit]
+        claimed = [(t, self.rows[t][1]) for _, t in due]
+        for thread_id, wake in claimed:
+            self.rows[thread_id] = (lease_until, wake)
+        return claimed
+
+    async def purge(self, thread_id: str) -> bool:
+        if self.rows.get(thread_id, (0.0, None))[1] is not Wake.EXPIRE:
+            return False
+        del self.rows[thread_id]
+        return True
+
+
+class Sweeper:
+    """Wakes the runs whose rows are due; one round per call of ``sweep``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        wakeups: Wakeups,
+        *,
+        lease_s: float,
+        batch: int = 200,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._engine = engine
+        self._wakeups = wakeups
+        self._lease_s = lease_s
+        self._batch = batch
+        self._clock = clock
+
+    async def sweep(self) -> Mapping[str, int]:
+        """Claim the due rows and wake their runs; how many ended each way."""
+        now = self._clock().timestamp()
+        due = await self._wakeups.claim(now, now + self._lease_s, self._batch)
+        done = Counter[str]()
+        for thread_id, wake in due:
+            try:
+                done[await self._engine.wake(uuid.UUID(thread_id), wake)] += 1
+            except Exception:  # the row stays claimed: due again when its lease ends
+                logger.exception("waking run %s (%s) failed; trying again later", thread_id, wake)
+                done["failed"] += 1
+        return done
