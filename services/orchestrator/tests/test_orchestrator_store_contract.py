@@ -216,13 +216,16 @@ async def test_wakeups_are_claimed_once_when_due_and_again_after_their_lease(
     async with open_persistence(settings) as store:
         wakeups = store.wakeups
         await wakeups.set(wf, 100.0, Wake.STALL)
-        await wakeups.set(wf, 110.0, Wake.DEADLINE)  # replaces the run's row
+        await wakeups.set(wf, 110.0, Wake.DEADLINE, "cp-1|i-1")  # replaces the run's row
         await wakeups.set(later, 500.0, Wake.EXPIRE)
         assert await _claimed(wakeups, 109.0) == []
         assert await _claimed(wakeups, 111.0) == [(wf, Wake.DEADLINE)]
         assert await _claimed(wakeups, 111.0) == [], "leased until 211"
     async with open_persistence(settings) as reopened:
-        assert await _claimed(reopened.wakeups, 212.0) == [(wf, Wake.DEADLINE)]
+        [again] = [
+            d for d in await reopened.wakeups.claim(212.0, 300.0, 1_000) if d.thread_id == wf
+        ]
+        assert (again.wake, again.pause) == (Wake.DEADLINE, "cp-1|i-1")
         await reopened.wakeups.clear(wf)
         assert await _claimed(reopened.wakeups, 10_000.0) == [(later, Wake.EXPIRE)]
 
@@ -230,7 +233,7 @@ async def test_wakeups_are_claimed_once_when_due_and_again_after_their_lease(
 async def _claimed(wakeups: Wakeups, now: float) -> list[tuple[str, Wake]]:
     """The rows due at ``now`` (mine: the Postgres database is the module's)."""
     claimed = await wakeups.claim(now, now + 100.0, 1_000)
-    return sorted(row for row in claimed if row[0].startswith("wf-"))
+    return sorted((row.thread_id, row.wake) for row in claimed if row.thread_id.startswith("wf-"))
 
 
 @pytest.mark.postgres
@@ -246,7 +249,7 @@ async def test_instances_sweeping_at_once_claim_each_row_once(
             claims = await asyncio.gather(
                 *(store.wakeups.claim(2.0, 100.0, 20) for _ in range(10) for store in (one, two))
             )
-        claimed = [thread for claim in claims for thread, _ in claim]
+        claimed = [row.thread_id for claim in claims for row in claim]
         assert len(claimed) == len(set(claimed)) == len(threads)
 
 

@@ -37,7 +37,7 @@ class Clock:
     """A clock that moves only when told."""
 
     def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+        self.now = datetime.now(UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -221,7 +221,7 @@ async def test_a_run_stopped_between_steps_is_run_on_by_the_sweeper() -> None:
 
     [call] = [e.payload for e in second.published(ToolCallRequested)]
     assert call.tool == "procurement.check_policy"
-    assert first.wakeups.rows[str(routed.workflow_id)][1] is Wake.DEADLINE
+    assert first.wakeups.rows[str(routed.workflow_id)][1].wake is Wake.DEADLINE
 
 
 async def test_a_finished_run_is_deleted_after_its_ttl(mesh: Mesh) -> None:
@@ -245,3 +245,25 @@ async def test_a_finished_run_is_deleted_after_its_ttl(mesh: Mesh) -> None:
     assert await mesh.engine.state(routed.workflow_id) is None
     assert mesh.wakeups.rows == {}
     assert mesh.publisher.events == []
+
+
+async def test_a_deadline_claimed_as_the_answer_came_times_out_nothing(mesh: Mesh) -> None:
+    routed = _routed("procurement", "Please raise a purchase order for 3 desks from Acme, $300")
+    call = await _asked(mesh, routed)
+    mesh.clock.advance(DEADLINE_S + 1)
+    [claimed] = await mesh.wakeups.claim(mesh.clock().timestamp(), 1e12, 10)
+    policy: dict[str, JsonValue] = {"within_policy": True, "flags": [], "approval_limit": 5e3}
+    answer = routed.follow(
+        ToolCallCompleted(call_id=call.call_id, tool=call.tool, result=policy, duration_ms=3)
+    )
+    await mesh.engine.resume(answer)  # on to the order, before the claim is acted on
+    mesh.publisher.take()
+
+    woke = await mesh.engine.wake(routed.workflow_id, claimed.wake, claimed.pause)
+
+    assert woke == "rescheduled"
+    assert mesh.publisher.events == []
+    mesh.clock.advance(DEADLINE_S + 1)  # the order's own deadline does pass
+    assert await mesh.sweeper.sweep() == {"timed_out": 1}
+    [timeout] = mesh.published(ToolCallFailed)
+    assert timeout.payload.tool == "erp.create_purchase_order"

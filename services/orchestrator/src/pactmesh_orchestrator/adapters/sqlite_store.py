@@ -34,11 +34,12 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from pactmesh_orchestrator.adapters.migrations import MIGRATIONS
-from pactmesh_orchestrator.domain.timers import Wake
+from pactmesh_orchestrator.domain.timers import Due, Wake
 
 UPSERT_WAKEUP = (
-    "INSERT INTO wakeups (thread_id, due_at, wake) VALUES (%s, %s, %s) ON CONFLICT"
-    " (thread_id) DO UPDATE SET due_at = excluded.due_at, wake = excluded.wake"
+    "INSERT INTO wakeups (thread_id, due_at, wake, pause) VALUES (%s, %s, %s, %s) ON CONFLICT"
+    " (thread_id) DO UPDATE SET due_at = excluded.due_at, wake = excluded.wake,"
+    " pause = excluded.pause"
 )
 """Create or replace a run's wake-up row (Postgres placeholders; SQLite's swap them)."""
 
@@ -237,22 +238,24 @@ class SqliteWakeups:
         conn = self._committer.conn
         return await self._committer.run(lambda: conn.execute(query, params).fetchall())
 
-    async def set(self, thread_id: str, due_at: float, wake: Wake) -> None:
+    async def set(self, thread_id: str, due_at: float, wake: Wake, pause: str = "") -> None:
         """Create or replace the run's row."""
-        await self._execute(UPSERT_WAKEUP.replace("%s", "?"), (thread_id, due_at, wake.value))
+        await self._execute(
+            UPSERT_WAKEUP.replace("%s", "?"), (thread_id, due_at, wake.value, pause)
+        )
 
     async def clear(self, thread_id: str) -> None:
         """Remove the run's row, if any."""
         await self._execute("DELETE FROM wakeups WHERE thread_id = ?", (thread_id,))
 
-    async def claim(self, now: float, lease_until: float, limit: int) -> list[tuple[str, Wake]]:
+    async def claim(self, now: float, lease_until: float, limit: int) -> list[Due]:
         """Up to ``limit`` rows due at ``now``, each moved to ``lease_until``."""
         query = (
             "UPDATE wakeups SET due_at = ? WHERE thread_id IN (SELECT thread_id FROM wakeups"
-            " WHERE due_at <= ? ORDER BY due_at LIMIT ?) RETURNING thread_id, wake"
+            " WHERE due_at <= ? ORDER BY due_at LIMIT ?) RETURNING thread_id, wake, pause"
         )
         rows = await self._execute(query, (lease_until, now, limit))
-        return [(thread_id, Wake(wake)) for thread_id, wake in rows]
+        return [Due(thread_id, Wake(wake), pause) for thread_id, wake, pause in rows]
 
     async def purge(self, thread_id: str) -> bool:
         """Delete an expired run's outbox marks and row (False if it is not expired)."""

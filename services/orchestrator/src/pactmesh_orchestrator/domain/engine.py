@@ -409,7 +409,7 @@ class Engine:
                 return
             longest = max(call.timeout_s for call in calls)
             due = self._now() + longest + self._timers.deadline_margin_s
-            await self._wakeups.set(thread_id, due, Wake.DEADLINE)
+            await self._wakeups.set(thread_id, due, Wake.DEADLINE, _marker(snapshot))
         elif not snapshot.next:
             due = self._now() + self._timers.finished_ttl_s
             await self._wakeups.set(thread_id, due, Wake.EXPIRE)
@@ -425,11 +425,12 @@ class Engine:
         ]
         return [p for p in pauses if isinstance(p, ToolCallRequested)]
 
-    async def wake(self, workflow_id: uuid.UUID, wake: Wake) -> str:
+    async def wake(self, workflow_id: uuid.UUID, wake: Wake, pause: str = "") -> str:
         """Act on the run's due wake-up (``timers``); what was done: ``timed_out`` (a
-        timeout published for each call past its deadline), ``expired`` (a finished
-        run deleted), ``resumed`` (run on from its checkpoint, its events published), or
-        ``gone`` (no run of a registered workflow)."""
+        timeout published for each call past its deadline), ``rescheduled`` (the
+        deadline of a pause the run has left: ``pause`` is the one it was set for),
+        ``expired`` (a finished run deleted), ``resumed`` (run on from its checkpoint,
+        its events published), or ``gone`` (no run of a registered workflow)."""
         thread_id = str(workflow_id)
         try:
             graph = await self._graph_of(workflow_id)
@@ -445,6 +446,11 @@ class Engine:
                 await self._checkpointer.adelete_thread(thread_id)
             return "expired"
         if wake is Wake.DEADLINE and (calls := self._waiting_calls(workflow_id, snapshot)):
+            if pause != _marker(snapshot):
+                # Claimed just as an answer moved the run on to its next call: that call
+                # has a deadline of its own, counted from now at the latest.
+                await self._schedule(cause, snapshot)
+                return "rescheduled"
             late = ", ".join(f"{c.tool} {c.call_id}" for c in calls)
             logger.warning("run %s: %s past the deadline; answered as timed out", workflow_id, late)
             await self._publisher.publish_all([cause.follow(_timed_out(c)) for c in calls])

@@ -62,10 +62,20 @@ class TimerSettings:
     """How long a finished run's checkpoints are kept."""
 
 
+@dataclass(frozen=True)
+class Due:
+    """A claimed wake-up."""
+
+    thread_id: str
+    wake: Wake
+    pause: str = ""
+    """For a deadline: the pause it was set for (the engine's outbox marker of it)."""
+
+
 class Wakeups(Protocol):
     """The wake-up rows, one per run at most."""
 
-    async def set(self, thread_id: str, due_at: float, wake: Wake) -> None:
+    async def set(self, thread_id: str, due_at: float, wake: Wake, pause: str = "") -> None:
         """Create or replace the run's row (``due_at`` in seconds since the epoch)."""
         ...
 
@@ -73,7 +83,7 @@ class Wakeups(Protocol):
         """Remove the run's row, if any."""
         ...
 
-    async def claim(self, now: float, lease_until: float, limit: int) -> list[tuple[str, Wake]]:
+    async def claim(self, now: float, lease_until: float, limit: int) -> list[Due]:
         """Up to ``limit`` rows due at ``now``, each moved to ``lease_until``."""
         ...
 
@@ -87,23 +97,24 @@ class MemoryWakeups:
     """Wake-up rows in a dict: for an engine whose state lives in this process only."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, tuple[float, Wake]] = {}
+        self.rows: dict[str, tuple[float, Due]] = {}
 
-    async def set(self, thread_id: str, due_at: float, wake: Wake) -> None:
-        self.rows[thread_id] = (due_at, wake)
+    async def set(self, thread_id: str, due_at: float, wake: Wake, pause: str = "") -> None:
+        self.rows[thread_id] = (due_at, Due(thread_id, wake, pause))
 
     async def clear(self, thread_id: str) -> None:
         self.rows.pop(thread_id, None)
 
-    async def claim(self, now: float, lease_until: float, limit: int) -> list[tuple[str, Wake]]:
+    async def claim(self, now: float, lease_until: float, limit: int) -> list[Due]:
         due = sorted((at, t) for t, (at, _) in self.rows.items() if at <= now)[:limit]
-        claimed = [(t, self.rows[t][1]) for _, t in due]
-        for thread_id, wake in claimed:
-            self.rows[thread_id] = (lease_until, wake)
+        claimed = [self.rows[t][1] for _, t in due]
+        for row in claimed:
+            self.rows[row.thread_id] = (lease_until, row)
         return claimed
 
     async def purge(self, thread_id: str) -> bool:
-        if self.rows.get(thread_id, (0.0, None))[1] is not Wake.EXPIRE:
+        row = self.rows.get(thread_id)
+        if row is None or row[1].wake is not Wake.EXPIRE:
             return False
         del self.rows[thread_id]
         return True
@@ -119,9 +130,12 @@ class Sweeper:
         *,
         lease_s: float,
         batch: int = 200,
+        retry_s: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """Claims last ``lease_s``; a wake-up that fails is due again ``retry_s`` later."""
         self._engine = engine
+        self._retry_s = retry_s
         self._wakeups = wakeups
         self._lease_s = lease_s
         self._batch = batch
@@ -132,10 +146,23 @@ class Sweeper:
         now = self._clock().timestamp()
         due = await self._wakeups.claim(now, now + self._lease_s, self._batch)
         done = Counter[str]()
-        for thread_id, wake in due:
+        for row in due:
             try:
-                done[await self._engine.wake(uuid.UUID(thread_id), wake)] += 1
-            except Exception:  # the row stays claimed: due again when its lease ends
-                logger.exception("waking run %s (%s) failed; trying again later", thread_id, wake)
+                done[await self._engine.wake(uuid.UUID(row.thread_id), row.wake, row.pause)] += 1
+            except Exception:
+                logger.exception(
+                    "waking run %s (%s) failed; trying again later", row.thread_id, row.wake
+                )
                 done["failed"] += 1
+                await self._again(row, now)
         return done
+
+    async def _again(self, row: Due, now: float) -> None:
+        """Make a failed wake-up due again soon (a broker or database outage is often
+        short); if even that fails, the claim's lease brings it back. Overwriting a row
+        a handler set meanwhile is harmless: a wake-up acts on the run's checkpoint, not
+        on its row (at worst it publishes what the outbox says was published already)."""
+        try:
+            await self._wakeups.set(row.thread_id, now + self._retry_s, row.wake, row.pause)
+        except Exception:
+            logger.warning("run %s stays claimed until its lease ends", row.thread_id)

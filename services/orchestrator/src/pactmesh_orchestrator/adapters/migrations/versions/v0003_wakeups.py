@@ -16,5 +16,6 @@ def upgrade() -> None:
         sa.Column("thread_id", sa.Text, primary_key=True),
         sa.Column("due_at", sa.Float, nullable=False),  # seconds since the epoch
         sa.Column("wake", sa.Text, nullable=False),
+        sa.Column("pause", sa.Text, nullable=False, server_default=""),
     )
     op.create_index("wakeups_due_at", "wakeups", ["due_at"])
