@@ -111,7 +111,6 @@ async def _engine(runtime: Runtime, policy: GatePolicy, service: Service) -> Asy
             store.wakeups,
             lease_s=settings.stall_after_s,
             batch=settings.sweep_batch,
-            retry_s=settings.sweep_interval_s,
         )
         logger.info("workflow state in %s; workflows: %s", store.kind, ", ".join(graphs))
         try:

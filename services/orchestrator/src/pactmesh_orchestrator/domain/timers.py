@@ -130,7 +130,7 @@ class Sweeper:
         *,
         lease_s: float,
         batch: int = 200,
-        retry_s: float = 5.0,
+        retry_s: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """Claims last ``lease_s``; a wake-up that fails is due again ``retry_s`` later."""
@@ -158,8 +158,9 @@ class Sweeper:
         return done
 
     async def _again(self, row: Due, now: float) -> None:
-        """Make a failed wake-up due again soon (a broker or database outage is often
-        short); if even that fails, the claim's lease brings it back. Overwriting a row
+        """Make a failed wake-up due again ``retry_s`` later, sooner than its lease (a
+        broker or database outage is often short, and a deadline is worth keeping); if
+        even that fails, the lease brings it back. Overwriting a row
         a handler set meanwhile is harmless: a wake-up acts on the run's checkpoint, not
         on its row (at worst it publishes what the outbox says was published already)."""
         try:
