@@ -267,3 +267,21 @@ async def test_a_deadline_claimed_as_the_answer_came_times_out_nothing(mesh: Mes
     assert await mesh.sweeper.sweep() == {"timed_out": 1}
     [timeout] = mesh.published(ToolCallFailed)
     assert timeout.payload.tool == "erp.create_purchase_order"
+
+
+async def test_a_timeout_that_cannot_be_published_is_tried_again_after_30_s(mesh: Mesh) -> None:
+    routed = _routed()
+    await _asked(mesh, routed)
+    mesh.clock.advance(DEADLINE_S + 1)
+    working = mesh.publisher.publish_all
+
+    async def broker_down(_events: Any) -> None:
+        raise ConnectionError("the broker is down")
+
+    mesh.publisher.publish_all = broker_down  # type: ignore[method-assign]
+    assert await mesh.sweeper.sweep() == {"failed": 1}
+    mesh.publisher.publish_all = working  # type: ignore[method-assign]
+    mesh.clock.advance(29)
+    assert await mesh.sweeper.sweep() == {}
+    mesh.clock.advance(2)
+    assert await mesh.sweeper.sweep() == {"timed_out": 1}
