@@ -16,7 +16,6 @@ import asyncio
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from pactmesh_orchestrator.domain.engine import Engine
 from pactmesh_orchestrator.domain.timers import Sweeper, TimerSettings, Wake, Wakeups
 from pactmesh_orchestrator.domain.workflows import build_graphs
 from pactmesh_orchestrator.settings import Settings
-from pactmesh_orchestrator.testing import CollectingPublisher
+from pactmesh_orchestrator.testing import CollectingPublisher, FakeClock
 from pactmesh_workflows.gates import GatePolicy
 from pydantic import JsonValue
 
@@ -256,7 +255,7 @@ async def test_instances_sweeping_at_once_claim_each_row_once(
 async def test_a_finished_run_past_its_ttl_leaves_nothing_behind(settings: Settings) -> None:
     """The engine on the real store: checkpoints, writes, marks and row all deleted."""
     publisher = CollectingPublisher()
-    clock = _Clock()
+    clock = FakeClock()
     async with open_persistence(settings) as store:
         graphs = build_graphs(checkpointer=store.checkpointer, gates=GatePolicy.load())
         engine = Engine(
@@ -308,17 +307,6 @@ async def _marks(store: Persistence, thread: str) -> int:
     committer = store.outbox._committer  # type: ignore[attr-defined]
     query = "SELECT count(*) FROM outbox_marks WHERE thread_id = ?"
     return int(await committer.run(lambda: committer.conn.execute(query, (thread,)).fetchone()[0]))
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def _support_request() -> Any:

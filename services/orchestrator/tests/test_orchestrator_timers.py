@@ -5,7 +5,6 @@ is run on by the sweeper, and a finished run's checkpoints go after their TTL.""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,7 +24,7 @@ from pactmesh_kit.auth import load_access_policy
 from pactmesh_orchestrator.domain.engine import Engine, call_id_for
 from pactmesh_orchestrator.domain.timers import MemoryWakeups, Sweeper, TimerSettings, Wake
 from pactmesh_orchestrator.domain.workflows import build_graphs
-from pactmesh_orchestrator.testing import CollectingPublisher, MemoryOutbox
+from pactmesh_orchestrator.testing import CollectingPublisher, FakeClock, MemoryOutbox
 from pactmesh_workflows.gates import GatePolicy
 from pydantic import JsonValue
 
@@ -33,24 +32,11 @@ TIMEOUT_S, MARGIN_S, STALL_S, TTL_S = 12.5, 5.0, 60.0, 3_600.0
 DEADLINE_S = TIMEOUT_S + MARGIN_S
 
 
-class Clock:
-    """A clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 class Mesh:
     """An engine, its sweeper and what it published, on one fake clock."""
 
     def __init__(self, graphs: Any = None, saver: InMemorySaver | None = None) -> None:
-        self.clock = Clock()
+        self.clock = FakeClock()
         self.saver = saver or InMemorySaver()
         self.publisher = CollectingPublisher(wire_check=True)
         self.wakeups = MemoryWakeups()
@@ -278,7 +264,7 @@ async def test_a_timeout_that_cannot_be_published_is_tried_again_after_30_s(mesh
     async def broker_down(_events: Any) -> None:
         raise ConnectionError("the broker is down")
 
-    mesh.publisher.publish_all = broker_down  # type: ignore[method-assign]
+    mesh.publisher.publish_all = broker_down  # type: ignore[method-assign,assignment]
     assert await mesh.sweeper.sweep() == {"failed": 1}
     mesh.publisher.publish_all = working  # type: ignore[method-assign]
     mesh.clock.advance(29)
