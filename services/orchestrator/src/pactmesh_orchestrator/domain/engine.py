@@ -442,8 +442,9 @@ class Engine:
         cause = _woken(workflow_id, cast(WorkflowState, snapshot.values))
         finished = not snapshot.next and not snapshot.interrupts
         if wake is Wake.EXPIRE and finished:
-            if await self._wakeups.purge(thread_id):
-                await self._checkpointer.adelete_thread(thread_id)
+            # The checkpoints first: a failure after it leaves a row that finds no run.
+            await self._checkpointer.adelete_thread(thread_id)
+            await self._wakeups.purge(thread_id)
             return "expired"
         if wake is Wake.DEADLINE and (calls := self._waiting_calls(workflow_id, snapshot)):
             if pause != _marker(snapshot):

@@ -88,8 +88,8 @@ class Wakeups(Protocol):
         ...
 
     async def purge(self, thread_id: str) -> bool:
-        """Delete an expired run's outbox marks and row; False if the row no longer says
-        ``expire`` (the run came back to life meanwhile)."""
+        """Delete a deleted run's outbox marks and its ``expire`` row; False if its row
+        says something else (then nothing is deleted)."""
         ...
 
 
