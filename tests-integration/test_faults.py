@@ -525,7 +525,7 @@ def test_hitl_killed_between_a_decisions_commit_and_its_publish(mesh: Mesh) -> N
     gated = _large_orders(mesh, 5)
     found = [pending_review(mesh, rid, timeout=120) for rid in gated]
     _restart(mesh, "hitl", PACTMESH_HITL_TEST_EXIT_BEFORE_PUBLISH="true")
-    case = _start(mesh, "hitl killed between commit and publish")
+    case = _start(mesh, "hitl killed between commit and publish", orders=10)
     case.orders += gated
     case.timing = Timing(started=time.monotonic())
     with pytest.raises(httpx.HTTPError):  # the process is gone before it answers
