@@ -137,13 +137,16 @@ class Case:
         return [*self.orders, *self.others]
 
 
-def _orders(mesh: Mesh, count: int = ORDERS) -> list[uuid.UUID]:
+def _orders(mesh: Mesh, count: int = ORDERS, *, requested: bool = False) -> list[uuid.UUID]:
+    """``requested``: the submitter names the workflow, so routing asks no model (a busy
+    machine's model timeouts send requests to a person instead)."""
     fault(mesh, "erp", latency_ms=150)  # keeps workflows in flight long enough
     return [
         submit(
             mesh,
             f"Please raise a purchase order for {n % 9 + 1} chairs from Acme, "
             f"${(n % 9 + 1) * 100} in total",
+            "procurement" if requested else None,
             scopes=("workflow:procurement",),
         )
         for n in range(count)
@@ -194,10 +197,10 @@ def _dead_letters(mesh: Mesh) -> list[DeadLetter]:
     return found
 
 
-def _start(mesh: Mesh, name: str, *, orders: int = ORDERS) -> Case:
+def _start(mesh: Mesh, name: str, *, orders: int = ORDERS, requested: bool = False) -> Case:
     """Purchase orders submitted, and still running: the fault comes next, at once."""
     poll(lambda: _all_ready(mesh), timeout=120, interval=0.5, what="every service ready")
-    return Case(name, _orders(mesh, orders), len(_dead_letters(mesh)))
+    return Case(name, _orders(mesh, orders, requested=requested), len(_dead_letters(mesh)))
 
 
 def _in_flight(mesh: Mesh, case: Case) -> None:
@@ -459,7 +462,7 @@ def short_deadlines(mesh: Mesh) -> Iterator[None]:
 @pytest.mark.timeout(420)
 @pytest.mark.usefixtures("short_deadlines")
 def test_tool_calls_never_answered(mesh: Mesh) -> None:
-    case = _start(mesh, "tool calls never answered", orders=10)
+    case = _start(mesh, "tool calls never answered", orders=10, requested=True)
     _in_flight(mesh, case)
     tools = mesh.processes["tools"]
 
@@ -514,7 +517,7 @@ def _large_orders(mesh: Mesh, count: int) -> list[uuid.UUID]:
             mesh,
             f"Please raise a purchase order for {n + 40} chairs from Acme, "
             f"${(n + 40) * 500} in total",
-            scopes=("workflow:procurement",),
+            "procurement",
         )
         for n in range(count)
     ]
@@ -525,7 +528,7 @@ def test_hitl_killed_between_a_decisions_commit_and_its_publish(mesh: Mesh) -> N
     gated = _large_orders(mesh, 5)
     found = [pending_review(mesh, rid, timeout=120) for rid in gated]
     _restart(mesh, "hitl", PACTMESH_HITL_TEST_EXIT_BEFORE_PUBLISH="true")
-    case = _start(mesh, "hitl killed between commit and publish", orders=10)
+    case = _start(mesh, "hitl killed between commit and publish", orders=10, requested=True)
     case.orders += gated
     case.timing = Timing(started=time.monotonic())
     with pytest.raises(httpx.HTTPError):  # the process is gone before it answers
@@ -548,7 +551,7 @@ def test_hitl_killed_between_a_decisions_commit_and_its_publish(mesh: Mesh) -> N
 def _keyed(mesh: Mesh, text: str, key: str) -> uuid.UUID:
     response = httpx.post(
         f"{mesh.url('intake')}/v1/requests",
-        json={"text": text},
+        json={"text": text, "requested_workflow": "procurement"},
         headers={
             **requester(mesh, scopes=("workflow:procurement",)),
             "Idempotency-Key": key,
