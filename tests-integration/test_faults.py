@@ -462,6 +462,7 @@ def short_deadlines(mesh: Mesh) -> Iterator[None]:
 @pytest.mark.timeout(420)
 @pytest.mark.usefixtures("short_deadlines")
 def test_tool_calls_never_answered(mesh: Mesh) -> None:
+    fault(mesh, "procurement", latency_ms=1500)  # the orders still running when it comes
     case = _start(mesh, "tool calls never answered", orders=10, requested=True)
     _in_flight(mesh, case)
     tools = mesh.processes["tools"]
