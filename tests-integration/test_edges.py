@@ -51,7 +51,11 @@ def _bad_messages() -> dict[str, bytes]:
     }
 
 
-async def _produce(mesh: Mesh, messages: list[bytes]) -> list[tuple[int, int]]:
+async def _produce(
+    mesh: Mesh, messages: list[bytes], *, signed: bytes | None = None
+) -> list[tuple[int, int]]:
+    """Publish ``messages`` on the inbound topic, then ``signed`` (a valid event) with the
+    token an upstream sends it with."""
     producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
@@ -59,6 +63,12 @@ async def _produce(mesh: Mesh, messages: list[bytes]) -> list[tuple[int, int]]:
         for value in messages:
             meta = await producer.send_and_wait(
                 REQUESTS_INBOUND.qualified(mesh.prefix), value, key=b"k"
+            )
+            placed.append((meta.partition, meta.offset))
+        if signed is not None:
+            headers = mesh.inbound_headers(REQUESTS_INBOUND.adapter.validate_json(signed))
+            meta = await producer.send_and_wait(
+                REQUESTS_INBOUND.qualified(mesh.prefix), signed, key=b"k", headers=headers
             )
             placed.append((meta.partition, meta.offset))
         return placed
@@ -89,7 +99,7 @@ async def _dead_letters(mesh: Mesh, expected: int, deadline_s: float) -> list[De
 def test_bad_inbound_events_are_dead_lettered_and_the_consumer_carries_on(mesh: Mesh) -> None:
     bad = _bad_messages()
     good = _valid_event()
-    placed = asyncio.run(_produce(mesh, [*bad.values(), json.dumps(good).encode()]))
+    placed = asyncio.run(_produce(mesh, [*bad.values()], signed=json.dumps(good).encode()))
 
     letters = asyncio.run(_dead_letters(mesh, expected=len(bad), deadline_s=60))
     by_bytes = {letter.original_value(): letter for letter in letters}

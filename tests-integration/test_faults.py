@@ -60,6 +60,7 @@ from pactmesh_harness.workflow_client import (
 )
 from pactmesh_harness.workflow_client import events as sse_events
 from pactmesh_workflows.registry import registry
+from pydantic import ValidationError
 
 ORDERS = 30
 """Purchase orders in flight in each case."""
@@ -349,12 +350,20 @@ def _submitted(text: str) -> bytes:
 
 
 async def _publish_inbound(mesh: Mesh, values: list[bytes], *, partition: int) -> None:
+    """Publish ``values`` on one partition of the inbound topic, each valid request with
+    the token an upstream sends it with (the invalid ones with none)."""
     producer = AIOKafkaProducer(**mesh.kafka_options(), acks="all", max_request_size=4 * 1_048_576)
     await producer.start()
     try:
         topic = REQUESTS_INBOUND.qualified(mesh.prefix)
         for value in values:
-            await producer.send_and_wait(topic, value, key=b"poison", partition=partition)
+            try:
+                headers = mesh.inbound_headers(REQUESTS_INBOUND.adapter.validate_json(value))
+            except ValidationError:
+                headers = None
+            await producer.send_and_wait(
+                topic, value, key=b"poison", partition=partition, headers=headers
+            )
     finally:
         await producer.stop()
 
