@@ -14,12 +14,22 @@ some are still running, and prints how long recovery took and the counts.
   letters), and the partition keeps flowing.
 - A model stream that dies after three tokens: the draft restarts on the next model,
   and the requester's SSE stream says so.
+- Tool calls never answered (the tools service frozen, its backends hanging): the
+  orchestrator's deadlines send each run down its recovery path (the retry, same
+  idempotency key); the answers that come late change nothing.
+- hitl killed (its test hook) between a decision's commit and its publish: after the
+  restart its outbox relay publishes the decision, and the order goes through once.
+- Intake publishes whose acknowledgements time out (its test hook): each request keeps
+  its id (its Idempotency-Key answers it again), its event is published again with the
+  same event id, and one workflow runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sqlite3
 import time
 import uuid
@@ -35,18 +45,30 @@ from aiokafka import AIOKafkaProducer
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import DeadLetter, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
-from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_INBOUND, RESULTS
+from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_ACCEPTED, REQUESTS_INBOUND, RESULTS
 from pactmesh_harness.faults import Timing, allow_message_bytes, down, full_disk, tmpfs
 from pactmesh_harness.mesh import MODEL_SIM, SERVICES, Broker, Mesh, read_from_start, running_mesh
 from pactmesh_harness.mesh import wait_for as poll
 from pactmesh_harness.postgres import PostgresServer
+from pactmesh_harness.workflow_client import (
+    decide,
+    fault,
+    ledger,
+    pending_review,
+    requester,
+    submit,
+)
 from pactmesh_harness.workflow_client import events as sse_events
-from pactmesh_harness.workflow_client import fault, ledger, requester, submit
 from pactmesh_workflows.registry import registry
 from pydantic import ValidationError
 
 ORDERS = 30
 """Purchase orders in flight in each case."""
+TOOL_TIMEOUT_S, DEADLINE_MARGIN_S = 8.0, 20.0
+"""In the case of calls never answered (only: a busy machine must not send the other
+cases' calls down their recovery paths), a call's deadline, and how long after it the
+orchestrator stops waiting."""
+TOOL_DEADLINE_S = TOOL_TIMEOUT_S + DEADLINE_MARGIN_S
 DRAFT_MODEL, FALLBACK_MODEL = "sim-draft", "sim-fallback"
 
 
@@ -116,13 +138,16 @@ class Case:
         return [*self.orders, *self.others]
 
 
-def _orders(mesh: Mesh, count: int = ORDERS) -> list[uuid.UUID]:
+def _orders(mesh: Mesh, count: int = ORDERS, *, requested: bool = False) -> list[uuid.UUID]:
+    """``requested``: the submitter names the workflow, so routing asks no model (a busy
+    machine's model timeouts send requests to a person instead)."""
     fault(mesh, "erp", latency_ms=150)  # keeps workflows in flight long enough
     return [
         submit(
             mesh,
             f"Please raise a purchase order for {n % 9 + 1} chairs from Acme, "
             f"${(n % 9 + 1) * 100} in total",
+            "procurement" if requested else None,
             scopes=("workflow:procurement",),
         )
         for n in range(count)
@@ -173,10 +198,10 @@ def _dead_letters(mesh: Mesh) -> list[DeadLetter]:
     return found
 
 
-def _start(mesh: Mesh, name: str, *, orders: int = ORDERS) -> Case:
+def _start(mesh: Mesh, name: str, *, orders: int = ORDERS, requested: bool = False) -> Case:
     """Purchase orders submitted, and still running: the fault comes next, at once."""
     poll(lambda: _all_ready(mesh), timeout=120, interval=0.5, what="every service ready")
-    return Case(name, _orders(mesh, orders), len(_dead_letters(mesh)))
+    return Case(name, _orders(mesh, orders, requested=requested), len(_dead_letters(mesh)))
 
 
 def _in_flight(mesh: Mesh, case: Case) -> None:
@@ -409,3 +434,195 @@ def test_a_model_stream_that_dies_after_three_tokens(mesh: Mesh) -> None:
     assert stats[DRAFT_MODEL]["stream_dies"] == 4
     print(f"\nmodel simulator: {stats}")
     _finish(mesh, case)
+
+
+def _history(mesh: Mesh, rid: uuid.UUID) -> list[dict[str, Any]]:
+    with httpx.Client(headers=requester(mesh), timeout=10) as http:
+        run = http.get(f"{mesh.url('orchestrator')}/v1/workflows/runs/{rid}").json()
+    return list(run.get("values", {}).get("history", []))
+
+
+def _past_deadline(mesh: Mesh, ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """The workflows a deadline of the orchestrator's own sent down a recovery path."""
+    return [
+        rid
+        for rid in ids
+        if any(
+            h["event"] == "tool_failed" and "orchestrator's margin" in h["detail"]
+            for h in _history(mesh, rid)
+        )
+    ]
+
+
+@pytest.fixture
+def short_deadlines(mesh: Mesh) -> Iterator[None]:
+    """The orchestrator restarted with short tool deadlines, for one case."""
+    _restart(
+        mesh,
+        "orchestrator",
+        PACTMESH_ORCHESTRATOR_TOOL_TIMEOUT_S=str(TOOL_TIMEOUT_S),
+        PACTMESH_ORCHESTRATOR_TOOL_DEADLINE_MARGIN_S=str(DEADLINE_MARGIN_S),
+        PACTMESH_ORCHESTRATOR_SWEEP_INTERVAL_S="1",
+    )
+    yield
+    _restart(mesh, "orchestrator")
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.usefixtures("short_deadlines")
+def test_tool_calls_never_answered(mesh: Mesh) -> None:
+    poll(lambda: _all_ready(mesh), timeout=120, interval=0.5, what="every service ready")
+    tools = mesh.processes["tools"]
+
+    def halt() -> None:
+        for backend in ("erp", "procurement"):
+            fault(mesh, backend, timeout_rate=1.0)
+        os.kill(tools.pid, signal.SIGSTOP)  # no answer of any kind, not even a timeout
+
+    def resume() -> None:
+        fault(mesh, "erp", latency_ms=150)
+        fault(mesh, "procurement")
+        os.kill(tools.pid, signal.SIGCONT)
+
+    dead_before = len(_dead_letters(mesh))
+    with down(halt, resume, for_s=TOOL_DEADLINE_S + 12) as timing:
+        # submitted once the tools are frozen: every order's first call goes unanswered
+        case = Case("tool calls never answered", _orders(mesh, 10, requested=True), dead_before)
+        case.timing = timing
+        _in_flight(mesh, case)
+        first = poll(
+            lambda: _past_deadline(mesh, case.ids),
+            timeout=TOOL_DEADLINE_S + 10,
+            interval=0.5,
+            what="a deadline passing",
+        )
+        print(f"\nwith the tools frozen, {len(first)} runs past a deadline so far")
+    _finish(mesh, case)
+    recovered = _past_deadline(mesh, case.ids)
+    retried = sum(
+        any(
+            h["step"].endswith("_retry") and h["event"] == "tool_completed"
+            for h in _history(mesh, r)
+        )
+        for r in recovered
+    )
+    print(f"\n{case.name}: {len(recovered)} runs took their recovery path, {retried} by a retry")
+    assert retried == len(recovered) > 0
+
+
+def _restart(mesh: Mesh, service: str, **env: str) -> None:
+    """Stop ``service`` and start it again, with ``env`` added (a test hook) if given."""
+    mesh.stop(service)
+    saved = dict(mesh.extra_env)
+    mesh.extra_env.update(env)
+    try:
+        mesh.start(service)
+    finally:
+        mesh.extra_env.clear()
+        mesh.extra_env.update(saved)
+    poll(lambda: mesh.ready(service), timeout=120, interval=0.5, what=f"{service} ready")
+
+
+def _large_orders(mesh: Mesh, count: int) -> list[uuid.UUID]:
+    """Purchase orders over the approval threshold: each waits for a manager."""
+    return [
+        submit(
+            mesh,
+            f"Please raise a purchase order for {n + 40} chairs from Acme, "
+            f"${(n + 40) * 500} in total",
+            "procurement",
+        )
+        for n in range(count)
+    ]
+
+
+@pytest.mark.timeout(420)
+def test_hitl_killed_between_a_decisions_commit_and_its_publish(mesh: Mesh) -> None:
+    gated = _large_orders(mesh, 5)
+    found = [pending_review(mesh, rid, timeout=120) for rid in gated]
+    _restart(mesh, "hitl", PACTMESH_HITL_TEST_EXIT_BEFORE_PUBLISH="true")
+    case = _start(mesh, "hitl killed between commit and publish", orders=10, requested=True)
+    case.orders += gated
+    case.timing = Timing(started=time.monotonic())
+    with pytest.raises(httpx.HTTPError):  # the process is gone before it answers
+        decide(mesh, found[0]["review_id"], "approve", roles=["procurement-manager"])
+    hitl = mesh.processes["hitl"]
+    poll(lambda: hitl.poll() is not None, timeout=30, interval=0.2, what="hitl gone")
+    assert hitl.returncode == 128 + signal.SIGKILL
+    case.timing.down_s = time.monotonic() - case.timing.started
+    _restart(mesh, "hitl")
+    case.timing.ended = time.monotonic()
+    for review in found[1:]:
+        assert decide(
+            mesh, review["review_id"], "approve", roles=["procurement-manager"]
+        ).is_success
+    _finish(mesh, case)
+    first = [h["event"] for h in _history(mesh, gated[0]) if h["step"] == "commit_order"]
+    assert first == ["tool_completed"], "the decision committed before the kill went through"
+
+
+def _keyed(mesh: Mesh, text: str, key: str) -> uuid.UUID:
+    response = httpx.post(
+        f"{mesh.url('intake')}/v1/requests",
+        json={"text": text, "requested_workflow": "procurement"},
+        headers={
+            **requester(mesh, scopes=("workflow:procurement",)),
+            "Idempotency-Key": key,
+        },
+        timeout=10,
+    )
+    assert response.status_code in (200, 202), response.text
+    return uuid.UUID(response.json()["request_id"])
+
+
+def _accepted_records(mesh: Mesh, ids: list[uuid.UUID], at_least: int) -> Counter[str]:
+    """Records on the accepted topic per (workflow id, event id) of ``ids``."""
+    seen = Counter[str]()
+    wanted = {str(rid) for rid in ids}
+
+    def count(record: Any) -> None:
+        event = json.loads(record.value)
+        if event["workflow_id"] in wanted:
+            seen[f"{event['workflow_id']}/{event['event_id']}"] += 1
+
+    asyncio.run(
+        read_from_start(
+            mesh,
+            [REQUESTS_ACCEPTED.qualified(mesh.prefix)],
+            on_record=count,
+            done=lambda: sum(seen.values()) >= at_least,
+            deadline_s=90,
+            linger_s=2.0,
+        )
+    )
+    return seen
+
+
+@pytest.mark.timeout(420)
+def test_intake_publishes_whose_acknowledgement_times_out(mesh: Mesh) -> None:
+    lost = 5
+    _restart(mesh, "intake", PACTMESH_INTAKE_TEST_LOST_ACKS=str(lost))
+    fault(mesh, "erp", latency_ms=150)
+    poll(lambda: _all_ready(mesh), timeout=120, interval=0.5, what="every service ready")
+    texts = {
+        f"acks-{uuid.uuid4().hex[:8]}": f"Please raise a purchase order for {n % 9 + 1} chairs"
+        f" from Acme, ${(n % 9 + 1) * 100} in total"
+        for n in range(10)
+    }
+    timing = Timing(started=time.monotonic())
+    ids = [_keyed(mesh, text, key) for key, text in texts.items()]
+    timing.ended = time.monotonic()
+    timing.down_s = timing.ended - timing.started
+    case = Case("intake acknowledgements lost", ids, len(_dead_letters(mesh)), timing=timing)
+    again = [_keyed(mesh, text, key) for key, text in texts.items()]  # the client retries
+    assert again == ids, "an Idempotency-Key answers its first request, never a new one"
+    records = _accepted_records(mesh, ids, at_least=len(ids) + lost)  # the relay's copies
+    assert {key.split("/")[0] for key in records} == {str(rid) for rid in ids}
+    assert len(records) == len(ids), "one event id per request, however often published"
+    print(
+        f"\n{case.name}: {len(ids)} requests, {lost} acks lost; accepted records "
+        f"{sum(records.values())} ({sum(n - 1 for n in records.values())} republished, "
+        "same event id)"
+    )
+    _finish(mesh, case)
+    _restart(mesh, "intake")

@@ -25,10 +25,21 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, empty_checkpoint
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.capabilities import Capability, DetectedCapabilities
 from langgraph.checkpoint.conformance.initializer import RegisteredCheckpointer
+from pactmesh_contracts.envelope import Principal, new_event
+from pactmesh_contracts.events import RequestRouted, ToolCallCompleted, ToolCallRequested
+from pactmesh_contracts.topics import REQUESTS_ROUTED
 from pactmesh_harness.postgres import PostgresServer
 from pactmesh_harness.pytest_plugin import StoreBackend
-from pactmesh_orchestrator.adapters.persistence import open_persistence
+from pactmesh_kit.auth import load_access_policy
+from pactmesh_orchestrator.adapters.outbox import PostgresOutbox
+from pactmesh_orchestrator.adapters.persistence import Persistence, open_persistence
+from pactmesh_orchestrator.domain.engine import Engine
+from pactmesh_orchestrator.domain.timers import Sweeper, TimerSettings, Wake, Wakeups
+from pactmesh_orchestrator.domain.workflows import build_graphs
 from pactmesh_orchestrator.settings import Settings
+from pactmesh_orchestrator.testing import CollectingPublisher, FakeClock
+from pactmesh_workflows.gates import GatePolicy
+from pydantic import JsonValue
 
 _NEVER_CALLED = (
     "the orchestrator never calls it: a workflow's checkpoints are kept whole (its run view"
@@ -195,3 +206,114 @@ async def test_marks_of_the_previous_release_are_kept_on_postgres(
         async with open_persistence(Settings(data_dir=tmp_path, postgres_url=url)) as store:
             assert await store.outbox.published("wf-old", "cp-1")
             assert not await store.outbox.published("wf-old", "cp-2")
+
+
+async def test_wakeups_are_claimed_once_when_due_and_again_after_their_lease(
+    settings: Settings, wf: str
+) -> None:
+    later = f"{wf}-later"
+    async with open_persistence(settings) as store:
+        wakeups = store.wakeups
+        await wakeups.set(wf, 100.0, Wake.STALL)
+        await wakeups.set(wf, 110.0, Wake.DEADLINE, "cp-1|i-1")  # replaces the run's row
+        await wakeups.set(later, 500.0, Wake.EXPIRE)
+        assert await _claimed(wakeups, 109.0) == []
+        assert await _claimed(wakeups, 111.0) == [(wf, Wake.DEADLINE)]
+        assert await _claimed(wakeups, 111.0) == [], "leased until 211"
+    async with open_persistence(settings) as reopened:
+        [again] = [
+            d for d in await reopened.wakeups.claim(212.0, 300.0, 1_000) if d.thread_id == wf
+        ]
+        assert (again.wake, again.pause) == (Wake.DEADLINE, "cp-1|i-1")
+        await reopened.wakeups.clear(wf)
+        assert await _claimed(reopened.wakeups, 10_000.0) == [(later, Wake.EXPIRE)]
+
+
+async def _claimed(wakeups: Wakeups, now: float) -> list[tuple[str, Wake]]:
+    """The rows due at ``now`` (mine: the Postgres database is the module's)."""
+    claimed = await wakeups.claim(now, now + 100.0, 1_000)
+    return sorted((row.thread_id, row.wake) for row in claimed if row.thread_id.startswith("wf-"))
+
+
+@pytest.mark.postgres
+async def test_instances_sweeping_at_once_claim_each_row_once(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    with postgres_server.fresh_database() as url:
+        settings = Settings(data_dir=tmp_path, postgres_url=url)
+        async with open_persistence(settings) as one, open_persistence(settings) as two:
+            threads = [f"wf-{n:04d}" for n in range(300)]
+            for thread in threads:
+                await one.wakeups.set(thread, 1.0, Wake.STALL)
+            claims = await asyncio.gather(
+                *(store.wakeups.claim(2.0, 100.0, 20) for _ in range(10) for store in (one, two))
+            )
+        claimed = [row.thread_id for claim in claims for row in claim]
+        assert len(claimed) == len(set(claimed)) == len(threads)
+
+
+async def test_a_finished_run_past_its_ttl_leaves_nothing_behind(settings: Settings) -> None:
+    """The engine on the real store: checkpoints, writes, marks and row all deleted."""
+    publisher = CollectingPublisher()
+    clock = FakeClock()
+    async with open_persistence(settings) as store:
+        graphs = build_graphs(checkpointer=store.checkpointer, gates=GatePolicy.load())
+        engine = Engine(
+            graphs=graphs,
+            checkpointer=store.checkpointer,
+            publisher=publisher,
+            outbox=store.outbox,
+            reviewers=load_access_policy(),
+            tool_timeout_s=5,
+            clock=clock,
+            wakeups=store.wakeups,
+            timers=TimerSettings(finished_ttl_s=60.0),
+        )
+        sweeper = Sweeper(engine, store.wakeups, lease_s=30.0, clock=clock)
+        routed = _support_request()
+        await engine.start(routed)
+        [call] = [e.payload for e in publisher.events if isinstance(e.payload, ToolCallRequested)]
+        hits: dict[str, JsonValue] = {
+            "hits": [{"id": "kb-1", "title": "t", "answer": "a", "score": 0.5}]
+        }
+        await engine.resume(
+            routed.follow(
+                ToolCallCompleted(
+                    call_id=call.call_id, tool="kb.search", result=hits, duration_ms=1
+                )
+            )
+        )
+        thread = str(routed.workflow_id)
+        assert [t async for t in store.checkpointer.alist(_config(thread))] != []
+
+        clock.advance(61.0)
+        assert (await sweeper.sweep()).get("expired") == 1
+
+        assert [t async for t in store.checkpointer.alist(_config(thread))] == []
+        assert await engine.state(routed.workflow_id) is None
+        assert await _marks(store, thread) == 0
+        assert await _claimed(store.wakeups, clock().timestamp() + 1e9) == []
+
+
+async def _marks(store: Persistence, thread: str) -> int:
+    """The thread's outbox marks (read as each store's own outbox reads them)."""
+    if isinstance(store.outbox, PostgresOutbox):
+        async with store.outbox._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT count(*) AS n FROM outbox_marks WHERE thread_id = %s", (thread,)
+            )
+            row = await cursor.fetchone()
+            return int(row["n"])
+    committer = store.outbox._committer  # type: ignore[attr-defined]
+    query = "SELECT count(*) FROM outbox_marks WHERE thread_id = ?"
+    return int(await committer.run(lambda: committer.conn.execute(query, (thread,)).fetchone()[0]))
+
+
+def _support_request() -> Any:
+    event = new_event(
+        RequestRouted(workflow="support-triage", confidence=0.9, reason="t", text="Reset password"),
+        workflow_id=uuid.uuid4(),
+        tenant="acme",
+        principal=Principal(subject="user-1"),
+    )
+    return REQUESTS_ROUTED.adapter.validate_json(event.model_dump_json())

@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 from fastapi import FastAPI
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import ReviewPriority
 from pactmesh_contracts.topics import REVIEWS_DECIDED
 from pactmesh_kit.app import Service
 from pactmesh_kit.stores import instance_lock
-from pactmesh_kit.stores.outbox import Relay
+from pactmesh_kit.stores.outbox import Publisher, Relay
 from pactmesh_kit.stores.retention import pruning
 
 from pactmesh_hitl import handlers
@@ -31,6 +35,18 @@ from pactmesh_hitl.settings import Settings
 logger = logging.getLogger(__name__)
 
 
+class ExitBeforePublish:
+    """The test hook ``Settings.test_exit_before_publish``: a publisher that ends the
+    process, without cleanup, before anything is published (the decision committed, its
+    event in the outbox and not on the topic)."""
+
+    async def publish(self, event: Envelope[Any]) -> None:
+        """Exit at once, with the status of a process killed by SIGKILL."""
+        logger.critical("test hook: exiting before publishing %s %s", event.type, event.event_id)
+        logging.shutdown()
+        os._exit(128 + signal.SIGKILL)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the hitl service: the review queue, the reviewer API, the expiry sweeper."""
     settings = settings or Settings()
@@ -39,8 +55,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="pactmesh hitl",
         description="Stores reviews, serves the reviewer API and expires overdue reviews.",
     )
+    decisions: Publisher = service.kafka.publisher(REVIEWS_DECIDED)
+    if settings.test_exit_before_publish:
+        decisions = ExitBeforePublish()
     relay = Relay.configured(
-        service.kafka.publisher(REVIEWS_DECIDED),
+        decisions,
         topic=REVIEWS_DECIDED,
         settings=settings,
         ready=lambda: service.kafka.broker.running,

@@ -21,3 +21,7 @@ class Settings(StoreSettings):
     review_retention_s: float = Field(30 * 86_400.0, gt=0)
     """How long a settled review (decided, expired, escalated, withdrawn) and its history
     are kept; then retention deletes them. Pending reviews are kept until settled."""
+    test_exit_before_publish: bool = False
+    """Test hook, for the fault suite only (``PACTMESH_HITL_TEST_EXIT_BEFORE_PUBLISH``,
+    read at start-up): the process exits at once, as a kill -9 would stop it, when it is
+    about to publish a decision or expiry it has committed. Never set it in a deployment."""

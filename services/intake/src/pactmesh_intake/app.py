@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.topics import AUDIT, REQUESTS_ACCEPTED
 from pactmesh_kit.app import Service
 from pactmesh_kit.stores import instance_lock
-from pactmesh_kit.stores.outbox import Relay
+from pactmesh_kit.stores.outbox import Publisher, Relay
 from pactmesh_kit.stores.retention import pruning
 
 from pactmesh_intake import handlers
@@ -26,6 +28,24 @@ from pactmesh_intake.settings import Settings
 logger = logging.getLogger(__name__)
 
 
+class LosingAcks:
+    """The test hook ``Settings.test_lost_acks``: the first ``count`` events are
+    published, then their acknowledgement is reported lost: a ``TimeoutError`` after the
+    broker wrote the event, so its outcome looks unknown to intake."""
+
+    def __init__(self, publisher: Publisher, count: int) -> None:
+        self._publisher = publisher
+        self._left = count
+
+    async def publish(self, event: Envelope[Any]) -> None:
+        """Publish ``event``; raise as if its acknowledgement timed out while any are left."""
+        await self._publisher.publish(event)
+        if self._left > 0:
+            self._left -= 1
+            logger.warning("test hook: reporting the ack of %s lost", event.event_id)
+            raise TimeoutError(f"test hook: the ack of {event.event_id} is lost")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build intake: HTTP submission and status, plus the inbound-topic consumer."""
     settings = settings or Settings()
@@ -34,8 +54,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="pactmesh intake",
         description="Submit requests to the mesh and follow their status.",
     )
+    accepted: Publisher = service.kafka.publisher(REQUESTS_ACCEPTED)
+    if settings.test_lost_acks:
+        accepted = LosingAcks(accepted, settings.test_lost_acks)
     relay = Relay.configured(
-        service.kafka.publisher(REQUESTS_ACCEPTED),
+        accepted,
         topic=REQUESTS_ACCEPTED,
         settings=settings,
         ready=lambda: service.kafka.broker.running,

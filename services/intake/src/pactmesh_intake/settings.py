@@ -40,6 +40,10 @@ class Settings(StoreSettings):
     checking its daily budget (only when the tenant has a daily limit)."""
     result_wait_s: float = Field(10.0, gt=0)
     """How long an event stream that saw ``delivered`` waits for the result event."""
+    test_lost_acks: int = Field(0, ge=0)
+    """Test hook, for the fault suite only (``PACTMESH_INTAKE_TEST_LOST_ACKS``, read at
+    start-up): the first this many publishes of accepted requests reach the broker, then
+    raise as an acknowledgement timeout would. Never set it in a deployment."""
 
     @model_validator(mode="after")
     def _keys_outlive_no_request(self) -> Settings:

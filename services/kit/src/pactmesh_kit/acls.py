@@ -125,9 +125,17 @@ SERVICE_TOPICS: Mapping[str, ServiceTopics] = {
         writes=(REQUESTS_ROUTED, WORKFLOW_PROGRESS, WORKFLOW_COMPLETED, AUDIT),
         reads=(REQUESTS_ACCEPTED,),
     ),
-    # The orchestrator audits events refused for answering nothing its runs wait for.
+    # The orchestrator audits events refused for answering nothing its runs wait for, and
+    # answers a tool call past its deadline with a timeout (its durable timers).
     "orchestrator": ServiceTopics(
-        writes=(TOOL_CALLS, REVIEWS_REQUESTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS, AUDIT),
+        writes=(
+            TOOL_CALLS,
+            REVIEWS_REQUESTED,
+            WORKFLOW_COMPLETED,
+            WORKFLOW_PROGRESS,
+            AUDIT,
+            TOOL_RESULTS,
+        ),
         reads=(REQUESTS_ROUTED, TOOL_RESULTS, REVIEWS_DECIDED),
     ),
     # Tools and delivery read the accepted requests (what intake vouched for) to check a

@@ -14,6 +14,7 @@ from pactmesh_contracts.topics import (
     AUDIT,
     REVIEWS_REQUESTED,
     TOOL_CALLS,
+    TOOL_RESULTS,
     WORKFLOW_COMPLETED,
     WORKFLOW_PROGRESS,
 )
@@ -21,6 +22,7 @@ from pactmesh_kit.app import Service
 from pactmesh_kit.auth.policy import load_access_policy
 from pactmesh_kit.genai import GenAiTelemetry
 from pactmesh_kit.stores import instance_lock
+from pactmesh_kit.stores.retention import pruning
 from pactmesh_reasoning.embeddings import load_embeddings
 from pactmesh_reasoning.models import ModelRouter
 from pactmesh_reasoning.semantic_cache import SemanticCache
@@ -32,6 +34,7 @@ from pactmesh_orchestrator import handlers
 from pactmesh_orchestrator.adapters.persistence import open_persistence
 from pactmesh_orchestrator.api.routes import cache, workflows
 from pactmesh_orchestrator.domain.engine import Engine
+from pactmesh_orchestrator.domain.timers import Sweeper, TimerSettings
 from pactmesh_orchestrator.domain.workflows import build_graphs
 from pactmesh_orchestrator.runtime import Runtime
 from pactmesh_orchestrator.settings import Settings
@@ -47,8 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="pactmesh orchestrator",
         description="Runs each workflow as a checkpointed LangGraph graph.",
     )
+    # Tool results: the timeouts of calls past their deadline (``domain.timers``).
     publisher = service.kafka.publisher(
-        TOOL_CALLS, REVIEWS_REQUESTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS, AUDIT
+        TOOL_CALLS, REVIEWS_REQUESTED, WORKFLOW_COMPLETED, WORKFLOW_PROGRESS, AUDIT, TOOL_RESULTS
     )
     runtime = Runtime(settings=settings, publisher=publisher)
     handlers.register(service.kafka, runtime)
@@ -95,10 +99,23 @@ async def _engine(runtime: Runtime, policy: GatePolicy, service: Service) -> Asy
             tracer=service.tracer_provider.get_tracer("pactmesh.orchestrator"),
             meter=service.metrics.meter,
             prices=settings.model_prices,
+            wakeups=store.wakeups,
+            timers=TimerSettings(
+                deadline_margin_s=settings.tool_deadline_margin_s,
+                stall_after_s=settings.stall_after_s,
+                finished_ttl_s=settings.checkpoint_ttl_s,
+            ),
+        )
+        sweeper = Sweeper(
+            runtime.engine,
+            store.wakeups,
+            lease_s=settings.stall_after_s,
+            batch=settings.sweep_batch,
         )
         logger.info("workflow state in %s; workflows: %s", store.kind, ", ".join(graphs))
         try:
-            yield
+            async with pruning("orchestrator", sweeper.sweep, interval_s=settings.sweep_interval_s):
+                yield
         finally:
             runtime.engine = None
 

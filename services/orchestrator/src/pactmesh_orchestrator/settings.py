@@ -19,6 +19,19 @@ class Settings(KitSettings):
     port: int = Field(8002, ge=1, le=65535)
     tool_timeout_s: float = Field(30.0, gt=0, le=600)
     """Deadline handed to the tools service with each call."""
+    tool_deadline_margin_s: float = Field(30.0, ge=0, le=3_600)
+    """How long after a call's own deadline the run stops waiting for its answer and
+    takes its recovery path, as if the call had failed with a timeout."""
+    sweep_interval_s: float = Field(5.0, gt=0, le=3_600)
+    """How often the sweeper looks for due wake-ups: tool deadlines, stopped runs,
+    finished runs past their retention."""
+    sweep_batch: int = Field(200, ge=1, le=10_000)
+    """Wake-ups taken per sweep."""
+    stall_after_s: float = Field(300.0, gt=0, le=86_400)
+    """A run segment not finished this long after it started is taken for stopped (its
+    process died) and is run on by the sweeper; also how long a sweeper's claim lasts."""
+    checkpoint_ttl_s: float = Field(7 * 86_400.0, gt=0)
+    """How long a finished workflow's checkpoints are kept."""
     postgres_url: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pactmesh_contracts.envelope import Envelope
@@ -54,3 +55,17 @@ class MemoryOutbox:
 
     async def mark(self, thread_id: str, checkpoint_id: str) -> None:
         self.marks.add((thread_id, checkpoint_id))
+
+
+class FakeClock:
+    """A clock for the engine and the sweeper that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move ``seconds`` on."""
+        self.now += timedelta(seconds=seconds)

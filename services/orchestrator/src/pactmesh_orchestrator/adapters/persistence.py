@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from pactmesh_orchestrator.adapters.migrations import MIGRATIONS
-from pactmesh_orchestrator.adapters.outbox import PostgresOutbox
-from pactmesh_orchestrator.adapters.sqlite_store import open_sqlite_store
+from pactmesh_orchestrator.adapters.outbox import PostgresOutbox, PostgresWakeups
+from pactmesh_orchestrator.adapters.sqlite_store import SqliteWakeups, open_sqlite_store
 from pactmesh_orchestrator.domain.engine import Outbox
+from pactmesh_orchestrator.domain.timers import Wakeups
 from pactmesh_orchestrator.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,11 +30,12 @@ _SETUP_LOCK = 0x7061_6374_6D65_7368 & 0x7FFF_FFFF_FFFF_FFFF
 
 @dataclass(frozen=True)
 class Persistence:
-    """A checkpointer and an outbox over one store."""
+    """A checkpointer, an outbox and the runs' wake-ups over one store."""
 
     checkpointer: BaseCheckpointSaver[Any]
     outbox: Outbox
     kind: str
+    wakeups: Wakeups
 
 
 async def _acquire(conn: Any, deadline_s: float = 120.0) -> None:
@@ -61,7 +63,9 @@ async def _postgres(url: str, pool_size: int) -> AsyncIterator[Persistence]:
     ) as pool:
         async with pool.connection() as conn:
             await _set_up(conn)
-        yield Persistence(_checkpointer(pool), PostgresOutbox(pool), "postgres")
+        yield Persistence(
+            _checkpointer(pool), PostgresOutbox(pool), "postgres", PostgresWakeups(pool)
+        )
 
 
 async def _set_up(conn: Any) -> None:
@@ -95,7 +99,7 @@ async def _sqlite(settings: Settings) -> AsyncIterator[Persistence]:
     # file are not read: a redelivered event re-publishes once, and consumers dedupe.
     path = settings.data_dir / "orchestrator-checkpoints.sqlite3"
     async with open_sqlite_store(path) as (checkpointer, outbox):
-        yield Persistence(checkpointer, outbox, "sqlite")
+        yield Persistence(checkpointer, outbox, "sqlite", SqliteWakeups(checkpointer.committer))
 
 
 def open_persistence(settings: Settings) -> AbstractAsyncContextManager[Persistence]:

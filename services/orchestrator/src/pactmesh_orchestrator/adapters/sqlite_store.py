@@ -34,6 +34,14 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from pactmesh_orchestrator.adapters.migrations import MIGRATIONS
+from pactmesh_orchestrator.domain.timers import Due, Wake
+
+UPSERT_WAKEUP = (
+    "INSERT INTO wakeups (thread_id, due_at, wake, pause) VALUES (%s, %s, %s, %s) ON CONFLICT"
+    " (thread_id) DO UPDATE SET due_at = excluded.due_at, wake = excluded.wake,"
+    " pause = excluded.pause"
+)
+"""Create or replace a run's wake-up row (Postgres placeholders; SQLite's swap them)."""
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +135,11 @@ class GroupCommitSqliteSaver(SqliteSaver):
         super().__init__(committer.conn)
         self._committer = committer
 
+    @property
+    def committer(self) -> GroupCommitter:
+        """The writer thread its calls run on (the outbox and wake-ups share it)."""
+        return self._committer
+
     @contextmanager
     def cursor(self, transaction: bool = True) -> Iterator[sqlite3.Cursor]:
         """A cursor that leaves committing to the group commit."""
@@ -212,6 +225,52 @@ class SqliteOutbox:
         query = "INSERT OR IGNORE INTO outbox_marks VALUES (?, ?)"
         conn = self._committer.conn
         await self._committer.run(lambda: conn.execute(query, (thread_id, checkpoint_id)))
+
+
+class SqliteWakeups:
+    """Wake-up rows in the checkpoints' file. One instance owns a data dir (its instance
+    lock), so claiming needs no row locks."""
+
+    def __init__(self, committer: GroupCommitter) -> None:
+        self._committer = committer
+
+    async def _execute(self, query: str, params: tuple[Any, ...]) -> list[Any]:
+        conn = self._committer.conn
+        return await self._committer.run(lambda: conn.execute(query, params).fetchall())
+
+    async def set(self, thread_id: str, due_at: float, wake: Wake, pause: str = "") -> None:
+        """Create or replace the run's row."""
+        await self._execute(
+            UPSERT_WAKEUP.replace("%s", "?"), (thread_id, due_at, wake.value, pause)
+        )
+
+    async def clear(self, thread_id: str) -> None:
+        """Remove the run's row, if any."""
+        await self._execute("DELETE FROM wakeups WHERE thread_id = ?", (thread_id,))
+
+    async def claim(self, now: float, lease_until: float, limit: int) -> list[Due]:
+        """Up to ``limit`` rows due at ``now``, each moved to ``lease_until``."""
+        query = (
+            "UPDATE wakeups SET due_at = ? WHERE thread_id IN (SELECT thread_id FROM wakeups"
+            " WHERE due_at <= ? ORDER BY due_at LIMIT ?) RETURNING thread_id, wake, pause"
+        )
+        rows = await self._execute(query, (lease_until, now, limit))
+        return [Due(thread_id, Wake(wake), pause) for thread_id, wake, pause in rows]
+
+    async def purge(self, thread_id: str) -> bool:
+        """Delete an expired run's outbox marks and row (False if it is not expired)."""
+
+        def purge() -> bool:
+            conn = self._committer.conn
+            gone = conn.execute(
+                "DELETE FROM wakeups WHERE thread_id = ? AND wake = ?",
+                (thread_id, Wake.EXPIRE.value),
+            ).rowcount
+            if gone:
+                conn.execute("DELETE FROM outbox_marks WHERE thread_id = ?", (thread_id,))
+            return bool(gone)
+
+        return await self._committer.run(purge)
 
 
 @asynccontextmanager

@@ -1,6 +1,7 @@
 """Whether an event may resume a run: it must answer what the run's checkpoint waits for.
 
-Kafka's ACLs let only the tools service write tool results and only hitl write review
+Kafka's ACLs let only the tools service write tool results (and the orchestrator itself,
+answering a call past its deadline with a timeout: ``timers``) and only hitl write review
 decisions; these checks hold whoever wrote the event (a plaintext development cluster
 has no ACLs, and a bug upstream is no credential) to what the run asked:
 

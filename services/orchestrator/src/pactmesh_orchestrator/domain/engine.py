@@ -32,7 +32,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import Meter
-from pactmesh_contracts.envelope import Envelope
+from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import (
     AuditGateFired,
     AuditRecorded,
@@ -45,6 +45,8 @@ from pactmesh_contracts.events import (
     ReviewRequested,
     ToolCallCompleted,
     ToolCallFailed,
+    ToolCallRequested,
+    ToolErrorCode,
     WorkflowCompleted,
     WorkflowProgress,
     WorkflowToken,
@@ -74,6 +76,7 @@ from pactmesh_orchestrator.domain.answers import (
     requester_of,
 )
 from pactmesh_orchestrator.domain.errors import AnswerRefused, UnknownWorkflowRun
+from pactmesh_orchestrator.domain.timers import MemoryWakeups, TimerSettings, Wake, Wakeups
 from pactmesh_orchestrator.domain.tokens import TokenStream
 
 logger = logging.getLogger(__name__)
@@ -89,6 +92,8 @@ __all__ = [
 ]
 
 SERVICE = "orchestrator"
+WOKEN_BY = Principal(subject="system:orchestrator", roles=("service",))
+"""Who a wake-up acts for in a run started before runs recorded their principal."""
 REFUSED_ACTION = "resume.refused"
 """The audit action of an event refused for answering nothing its run waits for."""
 
@@ -149,11 +154,17 @@ class Engine:
         tracer: trace.Tracer | None = None,
         meter: Meter | None = None,
         prices: PriceTable | None = None,
+        wakeups: Wakeups | None = None,
+        timers: TimerSettings | None = None,
     ) -> None:
         """``reviewers`` (the access policy) says who may decide a review; ``clock``
-        tells whether a review's deadline has passed when its expiry arrives; ``tracer``
-        makes an ``invoke_workflow`` span of each run segment, ``meter`` counts workflows
-        entering each state, ``prices`` price the model calls audited."""
+        tells whether a review's deadline has passed when its expiry arrives, and when
+        the runs' wake-ups are due; ``tracer`` makes an ``invoke_workflow`` span of each
+        run segment, ``meter`` counts workflows entering each state, ``prices`` price the
+        model calls audited; ``wakeups`` keeps each run's timer (``timers``), in memory
+        unless the store's are given."""
+        self._wakeups: Wakeups = wakeups if wakeups is not None else MemoryWakeups()
+        self._timers = timers or TimerSettings()
         self._graphs = graphs
         self._reviewers = reviewers
         self._clock = clock
@@ -330,7 +341,12 @@ class Engine:
     async def _run(
         self, cause: Envelope[Any], graph: Graph, graph_input: Any, config: RunnableConfig
     ) -> None:
-        """Run ``graph`` to its next pause or end, publishing streamed tokens in order."""
+        """Run ``graph`` to its next pause or end, publishing streamed tokens in order.
+
+        The run's row says ``stall`` until the segment ends: if this process dies
+        meanwhile, the sweeper runs it on (``timers``)."""
+        stalled_at = self._now() + self._timers.stall_after_s
+        await self._wakeups.set(str(cause.workflow_id), stalled_at, Wake.STALL)
 
         async def send(token: WorkflowToken) -> Awaitable[object]:
             return await self._publisher.send(cause.follow(token))
@@ -372,11 +388,79 @@ class Engine:
         if await self._outbox.published(thread_id, marker):
             if audits:
                 await self._publisher.publish_all(audits)
-            return
-        outgoing = self._outgoing(cause, snapshot)
-        await self._publisher.publish_all([*audits, *outgoing])
-        self._count(outgoing)
-        await self._outbox.mark(thread_id, marker)
+        else:
+            outgoing = self._outgoing(cause, snapshot)
+            await self._publisher.publish_all([*audits, *outgoing])
+            self._count(outgoing)
+            await self._outbox.mark(thread_id, marker)
+        await self._schedule(cause, snapshot)
+
+    def _now(self) -> float:
+        return self._clock().timestamp()
+
+    async def _schedule(self, cause: Envelope[Any], snapshot: StateSnapshot) -> None:
+        """Set the run's wake-up for where it stands: the deadline of the tool calls it
+        waits for, none at a review (hitl expires those), its expiry once finished."""
+        thread_id = str(cause.workflow_id)
+        if snapshot.interrupts:
+            calls = self._waiting_calls(cause.workflow_id, snapshot)
+            if not calls:
+                await self._wakeups.clear(thread_id)
+                return
+            longest = max(call.timeout_s for call in calls)
+            due = self._now() + longest + self._timers.deadline_margin_s
+            await self._wakeups.set(thread_id, due, Wake.DEADLINE, _marker(snapshot))
+        elif not snapshot.next:
+            due = self._now() + self._timers.finished_ttl_s
+            await self._wakeups.set(thread_id, due, Wake.EXPIRE)
+
+    def _waiting_calls(
+        self, workflow_id: uuid.UUID, snapshot: StateSnapshot
+    ) -> list[ToolCallRequested]:
+        """The tool calls the run waits for."""
+        workflow = cast(WorkflowState, snapshot.values)["workflow"]
+        pauses = [
+            pause_of(i.value, workflow_id=workflow_id, workflow=workflow)
+            for i in snapshot.interrupts
+        ]
+        return [p for p in pauses if isinstance(p, ToolCallRequested)]
+
+    async def wake(self, workflow_id: uuid.UUID, wake: Wake, pause: str = "") -> str:
+        """Act on the run's due wake-up (``timers``); what was done: ``timed_out`` (a
+        timeout published for each call past its deadline), ``rescheduled`` (the
+        deadline of a pause the run has left: ``pause`` is the one it was set for),
+        ``expired`` (a finished run deleted), ``resumed`` (run on from its checkpoint,
+        its events published), or ``gone`` (no run of a registered workflow)."""
+        thread_id = str(workflow_id)
+        try:
+            graph = await self._graph_of(workflow_id)
+        except UnknownWorkflowRun:
+            await self._wakeups.clear(thread_id)
+            return "gone"
+        config = self._config(workflow_id)
+        snapshot = await graph.aget_state(config)
+        cause = _woken(workflow_id, cast(WorkflowState, snapshot.values))
+        finished = not snapshot.next and not snapshot.interrupts
+        if wake is Wake.EXPIRE and finished:
+            # The checkpoints first: a failure after it leaves a row that finds no run.
+            await self._checkpointer.adelete_thread(thread_id)
+            await self._wakeups.purge(thread_id)
+            return "expired"
+        if wake is Wake.DEADLINE and (calls := self._waiting_calls(workflow_id, snapshot)):
+            if pause != _marker(snapshot):
+                # Claimed just as an answer moved the run on to its next call: that call
+                # has a deadline of its own, counted from now at the latest.
+                await self._schedule(cause, snapshot)
+                return "rescheduled"
+            late = ", ".join(f"{c.tool} {c.call_id}" for c in calls)
+            logger.warning("run %s: %s past the deadline; answered as timed out", workflow_id, late)
+            await self._publisher.publish_all([cause.follow(_timed_out(c)) for c in calls])
+            return "timed_out"
+        workflow = cast(WorkflowState, snapshot.values)["workflow"]
+        with self._segment(cause, workflow), model_calls() as made:
+            snapshot = await self._caught_up(cause, graph, config, snapshot)
+            await self._emit(cause, snapshot, self._audits(cause, made))
+        return "resumed"
 
     def _count(self, outgoing: Sequence[Envelope[Any]]) -> None:
         for event in outgoing:
@@ -468,6 +552,33 @@ class Engine:
                 ),
             ]
         )
+
+
+def _woken(workflow_id: uuid.UUID, values: WorkflowState) -> Envelope[Any]:
+    """The cause of what a wake-up publishes: an event of the run's tenant and
+    principal (not itself published)."""
+    workflow = values["workflow"]
+    progress = WorkflowProgress(
+        status=RequestStatus.RUNNING, service=SERVICE, workflow=workflow, detail="woken"
+    )
+    principal = requester_of(values) or WOKEN_BY
+    return new_event(
+        progress,
+        workflow_id=workflow_id,
+        tenant=values.get("tenant", "default"),
+        principal=principal,
+    )
+
+
+def _timed_out(call: ToolCallRequested) -> ToolCallFailed:
+    """What a tool call past its deadline is answered with: a retryable timeout."""
+    return ToolCallFailed(
+        call_id=call.call_id,
+        tool=call.tool,
+        error_code=ToolErrorCode.TIMEOUT,
+        message=f"no answer within {call.timeout_s:g} s and the orchestrator's margin",
+        retryable=True,
+    )
 
 
 def _initial(event: Envelope[RequestRouted]) -> WorkflowState:
