@@ -281,3 +281,21 @@ def clear_faults(mesh: Mesh) -> None:
 def history_events(values: dict[str, Any]) -> list[tuple[str, str]]:
     """(step, event) pairs of a run's history."""
     return [(h["step"], h["event"]) for h in values.get("history", [])]
+
+
+def cheap_shipment(mesh: Mesh) -> str:
+    """A shipment whose cheapest alternative route (northwind or oceanic) costs at most
+    1400, under the reroute gate's 500 increase over the 1000 baseline: rerouting it
+    needs no approval."""
+    for n in range(1, 300):
+        costs = [
+            httpx.post(
+                f"{mesh.sandbox_url}/carriers/{carrier}/quotes",
+                json={"shipment_id": f"SH-{n}"},
+                timeout=10,
+            ).json()["cost"]
+            for carrier in ("northwind", "oceanic")
+        ]
+        if min(costs) <= 1400:
+            return f"SH-{n}"
+    raise AssertionError("no cheap shipment in SH-1..SH-299")
