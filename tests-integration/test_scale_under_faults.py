@@ -161,6 +161,7 @@ def scaled(
         tmp_path_factory.mktemp("scale"),
         env=env,
         instances=dict.fromkeys(SERVICES, 2),
+        ready_timeout_s=300,  # twelve services joining their groups on a busy machine
     ) as mesh:
         print(f"mesh: {len(mesh.processes)} processes ready in {mesh.startup_s:.1f}s")
         yield mesh
@@ -170,7 +171,10 @@ def scaled(
 
 
 def _submit_http(mesh: Mesh, run: Run, kind: Kind, intake: str) -> None:
-    request_id = submit(mesh, kind.text, scopes=WORKFLOW_SCOPES, tenant=HTTP_TENANT, intake=intake)
+    # A broker's loss moves partition leaders: an acknowledgement may take a while.
+    request_id = submit(
+        mesh, kind.text, scopes=WORKFLOW_SCOPES, tenant=HTTP_TENANT, intake=intake, timeout=180
+    )
     run.submitted(request_id, kind, HTTP_TENANT)
 
 

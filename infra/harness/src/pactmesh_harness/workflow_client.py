@@ -33,10 +33,12 @@ def submit(
     scopes: tuple[str, ...] = (),
     tenant: str = TENANT,
     intake: str = "intake",
+    timeout: float = 10,
 ) -> uuid.UUID:
     """POST a request as a requester; its id. A named ``workflow`` is granted by scope;
     a text that routing should send to another workflow than support-triage needs
-    that workflow's scope in ``scopes``."""
+    that workflow's scope in ``scopes``. ``timeout`` bounds the wait for the answer
+    (which follows the broker's acknowledgement of the accepted request)."""
     body: dict[str, Any] = {"text": text}
     if workflow:
         body["requested_workflow"] = workflow
@@ -45,7 +47,7 @@ def submit(
         f"{mesh.url(intake)}/v1/requests",
         json=body,
         headers=requester(mesh, scopes=scopes, tenant=tenant),
-        timeout=10,
+        timeout=timeout,
     )
     assert response.status_code == 202, response.text
     return uuid.UUID(response.json()["request_id"])
