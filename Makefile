@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 KAFKA := infra/kafka/kafka.sh
 PYTEST_ARGS ?=
 
-.PHONY: help install browser redis run test test-unit test-integration bench lint typecheck fmt schemas clean
+.PHONY: help install browser redis run test test-unit test-integration test-scale bench lint typecheck fmt schemas clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ test-unit: install ## unit tests only (no broker)
 
 test-integration: install browser redis ## integration tests only
 	$(UV) run --no-sync pytest -m integration $(PYTEST_ARGS)
+
+test-scale: install redis ## issue 10's scale test: 3 brokers, Postgres, two instances of each service, kills (PACTMESH_SCALE_WORKFLOWS, default 60)
+	PACTMESH_SCALE_TEST=1 $(UV) run --no-sync pytest -m integration tests-integration/test_scale_under_faults.py -s $(PYTEST_ARGS)
 
 bench: install ## workflows end to end on a real broker (bounded); figures to bench-results/ and docs/benchmarks.md
 	$(UV) run --no-sync python bench/workflows.py

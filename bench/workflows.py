@@ -11,9 +11,12 @@ Two phases, each on a fresh mesh:
            offline model, which answers at once (its tokens are streamed all the same).
   fast  -- no injected latency; BENCH_FAST_WORKFLOWS (default 2,000) requests: sustained
            workflows per second and CPU milliseconds per workflow (all processes).
+  scaled -- the fast phase with two instances of each of the six services, their state in
+           Postgres (a private cluster, or PACTMESH_TEST_POSTGRES_URL): the same figures,
+           beside the fast phase's single instances on SQLite, on the same machine.
 Each phase stops at BENCH_DEADLINE_S (default 600 s) and reports what completed.
-BENCH_PHASES (default ``fast,slow``) picks the phases (``bare`` is the fast phase with
-tracing and metrics off: ``BENCH_PHASES=fast,bare`` measures what they cost);
+BENCH_PHASES (default ``fast,slow``; ``scaled`` is opt-in, not yet run to completion)
+picks the phases (``bare`` is the fast phase with tracing and metrics off: ``BENCH_PHASES=fast,bare`` measures what they cost);
 BENCH_KAFKA_PORT (default 19192, controller on the next port) moves the bench's own
 broker off other brokers' ports;
 BENCH_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT) runs it secured: every service
@@ -31,6 +34,8 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +49,16 @@ from pactmesh_contracts.topics import (
     REQUESTS_INBOUND,
     WORKFLOW_PROGRESS,
 )
-from pactmesh_harness.mesh import REPO, UPSTREAM, Broker, Mesh, running_mesh, start_broker
+from pactmesh_harness.mesh import (
+    REPO,
+    SERVICES,
+    UPSTREAM,
+    Broker,
+    Mesh,
+    running_mesh,
+    start_broker,
+)
+from pactmesh_harness.postgres import start_postgres
 from pactmesh_kit.auth.records import authorization
 from pactmesh_workflows.registry import registry
 
@@ -64,6 +78,8 @@ class Phase:
     latency_ms: int
     env: dict[str, str] = field(default_factory=dict)
     """Settings of this phase's mesh besides the bench's own."""
+    instances: dict[str, int] = field(default_factory=dict)
+    """Instances of each service (one when unnamed); with any, the state is in Postgres."""
     sent_at: dict[uuid.UUID, float] = field(default_factory=dict)
     started_at: dict[uuid.UUID, float] = field(default_factory=dict)
     """When the orchestrator started each workflow (its ``running`` progress event)."""
@@ -172,6 +188,17 @@ def _span_summary(mesh: Mesh) -> dict[str, dict[str, float]]:
     return dict(sorted(rows.items(), key=lambda kv: -kv[1]["total_s"])[:15])
 
 
+@contextmanager
+def _postgres_database() -> Iterator[str]:
+    """A fresh database on a Postgres server started for it (stopped afterwards)."""
+    server = start_postgres(REPO / ".cache")
+    try:
+        with server.fresh_database() as url:
+            yield url
+    finally:
+        server.stop()
+
+
 def run_phase(broker: Broker, phase: Phase, deadline_s: float) -> dict[str, Any]:
     env = {
         "PACTMESH_TOOLS_CONCURRENCY": "10000",
@@ -184,10 +211,19 @@ def run_phase(broker: Broker, phase: Phase, deadline_s: float) -> dict[str, Any]
         # takes the path the targets are about: a tool call through Kafka, then drafting.
         "PACTMESH_ORCHESTRATOR_CACHE_ENABLED": "false",
     }
-    with (
-        tempfile.TemporaryDirectory(prefix=f"bench-{phase.name}-") as tmp,
-        running_mesh(broker, Path(tmp), env=env | phase.env) as mesh,
-    ):
+    with ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{phase.name}-"))
+        if phase.instances:
+            env["PACTMESH_POSTGRES_URL"] = stack.enter_context(_postgres_database())
+        mesh = stack.enter_context(
+            running_mesh(
+                broker,
+                Path(tmp),
+                env=env | phase.env,
+                instances=phase.instances,
+                ready_timeout_s=300,
+            )
+        )
         if phase.latency_ms:
             httpx.put(
                 f"{mesh.sandbox_url}/faults/kb", json={"latency_ms": phase.latency_ms}, timeout=10
@@ -288,9 +324,10 @@ def main() -> int:
         0,
         {"OTEL_TRACES_SAMPLER": "always_off", "PACTMESH_METRICS_ENABLED": "false"},
     )
+    scaled = Phase("scaled", fast.workflows, 0, instances=dict.fromkeys(SERVICES, 2))
     deadline_s = float(os.environ.get("BENCH_DEADLINE_S", "600"))
     wanted = os.environ.get("BENCH_PHASES", "fast,slow").split(",")
-    phases = [p for p in (fast, bare, slow) if p.name in wanted]
+    phases = [p for p in (fast, bare, scaled, slow) if p.name in wanted]
     port = int(os.environ.get("BENCH_KAFKA_PORT", "19192"))
     protocol = os.environ.get("BENCH_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
     broker = start_broker(

@@ -17,6 +17,7 @@ from pactmesh_contracts.events import RequestStatus, RequestSubmitted
 from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import REQUESTS_INBOUND, RESULTS
 from pactmesh_harness.mesh import SERVICES, Mesh, read_from_start, wait_for
+from pactmesh_harness.workflow_client import cheap_shipment
 from pactmesh_workflows.registry import registry
 
 # Requests that pass no approval gate (the gates have tests of their own): a refund of the
@@ -33,18 +34,8 @@ TEXTS = (
 
 def _texts(mesh: Mesh) -> list[str]:
     """TEXTS with a shipment whose cheapest alternative stays under the gate's 500 increase."""
-    for n in range(1, 300):
-        costs = [
-            httpx.post(
-                f"{mesh.sandbox_url}/carriers/{c}/quotes",
-                json={"shipment_id": f"SH-{n}"},
-                timeout=10,
-            ).json()["cost"]
-            for c in ("northwind", "oceanic")
-        ]
-        if min(costs) <= 1400:
-            return [t.format(shipment=f"SH-{n}") for t in TEXTS]
-    raise AssertionError("no cheap shipment in SH-1..SH-299")
+    shipment = cheap_shipment(mesh)
+    return [t.format(shipment=shipment) for t in TEXTS]
 
 
 HTTP_TENANT = "default"

@@ -89,7 +89,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     path = tmp_path / "delivery.sqlite3"
     async with (
         open_sqlite_stores(path) as (ledger, webhooks),
-        runtime.provenance.opened(tmp_path / "accepted-requests.sqlite3"),
+        runtime.provenance.opened(SETTINGS.model_copy(update={"data_dir": tmp_path})),
         TestKafkaBroker(broker),
     ):
         runtime.ledger, runtime.webhooks = ledger, webhooks

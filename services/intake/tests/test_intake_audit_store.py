@@ -4,11 +4,15 @@ workflow and model, and pruning."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import (
@@ -19,8 +23,9 @@ from pactmesh_contracts.events import (
     Outcome,
 )
 from pactmesh_contracts.usage import Usage
+from pactmesh_harness.postgres import PostgresServer
 from pactmesh_harness.pytest_plugin import StoreBackend
-from pactmesh_intake.adapters.audit_store import open_audit_store
+from pactmesh_intake.adapters.audit_store import AUDIT_FILE, open_audit_store
 from pactmesh_intake.domain.timeline import AuditStore
 
 ALICE = Principal(subject="alice", roles=("requester",))
@@ -118,3 +123,53 @@ async def test_events_and_counts_survive_reopening_the_store(store_backend: Stor
         assert await again.events(request) == [event]
         assert (await again.spent(tenant, T0.date())).input_tokens == 12
         assert await again.record(event) is False
+
+
+PREVIOUS_RELEASE = {
+    "sqlite": """
+CREATE TABLE audit_events (event_id TEXT PRIMARY KEY, request_id TEXT NOT NULL,
+    tenant TEXT NOT NULL, type TEXT NOT NULL, occurred_at TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX audit_events_by_request ON audit_events (request_id, occurred_at);
+CREATE INDEX audit_events_by_age ON audit_events (occurred_at);
+CREATE TABLE usage_daily (tenant TEXT NOT NULL, day TEXT NOT NULL, workflow TEXT NOT NULL,
+    model TEXT NOT NULL, calls INTEGER NOT NULL, input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL, cost REAL NOT NULL,
+    PRIMARY KEY (tenant, day, workflow, model));
+INSERT INTO usage_daily VALUES ('acme', '2026-12-01', 'refund', 'm:1', 1, 40, 20, 0.25);
+""",
+    "postgres": """
+CREATE TABLE audit_events (event_id uuid PRIMARY KEY, request_id uuid NOT NULL,
+    tenant text NOT NULL, type text NOT NULL, occurred_at timestamptz NOT NULL,
+    body text NOT NULL);
+CREATE INDEX audit_events_by_request ON audit_events (request_id, occurred_at);
+CREATE INDEX audit_events_by_age ON audit_events (occurred_at);
+CREATE TABLE usage_daily (tenant text NOT NULL, day date NOT NULL, workflow text NOT NULL,
+    model text NOT NULL, calls bigint NOT NULL, input_tokens bigint NOT NULL,
+    output_tokens bigint NOT NULL, cost double precision NOT NULL,
+    PRIMARY KEY (tenant, day, workflow, model));
+INSERT INTO usage_daily VALUES ('acme', '2026-12-01', 'refund', 'm:1', 1, 40, 20, 0.25);
+""",
+}
+"""The tables as the store created them before Alembic (``CREATE TABLE`` at opening),
+with a day's usage in them."""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_a_store_written_before_migrations_opens_with_its_rows(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    postgres_url = None
+    if kind == "sqlite":
+        with closing(sqlite3.connect(tmp_path / AUDIT_FILE)) as conn:
+            conn.executescript(PREVIOUS_RELEASE["sqlite"])
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        postgres_url = server.create_database()
+        request.addfinalizer(lambda: server.drop_database(postgres_url))
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(PREVIOUS_RELEASE["postgres"])
+
+    async with open_audit_store(data_dir=tmp_path, postgres_url=postgres_url) as store:
+        assert (await store.spent("acme", T0.date())).input_tokens == 40
+        assert await store.record(_event(_call(2, 0.5), uuid.uuid4(), T0, "acme"))
+        assert (await store.spent("acme", T0.date())).input_tokens == 42

@@ -24,6 +24,7 @@ from pactmesh_contracts.events import (
     ToolErrorCode,
 )
 from pactmesh_harness.pytest_plugin import StoreBackend
+from pactmesh_kit.provenance import Provenance
 from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 from pactmesh_tools.adapters.inbox import INBOX_FILE, open_inbox
 from pactmesh_tools.domain.dispatcher import ResultPublisher
@@ -337,3 +338,40 @@ async def test_two_instances_sharing_an_inbox_run_each_call_once(
     assert sorted(answered) == sorted(r.payload.call_id for r in requests)
     assert set(backend.runs.values()) == {1}
     assert two.received, "the second instance's dispatcher took calls too"
+
+
+@pytest.mark.parametrize("store_backend", ["postgres"], indirect=True)
+async def test_a_call_whose_request_another_instance_recorded_is_run(
+    store_backend: StoreBackend,
+) -> None:
+    """Two instances on their own machines (data dirs) share Postgres: the accepted
+    request read by the first instance's consumer vouches for the call the second
+    instance's consumer is handed (with a record per instance, the second waited for a
+    request it never read and refused the call)."""
+    backend = SlowBackend()
+    first = Settings(topic_prefix="tools-test.", **store_backend.settings())
+    second = first.model_copy(update={"data_dir": store_backend.data_dir / "second"})
+    recorder = Provenance(wait_s=0)
+    async with (
+        recorder.opened(first),
+        running_tools(backend.registry(), settings=second, provenance_wait_s=5) as two,
+    ):
+        request = new_event(
+            ToolCallRequested(
+                call_id=uuid.uuid4(),
+                tool="test.nap",
+                arguments={"seconds": 0.01},
+                idempotency_key="k",
+                workflow=TEST_WORKFLOW,
+            ),
+            workflow_id=uuid.uuid4(),
+            tenant="acme",
+            principal=TEST_PRINCIPAL,
+        )
+        await recorder.record(request)
+        await two.send(request, vouched=False)
+
+        answer = await two.answer_to(request)
+
+    assert isinstance(answer.payload, ToolCallCompleted), answer.payload
+    assert backend.runs == {"k": 1}

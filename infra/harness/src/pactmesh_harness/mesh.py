@@ -455,6 +455,7 @@ def running_mesh(
     services: Sequence[str] = SERVICES,
     model_sim: bool = False,
     log_dir: Path | None = None,
+    ready_timeout_s: float = 60,
 ) -> Iterator[Mesh]:
     """Create a fresh topic prefix, start the sandbox (when the tools service runs) and
     ``services`` (all six by default), ``instances[service]`` instances of each (one by
@@ -462,7 +463,7 @@ def running_mesh(
     instances of a service share its state only on Postgres (``PACTMESH_POSTGRES_URL``
     in ``env``): on SQLite a second instance refuses to start. ``env`` is added to every
     process's environment, with ``{model_sim_url}`` replaced by the simulator's URL when
-    ``model_sim`` starts one."""
+    ``model_sim`` starts one. Each process has ``ready_timeout_s`` to become ready."""
     prefix = f"t{uuid.uuid4().hex[:10]}."
     create_topics(broker, prefix)
     counts = {"orchestrator": orchestrators, **(instances or {})}
@@ -483,7 +484,7 @@ def running_mesh(
         for service in names:
             mesh.start(service)
         for service in names:
-            wait_for(partial(mesh.ready, service), timeout=60, what=f"{service} ready")
+            wait_for(partial(mesh.ready, service), timeout=ready_timeout_s, what=f"{service} ready")
         mesh.startup_s = time.monotonic() - started
         yield mesh
     finally:

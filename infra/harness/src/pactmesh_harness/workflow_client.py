@@ -33,10 +33,12 @@ def submit(
     scopes: tuple[str, ...] = (),
     tenant: str = TENANT,
     intake: str = "intake",
+    timeout: float = 10,
 ) -> uuid.UUID:
     """POST a request as a requester; its id. A named ``workflow`` is granted by scope;
     a text that routing should send to another workflow than support-triage needs
-    that workflow's scope in ``scopes``."""
+    that workflow's scope in ``scopes``. ``timeout`` bounds the wait for the answer
+    (which follows the broker's acknowledgement of the accepted request)."""
     body: dict[str, Any] = {"text": text}
     if workflow:
         body["requested_workflow"] = workflow
@@ -45,7 +47,7 @@ def submit(
         f"{mesh.url(intake)}/v1/requests",
         json=body,
         headers=requester(mesh, scopes=scopes, tenant=tenant),
-        timeout=10,
+        timeout=timeout,
     )
     assert response.status_code == 202, response.text
     return uuid.UUID(response.json()["request_id"])
@@ -281,3 +283,21 @@ def clear_faults(mesh: Mesh) -> None:
 def history_events(values: dict[str, Any]) -> list[tuple[str, str]]:
     """(step, event) pairs of a run's history."""
     return [(h["step"], h["event"]) for h in values.get("history", [])]
+
+
+def cheap_shipment(mesh: Mesh) -> str:
+    """A shipment whose cheapest alternative route (northwind or oceanic) costs at most
+    1400, under the reroute gate's 500 increase over the 1000 baseline: rerouting it
+    needs no approval."""
+    for n in range(1, 300):
+        costs = [
+            httpx.post(
+                f"{mesh.sandbox_url}/carriers/{carrier}/quotes",
+                json={"shipment_id": f"SH-{n}"},
+                timeout=10,
+            ).json()["cost"]
+            for carrier in ("northwind", "oceanic")
+        ]
+        if min(costs) <= 1400:
+            return f"SH-{n}"
+    raise AssertionError("no cheap shipment in SH-1..SH-299")

@@ -14,7 +14,6 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from pactmesh_contracts.topics import AUDIT, WORKFLOW_PROGRESS
 from pactmesh_kit.app import Service
-from pactmesh_kit.provenance import FILE as ACCEPTED_REQUESTS_FILE
 from pactmesh_kit.stores import instance_lock
 from pactmesh_kit.stores.retention import pruning
 from pactmesh_workflows.registry import registry
@@ -63,7 +62,7 @@ async def _stores(runtime: Runtime) -> AsyncIterator[None]:
         )
         async with (
             pruning("delivery", retention, interval_s=settings.retention_interval_s),
-            runtime.provenance.opened(settings.data_dir / ACCEPTED_REQUESTS_FILE),
+            runtime.provenance.opened(settings),
         ):
             runtime.ledger, runtime.webhooks = stores.ledger, stores.webhooks
             try:

@@ -12,12 +12,16 @@ another tenant, or none). This holds whoever wrote the event: a plaintext develo
 cluster has no ACLs, and a service's bug is no credential; forging an accepted request
 itself takes intake's Kafka credentials.
 
-Each such service keeps the accepted requests it has read in a small SQLite file of its
-own (``Provenance.opened``), fed by a subscriber of ``requests.accepted`` in its own
-consumer group (``Provenance.subscribe``). An event can outrun its request's record
-(two subscriptions, two consumers), so an unknown request is waited for, up to
-``wait_s``, before the event is refused. Records are kept for ``retention_s`` (30 days
-by default, a month past the longest gate's deadline), then pruned.
+Each such service keeps the accepted requests it has read (``Provenance.opened``),
+fed by a subscriber of ``requests.accepted`` in its own consumer group
+(``Provenance.subscribe``): in Postgres when ``PACTMESH_POSTGRES_URL`` is set, one table
+that every instance of the service shares (the instance handed a tool call may not be
+the one that read its request), else in a SQLite file of the data dir
+(``pactmesh_kit.stores.accepted``). An event can outrun its request's record (two
+subscriptions, two consumers, perhaps two instances), so an unknown request is waited
+for, up to ``wait_s``, before the event is refused. Records are kept for
+``retention_s`` (30 days by default, a month past the longest gate's deadline), then
+pruned.
 """
 
 from __future__ import annotations
@@ -28,32 +32,21 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import aiosqlite
 from pactmesh_contracts.envelope import Envelope, Principal
 from pactmesh_contracts.events import RequestAccepted
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED
 
 from pactmesh_kit.errors import NotReady
 from pactmesh_kit.kafka import Kafka, Record
+from pactmesh_kit.stores.accepted import AcceptedStore, open_accepted
+from pactmesh_kit.stores.settings import StoreSettings
 
-FILE = "accepted-requests.sqlite3"
-"""The file under a service's data directory."""
 DEFAULT_WAIT_S = 10.0
 """How long an event naming a request not read yet waits for it."""
 DEFAULT_RETENTION_S = 30 * 86_400.0
 _PRUNE_EVERY_S = 3600.0
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS accepted_requests (
-    workflow_id TEXT PRIMARY KEY,
-    tenant      TEXT NOT NULL,
-    principal   TEXT NOT NULL,
-    accepted_at REAL NOT NULL
-)
-"""
 
 
 @dataclass(frozen=True)
@@ -69,12 +62,12 @@ def _who(principal: Principal) -> str:
 
 
 class AcceptedRequests:
-    """The accepted requests one service has read, in SQLite."""
+    """The accepted requests one service has read (its instances, on Postgres)."""
 
     def __init__(
-        self, conn: aiosqlite.Connection, *, retention_s: float, clock: Callable[[], float]
+        self, store: AcceptedStore, *, retention_s: float, clock: Callable[[], float]
     ) -> None:
-        self._conn = conn
+        self._store = store
         self._retention_s = retention_s
         self._clock = clock
         self._pruned_at = 0.0
@@ -82,32 +75,19 @@ class AcceptedRequests:
     async def record(self, workflow_id: uuid.UUID, *, tenant: str, principal: Principal) -> None:
         """Remember a request (a redelivered one is kept as first recorded)."""
         now = self._clock()
-        await self._conn.execute(
-            "INSERT OR IGNORE INTO accepted_requests VALUES (?, ?, ?, ?)",
-            (str(workflow_id), tenant, principal.model_dump_json(), now),
-        )
+        await self._store.insert(workflow_id, tenant=tenant, principal=principal, at=now)
         if now - self._pruned_at >= _PRUNE_EVERY_S:
             await self.prune(now=now)
-        await self._conn.commit()
 
     async def get(self, workflow_id: uuid.UUID) -> Vouched | None:
         """The request ``workflow_id`` names, if one was accepted (and not yet pruned)."""
-        async with self._conn.execute(
-            "SELECT tenant, principal FROM accepted_requests WHERE workflow_id = ?",
-            (str(workflow_id),),
-        ) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
-            return None
-        return Vouched(tenant=row[0], principal=Principal.model_validate_json(row[1]))
+        found = await self._store.find(workflow_id)
+        return None if found is None else Vouched(tenant=found[0], principal=found[1])
 
     async def prune(self, *, now: float) -> int:
         """Forget requests accepted more than the retention ago; returns how many."""
-        cursor = await self._conn.execute(
-            "DELETE FROM accepted_requests WHERE accepted_at < ?", (now - self._retention_s,)
-        )
         self._pruned_at = now
-        return cursor.rowcount
+        return await self._store.delete_before(now - self._retention_s)
 
 
 class Provenance:
@@ -134,15 +114,12 @@ class Provenance:
         return self._requests
 
     @asynccontextmanager
-    async def opened(self, path: Path) -> AsyncIterator[AcceptedRequests]:
-        """Open (creating if needed) the record at ``path`` for the block's duration."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        async with aiosqlite.connect(path) as conn:
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute(_SCHEMA)
-            await conn.commit()
+    async def opened(self, settings: StoreSettings) -> AsyncIterator[AcceptedRequests]:
+        """Open (migrating if needed) the record ``settings`` select, for the block's
+        duration."""
+        async with open_accepted(settings) as store:
             self._requests = AcceptedRequests(
-                conn, retention_s=self._retention_s, clock=self._clock
+                store, retention_s=self._retention_s, clock=self._clock
             )
             try:
                 yield self._requests
@@ -187,7 +164,7 @@ class Provenance:
 
     async def _vouched(self, workflow_id: uuid.UUID) -> Vouched | None:
         """The request, waiting up to ``wait_s`` for one not recorded yet (woken by each
-        new record, and polled, since another process may share the file)."""
+        new record, and polled, since another instance may record it in the shared table)."""
         deadline = asyncio.get_running_loop().time() + self.wait_s
         while (found := await self.requests.get(workflow_id)) is None:
             left = deadline - asyncio.get_running_loop().time()

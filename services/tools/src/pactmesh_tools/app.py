@@ -12,7 +12,6 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from pactmesh_contracts.topics import AUDIT, TOOL_RESULTS
 from pactmesh_kit.app import Service
 from pactmesh_kit.auth import load_access_policy
-from pactmesh_kit.provenance import FILE as ACCEPTED_REQUESTS_FILE
 from pactmesh_kit.provenance import Provenance
 from pactmesh_kit.stores import instance_lock
 
@@ -99,9 +98,8 @@ def _breaker_gauge(meter: Meter, backends: Backends) -> None:
 async def _dispatching(runtime: Runtime, provenance: Provenance) -> AsyncIterator[None]:
     """The accepted requests, the inbox and its dispatcher, which publishes results once
     the broker has started (resources open before it)."""
-    data = runtime.settings.data_dir
     async with (
-        provenance.opened(data / ACCEPTED_REQUESTS_FILE),
+        provenance.opened(runtime.settings),
         open_inbox(runtime.settings) as inbox,
         runtime.dispatcher.running(inbox),
     ):

@@ -19,7 +19,6 @@ from pactmesh_contracts.topics import AUDIT, TOOL_CALLS, TOOL_RESULTS, ToolResul
 from pactmesh_kit.auth import AccessPolicy, load_access_policy
 from pactmesh_kit.auth.policy import Grant
 from pactmesh_kit.kafka import Kafka, Record, encode
-from pactmesh_kit.provenance import FILE as ACCEPTED_REQUESTS_FILE
 from pactmesh_kit.provenance import Provenance
 
 from pactmesh_tools import handlers
@@ -171,7 +170,7 @@ async def running_tools(
     received, audits, timeline, arrived = _observed(kafka)
     async with (
         TestKafkaBroker(kafka.broker),
-        provenance.opened(settings.data_dir / ACCEPTED_REQUESTS_FILE),
+        provenance.opened(settings),
         open_inbox(settings) as inbox,
         dispatcher.running(inbox),
     ):

@@ -1,8 +1,9 @@
 """The audit store (``AuditStore``) on SQLite (one intake instance) or Postgres (every
 instance shares it, so the daily counts are the same wherever a request arrives).
 
-The schema is here, once, for both databases (``SCHEMA``): two tables, written only by
-intake's consumer of the audit topic.
+The schema is the audit store's own Alembic revisions (``migrations.audit``), for both
+databases, applied when the store opens: two tables, written only by intake's consumer
+of the audit topic.
 
 * ``audit_events``: every event whole (its envelope as JSON), keyed by event id (a
   redelivered event is kept once), found by request in time order.
@@ -30,60 +31,12 @@ from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import AuditModelCalled
 from pactmesh_contracts.topics import AUDIT
 from pactmesh_contracts.usage import Usage
+from pactmesh_kit.stores.postgres import open_pool
 
+from pactmesh_intake.adapters.migrations.audit import MIGRATIONS
 from pactmesh_intake.domain.timeline import AuditStore, UsageRow
 
 AUDIT_FILE = "intake-audit.sqlite3"
-
-SCHEMA = {
-    "sqlite": """
-CREATE TABLE IF NOT EXISTS audit_events (
-    event_id    TEXT PRIMARY KEY,
-    request_id  TEXT NOT NULL,
-    tenant      TEXT NOT NULL,
-    type        TEXT NOT NULL,
-    occurred_at TEXT NOT NULL,
-    body        TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_events_by_request ON audit_events (request_id, occurred_at);
-CREATE INDEX IF NOT EXISTS audit_events_by_age ON audit_events (occurred_at);
-CREATE TABLE IF NOT EXISTS usage_daily (
-    tenant        TEXT NOT NULL,
-    day           TEXT NOT NULL,
-    workflow      TEXT NOT NULL,
-    model         TEXT NOT NULL,
-    calls         INTEGER NOT NULL,
-    input_tokens  INTEGER NOT NULL,
-    output_tokens INTEGER NOT NULL,
-    cost          REAL NOT NULL,
-    PRIMARY KEY (tenant, day, workflow, model)
-);
-""",
-    "postgres": """
-CREATE TABLE IF NOT EXISTS audit_events (
-    event_id    uuid PRIMARY KEY,
-    request_id  uuid NOT NULL,
-    tenant      text NOT NULL,
-    type        text NOT NULL,
-    occurred_at timestamptz NOT NULL,
-    body        text NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_events_by_request ON audit_events (request_id, occurred_at);
-CREATE INDEX IF NOT EXISTS audit_events_by_age ON audit_events (occurred_at);
-CREATE TABLE IF NOT EXISTS usage_daily (
-    tenant        text NOT NULL,
-    day           date NOT NULL,
-    workflow      text NOT NULL,
-    model         text NOT NULL,
-    calls         bigint NOT NULL,
-    input_tokens  bigint NOT NULL,
-    output_tokens bigint NOT NULL,
-    cost          double precision NOT NULL,
-    PRIMARY KEY (tenant, day, workflow, model)
-);
-""",
-}
-"""The tables of both databases (``CREATE ... IF NOT EXISTS``: opening creates them)."""
 
 _ADD_USAGE = """
 INSERT INTO usage_daily VALUES ({p}, {p}, {p}, {p}, 1, {p}, {p}, {p})
@@ -256,25 +209,14 @@ async def open_audit_store(
     *, data_dir: Path, postgres_url: str | None, pool_size: int = 5
 ) -> AsyncIterator[AuditStore]:
     """The audit store: on Postgres when ``postgres_url`` is set, else a SQLite file in
-    ``data_dir``; its tables are created if missing."""
+    ``data_dir``; migrated first (one instance at a time on Postgres)."""
     if postgres_url:
-        from psycopg_pool import AsyncConnectionPool
-
-        async with AsyncConnectionPool(
-            postgres_url,
-            min_size=1,
-            max_size=pool_size,
-            kwargs={"autocommit": True},
-            open=False,
-            name="intake-audit",
-        ) as pool:
-            async with pool.connection() as conn:
-                await conn.execute(SCHEMA["postgres"])
+        await MIGRATIONS.upgrade(postgres_url)
+        async with open_pool(postgres_url, size=pool_size, name="intake-audit") as pool:
             yield PostgresAuditStore(pool)
         return
-    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+    await MIGRATIONS.upgrade(data_dir / AUDIT_FILE)
     async with aiosqlite.connect(data_dir / AUDIT_FILE) as conn:
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute("PRAGMA synchronous=NORMAL")
-        await conn.executescript(SCHEMA["sqlite"])
         yield SqliteAuditStore(conn)

@@ -70,8 +70,11 @@ def make_broker(
     if tracer_provider is not None:
         untraced = frozenset({AUDIT.qualified(settings.topic_prefix)})
         outer.append(publish_spans(tracer_provider.get_tracer(TRACER_NAME), untraced=untraced))
+    # FastStream takes a string as one server (aiokafka would split it): a cluster's
+    # comma-separated list goes as a list.
+    servers = [s.strip() for s in settings.kafka_bootstrap_servers.split(",") if s.strip()]
     return KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        servers,
         client_id=settings.service_name,
         acks="all",
         enable_idempotence=True,

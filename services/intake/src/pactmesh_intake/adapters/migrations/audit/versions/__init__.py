@@ -1,0 +1,1 @@
+"""The audit store's Alembic revisions, oldest first."""

@@ -1,0 +1,1 @@
+"""The accepted requests' Alembic revisions, oldest first."""
