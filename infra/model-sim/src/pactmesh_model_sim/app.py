@@ -273,8 +273,8 @@ async def _health() -> dict[str, str]:
 def create_app(
     settings: Settings | None = None, *, scenarios: Mapping[str, Scenario] | None = None
 ) -> FastAPI:
-    """The simulator app. ``scenarios`` replaces the registered ones (``fill``); a
-    config picks one by name."""
+    """The simulator app. ``scenarios`` are added to the registered ones (``offline``,
+    ``fill``; a name given here wins); a config picks one by name."""
     settings = settings or Settings()
     app = FastAPI(
         title="pactmesh model simulator",
@@ -283,11 +283,14 @@ def create_app(
     )
     app.state.simulator = Simulator(
         config=settings.config,
-        scenarios=scenarios or SCENARIOS,
+        scenarios={**SCENARIOS, **(scenarios or {})},
         log_size=settings.request_log_size,
+        default_scenario=settings.scenario,
     )
     app.include_router(openai_router)
     app.include_router(admin_router)
     app.add_api_route("/health/live", _health, methods=["GET"], tags=["health"])
-    logger.info("model simulator ready (scenarios: %s)", ", ".join(scenarios or SCENARIOS))
+    logger.info(
+        "model simulator ready (scenarios: %s)", ", ".join({**SCENARIOS, **(scenarios or {})})
+    )
     return app
