@@ -44,7 +44,15 @@ from pactmesh_contracts.topics import (
     REQUESTS_INBOUND,
     WORKFLOW_PROGRESS,
 )
-from pactmesh_harness.mesh import REPO, UPSTREAM, Broker, Mesh, running_mesh, start_broker
+from pactmesh_harness.mesh import (
+    MODEL_SIM,
+    REPO,
+    UPSTREAM,
+    Broker,
+    Mesh,
+    running_mesh,
+    start_broker,
+)
 from pactmesh_kit.auth.records import authorization
 from pactmesh_workflows.registry import registry
 
@@ -70,6 +78,9 @@ class Phase:
     done_at: dict[uuid.UUID, float] = field(default_factory=dict)
     max_in_flight: int = 0
     started: float = 0.0
+    model_latency_ms: int = 0
+    """When set, drafting asks the model simulator (through langchain-openai, as a
+    provider would be asked), which takes this long before its first token."""
 
 
 def _proc_cpu_s(pid: int) -> float:
@@ -172,7 +183,33 @@ def _span_summary(mesh: Mesh) -> dict[str, dict[str, float]]:
     return dict(sorted(rows.items(), key=lambda kv: -kv[1]["total_s"])[:15])
 
 
+def _model_env(phase: Phase) -> dict[str, str]:
+    """Drafting on the simulator, its budget well above its latency (no fallback taken)."""
+    if not phase.model_latency_ms:
+        return {}
+    primary = {
+        "model": "openai:sim-draft",
+        "base_url": "{model_sim_url}/v1",
+        "api_key": "sk-simulator",
+        "latency_budget_s": 60,
+    }
+    drafting = {"primary": primary, "fallbacks": [{"model": "pactmesh-offline:default"}]}
+    return {"PACTMESH_MODELS_JSON": json.dumps({"drafting": drafting})}
+
+
+def _inject_latency(mesh: Mesh, phase: Phase) -> None:
+    if phase.latency_ms:
+        httpx.put(
+            f"{mesh.sandbox_url}/faults/kb", json={"latency_ms": phase.latency_ms}, timeout=10
+        )
+    if phase.model_latency_ms:
+        latency = {"kind": "fixed", "ms": phase.model_latency_ms}
+        httpx.put(f"{mesh.url(MODEL_SIM)}/sim/config", json={"latency": latency}, timeout=10)
+
+
 def run_phase(broker: Broker, phase: Phase, deadline_s: float) -> dict[str, Any]:
+    """Run ``phase`` on a fresh mesh: its figures. CPU counts every process of the mesh
+    (the sandbox too) but the model simulator, which stands for a model provider."""
     env = {
         "PACTMESH_TOOLS_CONCURRENCY": "10000",
         "PACTMESH_TOOLS_MAX_IN_FLIGHT": "10000",
@@ -186,13 +223,15 @@ def run_phase(broker: Broker, phase: Phase, deadline_s: float) -> dict[str, Any]
     }
     with (
         tempfile.TemporaryDirectory(prefix=f"bench-{phase.name}-") as tmp,
-        running_mesh(broker, Path(tmp), env=env | phase.env) as mesh,
+        running_mesh(
+            broker,
+            Path(tmp),
+            env=env | _model_env(phase) | phase.env,
+            model_sim=bool(phase.model_latency_ms),
+        ) as mesh,
     ):
-        if phase.latency_ms:
-            httpx.put(
-                f"{mesh.sandbox_url}/faults/kb", json={"latency_ms": phase.latency_ms}, timeout=10
-            )
-        pids = {name: p.pid for name, p in mesh.processes.items()}
+        _inject_latency(mesh, phase)
+        pids = {name: p.pid for name, p in mesh.processes.items() if name != MODEL_SIM}
         cpu_before = {name: _proc_cpu_s(pid) for name, pid in pids.items()}
 
         async def drive() -> None:
