@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pactmesh_harness.mesh import REPO, start_broker
+
 from workflows import Phase, run_phase
 
 PEER = Path(os.environ.get("BENCH_PEER_SCRIPT", REPO.parent / "shared" / "peers" / "run.sh"))
@@ -133,8 +134,7 @@ def markdown(results: dict[str, Any]) -> str:
 WHAT = {
     "b": "1000 at once, 2.2 s latency",
     "d": "zero latency, 2000 runs",
-    "m": "1000 at once, 2 s in the model (simulator, langchain-openai), 0.2 s tool;"
-    " peer: its b",
+    "m": "1000 at once, 2 s in the model (simulator, langchain-openai), 0.2 s tool; peer: its b",
 }
 
 
