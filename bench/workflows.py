@@ -13,7 +13,10 @@ Two phases, each on a fresh mesh:
            workflows per second and CPU milliseconds per workflow (all processes).
 Each phase stops at BENCH_DEADLINE_S (default 600 s) and reports what completed.
 BENCH_PHASES (default ``fast,slow``) picks the phases (``bare`` is the fast phase with
-tracing and metrics off: ``BENCH_PHASES=fast,bare`` measures what they cost);
+tracing and metrics off: ``BENCH_PHASES=fast,bare`` measures what they cost; ``ab`` is
+the fast phase with the settings in BENCH_AB_ENV, a JSON object: ``BENCH_PHASES=ab,fast``
+``BENCH_AB_ENV='{"PACTMESH_EVENT_LOOP": "asyncio"}'`` measures a lever; phases run in
+the order given);
 BENCH_KAFKA_PORT (default 19192, controller on the next port) moves the bench's own
 broker off other brokers' ports;
 BENCH_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT) runs it secured: every service
@@ -31,6 +34,8 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,9 +212,16 @@ def _inject_latency(mesh: Mesh, phase: Phase) -> None:
         httpx.put(f"{mesh.url(MODEL_SIM)}/sim/config", json={"latency": latency}, timeout=10)
 
 
-def run_phase(broker: Broker, phase: Phase, deadline_s: float) -> dict[str, Any]:
+def run_phase(
+    broker: Broker,
+    phase: Phase,
+    deadline_s: float,
+    around: Callable[[Mesh], AbstractContextManager[object]] | None = None,
+) -> dict[str, Any]:
     """Run ``phase`` on a fresh mesh: its figures. CPU counts every process of the mesh
-    (the sandbox too) but the model simulator, which stands for a model provider."""
+    (the sandbox too) but the model simulator, which stands for a model provider.
+    ``around(mesh)`` is entered just before the workflows are sent and left when they
+    are done (a profiler attached to the mesh's processes)."""
     env = {
         "PACTMESH_TOOLS_CONCURRENCY": "10000",
         "PACTMESH_TOOLS_MAX_IN_FLIGHT": "10000",
@@ -241,7 +253,8 @@ def run_phase(broker: Broker, phase: Phase, deadline_s: float) -> dict[str, Any]
             await _publish(mesh, phase)
             await collector
 
-        asyncio.run(drive())
+        with around(mesh) if around else nullcontext():
+            asyncio.run(drive())
         cpu = {name: _proc_cpu_s(pid) - cpu_before[name] for name, pid in pids.items()}
         peak = {name: round(_peak_rss_mb(pid), 1) for name, pid in pids.items()}
         spans = _span_summary(mesh)
@@ -327,9 +340,11 @@ def main() -> int:
         0,
         {"OTEL_TRACES_SAMPLER": "always_off", "PACTMESH_METRICS_ENABLED": "false"},
     )
+    # The fast phase with other settings (BENCH_AB_ENV, JSON): a lever's A/B in one run.
+    ab = Phase("ab", fast.workflows, 0, json.loads(os.environ.get("BENCH_AB_ENV", "{}")))
     deadline_s = float(os.environ.get("BENCH_DEADLINE_S", "600"))
     wanted = os.environ.get("BENCH_PHASES", "fast,slow").split(",")
-    phases = [p for p in (fast, bare, slow) if p.name in wanted]
+    phases = [p for name in wanted for p in (fast, bare, ab, slow) if p.name == name]
     port = int(os.environ.get("BENCH_KAFKA_PORT", "19192"))
     protocol = os.environ.get("BENCH_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
     broker = start_broker(
