@@ -23,7 +23,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -140,13 +139,15 @@ def main() -> int:
     rate = int(os.environ.get("BENCH_PROFILE_RATE", "50"))
     port = int(os.environ.get("BENCH_KAFKA_PORT", "19192"))
     broker = start_broker(REPO / ".cache", name="kafka-bench", port=port)
-    with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
-        out = Path(tmp)
-        try:
-            result = run_phase(broker, phase, 300, around=lambda m: sampled(m, out, rate))
-        finally:
-            broker.stop()
-        table = per_workflow(result, out)
+    # The raw profiles stay (git-ignored) for a closer look: py-spy's collapsed stacks.
+    out = REPO / ".cache" / "profile" / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True)
+    try:
+        result = run_phase(broker, phase, 300, around=lambda m: sampled(m, out, rate))
+    finally:
+        broker.stop()
+    table = per_workflow(result, out)
+    print(f"raw profiles in {out}")
     summary = {k: v for k, v in result.items() if not isinstance(v, dict)}
     report = {"phase": summary, "cpu_ms_per_workflow_by_component": table}
     target = REPO / "bench-results" / "profile.json"
