@@ -41,10 +41,16 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such webhook in the caller's tenant."}
 }
 
+_UNREADABLE: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The body could not be read (it is not UTF-8)."}
+}
+
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=_AUTH_RESPONSES)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated)
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated, responses=_UNREADABLE
+)
 async def register_webhook(
     body: WebhookCreate, identity: CurrentIntegrator, store: StoreDep, response: Response
 ) -> WebhookCreated:
