@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from pactmesh_model_sim.config import SimConfig
+from pactmesh_model_sim.offline import OfflineScenario
 from pactmesh_model_sim.protocol import (
     ChatCompletionRequest,
     UnknownToolChoice,
@@ -287,6 +288,8 @@ def create_app(
         log_size=settings.request_log_size,
         default_scenario=settings.scenario,
     )
+    if settings.scenario == "offline":
+        OfflineScenario().warm()
     app.include_router(openai_router)
     app.include_router(admin_router)
     app.add_api_route("/health/live", _health, methods=["GET"], tags=["health"])

@@ -13,16 +13,20 @@ Faults (latency, 429, 5xx, malformed answers, broken streams) stay opt-in in the
 from __future__ import annotations
 
 import functools
-from typing import Any
-
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
+import threading
+from typing import TYPE_CHECKING, Any
 
 from pactmesh_model_sim.protocol import ChatCompletionRequest, ToolDef
 
+if TYPE_CHECKING:  # LangChain is imported with the model, not with the simulator
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import BaseMessage
+
+_building = threading.Lock()
+
 
 @functools.cache
-def _offline_model() -> BaseChatModel:
+def _built() -> BaseChatModel:
     # Imported and built on first use: the classifier loads MiniLM, which a simulator
     # serving only the ``fill`` scenario (or only faults) never needs.
     from pactmesh_routing.adapters.models import RoutingOfflineModel, load_classifier
@@ -30,8 +34,19 @@ def _offline_model() -> BaseChatModel:
     return RoutingOfflineModel(model_name="pactmesh-offline:default", nearest=load_classifier())
 
 
+def _offline_model() -> BaseChatModel:
+    with _building:  # one build, whether the warm-up or a first request comes first
+        return _built()
+
+
 class OfflineScenario:
     """Answers each request with the offline model, given the same conversation and tools."""
+
+    def warm(self) -> None:
+        """Start loading the model in the background (MiniLM: seconds on a busy
+        machine), so that it is not loaded inside a first request whose client allows
+        a short latency budget, nor delays the server's start."""
+        threading.Thread(target=_offline_model, name="offline-model-warm", daemon=True).start()
 
     def text(self, request: ChatCompletionRequest) -> str:
         return _offline_model().invoke(_messages(request)).text
@@ -49,6 +64,8 @@ class OfflineScenario:
 
 
 def _call(request: ChatCompletionRequest, tool: dict[str, Any]) -> dict[str, Any]:
+    from langchain_core.messages import AIMessage
+
     name = tool["function"]["name"]
     bound = _offline_model().bind_tools([tool], tool_choice=name)
     answer = bound.invoke(_messages(request))
@@ -58,4 +75,6 @@ def _call(request: ChatCompletionRequest, tool: dict[str, Any]) -> dict[str, Any
 
 
 def _messages(request: ChatCompletionRequest) -> list[BaseMessage]:
+    from langchain_core.messages import convert_to_messages
+
     return convert_to_messages(request.messages)
