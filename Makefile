@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 KAFKA := infra/kafka/kafka.sh
 PYTEST_ARGS ?=
 
-.PHONY: help install browser redis run test test-unit test-integration test-scale bench lint typecheck fmt schemas clean
+.PHONY: help install browser redis run test test-unit test-integration test-scale bench bench-compare bench-profile lint typecheck fmt schemas clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -40,6 +40,12 @@ test-scale: install redis ## issue 10's scale test: 3 brokers, Postgres, two ins
 
 bench: install ## workflows end to end on a real broker (bounded); figures to bench-results/ and docs/benchmarks.md
 	$(UV) run --no-sync python bench/workflows.py
+
+bench-compare: install ## the LangGraph Agent Server (../shared/peers/run.sh) then pactmesh, same workloads, one table of ratios (bounded)
+	$(UV) run --no-sync python bench/compare.py
+
+bench-profile: install ## py-spy on every service during a zero-latency phase: CPU per workflow by process and component (bounded)
+	$(UV) run --no-sync python bench/profile.py
 
 lint: ## ruff
 	$(UV) run --no-sync ruff check .

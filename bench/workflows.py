@@ -11,12 +11,12 @@ Two phases, each on a fresh mesh:
            offline model, which answers at once (its tokens are streamed all the same).
   fast  -- no injected latency; BENCH_FAST_WORKFLOWS (default 2,000) requests: sustained
            workflows per second and CPU milliseconds per workflow (all processes).
-  scaled -- the fast phase with two instances of each of the six services, their state in
-           Postgres (a private cluster, or PACTMESH_TEST_POSTGRES_URL): the same figures,
-           beside the fast phase's single instances on SQLite, on the same machine.
 Each phase stops at BENCH_DEADLINE_S (default 600 s) and reports what completed.
-BENCH_PHASES (default ``fast,slow``; ``scaled`` is opt-in, not yet run to completion)
-picks the phases (``bare`` is the fast phase with tracing and metrics off: ``BENCH_PHASES=fast,bare`` measures what they cost);
+BENCH_PHASES (default ``fast,slow``) picks the phases (``bare`` is the fast phase with
+tracing and metrics off: ``BENCH_PHASES=fast,bare`` measures what they cost; ``ab`` is
+the fast phase with the settings in BENCH_AB_ENV, a JSON object: ``BENCH_PHASES=ab,fast``
+``BENCH_AB_ENV='{"PACTMESH_EVENT_LOOP": "asyncio"}'`` measures a lever; phases run in
+the order given);
 BENCH_KAFKA_PORT (default 19192, controller on the next port) moves the bench's own
 broker off other brokers' ports;
 BENCH_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT) runs it secured: every service
@@ -34,8 +34,8 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,15 +50,14 @@ from pactmesh_contracts.topics import (
     WORKFLOW_PROGRESS,
 )
 from pactmesh_harness.mesh import (
+    MODEL_SIM,
     REPO,
-    SERVICES,
     UPSTREAM,
     Broker,
     Mesh,
     running_mesh,
     start_broker,
 )
-from pactmesh_harness.postgres import start_postgres
 from pactmesh_kit.auth.records import authorization
 from pactmesh_workflows.registry import registry
 
@@ -78,14 +77,15 @@ class Phase:
     latency_ms: int
     env: dict[str, str] = field(default_factory=dict)
     """Settings of this phase's mesh besides the bench's own."""
-    instances: dict[str, int] = field(default_factory=dict)
-    """Instances of each service (one when unnamed); with any, the state is in Postgres."""
     sent_at: dict[uuid.UUID, float] = field(default_factory=dict)
     started_at: dict[uuid.UUID, float] = field(default_factory=dict)
     """When the orchestrator started each workflow (its ``running`` progress event)."""
     done_at: dict[uuid.UUID, float] = field(default_factory=dict)
     max_in_flight: int = 0
     started: float = 0.0
+    model_latency_ms: int = 0
+    """When set, drafting asks the model simulator (through langchain-openai, as a
+    provider would be asked), which takes this long before its first token."""
 
 
 def _proc_cpu_s(pid: int) -> float:
@@ -188,18 +188,40 @@ def _span_summary(mesh: Mesh) -> dict[str, dict[str, float]]:
     return dict(sorted(rows.items(), key=lambda kv: -kv[1]["total_s"])[:15])
 
 
-@contextmanager
-def _postgres_database() -> Iterator[str]:
-    """A fresh database on a Postgres server started for it (stopped afterwards)."""
-    server = start_postgres(REPO / ".cache")
-    try:
-        with server.fresh_database() as url:
-            yield url
-    finally:
-        server.stop()
+def _model_env(phase: Phase) -> dict[str, str]:
+    """Drafting on the simulator, its budget well above its latency (no fallback taken)."""
+    if not phase.model_latency_ms:
+        return {}
+    primary = {
+        "model": "openai:sim-draft",
+        "base_url": "{model_sim_url}/v1",
+        "api_key": "sk-simulator",
+        "latency_budget_s": 60,
+    }
+    drafting = {"primary": primary, "fallbacks": [{"model": "pactmesh-offline:default"}]}
+    return {"PACTMESH_MODELS_JSON": json.dumps({"drafting": drafting})}
 
 
-def run_phase(broker: Broker, phase: Phase, deadline_s: float) -> dict[str, Any]:
+def _inject_latency(mesh: Mesh, phase: Phase) -> None:
+    if phase.latency_ms:
+        httpx.put(
+            f"{mesh.sandbox_url}/faults/kb", json={"latency_ms": phase.latency_ms}, timeout=10
+        )
+    if phase.model_latency_ms:
+        latency = {"kind": "fixed", "ms": phase.model_latency_ms}
+        httpx.put(f"{mesh.url(MODEL_SIM)}/sim/config", json={"latency": latency}, timeout=10)
+
+
+def run_phase(
+    broker: Broker,
+    phase: Phase,
+    deadline_s: float,
+    around: Callable[[Mesh], AbstractContextManager[object]] | None = None,
+) -> dict[str, Any]:
+    """Run ``phase`` on a fresh mesh: its figures. CPU counts every process of the mesh
+    (the sandbox too) but the model simulator, which stands for a model provider.
+    ``around(mesh)`` is entered just before the workflows are sent and left when they
+    are done (a profiler attached to the mesh's processes)."""
     env = {
         "PACTMESH_TOOLS_CONCURRENCY": "10000",
         "PACTMESH_TOOLS_MAX_IN_FLIGHT": "10000",
@@ -211,24 +233,17 @@ def run_phase(broker: Broker, phase: Phase, deadline_s: float) -> dict[str, Any]
         # takes the path the targets are about: a tool call through Kafka, then drafting.
         "PACTMESH_ORCHESTRATOR_CACHE_ENABLED": "false",
     }
-    with ExitStack() as stack:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{phase.name}-"))
-        if phase.instances:
-            env["PACTMESH_POSTGRES_URL"] = stack.enter_context(_postgres_database())
-        mesh = stack.enter_context(
-            running_mesh(
-                broker,
-                Path(tmp),
-                env=env | phase.env,
-                instances=phase.instances,
-                ready_timeout_s=300,
-            )
-        )
-        if phase.latency_ms:
-            httpx.put(
-                f"{mesh.sandbox_url}/faults/kb", json={"latency_ms": phase.latency_ms}, timeout=10
-            )
-        pids = {name: p.pid for name, p in mesh.processes.items()}
+    with (
+        tempfile.TemporaryDirectory(prefix=f"bench-{phase.name}-") as tmp,
+        running_mesh(
+            broker,
+            Path(tmp),
+            env=env | _model_env(phase) | phase.env,
+            model_sim=bool(phase.model_latency_ms),
+        ) as mesh,
+    ):
+        _inject_latency(mesh, phase)
+        pids = {name: p.pid for name, p in mesh.processes.items() if name != MODEL_SIM}
         cpu_before = {name: _proc_cpu_s(pid) for name, pid in pids.items()}
 
         async def drive() -> None:
@@ -238,7 +253,8 @@ def run_phase(broker: Broker, phase: Phase, deadline_s: float) -> dict[str, Any]
             await _publish(mesh, phase)
             await collector
 
-        asyncio.run(drive())
+        with around(mesh) if around else nullcontext():
+            asyncio.run(drive())
         cpu = {name: _proc_cpu_s(pid) - cpu_before[name] for name, pid in pids.items()}
         peak = {name: round(_peak_rss_mb(pid), 1) for name, pid in pids.items()}
         spans = _span_summary(mesh)
@@ -324,10 +340,11 @@ def main() -> int:
         0,
         {"OTEL_TRACES_SAMPLER": "always_off", "PACTMESH_METRICS_ENABLED": "false"},
     )
-    scaled = Phase("scaled", fast.workflows, 0, instances=dict.fromkeys(SERVICES, 2))
+    # The fast phase with other settings (BENCH_AB_ENV, JSON): a lever's A/B in one run.
+    ab = Phase("ab", fast.workflows, 0, json.loads(os.environ.get("BENCH_AB_ENV", "{}")))
     deadline_s = float(os.environ.get("BENCH_DEADLINE_S", "600"))
     wanted = os.environ.get("BENCH_PHASES", "fast,slow").split(",")
-    phases = [p for p in (fast, bare, scaled, slow) if p.name in wanted]
+    phases = [p for name in wanted for p in (fast, bare, ab, slow) if p.name == name]
     port = int(os.environ.get("BENCH_KAFKA_PORT", "19192"))
     protocol = os.environ.get("BENCH_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
     broker = start_broker(

@@ -408,7 +408,10 @@ def _configure(mesh: Mesh, model: str, **config: Any) -> None:
 
 @pytest.mark.timeout(420)
 def test_a_model_stream_that_dies_after_three_tokens(mesh: Mesh) -> None:
-    _configure(mesh, DRAFT_MODEL, fail_next=["stream_dies"], stream_fault_after_tokens=3)
+    # The fill scenario's known text, to check the pieces sent before the break.
+    _configure(
+        mesh, DRAFT_MODEL, scenario="fill", fail_next=["stream_dies"], stream_fault_after_tokens=3
+    )
     question = submit(mesh, "How do I reset my password?")
     events = sse_events(mesh, question, read_s=90)
     tokens = [data for kind, data in events if kind == "token"]

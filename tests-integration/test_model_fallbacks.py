@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from pactmesh_harness.mesh import MODEL_SIM, Broker, Mesh, running_mesh
-from pactmesh_harness.workflow_client import finished, run, submit, wait_status
+from pactmesh_harness.mesh import MODEL_SIM, Broker, Mesh, running_mesh, wait_for
+from pactmesh_harness.workflow_client import finished, run, status, submit, wait_status
 
 
 def _spec(model: str, budget_s: float) -> dict[str, Any]:
@@ -94,6 +94,28 @@ def test_with_every_provider_down_the_offline_model_answers(mesh: Mesh) -> None:
     _configure(mesh, "sim-primary", rate_5xx=1.0)
     _configure(mesh, "sim-secondary", rate_5xx=1.0)
     assert _drafted_by(mesh, QUESTIONS["all_down"])["drafted_by"] == "pactmesh-offline:default"
+
+
+def _routed(mesh: Mesh, text: str, scopes: tuple[str, ...] = ()) -> str:
+    rid = submit(mesh, text, scopes=scopes)  # no workflow named: routing asks the simulator
+
+    def detail() -> str | None:
+        view = status(mesh, rid, missing_ok=True)
+        return next((h["detail"] for h in view.get("history", ()) if h["status"] == "routed"), None)
+
+    return wait_for(detail, timeout=60, interval=0.2, what=f"{rid} routed")
+
+
+def test_the_simulator_by_default_routes_as_the_offline_model(mesh: Mesh) -> None:
+    # As `PACTMESH_MODEL_SIM=1 make run` does: routing asks the simulator, no fallback.
+    password = _routed(mesh, "How do I reset my password?")
+    refund = _routed(
+        mesh, "I want a refund of $30 for order 4411, it arrived broken", ("workflow:refund",)
+    )
+    for detail, workflow in ((password, "support-triage"), (refund, "refund")):
+        assert workflow in detail
+        assert "human triage" not in detail
+        assert "openai:sim-router" in detail, "the simulator answered, validly"
 
 
 def test_a_malformed_routing_answer_is_escalated_and_never_acted_on(mesh: Mesh) -> None:

@@ -262,7 +262,8 @@ def test_a_bad_config_is_refused(
 
 
 def simulator(**config: Any) -> Simulator:
-    return Simulator(config=SimConfig(**config), scenarios=SCENARIOS)
+    # "fill" as the default, as the served simulator of these tests (``serve_in_thread``)
+    return Simulator(config=SimConfig(**config), scenarios=SCENARIOS, default_scenario="fill")
 
 
 def outcomes(sim: Simulator, count: int) -> list[str]:

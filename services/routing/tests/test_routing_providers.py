@@ -117,6 +117,28 @@ async def test_the_configured_provider_routes(sim: SimAdmin, router: Router) -> 
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "workflow", "fields"),
+    [
+        ("How do I reset my password?", "support-triage", {}),
+        (
+            "I want a refund of $30 for order 4411, it arrived broken",
+            "refund",
+            {"order_id": "4411", "amount": 30.0},
+        ),
+    ],
+)
+async def test_the_simulators_default_scenario_routes_as_the_offline_model(
+    sim: SimAdmin, router: Router, text: str, workflow: str, fields: dict[str, Any]
+) -> None:
+    sim.configure()  # no scenario named: the simulator's default, "offline"
+    decision = await router.route(text=text)
+    assert (decision.workflow, decision.human_triage) == (workflow, False)
+    assert decision.fields == fields
+    assert decision.model == PROVIDER, "the provider answered validly, no fallback"
+    assert sim.stats()["by_outcome"] == {"ok": 1}, "valid at the first attempt"
+
+
 async def test_a_rejected_answer_is_repaired_once(sim: SimAdmin, router: Router) -> None:
     sim.configure(scenario="routing", fail_next=["hallucinated_field"])
     decision = await router.route(text=TEXT)

@@ -219,6 +219,8 @@ def _start_local(
         "KAFKA_SECURITY_PROTOCOL": protocol,
         "KAFKA_PORT": str(ports[0]),
         "KAFKA_CONTROLLER_PORT": str(ports[1]),
+        # A machine shared with other test runs can take minutes to start a JVM broker.
+        "KAFKA_START_TIMEOUT": os.environ.get("KAFKA_START_TIMEOUT", "180"),
     }
     subprocess.run([str(KAFKA_SH), "start"], env=env, check=True)
     credentials = {}

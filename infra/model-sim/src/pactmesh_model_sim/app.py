@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from pactmesh_model_sim.config import SimConfig
+from pactmesh_model_sim.offline import OfflineScenario
 from pactmesh_model_sim.protocol import (
     ChatCompletionRequest,
     UnknownToolChoice,
@@ -273,8 +274,8 @@ async def _health() -> dict[str, str]:
 def create_app(
     settings: Settings | None = None, *, scenarios: Mapping[str, Scenario] | None = None
 ) -> FastAPI:
-    """The simulator app. ``scenarios`` replaces the registered ones (``fill``); a
-    config picks one by name."""
+    """The simulator app. ``scenarios`` are added to the registered ones (``offline``,
+    ``fill``; a name given here wins); a config picks one by name."""
     settings = settings or Settings()
     app = FastAPI(
         title="pactmesh model simulator",
@@ -283,11 +284,16 @@ def create_app(
     )
     app.state.simulator = Simulator(
         config=settings.config,
-        scenarios=scenarios or SCENARIOS,
+        scenarios={**SCENARIOS, **(scenarios or {})},
         log_size=settings.request_log_size,
+        default_scenario=settings.scenario,
     )
+    if settings.scenario == "offline":
+        OfflineScenario().warm()
     app.include_router(openai_router)
     app.include_router(admin_router)
     app.add_api_route("/health/live", _health, methods=["GET"], tags=["health"])
-    logger.info("model simulator ready (scenarios: %s)", ", ".join(scenarios or SCENARIOS))
+    logger.info(
+        "model simulator ready (scenarios: %s)", ", ".join({**SCENARIOS, **(scenarios or {})})
+    )
     return app

@@ -92,8 +92,11 @@ class SimConfig(BaseModel):
     fail_next: list[Outcome] = Field(default_factory=list)
     """Outcomes for the next requests, in order, before any random draw: for tests that
     need "the next two answers are 429, then normal ones" exactly."""
-    scenario: str = "fill"
-    """Which registered scenario writes the answers (see ``scenarios``)."""
+    scenario: str | None = None
+    """Which registered scenario writes the answers: ``offline`` (answers as pactmesh's
+    offline model: valid, routed, drafted), ``fill`` (fills each schema from the text; see
+    ``scenarios``) or one given to ``create_app``; ``None``: the simulator's default
+    (``Settings.scenario``, ``offline`` unless set)."""
     seed: int = 0
     """Seeds the random draws; setting a config restarts its sequence."""
 

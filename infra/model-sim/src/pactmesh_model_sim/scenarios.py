@@ -139,5 +139,13 @@ def _annotations(schema: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in schema.items() if k in ("description", "title", "default")}
 
 
-SCENARIOS: dict[str, Scenario] = {"fill": FillScenario()}
-"""The scenarios ``create_app`` registers unless it is given others."""
+def _registered() -> dict[str, Scenario]:
+    from pactmesh_model_sim.offline import OfflineScenario  # it imports this module's Protocol
+
+    return {"offline": OfflineScenario(), "fill": FillScenario()}
+
+
+SCENARIOS: dict[str, Scenario] = _registered()
+"""The scenarios every simulator has: ``offline`` (the default: answers as pactmesh's
+offline model, see ``pactmesh_model_sim.offline``) and ``fill``; ``create_app`` adds
+any others it is given."""

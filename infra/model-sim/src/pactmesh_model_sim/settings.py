@@ -25,5 +25,9 @@ class Settings(BaseSettings):
     """Loopback by default: the simulator is for tests and benchmarks on this machine."""
     port: int = Field(8020, ge=1, le=65535)
     config: SimConfig = SimConfig()
+    scenario: str = "offline"
+    """The scenario of a config that names none: ``offline`` answers as pactmesh's offline
+    model would (valid, routed, drafted), so a mesh pointed at the simulator behaves as
+    one with no provider until a fault is configured."""
     request_log_size: int = Field(1000, ge=0)
     """How many of the latest request bodies ``GET /sim/requests`` keeps."""

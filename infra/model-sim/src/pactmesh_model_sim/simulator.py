@@ -66,16 +66,23 @@ class Simulator:
     """Configs (one for every model, plus overrides by model name), draws and records."""
 
     def __init__(
-        self, *, config: SimConfig, scenarios: Mapping[str, Scenario], log_size: int = 1000
+        self,
+        *,
+        config: SimConfig,
+        scenarios: Mapping[str, Scenario],
+        log_size: int = 1000,
+        default_scenario: str = "offline",
     ) -> None:
         self._initial = config
         self._scenarios = dict(scenarios)
+        self._default_scenario = default_scenario
+        self._check(SimConfig(scenario=default_scenario))
         self._log_size = log_size
         self._check(config)
         self.reset()
 
     def _check(self, config: SimConfig) -> None:
-        if config.scenario not in self._scenarios:
+        if config.scenario is not None and config.scenario not in self._scenarios:
             known = ", ".join(sorted(self._scenarios))
             raise UnknownScenario(f"no scenario {config.scenario!r}; known: {known}")
 
@@ -142,7 +149,8 @@ class Simulator:
 
     def answer(self, request: ChatCompletionRequest, decision: Decision) -> Answer:
         """The assistant message for a request that is answered (not a 429 or 5xx)."""
-        scenario = self._scenarios[self.config_for(request.model).scenario]
+        name = self.config_for(request.model).scenario or self._default_scenario
+        scenario = self._scenarios[name]
         tool = request.chosen_tool()
         if tool is not None:
             arguments = scenario.arguments(request, tool)

@@ -26,13 +26,14 @@ from pactmesh_model_sim.settings import Settings
 
 @contextmanager
 def serve_in_thread(app: ASGIApp | None = None, *, host: str = "127.0.0.1") -> Iterator[str]:
-    """Serve ``app`` (a fresh simulator by default) on a free port; yields its base URL,
-    e.g. ``http://127.0.0.1:41234``; the server stops when the block ends."""
+    """Serve ``app`` (by default a fresh simulator whose default scenario is ``fill``, so
+    wire-format tests read a known text) on a free port; yields its base URL, e.g.
+    ``http://127.0.0.1:41234``; the server stops when the block ends."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app or create_app(Settings()),
+        app or create_app(Settings(scenario="fill")),
         log_config=None,
         access_log=False,
         lifespan="on",

@@ -215,5 +215,6 @@ def serve(factory: str, settings: KitSettings, *, port: int) -> None:
         log_config=None,
         access_log=False,
         lifespan="on",
+        loop=settings.event_loop,
         timeout_graceful_shutdown=max(1, round(settings.shutdown_phase_s)),
     )

@@ -56,6 +56,11 @@ class KitSettings(BaseSettings):
     data_dir: Path = Field(Path(".cache/run"), validation_alias=_alias("PACTMESH_DATA_DIR"))
     """Where SQLite files and local trace files live."""
     http_host: str = Field("127.0.0.1", validation_alias=_alias("PACTMESH_HTTP_HOST"))
+    event_loop: Literal["asyncio", "uvloop"] = Field(
+        "asyncio", validation_alias=_alias("PACTMESH_EVENT_LOOP")
+    )
+    """The service's event loop: the standard library's ``asyncio``, or ``uvloop``
+    (libuv), whose A/B in docs/benchmarks.md was not conclusive on a busy machine."""
     retry_backoff_initial_s: float = Field(
         0.2, gt=0, validation_alias=_alias("PACTMESH_RETRY_BACKOFF_INITIAL_S")
     )

@@ -96,6 +96,7 @@ async def _engine(runtime: Runtime, policy: GatePolicy, service: Service) -> Asy
             reviewers=load_access_policy(settings.access_policy_file),
             tool_timeout_s=settings.tool_timeout_s,
             token_window_s=settings.token_window_ms / 1000,
+            durability=settings.checkpoint_durability,
             tracer=service.tracer_provider.get_tracer("pactmesh.orchestrator"),
             meter=service.metrics.meter,
             prices=settings.model_prices,

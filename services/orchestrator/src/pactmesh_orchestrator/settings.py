@@ -1,6 +1,7 @@
 """Orchestrator settings."""
 
 from pathlib import Path
+from typing import Literal
 
 from pactmesh_kit.settings import KitSettings
 from pactmesh_reasoning.semantic_cache import DEFAULT_THRESHOLD
@@ -46,6 +47,11 @@ class Settings(KitSettings):
     token_window_ms: int = Field(50, ge=0, le=5_000)
     """Streamed tokens after a step's first are sent together, one event at most this
     often (0: an event per token)."""
+    checkpoint_durability: Literal["sync", "exit"] = "sync"
+    """When a run's steps are checkpointed: ``sync``, after every step (the default, what
+    the kill -9 tests prove); ``exit``, only at a pause and at the end (measured in
+    docs/benchmarks.md; not proven by a kill test between every pair of steps yet, so not
+    for production)."""
     gate_policy: Path | None = None
     """The approval-gate policy file (TOML); the packaged default when unset."""
     cache_enabled: bool = True

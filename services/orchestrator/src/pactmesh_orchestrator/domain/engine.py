@@ -29,7 +29,7 @@ from typing import Any, Protocol, cast
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command, StateSnapshot
+from langgraph.types import Command, Durability, StateSnapshot
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import Meter
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
@@ -150,6 +150,7 @@ class Engine:
         reviewers: ReviewerPolicy,
         tool_timeout_s: float,
         token_window_s: float = 0.0,
+        durability: Durability = "sync",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tracer: trace.Tracer | None = None,
         meter: Meter | None = None,
@@ -173,6 +174,7 @@ class Engine:
         self._outbox = outbox
         self._tool_timeout_s = tool_timeout_s
         self._token_window_s = token_window_s
+        self._durability: Durability = durability
         self._tracer = tracer or trace.get_tracer(__name__)
         self._prices = prices or PriceTable()
         self._states = (meter or metrics.NoOpMeter(__name__)).create_counter(
@@ -354,7 +356,7 @@ class Engine:
         tokens = TokenStream(send, window_s=self._token_window_s)
         try:
             async for mode, chunk in graph.astream(
-                graph_input, config, stream_mode=["custom", "updates"], durability="sync"
+                graph_input, config, stream_mode=["custom", "updates"], durability=self._durability
             ):
                 if mode == "custom" and isinstance(chunk, dict) and chunk.get("kind") == "token":
                     await tokens.add(chunk)
