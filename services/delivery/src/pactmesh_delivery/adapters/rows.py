@@ -8,12 +8,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from pactmesh_delivery.adapters.secrets import SecretBox
+from pactmesh_delivery.domain.egress import redact_url
 from pactmesh_delivery.domain.webhooks import (
     DeliveryState,
     DeliveryView,
     DueDelivery,
     ResultRecord,
     Webhook,
+    WebhookCreate,
 )
 
 WEBHOOK_COLUMNS = "id, url, workflows, description, created_at"
@@ -26,6 +29,20 @@ DUE_COLUMNS = (
     " d.tenant, d.body, d.record_key, d.record_headers, d.source_topic, d.source_partition,"
     " d.source_offset, d.trace_context, d.attempts, d.last_status, d.last_error"
 )
+
+
+def pick_due(*, now: str, cap: str, limit: str) -> str:
+    """Two CTEs, after a ``busy (tenant, n)`` one (attempts in flight per tenant):
+    ``picked``, the ids of the ``limit`` earliest due deliveries with at most ``cap``
+    per tenant counting its busy ones, so that one tenant's backlog never fills every
+    slot. ``now``, ``cap`` and ``limit`` are the store's placeholders."""
+    return (
+        "ranked AS (SELECT id, tenant, next_attempt_at, row_number() OVER"
+        " (PARTITION BY tenant ORDER BY next_attempt_at, id) AS n FROM webhook_deliveries"
+        f" WHERE state = 'pending' AND next_attempt_at <= {now}),"
+        " picked AS (SELECT r.id FROM ranked r LEFT JOIN busy b ON b.tenant = r.tenant"
+        f" WHERE r.n + COALESCE(b.n, 0) <= {cap} ORDER BY r.next_attempt_at LIMIT {limit})"
+    )
 
 
 class Row(Protocol):
@@ -49,10 +66,21 @@ def webhook_of(row: Row) -> Webhook:
     """A webhook from its :data:`WEBHOOK_COLUMNS`."""
     return Webhook(
         id=uuid_of(row["id"]),
-        url=row["url"],
+        url=redact_url(row["url"]),
         workflows=json.loads(row["workflows"]),
         description=row["description"],
         created_at=datetime.fromtimestamp(row["created_at"], UTC),
+    )
+
+
+def new_webhook(webhook_id: uuid.UUID, spec: WebhookCreate, now: float) -> Webhook:
+    """The webhook just registered from ``spec``, as the API shows it."""
+    return Webhook(
+        id=webhook_id,
+        url=redact_url(str(spec.url)),
+        workflows=list(spec.workflows),
+        description=spec.description,
+        created_at=datetime.fromtimestamp(now, UTC),
     )
 
 
@@ -75,14 +103,15 @@ def delivery_of(row: Row) -> DeliveryView:
     )
 
 
-def due_of(row: Row, *, attempts: int, counted: bool) -> DueDelivery:
-    """A claimed delivery from its :data:`DUE_COLUMNS`, ``attempts`` made with this one."""
+def due_of(row: Row, *, attempts: int, counted: bool, box: SecretBox) -> DueDelivery:
+    """A claimed delivery from its :data:`DUE_COLUMNS`, ``attempts`` made with this one,
+    its signing secret decrypted with ``box``."""
     key = row["record_key"]
     return DueDelivery(
         id=uuid_of(row["id"]),
         webhook_id=uuid_of(row["webhook_id"]),
         url=row["url"],
-        secret=row["secret"],
+        secret=box.open(row["secret"]),
         result=ResultRecord(
             result_event_id=uuid_of(row["result_event_id"]),
             workflow_id=uuid_of(row["workflow_id"]),

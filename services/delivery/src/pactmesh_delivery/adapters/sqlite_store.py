@@ -18,7 +18,7 @@ import asyncio
 import json
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,8 +36,12 @@ from pactmesh_delivery.adapters.rows import (
     DeliveryMarks,
     delivery_of,
     due_of,
+    new_webhook,
+    pick_due,
     webhook_of,
 )
+from pactmesh_delivery.adapters.secrets import SecretBox
+from pactmesh_delivery.domain.errors import WebhookLimitReached
 from pactmesh_delivery.domain.webhooks import (
     DeliveryView,
     DueDelivery,
@@ -71,35 +75,59 @@ class _Connection:
 class SqliteWebhookStore(DeliveryMarks):
     """``WebhookStore`` and ``Outbox`` on the file's connection."""
 
-    def __init__(self, connection: _Connection) -> None:
+    def __init__(self, connection: _Connection, box: SecretBox) -> None:
         self._db = connection
         self._conn = connection.conn
+        self._box = box
 
     # -- webhooks -------------------------------------------------------------------
 
     async def create_webhook(
-        self, *, tenant: str, spec: WebhookCreate, secret: str, now: float
+        self,
+        *,
+        tenant: str,
+        spec: WebhookCreate,
+        secret: str,
+        now: float,
+        max_per_tenant: int | None = None,
     ) -> Webhook:
-        webhook = Webhook(
-            id=uuid7(),
-            url=str(spec.url),
-            workflows=list(spec.workflows),
-            description=spec.description,
-            created_at=datetime.fromtimestamp(now, UTC),
-        )
-        await self._db.write(
-            "INSERT INTO webhooks VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                str(webhook.id),
-                tenant,
-                webhook.url,
-                json.dumps(webhook.workflows),
-                webhook.description,
-                secret,
-                now,
-            ),
-        )
-        return webhook
+        webhook_id = uuid7()
+        async with self._db.transaction() as conn:  # the count and the insert at once
+            if max_per_tenant is not None:
+                async with conn.execute(
+                    "SELECT COUNT(*) AS n FROM webhooks WHERE tenant = ?", (tenant,)
+                ) as cursor:
+                    row = await cursor.fetchone()
+                if row is not None and row["n"] >= max_per_tenant:
+                    raise WebhookLimitReached(max_per_tenant)
+            await conn.execute(
+                "INSERT INTO webhooks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    str(webhook_id),
+                    tenant,
+                    str(spec.url),
+                    json.dumps(list(spec.workflows)),
+                    spec.description,
+                    self._box.seal(secret),
+                    now,
+                ),
+            )
+        return new_webhook(webhook_id, spec, now)
+
+    async def reseal_secrets(self) -> int:
+        """Encrypt plain-text secrets of an earlier release, and re-encrypt those sealed
+        under a key that is no longer the first; how many rows changed."""
+        async with self._conn.execute("SELECT id, secret FROM webhooks") as cursor:
+            rows = [(row["id"], row["secret"]) for row in await cursor.fetchall()]
+        changed = 0
+        for webhook_id, stored in rows:
+            resealed = self._box.reseal(stored)
+            if resealed is not None:
+                changed += await self._db.write(
+                    "UPDATE webhooks SET secret = ? WHERE id = ? AND secret = ?",
+                    (resealed, webhook_id, stored),
+                )
+        return changed
 
     async def webhooks(self, *, tenant: str) -> list[Webhook]:
         async with self._conn.execute(
@@ -179,15 +207,23 @@ class SqliteWebhookStore(DeliveryMarks):
         return queued
 
     async def claim_due(
-        self, *, now: float, lease_until: float, limit: int, max_attempts: int
+        self,
+        *,
+        now: float,
+        lease_until: float,
+        limit: int,
+        max_attempts: int,
+        per_tenant: int | None = None,
+        busy: Mapping[str, int] | None = None,
     ) -> list[DueDelivery]:
+        cap = limit if per_tenant is None else per_tenant
         async with self._db.transaction() as conn:
             async with conn.execute(
-                f"SELECT {DUE_COLUMNS} FROM webhook_deliveries d"
-                " JOIN webhooks w ON w.id = d.webhook_id"
-                " WHERE d.state = 'pending' AND d.next_attempt_at <= ?"
-                " ORDER BY d.next_attempt_at LIMIT ?",
-                (now, limit),
+                "WITH busy (tenant, n) AS (SELECT key, value FROM json_each(?)),"
+                f" {pick_due(now='?', cap='?', limit='?')}"
+                f" SELECT {DUE_COLUMNS} FROM picked p JOIN webhook_deliveries d ON d.id = p.id"
+                " JOIN webhooks w ON w.id = d.webhook_id ORDER BY d.next_attempt_at",
+                (json.dumps(dict(busy or {})), now, cap, limit),
             ) as cursor:
                 rows = await cursor.fetchall()
             for row in rows:
@@ -202,6 +238,7 @@ class SqliteWebhookStore(DeliveryMarks):
                 row,
                 attempts=row["attempts"] + int(row["attempts"] < max_attempts),
                 counted=row["attempts"] < max_attempts,
+                box=self._box,
             )
             for row in rows
         ]
@@ -265,12 +302,15 @@ def _utc_text(at: datetime) -> str:
 
 @asynccontextmanager
 async def open_sqlite_stores(
-    path: Path,
+    path: Path, *, box: SecretBox
 ) -> AsyncIterator[tuple[SqliteDeliveryLedger, SqliteWebhookStore]]:
     """The ledger and the webhook store in the SQLite file at ``path``, created or
-    migrated first."""
+    migrated first; webhook secrets sealed with ``box`` (plain-text ones of an earlier
+    release are sealed here)."""
     await MIGRATIONS.upgrade(path)
     async with connect(path, "busy_timeout=5000", "foreign_keys=ON") as conn:
         conn.row_factory = sqlite3.Row
         connection = _Connection(conn)
-        yield SqliteDeliveryLedger(connection), SqliteWebhookStore(connection)
+        webhooks = SqliteWebhookStore(connection, box)
+        await webhooks.reseal_secrets()
+        yield SqliteDeliveryLedger(connection), webhooks

@@ -28,12 +28,13 @@ class Stores:
 @asynccontextmanager
 async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     """The stores ``settings`` select, migrated and open until exit."""
+    box = settings.secret_box()
     async with AsyncExitStack() as stack:
         if (url := settings.postgres) is not None:
-            opened = open_postgres_stores(url, pool_size=settings.postgres_pool_size)
+            opened = open_postgres_stores(url, box=box, pool_size=settings.postgres_pool_size)
             ledger, webhooks = await stack.enter_async_context(opened)
             yield Stores(ledger, webhooks)
         else:
-            sqlite = open_sqlite_stores(settings.data_dir / SQLITE_FILE)
+            sqlite = open_sqlite_stores(settings.data_dir / SQLITE_FILE, box=box)
             ledger_, webhooks_ = await stack.enter_async_context(sqlite)
             yield Stores(ledger_, webhooks_)
