@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 
 import httpx
@@ -91,13 +92,17 @@ class EgressGuard:
 class PinnedTransport(httpx.AsyncBaseTransport):
     """An httpx transport that sends each request to an address the guard checked."""
 
-    def __init__(self, guard: EgressGuard, *, max_connections: int) -> None:
+    def __init__(
+        self, guard: EgressGuard, *, max_connections: int, verify: ssl.SSLContext | bool = True
+    ) -> None:
+        """``verify``: httpx's, the system's CAs by default."""
         self._guard = guard
         # trust_env off: a proxy from the environment would connect on our behalf,
         # to whatever the name resolves to there.
         self._inner = httpx.AsyncHTTPTransport(
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=0),
             trust_env=False,
+            verify=verify,
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -24,15 +24,16 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 SCHEMES = frozenset({"http", "https"})
 _CATEGORIES = (
     "loopback",
-    "private",
     "link_local",
     "multicast",
     "unspecified",
-    "reserved",
     "site_local",
+    "reserved",
+    "private",
 )
-"""``ipaddress`` properties that make an address unfit as a webhook's destination, in
-the order their names are given as the reason (``is_site_local``: IPv6 only)."""
+"""``ipaddress`` properties that make an address unfit as a webhook's destination, the
+most specific first (``is_private`` also holds for link-local and unspecified
+addresses; ``is_site_local`` is IPv6 only)."""
 REDACTED = "redacted"
 """What a query string's value is shown as."""
 
