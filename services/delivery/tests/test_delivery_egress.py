@@ -192,7 +192,7 @@ def _serve(tls: ssl.SSLContext | None) -> Iterator[Server]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     if tls is not None:
-        tls.sni_callback = lambda _sock, name, _ctx: sni.append(name)  # type: ignore[assignment,return-value]
+        tls.sni_callback = lambda _sock, name, _ctx: sni.append(name)
         server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -290,7 +290,7 @@ async def test_tls_is_verified_for_the_original_name_over_the_pinned_address(
         response = await client.post(f"https://hooks.example:{server.port}/in", content=b"{}")
         assert response.status_code == 204
         # The same address under a name the certificate does not hold: refused by TLS.
-        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED|hostname"):
+        with pytest.raises(httpx.ConnectError, match=r"CERTIFICATE_VERIFY_FAILED|hostname"):
             await client.post(f"https://other.example:{server.port}/in", content=b"{}")
     assert server.sni[0] == "hooks.example"
     assert server.hosts == [f"hooks.example:{server.port}"]
