@@ -157,6 +157,11 @@ async def test_the_guard_says_when_a_name_does_not_resolve() -> None:
         await guard.addresses("nowhere.example", 443)
 
 
+async def test_the_system_resolver_finds_localhost_on_loopback() -> None:
+    with pytest.raises(EgressRefused, match="loopback"):
+        await EgressGuard().addresses("localhost", 80)
+
+
 async def test_the_guard_judges_literal_addresses_without_resolving() -> None:
     resolver = Resolver({})
     guard = EgressGuard(resolver=resolver)

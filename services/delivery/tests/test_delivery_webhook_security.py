@@ -90,6 +90,8 @@ async def _register(
     [
         "http://127.0.0.1:9000/in",
         "http://[::1]/in",
+        "http://2130706433/in",  # 127.0.0.1 in decimal, as URL parsers read it
+        "http://0x7f.0.0.1/in",
         "http://[::ffff:127.0.0.1]/in",
         "http://169.254.169.254/latest/meta-data/",
         "http://0.0.0.0/in",

@@ -26,6 +26,7 @@ from pactmesh_delivery.adapters.migrations import MIGRATIONS
 from pactmesh_delivery.adapters.rows import (
     DELIVERY_COLUMNS,
     DUE_COLUMNS,
+    NO_CAP,
     WEBHOOK_COLUMNS,
     DeliveryMarks,
     delivery_of,
@@ -57,10 +58,11 @@ _ENQUEUE = (
 """``matches()`` in SQL: a webhook's workflows are a JSON list, empty for every one."""
 _CLAIM = (
     "WITH busy AS (SELECT key AS tenant, value::int AS n FROM jsonb_each_text(%(busy)s::jsonb)),"
-    f" {pick_due(now='%(now)s', cap='%(cap)s', limit='%(limit)s')},"
+    f" {pick_due(now='%(now)s', cap='%(cap)s')},"
     " due AS (SELECT id, attempts < %(max)s AS counted FROM webhook_deliveries"
-    " WHERE id IN (SELECT id FROM picked) AND state = 'pending'"
-    " AND next_attempt_at <= %(now)s FOR UPDATE SKIP LOCKED)"
+    " WHERE id IN (SELECT id FROM eligible) AND state = 'pending'"
+    " AND next_attempt_at <= %(now)s ORDER BY next_attempt_at, id LIMIT %(limit)s"
+    " FOR UPDATE SKIP LOCKED)"
     " UPDATE webhook_deliveries d SET next_attempt_at = %(lease)s, updated_at = %(now)s,"
     " attempts = d.attempts + due.counted::int FROM due, webhooks w"
     f" WHERE d.id = due.id AND w.id = d.webhook_id RETURNING {DUE_COLUMNS}, due.counted"
@@ -213,7 +215,7 @@ class PostgresWebhookStore(DeliveryMarks):
     ) -> list[DueDelivery]:
         params = {
             "busy": json.dumps(dict(busy or {})),
-            "cap": limit if per_tenant is None else per_tenant,
+            "cap": NO_CAP if per_tenant is None else per_tenant,
             "max": max_attempts,
             "now": now,
             "limit": limit,

@@ -31,18 +31,23 @@ DUE_COLUMNS = (
 )
 
 
-def pick_due(*, now: str, cap: str, limit: str) -> str:
+def pick_due(*, now: str, cap: str) -> str:
     """Two CTEs, after a ``busy (tenant, n)`` one (attempts in flight per tenant):
-    ``picked``, the ids of the ``limit`` earliest due deliveries with at most ``cap``
-    per tenant counting its busy ones, so that one tenant's backlog never fills every
-    slot. ``now``, ``cap`` and ``limit`` are the store's placeholders."""
+    ``eligible``, the ids of due deliveries, at most ``cap`` per tenant counting its busy
+    ones (its earliest), so that one tenant's backlog never fills every slot. The claim
+    takes the earliest of them (on Postgres, skipping those another instance is
+    claiming). ``now`` and ``cap`` are the store's placeholders."""
     return (
-        "ranked AS (SELECT id, tenant, next_attempt_at, row_number() OVER"
+        "ranked AS (SELECT id, tenant, row_number() OVER"
         " (PARTITION BY tenant ORDER BY next_attempt_at, id) AS n FROM webhook_deliveries"
         f" WHERE state = 'pending' AND next_attempt_at <= {now}),"
-        " picked AS (SELECT r.id FROM ranked r LEFT JOIN busy b ON b.tenant = r.tenant"
-        f" WHERE r.n + COALESCE(b.n, 0) <= {cap} ORDER BY r.next_attempt_at LIMIT {limit})"
+        " eligible AS (SELECT r.id FROM ranked r LEFT JOIN busy b ON b.tenant = r.tenant"
+        f" WHERE r.n + COALESCE(b.n, 0) <= {cap})"
     )
+
+
+NO_CAP = 2**31 - 1
+"""The per-tenant cap when there is none."""
 
 
 class Row(Protocol):

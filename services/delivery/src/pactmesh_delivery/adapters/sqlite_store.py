@@ -32,6 +32,7 @@ from pactmesh_delivery.adapters.migrations import MIGRATIONS
 from pactmesh_delivery.adapters.rows import (
     DELIVERY_COLUMNS,
     DUE_COLUMNS,
+    NO_CAP,
     WEBHOOK_COLUMNS,
     DeliveryMarks,
     delivery_of,
@@ -216,13 +217,15 @@ class SqliteWebhookStore(DeliveryMarks):
         per_tenant: int | None = None,
         busy: Mapping[str, int] | None = None,
     ) -> list[DueDelivery]:
-        cap = limit if per_tenant is None else per_tenant
+        cap = NO_CAP if per_tenant is None else per_tenant
         async with self._db.transaction() as conn:
             async with conn.execute(
                 "WITH busy (tenant, n) AS (SELECT key, value FROM json_each(?)),"
-                f" {pick_due(now='?', cap='?', limit='?')}"
-                f" SELECT {DUE_COLUMNS} FROM picked p JOIN webhook_deliveries d ON d.id = p.id"
-                " JOIN webhooks w ON w.id = d.webhook_id ORDER BY d.next_attempt_at",
+                f" {pick_due(now='?', cap='?')}"
+                f" SELECT {DUE_COLUMNS} FROM webhook_deliveries d"
+                " JOIN webhooks w ON w.id = d.webhook_id"
+                " WHERE d.id IN (SELECT id FROM eligible)"
+                " ORDER BY d.next_attempt_at, d.id LIMIT ?",
                 (json.dumps(dict(busy or {})), now, cap, limit),
             ) as cursor:
                 rows = await cursor.fetchall()
