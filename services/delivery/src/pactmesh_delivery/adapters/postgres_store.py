@@ -136,19 +136,11 @@ class PostgresWebhookStore(DeliveryMarks):
             )
         return new_webhook(webhook_id, spec, now)
 
-    async def reseal_secrets(self) -> int:
-        """Encrypt plain-text secrets of an earlier release, and re-encrypt those sealed
-        under a key that is no longer the first; how many rows changed (several
-        instances at once: each row changes once, from the value it was read with)."""
-        changed = 0
-        for row in await self._rows("SELECT id, secret FROM webhooks", ()):
-            resealed = self._box.reseal(row["secret"])
-            if resealed is not None:
-                changed += await self._write(
-                    "UPDATE webhooks SET secret = %s WHERE id = %s AND secret = %s",
-                    (resealed, row["id"], row["secret"]),
-                )
-        return changed
+    async def _select(self, sql: str) -> list[Any]:
+        return await self._rows(sql, ())
+
+    async def _change(self, sql: str, values: tuple[Any, ...]) -> int:
+        return await self._write(sql, values)
 
     async def webhooks(self, *, tenant: str) -> list[Webhook]:
         rows = await self._rows(

@@ -138,10 +138,34 @@ def due_of(row: Row, *, attempts: int, counted: bool, box: SecretBox) -> DueDeli
 
 
 class DeliveryMarks:
-    """What an attempt comes to, recorded the same way on both stores (they differ
-    only in how a statement spells its parameters: ``placeholder``)."""
+    """What an attempt comes to, and the resealing of secrets, done the same way on
+    both stores (they differ only in how a statement spells its parameters:
+    ``placeholder``)."""
 
     placeholder = "?"
+    _box: SecretBox
+
+    async def _select(self, sql: str) -> list[Row]:
+        """The rows of a query without parameters."""
+        raise NotImplementedError
+
+    async def _change(self, sql: str, values: tuple[Any, ...]) -> int:
+        """One statement, committed alone; the rows it changed."""
+        raise NotImplementedError
+
+    async def reseal_secrets(self) -> int:
+        """Encrypt plain-text secrets of an earlier release, and re-encrypt those sealed
+        under a key that is no longer the first; how many rows changed. Each row changes
+        only from the value it was read with, so instances doing it at once agree."""
+        changed = 0
+        for row in await self._select("SELECT id, secret FROM webhooks"):
+            resealed = self._box.reseal(row["secret"])
+            if resealed is not None:
+                changed += await self._change(
+                    self._set("UPDATE webhooks SET secret = {p} WHERE id = {p} AND secret = {p}"),
+                    (resealed, row["id"], row["secret"]),
+                )
+        return changed
 
     async def _update(
         self, delivery_id: uuid.UUID, assignments: str, values: tuple[Any, ...]

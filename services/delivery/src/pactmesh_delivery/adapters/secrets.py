@@ -73,7 +73,11 @@ def sealed(stored: str) -> bool:
 
 def generated_key(data_dir: Path) -> bytes:
     """The key generated under ``data_dir`` on first use (several processes may start
-    at once: ``os.link`` publishes exactly one candidate; the others read it)."""
+    at once: ``os.link`` publishes exactly one candidate; the others read it).
+
+    The same publication as the development issuer's ``ensure_key``, whose helper is
+    tied to its EC key (PEM); a shared write-once helper in the kit would serve both.
+    """
     path = data_dir / KEY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():

@@ -115,20 +115,12 @@ class SqliteWebhookStore(DeliveryMarks):
             )
         return new_webhook(webhook_id, spec, now)
 
-    async def reseal_secrets(self) -> int:
-        """Encrypt plain-text secrets of an earlier release, and re-encrypt those sealed
-        under a key that is no longer the first; how many rows changed."""
-        async with self._conn.execute("SELECT id, secret FROM webhooks") as cursor:
-            rows = [(row["id"], row["secret"]) for row in await cursor.fetchall()]
-        changed = 0
-        for webhook_id, stored in rows:
-            resealed = self._box.reseal(stored)
-            if resealed is not None:
-                changed += await self._db.write(
-                    "UPDATE webhooks SET secret = ? WHERE id = ? AND secret = ?",
-                    (resealed, webhook_id, stored),
-                )
-        return changed
+    async def _select(self, sql: str) -> list[Any]:
+        async with self._conn.execute(sql) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _change(self, sql: str, values: tuple[Any, ...]) -> int:
+        return await self._db.write(sql, values)
 
     async def webhooks(self, *, tenant: str) -> list[Webhook]:
         async with self._conn.execute(
