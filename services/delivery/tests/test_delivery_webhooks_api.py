@@ -219,7 +219,7 @@ async def test_the_openapi_document_names_every_answer(http: httpx.AsyncClient) 
     document = (await http.get("/openapi.json")).json()
     paths, schemas = document["paths"], document["components"]["schemas"]
     expected = {
-        ("/v1/webhooks", "post"): {"201", "401", "403", "409", "422"},
+        ("/v1/webhooks", "post"): {"201", "400", "401", "403", "409", "422"},
         ("/v1/webhooks", "get"): {"200", "401", "403"},
         ("/v1/webhooks/{webhook_id}", "get"): {"200", "401", "403", "404", "422"},
         ("/v1/webhooks/{webhook_id}", "delete"): {"204", "401", "403", "404", "422"},

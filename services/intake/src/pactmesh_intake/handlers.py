@@ -37,7 +37,6 @@ logger = logging.getLogger(__name__)
 
 def register(kafka: Kafka, runtime: Runtime) -> None:
     """Subscribe intake's handlers."""
-    settings = runtime.settings
 
     @kafka.subscriber(REQUESTS_INBOUND)
     async def on_inbound(event: Envelope[RequestSubmitted], record: Record) -> None:
@@ -46,44 +45,44 @@ def register(kafka: Kafka, runtime: Runtime) -> None:
         valid token, an envelope claiming another tenant or principal, not permitted,
         too large, a workflow id reused for another request); dead-letter one of a tenant
         whose daily budget is spent."""
-        identity: Identity | None = None
-        try:
-            identity = await runtime.tokens.identify(record.headers)
-            if (spent := await runtime.over_daily_budget(identity.tenant)) is not None:
-                raise RefusedMessage(
-                    f"over_budget (HTTP 429 equivalent): tenant {identity.tenant}: {spent}"
-                )
-            accepted = await accept_inbound(
-                store=runtime.require_store(),
-                publisher=runtime.publisher,
-                auditor=runtime.auditor,
-                policy=runtime.policy,
-                event=event,
-                identity=identity,
-                max_bytes=settings.max_body_bytes,
-                now=datetime.now(UTC),
+        await _inbound(runtime, event, record)
+
+    _register_records(kafka, runtime)
+    _register_live(kafka, runtime)
+
+
+async def _inbound(runtime: Runtime, event: Envelope[RequestSubmitted], record: Record) -> None:
+    identity: Identity | None = None
+    try:
+        identity = await runtime.tokens.identify(record.headers)
+        if (spent := await runtime.over_daily_budget(identity.tenant)) is not None:
+            raise RefusedMessage(
+                f"over_budget (HTTP 429 equivalent): tenant {identity.tenant}: {spent}"
             )
-        except (IntakeError, AuthError) as exc:
-            await _refuse(runtime, event, exc, identity)
-        if accepted:
-            logger.info("accepted %s from the inbound topic", event.workflow_id)
+        accepted = await accept_inbound(
+            store=runtime.require_store(),
+            publisher=runtime.publisher,
+            auditor=runtime.auditor,
+            policy=runtime.policy,
+            event=event,
+            identity=identity,
+            max_bytes=runtime.settings.max_body_bytes,
+            now=datetime.now(UTC),
+        )
+    except (IntakeError, AuthError) as exc:
+        await _refuse(runtime, event, exc, identity)
+    if accepted:
+        logger.info("accepted %s from the inbound topic", event.workflow_id)
+
+
+def _register_records(kafka: Kafka, runtime: Runtime) -> None:
+    """What intake keeps of every request: status transitions, results, the timeline."""
 
     @kafka.subscriber(WORKFLOW_PROGRESS)
     async def on_progress(event: Envelope[WorkflowUpdate], record: Record) -> None:
         """Record a status transition for ``GET /v1/requests/{id}`` (tokens are not kept)."""
-        if not isinstance(event.payload, WorkflowProgress):
-            return
-        await runtime.require_store().record(
-            Transition(
-                event_id=event.event_id,
-                request_id=event.workflow_id,
-                status=event.payload.status,
-                service=event.payload.service,
-                detail=event.payload.detail,
-                workflow=event.payload.workflow,
-                at=event.occurred_at,
-            )
-        )
+        if isinstance(event.payload, WorkflowProgress):
+            await runtime.require_store().record(Transition.of(event, event.payload))
 
     @kafka.subscriber(
         *registry().result_topics(),
@@ -104,8 +103,6 @@ def register(kafka: Kafka, runtime: Runtime) -> None:
     async def on_audit(event: Envelope[AuditEvent], record: Record) -> None:
         """Keep a step of a request's timeline (and count a model call's usage)."""
         await runtime.require_audit().record(event)
-
-    _register_live(kafka, runtime)
 
 
 async def _refuse(

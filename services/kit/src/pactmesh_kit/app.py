@@ -59,6 +59,12 @@ __all__ = ["Resource", "Service", "get_runtime", "serve"]
 VERSION = "0.1.0"
 
 
+UNAUTHENTICATED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No bearer token, or an invalid, expired or foreign one."}
+}
+"""What every authenticated route may answer, documented once for all of them."""
+
+
 class Service:
     """One service's telemetry, Kafka side and authenticator, and the app built on them."""
 
@@ -106,7 +112,9 @@ class Service:
         for router in (health_router(self.kafka), self._asyncapi_router(), scrape, *public):
             app.include_router(router)
         for router in routers:
-            app.include_router(router, dependencies=[Depends(authenticated)])
+            app.include_router(
+                router, dependencies=[Depends(authenticated)], responses=UNAUTHENTICATED
+            )
         FastAPIInstrumentor.instrument_app(
             app,
             tracer_provider=self.tracer_provider,

@@ -51,6 +51,10 @@ CONFORMANCE_CHECKS = [
 ]
 """No 5xx, and every response documented: its status, content type, body and headers."""
 
+ROLES = ("requester", "auditor", "operator", "integrator", "reviewer", "upstream-system")
+"""One token of each kind of caller: a service's document holds for every one of them
+(what a role may not do is a documented 403 or 404, never a 5xx)."""
+
 Resources = Callable[[], AbstractAsyncContextManager[Any]]
 
 

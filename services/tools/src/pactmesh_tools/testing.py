@@ -168,23 +168,7 @@ async def running_tools(
         kafka,
         Runtime(settings=settings, dispatcher=dispatcher, registry=registry, backends=backends),
     )
-    received: list[Envelope[ToolResult]] = []
-    audits: list[Envelope[AuditRecorded]] = []
-    timeline: list[Envelope[AuditToolCalled]] = []
-    arrived = asyncio.Event()
-
-    @kafka.subscriber(TOOL_RESULTS, name="test-observer.tool.results")
-    async def on_result(event: Envelope[ToolResult], record: Record) -> None:
-        received.append(event)
-        arrived.set()
-
-    @kafka.subscriber(AUDIT, name="test-observer.audit")
-    async def on_audit(event: Envelope[Any], record: Record) -> None:
-        if isinstance(event.payload, AuditRecorded):
-            audits.append(event)
-        elif isinstance(event.payload, AuditToolCalled):
-            timeline.append(event)
-
+    received, audits, timeline, arrived = _observed(kafka)
     async with (
         TestKafkaBroker(kafka.broker),
         provenance.opened(settings.data_dir / ACCEPTED_REQUESTS_FILE),
@@ -202,6 +186,36 @@ async def running_tools(
             timeline,
             arrived,
         )
+
+
+def _observed(
+    kafka: Kafka,
+) -> tuple[
+    list[Envelope[ToolResult]],
+    list[Envelope[AuditRecorded]],
+    list[Envelope[AuditToolCalled]],
+    asyncio.Event,
+]:
+    """Every result, refusal and tool-call audit ``kafka`` will carry, and an event set
+    whenever a result arrives."""
+    received: list[Envelope[ToolResult]] = []
+    audits: list[Envelope[AuditRecorded]] = []
+    timeline: list[Envelope[AuditToolCalled]] = []
+    arrived = asyncio.Event()
+
+    @kafka.subscriber(TOOL_RESULTS, name="test-observer.tool.results")
+    async def on_result(event: Envelope[ToolResult], record: Record) -> None:
+        received.append(event)
+        arrived.set()
+
+    @kafka.subscriber(AUDIT, name="test-observer.audit")
+    async def on_audit(event: Envelope[Any], record: Record) -> None:
+        if isinstance(event.payload, AuditRecorded):
+            audits.append(event)
+        elif isinstance(event.payload, AuditToolCalled):
+            timeline.append(event)
+
+    return received, audits, timeline, arrived
 
 
 RunTools = Callable[..., AbstractAsyncContextManager[RunningTools]]

@@ -192,25 +192,38 @@ async def accept_http(
             fingerprint=digest,
             event=event,
         )
-    else:
-        holder = await store.create_keyed(
-            request_id=request_id,
-            tenant=tenant,
-            key=key.value,
-            fingerprint=digest,
-            at=now,
-            expired_before=now - key.retention,
-            event=event,
-        )
-        if holder.request_id != request_id:
-            if holder.fingerprint != digest:
-                raise IdempotencyConflict(
-                    f"Idempotency-Key {key.value!r} was already used for request "
-                    f"{holder.request_id} with a different body; use a new key for a new request"
-                )
-            return Accepted(holder.request_id, replayed=True)
+    elif (earlier := await _create_keyed(store, event, key, digest, now)) is not None:
+        return Accepted(earlier, replayed=True)
     await _publish_recorded(publisher, auditor, event)
     return Accepted(request_id)
+
+
+async def _create_keyed(
+    store: RequestStore,
+    event: Envelope[RequestAccepted],
+    key: IdempotencyKey,
+    digest: str,
+    now: datetime,
+) -> uuid.UUID | None:
+    """Record ``event``'s request under ``key``; the earlier request's id if the key
+    already holds the same request, :class:`IdempotencyConflict` if another."""
+    holder = await store.create_keyed(
+        request_id=event.workflow_id,
+        tenant=event.tenant,
+        key=key.value,
+        fingerprint=digest,
+        at=now,
+        expired_before=now - key.retention,
+        event=event,
+    )
+    if holder.request_id == event.workflow_id:
+        return None
+    if holder.fingerprint != digest:
+        raise IdempotencyConflict(
+            f"Idempotency-Key {key.value!r} was already used for request "
+            f"{holder.request_id} with a different body; use a new key for a new request"
+        )
+    return holder.request_id
 
 
 async def _publish_recorded(
@@ -264,18 +277,7 @@ async def accept_inbound(
     )
     check_size(submitted, limit=max_bytes)
     digest = fingerprint(submitted)
-    # The token's tenant and principal, not the envelope's (checked equal above): what
-    # every service downstream acts for is what intake verified.
-    accepted = event.follow(
-        RequestAccepted(
-            text=submitted.text,
-            channel=Channel.KAFKA,
-            requested_workflow=submitted.requested_workflow,
-            metadata=submitted.metadata,
-        ),
-        tenant=identity.tenant,
-        principal=identity.principal,
-    )
+    accepted = _accepted_inbound(event, identity)
     created = await store.create(
         request_id=event.workflow_id,
         tenant=identity.tenant,
@@ -285,18 +287,45 @@ async def accept_inbound(
         event=accepted,
     )
     if not created:
-        earlier = await store.submission(event.workflow_id)
-        if earlier is not None and (
-            (earlier.tenant, earlier.channel) != (identity.tenant, Channel.KAFKA)
-            or earlier.fingerprint not in (None, digest)
-        ):
-            raise IdempotencyConflict(
-                f"workflow id {event.workflow_id} was already submitted with a different "
-                "request; an inbound event's workflow id is its idempotency key"
-            )
+        await _check_same_submission(store, event, identity.tenant, digest)
         return False
     await _publish_recorded(publisher, auditor, accepted)
     return True
+
+
+def _accepted_inbound(
+    event: Envelope[RequestSubmitted], identity: Identity
+) -> Envelope[RequestAccepted]:
+    """The accepted event, for the token's tenant and principal, not the envelope's
+    (checked equal already): what every service downstream acts for is what intake
+    verified."""
+    submitted = event.payload
+    return event.follow(
+        RequestAccepted(
+            text=submitted.text,
+            channel=Channel.KAFKA,
+            requested_workflow=submitted.requested_workflow,
+            metadata=submitted.metadata,
+        ),
+        tenant=identity.tenant,
+        principal=identity.principal,
+    )
+
+
+async def _check_same_submission(
+    store: RequestStore, event: Envelope[RequestSubmitted], tenant: str, digest: str
+) -> None:
+    """Raise :class:`IdempotencyConflict` if the workflow id was recorded for another
+    request (an inbound event's workflow id is its idempotency key)."""
+    earlier = await store.submission(event.workflow_id)
+    if earlier is not None and (
+        (earlier.tenant, earlier.channel) != (tenant, Channel.KAFKA)
+        or earlier.fingerprint not in (None, digest)
+    ):
+        raise IdempotencyConflict(
+            f"workflow id {event.workflow_id} was already submitted with a different "
+            "request; an inbound event's workflow id is its idempotency key"
+        )
 
 
 def audited(accepted: RequestAccepted) -> AuditRequestAccepted:

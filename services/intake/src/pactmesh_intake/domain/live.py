@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +24,7 @@ from pactmesh_contracts.events import (
     WorkflowToken,
 )
 
-from pactmesh_intake.domain.requests import RequestStore, ResultView
+from pactmesh_intake.domain.requests import HistoryEntry, RequestStore, ResultView
 
 logger = logging.getLogger(__name__)
 
@@ -111,13 +111,13 @@ async def request_events(
         if view is None:
             return
         sent: set[tuple[str, str, str]] = set()
-        for entry in view.history:
-            sent.add((entry.status.value, entry.service, entry.detail))
-            yield StreamItem("progress", {**entry.model_dump(mode="json"), "replayed": True})
-            if entry.status is RequestStatus.DELIVERED:
-                async for last in _result(store, follower, request_id, view.result, result_wait_s):
-                    yield last
-                return
+        replayed = _unsent(view.history, sent, repeats=True)
+        for entry in replayed:
+            yield _replayed(entry)
+        if _delivered(replayed):
+            async for last in _result(store, follower, request_id, view.result, result_wait_s):
+                yield last
+            return
         held: ResultView | None = None
         while not follower.overflowed or not follower.queue.empty():
             try:
@@ -128,21 +128,14 @@ async def request_events(
                 # stream followed it and been stored only after the history was read.
                 # Catch up from the store now and then, so such a stream still ends.
                 view = await store.get(request_id)
-                for entry in view.history if view is not None else ():
-                    key = (entry.status.value, entry.service, entry.detail)
-                    if key in sent:
-                        continue
-                    sent.add(key)
-                    yield StreamItem(
-                        "progress", {**entry.model_dump(mode="json"), "replayed": True}
-                    )
-                    if entry.status is RequestStatus.DELIVERED:
-                        known = held or (view.result if view is not None else None)
-                        async for last in _result(
-                            store, follower, request_id, known, result_wait_s
-                        ):
-                            yield last
-                        return
+                caught_up = _unsent(view.history if view is not None else [], sent)
+                for entry in caught_up:
+                    yield _replayed(entry)
+                if _delivered(caught_up):
+                    known = held or (view.result if view is not None else None)
+                    async for last in _result(store, follower, request_id, known, result_wait_s):
+                        yield last
+                    return
                 continue
             if isinstance(event.payload, WorkflowResult):
                 held = ResultView.of(event)
@@ -155,6 +148,31 @@ async def request_events(
                         yield last
                     return
         yield StreamItem("lagging", {"detail": "too far behind; reconnect to replay"})
+
+
+def _unsent(
+    history: Sequence[HistoryEntry], sent: set[tuple[str, str, str]], *, repeats: bool = False
+) -> list[HistoryEntry]:
+    """The entries of ``history`` not sent yet (all of them with ``repeats``: the first
+    replay sends a history as recorded), up to ``delivered``; marked sent."""
+    unsent: list[HistoryEntry] = []
+    for entry in history:
+        key = (entry.status.value, entry.service, entry.detail)
+        if key in sent and not repeats:
+            continue
+        sent.add(key)
+        unsent.append(entry)
+        if entry.status is RequestStatus.DELIVERED:
+            break
+    return unsent
+
+
+def _delivered(entries: Sequence[HistoryEntry]) -> bool:
+    return bool(entries) and entries[-1].status is RequestStatus.DELIVERED
+
+
+def _replayed(entry: HistoryEntry) -> StreamItem:
+    return StreamItem("progress", {**entry.model_dump(mode="json"), "replayed": True})
 
 
 async def _result(

@@ -18,6 +18,7 @@ from pactmesh_contracts.events import (
     RequestSubmitted,
     RequestText,
     WorkflowName,
+    WorkflowProgress,
     WorkflowResult,
 )
 from pactmesh_kit.stores.outbox import Outbox
@@ -140,6 +141,19 @@ class Transition(BaseModel):
     detail: str = ""
     workflow: str | None = None
     at: datetime
+
+    @classmethod
+    def of(cls, event: Envelope[Any], progress: WorkflowProgress) -> Transition:
+        """The transition a progress event reports."""
+        return cls(
+            event_id=event.event_id,
+            request_id=event.workflow_id,
+            status=progress.status,
+            service=progress.service,
+            detail=progress.detail,
+            workflow=progress.workflow,
+            at=event.occurred_at,
+        )
 
 
 class RequestStore(Protocol):

@@ -213,25 +213,10 @@ class ToolRegistry:
         timeout_s: float,
         on_behalf: OnBehalf,
     ) -> Outcome:
-        started = time.monotonic()
-
-        def done(**fields: Any) -> Outcome:
-            elapsed = int((time.monotonic() - started) * 1000)
-            return Outcome(duration_ms=elapsed, **fields)
-
-        def failed(code: ToolErrorCode, message: str, *, retryable: bool, attempts: int) -> Outcome:
-            return done(
-                ok=False,
-                result={},
-                error_code=code,
-                message=message,
-                retryable=retryable,
-                attempts=attempts,
-            )
-
+        clock = _Stopwatch()
         spec = self._tools.get(tool)
         if spec is None:
-            return failed(
+            return clock.failed(
                 ToolErrorCode.UNKNOWN_TOOL, f"no tool {tool!r}", retryable=False, attempts=0
             )
         try:
@@ -239,35 +224,66 @@ class ToolRegistry:
             # what JSON can say (a date as its ISO string) and nothing looser.
             args = spec.arguments.model_validate_json(json.dumps(arguments))
         except ValidationError as exc:
-            return failed(ToolErrorCode.INVALID_ARGUMENTS, str(exc), retryable=False, attempts=0)
-
+            return clock.failed(
+                ToolErrorCode.INVALID_ARGUMENTS, str(exc), retryable=False, attempts=0
+            )
         policy = self._policy(tool)
         attempts = _Attempts(spec, args, idempotency_key, policy, on_behalf)
         try:
             async with asyncio.timeout(timeout_s):
                 answer: BaseModel = await _retrying(policy, timeout_s)(attempts.run)
-            result = answer.model_dump(mode="json")
-        except TimeoutError:
-            message = f"{tool} did not complete within its {timeout_s:g}s deadline"
-            if attempts.last_error is not None:
-                message += f" ({attempts.sent} attempts; last: {attempts.last_error})"
-            return failed(ToolErrorCode.TIMEOUT, message, retryable=True, attempts=attempts.sent)
-        except ToolError as exc:
-            return failed(exc.code, str(exc), retryable=exc.retryable, attempts=attempts.sent)
         except Exception as exc:
-            logger.exception("%s raised unexpectedly", tool)
-            message = f"{tool} failed unexpectedly: {exc!r}"
-            return failed(
-                ToolErrorCode.BACKEND_ERROR, message, retryable=False, attempts=attempts.sent
-            )
-        return done(
+            code, message, fields = _failure(tool, exc, timeout_s, attempts)
+            return clock.failed(code, message, **fields)
+        return clock.done(
             ok=True,
-            result=result,
+            result=answer.model_dump(mode="json"),
             error_code=None,
             message="",
             retryable=False,
             attempts=attempts.sent,
         )
+
+
+class _Stopwatch:
+    """An outcome's duration, from when the call started."""
+
+    def __init__(self) -> None:
+        self._started = time.monotonic()
+
+    def done(self, **fields: Any) -> Outcome:
+        elapsed = int((time.monotonic() - self._started) * 1000)
+        return Outcome(duration_ms=elapsed, **fields)
+
+    def failed(
+        self, code: ToolErrorCode, message: str, *, retryable: bool, attempts: int
+    ) -> Outcome:
+        return self.done(
+            ok=False,
+            result={},
+            error_code=code,
+            message=message,
+            retryable=retryable,
+            attempts=attempts,
+        )
+
+
+def _failure(
+    tool: str, exc: Exception, timeout_s: float, attempts: _Attempts
+) -> tuple[ToolErrorCode, str, dict[str, Any]]:
+    """How a call that raised ``exc`` failed: its code, message and the outcome's
+    ``retryable`` and ``attempts``."""
+    sent = attempts.sent
+    if isinstance(exc, TimeoutError):
+        message = f"{tool} did not complete within its {timeout_s:g}s deadline"
+        if attempts.last_error is not None:
+            message += f" ({sent} attempts; last: {attempts.last_error})"
+        return ToolErrorCode.TIMEOUT, message, {"retryable": True, "attempts": sent}
+    if isinstance(exc, ToolError):
+        return exc.code, str(exc), {"retryable": exc.retryable, "attempts": sent}
+    logger.error("%s raised unexpectedly", tool, exc_info=exc)
+    message = f"{tool} failed unexpectedly: {exc!r}"
+    return ToolErrorCode.BACKEND_ERROR, message, {"retryable": False, "attempts": sent}
 
 
 class _Attempts:

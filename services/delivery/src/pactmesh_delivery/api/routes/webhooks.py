@@ -44,6 +44,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 _REGISTER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The body could not be read (it is not UTF-8)."},
     409: {
         "model": ErrorBody,
         "description": "The tenant already has as many webhooks as it may register.",
