@@ -25,6 +25,9 @@ KAFKA=infra/kafka/kafka.sh
 export PACTMESH_PYTHON="$PWD/.venv/bin/python"
 export PACTMESH_DATA_DIR="${PACTMESH_DATA_DIR:-$PWD/.cache/run}"
 export PACTMESH_TOPIC_PREFIX="${PACTMESH_TOPIC_PREFIX:-pactmesh.}"
+# Local receivers (README's on 127.0.0.1:9000) may get webhooks here; a deployment
+# leaves it unset: webhooks then reach public addresses only.
+export PACTMESH_DELIVERY_WEBHOOK_ALLOWED_NETWORKS="${PACTMESH_DELIVERY_WEBHOOK_ALLOWED_NETWORKS:-127.0.0.0/8,::1/128}"
 EXTERNAL=0
 [[ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]] || EXTERNAL=1
 SECURED=0

@@ -335,3 +335,35 @@ def test_each_attempt_is_traced_with_the_workflow_id(hooks_mesh: Mesh, receiver:
     )
     trace_id = spans[0]["context"]["trace_id"]
     assert got.headers["traceparent"].split("-")[1] == trace_id.removeprefix("0x")
+
+
+def test_destinations_outside_the_allowed_networks_are_refused_and_tokens_never_shown(
+    hooks_mesh: Mesh, receiver: Receiver
+) -> None:
+    """The harness allows loopback (the receiver's address) and nothing else; a token in
+    a webhook's query string is in no answer, dead letter or log line."""
+    tenant = _tenant()
+    auth = hooks_mesh.bearer(tenant=tenant, roles=("integrator",))
+    for url in (
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/in",
+        f"http://user:pw@127.0.0.1:{receiver.port}/in",
+    ):
+        refused = httpx.post(
+            f"{hooks_mesh.url('delivery')}/v1/webhooks", json={"url": url}, headers=auth, timeout=10
+        )
+        assert refused.status_code == 422, (url, refused.text)
+        assert refused.json()["detail"][0]["loc"] == ["body", "url"]
+    receiver.scripts["/f/down?token=s3cret"] = [500]
+
+    webhook = register(hooks_mesh, receiver, tenant=tenant, path="/f/down?token=s3cret")
+    publish(hooks_mesh, WORKFLOW_COMPLETED, completed(tenant))
+
+    shown = receiver.url("/f/down?token=redacted")
+    assert webhook["url"] == shown
+    [letter] = dead_letters_for(hooks_mesh, webhook["id"], deadline_s=60)
+    assert len(receiver.at("/f/down?token=s3cret")) == MAX_ATTEMPTS
+    assert letter.errors[0]["url"] == shown
+    assert "s3cret" not in letter.model_dump_json()
+    assert "s3cret" not in json.dumps(deliveries(hooks_mesh, webhook, tenant))
+    assert "s3cret" not in hooks_mesh.log("delivery")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import (
@@ -31,6 +32,7 @@ from pactmesh_contracts.topics import (
     result_topic,
 )
 from pactmesh_delivery import handlers
+from pactmesh_delivery.adapters.secrets import SecretBox
 from pactmesh_delivery.adapters.sqlite_store import SqliteWebhookStore, open_sqlite_stores
 from pactmesh_delivery.domain.results import result_event_id
 from pactmesh_delivery.domain.webhooks import Webhook, WebhookCreate
@@ -88,7 +90,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
 
     path = tmp_path / "delivery.sqlite3"
     async with (
-        open_sqlite_stores(path) as (ledger, webhooks),
+        open_sqlite_stores(path, box=SecretBox([Fernet.generate_key()])) as (ledger, webhooks),
         runtime.provenance.opened(SETTINGS.model_copy(update={"data_dir": tmp_path})),
         TestKafkaBroker(broker),
     ):

@@ -42,7 +42,9 @@ def delivery_app(settings: Settings) -> Any:
 
     @asynccontextmanager
     async def stores() -> AsyncIterator[None]:
-        async with open_sqlite_stores(settings.data_dir / "delivery.sqlite3") as opened:
+        async with open_sqlite_stores(
+            settings.data_dir / "delivery.sqlite3", box=settings.secret_box()
+        ) as opened:
             runtime.ledger, runtime.webhooks = opened
             yield
             runtime.ledger = runtime.webhooks = None

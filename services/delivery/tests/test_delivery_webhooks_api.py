@@ -28,7 +28,9 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def store(settings: Settings) -> AsyncIterator[SqliteWebhookStore]:
-    async with open_sqlite_stores(settings.data_dir / "delivery.sqlite3") as (_, opened):
+    async with open_sqlite_stores(
+        settings.data_dir / "delivery.sqlite3", box=settings.secret_box()
+    ) as (_, opened):
         yield opened
 
 
@@ -217,7 +219,7 @@ async def test_the_openapi_document_names_every_answer(http: httpx.AsyncClient) 
     document = (await http.get("/openapi.json")).json()
     paths, schemas = document["paths"], document["components"]["schemas"]
     expected = {
-        ("/v1/webhooks", "post"): {"201", "400", "401", "403", "422"},
+        ("/v1/webhooks", "post"): {"201", "400", "401", "403", "409", "422"},
         ("/v1/webhooks", "get"): {"200", "401", "403"},
         ("/v1/webhooks/{webhook_id}", "get"): {"200", "401", "403", "404", "422"},
         ("/v1/webhooks/{webhook_id}", "delete"): {"204", "401", "403", "404", "422"},

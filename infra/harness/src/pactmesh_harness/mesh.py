@@ -86,6 +86,9 @@ upstream system."""
 UPSTREAM = "upstream"
 
 
+LOCAL_NETWORKS = "127.0.0.0/8,::1/128"
+"""Where the tests' webhook receivers listen: delivery is allowed to reach them."""
+
 LOCAL_CLUSTER_PORTS = range(19600, 19700)
 """Where tests that start brokers of their own (a secured one, a cluster) listen."""
 
@@ -350,6 +353,9 @@ class Mesh:
             "PACTMESH_INTAKE_PUBLIC_URL": self._url_if_running("intake"),
             "PACTMESH_HITL_INTAKE_URL": self._url_if_running("intake"),
             "PACTMESH_TOOLS_SANDBOX_URL": self._url_if_running(SANDBOX),
+            # The tests' webhook receivers listen on 127.0.0.1, which delivery refuses
+            # unless it is allowed (tests that check the refusal override this).
+            "PACTMESH_DELIVERY_WEBHOOK_ALLOWED_NETWORKS": LOCAL_NETWORKS,
             "OTEL_SERVICE_NAME": kind,
             "OTEL_BSP_SCHEDULE_DELAY": "200",
             "PYTHONUNBUFFERED": "1",

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
 import httpx
 from fastapi import FastAPI
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor, RequestInfo
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Span
 from pactmesh_contracts.topics import AUDIT, WORKFLOW_PROGRESS
 from pactmesh_kit.app import Service
 from pactmesh_kit.stores import instance_lock
@@ -20,8 +22,10 @@ from pactmesh_workflows.registry import registry
 
 from pactmesh_delivery import handlers
 from pactmesh_delivery.adapters.dispatcher import DeadLetterSink, Dispatcher
+from pactmesh_delivery.adapters.egress import EgressGuard, PinnedTransport, RedactingFilter
 from pactmesh_delivery.adapters.store import open_stores
 from pactmesh_delivery.api.routes import webhooks
+from pactmesh_delivery.domain.egress import redact_url
 from pactmesh_delivery.domain.retention import prune
 from pactmesh_delivery.runtime import Runtime
 from pactmesh_delivery.settings import Settings
@@ -39,7 +43,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
     )
     publisher = service.kafka.publisher(*registry().result_topics(), WORKFLOW_PROGRESS, AUDIT)
-    runtime = Runtime(settings=settings, publisher=publisher)
+    runtime = Runtime(
+        settings=settings,
+        publisher=publisher,
+        egress=EgressGuard(allowed=settings.webhook_allowed_networks),
+    )
     handlers.register(service.kafka, runtime)
     dispatching = partial(
         _dispatching, runtime, service.kafka.dead_letters.publish, service.tracer_provider
@@ -77,12 +85,15 @@ async def _dispatching(
 ) -> AsyncIterator[None]:
     """The webhook dispatcher, running as a task until the app stops."""
     settings = runtime.settings
-    limits = httpx.Limits(max_connections=settings.webhook_concurrency)
+    transport = PinnedTransport(runtime.egress, max_connections=settings.webhook_concurrency)
+    _redact_httpx_logs()
     async with httpx.AsyncClient(
-        timeout=settings.webhook_timeout_s, limits=limits, follow_redirects=False
+        transport=transport, timeout=settings.webhook_timeout_s, follow_redirects=False
     ) as client:
         # A client span per POST, with the trace context in its headers.
-        HTTPXClientInstrumentor.instrument_client(client, tracer_provider=tracer_provider)
+        HTTPXClientInstrumentor.instrument_client(
+            client, tracer_provider=tracer_provider, request_hook=_redact_span_url
+        )
         dispatcher = Dispatcher(
             outbox=runtime.require_webhooks(),
             client=client,
@@ -91,6 +102,7 @@ async def _dispatching(
             service=settings.service_name,
             tracer=tracer_provider.get_tracer(__name__),
             concurrency=settings.webhook_concurrency,
+            tenant_concurrency=settings.webhook_tenant_concurrency,
             poll_interval_s=settings.webhook_poll_interval_s,
         )
         task = asyncio.create_task(dispatcher.run(), name="webhook-dispatcher")
@@ -103,3 +115,19 @@ async def _dispatching(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await dispatcher.drain(timeout_s=min(5.0, settings.webhook_timeout_s))
+
+
+def _redact_httpx_logs() -> None:
+    """httpx logs each request's URL: redacted, like every other place a URL shows."""
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+        logger.addFilter(RedactingFilter())
+
+
+async def _redact_span_url(span: Span, request: RequestInfo) -> None:
+    """The client span's URL without credentials or query values (the instrumentation
+    redacts only a few well-known query keys)."""
+    attributes = getattr(span, "attributes", None) or {}
+    for key in ("url.full", "http.url"):
+        if key in attributes:
+            span.set_attribute(key, redact_url(str(request.url)))

@@ -9,6 +9,7 @@ from pactmesh_kit.kafka import EventPublisher
 from pactmesh_kit.provenance import Provenance
 
 from pactmesh_delivery.adapters.dispatcher import Dispatcher
+from pactmesh_delivery.adapters.egress import EgressGuard
 from pactmesh_delivery.domain.results import Ledger
 from pactmesh_delivery.domain.webhooks import WebhookOutbox
 from pactmesh_delivery.settings import Settings
@@ -20,6 +21,9 @@ class Runtime:
 
     settings: Settings
     publisher: EventPublisher
+    egress: EgressGuard = field(default_factory=EgressGuard)
+    """Where webhooks may send (public addresses unless the settings allow networks):
+    checked at registration and before every POST."""
     ledger: Ledger | None = None
     webhooks: WebhookOutbox | None = None
     dispatcher: Dispatcher | None = None

@@ -1,9 +1,13 @@
 """Delivery settings."""
 
-from pactmesh_kit.stores import StoreSettings
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from typing import Annotated, Any
 
+from pactmesh_kit.stores import StoreSettings
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from pactmesh_delivery.adapters.secrets import SecretBox, generated_key
+from pactmesh_delivery.domain.egress import IPNetwork
 from pactmesh_delivery.domain.webhooks import RetryPolicy
 
 
@@ -27,9 +31,35 @@ class Settings(StoreSettings):
     """Attempts in flight at once, across all webhooks."""
     webhook_poll_interval_s: float = Field(1.0, gt=0, le=60)
     """Longest the dispatcher waits before looking at the outbox again."""
+    webhook_tenant_concurrency: int = Field(4, ge=1, le=1000)
+    """Attempts in flight at once for one tenant's webhooks (per instance), so that one
+    tenant's slow receivers leave slots to the others."""
+    webhook_max_per_tenant: int = Field(20, ge=1, le=10_000)
+    """Webhooks one tenant may register; one more is refused (409)."""
+    webhook_allowed_networks: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
+    """Networks webhooks may reach although they are not public (loopback, private,
+    link-local, ...): comma-separated CIDRs, e.g. ``127.0.0.0/8,::1/128`` for the tests
+    and ``make run``, or an on-premises receiver's network. Empty: public addresses only."""
+    webhook_secret_keys: SecretStr | None = None
+    """Comma-separated Fernet keys that encrypt webhook signing secrets at rest: the first
+    encrypts, all decrypt (rotation). Unset: a key generated once under the data dir."""
     retention_s: float = Field(7 * 86_400.0, gt=0)
     """How long a finished delivery (delivered or dead) and a ledger entry are kept;
     then retention deletes them."""
+
+    @field_validator("webhook_allowed_networks", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    def secret_box(self) -> SecretBox:
+        """What seals webhook secrets: the configured keys, or the data dir's own."""
+        if self.webhook_secret_keys is not None:
+            keys = self.webhook_secret_keys.get_secret_value().split(",")
+            return SecretBox([key.strip() for key in keys if key.strip()])
+        return SecretBox([generated_key(self.data_dir)])
 
     @property
     def retry_policy(self) -> RetryPolicy:

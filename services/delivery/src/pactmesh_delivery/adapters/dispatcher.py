@@ -27,8 +27,10 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 import httpx
 from opentelemetry import propagate, trace
@@ -38,6 +40,8 @@ from pactmesh_contracts.webhooks import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE
 from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 from pydantic import JsonValue
 
+from pactmesh_delivery.adapters.egress import EgressRefused
+from pactmesh_delivery.domain.egress import redact_url
 from pactmesh_delivery.domain.webhooks import (
     DueDelivery,
     Outbox,
@@ -51,8 +55,10 @@ DeadLetterSink = Callable[[DeadLetter, bytes | None], Awaitable[None]]
 """Publishes a dead-letter record (with its Kafka key) and waits for the broker's ack."""
 
 _DEAD_LETTER_NAMESPACE = uuid.UUID("5d0c7a52-3f53-4a43-9a55-0f7c2d7f1e08")
-_ERROR_SNIPPET = 300
-"""Bytes of a refusing receiver's body kept as the attempt's error."""
+_SIZE_CAP = 65_536
+"""Bytes of a refusing receiver's answer counted (never kept); a larger one is
+recorded as more than this."""
+_NO_SECRET = "the webhook's signing secret cannot be decrypted with the configured keys"
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ class Dispatcher:
         service: str,
         tracer: Tracer | None = None,
         concurrency: int = 8,
+        tenant_concurrency: int | None = None,
         poll_interval_s: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -91,6 +98,9 @@ class Dispatcher:
         self._service = service
         self._tracer = tracer or trace.get_tracer(__name__)
         self._concurrency = concurrency
+        self._tenant_concurrency = tenant_concurrency
+        self._busy: Counter[str] = Counter()
+        """Attempts in flight per tenant."""
         self._poll_s = poll_interval_s
         self._clock = clock
         self._wake = asyncio.Event()
@@ -121,14 +131,21 @@ class Dispatcher:
         now = self._clock()
         lease_until = now + self._policy.lease_s
         claimed = await self._outbox.claim_due(
-            now=now, lease_until=lease_until, limit=free, max_attempts=self._policy.max_attempts
+            now=now,
+            lease_until=lease_until,
+            limit=free,
+            max_attempts=self._policy.max_attempts,
+            per_tenant=self._tenant_concurrency,
+            busy={tenant: n for tenant, n in self._busy.items() if n},
         )
         for delivery in claimed:
+            tenant = delivery.result.tenant
+            self._busy[tenant] += 1
             task = asyncio.create_task(
                 self._settle(delivery, lease_until), name=f"webhook-{delivery.id}"
             )
             self._inflight.add(task)
-            task.add_done_callback(self._finished)
+            task.add_done_callback(partial(self._finished, tenant))
         return len(claimed)
 
     async def drain(self, timeout_s: float) -> None:
@@ -140,8 +157,11 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, tenant: str, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
+        self._busy[tenant] -= 1
+        if self._busy[tenant] <= 0:
+            del self._busy[tenant]
         self._wake.set()  # a slot is free
 
     async def _pause(self) -> float:
@@ -202,6 +222,8 @@ class Dispatcher:
 
     async def attempt(self, delivery: DueDelivery) -> Attempt:
         """POST the result once, signed, within the attempt timeout; one span."""
+        if delivery.secret is None:
+            return Attempt(None, _NO_SECRET)
         body = delivery.result.body
         headers = {
             "Content-Type": "application/json",
@@ -236,9 +258,11 @@ class Dispatcher:
                 ) as response:
                     if 200 <= response.status_code < 300:
                         return Attempt(response.status_code, None)
-                    return Attempt(response.status_code, await _snippet(response))
+                    return Attempt(response.status_code, await _size(response))
         except TimeoutError:
             return Attempt(None, f"timed out after {self._policy.attempt_timeout_s}s")
+        except EgressRefused as exc:
+            return Attempt(None, f"refused: {exc}")
         except httpx.HTTPError as exc:
             return Attempt(None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
@@ -253,15 +277,15 @@ class Dispatcher:
         await self._outbox.mark_dead(delivery.id, now=self._clock())
 
 
-async def _snippet(response: httpx.Response) -> str | None:
-    """The start of a refusing receiver's body (never the whole of a large one)."""
-    read = b""
+async def _size(response: httpx.Response) -> str:
+    """How large a refusing receiver's answer is, never what it says (read up to
+    :data:`_SIZE_CAP` and dropped)."""
+    read = 0
     async for chunk in response.aiter_bytes():
-        read += chunk
-        if len(read) >= _ERROR_SNIPPET:
-            break
-    text = read[:_ERROR_SNIPPET].decode(errors="replace").strip()
-    return text or None
+        read += len(chunk)
+        if read > _SIZE_CAP:
+            return f"more than {_SIZE_CAP} bytes"
+    return f"{read} bytes"
 
 
 def dead_letter_for(delivery: DueDelivery, *, service: str) -> DeadLetter:
@@ -277,7 +301,7 @@ def dead_letter_for(delivery: DueDelivery, *, service: str) -> DeadLetter:
         "type": "webhook_delivery_failed",
         "webhook_id": str(delivery.webhook_id),
         "delivery_id": str(delivery.id),
-        "url": delivery.url,
+        "url": redact_url(delivery.url),
         "result_event_id": str(result.result_event_id),
         "attempts": delivery.attempts,
         "last_status": delivery.last_status,
@@ -295,8 +319,8 @@ def dead_letter_for(delivery: DueDelivery, *, service: str) -> DeadLetter:
         original_headers=result.headers,
         error_code="refused",
         error=(
-            f"webhook {delivery.webhook_id} ({delivery.url}) did not accept the result after"
-            f" {delivery.attempts} attempts; last: {reason}"
+            f"webhook {delivery.webhook_id} ({redact_url(delivery.url)}) did not accept the"
+            f" result after {delivery.attempts} attempts; last: {reason}"
         ),
         errors=[detail],
     )

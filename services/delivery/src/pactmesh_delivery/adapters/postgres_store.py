@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pactmesh_contracts.ids import uuid7
@@ -26,12 +26,17 @@ from pactmesh_delivery.adapters.migrations import MIGRATIONS
 from pactmesh_delivery.adapters.rows import (
     DELIVERY_COLUMNS,
     DUE_COLUMNS,
+    NO_CAP,
     WEBHOOK_COLUMNS,
     DeliveryMarks,
     delivery_of,
     due_of,
+    new_webhook,
+    pick_due,
     webhook_of,
 )
+from pactmesh_delivery.adapters.secrets import SecretBox
+from pactmesh_delivery.domain.errors import WebhookLimitReached
 from pactmesh_delivery.domain.webhooks import (
     DeliveryView,
     DueDelivery,
@@ -52,9 +57,12 @@ _ENQUEUE = (
 )
 """``matches()`` in SQL: a webhook's workflows are a JSON list, empty for every one."""
 _CLAIM = (
-    "WITH due AS (SELECT id, attempts < %(max)s AS counted FROM webhook_deliveries"
-    " WHERE state = 'pending' AND next_attempt_at <= %(now)s ORDER BY next_attempt_at"
-    " LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+    "WITH busy AS (SELECT key AS tenant, value::int AS n FROM jsonb_each_text(%(busy)s::jsonb)),"
+    f" {pick_due(now='%(now)s', cap='%(cap)s')},"
+    " due AS (SELECT id, attempts < %(max)s AS counted FROM webhook_deliveries"
+    " WHERE id IN (SELECT id FROM eligible) AND state = 'pending'"
+    " AND next_attempt_at <= %(now)s ORDER BY next_attempt_at, id LIMIT %(limit)s"
+    " FOR UPDATE SKIP LOCKED)"
     " UPDATE webhook_deliveries d SET next_attempt_at = %(lease)s, updated_at = %(now)s,"
     " attempts = d.attempts + due.counted::int FROM due, webhooks w"
     f" WHERE d.id = due.id AND w.id = d.webhook_id RETURNING {DUE_COLUMNS}, due.counted"
@@ -73,8 +81,9 @@ class PostgresWebhookStore(DeliveryMarks):
 
     placeholder = "%s"
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, box: SecretBox) -> None:
         self._pool = pool
+        self._box = box
 
     async def _rows(self, sql: str, params: Any) -> list[dict[str, Any]]:
         async with self._pool.connection() as conn:
@@ -90,28 +99,48 @@ class PostgresWebhookStore(DeliveryMarks):
     # -- webhooks -------------------------------------------------------------------
 
     async def create_webhook(
-        self, *, tenant: str, spec: WebhookCreate, secret: str, now: float
+        self,
+        *,
+        tenant: str,
+        spec: WebhookCreate,
+        secret: str,
+        now: float,
+        max_per_tenant: int | None = None,
     ) -> Webhook:
-        webhook = Webhook(
-            id=uuid7(),
-            url=str(spec.url),
-            workflows=list(spec.workflows),
-            description=spec.description,
-            created_at=datetime.fromtimestamp(now, UTC),
-        )
-        await self._write(
-            "INSERT INTO webhooks VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (
-                webhook.id,
-                tenant,
-                webhook.url,
-                json.dumps(webhook.workflows),
-                webhook.description,
-                secret,
-                now,
-            ),
-        )
-        return webhook
+        webhook_id = uuid7()
+        async with self._pool.connection() as conn, conn.transaction():
+            if max_per_tenant is not None:
+                # Registrations of one tenant take turns, so two at once cannot both
+                # see room for one more.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                    (f"webhooks:{tenant}",),
+                )
+                cursor = await conn.execute(
+                    "SELECT COUNT(*) FROM webhooks WHERE tenant = %s", (tenant,)
+                )
+                row = await cursor.fetchone()
+                if row is not None and row[0] >= max_per_tenant:
+                    raise WebhookLimitReached(max_per_tenant)
+            await conn.execute(
+                "INSERT INTO webhooks VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (
+                    webhook_id,
+                    tenant,
+                    str(spec.url),
+                    json.dumps(list(spec.workflows)),
+                    spec.description,
+                    self._box.seal(secret),
+                    now,
+                ),
+            )
+        return new_webhook(webhook_id, spec, now)
+
+    async def _select(self, sql: str) -> list[Any]:
+        return await self._rows(sql, ())
+
+    async def _change(self, sql: str, values: tuple[Any, ...]) -> int:
+        return await self._write(sql, values)
 
     async def webhooks(self, *, tenant: str) -> list[Webhook]:
         rows = await self._rows(
@@ -167,12 +196,28 @@ class PostgresWebhookStore(DeliveryMarks):
         )
 
     async def claim_due(
-        self, *, now: float, lease_until: float, limit: int, max_attempts: int
+        self,
+        *,
+        now: float,
+        lease_until: float,
+        limit: int,
+        max_attempts: int,
+        per_tenant: int | None = None,
+        busy: Mapping[str, int] | None = None,
     ) -> list[DueDelivery]:
-        rows = await self._rows(
-            _CLAIM, {"max": max_attempts, "now": now, "limit": limit, "lease": lease_until}
-        )
-        return [due_of(row, attempts=row["attempts"], counted=row["counted"]) for row in rows]
+        params = {
+            "busy": json.dumps(dict(busy or {})),
+            "cap": NO_CAP if per_tenant is None else per_tenant,
+            "max": max_attempts,
+            "now": now,
+            "limit": limit,
+            "lease": lease_until,
+        }
+        rows = await self._rows(_CLAIM, params)
+        return [
+            due_of(row, attempts=row["attempts"], counted=row["counted"], box=self._box)
+            for row in rows
+        ]
 
     async def next_due_at(self) -> float | None:
         rows = await self._rows(
@@ -228,9 +273,12 @@ class PostgresDeliveryLedger:
 
 @asynccontextmanager
 async def open_postgres_stores(
-    url: str, *, pool_size: int = 10
+    url: str, *, box: SecretBox, pool_size: int = 10
 ) -> AsyncIterator[tuple[PostgresDeliveryLedger, PostgresWebhookStore]]:
-    """Migrate the database at ``url`` (one instance at a time), then open a pool on it."""
+    """Migrate the database at ``url`` (one instance at a time), then open a pool on it;
+    webhook secrets sealed with ``box`` (plain-text ones of an earlier release here)."""
     await MIGRATIONS.upgrade(url)
     async with open_pool(url, size=pool_size, name="delivery") as pool:
-        yield PostgresDeliveryLedger(pool), PostgresWebhookStore(pool)
+        webhooks = PostgresWebhookStore(pool, box)
+        await webhooks.reseal_secrets()
+        yield PostgresDeliveryLedger(pool), webhooks

@@ -8,12 +8,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from pactmesh_delivery.adapters.secrets import SecretBox
+from pactmesh_delivery.domain.egress import redact_url
 from pactmesh_delivery.domain.webhooks import (
     DeliveryState,
     DeliveryView,
     DueDelivery,
     ResultRecord,
     Webhook,
+    WebhookCreate,
 )
 
 WEBHOOK_COLUMNS = "id, url, workflows, description, created_at"
@@ -26,6 +29,25 @@ DUE_COLUMNS = (
     " d.tenant, d.body, d.record_key, d.record_headers, d.source_topic, d.source_partition,"
     " d.source_offset, d.trace_context, d.attempts, d.last_status, d.last_error"
 )
+
+
+def pick_due(*, now: str, cap: str) -> str:
+    """Two CTEs, after a ``busy (tenant, n)`` one (attempts in flight per tenant):
+    ``eligible``, the ids of due deliveries, at most ``cap`` per tenant counting its busy
+    ones (its earliest), so that one tenant's backlog never fills every slot. The claim
+    takes the earliest of them (on Postgres, skipping those another instance is
+    claiming). ``now`` and ``cap`` are the store's placeholders."""
+    return (
+        "ranked AS (SELECT id, tenant, row_number() OVER"
+        " (PARTITION BY tenant ORDER BY next_attempt_at, id) AS n FROM webhook_deliveries"
+        f" WHERE state = 'pending' AND next_attempt_at <= {now}),"
+        " eligible AS (SELECT r.id FROM ranked r LEFT JOIN busy b ON b.tenant = r.tenant"
+        f" WHERE r.n + COALESCE(b.n, 0) <= {cap})"
+    )
+
+
+NO_CAP = 2**31 - 1
+"""The per-tenant cap when there is none."""
 
 
 class Row(Protocol):
@@ -49,10 +71,21 @@ def webhook_of(row: Row) -> Webhook:
     """A webhook from its :data:`WEBHOOK_COLUMNS`."""
     return Webhook(
         id=uuid_of(row["id"]),
-        url=row["url"],
+        url=redact_url(row["url"]),
         workflows=json.loads(row["workflows"]),
         description=row["description"],
         created_at=datetime.fromtimestamp(row["created_at"], UTC),
+    )
+
+
+def new_webhook(webhook_id: uuid.UUID, spec: WebhookCreate, now: float) -> Webhook:
+    """The webhook just registered from ``spec``, as the API shows it."""
+    return Webhook(
+        id=webhook_id,
+        url=redact_url(str(spec.url)),
+        workflows=list(spec.workflows),
+        description=spec.description,
+        created_at=datetime.fromtimestamp(now, UTC),
     )
 
 
@@ -75,14 +108,15 @@ def delivery_of(row: Row) -> DeliveryView:
     )
 
 
-def due_of(row: Row, *, attempts: int, counted: bool) -> DueDelivery:
-    """A claimed delivery from its :data:`DUE_COLUMNS`, ``attempts`` made with this one."""
+def due_of(row: Row, *, attempts: int, counted: bool, box: SecretBox) -> DueDelivery:
+    """A claimed delivery from its :data:`DUE_COLUMNS`, ``attempts`` made with this one,
+    its signing secret decrypted with ``box``."""
     key = row["record_key"]
     return DueDelivery(
         id=uuid_of(row["id"]),
         webhook_id=uuid_of(row["webhook_id"]),
         url=row["url"],
-        secret=row["secret"],
+        secret=box.open(row["secret"]),
         result=ResultRecord(
             result_event_id=uuid_of(row["result_event_id"]),
             workflow_id=uuid_of(row["workflow_id"]),
@@ -104,10 +138,34 @@ def due_of(row: Row, *, attempts: int, counted: bool) -> DueDelivery:
 
 
 class DeliveryMarks:
-    """What an attempt comes to, recorded the same way on both stores (they differ
-    only in how a statement spells its parameters: ``placeholder``)."""
+    """What an attempt comes to, and the resealing of secrets, done the same way on
+    both stores (they differ only in how a statement spells its parameters:
+    ``placeholder``)."""
 
     placeholder = "?"
+    _box: SecretBox
+
+    async def _select(self, sql: str) -> list[Row]:
+        """The rows of a query without parameters."""
+        raise NotImplementedError
+
+    async def _change(self, sql: str, values: tuple[Any, ...]) -> int:
+        """One statement, committed alone; the rows it changed."""
+        raise NotImplementedError
+
+    async def reseal_secrets(self) -> int:
+        """Encrypt plain-text secrets of an earlier release, and re-encrypt those sealed
+        under a key that is no longer the first; how many rows changed. Each row changes
+        only from the value it was read with, so instances doing it at once agree."""
+        changed = 0
+        for row in await self._select("SELECT id, secret FROM webhooks"):
+            resealed = self._box.reseal(row["secret"])
+            if resealed is not None:
+                changed += await self._change(
+                    self._set("UPDATE webhooks SET secret = {p} WHERE id = {p} AND secret = {p}"),
+                    (resealed, row["id"], row["secret"]),
+                )
+        return changed
 
     async def _update(
         self, delivery_id: uuid.UUID, assignments: str, values: tuple[Any, ...]

@@ -18,7 +18,7 @@ import asyncio
 import json
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,12 +32,17 @@ from pactmesh_delivery.adapters.migrations import MIGRATIONS
 from pactmesh_delivery.adapters.rows import (
     DELIVERY_COLUMNS,
     DUE_COLUMNS,
+    NO_CAP,
     WEBHOOK_COLUMNS,
     DeliveryMarks,
     delivery_of,
     due_of,
+    new_webhook,
+    pick_due,
     webhook_of,
 )
+from pactmesh_delivery.adapters.secrets import SecretBox
+from pactmesh_delivery.domain.errors import WebhookLimitReached
 from pactmesh_delivery.domain.webhooks import (
     DeliveryView,
     DueDelivery,
@@ -71,35 +76,51 @@ class _Connection:
 class SqliteWebhookStore(DeliveryMarks):
     """``WebhookStore`` and ``Outbox`` on the file's connection."""
 
-    def __init__(self, connection: _Connection) -> None:
+    def __init__(self, connection: _Connection, box: SecretBox) -> None:
         self._db = connection
         self._conn = connection.conn
+        self._box = box
 
     # -- webhooks -------------------------------------------------------------------
 
     async def create_webhook(
-        self, *, tenant: str, spec: WebhookCreate, secret: str, now: float
+        self,
+        *,
+        tenant: str,
+        spec: WebhookCreate,
+        secret: str,
+        now: float,
+        max_per_tenant: int | None = None,
     ) -> Webhook:
-        webhook = Webhook(
-            id=uuid7(),
-            url=str(spec.url),
-            workflows=list(spec.workflows),
-            description=spec.description,
-            created_at=datetime.fromtimestamp(now, UTC),
-        )
-        await self._db.write(
-            "INSERT INTO webhooks VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                str(webhook.id),
-                tenant,
-                webhook.url,
-                json.dumps(webhook.workflows),
-                webhook.description,
-                secret,
-                now,
-            ),
-        )
-        return webhook
+        webhook_id = uuid7()
+        async with self._db.transaction() as conn:  # the count and the insert at once
+            if max_per_tenant is not None:
+                async with conn.execute(
+                    "SELECT COUNT(*) AS n FROM webhooks WHERE tenant = ?", (tenant,)
+                ) as cursor:
+                    row = await cursor.fetchone()
+                if row is not None and row["n"] >= max_per_tenant:
+                    raise WebhookLimitReached(max_per_tenant)
+            await conn.execute(
+                "INSERT INTO webhooks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    str(webhook_id),
+                    tenant,
+                    str(spec.url),
+                    json.dumps(list(spec.workflows)),
+                    spec.description,
+                    self._box.seal(secret),
+                    now,
+                ),
+            )
+        return new_webhook(webhook_id, spec, now)
+
+    async def _select(self, sql: str) -> list[Any]:
+        async with self._conn.execute(sql) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _change(self, sql: str, values: tuple[Any, ...]) -> int:
+        return await self._db.write(sql, values)
 
     async def webhooks(self, *, tenant: str) -> list[Webhook]:
         async with self._conn.execute(
@@ -179,15 +200,25 @@ class SqliteWebhookStore(DeliveryMarks):
         return queued
 
     async def claim_due(
-        self, *, now: float, lease_until: float, limit: int, max_attempts: int
+        self,
+        *,
+        now: float,
+        lease_until: float,
+        limit: int,
+        max_attempts: int,
+        per_tenant: int | None = None,
+        busy: Mapping[str, int] | None = None,
     ) -> list[DueDelivery]:
+        cap = NO_CAP if per_tenant is None else per_tenant
         async with self._db.transaction() as conn:
             async with conn.execute(
-                f"SELECT {DUE_COLUMNS} FROM webhook_deliveries d"
+                "WITH busy (tenant, n) AS (SELECT key, value FROM json_each(?)),"
+                f" {pick_due(now='?', cap='?')}"
+                f" SELECT {DUE_COLUMNS} FROM webhook_deliveries d"
                 " JOIN webhooks w ON w.id = d.webhook_id"
-                " WHERE d.state = 'pending' AND d.next_attempt_at <= ?"
-                " ORDER BY d.next_attempt_at LIMIT ?",
-                (now, limit),
+                " WHERE d.id IN (SELECT id FROM eligible)"
+                " ORDER BY d.next_attempt_at, d.id LIMIT ?",
+                (json.dumps(dict(busy or {})), now, cap, limit),
             ) as cursor:
                 rows = await cursor.fetchall()
             for row in rows:
@@ -202,6 +233,7 @@ class SqliteWebhookStore(DeliveryMarks):
                 row,
                 attempts=row["attempts"] + int(row["attempts"] < max_attempts),
                 counted=row["attempts"] < max_attempts,
+                box=self._box,
             )
             for row in rows
         ]
@@ -265,12 +297,15 @@ def _utc_text(at: datetime) -> str:
 
 @asynccontextmanager
 async def open_sqlite_stores(
-    path: Path,
+    path: Path, *, box: SecretBox
 ) -> AsyncIterator[tuple[SqliteDeliveryLedger, SqliteWebhookStore]]:
     """The ledger and the webhook store in the SQLite file at ``path``, created or
-    migrated first."""
+    migrated first; webhook secrets sealed with ``box`` (plain-text ones of an earlier
+    release are sealed here)."""
     await MIGRATIONS.upgrade(path)
     async with connect(path, "busy_timeout=5000", "foreign_keys=ON") as conn:
         conn.row_factory = sqlite3.Row
         connection = _Connection(conn)
-        yield SqliteDeliveryLedger(connection), SqliteWebhookStore(connection)
+        webhooks = SqliteWebhookStore(connection, box)
+        await webhooks.reseal_secrets()
+        yield SqliteDeliveryLedger(connection), webhooks

@@ -22,3 +22,17 @@ class WebhookNotFound(DeliveryError):
     def __init__(self, webhook_id: uuid.UUID) -> None:
         super().__init__(f"no webhook {webhook_id}")
         self.webhook_id = webhook_id
+
+
+class WebhookLimitReached(DeliveryError):
+    """The tenant has as many webhooks as it may register."""
+
+    code = "webhook_limit_reached"
+    kind = "conflict"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"a tenant may register at most {limit} webhooks; delete one first"
+            " (PACTMESH_DELIVERY_WEBHOOK_MAX_PER_TENANT)"
+        )
+        self.limit = limit

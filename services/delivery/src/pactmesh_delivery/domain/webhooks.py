@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import secrets
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Protocol
@@ -18,6 +19,8 @@ from pactmesh_contracts.events import WorkflowName
 from pactmesh_workflows.registry import registry
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, field_validator
 from tenacity import RetryCallState, Retrying, wait_random_exponential
+
+from pactmesh_delivery.domain.egress import url_refusal
 
 # -- the API's contracts ----------------------------------------------------------------
 
@@ -28,10 +31,19 @@ class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: HttpUrl
-    """Where results are POSTed: an absolute ``http`` or ``https`` URL."""
+    """Where results are POSTed: an absolute ``http`` or ``https`` URL without
+    credentials, whose host is (or resolves to) public addresses only."""
     workflows: list[WorkflowName] = Field(default_factory=list, max_length=len(registry()))
     """The workflows whose results this webhook receives; empty means all of them."""
     description: Annotated[str, StringConstraints(max_length=500)] = ""
+
+    @field_validator("url")
+    @classmethod
+    def _fit_for_webhooks(cls, url: HttpUrl) -> HttpUrl:
+        reason = url_refusal(str(url))
+        if reason is not None:
+            raise ValueError(reason)
+        return url
 
     @field_validator("workflows")
     @classmethod
@@ -47,6 +59,7 @@ class Webhook(BaseModel):
 
     id: uuid.UUID
     url: str
+    """Redacted: no user information, query values shown as ``redacted``."""
     workflows: list[str]
     """Empty: every workflow's results."""
     description: str
@@ -132,7 +145,9 @@ class DueDelivery:
     id: uuid.UUID
     webhook_id: uuid.UUID
     url: str
-    secret: str
+    """The full URL, credentials and query included: never logged or shown as it is."""
+    secret: str | None
+    """The signing secret; ``None`` when none of the configured keys decrypts it."""
     result: ResultRecord
     attempts: int
     """Attempts made so far, counting the one just claimed."""
@@ -146,9 +161,18 @@ class Outbox(Protocol):
     """The durable queue of deliveries the dispatcher works through."""
 
     async def claim_due(
-        self, *, now: float, lease_until: float, limit: int, max_attempts: int
+        self,
+        *,
+        now: float,
+        lease_until: float,
+        limit: int,
+        max_attempts: int,
+        per_tenant: int | None = None,
+        busy: Mapping[str, int] | None = None,
     ) -> list[DueDelivery]:
-        """Pending deliveries due at ``now``, each hidden until ``lease_until``.
+        """Pending deliveries due at ``now``, each hidden until ``lease_until``, the
+        earliest first, but never more than ``per_tenant`` of one tenant counting the
+        ``busy`` ones (its attempts already in flight).
 
         A claim counts an attempt, unless ``max_attempts`` were already made: then only
         the dead-lettering is due (it failed, or the process stopped, before it was
@@ -185,9 +209,16 @@ class WebhookStore(Protocol):
     """Registered webhooks and their deliveries, always within one tenant."""
 
     async def create_webhook(
-        self, *, tenant: str, spec: WebhookCreate, secret: str, now: float
+        self,
+        *,
+        tenant: str,
+        spec: WebhookCreate,
+        secret: str,
+        now: float,
+        max_per_tenant: int | None = None,
     ) -> Webhook:
-        """Register a webhook for ``tenant``."""
+        """Register a webhook for ``tenant`` (its secret stored encrypted);
+        ``WebhookLimitReached`` when it has ``max_per_tenant`` already."""
         ...
 
     async def webhooks(self, *, tenant: str) -> list[Webhook]:
@@ -265,7 +296,9 @@ _RETRYING = Retrying()
 
 
 def describe_failure(status: int | None, error: str | None) -> str:
-    """A failed attempt in a few words: ``HTTP 500`` or the transport error."""
+    """A failed attempt in a few words: ``HTTP 500 (17 bytes)`` or the transport
+    error. A receiver's answer is never quoted: a webhook could otherwise read what an
+    address it cannot reach itself answers."""
     if status is not None:
-        return f"HTTP {status}" + (f": {error}" if error else "")
+        return f"HTTP {status}" + (f" ({error})" if error else "")
     return error or "no answer"

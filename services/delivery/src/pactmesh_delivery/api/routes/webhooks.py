@@ -11,9 +11,11 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-from pactmesh_delivery.api.deps import CurrentIntegrator, StoreDep
+from pactmesh_delivery.adapters.egress import EgressGuard, EgressRefused, Unresolved
+from pactmesh_delivery.api.deps import CurrentIntegrator, RuntimeDep, StoreDep
 from pactmesh_delivery.domain.errors import WebhookNotFound
 from pactmesh_delivery.domain.webhooks import (
     DeliveryView,
@@ -41,24 +43,43 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such webhook in the caller's tenant."}
 }
 
-_UNREADABLE: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "The body could not be read (it is not UTF-8)."}
+_REGISTER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The body could not be read (it is not UTF-8)."},
+    409: {
+        "model": ErrorBody,
+        "description": "The tenant already has as many webhooks as it may register.",
+    },
 }
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=_AUTH_RESPONSES)
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated, responses=_UNREADABLE
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=WebhookCreated,
+    responses=_REGISTER_RESPONSES,
 )
 async def register_webhook(
-    body: WebhookCreate, identity: CurrentIntegrator, store: StoreDep, response: Response
+    body: WebhookCreate,
+    identity: CurrentIntegrator,
+    store: StoreDep,
+    runtime: RuntimeDep,
+    response: Response,
 ) -> WebhookCreated:
     """Register a webhook for the caller's tenant. The answer holds the signing secret,
-    shown this once: verify each delivery's ``Pactmesh-Signature`` with it."""
+    shown this once: verify each delivery's ``Pactmesh-Signature`` with it.
+
+    The URL's host must be, or resolve only to, public addresses (422 otherwise); it is
+    resolved and checked again before every delivery."""
+    await _check_destination(runtime.egress, body)
     secret = new_secret()
     webhook = await store.create_webhook(
-        tenant=identity.tenant, spec=body, secret=secret, now=time.time()
+        tenant=identity.tenant,
+        spec=body,
+        secret=secret,
+        now=time.time(),
+        max_per_tenant=runtime.settings.webhook_max_per_tenant,
     )
     response.headers["Location"] = f"{router.prefix}/{webhook.id}"
     return WebhookCreated(**webhook.model_dump(), secret=secret)
@@ -103,3 +124,24 @@ async def list_deliveries(
     if deliveries is None:
         raise WebhookNotFound(webhook_id)
     return deliveries
+
+
+async def _check_destination(guard: EgressGuard, body: WebhookCreate) -> None:
+    """422 on the ``url`` field when its host is, or resolves to, a forbidden address.
+
+    A name that does not resolve now is accepted: nothing it could reach is known yet,
+    and every delivery resolves and checks it again before connecting.
+    """
+    host, port = body.url.host or "", body.url.port or 443
+    try:
+        await guard.addresses(host, port)
+    except Unresolved:
+        return
+    except EgressRefused as exc:
+        error = {
+            "type": "value_error",
+            "loc": ("body", "url"),
+            "msg": str(exc),
+            "input": str(body.url),
+        }
+        raise RequestValidationError([error]) from exc
