@@ -141,7 +141,9 @@ class Case:
 def _orders(mesh: Mesh, count: int = ORDERS, *, requested: bool = False) -> list[uuid.UUID]:
     """``requested``: the submitter names the workflow, so routing asks no model (a busy
     machine's model timeouts send requests to a person instead)."""
-    fault(mesh, "erp", latency_ms=150)  # keeps workflows in flight long enough
+    # Keeps workflows in flight long enough for the fault to catch some, even when the
+    # machine is quiet and the submissions are quick.
+    fault(mesh, "erp", latency_ms=1000)
     return [
         submit(
             mesh,

@@ -173,7 +173,8 @@ async def test_a_refund_request_from_a_principal_without_the_scope_ends_rejected
 
     results = result_topic("refund")
     mine: Match = lambda e: e.workflow_id == request.workflow_id  # noqa: E731
-    found = await _first(mesh, {results: mine, AUDIT: mine})
+    refusal: Match = lambda e: mine(e) and e.payload.type == "audit.recorded.v1"  # noqa: E731
+    found = await _first(mesh, {results: mine, AUDIT: refusal})
     result, audit = found[results], found[AUDIT]
     assert result.payload.outcome is Outcome.REJECTED
     assert result.payload.error.startswith("refused by the access policy: ")

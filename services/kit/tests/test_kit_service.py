@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from pactmesh_kit.auth.testing import bearer
 from pactmesh_kit.errors import NotReady, PactmeshError
 from pactmesh_kit.kafka import Stall
 from pactmesh_kit.settings import KitSettings
+from pactmesh_kit.stores import InstanceLocked, StoreSettings, instance_lock
 from pydantic import BaseModel
 
 
@@ -239,6 +241,20 @@ async def test_start_up_gives_up_after_its_timeout(
     with pytest.raises(ConnectionRefusedError):
         async with app.router.lifespan_context(app):
             pass  # pragma: no cover
+
+
+async def test_start_up_refuses_at_once_what_waiting_cannot_cure(tmp_path: Path) -> None:
+    """A second instance on a data dir another one holds stops at once, saying why,
+    instead of waiting out its start-up timeout (the holder runs on)."""
+    settings = StoreSettings(data_dir=tmp_path, topic_prefix="t.", startup_timeout_s=600)
+    service = Service(settings, title="t", description="d", tracer_provider=TracerProvider())
+    app = service.app(object(), resources=[partial(instance_lock, settings)])
+    started = time.monotonic()
+    async with instance_lock(settings):
+        with pytest.raises(InstanceLocked):
+            async with app.router.lifespan_context(app):
+                pass  # pragma: no cover
+    assert time.monotonic() - started < 5
 
 
 async def _answers(_settings: KitSettings) -> None:

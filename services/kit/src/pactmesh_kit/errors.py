@@ -44,6 +44,9 @@ class PactmeshError(Exception):
     """Stable identifier of the error, for logs, dead letters and clients."""
     kind: ErrorKind = "internal"
     """What sort of refusal this is (maps to an HTTP status at the edge)."""
+    waiting_cures: bool = True
+    """Whether waiting can make it pass: start-up waits out what it can (a broker or a
+    database still starting), and gives up at once on what it cannot."""
 
     @property
     def detail(self) -> Any:

@@ -58,7 +58,8 @@ async def patiently(
     undo: Callable[[], Awaitable[object]] | None = None,
 ) -> T:
     """``attempt()``'s result, retrying with capped exponential backoff while it raises;
-    ``undo()`` cleans up a failed attempt. Gives up (raises) after ``timeout_s``."""
+    ``undo()`` cleans up a failed attempt. Gives up (raises) after ``timeout_s``, or at
+    once on an error waiting cannot cure (another instance holds this data dir)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     for number in itertools.count(1):
         try:
@@ -66,6 +67,9 @@ async def patiently(
         except Exception as exc:
             if undo is not None:
                 await _quietly(undo)
+            if not getattr(exc, "waiting_cures", True):
+                logger.error("%s: cannot start: %s", service, exc)
+                raise
             pause_s = min(BACKOFF_INITIAL_S * 2 ** min(number - 1, 20), BACKOFF_MAX_S)
             if deadline is not None and time.monotonic() + pause_s > deadline:
                 logger.error("%s: gave up waiting for %s after %.0f s", service, what, timeout_s)

@@ -44,6 +44,7 @@ class InstanceLocked(PactmeshError, RuntimeError):
 
     code = "instance_locked"
     kind = "unavailable"
+    waiting_cures = False  # the other instance runs on; a second one must not start
 
 
 @asynccontextmanager
