@@ -165,27 +165,33 @@ def test_fifty_requests_flow_through_all_six_services_once(mesh: Mesh) -> None:
             journey.remove(RequestStatus.WAITING_FOR_TOOL)  # the semantic cache answered
         assert journey <= set(statuses)
 
-    # One trace per request, with spans from all six services (five when the semantic
-    # cache answered: no tool ran).
+    # One trace per request, with spans from all six services: the tools service reads
+    # every accepted request (to check tool calls against it) even when the semantic
+    # cache answered and no tool ran.
     def expected_services(wid: uuid.UUID) -> set[str]:
-        cached = by_id[wid]["payload"]["output"].get("source") == "cache"
-        return set(SERVICES) - {"tools"} if cached else set(SERVICES)
+        return set(SERVICES)
 
     def traces_complete() -> dict[uuid.UUID, set[str]] | None:
         services_in: dict[str, set[str]] = defaultdict(set)
         traces_of: dict[uuid.UUID, set[str]] = defaultdict(set)
+        tools_ran: set[str] = set()
         for span in mesh.spans():
             trace_id = span["context"]["trace_id"]
             services_in[trace_id].add(span["resource"]["attributes"]["service.name"])
+            if span["name"].startswith("execute_tool"):
+                tools_ran.add(trace_id)
             if wid := span["attributes"].get("pactmesh.workflow_id"):
                 traces_of[uuid.UUID(wid)].add(trace_id)
         complete = {}
         for wid in sent:
             if len(traces_of[wid]) != 1:
                 return None
-            complete[wid] = services_in[next(iter(traces_of[wid]))]
+            trace_id = next(iter(traces_of[wid]))
+            complete[wid] = services_in[trace_id]
             if complete[wid] != expected_services(wid):
                 return None
+            cached = by_id[wid]["payload"]["output"].get("source") == "cache"
+            assert (trace_id in tools_ran) != cached, f"{wid}: a tool ran iff not cached"
         return complete
 
     assert len(wait_for(traces_complete, timeout=30, interval=0.5, what="complete traces")) == 50
