@@ -94,16 +94,8 @@ UPSTREAM = Principal(
 )
 
 
-@pytest.fixture(scope="module")
-def mesh(
-    broker: Broker,
-    postgres_server: PostgresServer,
-    postgres_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Mesh]:
-    root = tmp_path_factory.mktemp("faults")
-    env = {
-        "PACTMESH_POSTGRES_URL": postgres_url,
+def _fault_env(root: Path) -> dict[str, str]:
+    return {
         "PACTMESH_MODELS_JSON": json.dumps(MODELS),
         "PACTMESH_ORCHESTRATOR_CACHE_ENABLED": "false",  # every question reaches drafting
         "PACTMESH_RETRY_BACKOFF_MAX_S": "2",  # retry often: recovery is measured
@@ -112,11 +104,36 @@ def mesh(
         # mesh's disk, which one case fills
         "PACTMESH_SANDBOX_DATABASE": str(root / "sandbox.sqlite3"),
     }
+
+
+@pytest.fixture(scope="module")
+def mesh(
+    broker: Broker,
+    postgres_server: PostgresServer,
+    postgres_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Mesh]:
+    """The mesh with its state in Postgres, its data dir on a small tmpfs."""
+    root = tmp_path_factory.mktemp("faults")
+    env = {"PACTMESH_POSTGRES_URL": postgres_url, **_fault_env(root)}
     with (
         tmpfs(root / "data", size_mb=256) as data,
         running_mesh(broker, data, env=env, model_sim=True, log_dir=root / "logs") as running,
     ):
         print(f"\nfault mesh: ready in {running.startup_s:.1f}s (data dir on a 256 MB tmpfs)")
+        yield running
+
+
+@pytest.fixture
+def sqlite_mesh(broker: Broker, tmp_path: Path) -> Iterator[Mesh]:
+    """The embedded default: every store a SQLite file in the data dir, on a tmpfs (the
+    disk a full-disk case fills; on Postgres the data dir holds no state)."""
+    with (
+        tmpfs(tmp_path / "data", size_mb=256) as data,
+        running_mesh(
+            broker, data, env=_fault_env(tmp_path), model_sim=True, log_dir=tmp_path / "logs"
+        ) as running,
+    ):
         yield running
 
 
@@ -320,7 +337,8 @@ def test_broker_stopped_for_15_s(mesh: Mesh, broker: Broker) -> None:
 
 
 @pytest.mark.timeout(420)
-def test_data_dir_full_for_10_s(mesh: Mesh) -> None:
+def test_data_dir_full_for_10_s(sqlite_mesh: Mesh) -> None:
+    mesh = sqlite_mesh
     case = _start(mesh, "data dir full")
     _shrink_write_ahead_logs(mesh.data_dir)
     _in_flight(mesh, case)
