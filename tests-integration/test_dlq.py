@@ -86,6 +86,20 @@ async def _read_source(settings: KitSettings, topic: str) -> list[ConsumerRecord
     return found
 
 
+async def _read_at_least(
+    settings: KitSettings, topic: str, count: int, deadline_s: float = 30
+) -> list[ConsumerRecord[Any, Any]]:
+    """The topic's committed records once there are at least ``count`` (a redrive's
+    transaction may not be readable the very moment it commits), or as they are at the
+    deadline."""
+    give_up = asyncio.get_running_loop().time() + deadline_s
+    while True:
+        found = await _read_source(settings, topic)
+        if len(found) >= count or asyncio.get_running_loop().time() > give_up:
+            return found
+        await asyncio.sleep(0.2)
+
+
 def _encoded(letters: list[DeadLetter]) -> list[tuple[bytes | None, bytes, Any]]:
     return [(None, letter.model_dump_json().encode(), []) for letter in letters]
 
@@ -139,7 +153,7 @@ def test_list_show_and_redrive_once(
     before = asyncio.run(_read_source(settings, source))
     code, out = _cli(capsys, "redrive", "--service", "routing", "--since", "1h")
     assert (code, out.strip()) == (0, "redriven 2, already redriven 0, not redrivable 0")
-    after = asyncio.run(_read_source(settings, source))
+    after = asyncio.run(_read_at_least(settings, source, len(before) + 2))
     seen = {(r.partition, r.offset) for r in before}
     again = sorted((r for r in after if (r.partition, r.offset) not in seen), key=lambda r: r.key)
     assert [(r.key, r.value) for r in again] == [small[:2], big[:2]]
@@ -178,7 +192,8 @@ def test_two_redrives_at_once_publish_each_original_once(settings: KitSettings) 
 
     outcomes = asyncio.run(both())
     print(f"\ntwo redrives at once: {[type(o).__name__ for o in outcomes]}")
-    published = [r for r in asyncio.run(_read_source(settings, source)) if r.headers]
+    everything = asyncio.run(_read_at_least(settings, source, 2 * len(messages)))
+    published = [r for r in everything if r.headers]
     counts = Counter(record.key for record in published)
     assert {type(o) for o in outcomes} <= {dlq.Outcome, dlq.TakenOver}
     assert [type(o) for o in outcomes].count(dlq.Outcome) >= 1, "the later run completes"
