@@ -7,22 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import schemathesis
-from pactmesh_kit.auth.testing import bearer
 from pactmesh_kit.testing_openapi import (
-    CONFORMANCE_CHECKS,
     ROLES,
+    call_as,
+    conformance_schema,
     conformance_settings,
-    openapi_document,
     without_lifespan,
 )
 from pactmesh_routing.app import create_app
 from pactmesh_routing.settings import Settings
 
-# /health/ready answers 503 by design when Kafka is unreachable, as it is here.
-schema = schemathesis.openapi.from_dict(openapi_document(create_app, Settings)).exclude(
-    path="/health/ready"
-)
+schema = conformance_schema(create_app, Settings)
 
 
 @pytest.fixture
@@ -41,5 +36,4 @@ def routing_app(settings: Settings) -> Any:
 def test_routing_answers_as_its_openapi_says(
     case: Any, routing_app: Any, settings: Settings, role: str
 ) -> None:
-    headers = bearer(settings, tenant="acme", roles=(role,))
-    case.call_and_validate(app=routing_app, headers=headers, checks=CONFORMANCE_CHECKS)
+    call_as(case, routing_app, settings, role)

@@ -95,6 +95,26 @@ def openapi_document(
         return create_app(settings(data_dir=Path(tmp))).openapi()
 
 
+def conformance_schema(
+    create_app: Callable[[Any], FastAPI], settings: Callable[..., KitSettings]
+) -> Any:
+    """The schemathesis schema of the app's document, without ``/health/ready`` (which
+    answers 503 by design when Kafka is unreachable, as it is in these tests)."""
+    import schemathesis
+
+    document = openapi_document(create_app, settings)
+    return schemathesis.openapi.from_dict(document).exclude(path="/health/ready")
+
+
+def call_as(case: Any, app: Any, settings: KitSettings, role: str, tenant: str = "acme") -> None:
+    """Run a schemathesis ``case`` against ``app`` as a ``role`` of ``tenant``, with the
+    conformance checks."""
+    from pactmesh_kit.auth.testing import bearer
+
+    headers = bearer(settings, tenant=tenant, roles=(role,))
+    case.call_and_validate(app=app, headers=headers, checks=CONFORMANCE_CHECKS)
+
+
 def conformance_settings(max_examples: int = 30) -> Any:
     """Hypothesis settings for a bounded, repeatable run inside ``make test``: at most
     ``max_examples`` cases per operation, derandomized (the same cases every run), no
