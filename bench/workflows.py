@@ -150,6 +150,7 @@ async def _collect(mesh: Mesh, phase: Phase, deadline: float) -> None:
         group_id=f"bench-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        isolation_level="read_committed",
         max_poll_records=2000,
     )
     await consumer.start()

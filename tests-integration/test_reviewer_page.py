@@ -159,6 +159,7 @@ async def _decisions_for(mesh: Mesh, review_id: str) -> list[dict[str, Any]]:
         group_id=None,  # no group: every partition, nothing committed
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        isolation_level="read_committed",
     )
     await consumer.start()
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -127,12 +128,15 @@ def _accepted(completion: Envelope[WorkflowCompleted]) -> bytes:
 
 def caught_up(mesh: Mesh, topic: Topic) -> bool:
     """Whether delivery's consumer group on ``topic`` has committed everything on it:
-    every record so far was handled and its effects are durable."""
+    every record so far was handled and its effects are durable. Counted in records a
+    read-committed reader finds past the group's commits, not in offsets: results are
+    written in Kafka transactions, whose commit markers take offsets no reader is given
+    (a group that handled everything can sit one offset short of a partition's end)."""
 
     async def lag() -> int:
         name = topic.qualified(mesh.prefix)
         admin = AIOKafkaAdminClient(**mesh.kafka_options())
-        consumer = AIOKafkaConsumer(**mesh.kafka_options())
+        consumer = AIOKafkaConsumer(**mesh.kafka_options(), isolation_level="read_committed")
         await admin.start()
         await consumer.start()
         try:
@@ -142,7 +146,18 @@ def caught_up(mesh: Mesh, topic: Topic) -> bool:
                 f"{mesh.prefix}delivery.{topic.name}", partitions=partitions
             )
             done = {tp: meta.offset for tp, meta in committed.items() if meta.offset >= 0}
-            return sum(end - done.get(tp, 0) for tp, end in ends.items())
+            behind = [tp for tp, end in ends.items() if done.get(tp, 0) < end]
+            if not behind:
+                return 0
+            consumer.assign(behind)
+            for tp in behind:
+                consumer.seek(tp, done.get(tp, 0))
+            unread, deadline = 0, time.monotonic() + 10
+            while [tp for tp in behind if await consumer.position(tp) < ends[tp]]:
+                assert time.monotonic() < deadline, f"{name} was not read to its end in 10 s"
+                batches = await consumer.getmany(timeout_ms=500)
+                unread += sum(len(records) for records in batches.values())
+            return unread
         finally:
             await consumer.stop()
             await admin.close()

@@ -377,6 +377,9 @@ offsets.topic.num.partitions=6
 transaction.state.log.replication.factor=$rf
 transaction.state.log.min.isr=$isr
 transaction.state.log.num.partitions=6
+# A transaction left open by a killed producer is aborted within 2 s of its timeout, not
+# 10 s (the default check interval): read-committed readers of its partitions wait less.
+transaction.abort.timed.out.transaction.cleanup.interval.ms=2000
 share.coordinator.state.topic.replication.factor=$rf
 share.coordinator.state.topic.min.isr=$isr
 share.coordinator.state.topic.num.partitions=1

@@ -1,4 +1,9 @@
-"""The delivery subscriber on FastStream's in-memory broker, with a real ledger."""
+"""The delivery subscriber on FastStream's in-memory broker, with a real ledger.
+
+The in-memory broker has no transactions: results go out through ``LedgerOutlet`` here,
+which publishes and then prepares and settles the ledger. Exactly-once publishing on a
+real broker (``ResultTransactions``) is tested in
+``tests-integration/test_result_transactions.py``."""
 
 from __future__ import annotations
 
@@ -34,11 +39,11 @@ from pactmesh_contracts.topics import (
 from pactmesh_delivery import handlers
 from pactmesh_delivery.adapters.secrets import SecretBox
 from pactmesh_delivery.adapters.sqlite_store import SqliteWebhookStore, open_sqlite_stores
-from pactmesh_delivery.domain.results import result_event_id
+from pactmesh_delivery.domain.results import Ledger, LedgerEntry, Outgoing, result_event_id
 from pactmesh_delivery.domain.webhooks import Webhook, WebhookCreate
 from pactmesh_delivery.runtime import Runtime
 from pactmesh_delivery.settings import Settings
-from pactmesh_kit.kafka import Kafka, encode
+from pactmesh_kit.kafka import EventPublisher, Kafka, encode
 from pactmesh_kit.kafka.testing import collect
 from pactmesh_kit.provenance import Provenance
 from pactmesh_workflows.registry import registry
@@ -74,6 +79,25 @@ class Harness:
         )
 
 
+@dataclass
+class LedgerOutlet:
+    """``ResultOutlet`` for the in-memory broker: publish, then remember (at least once)."""
+
+    publisher: EventPublisher
+    ledger: Ledger
+
+    async def published(self, workflow_id: uuid.UUID) -> bool:
+        return await self.ledger.delivered(workflow_id)
+
+    async def publish(self, outgoing: Outgoing) -> bool:
+        await self.publisher.publish(outgoing.result, topic=outgoing.topic)
+        await self.publisher.publish_all(outgoing.followers)
+        entry = LedgerEntry(outgoing.workflow_id, outgoing.topic.name, outgoing.result.event_id)
+        assert await self.ledger.prepare([entry]) == []
+        await self.ledger.settle([outgoing.workflow_id])
+        return True
+
+
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     kafka = Kafka(SETTINGS, tracer_provider=None)
@@ -94,7 +118,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
         runtime.provenance.opened(SETTINGS.model_copy(update={"data_dir": tmp_path})),
         TestKafkaBroker(broker),
     ):
-        runtime.ledger, runtime.webhooks = ledger, webhooks
+        runtime.webhooks, runtime.results = webhooks, LedgerOutlet(publisher, ledger)
         out.webhooks = webhooks
         yield out
 

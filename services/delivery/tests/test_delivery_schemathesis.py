@@ -40,9 +40,9 @@ def delivery_app(settings: Settings) -> Any:
         async with open_sqlite_stores(
             settings.data_dir / "delivery.sqlite3", box=settings.secret_box()
         ) as opened:
-            runtime.ledger, runtime.webhooks = opened
+            runtime.webhooks = opened[1]
             yield
-            runtime.ledger = runtime.webhooks = None
+            runtime.webhooks = None
 
     return without_lifespan(app, resources=stores)
 

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 from pactmesh_delivery.adapters.store import SQLITE_FILE, Stores, open_stores
-from pactmesh_delivery.domain.results import Ledger
+from pactmesh_delivery.domain.results import Ledger, LedgerEntry
 from pactmesh_delivery.domain.webhooks import (
     DeliveryState,
     ResultRecord,
@@ -291,39 +291,87 @@ async def test_retention_prunes_finished_deliveries_only(store: WebhookOutbox) -
 # -- the ledger ---------------------------------------------------------------------------
 
 
-async def test_record_marks_only_that_workflow_delivered(ledger: Ledger) -> None:
-    delivered, other = uuid.uuid4(), uuid.uuid4()
-    assert not await ledger.delivered(delivered)
+def entry(workflow_id: uuid.UUID | None = None, **changes: Any) -> LedgerEntry:
+    fields: dict[str, Any] = {
+        "workflow_id": workflow_id or uuid.uuid4(),
+        "topic": "results.refund",
+        "event_id": uuid.uuid4(),
+        "partition": 3,
+        "offset": 41,
+    }
+    return LedgerEntry(**{**fields, **changes})
 
-    await ledger.record(delivered, topic="results.refund", event_id=uuid.uuid4())
 
-    assert await ledger.delivered(delivered)
-    assert not await ledger.delivered(other)
+async def delivered(ledger: Ledger, *entries: LedgerEntry) -> None:
+    """Prepare and settle ``entries``, as a committed transaction leaves them."""
+    assert await ledger.prepare(entries) == []
+    await ledger.settle([e.workflow_id for e in entries])
 
 
-async def test_record_is_idempotent(ledger: Ledger) -> None:
-    workflow_id = uuid.uuid4()
-    await ledger.record(workflow_id, topic="results.refund", event_id=uuid.uuid4())
-    await ledger.record(workflow_id, topic="results.refund", event_id=uuid.uuid4())
-    assert await ledger.delivered(workflow_id)
+async def test_a_prepared_entry_is_not_delivered_until_settled(ledger: Ledger) -> None:
+    prepared, other = entry(), entry()
+    assert await ledger.entry(prepared.workflow_id) is None
+
+    assert await ledger.prepare([prepared, other]) == []
+
+    assert await ledger.entry(prepared.workflow_id) == prepared
+    assert not await ledger.delivered(prepared.workflow_id)
+    await ledger.settle([prepared.workflow_id])
+    assert await ledger.delivered(prepared.workflow_id)
+    assert not await ledger.delivered(other.workflow_id)
+    found = await ledger.entry(prepared.workflow_id)
+    assert found is not None
+    assert found.settled
+    assert (found.partition, found.offset) == (3, 41)
+
+
+async def test_prepare_writes_all_or_none_and_names_the_taken(ledger: Ledger) -> None:
+    """Another transaction's entry makes the whole batch fail, nothing written."""
+    taken = entry()
+    await delivered(ledger, taken)
+    fresh = entry()
+
+    again = entry(taken.workflow_id, offset=99)
+    assert await ledger.prepare([fresh, again]) == [taken.workflow_id]
+
+    assert await ledger.entry(fresh.workflow_id) is None
+    found = await ledger.entry(taken.workflow_id)
+    assert found is not None
+    assert found.offset == 41
+
+
+async def test_forget_deletes_only_an_unsettled_entry_at_the_same_position(
+    ledger: Ledger,
+) -> None:
+    aborted = entry()
+    assert await ledger.prepare([aborted]) == []
+
+    assert not await ledger.forget(entry(aborted.workflow_id, offset=42))
+    assert await ledger.forget(aborted)
+    assert await ledger.entry(aborted.workflow_id) is None
+
+    settled = entry()
+    await delivered(ledger, settled)
+    assert not await ledger.forget(settled)
+    assert await ledger.delivered(settled.workflow_id)
 
 
 async def test_ledger_survives_reopening(settings: Settings) -> None:
-    workflow_id = uuid.uuid4()
+    kept = entry(topic="results.procurement")
     async with open_stores(settings) as first:
-        await first.ledger.record(workflow_id, topic="results.procurement", event_id=uuid.uuid4())
+        await delivered(first.ledger, kept)
     async with open_stores(settings) as second:
-        assert await second.ledger.delivered(workflow_id)
+        assert await second.ledger.delivered(kept.workflow_id)
 
 
 async def test_retention_forgets_old_ledger_entries(ledger: Ledger) -> None:
-    workflow_id = uuid.uuid4()
-    await ledger.record(workflow_id, topic="results.refund", event_id=uuid.uuid4())
+    old = entry()
+    await delivered(ledger, old)
     now = datetime.now(UTC)
 
     assert await ledger.prune(recorded_before=now - timedelta(minutes=1)) == 0
     assert await ledger.prune(recorded_before=now + timedelta(minutes=1)) == 1
-    assert not await ledger.delivered(workflow_id)
+    assert not await ledger.delivered(old.workflow_id)
 
 
 # -- a file written before Alembic ----------------------------------------------------------
@@ -398,5 +446,5 @@ async def test_a_data_dir_of_the_previous_release_opens_with_its_webhooks_and_de
         assert (due.secret, due.result) == ("s3cret", done)
     with sqlite3.connect(tmp_path / SQLITE_FILE) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version_delivery").fetchone() == (
-            "0003",
+            "0004",
         )

@@ -115,3 +115,15 @@ def test_the_printed_table_lists_every_entry() -> None:
     ]
     assert len(text.splitlines()) == len(TABLE) + 1
     assert re.search(r"^User:delivery +WRITE +TOPIC +pactmesh\.results\.\*$", text, re.M)
+
+
+def test_only_delivery_may_use_transactional_ids_and_only_its_own() -> None:
+    """Delivery publishes results in Kafka transactions under ``<prefix>delivery-…``."""
+    transactional = {
+        (a.principal, a.operation, a.name, a.pattern)
+        for a in TABLE
+        if a.resource is ResourceType.TRANSACTIONAL_ID
+    }
+    assert transactional == {
+        ("User:delivery", Operation.WRITE, "pactmesh.delivery-", PatternType.PREFIXED)
+    }

@@ -138,6 +138,8 @@ class ResultSubscriber:
             bootstrap_servers=self._bootstrap,
             group_id=self._group_id,
             enable_auto_commit=False,
+            # Results are published in Kafka transactions: an aborted one is not a result.
+            isolation_level="read_committed",
             **self._options,
         )
         await consumer.start()

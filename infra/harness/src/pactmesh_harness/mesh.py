@@ -521,6 +521,7 @@ async def read_from_start(
         group_id=f"check-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        isolation_level="read_committed",  # as every reader of the mesh's topics must
     )
     await consumer.start()
     try:

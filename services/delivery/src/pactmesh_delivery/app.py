@@ -24,6 +24,7 @@ from pactmesh_delivery import handlers
 from pactmesh_delivery.adapters.dispatcher import DeadLetterSink, Dispatcher
 from pactmesh_delivery.adapters.egress import EgressGuard, PinnedTransport, RedactingFilter
 from pactmesh_delivery.adapters.store import open_stores
+from pactmesh_delivery.adapters.transactions import ResultTransactions
 from pactmesh_delivery.api.routes import webhooks
 from pactmesh_delivery.domain.egress import redact_url
 from pactmesh_delivery.domain.retention import prune
@@ -72,11 +73,13 @@ async def _stores(runtime: Runtime) -> AsyncIterator[None]:
             pruning("delivery", retention, interval_s=settings.retention_interval_s),
             runtime.provenance.opened(settings),
         ):
-            runtime.ledger, runtime.webhooks = stores.ledger, stores.webhooks
+            results = ResultTransactions(settings, stores.ledger)
+            runtime.webhooks, runtime.results = stores.webhooks, results
             try:
                 yield
             finally:
-                runtime.ledger = runtime.webhooks = None
+                runtime.webhooks = runtime.results = None
+                await results.close()
 
 
 @asynccontextmanager

@@ -32,7 +32,7 @@ from pactmesh_kit.errors import RefusedMessage
 from pactmesh_kit.kafka import Kafka, Record
 from pactmesh_workflows.registry import registry
 
-from pactmesh_delivery.domain.results import result_for
+from pactmesh_delivery.domain.results import Outgoing, result_for
 from pactmesh_delivery.domain.webhooks import ResultRecord
 from pactmesh_delivery.runtime import Runtime
 
@@ -82,18 +82,17 @@ def _register_completed(kafka: Kafka, runtime: Runtime) -> None:
 
     @kafka.subscriber(WORKFLOW_COMPLETED)
     async def on_completed(event: Envelope[WorkflowCompleted], record: Record) -> None:
-        """Publish the result on the workflow's result topic, once per workflow (in
-        batches: results of different workflows are published concurrently)."""
-        ledger = runtime.require_ledger()
-        if await ledger.delivered(event.workflow_id):
+        """Publish the result on the workflow's result topic, exactly once per workflow:
+        with its ``delivered`` progress and audit, in a Kafka transaction the ledger
+        prepared (``adapters.transactions``); results of one batch share a transaction."""
+        results = runtime.require_results()
+        if await results.published(event.workflow_id):
             logger.info("result of %s already delivered", event.workflow_id)
             return
         await check_genuine(runtime, event)
         if event.payload.workflow not in registry():
             raise RefusedMessage(f"no result topic for workflow {event.payload.workflow!r}")
         topic = result_topic(event.payload.workflow)
-        result = result_for(event)
-        await runtime.publisher.publish(result, topic=topic)
         qualified = topic.qualified(settings.topic_prefix)
         delivered = WorkflowProgress(
             status=RequestStatus.DELIVERED,
@@ -104,9 +103,14 @@ def _register_completed(kafka: Kafka, runtime: Runtime) -> None:
         audit = AuditResultDelivered(
             workflow=event.payload.workflow, outcome=event.payload.outcome, topic=qualified
         )
-        await runtime.publisher.publish_all([event.follow(delivered), event.follow(audit)])
-        # Recorded last: a crash before this re-publishes (same result event id), never skips.
-        await ledger.record(event.workflow_id, topic=topic.name, event_id=result.event_id)
+        outgoing = Outgoing(
+            workflow_id=event.workflow_id,
+            result=result_for(event),
+            topic=topic,
+            followers=(event.follow(delivered), event.follow(audit)),
+        )
+        if not await results.publish(outgoing):
+            logger.info("result of %s delivered by another instance", event.workflow_id)
 
 
 def _register_result(kafka: Kafka, runtime: Runtime, topic: Topic) -> None:

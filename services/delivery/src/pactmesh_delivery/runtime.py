@@ -10,7 +10,7 @@ from pactmesh_kit.provenance import Provenance
 
 from pactmesh_delivery.adapters.dispatcher import Dispatcher
 from pactmesh_delivery.adapters.egress import EgressGuard
-from pactmesh_delivery.domain.results import Ledger
+from pactmesh_delivery.domain.results import ResultOutlet
 from pactmesh_delivery.domain.webhooks import WebhookOutbox
 from pactmesh_delivery.settings import Settings
 
@@ -24,17 +24,18 @@ class Runtime:
     egress: EgressGuard = field(default_factory=EgressGuard)
     """Where webhooks may send (public addresses unless the settings allow networks):
     checked at registration and before every POST."""
-    ledger: Ledger | None = None
+    results: ResultOutlet | None = None
+    """Publishes each result once (``adapters.transactions`` on Kafka)."""
     webhooks: WebhookOutbox | None = None
     dispatcher: Dispatcher | None = None
     provenance: Provenance = field(default_factory=Provenance)
     """The requests the mesh accepted: a result goes only to its request's tenant."""
 
-    def require_ledger(self) -> Ledger:
-        """The ledger; ``NotReady`` outside the app's lifespan."""
-        if self.ledger is None:
-            raise NotReady("the delivery ledger is not open")
-        return self.ledger
+    def require_results(self) -> ResultOutlet:
+        """The result outlet; ``NotReady`` outside the app's lifespan."""
+        if self.results is None:
+            raise NotReady("the result outlet is not open")
+        return self.results
 
     def require_webhooks(self) -> WebhookOutbox:
         """The webhook store and outbox; ``NotReady`` outside the app's lifespan."""

@@ -43,6 +43,13 @@ class Settings(StoreSettings):
     webhook_secret_keys: SecretStr | None = None
     """Comma-separated Fernet keys that encrypt webhook signing secrets at rest: the first
     encrypts, all decrypt (rotation). Unset: a key generated once under the data dir."""
+    result_transaction_timeout_s: float = Field(15.0, ge=1, le=900)
+    """Kafka's bound on one transaction of results (``transaction.timeout.ms``): an
+    instance killed inside one holds back read-committed readers of its partitions
+    until the coordinator aborts it, at most this long after it began."""
+    result_transaction_max: int = Field(200, ge=1, le=10_000)
+    """Results carried by one Kafka transaction at most (results waiting while one
+    commits go out together in the next)."""
     retention_s: float = Field(7 * 86_400.0, gt=0)
     """How long a finished delivery (delivered or dead) and a ledger entry are kept;
     then retention deletes them."""

@@ -49,6 +49,7 @@ class ResourceType(IntEnum):
     ANY = 1
     TOPIC = 2
     GROUP = 3
+    TRANSACTIONAL_ID = 5
 
 
 class PatternType(IntEnum):
@@ -74,7 +75,9 @@ class Permission(IntEnum):
     ALLOW = 3
 
 
-MANAGED_RESOURCES = frozenset({ResourceType.TOPIC, ResourceType.GROUP})
+MANAGED_RESOURCES = frozenset(
+    {ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID}
+)
 MANAGED_OPERATIONS = frozenset({Operation.READ, Operation.WRITE})
 """The entries pactmesh manages (ALLOW only); any other entry is an operator's own and
 is never deleted."""
@@ -193,6 +196,13 @@ def service_acls(service: str, *, principal: str, prefix: str) -> set[Acl]:
     results = f"{prefix}{RESULTS_PREFIX}"
     if topics.writes_results:
         acls.add(_topic(principal, Operation.WRITE, results, prefixed))
+        # Results go out in Kafka transactions, under transactional ids named after it.
+        ident = f"{prefix}{service}-"
+        acls.add(
+            Acl(
+                f"User:{principal}", Operation.WRITE, ResourceType.TRANSACTIONAL_ID, prefixed, ident
+            )
+        )
     if topics.reads_results:
         acls.add(_topic(principal, Operation.READ, results, prefixed))
     group = f"{prefix}{service}."

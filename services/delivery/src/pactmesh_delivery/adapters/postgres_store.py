@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -26,17 +26,20 @@ from pactmesh_delivery.adapters.migrations import MIGRATIONS
 from pactmesh_delivery.adapters.rows import (
     DELIVERY_COLUMNS,
     DUE_COLUMNS,
+    LEDGER_COLUMNS,
     NO_CAP,
     WEBHOOK_COLUMNS,
     DeliveryMarks,
     delivery_of,
     due_of,
+    ledger_entry_of,
     new_webhook,
     pick_due,
     webhook_of,
 )
 from pactmesh_delivery.adapters.secrets import SecretBox
 from pactmesh_delivery.domain.errors import WebhookLimitReached
+from pactmesh_delivery.domain.results import LedgerEntry
 from pactmesh_delivery.domain.webhooks import (
     DeliveryView,
     DueDelivery,
@@ -246,24 +249,63 @@ class PostgresWebhookStore(DeliveryMarks):
 
 
 class PostgresDeliveryLedger:
-    """``Ledger`` on the same pool."""
+    """``Ledger`` on the same pool: several instances prepare into one table, and its
+    primary key lets only one of them prepare a workflow's result."""
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
-    async def delivered(self, workflow_id: uuid.UUID) -> bool:
+    async def entry(self, workflow_id: uuid.UUID) -> LedgerEntry | None:
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                "SELECT 1 FROM delivered WHERE workflow_id = %s", (workflow_id,)
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(
+                f"SELECT {LEDGER_COLUMNS} FROM delivered WHERE workflow_id = %s", (workflow_id,)
             )
-            return await cursor.fetchone() is not None
+            row = await cursor.fetchone()
+        return None if row is None else ledger_entry_of(row)
 
-    async def record(self, workflow_id: uuid.UUID, *, topic: str, event_id: uuid.UUID) -> None:
+    async def delivered(self, workflow_id: uuid.UUID) -> bool:
+        found = await self.entry(workflow_id)
+        return found is not None and found.settled
+
+    async def prepare(self, entries: Sequence[LedgerEntry]) -> list[uuid.UUID]:
+        columns = list(
+            zip(
+                *((e.workflow_id, e.topic, e.event_id, e.partition, e.offset) for e in entries),
+                strict=True,
+            )
+        )
+        async with self._pool.connection() as conn, conn.transaction() as tx:
+            cursor = await conn.execute(
+                "INSERT INTO delivered (workflow_id, topic, event_id, at, settled,"
+                " result_partition, result_offset)"
+                " SELECT w, t, e, now(), false, p, o FROM unnest("
+                "%s::uuid[], %s::text[], %s::uuid[], %s::int[], %s::bigint[]) AS u(w, t, e, p, o)"
+                " ON CONFLICT (workflow_id) DO NOTHING RETURNING workflow_id",
+                [list(c) for c in columns],
+            )
+            written = {row[0] for row in await cursor.fetchall()}
+            taken = [e.workflow_id for e in entries if e.workflow_id not in written]
+            # All or none: the caller aborts the Kafka transaction holding them.
+            tx.force_rollback = bool(taken)
+        return taken
+
+    async def settle(self, workflow_ids: Sequence[uuid.UUID]) -> None:
         async with self._pool.connection() as conn:
             await conn.execute(
-                "INSERT INTO delivered VALUES (%s, %s, %s, now()) ON CONFLICT DO NOTHING",
-                (workflow_id, topic, event_id),
+                "UPDATE delivered SET settled = true WHERE workflow_id = ANY(%s)",
+                (list(workflow_ids),),
             )
+
+    async def forget(self, entry: LedgerEntry) -> bool:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM delivered WHERE workflow_id = %s AND NOT settled"
+                " AND result_partition IS NOT DISTINCT FROM %s"
+                " AND result_offset IS NOT DISTINCT FROM %s",
+                (entry.workflow_id, entry.partition, entry.offset),
+            )
+            return cursor.rowcount == 1
 
     async def prune(self, *, recorded_before: datetime) -> int:
         async with self._pool.connection() as conn:

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from pactmesh_delivery.adapters.secrets import SecretBox
 from pactmesh_delivery.domain.egress import redact_url
+from pactmesh_delivery.domain.results import LedgerEntry
 from pactmesh_delivery.domain.webhooks import (
     DeliveryState,
     DeliveryView,
@@ -105,6 +106,21 @@ def delivery_of(row: Row) -> DeliveryView:
         updated_at=datetime.fromtimestamp(row["updated_at"], UTC),
         next_attempt_at=_time(row["next_attempt_at"]) if state is DeliveryState.PENDING else None,
         delivered_at=_time(row["delivered_at"]),
+    )
+
+
+LEDGER_COLUMNS = "workflow_id, topic, event_id, settled, result_partition, result_offset"
+
+
+def ledger_entry_of(row: Row) -> LedgerEntry:
+    """A ledger entry from its :data:`LEDGER_COLUMNS`."""
+    return LedgerEntry(
+        workflow_id=uuid_of(row["workflow_id"]),
+        topic=row["topic"],
+        event_id=uuid_of(row["event_id"]),
+        partition=row["result_partition"],
+        offset=row["result_offset"],
+        settled=bool(row["settled"]),
     )
 
 

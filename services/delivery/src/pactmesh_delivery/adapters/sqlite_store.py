@@ -18,7 +18,7 @@ import asyncio
 import json
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,17 +32,20 @@ from pactmesh_delivery.adapters.migrations import MIGRATIONS
 from pactmesh_delivery.adapters.rows import (
     DELIVERY_COLUMNS,
     DUE_COLUMNS,
+    LEDGER_COLUMNS,
     NO_CAP,
     WEBHOOK_COLUMNS,
     DeliveryMarks,
     delivery_of,
     due_of,
+    ledger_entry_of,
     new_webhook,
     pick_due,
     webhook_of,
 )
 from pactmesh_delivery.adapters.secrets import SecretBox
 from pactmesh_delivery.domain.errors import WebhookLimitReached
+from pactmesh_delivery.domain.results import LedgerEntry
 from pactmesh_delivery.domain.webhooks import (
     DeliveryView,
     DueDelivery,
@@ -268,21 +271,57 @@ class SqliteWebhookStore(DeliveryMarks):
 
 
 class SqliteDeliveryLedger:
-    """``Ledger``: delivered results, by workflow id, on the file's connection."""
+    """``Ledger``: results by workflow id, on the file's connection."""
 
     def __init__(self, connection: _Connection) -> None:
         self._db = connection
 
-    async def delivered(self, workflow_id: uuid.UUID) -> bool:
+    async def entry(self, workflow_id: uuid.UUID) -> LedgerEntry | None:
         async with self._db.conn.execute(
-            "SELECT 1 FROM delivered WHERE workflow_id = ?", (str(workflow_id),)
+            f"SELECT {LEDGER_COLUMNS} FROM delivered WHERE workflow_id = ?", (str(workflow_id),)
         ) as cursor:
-            return await cursor.fetchone() is not None
+            row = await cursor.fetchone()
+        return None if row is None else ledger_entry_of(row)
 
-    async def record(self, workflow_id: uuid.UUID, *, topic: str, event_id: uuid.UUID) -> None:
-        await self._db.write(
-            "INSERT OR IGNORE INTO delivered VALUES (?, ?, ?, ?)",
-            (str(workflow_id), topic, str(event_id), _utc_text(datetime.now(UTC))),
+    async def delivered(self, workflow_id: uuid.UUID) -> bool:
+        found = await self.entry(workflow_id)
+        return found is not None and found.settled
+
+    async def prepare(self, entries: Sequence[LedgerEntry]) -> list[uuid.UUID]:
+        ids = [str(e.workflow_id) for e in entries]
+        at = _utc_text(datetime.now(UTC))
+        async with self._db.transaction() as conn:
+            marks = ",".join("?" * len(ids))
+            async with conn.execute(
+                f"SELECT workflow_id FROM delivered WHERE workflow_id IN ({marks})", ids
+            ) as cursor:
+                taken = [uuid.UUID(row[0]) for row in await cursor.fetchall()]
+            if not taken:
+                await conn.executemany(
+                    "INSERT INTO delivered (workflow_id, topic, event_id, at, settled,"
+                    " result_partition, result_offset) VALUES (?, ?, ?, ?, 0, ?, ?)",
+                    [
+                        (str(e.workflow_id), e.topic, str(e.event_id), at, e.partition, e.offset)
+                        for e in entries
+                    ],
+                )
+        return taken
+
+    async def settle(self, workflow_ids: Sequence[uuid.UUID]) -> None:
+        async with self._db.transaction() as conn:
+            await conn.executemany(
+                "UPDATE delivered SET settled = 1 WHERE workflow_id = ?",
+                [(str(w),) for w in workflow_ids],
+            )
+
+    async def forget(self, entry: LedgerEntry) -> bool:
+        return (
+            await self._db.write(
+                "DELETE FROM delivered WHERE workflow_id = ? AND NOT settled"
+                " AND result_partition IS ? AND result_offset IS ?",
+                (str(entry.workflow_id), entry.partition, entry.offset),
+            )
+            == 1
         )
 
     async def prune(self, *, recorded_before: datetime) -> int:
