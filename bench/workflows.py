@@ -18,7 +18,9 @@ Phases, each on a fresh mesh:
            the fast phase's single instances on SQLite. Its CPU counts both instances of
            every service and the private Postgres's postmaster with all its backends
            (and redis-server): SQLite's work is inside the services' own processes.
-Each phase stops at BENCH_DEADLINE_S (default 600 s) and reports what completed.
+Each phase stops at BENCH_DEADLINE_S (default 600 s) and reports what completed. Before
+its workflows, each phase reads its ready mesh's CPU for BENCH_IDLE_S (default 10 s, 0
+skips it) with no work: the CPU per second it spends whatever the load.
 BENCH_PHASES (default ``fast,scaled,slow``) picks the phases (``bare`` is the fast phase with
 tracing and metrics off: ``BENCH_PHASES=fast,bare`` measures what they cost; ``ab`` is
 the fast phase with the settings in BENCH_AB_ENV, a JSON object: ``BENCH_PHASES=ab,fast``
@@ -232,13 +234,17 @@ def run_phase(
     phase: Phase,
     deadline_s: float,
     around: Callable[[Mesh], AbstractContextManager[object]] | None = None,
+    idle_s: float = 0.0,
 ) -> dict[str, Any]:
     """Run ``phase`` on a fresh mesh: its figures. CPU counts every process of the mesh
     (every instance, the sandbox too) but the model simulator, which stands for a model
     provider; with several instances, the Postgres and Redis started for the phase too
     (Postgres's postmaster and every backend it forked, see ``procstat.tree_cpu_s``).
     ``around(mesh)`` is entered just before the workflows are sent and left when they
-    are done (a profiler attached to the mesh's processes)."""
+    are done (a profiler attached to the mesh's processes). With ``idle_s``, the ready
+    mesh's CPU is first read over that many seconds with no work: what its processes
+    spend per second whatever the load (polls, heartbeats, exporters), which a phase's
+    CPU per workflow includes for every second it runs."""
     env = {
         "PACTMESH_TOOLS_CONCURRENCY": "10000",
         "PACTMESH_TOOLS_MAX_IN_FLIGHT": "10000",
@@ -284,6 +290,11 @@ def run_phase(
             return own | {name: tree_cpu_s(pid) for name, pid in servers.items()}
 
         load = [round(x, 2) for x in os.getloadavg()]
+        idle: dict[str, float] = {}
+        if idle_s > 0:
+            idle_from = read_cpu()
+            time.sleep(idle_s)  # a measuring window, not a wait for a condition
+            idle = {n: (s - idle_from[n]) * 1000 / idle_s for n, s in read_cpu().items()}
         cpu_before = read_cpu()
 
         async def drive() -> None:
@@ -332,8 +343,10 @@ def run_phase(
         )
         if completed and servers
         else None,
+        "idle_cpu_ms_per_s": round(sum(idle.values()), 1) if idle else None,
         "cpu_s_by_process": {k: round(v, 1) for k, v in cpu.items()},
         "cpu_s_by_service": {k: round(v, 1) for k, v in by_service(cpu).items()},
+        "idle_cpu_ms_per_s_by_process": {k: round(v, 1) for k, v in idle.items()},
         "peak_rss_mb_by_process": peak,
         "busiest_spans": spans,
     }
@@ -343,8 +356,8 @@ def _table(results: dict[str, Any]) -> list[str]:
     """The phases side by side, one row each (markdown)."""
     lines = [
         "| phase | mesh | workflows | completed | injected tool latency | max in flight"
-        " | p50 | p99 | workflows/s | CPU ms / workflow |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        " | p50 | p99 | workflows/s | CPU ms / workflow | idle CPU ms / s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["phases"].items():
         lines.append(
@@ -352,7 +365,7 @@ def _table(results: dict[str, Any]) -> list[str]:
             f" {r['injected_tool_latency_ms']} ms |"
             f" {r['max_in_flight']} | {r['p50_ms']} ms | {r['p99_ms']} ms |"
             f" {r['workflows_per_s']} |"
-            f" {r['cpu_ms_per_workflow']} |"
+            f" {r['cpu_ms_per_workflow']} | {r.get('idle_cpu_ms_per_s')} |"
         )
     return lines
 
@@ -424,6 +437,7 @@ def main() -> int:
         instances=TWO_OF_EACH,
     )
     deadline_s = float(os.environ.get("BENCH_DEADLINE_S", "600"))
+    idle_s = float(os.environ.get("BENCH_IDLE_S", "10"))
     wanted = os.environ.get("BENCH_PHASES", "fast,scaled,slow").split(",")
     known = (fast, bare, ab, scaled, slow)
     phases = [p for name in wanted for p in known if p.name == name]
@@ -441,7 +455,7 @@ def main() -> int:
         }
         for phase in phases:
             print(f"bench: {phase.name} phase, {phase.workflows} workflows ...", flush=True)
-            results["phases"][phase.name] = run_phase(broker, phase, deadline_s)
+            results["phases"][phase.name] = run_phase(broker, phase, deadline_s, idle_s=idle_s)
             figures = results["phases"][phase.name]
             summary = {k: v for k, v in figures.items() if not isinstance(v, dict)}
             print(f"bench: {phase.name}: {json.dumps(summary)}", flush=True)
