@@ -2,7 +2,7 @@
 and time. Prints the figures, writes them to bench-results/workflows.json and into the
 generated section of docs/benchmarks.md.
 
-Two phases, each on a fresh mesh:
+Phases, each on a fresh mesh:
   slow  -- every knowledge-base call takes BENCH_LATENCY_MS (default 2000 ms) in the
            sandbox; BENCH_SLOW_WORKFLOWS (default 10,000) support-triage requests are
            published at once: how many are in flight together (started by the
@@ -11,8 +11,17 @@ Two phases, each on a fresh mesh:
            offline model, which answers at once (its tokens are streamed all the same).
   fast  -- no injected latency; BENCH_FAST_WORKFLOWS (default 2,000) requests: sustained
            workflows per second and CPU milliseconds per workflow (all processes).
-Each phase stops at BENCH_DEADLINE_S (default 600 s) and reports what completed.
-BENCH_PHASES (default ``fast,slow``) picks the phases (``bare`` is the fast phase with
+  scaled -- the fast phase's workload (BENCH_SCALED_WORKFLOWS, default the fast phase's
+           count) on two instances of each of the six services sharing their state in
+           Postgres (intake's rate limits in Redis), as pactmesh_harness.scaled starts
+           them for the scale tests, on the same single broker: the same figures beside
+           the fast phase's single instances on SQLite. Its CPU counts both instances of
+           every service and the private Postgres's postmaster with all its backends
+           (and redis-server): SQLite's work is inside the services' own processes.
+Each phase stops at BENCH_DEADLINE_S (default 600 s) and reports what completed. Before
+its workflows, each phase reads its ready mesh's CPU for BENCH_IDLE_S (default 10 s, 0
+skips it) with no work: the CPU per second it spends whatever the load.
+BENCH_PHASES (default ``fast,scaled,slow``) picks the phases (``bare`` is the fast phase with
 tracing and metrics off: ``BENCH_PHASES=fast,bare`` measures what they cost; ``ab`` is
 the fast phase with the settings in BENCH_AB_ENV, a JSON object: ``BENCH_PHASES=ab,fast``
 ``BENCH_AB_ENV='{"PACTMESH_EVENT_LOOP": "asyncio"}'`` measures a lever; phases run in
@@ -34,8 +43,8 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,16 +61,18 @@ from pactmesh_contracts.topics import (
 from pactmesh_harness.mesh import (
     MODEL_SIM,
     REPO,
+    SERVICES,
     UPSTREAM,
     Broker,
     Mesh,
     running_mesh,
     start_broker,
 )
+from pactmesh_harness.procstat import by_service, cpu_s, tree_cpu_s
+from pactmesh_harness.scaled import TWO_OF_EACH, running_scaled_mesh, shared_state
 from pactmesh_kit.auth.records import authorization
 from pactmesh_workflows.registry import registry
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 QUESTIONS = (
     "How do I reset my password?",
     "Where is my order? I want to track it",
@@ -77,6 +88,9 @@ class Phase:
     latency_ms: int
     env: dict[str, str] = field(default_factory=dict)
     """Settings of this phase's mesh besides the bench's own."""
+    instances: Mapping[str, int] = field(default_factory=dict)
+    """Instances of each service beyond one; with any, the state is in Postgres (and
+    intake's rate limits in Redis), started for the phase."""
     sent_at: dict[uuid.UUID, float] = field(default_factory=dict)
     started_at: dict[uuid.UUID, float] = field(default_factory=dict)
     """When the orchestrator started each workflow (its ``running`` progress event)."""
@@ -86,11 +100,6 @@ class Phase:
     model_latency_ms: int = 0
     """When set, drafting asks the model simulator (through langchain-openai, as a
     provider would be asked), which takes this long before its first token."""
-
-
-def _proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -213,16 +222,30 @@ def _inject_latency(mesh: Mesh, phase: Phase) -> None:
         httpx.put(f"{mesh.url(MODEL_SIM)}/sim/config", json={"latency": latency}, timeout=10)
 
 
+def _shape(instances: Mapping[str, int]) -> str:
+    """How many instances of each service: ``2 of each``, else every count named."""
+    counts = set(instances.values())
+    if len(counts) == 1:
+        return f"{counts.pop()} of each"
+    return ", ".join(f"{n} {service}" for service, n in instances.items())
+
+
 def run_phase(
     broker: Broker,
     phase: Phase,
     deadline_s: float,
     around: Callable[[Mesh], AbstractContextManager[object]] | None = None,
+    idle_s: float = 0.0,
 ) -> dict[str, Any]:
     """Run ``phase`` on a fresh mesh: its figures. CPU counts every process of the mesh
-    (the sandbox too) but the model simulator, which stands for a model provider.
+    (every instance, the sandbox too) but the model simulator, which stands for a model
+    provider; with several instances, the Postgres and Redis started for the phase too
+    (Postgres's postmaster and every backend it forked, see ``procstat.tree_cpu_s``).
     ``around(mesh)`` is entered just before the workflows are sent and left when they
-    are done (a profiler attached to the mesh's processes)."""
+    are done (a profiler attached to the mesh's processes). With ``idle_s``, the ready
+    mesh's CPU is first read over that many seconds with no work: what its processes
+    spend per second whatever the load (polls, heartbeats, exporters), which a phase's
+    CPU per workflow includes for every second it runs."""
     env = {
         "PACTMESH_TOOLS_CONCURRENCY": "10000",
         "PACTMESH_TOOLS_MAX_IN_FLIGHT": "10000",
@@ -234,18 +257,46 @@ def run_phase(
         # takes the path the targets are about: a tool call through Kafka, then drafting.
         "PACTMESH_ORCHESTRATOR_CACHE_ENABLED": "false",
     }
-    with (
-        tempfile.TemporaryDirectory(prefix=f"bench-{phase.name}-") as tmp,
-        running_mesh(
-            broker,
-            Path(tmp),
-            env=env | _model_env(phase) | phase.env,
-            model_sim=bool(phase.model_latency_ms),
-        ) as mesh,
-    ):
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{phase.name}-")))
+        env |= _model_env(phase) | phase.env
+        servers: dict[str, int] = {}  # shared state's servers: CPU with their children's
+        shared = ""
+        if phase.instances:
+            state = stack.enter_context(shared_state(REPO / ".cache"))
+            servers = state.pids()
+            mesh = stack.enter_context(
+                running_scaled_mesh(
+                    broker,
+                    tmp,
+                    postgres_url=state.postgres_url,
+                    redis_url=state.redis_url,
+                    instances=phase.instances,
+                    env=env,
+                    model_sim=bool(phase.model_latency_ms),
+                )
+            )
+            store = "Postgres"
+            shared = f"Postgres: {state.postgres_how}; Redis: {state.redis_how}"
+        else:
+            mesh = stack.enter_context(
+                running_mesh(broker, tmp, env=env, model_sim=bool(phase.model_latency_ms))
+            )
+            store = "SQLite"
         _inject_latency(mesh, phase)
         pids = {name: p.pid for name, p in mesh.processes.items() if name != MODEL_SIM}
-        cpu_before = {name: _proc_cpu_s(pid) for name, pid in pids.items()}
+
+        def read_cpu() -> dict[str, float]:
+            own = {name: cpu_s(pid) for name, pid in pids.items()}
+            return own | {name: tree_cpu_s(pid) for name, pid in servers.items()}
+
+        load = [round(x, 2) for x in os.getloadavg()]
+        idle: dict[str, float] = {}
+        if idle_s > 0:
+            idle_from = read_cpu()
+            time.sleep(idle_s)  # a measuring window, not a wait for a condition
+            idle = {n: (s - idle_from[n]) * 1000 / idle_s for n, s in read_cpu().items()}
+        cpu_before = read_cpu()
 
         async def drive() -> None:
             deadline = time.monotonic() + deadline_s
@@ -256,7 +307,7 @@ def run_phase(
 
         with around(mesh) if around else nullcontext():
             asyncio.run(drive())
-        cpu = {name: _proc_cpu_s(pid) - cpu_before[name] for name, pid in pids.items()}
+        cpu = {name: seconds - cpu_before[name] for name, seconds in read_cpu().items()}
         peak = {name: round(_peak_rss_mb(pid), 1) for name, pid in pids.items()}
         spans = _span_summary(mesh)
     latencies = sorted(phase.done_at[w] - phase.sent_at[w] for w in phase.done_at)
@@ -268,7 +319,15 @@ def run_phase(
             return None
         return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000)
 
+    instances = {s: phase.instances.get(s, 1) for s in SERVICES}
+    shape = _shape(instances)
     return {
+        "mesh": f"{shape}, {store}",
+        "instances": instances,
+        "mesh_startup_s": round(mesh.startup_s, 1),
+        "shared_state": shared,
+        "database_cpu_included": sorted(servers),
+        "load_average_at_start": load,
         "workflows": phase.workflows,
         "completed": completed,
         "injected_tool_latency_ms": phase.latency_ms,
@@ -280,28 +339,56 @@ def run_phase(
         "cpu_ms_per_workflow": round(sum(cpu.values()) * 1000 / completed, 1)
         if completed
         else None,
+        "database_cpu_ms_per_workflow": round(
+            sum(cpu[name] for name in servers) * 1000 / completed, 1
+        )
+        if completed and servers
+        else None,
+        "idle_cpu_ms_per_s": round(sum(idle.values()), 1) if idle else None,
         "cpu_s_by_process": {k: round(v, 1) for k, v in cpu.items()},
+        "cpu_s_by_service": {k: round(v, 1) for k, v in by_service(cpu).items()},
+        "idle_cpu_ms_per_s_by_process": {k: round(v, 1) for k, v in idle.items()},
         "peak_rss_mb_by_process": peak,
         "busiest_spans": spans,
     }
 
 
-def _markdown(results: dict[str, Any]) -> str:
-    lines = ["<!-- bench:begin (generated by `make bench`; do not edit by hand) -->", ""]
-    lines.append(f"Run at {results['at']} on {os.cpu_count()} cores; broker: {results['broker']}.")
-    lines.append("")
-    lines.append(
-        "| phase | workflows | completed | injected tool latency | max in flight"
-        " | p50 | p99 | workflows/s | CPU ms / workflow |"
-    )
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+def _table(results: dict[str, Any]) -> list[str]:
+    """The phases side by side, one row each (markdown)."""
+    lines = [
+        "| phase | mesh | workflows | completed | injected tool latency | max in flight"
+        " | p50 | p99 | workflows/s | CPU ms / workflow | idle CPU ms / s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in results["phases"].items():
         lines.append(
-            f"| {name} | {r['workflows']} | {r['completed']} | {r['injected_tool_latency_ms']} ms |"
+            f"| {name} | {r.get('mesh', '')} | {r['workflows']} | {r['completed']} |"
+            f" {r['injected_tool_latency_ms']} ms |"
             f" {r['max_in_flight']} | {r['p50_ms']} ms | {r['p99_ms']} ms |"
             f" {r['workflows_per_s']} |"
-            f" {r['cpu_ms_per_workflow']} |"
+            f" {r['cpu_ms_per_workflow']} | {r.get('idle_cpu_ms_per_s')} |"
         )
+    return lines
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    lines = ["<!-- bench:begin (generated by `make bench`; do not edit by hand) -->", ""]
+    load = results.get("load_average_at_start")
+    lines.append(
+        f"Run at {results['at']} on {os.cpu_count()} cores; broker: {results['broker']}"
+        + (f"; load average at start {load[0]}, {load[1]}, {load[2]}." if load else ".")
+    )
+    lines.append("")
+    lines += _table(results)
+    for name, r in results["phases"].items():
+        if r.get("database_cpu_included"):
+            lines.append("")
+            lines.append(
+                f"The {name} phase's CPU per workflow includes its shared state's servers"
+                f" ({', '.join(r['database_cpu_included'])}):"
+                f" {r['database_cpu_ms_per_workflow']} ms of it;"
+                f" its {r['mesh_startup_s']} s of start-up are not in its figures."
+            )
     for name, r in results["phases"].items():
         lines.append("")
         lines.append(
@@ -343,9 +430,18 @@ def main() -> int:
     )
     # The fast phase with other settings (BENCH_AB_ENV, JSON): a lever's A/B in one run.
     ab = Phase("ab", fast.workflows, 0, json.loads(os.environ.get("BENCH_AB_ENV", "{}")))
+    # The fast phase's workload on two instances of every service, their state in Postgres.
+    scaled = Phase(
+        "scaled",
+        int(os.environ.get("BENCH_SCALED_WORKFLOWS", str(fast.workflows))),
+        0,
+        instances=TWO_OF_EACH,
+    )
     deadline_s = float(os.environ.get("BENCH_DEADLINE_S", "600"))
-    wanted = os.environ.get("BENCH_PHASES", "fast,slow").split(",")
-    phases = [p for name in wanted for p in (fast, bare, ab, slow) if p.name == name]
+    idle_s = float(os.environ.get("BENCH_IDLE_S", "10"))
+    wanted = os.environ.get("BENCH_PHASES", "fast,scaled,slow").split(",")
+    known = (fast, bare, ab, scaled, slow)
+    phases = [p for name in wanted for p in known if p.name == name]
     port = int(os.environ.get("BENCH_KAFKA_PORT", "19192"))
     protocol = os.environ.get("BENCH_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
     broker = start_broker(
@@ -355,16 +451,19 @@ def main() -> int:
         results: dict[str, Any] = {
             "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "broker": broker.how,
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
             "phases": {},
         }
         for phase in phases:
             print(f"bench: {phase.name} phase, {phase.workflows} workflows ...", flush=True)
-            results["phases"][phase.name] = run_phase(broker, phase, deadline_s)
+            results["phases"][phase.name] = run_phase(broker, phase, deadline_s, idle_s=idle_s)
             figures = results["phases"][phase.name]
             summary = {k: v for k, v in figures.items() if not isinstance(v, dict)}
             print(f"bench: {phase.name}: {json.dumps(summary)}", flush=True)
     finally:
         broker.stop()
+    results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    print("\n".join(["", *_table(results), ""]), flush=True)
     out = REPO / "bench-results" / "workflows.json"
     out.parent.mkdir(exist_ok=True)
     if not {"fast", "slow"} <= {p.name for p in phases}:  # keep the published figures

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pactmesh_harness.mesh import Broker, Mesh, running_mesh, wait_for
+from pactmesh_harness.mesh import Broker, Mesh, wait_for
+from pactmesh_harness.scaled import running_scaled_mesh
 from pactmesh_harness.workflow_client import (
     decide,
     events,
@@ -36,10 +37,13 @@ REQUESTS = 20
 def scaled(
     broker: Broker, tmp_path_factory: pytest.TempPathFactory, postgres_url: str, redis_url: str
 ) -> Iterator[Mesh]:
-    env = {"PACTMESH_POSTGRES_URL": postgres_url, "PACTMESH_INTAKE_RATE_LIMIT_STORAGE": redis_url}
-    instances = {"intake": 2, "tools": 2, "hitl": 2, "delivery": 2}
-    with running_mesh(
-        broker, tmp_path_factory.mktemp("scaled"), env=env, instances=instances
+    with running_scaled_mesh(
+        broker,
+        tmp_path_factory.mktemp("scaled"),
+        postgres_url=postgres_url,
+        redis_url=redis_url,
+        instances={"intake": 2, "tools": 2, "hitl": 2, "delivery": 2},
+        ready_timeout_s=60,
     ) as mesh:
         print(f"\nmesh: {len(mesh.processes)} processes ready in {mesh.startup_s:.1f}s")
         yield mesh

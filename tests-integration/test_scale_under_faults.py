@@ -46,7 +46,8 @@ from pactmesh_contracts.events import RequestSubmitted, WorkflowResult
 from pactmesh_contracts.ids import uuid7
 from pactmesh_contracts.topics import REQUESTS_INBOUND, RESULTS
 from pactmesh_harness.cluster import LocalCluster, local_cluster
-from pactmesh_harness.mesh import SERVICES, Mesh, read_from_start, running_mesh, wait_for
+from pactmesh_harness.mesh import SERVICES, Mesh, read_from_start, wait_for
+from pactmesh_harness.scaled import running_scaled_mesh
 from pactmesh_harness.webhooks import Receiver, receiving, register
 from pactmesh_harness.workflow_client import (
     cheap_shipment,
@@ -156,18 +157,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 def scaled(
     cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory, postgres_url: str
 ) -> Iterator[Mesh]:
-    env = {
-        "PACTMESH_POSTGRES_URL": postgres_url,
-        # a restarted instance's relays and leases take over in seconds, not the default 30
-        "PACTMESH_OUTBOX_LEASE_S": "5",
-        "PACTMESH_TOOLS_INBOX_LEASE_S": "10",
-    }
-    with running_mesh(
+    # a restarted instance's relays and leases take over in seconds, not the default 30
+    env = {"PACTMESH_OUTBOX_LEASE_S": "5", "PACTMESH_TOOLS_INBOX_LEASE_S": "10"}
+    with running_scaled_mesh(
         cluster.broker(cluster.startup_s),
         tmp_path_factory.mktemp("scale"),
+        postgres_url=postgres_url,
         env=env,
-        instances=dict.fromkeys(SERVICES, 2),
-        ready_timeout_s=300,  # twelve services joining their groups on a busy machine
     ) as mesh:
         print(f"mesh: {len(mesh.processes)} processes ready in {mesh.startup_s:.1f}s")
         yield mesh

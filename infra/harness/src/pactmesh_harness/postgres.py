@@ -42,6 +42,9 @@ class PostgresServer:
     """Stop the server, keeping its data, for a fault test (only the private cluster)."""
     resume: Callable[[], object] | None = None
     """Start a halted server again."""
+    pid_file: Path | None = None
+    """``postmaster.pid`` of the private cluster (its first line is the postmaster's PID,
+    the parent of every server process); ``None`` for an external server."""
 
     def create_database(self) -> str:
         """Create an empty database under a fresh name; its URL."""
@@ -98,5 +101,11 @@ def start_postgres(cache: Path) -> PostgresServer:
     server = start_private(PG_SH, env)
     how = f"private cluster on port {env['PG_PORT']}"
     return PostgresServer(
-        server.url, how, server.startup_s, server.stop, halt=server.halt, resume=server.resume
+        server.url,
+        how,
+        server.startup_s,
+        server.stop,
+        halt=server.halt,
+        resume=server.resume,
+        pid_file=Path(env["PG_DATA_DIR"]) / "postmaster.pid",
     )

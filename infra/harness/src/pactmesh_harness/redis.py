@@ -28,6 +28,8 @@ class RedisServer:
     how: str
     startup_s: float
     stop: Callable[[], object] = lambda: None
+    pid_file: Path | None = None
+    """The private server's pidfile; ``None`` for an external server."""
 
 
 def start_redis(cache: Path) -> RedisServer:
@@ -42,4 +44,5 @@ def start_redis(cache: Path) -> RedisServer:
     }
     server = start_private(REDIS_SH, env)
     how = f"private server on port {env['REDIS_PORT']}"
-    return RedisServer(server.url, how, server.startup_s, server.stop)
+    pid_file = Path(env["REDIS_DATA_DIR"]) / "redis.pid"
+    return RedisServer(server.url, how, server.startup_s, server.stop, pid_file)
