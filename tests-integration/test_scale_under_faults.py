@@ -27,6 +27,7 @@ made transactional, and this test stays out of the CI gate until then.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import threading
@@ -158,7 +159,20 @@ def scaled(
     cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory, postgres_url: str
 ) -> Iterator[Mesh]:
     # a restarted instance's relays and leases take over in seconds, not the default 30
-    env = {"PACTMESH_OUTBOX_LEASE_S": "5", "PACTMESH_TOOLS_INBOX_LEASE_S": "10"}
+    env = {
+        "PACTMESH_OUTBOX_LEASE_S": "5",
+        "PACTMESH_TOOLS_INBOX_LEASE_S": "10",
+        # The offline models run on the CPU: with hundreds of requests at once on two
+        # cores a call can wait past the default 30 s budget, and routing then sends the
+        # request to human triage, as designed. What this test checks is that nothing is
+        # lost or done twice, so the models get a budget the machine can keep.
+        "PACTMESH_MODELS_JSON": json.dumps(
+            {
+                role: {"primary": {"model": "pactmesh-offline:default", "latency_budget_s": 600}}
+                for role in ("routing", "extraction", "drafting")
+            }
+        ),
+    }
     with running_scaled_mesh(
         cluster.broker(cluster.startup_s),
         tmp_path_factory.mktemp("scale"),
@@ -316,7 +330,11 @@ def _check_results(mesh: Mesh, run: Run) -> Counter[str]:
     assert [rid for rid, n in counts.items() if n != 1] == [], "every result exactly once"
     for topic, result in seen:
         kind = run.kinds[result.workflow_id]
-        assert topic == f"{mesh.prefix}results.{kind.workflow}", (topic, kind)
+        assert topic == f"{mesh.prefix}results.{kind.workflow}", (
+            topic,
+            kind,
+            status(mesh, result.workflow_id, tenant=run.tenants[result.workflow_id]),
+        )
         assert (result.payload.workflow, result.payload.outcome) == (kind.workflow, "succeeded")
     return Counter(result.payload.workflow for _, result in seen)
 
