@@ -28,6 +28,7 @@ from typing import Any, Protocol, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+from langgraph.graph import START
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Durability, StateSnapshot
 from opentelemetry import metrics, trace
@@ -219,7 +220,13 @@ class Engine:
                     )
                 )
                 self._states.add(1, {"pactmesh.workflow": routed.workflow, "state": "running"})
-                await self._run(event, graph, _initial(event), config)
+                # The initial state, with the run's random pause_key, is checkpointed
+                # before the first step: with durability "exit" nothing else is before
+                # the first pause, and a start handled again (redelivered after a kill,
+                # or by the next owner of a partition while a stalled consumer still
+                # runs it) would otherwise draw another key, so other call ids.
+                await graph.aupdate_state(config, _initial(event), as_node=START)
+                await self._run(event, graph, None, config)
                 await running
             snapshot = await self._caught_up(event, graph, config, await graph.aget_state(config))
             await self._emit(event, snapshot, self._audits(event, made))
