@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import RequestRouted, ToolCallRequested
@@ -80,4 +81,65 @@ async def test_a_run_stopped_between_steps_is_finished_by_the_redelivered_event(
     [call] = [e.payload for e in publisher.events if isinstance(e.payload, ToolCallRequested)]
     assert call.tool == "procurement.check_policy"
     key = stopped.values["pause_key"]
+    assert call.call_id == call_id_for(event.workflow_id, "check_policy", key)
+
+
+class Died(BaseException):
+    """The process is gone: nothing after this point runs or is written."""
+
+
+class MortalSaver(InMemorySaver):
+    """A saver that writes nothing once its process has died (LangGraph would otherwise
+    write the checkpoint on its way out of the interrupted run, which a kill -9 never
+    lets it do)."""
+
+    dead = False
+
+    async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        if self.dead:
+            return config
+        return await super().aput(config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self, config: Any, writes: Any, task_id: str, task_path: str = ""
+    ) -> None:
+        if not self.dead:
+            await super().aput_writes(config, writes, task_id, task_path)
+
+
+async def test_a_run_killed_before_its_first_pause_keeps_its_pause_key() -> None:
+    """With checkpoints only at pauses (durability "exit"), the run's initial state, and
+    with it the random key its call ids derive from, is still checkpointed first: the
+    redelivered start recomputes the first segment with the same key."""
+    saver = MortalSaver()
+    graphs = build_graphs(checkpointer=saver, gates=GatePolicy.load())
+
+    def engine(publisher: CollectingPublisher) -> Engine:
+        return Engine(
+            graphs=graphs,
+            checkpointer=saver,
+            publisher=publisher,
+            outbox=NoOutbox(),
+            reviewers=load_access_policy(),
+            tool_timeout_s=5,
+            durability="exit",
+        )
+
+    def die(_workflow_id: uuid.UUID) -> None:
+        saver.dead = True
+        raise Died
+
+    first = engine(CollectingPublisher())
+    first._after_step = die  # killed after the first step, before any pause
+    event = _routed()
+    with pytest.raises(Died):
+        await first.start(event)
+    saver.dead = False  # the restarted process, on the same store
+    stored = await saver.aget_tuple({"configurable": {"thread_id": str(event.workflow_id)}})
+    assert stored is not None, "the initial state was checkpointed before the first step"
+    key = stored.checkpoint["channel_values"]["pause_key"]
+
+    publisher = CollectingPublisher()
+    await engine(publisher).start(event)  # the same routed event, delivered again
+    [call] = [e.payload for e in publisher.events if isinstance(e.payload, ToolCallRequested)]
     assert call.call_id == call_id_for(event.workflow_id, "check_policy", key)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+import os
+import signal
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 
 from fastapi import FastAPI
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -40,6 +44,37 @@ from pactmesh_orchestrator.runtime import Runtime
 from pactmesh_orchestrator.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+class ExitAfterStep:
+    """The test hook ``Settings.test_exit_after_step``: ends the process, without
+    cleanup, after the ``step``-th step this process runs of a run, once per run (the
+    runs that made a process exit are files under ``fired``)."""
+
+    def __init__(self, step: int, fired: Path) -> None:
+        self._step = step
+        self._fired = fired
+        self._counts: dict[uuid.UUID, int] = {}
+        fired.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, workflow_id: uuid.UUID) -> None:
+        """Count a step of ``workflow_id``'s run; exit, with the status of a process
+        killed by SIGKILL, at its ``step``-th unless the run made a process exit before."""
+        count = self._counts[workflow_id] = self._counts.get(workflow_id, 0) + 1
+        marker = self._fired / str(workflow_id)
+        if count != self._step or marker.exists():
+            return
+        marker.touch()
+        logger.critical("test hook: exiting after step %d of run %s", count, workflow_id)
+        logging.shutdown()
+        os._exit(128 + signal.SIGKILL)
+
+
+def _after_step(settings: Settings) -> Callable[[uuid.UUID], None] | None:
+    if not settings.test_exit_after_step:
+        return None
+    fired = settings.data_dir / "orchestrator-test-exits"
+    return ExitAfterStep(settings.test_exit_after_step, fired)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -106,6 +141,7 @@ async def _engine(runtime: Runtime, policy: GatePolicy, service: Service) -> Asy
                 stall_after_s=settings.stall_after_s,
                 finished_ttl_s=settings.checkpoint_ttl_s,
             ),
+            after_step=_after_step(settings),
         )
         sweeper = Sweeper(
             runtime.engine,

@@ -47,11 +47,21 @@ class Settings(KitSettings):
     token_window_ms: int = Field(50, ge=0, le=5_000)
     """Streamed tokens after a step's first are sent together, one event at most this
     often (0: an event per token)."""
-    checkpoint_durability: Literal["sync", "exit"] = "sync"
-    """When a run's steps are checkpointed: ``sync``, after every step (the default, what
-    the kill -9 tests prove); ``exit``, only at a pause and at the end (measured in
-    docs/benchmarks.md; not proven by a kill test between every pair of steps yet, so not
-    for production)."""
+    checkpoint_durability: Literal["sync", "exit"] = "exit"
+    """When a run's steps are checkpointed: ``exit`` (the default), at each pause and at
+    the end (and its initial state at its start), before the events they imply are
+    published (a process killed mid-segment is resumed from the last of these by the
+    redelivered event, which recomputes the segment;
+    ``tests-integration/test_checkpoint_durability.py`` kills it after every step of a
+    workflow); ``sync``, after every step as well (the default before). Why ``exit`` is
+    safe, what a kill costs with it, and its A/B: docs/benchmarks.md."""
+    test_exit_after_step: int = Field(0, ge=0)
+    """Test hook, for the integration tests only
+    (``PACTMESH_ORCHESTRATOR_TEST_EXIT_AFTER_STEP``; 0, the default, is off): the process
+    exits at once, as a kill -9 would stop it, after the Nth step it runs of a run (a
+    node's update, a pause, or a segment's end: ``Engine``'s ``after_step``), unless that
+    run already made a process exit (recorded under the data dir), so that a restarted
+    process recovers it. Never set it in a deployment."""
     gate_policy: Path | None = None
     """The approval-gate policy file (TOML); the packaged default when unset."""
     cache_enabled: bool = True

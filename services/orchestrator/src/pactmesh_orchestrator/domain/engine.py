@@ -28,6 +28,7 @@ from typing import Any, Protocol, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+from langgraph.graph import START
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Durability, StateSnapshot
 from opentelemetry import metrics, trace
@@ -150,20 +151,24 @@ class Engine:
         reviewers: ReviewerPolicy,
         tool_timeout_s: float,
         token_window_s: float = 0.0,
-        durability: Durability = "sync",
+        durability: Durability = "exit",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tracer: trace.Tracer | None = None,
         meter: Meter | None = None,
         prices: PriceTable | None = None,
         wakeups: Wakeups | None = None,
         timers: TimerSettings | None = None,
+        after_step: Callable[[uuid.UUID], None] | None = None,
     ) -> None:
         """``reviewers`` (the access policy) says who may decide a review; ``clock``
         tells whether a review's deadline has passed when its expiry arrives, and when
         the runs' wake-ups are due; ``tracer`` makes an ``invoke_workflow`` span of each
         run segment, ``meter`` counts workflows entering each state, ``prices`` price the
         model calls audited; ``wakeups`` keeps each run's timer (``timers``), in memory
-        unless the store's are given."""
+        unless the store's are given. ``after_step`` (a test hook) is called with the
+        run's id after each step the graph streams (a node's update or a pause) and once
+        more when a segment has ended (its checkpoint written, nothing published yet)."""
+        self._after_step = after_step
         self._wakeups: Wakeups = wakeups if wakeups is not None else MemoryWakeups()
         self._timers = timers or TimerSettings()
         self._graphs = graphs
@@ -215,7 +220,13 @@ class Engine:
                     )
                 )
                 self._states.add(1, {"pactmesh.workflow": routed.workflow, "state": "running"})
-                await self._run(event, graph, _initial(event), config)
+                # The initial state, with the run's random pause_key, is checkpointed
+                # before the first step: with durability "exit" nothing else is before
+                # the first pause, and a start handled again (redelivered after a kill,
+                # or by the next owner of a partition while a stalled consumer still
+                # runs it) would otherwise draw another key, so other call ids.
+                await graph.aupdate_state(config, _initial(event), as_node=START)
+                await self._run(event, graph, None, config)
                 await running
             snapshot = await self._caught_up(event, graph, config, await graph.aget_state(config))
             await self._emit(event, snapshot, self._audits(event, made))
@@ -325,12 +336,15 @@ class Engine:
     async def _caught_up(
         self, cause: Envelope[Any], graph: Graph, config: RunnableConfig, snapshot: StateSnapshot
     ) -> StateSnapshot:
-        """Finish a run that a crash stopped between two steps.
+        """Finish a run that stopped between two steps.
 
-        Steps are checkpointed one by one, so a process killed mid-run leaves a checkpoint
-        with steps still to run and nothing to wait for. The redelivered event that
-        started that run finds it here and runs it on from the checkpoint; without this
-        the workflow would wait forever.
+        A checkpoint with steps still to run and nothing to wait for is what a process
+        killed mid-run leaves with ``durability="sync"`` (every step checkpointed), and
+        what a step that raised or was cancelled leaves with either durability
+        (LangGraph writes the checkpoint on its way out). The redelivered event that
+        started that segment finds it here and runs it on from the checkpoint; without
+        this the workflow would wait forever. (With ``"exit"`` a killed process leaves
+        the last pause's checkpoint instead, which the redelivered event resumes again.)
         """
         if snapshot.next and not snapshot.interrupts:
             logger.warning(
@@ -360,10 +374,14 @@ class Engine:
             ):
                 if mode == "custom" and isinstance(chunk, dict) and chunk.get("kind") == "token":
                     await tokens.add(chunk)
+                elif mode == "updates" and self._after_step is not None:
+                    self._after_step(cause.workflow_id)
         except BaseException:
             tokens.abandon()
             raise
         await tokens.close()
+        if self._after_step is not None:
+            self._after_step(cause.workflow_id)
 
     async def state(self, workflow_id: uuid.UUID) -> StateSnapshot | None:
         """The run's latest checkpoint, or None if there is none."""
@@ -480,7 +498,7 @@ class Engine:
                 events += self._pause_events(cause, workflow, pending.value)
             return events
         if snapshot.next:
-            return []  # mid-run without a pause cannot be seen with durability="sync"
+            return []  # mid-run without a pause: ``_caught_up`` ran it on before this
         outcome = Outcome(values.get("outcome", "failed"))
         spent = values.get("usage")
         return [
