@@ -47,14 +47,14 @@ class Settings(KitSettings):
     token_window_ms: int = Field(50, ge=0, le=5_000)
     """Streamed tokens after a step's first are sent together, one event at most this
     often (0: an event per token)."""
-    checkpoint_durability: Literal["sync", "exit"] = "exit"
-    """When a run's steps are checkpointed: ``exit`` (the default), at each pause and at
-    the end (and its initial state at its start), before the events they imply are
-    published (a process killed mid-segment is resumed from the last of these by the
-    redelivered event, which recomputes the segment;
+    checkpoint_durability: Literal["sync", "exit"] = "sync"
+    """When a run's steps are checkpointed: ``sync`` (the default), after every step;
+    ``exit``, only at its start (its initial state), at each pause and at the end,
+    before the events they imply are published (a process killed mid-segment is resumed
+    from the last of these by the redelivered event, which recomputes the segment:
     ``tests-integration/test_checkpoint_durability.py`` kills it after every step of a
-    workflow); ``sync``, after every step as well (the default before). Why ``exit`` is
-    safe, what a kill costs with it, and its A/B: docs/benchmarks.md."""
+    workflow). ``exit`` is proven safe but measured no faster here, and a kill costs it
+    more (the segment's model calls are made again): docs/benchmarks.md."""
     test_exit_after_step: int = Field(0, ge=0)
     """Test hook, for the integration tests only
     (``PACTMESH_ORCHESTRATOR_TEST_EXIT_AFTER_STEP``; 0, the default, is off): the process

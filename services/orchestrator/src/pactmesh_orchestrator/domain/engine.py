@@ -151,7 +151,7 @@ class Engine:
         reviewers: ReviewerPolicy,
         tool_timeout_s: float,
         token_window_s: float = 0.0,
-        durability: Durability = "exit",
+        durability: Durability = "sync",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tracer: trace.Tracer | None = None,
         meter: Meter | None = None,
