@@ -322,9 +322,12 @@ async def test_two_instances_sharing_an_inbox_run_each_call_once(
     backend = SlowBackend()
     settings = Settings(topic_prefix="tools-test.", **store_backend.settings())
     registry = backend.registry()
-    # Each instance runs 4 calls at once and looks for more every 0.2 s (a third of its
-    # lease): the first cannot take them all, so the second runs some.
-    limits = {"max_in_flight": 4, "batch_size": 4, "lease_s": 0.6}
+    # Each instance runs 4 calls at once and looks for more every second (a third of its
+    # lease): the first cannot take them all, so the second runs some. The lease leaves
+    # a renewal two seconds to arrive: one 0.4 s late on a busy machine (a lease of 0.6 s
+    # here once) let the other instance take a call still running, which is what a lease
+    # is for when its holder has stopped, not when it is slow.
+    limits = {"max_in_flight": 4, "batch_size": 4, "lease_s": 3.0}
     async with (
         running_tools(registry, settings=settings, **limits) as one,
         running_tools(registry, settings=settings, **limits) as two,
