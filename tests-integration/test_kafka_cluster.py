@@ -17,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from pactmesh_contracts.topics import TOOL_CALLS
 from pactmesh_harness.mesh import KAFKA_SH, free_port_block, wait_for
+from pactmesh_harness.procstat import alive
 from pactmesh_kit.bootstrap import TopicReport, admin_client, ensure_topics, topic_overrides
 from pactmesh_kit.settings import TopicSettings
 from pactmesh_workflows.registry import registry
@@ -60,15 +61,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         cluster.run("stop")
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie waiting to be reaped does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
-
-
 def _settings(cluster: Cluster, prefix: str) -> TopicSettings:
     return TopicSettings.model_validate(
         {"KAFKA_BOOTSTRAP_SERVERS": cluster.bootstrap, "PACTMESH_TOPIC_PREFIX": prefix}
@@ -109,7 +101,7 @@ def test_topics_survive_the_loss_of_one_node(cluster: Cluster) -> None:
     assert asyncio.run(_write(cluster, calls)) >= 0
     node = cluster.pid(2)
     os.kill(node, signal.SIGTERM)
-    wait_for(lambda: not _alive(node), timeout=60, what="node 2 gone")
+    wait_for(lambda: not alive(node), timeout=60, what="node 2 gone")
     assert cluster.run("status").returncode == 1
     assert asyncio.run(_write(cluster, calls)) >= 1, "acks=all with 2 of 3 in sync"
 

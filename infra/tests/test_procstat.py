@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pactmesh_harness.procstat import (
     CLOCK_TICKS,
+    alive,
     by_service,
     children,
     cpu_s,
@@ -21,11 +22,19 @@ from pactmesh_harness.procstat import (
 
 
 def _process(
-    proc: Path, pid: int, ppid: int, *, utime: int, stime: int, cutime: int = 0, cstime: int = 0
+    proc: Path,
+    pid: int,
+    ppid: int,
+    *,
+    utime: int,
+    stime: int,
+    cutime: int = 0,
+    cstime: int = 0,
+    state: str = "S",
 ) -> None:
     """A ``/proc/<pid>/stat`` line, its command name with a space and a parenthesis as
     Postgres's backends' titles can have."""
-    fields = ["S", str(ppid), *["0"] * 9, str(utime), str(stime), str(cutime), str(cstime)]
+    fields = [state, str(ppid), *["0"] * 9, str(utime), str(stime), str(cutime), str(cstime)]
     fields += ["20", "0", "1"]
     (proc / str(pid)).mkdir(parents=True)
     (proc / str(pid) / "stat").write_text(f"{pid} (postgres: a (b) c) {' '.join(fields)}\n")
@@ -101,3 +110,11 @@ def test_the_real_proc_charges_a_finished_child_to_its_parent() -> None:
     subprocess.run([sys.executable, "-c", busy], check=True, timeout=60)
 
     assert tree_cpu_s(os.getpid()) - before >= 0.25
+
+
+def test_a_zombie_or_a_missing_process_is_not_alive(proc: Path) -> None:
+    _process(proc, 300, 1, utime=0, stime=0, state="Z")
+    assert alive(101, proc)
+    assert not alive(300, proc)
+    assert not alive(999, proc)
+    assert alive(os.getpid())

@@ -14,15 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pactmesh_harness.mesh import KAFKA_SH, Broker, free_port_block, wait_for
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie waiting to be reaped does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
+from pactmesh_harness.procstat import alive
 
 
 @dataclass

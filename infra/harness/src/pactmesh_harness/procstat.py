@@ -24,6 +24,12 @@ def _stat(pid: int, proc: Path = PROC) -> list[str] | None:
     return text.rsplit(")", 1)[1].split()
 
 
+def alive(pid: int, proc: Path = PROC) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped does not)."""
+    fields = _stat(pid, proc)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
 def cpu_s(pid: int, proc: Path = PROC) -> float:
     """The CPU seconds ``pid`` has used itself (user + system); 0 when it is gone."""
     fields = _stat(pid, proc)
