@@ -30,6 +30,7 @@ from pactmesh_delivery.adapters.rows import (
     NO_CAP,
     WEBHOOK_COLUMNS,
     DeliveryMarks,
+    SettledFromEntry,
     delivery_of,
     due_of,
     ledger_entry_of,
@@ -248,7 +249,7 @@ class PostgresWebhookStore(DeliveryMarks):
                 return pruned
 
 
-class PostgresDeliveryLedger:
+class PostgresDeliveryLedger(SettledFromEntry):
     """``Ledger`` on the same pool: several instances prepare into one table, and its
     primary key lets only one of them prepare a workflow's result."""
 
@@ -263,10 +264,6 @@ class PostgresDeliveryLedger:
             )
             row = await cursor.fetchone()
         return None if row is None else ledger_entry_of(row)
-
-    async def delivered(self, workflow_id: uuid.UUID) -> bool:
-        found = await self.entry(workflow_id)
-        return found is not None and found.settled
 
     async def prepare(self, entries: Sequence[LedgerEntry]) -> list[uuid.UUID]:
         columns = list(

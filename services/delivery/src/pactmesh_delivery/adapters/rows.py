@@ -112,6 +112,17 @@ def delivery_of(row: Row) -> DeliveryView:
 LEDGER_COLUMNS = "workflow_id, topic, event_id, settled, result_partition, result_offset"
 
 
+class SettledFromEntry:
+    """``Ledger.delivered`` for both stores, read from their ``entry``."""
+
+    async def entry(self, workflow_id: uuid.UUID) -> LedgerEntry | None:
+        raise NotImplementedError
+
+    async def delivered(self, workflow_id: uuid.UUID) -> bool:
+        found = await self.entry(workflow_id)
+        return found is not None and found.settled
+
+
 def ledger_entry_of(row: Row) -> LedgerEntry:
     """A ledger entry from its :data:`LEDGER_COLUMNS`."""
     return LedgerEntry(

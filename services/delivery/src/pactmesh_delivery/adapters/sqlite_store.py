@@ -36,6 +36,7 @@ from pactmesh_delivery.adapters.rows import (
     NO_CAP,
     WEBHOOK_COLUMNS,
     DeliveryMarks,
+    SettledFromEntry,
     delivery_of,
     due_of,
     ledger_entry_of,
@@ -270,7 +271,7 @@ class SqliteWebhookStore(DeliveryMarks):
                 return pruned
 
 
-class SqliteDeliveryLedger:
+class SqliteDeliveryLedger(SettledFromEntry):
     """``Ledger``: results by workflow id, on the file's connection."""
 
     def __init__(self, connection: _Connection) -> None:
@@ -282,10 +283,6 @@ class SqliteDeliveryLedger:
         ) as cursor:
             row = await cursor.fetchone()
         return None if row is None else ledger_entry_of(row)
-
-    async def delivered(self, workflow_id: uuid.UUID) -> bool:
-        found = await self.entry(workflow_id)
-        return found is not None and found.settled
 
     async def prepare(self, entries: Sequence[LedgerEntry]) -> list[uuid.UUID]:
         ids = [str(e.workflow_id) for e in entries]

@@ -108,16 +108,19 @@ class ResultTransactions:
         return False
 
     async def publish(self, outgoing: Outgoing) -> bool:
-        """Publish ``outgoing`` unless its result is already out; whether this call did."""
+        """Publish ``outgoing`` unless its result is already out; whether this call did.
+
+        Not asked of the ledger first (the handler asked ``published`` before checking
+        the completion): a result already prepared makes its transaction's ``prepare``
+        fail, which aborts it, and then ``published`` says what the other came to."""
         for _ in range(3):
-            if await self.published(outgoing.workflow_id):
-                return False
             queued = self._queued(outgoing)
             self._queue.put_nowait(queued)
             self._ensure_worker()
             if await queued.done:
                 return True
-            # another instance prepared it meanwhile: what did its transaction come to?
+            if await self.published(outgoing.workflow_id):
+                return False
         raise NotReady(f"the result of {outgoing.workflow_id} is contended; retrying")
 
     async def close(self) -> None:
