@@ -14,13 +14,11 @@ of an earlier release, sealed when the store opens.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from pactmesh_kit.files import created_once
 
 PREFIX = "fernet:"
 KEY_FILE = Path("delivery") / "webhook-secrets.key"
@@ -73,23 +71,5 @@ def sealed(stored: str) -> bool:
 
 def generated_key(data_dir: Path) -> bytes:
     """The key generated under ``data_dir`` on first use (several processes may start
-    at once: ``os.link`` publishes exactly one candidate; the others read it).
-
-    The same publication as the development issuer's ``ensure_key``, whose helper is
-    tied to its EC key (PEM); a shared write-once helper in the kit would serve both.
-    """
-    path = data_dir / KEY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(Fernet.generate_key())
-                out.flush()
-                os.fsync(out.fileno())
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return path.read_bytes().strip()
+    at once: ``created_once`` publishes exactly one candidate; the others read it)."""
+    return created_once(data_dir / KEY_FILE, Fernet.generate_key).strip()

@@ -10,10 +10,8 @@ identity provider instead and never load this module's keys.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterable
@@ -23,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from pactmesh_kit.files import created_once
 
 if TYPE_CHECKING:
     from pactmesh_kit.settings import KitSettings
@@ -41,27 +41,10 @@ def _generate_pem() -> bytes:
 
 
 def ensure_key(key_dir: Path) -> ec.EllipticCurvePrivateKey:
-    """The issuer's private key, generated on first use.
-
-    Several services start at once and may all get here first: each writes a candidate
-    to its own temporary file and ``os.link`` publishes exactly one of them atomically;
-    the losers read the winner's.
-    """
-    key_dir.mkdir(parents=True, exist_ok=True)
+    """The issuer's private key, generated on first use (several services start at once
+    and may all get here first: ``created_once`` publishes exactly one key)."""
     path = key_dir / KEY_FILE
-    if not path.exists():
-        tmp = key_dir / f".{KEY_FILE}.{os.getpid()}.{uuid.uuid4().hex}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(_generate_pem())
-                out.flush()
-                os.fsync(out.fileno())
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    key = serialization.load_pem_private_key(created_once(path, _generate_pem), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{path} does not hold an EC private key")
     return key
