@@ -220,13 +220,17 @@ class Engine:
                     )
                 )
                 self._states.add(1, {"pactmesh.workflow": routed.workflow, "state": "running"})
-                # The initial state, with the run's random pause_key, is checkpointed
-                # before the first step: with durability "exit" nothing else is before
-                # the first pause, and a start handled again (redelivered after a kill,
-                # or by the next owner of a partition while a stalled consumer still
-                # runs it) would otherwise draw another key, so other call ids.
-                await graph.aupdate_state(config, _initial(event), as_node=START)
-                await self._run(event, graph, None, config)
+                # With durability "exit" nothing is checkpointed before the first pause,
+                # not even the input (LangGraph writes the input checkpoint with every
+                # durability but "exit"): the initial state, with the run's random pause_key, is
+                # written first, or a start handled again (redelivered after a kill, or
+                # by the next owner of a partition while a stalled consumer still runs
+                # it) would draw another key, so other call ids.
+                if self._durability == "exit":
+                    await graph.aupdate_state(config, _initial(event), as_node=START)
+                    await self._run(event, graph, None, config)
+                else:
+                    await self._run(event, graph, _initial(event), config)
                 await running
             snapshot = await self._caught_up(event, graph, config, await graph.aget_state(config))
             await self._emit(event, snapshot, self._audits(event, made))
