@@ -199,3 +199,63 @@ def test_two_redrives_at_once_publish_each_original_once(settings: KitSettings) 
     assert [type(o) for o in outcomes].count(dlq.Outcome) >= 1, "the later run completes"
     assert set(counts) == {key for key, _, _ in messages}
     assert set(counts.values()) == {1}, "each original republished exactly once"
+
+
+def test_a_redrive_fenced_midway_stops_as_taken_over(settings: KitSettings) -> None:
+    """The race the test above leaves to chance, forced: a second redrive starts while
+    the first has a transaction open. aiokafka records the fence on the first one's
+    transaction and refuses its next send with ``IllegalOperation``; the first run ends
+    as ``TakenOver`` (its open transaction aborted, nothing of it visible) and the
+    second republishes every original once."""
+    source = REQUESTS_ACCEPTED.qualified(settings.topic_prefix)
+    messages: list[tuple[bytes, bytes, Any]] = [
+        (f"wf-{n}".encode(), f'{{"n": {n}}}'.encode(), []) for n in range(60)
+    ]
+    metas = asyncio.run(_publish(settings, source, *messages))
+    letters = [_letter(settings, m, *msg) for m, msg in zip(metas, messages, strict=True)]
+    asyncio.run(
+        _publish(settings, DEAD_LETTERS.qualified(settings.topic_prefix), *_encoded(letters))
+    )
+
+    class FencedMidway(dlq.Redrive):
+        """Starts the other redrive after its first send, then sends on until the
+        sender has recorded the fence (a send to a partition not yet in the transaction
+        asks the coordinator, which answers that a newer producer holds the id)."""
+
+        other: dlq.Redrive | None = None
+        fence_recorded = False
+
+        async def _send(self, letter: DeadLetter, source: Any) -> None:
+            await super()._send(letter, source)
+            if self.other is None:
+                self.other = await dlq.Redrive(settings).__aenter__()
+            elif not self.fence_recorded:
+                give_up = asyncio.get_running_loop().time() + 5
+                while asyncio.get_running_loop().time() < give_up:
+                    if dlq._recorded_failure(self._producer) is not None:
+                        self.fence_recorded = True
+                        break
+                    await asyncio.sleep(0.05)
+
+    async def scenario() -> tuple[BaseException | dlq.Outcome, dlq.Outcome, bool]:
+        found = await dlq.dead_letters(settings, dlq.Filters())
+        first = FencedMidway(settings)
+        async with first:
+            try:
+                ended: BaseException | dlq.Outcome = await first.run(found)
+            except Exception as exc:  # what the run ended with is the assertion
+                ended = exc
+        second = first.other
+        assert second is not None, "the second redrive started (and was entered) midway"
+        try:
+            return ended, await second.run(found), first.fence_recorded
+        finally:
+            await second.__aexit__(None, None, None)
+
+    ended, second, fence_recorded = asyncio.run(scenario())
+    assert fence_recorded, "the fence reached the first run in its open transaction"
+    assert isinstance(ended, dlq.TakenOver), repr(ended)
+    assert (len(second.redriven), len(second.already)) == (len(messages), 0)
+    published = [r for r in asyncio.run(_read_at_least(settings, source, 2 * len(messages)))]
+    counts = Counter(r.key for r in published if r.headers)
+    assert counts == Counter({key: 1 for key, _, _ in messages})

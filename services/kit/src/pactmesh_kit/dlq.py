@@ -34,7 +34,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import IllegalOperation, KafkaError, ProducerFenced
 from pactmesh_contracts.events import DeadLetter, DeadLetterRedriven
 from pactmesh_contracts.topics import DEAD_LETTERS, DEAD_LETTERS_REDRIVEN
 from pydantic import ValidationError
@@ -185,6 +185,22 @@ async def find(settings: KitSettings, ident: str) -> list[Found]:
     return [f for f in every if ident in (str(f.letter.dead_letter_id), f.letter.source_ref)]
 
 
+def _recorded_failure(producer: AIOKafkaProducer) -> BaseException | None:
+    """What ended ``producer``'s transaction under it, when the sender recorded it.
+
+    aiokafka's sender records a fence seen mid-transaction (``ProducerFenced``) on the
+    transaction and moves it to its fatal state; the next ``send`` then raises
+    ``IllegalOperation("Can't send messages while not in transaction")``, not the fence.
+    The recorded failure is what happened, so it is what the caller gets. Private state
+    of aiokafka (as its own ``TransactionContext`` reads it): no public accessor exists.
+    """
+    ended = producer._txn_manager.wait_for_transaction_end()
+    if ended is None or not ended.done() or ended.cancelled():
+        return None
+    failure: BaseException | None = ended.exception()
+    return failure
+
+
 class TakenOver(Exception):
     """Another redrive started and fenced this one; what this one committed stays."""
 
@@ -252,9 +268,12 @@ class Redrive:
                 ready.append((letter, source))
         if not ready:
             return
-        async with self._producer.transaction():
-            for letter, source in ready:
-                await self._send(letter, source)
+        try:
+            async with self._producer.transaction():
+                for letter, source in ready:
+                    await self._send(letter, source)
+        except IllegalOperation as exc:
+            raise _recorded_failure(self._producer) or exc from exc
         outcome.redriven.extend(letter for letter, _ in ready)
 
     async def _send(self, letter: DeadLetter, source: ConsumerRecord[Any, Any] | None) -> None:
