@@ -262,3 +262,47 @@ async def test_an_undecodable_record_is_dead_lettered_and_its_partition_goes_on(
     assert dead.rejected == [(1, "undecodable")]
     assert handler.handled == ["fine"]
     assert consumer.commits == [{P0: 3}]
+
+
+class Polled:
+    """A stand-in for aiokafka's ``getmany``: answers in order, each after its delay."""
+
+    def __init__(self, *answers: tuple[float, dict[TopicPartition, list[str]]]) -> None:
+        self.answers = list(answers)
+        self.timeouts: list[int] = []
+
+    async def getmany(
+        self, *, timeout_ms: int, max_records: int
+    ) -> dict[TopicPartition, list[str]]:
+        self.timeouts.append(timeout_ms)
+        delay, answer = self.answers.pop(0)
+        await asyncio.sleep(delay)  # the consumer's own wait, simulated
+        return answer
+
+
+def test_an_idle_subscriber_waits_long_and_takes_a_record_at_once() -> None:
+    """The long poll (``PACTMESH_KAFKA_IDLE_POLL_MS``): one wait of the whole idle time
+    instead of FastStream's 25 ms poll and 25 ms pause; records returned as they come;
+    only an empty answer well before the wait is up gets the short pause."""
+    from pactmesh_kit.kafka.subscriber import BATCH_IDLE_MS, _long_poll
+
+    class Source:
+        max_records = 7
+
+    source = Source()
+    _long_poll(source, 400)
+    consumer = Polled((0.0, {P0: ["a", "b"], P1: ["c"]}), (0.3, {}), (0.0, {}))
+
+    async def polls() -> list[tuple[tuple[str, ...], float]]:
+        taken = []
+        for _ in range(3):
+            started = time.monotonic()
+            got = await source.get_msg(consumer)  # type: ignore[attr-defined]
+            taken.append((got, time.monotonic() - started))
+        return taken
+
+    [(first, _), (second, slow), (third, early)] = asyncio.run(polls())
+    assert consumer.timeouts == [400, 400, 400]
+    assert (first, second, third) == (("a", "b", "c"), (), ())
+    assert slow < 0.3 + BATCH_IDLE_MS / 1000, "no pause after an empty wait past half its time"
+    assert early >= BATCH_IDLE_MS / 1000, "an early empty answer is paused on"

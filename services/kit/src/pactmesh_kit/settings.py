@@ -61,6 +61,13 @@ class KitSettings(BaseSettings):
     )
     """The service's event loop: the standard library's ``asyncio``, or ``uvloop``
     (libuv), whose A/B in docs/benchmarks.md was not conclusive on a busy machine."""
+    kafka_idle_poll_ms: int = Field(
+        1000, ge=0, le=30_000, validation_alias=_alias("PACTMESH_KAFKA_IDLE_POLL_MS")
+    )
+    """How long a subscriber's poll waits for records while none come (a record that
+    arrives is taken at once, whatever this is): it sets how often an idle subscriber
+    wakes up. 0 keeps FastStream's own loop, a 25 ms poll and a 25 ms pause after each
+    empty one (its A/B in docs/benchmarks.md)."""
     retry_backoff_initial_s: float = Field(
         0.2, gt=0, validation_alias=_alias("PACTMESH_RETRY_BACKOFF_INITIAL_S")
     )

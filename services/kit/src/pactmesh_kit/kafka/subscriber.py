@@ -403,6 +403,8 @@ def subscribe(
         title=f"{settings.service_name}:{subscription.name}",
         description=subscription.description or subscription.topics[0].description,
     )
+    if settings.kafka_idle_poll_ms:
+        _long_poll(keyed.source, settings.kafka_idle_poll_ms)
     keyed.source(
         documented_batch_handler(
             record_type, keyed.consume, name=handler.__name__, doc=handler.__doc__
@@ -414,3 +416,30 @@ def subscribe(
 async def _batch(msg: KafkaMessage, _original: Any = None) -> Batch:
     """A batch decoder handing the handler the records as they came, and the consumer."""
     return Batch(records=msg.raw_message, consumer=msg.consumer)
+
+
+def _long_poll(source: Any, wait_ms: int) -> None:
+    """Make ``source`` (FastStream's batch subscriber) wait up to ``wait_ms`` for records.
+
+    FastStream's batch loop polls for ``batch_timeout_ms`` and, after an empty poll,
+    sleeps as long again: with the 25 ms the mesh needs for a quick hop, every idle
+    subscriber woke 40 times a second (some 30 subscribers in the mesh; its idle CPU in
+    docs/benchmarks.md), and a record arriving during the sleep waited for it. aiokafka's
+    ``getmany`` returns as soon as a record is fetched, so one long wait costs nothing in
+    latency. FastStream has no option for this, hence the replaced method. An empty
+    answer well before the wait is up (a rebalance, a stopping consumer) still gets the
+    short pause, so nothing can spin.
+    """
+    max_records = source.max_records
+
+    async def get_msg(consumer: Any) -> tuple[Any, ...]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=max_records)
+        if fetched:
+            return tuple(itertools.chain.from_iterable(fetched.values()))
+        if loop.time() - started < wait_ms / 2000:
+            await asyncio.sleep(BATCH_IDLE_MS / 1000)
+        return ()
+
+    source.get_msg = get_msg
