@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -154,3 +155,31 @@ def test_a_trace_file_that_cannot_be_written_loses_spans_quietly(
     provider.shutdown()
     [report] = [r.getMessage() for r in caplog.records if "writing spans" in r.getMessage()]
     assert "spans are lost until it works again" in report
+
+
+def test_a_batch_of_spans_is_rotated_between_lines_in_order(tmp_path: Path) -> None:
+    """The batch processor hands the exporter hundreds of spans at once: they are written
+    together, each file still bounded, rotated between two lines, none lost."""
+    path = tmp_path / "traces" / "svc.jsonl"
+    exporter = FileSpanExporter(path, max_bytes=6_000, backups=20)
+    provider = TracerProvider(shutdown_on_exit=False)
+    tracer = provider.get_tracer("test")
+    spans: list[Any] = []
+    for n in range(100):
+        with tracer.start_as_current_span(f"span-{n}") as span:
+            spans.append(span)
+    exporter.export(spans[:60])
+    exporter.export(spans[60:])
+    exporter.shutdown()
+
+    def rotations(file: Path) -> int:  # svc.jsonl.N is N rotations old
+        return 0 if file.name == path.name else int(file.suffix[1:])
+
+    files = sorted(path.parent.iterdir(), key=rotations, reverse=True)
+    names = []
+    for file in files:
+        data = file.read_text()
+        assert len(data.encode()) < 6_000, file.name
+        names += [json.loads(line)["name"] for line in data.splitlines()]
+    assert len(files) > 3
+    assert names == [f"span-{n}" for n in range(100)]
