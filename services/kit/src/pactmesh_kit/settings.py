@@ -57,10 +57,11 @@ class KitSettings(BaseSettings):
     """Where SQLite files and local trace files live."""
     http_host: str = Field("127.0.0.1", validation_alias=_alias("PACTMESH_HTTP_HOST"))
     event_loop: Literal["asyncio", "uvloop"] = Field(
-        "asyncio", validation_alias=_alias("PACTMESH_EVENT_LOOP")
+        "uvloop", validation_alias=_alias("PACTMESH_EVENT_LOOP")
     )
-    """The service's event loop: the standard library's ``asyncio``, or ``uvloop``
-    (libuv), whose A/B in docs/benchmarks.md was not conclusive on a busy machine."""
+    """The service's event loop: ``uvloop`` (libuv's), faster than the standard
+    library's ``asyncio`` in both orders of its A/B on a quiet machine
+    (docs/benchmarks.md); ``asyncio`` is one setting away."""
     kafka_idle_poll_ms: int = Field(
         1000, ge=0, le=30_000, validation_alias=_alias("PACTMESH_KAFKA_IDLE_POLL_MS")
     )
