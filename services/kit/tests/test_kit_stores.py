@@ -18,7 +18,7 @@ from pactmesh_contracts.topics import REQUESTS_ACCEPTED
 from pactmesh_kit.stores import InstanceLocked, StoreSettings, instance_lock
 from pactmesh_kit.stores.outbox import OutboxEntry, Relay
 from pactmesh_kit.stores.retention import pruning
-from pactmesh_kit.stores.sqlite import connect, transaction
+from pactmesh_kit.stores.sqlite import connect, run_transaction, transaction
 from pydantic_settings import SettingsConfigDict
 
 
@@ -277,3 +277,73 @@ async def test_a_transaction_whose_commit_fails_is_rolled_back(tmp_path: Path) -
             await conn.execute("INSERT INTO parent VALUES (7)")
         async with conn.execute("SELECT count(*) FROM child") as cursor:
             assert await cursor.fetchone() == (0,)
+
+
+async def test_run_transaction_is_all_or_nothing_in_one_hop(tmp_path: Path) -> None:
+    """``run_transaction`` commits what its function wrote, rolls everything back when it
+    raises (or its COMMIT fails), finishes what it began when its caller is cancelled,
+    and waits for the store's lock, so it never falls inside a ``transaction``."""
+    lock = asyncio.Lock()
+    async with connect(tmp_path / "store.sqlite3", "foreign_keys=ON") as conn:
+        await conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        await conn.execute(
+            "CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER"
+            " REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+
+        def two_rows(raw: sqlite3.Connection) -> int:
+            raw.execute("INSERT INTO parent VALUES (1)")
+            return raw.execute("INSERT INTO child VALUES (1, 1)").rowcount
+
+        def then_fail(raw: sqlite3.Connection) -> None:
+            raw.execute("INSERT INTO parent VALUES (2)")
+            raise ValueError("bad input")
+
+        def orphan(raw: sqlite3.Connection) -> None:
+            raw.execute("INSERT INTO child VALUES (3, 42)")  # fails only at COMMIT
+
+        assert await run_transaction(conn, lock, two_rows) == 1
+        with pytest.raises(ValueError, match="bad input"):
+            await run_transaction(conn, lock, then_fail)
+        with pytest.raises(sqlite3.IntegrityError):
+            await run_transaction(conn, lock, orphan)
+        assert not conn.in_transaction
+
+        started = asyncio.Event()
+        release = asyncio.Event()
+
+        async def holder() -> None:
+            async with transaction(conn, lock):
+                await conn.execute("INSERT INTO parent VALUES (10)")
+                started.set()
+                await release.wait()
+                await conn.execute("INSERT INTO parent VALUES (11)")
+
+        def after_holder(raw: sqlite3.Connection) -> list[int]:
+            raw.execute("INSERT INTO parent VALUES (12)")
+            return [row[0] for row in raw.execute("SELECT id FROM parent ORDER BY id")]
+
+        held = asyncio.create_task(holder())
+        await started.wait()
+        waiting = asyncio.create_task(run_transaction(conn, lock, after_holder))
+        await asyncio.sleep(0)  # let it reach the lock: it must not run yet
+        assert not waiting.done()
+        release.set()
+        await held
+        assert await waiting == [1, 10, 11, 12]
+
+        def slow(raw: sqlite3.Connection) -> None:
+            raw.execute("INSERT INTO parent VALUES (20)")
+            raw.execute("INSERT INTO parent VALUES (21)")
+
+        cancelled = asyncio.create_task(run_transaction(conn, lock, slow))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        async with lock:  # whatever was queued has run by the time the lock is free again
+            await conn.execute("SELECT 1")
+        async with conn.execute("SELECT id FROM parent WHERE id >= 20") as cursor:
+            assert await cursor.fetchall() in ([], [(20,), (21,)])  # all or nothing
+        async with conn.execute("SELECT count(*) FROM child") as cursor:
+            assert await cursor.fetchone() == (1,)

@@ -19,6 +19,7 @@ the last events' rows after their offsets were committed.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,6 +33,7 @@ from pactmesh_contracts.events import AuditModelCalled
 from pactmesh_contracts.topics import AUDIT
 from pactmesh_contracts.usage import Usage
 from pactmesh_kit.stores.postgres import open_pool
+from pactmesh_kit.stores.sqlite import connect, run_transaction
 
 from pactmesh_intake.adapters.migrations.audit import MIGRATIONS
 from pactmesh_intake.domain.timeline import AuditStore, UsageRow
@@ -100,24 +102,26 @@ class SqliteAuditStore:
         self._lock = asyncio.Lock()  # one transaction at a time on the connection
 
     async def record(self, event: Envelope[Any]) -> bool:
-        async with self._lock:
-            cursor = await self._conn.execute(
-                "INSERT OR IGNORE INTO audit_events VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    str(event.event_id),
-                    str(event.workflow_id),
-                    event.tenant,
-                    event.type,
-                    event.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
-                    event.model_dump_json(),
-                ),
+        row = (
+            str(event.event_id),
+            str(event.workflow_id),
+            event.tenant,
+            event.type,
+            event.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
+            event.model_dump_json(),
+        )
+        usage = _usage_row(event)
+
+        def keep(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO audit_events VALUES (?, ?, ?, ?, ?, ?)", row
             )
             added = cursor.rowcount == 1
-            if added and (row := _usage_row(event)) is not None:
-                values = (*row[:1], row[1].isoformat(), *row[2:])
-                await self._conn.execute(_ADD_USAGE.format(p="?"), values)
-            await self._conn.commit()
-        return added
+            if added and usage is not None:
+                conn.execute(_ADD_USAGE.format(p="?"), (usage[0], usage[1].isoformat(), *usage[2:]))
+            return added
+
+        return await run_transaction(self._conn, self._lock, keep)
 
     async def events(self, request_id: uuid.UUID) -> list[Envelope[Any]]:
         async with self._conn.execute(
@@ -216,7 +220,5 @@ async def open_audit_store(
             yield PostgresAuditStore(pool)
         return
     await MIGRATIONS.upgrade(data_dir / AUDIT_FILE)
-    async with aiosqlite.connect(data_dir / AUDIT_FILE) as conn:
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=NORMAL")
+    async with connect(data_dir / AUDIT_FILE, "synchronous=NORMAL") as conn:
         yield SqliteAuditStore(conn)

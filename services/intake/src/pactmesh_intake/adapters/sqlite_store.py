@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import aiosqlite
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import Channel, RequestStatus
 from pactmesh_kit.stores.outbox import SqliteOutbox
-from pactmesh_kit.stores.sqlite import connect, transaction
+from pactmesh_kit.stores.sqlite import connect, run_transaction, transaction
 
 from pactmesh_intake.adapters.migrations import MIGRATIONS
 from pactmesh_intake.domain.requests import (
@@ -155,37 +157,7 @@ class SqliteRequestStore:
         return None if row is None else RequestStatus(row[0])
 
     async def record(self, transition: Transition) -> bool:
-        async with self._transaction() as conn:
-            async with conn.execute(
-                "SELECT status FROM requests WHERE request_id = ?", (str(transition.request_id),)
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is None:
-                return False  # not a request of this intake: nothing to report on
-            cursor = await conn.execute(
-                _INSERT_HISTORY,
-                (
-                    str(transition.event_id),
-                    str(transition.request_id),
-                    transition.status.value,
-                    transition.service,
-                    transition.detail,
-                    transition.at.isoformat(),
-                ),
-            )
-            if cursor.rowcount != 1:
-                return False
-            await conn.execute(
-                "UPDATE requests SET status = ?, workflow = COALESCE(?, workflow),"
-                " updated_at = ? WHERE request_id = ?",
-                (
-                    next_status(RequestStatus(row[0]), transition.status).value,
-                    transition.workflow,
-                    transition.at.isoformat(),
-                    str(transition.request_id),
-                ),
-            )
-            return True
+        return await run_transaction(self._conn, self._lock, partial(_record, transition))
 
     async def get(self, request_id: uuid.UUID) -> RequestView | None:
         row = await self._one(
@@ -246,6 +218,31 @@ class SqliteRequestStore:
     async def _one(self, sql: str, request_id: uuid.UUID) -> Any:
         async with self._conn.execute(sql, (str(request_id),)) as cursor:
             return await cursor.fetchone()
+
+
+def _record(transition: Transition, conn: sqlite3.Connection) -> bool:
+    """A status transition, on the connection's thread (``run_transaction``)."""
+    request_id = str(transition.request_id)
+    row = conn.execute("SELECT status FROM requests WHERE request_id = ?", (request_id,))
+    found = row.fetchone()
+    if found is None:
+        return False  # not a request of this intake: nothing to report on
+    at = transition.at.isoformat()
+    entry = (str(transition.event_id), request_id, transition.status.value)
+    added = conn.execute(_INSERT_HISTORY, (*entry, transition.service, transition.detail, at))
+    if added.rowcount != 1:
+        return False
+    conn.execute(
+        "UPDATE requests SET status = ?, workflow = COALESCE(?, workflow),"
+        " updated_at = ? WHERE request_id = ?",
+        (
+            next_status(RequestStatus(found[0]), transition.status).value,
+            transition.workflow,
+            at,
+            request_id,
+        ),
+    )
+    return True
 
 
 def _instant(at: datetime) -> str:
