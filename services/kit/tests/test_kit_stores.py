@@ -7,7 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from pactmesh_contracts.topics import REQUESTS_ACCEPTED
 from pactmesh_kit.stores import InstanceLocked, StoreSettings, instance_lock
 from pactmesh_kit.stores.outbox import OutboxEntry, Relay
 from pactmesh_kit.stores.retention import pruning
-from pactmesh_kit.stores.sqlite import connect, run_transaction, transaction
+from pactmesh_kit.stores.sqlite import GroupCommitter, connect, transaction
 from pydantic_settings import SettingsConfigDict
 
 
@@ -279,10 +279,14 @@ async def test_a_transaction_whose_commit_fails_is_rolled_back(tmp_path: Path) -
             assert await cursor.fetchone() == (0,)
 
 
-async def test_run_transaction_is_all_or_nothing_in_one_hop(tmp_path: Path) -> None:
-    """``run_transaction`` commits what its function wrote, rolls everything back when it
-    raises (or its COMMIT fails), finishes what it began when its caller is cancelled,
-    and waits for the store's lock, so it never falls inside a ``transaction``."""
+async def test_group_commits_run_waiting_writes_together_each_all_or_nothing(
+    tmp_path: Path,
+) -> None:
+    """``GroupCommitter``: the writes waiting when a group starts run in one hop and one
+    COMMIT; one that raises is rolled back alone (its caller gets the exception, the
+    others commit); a COMMIT that fails fails every call of its group and leaves no
+    transaction open; a group waits for the store's lock, so it never falls inside a
+    ``transaction``; a cancelled caller's write runs whole or not at all."""
     lock = asyncio.Lock()
     async with connect(tmp_path / "store.sqlite3", "foreign_keys=ON") as conn:
         await conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
@@ -290,60 +294,64 @@ async def test_run_transaction_is_all_or_nothing_in_one_hop(tmp_path: Path) -> N
             "CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER"
             " REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
         )
+        grouped = GroupCommitter(conn, lock)
 
-        def two_rows(raw: sqlite3.Connection) -> int:
-            raw.execute("INSERT INTO parent VALUES (1)")
-            return raw.execute("INSERT INTO child VALUES (1, 1)").rowcount
+        def parent(n: int) -> Callable[[sqlite3.Connection], int]:
+            def write(raw: sqlite3.Connection) -> int:
+                raw.execute("INSERT INTO parent VALUES (?)", (n,))
+                if n == 13:
+                    raise ValueError("bad input")
+                return n
 
-        def then_fail(raw: sqlite3.Connection) -> None:
-            raw.execute("INSERT INTO parent VALUES (2)")
-            raise ValueError("bad input")
+            return write
+
+        results = await asyncio.gather(
+            *(grouped.run(parent(n)) for n in range(1, 21)), return_exceptions=True
+        )
+        assert grouped.commits == 1, "twenty writes waiting together, one commit"
+        assert [type(r) for r in results].count(ValueError) == 1
+        assert [r for r in results if isinstance(r, int)] == [n for n in range(1, 21) if n != 13]
 
         def orphan(raw: sqlite3.Connection) -> None:
             raw.execute("INSERT INTO child VALUES (3, 42)")  # fails only at COMMIT
 
-        assert await run_transaction(conn, lock, two_rows) == 1
-        with pytest.raises(ValueError, match="bad input"):
-            await run_transaction(conn, lock, then_fail)
-        with pytest.raises(sqlite3.IntegrityError):
-            await run_transaction(conn, lock, orphan)
+        failed = await asyncio.gather(
+            grouped.run(orphan), grouped.run(parent(30)), return_exceptions=True
+        )
+        assert [type(r) for r in failed] == [sqlite3.IntegrityError, sqlite3.IntegrityError]
         assert not conn.in_transaction
 
-        started = asyncio.Event()
-        release = asyncio.Event()
+        started, release = asyncio.Event(), asyncio.Event()
 
         async def holder() -> None:
             async with transaction(conn, lock):
-                await conn.execute("INSERT INTO parent VALUES (10)")
+                await conn.execute("INSERT INTO parent VALUES (40)")
                 started.set()
                 await release.wait()
-                await conn.execute("INSERT INTO parent VALUES (11)")
+                await conn.execute("INSERT INTO parent VALUES (41)")
 
         def after_holder(raw: sqlite3.Connection) -> list[int]:
-            raw.execute("INSERT INTO parent VALUES (12)")
-            return [row[0] for row in raw.execute("SELECT id FROM parent ORDER BY id")]
+            raw.execute("INSERT INTO parent VALUES (42)")
+            return [row[0] for row in raw.execute("SELECT id FROM parent WHERE id >= 40")]
 
         held = asyncio.create_task(holder())
         await started.wait()
-        waiting = asyncio.create_task(run_transaction(conn, lock, after_holder))
-        await asyncio.sleep(0)  # let it reach the lock: it must not run yet
-        assert not waiting.done()
+        waiting = asyncio.create_task(grouped.run(after_holder))
         release.set()
         await held
-        assert await waiting == [1, 10, 11, 12]
+        assert await waiting == [40, 41, 42]
 
-        def slow(raw: sqlite3.Connection) -> None:
-            raw.execute("INSERT INTO parent VALUES (20)")
-            raw.execute("INSERT INTO parent VALUES (21)")
+        def two(raw: sqlite3.Connection) -> None:
+            raw.execute("INSERT INTO parent VALUES (50)")
+            raw.execute("INSERT INTO parent VALUES (51)")
 
-        cancelled = asyncio.create_task(run_transaction(conn, lock, slow))
-        await asyncio.sleep(0)
+        cancelled = asyncio.create_task(grouped.run(two))
+        await asyncio.sleep(0)  # queued (its group may or may not have begun)
         cancelled.cancel()
         with pytest.raises(asyncio.CancelledError):
             await cancelled
-        async with lock:  # whatever was queued has run by the time the lock is free again
-            await conn.execute("SELECT 1")
-        async with conn.execute("SELECT id FROM parent WHERE id >= 20") as cursor:
-            assert await cursor.fetchall() in ([], [(20,), (21,)])  # all or nothing
+        assert await grouped.run(parent(60)) == 60  # the group after it has committed
+        async with conn.execute("SELECT id FROM parent WHERE id IN (50, 51)") as cursor:
+            assert await cursor.fetchall() in ([], [(50,), (51,)])  # all or nothing
         async with conn.execute("SELECT count(*) FROM child") as cursor:
-            assert await cursor.fetchone() == (1,)
+            assert await cursor.fetchone() == (0,)

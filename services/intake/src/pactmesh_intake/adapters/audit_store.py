@@ -33,7 +33,7 @@ from pactmesh_contracts.events import AuditModelCalled
 from pactmesh_contracts.topics import AUDIT
 from pactmesh_contracts.usage import Usage
 from pactmesh_kit.stores.postgres import open_pool
-from pactmesh_kit.stores.sqlite import connect, run_transaction
+from pactmesh_kit.stores.sqlite import GroupCommitter, connect
 
 from pactmesh_intake.adapters.migrations.audit import MIGRATIONS
 from pactmesh_intake.domain.timeline import AuditStore, UsageRow
@@ -100,6 +100,7 @@ class SqliteAuditStore:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
         self._lock = asyncio.Lock()  # one transaction at a time on the connection
+        self._grouped = GroupCommitter(conn, self._lock)
 
     async def record(self, event: Envelope[Any]) -> bool:
         row = (
@@ -121,7 +122,7 @@ class SqliteAuditStore:
                 conn.execute(_ADD_USAGE.format(p="?"), (usage[0], usage[1].isoformat(), *usage[2:]))
             return added
 
-        return await run_transaction(self._conn, self._lock, keep)
+        return await self._grouped.run(keep)
 
     async def events(self, request_id: uuid.UUID) -> list[Envelope[Any]]:
         async with self._conn.execute(

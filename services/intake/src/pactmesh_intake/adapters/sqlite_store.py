@@ -23,7 +23,7 @@ import aiosqlite
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import Channel, RequestStatus
 from pactmesh_kit.stores.outbox import SqliteOutbox
-from pactmesh_kit.stores.sqlite import connect, run_transaction, transaction
+from pactmesh_kit.stores.sqlite import GroupCommitter, connect, transaction
 
 from pactmesh_intake.adapters.migrations import MIGRATIONS
 from pactmesh_intake.domain.requests import (
@@ -54,6 +54,7 @@ class SqliteRequestStore:
         self._lock = asyncio.Lock()
         self._lease_s = lease_s
         self.outbox = SqliteOutbox(conn, "request_outbox", lock=self._lock)
+        self._grouped = GroupCommitter(conn, self._lock)
 
     def _transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
         return transaction(self._conn, self._lock)
@@ -157,7 +158,7 @@ class SqliteRequestStore:
         return None if row is None else RequestStatus(row[0])
 
     async def record(self, transition: Transition) -> bool:
-        return await run_transaction(self._conn, self._lock, partial(_record, transition))
+        return await self._grouped.run(partial(_record, transition))
 
     async def get(self, request_id: uuid.UUID) -> RequestView | None:
         row = await self._one(
@@ -221,7 +222,7 @@ class SqliteRequestStore:
 
 
 def _record(transition: Transition, conn: sqlite3.Connection) -> bool:
-    """A status transition, on the connection's thread (``run_transaction``)."""
+    """A status transition, on the connection's thread (``GroupCommitter``)."""
     request_id = str(transition.request_id)
     row = conn.execute("SELECT status FROM requests WHERE request_id = ?", (request_id,))
     found = row.fetchone()

@@ -56,32 +56,88 @@ async def transaction(
             raise
 
 
-async def run_transaction(
-    conn: aiosqlite.Connection, lock: asyncio.Lock, work: Callable[[sqlite3.Connection], T]
-) -> T:
-    """``work`` inside one ``BEGIN IMMEDIATE`` ... ``COMMIT``, run whole on ``conn``'s own
-    thread: one hop to that thread instead of one per statement, holding ``lock`` (the
-    store's, so that it never falls inside another coroutine's ``transaction``).
+class GroupCommitter:
+    """Short write transactions of concurrent coroutines on one aiosqlite connection,
+    run together on its thread and committed together: one hop and one commit (one
+    fsync with ``synchronous=FULL``) for every call waiting when a group starts.
 
-    Why: each awaited statement is a round trip to aiosqlite's thread (a queue, a
-    future, a wake-up of the event loop), and intake's status transition, five
-    statements in a transaction, cost some 0.7 ms of CPU that way (docs/benchmarks.md).
-    aiosqlite has no public call for running a function on its thread; ``_execute`` is
-    the one its own methods use. Atomic under cancellation: once queued, the function
-    commits or rolls back on the thread whether or not its caller still waits.
+    Each call is a function of the raw ``sqlite3`` connection, run inside a savepoint:
+    one that raises is rolled back alone and its caller gets the exception; the group's
+    COMMIT failing fails every call of the group. A caller returns once its writes are
+    committed. Groups hold the store's ``lock``, so they never fall inside another
+    coroutine's ``transaction``.
+
+    Why by hand: each awaited statement is a round trip to aiosqlite's thread (a queue,
+    a future, a wake-up of the event loop), and a status transition in intake, five
+    statements in a transaction, cost some 0.7 ms of CPU that way (docs/benchmarks.md);
+    neither aiosqlite nor the standard library groups commits. aiosqlite has no public
+    call for running a function on its thread; ``_execute`` is the one its own methods
+    use. The orchestrator's checkpointer does the same on a thread of its own.
     """
 
-    def body() -> T:
-        raw = conn._conn
-        raw.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(raw)
-            raw.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.OperationalError):
-                raw.execute("ROLLBACK")
-            raise
-        return result
+    def __init__(self, conn: aiosqlite.Connection, lock: asyncio.Lock, *, max_group: int = 512):
+        self._conn = conn
+        self._lock = lock
+        self._max_group = max_group
+        self._waiting: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._worker: asyncio.Task[None] | None = None
+        self.commits = 0
+        """Groups committed so far (each one COMMIT)."""
 
-    async with lock:
-        return cast(T, await cast(Any, conn)._execute(body))
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work``'s result once it is committed (its exception if it raised)."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._waiting.append((work, future))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._drain(), name="sqlite-group-commit")
+        return await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            group = [(w, f) for w, f in self._waiting[: self._max_group] if not f.done()]
+            del self._waiting[: self._max_group]
+            if not group:
+                continue
+            try:
+                async with self._lock:
+                    raw = self._conn._conn
+                    run = cast(Any, self._conn)._execute
+                    outcomes = await run(_commit_group, raw, [work for work, _ in group])
+                self.commits += 1
+            except BaseException as exc:  # the COMMIT failed, or the connection is gone
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, future), (result, error) in zip(group, outcomes, strict=True):
+                if future.done():  # its caller was cancelled
+                    continue
+                if error is None:
+                    future.set_result(result)
+                else:
+                    future.set_exception(error)
+
+
+def _commit_group(
+    raw: sqlite3.Connection, works: list[Callable[[sqlite3.Connection], Any]]
+) -> list[tuple[Any, Exception | None]]:
+    """On the connection's thread: each of ``works`` in a savepoint, then one COMMIT."""
+    raw.execute("BEGIN IMMEDIATE")
+    outcomes: list[tuple[Any, Exception | None]] = []
+    try:
+        for work in works:
+            raw.execute("SAVEPOINT work")
+            try:
+                outcomes.append((work(raw), None))
+            except Exception as exc:  # handed to its caller; the group goes on
+                raw.execute("ROLLBACK TO work")
+                outcomes.append((None, exc))
+            raw.execute("RELEASE work")
+        raw.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.OperationalError):
+            raw.execute("ROLLBACK")
+        raise
+    return outcomes
