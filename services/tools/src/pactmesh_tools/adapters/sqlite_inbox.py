@@ -3,8 +3,9 @@ one instance).
 
 One connection, WAL journal, ``synchronous=FULL``: a call recorded here survives a
 crash of the process and of the machine, which is what lets the Kafka consumer commit
-the request's offset as soon as ``record`` returns. Writes are one INSERT per request,
-one UPDATE per page of calls claimed, and one transaction per batch of answered calls.
+the request's offset as soon as ``record`` returns. Writes are one INSERT per request
+(the requests recorded together share one commit, ``GroupCommitter``), one UPDATE per
+page of calls claimed, and one transaction per batch of answered calls.
 The schema is Alembic's (``migrations``), applied when the file opens; leases left by a
 previous process are cleared then (the file has one instance), so its calls run at once.
 
@@ -17,6 +18,7 @@ by call id).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -24,7 +26,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
-from pactmesh_kit.stores.sqlite import connect, transaction
+from pactmesh_kit.stores.sqlite import GroupCommitter, connect, transaction
 
 from pactmesh_tools.adapters.migrations import MIGRATIONS
 from pactmesh_tools.domain.inbox import PendingCall
@@ -41,16 +43,21 @@ class SqliteInbox:
         self._conn = conn
         self._clock = clock
         self._lock = asyncio.Lock()
+        self._grouped = GroupCommitter(conn, self._lock)
 
     async def record(self, *, call_id: uuid.UUID, envelope: str, traceparent: str | None) -> bool:
         """Store a call as pending and commit; ``False`` if ``call_id`` is already here."""
-        async with self._lock:
-            cursor = await self._conn.execute(
+        row = (str(call_id), envelope, traceparent, self._clock())
+
+        def insert(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
                 "INSERT OR IGNORE INTO inbox (call_id, envelope, traceparent, status,"
                 " received_at) VALUES (?, ?, ?, 'pending', ?)",
-                (str(call_id), envelope, traceparent, self._clock()),
+                row,
             )
-        return cursor.rowcount == 1
+            return cursor.rowcount == 1
+
+        return await self._grouped.run(insert)  # calls arriving together: one fsync
 
     async def claim(self, *, limit: int, lease_s: float) -> list[PendingCall]:
         """Up to ``limit`` pending calls nobody holds a lease on, oldest first, leased."""
