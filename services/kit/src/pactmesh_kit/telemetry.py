@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -13,6 +12,7 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any
 
+import orjson
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -66,7 +66,7 @@ def span_to_json_line(span: ReadableSpan) -> str:
         ],
         "resource": {"attributes": dict(span.resource.attributes)},
     }
-    return json.dumps(record, default=_jsonable) + "\n"
+    return orjson.dumps(record, default=_jsonable, option=orjson.OPT_APPEND_NEWLINE).decode()
 
 
 class FileSpanExporter(SpanExporter):
