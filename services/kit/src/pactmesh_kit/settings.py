@@ -62,6 +62,11 @@ class KitSettings(BaseSettings):
     """The service's event loop: ``uvloop`` (libuv's), faster than the standard
     library's ``asyncio`` in both orders of its A/B on a quiet machine
     (docs/benchmarks.md); ``asyncio`` is one setting away."""
+    kafka_linger_ms: int = Field(
+        0, ge=0, le=1_000, validation_alias=_alias("PACTMESH_KAFKA_LINGER_MS")
+    )
+    """How long a producer holds a record for others to the same partition, to send
+    them in one request (aiokafka's ``linger_ms``); 0 sends at once."""
     kafka_idle_poll_ms: int = Field(
         1000, ge=0, le=30_000, validation_alias=_alias("PACTMESH_KAFKA_IDLE_POLL_MS")
     )

@@ -78,6 +78,7 @@ def make_broker(
         client_id=settings.service_name,
         acks="all",
         enable_idempotence=True,
+        linger_ms=settings.kafka_linger_ms,
         allow_auto_create_topics=False,
         security=settings.kafka_security(),
         # The handlers in flight at shutdown get the second third of the service's grace.
