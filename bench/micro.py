@@ -1,0 +1,110 @@
+"""Micro-benchmarks of the components the mesh's profile pointed at, each on its own:
+CPU per span exported to the local trace file, per status transition and per audit
+record kept by intake's SQLite stores (256 at once, as a subscriber's batch arrives).
+
+``uv run --no-sync python bench/micro.py``: prints the figures (docs/benchmarks.md
+quotes them beside each lever's A/B; run it on the commits before and after a change).
+Bounded: a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.trace import TracerProvider
+from pactmesh_contracts.envelope import Principal, new_event
+from pactmesh_contracts.events import AuditRecorded, Channel, RequestStatus
+from pactmesh_intake.adapters.audit_store import open_audit_store
+from pactmesh_intake.adapters.sqlite_store import open_sqlite_store
+from pactmesh_intake.domain.requests import Transition
+from pactmesh_kit.telemetry import FileSpanExporter
+
+AT_ONCE = 256
+STATUSES = [
+    RequestStatus.ROUTED,
+    *[RequestStatus.RUNNING] * 4,
+    RequestStatus.COMPLETED,
+    RequestStatus.DELIVERED,
+]
+
+
+def spans_us(batches: int = 40, batch: int = 512) -> float:
+    """CPU µs per span written by the file exporter, in the batch processor's batches."""
+    tracer = TracerProvider(shutdown_on_exit=False).get_tracer("bench")
+    spans: list[Any] = []
+    for _ in range(batch):
+        with tracer.start_as_current_span("orchestrator invoke_workflow support-triage") as s:
+            s.set_attribute("pactmesh.workflow_id", str(uuid.uuid4()))
+            s.set_attribute("messaging.destination.name", "pactmesh.workflow.progress")
+            s.set_attribute("messaging.kafka.message.key", b"3f1e0c7a-8d9b")
+        spans.append(s)
+    exporter = FileSpanExporter(Path(tempfile.mkdtemp()) / "spans.jsonl")
+    started = time.process_time()
+    for _ in range(batches):
+        exporter.export(spans)
+    spent = time.process_time() - started
+    exporter.shutdown()
+    return spent * 1e6 / (batches * batch)
+
+
+async def transitions_us(requests: int = 800) -> float:
+    """CPU µs per status transition recorded (seven per request, ``AT_ONCE`` at once)."""
+    async with open_sqlite_store(Path(tempfile.mkdtemp()) / "requests.sqlite3") as store:
+        ids = [uuid.uuid4() for _ in range(requests)]
+        for request_id in ids:
+            await store.create(
+                request_id=request_id, tenant="t", channel=Channel.HTTP, at=datetime.now(UTC)
+            )
+        transitions = [
+            Transition(
+                event_id=uuid.uuid4(),
+                request_id=request_id,
+                status=status,
+                service="orchestrator",
+                at=datetime.now(UTC),
+            )
+            for status in STATUSES
+            for request_id in ids
+        ]
+        started = time.process_time()
+        for n in range(0, len(transitions), AT_ONCE):
+            await asyncio.gather(*(store.record(t) for t in transitions[n : n + AT_ONCE]))
+        spent = time.process_time() - started
+        view = await store.get(ids[0])
+        assert view is not None
+        assert view.status is RequestStatus.DELIVERED
+        return spent * 1e6 / len(transitions)
+
+
+async def audits_us(count: int = 5000) -> float:
+    """CPU µs per audit record kept (``AT_ONCE`` at once)."""
+    events = [
+        new_event(
+            AuditRecorded(service="orchestrator", action="step", detail={"step": "draft"}),
+            workflow_id=uuid.uuid4(),
+            tenant="t",
+            principal=Principal(subject="bench"),
+        )
+        for _ in range(count)
+    ]
+    async with open_audit_store(data_dir=Path(tempfile.mkdtemp()), postgres_url=None) as store:
+        started = time.process_time()
+        for n in range(0, count, AT_ONCE):
+            await asyncio.gather(*(store.record(e) for e in events[n : n + AT_ONCE]))
+        return (time.process_time() - started) * 1e6 / count
+
+
+def main() -> None:
+    print(f"span exported to the trace file: {spans_us():.1f} us CPU")
+    print(f"intake status transition: {asyncio.run(transitions_us()):.0f} us CPU")
+    print(f"intake audit record: {asyncio.run(audits_us()):.0f} us CPU")
+
+
+if __name__ == "__main__":
+    main()
