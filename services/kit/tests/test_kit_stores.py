@@ -7,10 +7,12 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import pytest
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import Channel, RequestAccepted
@@ -258,17 +260,25 @@ async def test_pruning_runs_now_and_then_every_interval() -> None:
         await fourth.wait()
 
 
-async def test_a_transaction_whose_commit_fails_is_rolled_back(tmp_path: Path) -> None:
-    """SQLite leaves a transaction open when its COMMIT fails (a full disk; here a
-    deferred foreign key, which fails the same way): ``transaction`` rolls it back, so its
-    rows neither ride along with the next caller's commit nor linger."""
-    lock = asyncio.Lock()
+@asynccontextmanager
+async def _parent_and_child(tmp_path: Path) -> AsyncIterator[aiosqlite.Connection]:
+    """A store whose ``child`` rows need a ``parent``, checked only at COMMIT (deferred):
+    a COMMIT that fails, as on a full disk."""
     async with connect(tmp_path / "store.sqlite3", "foreign_keys=ON") as conn:
         await conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
         await conn.execute(
             "CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER"
             " REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
         )
+        yield conn
+
+
+async def test_a_transaction_whose_commit_fails_is_rolled_back(tmp_path: Path) -> None:
+    """SQLite leaves a transaction open when its COMMIT fails (a full disk; here a
+    deferred foreign key, which fails the same way): ``transaction`` rolls it back, so its
+    rows neither ride along with the next caller's commit nor linger."""
+    lock = asyncio.Lock()
+    async with _parent_and_child(tmp_path) as conn:
         with pytest.raises(sqlite3.IntegrityError):
             async with transaction(conn, lock):
                 await conn.execute("INSERT INTO child VALUES (1, 42)")
@@ -288,12 +298,7 @@ async def test_group_commits_run_waiting_writes_together_each_all_or_nothing(
     transaction open; a group waits for the store's lock, so it never falls inside a
     ``transaction``; a cancelled caller's write runs whole or not at all."""
     lock = asyncio.Lock()
-    async with connect(tmp_path / "store.sqlite3", "foreign_keys=ON") as conn:
-        await conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
-        await conn.execute(
-            "CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER"
-            " REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
-        )
+    async with _parent_and_child(tmp_path) as conn:
         grouped = GroupCommitter(conn, lock)
 
         def parent(n: int) -> Callable[[sqlite3.Connection], int]:
