@@ -155,12 +155,15 @@ class Case:
         return [*self.orders, *self.others]
 
 
-def _orders(mesh: Mesh, count: int = ORDERS, *, requested: bool = False) -> list[uuid.UUID]:
+def _orders(
+    mesh: Mesh, count: int = ORDERS, *, requested: bool = False, erp_latency_ms: int = 4000
+) -> list[uuid.UUID]:
     """``requested``: the submitter names the workflow, so routing asks no model (a busy
     machine's model timeouts send requests to a person instead)."""
     # Keeps workflows in flight long enough for the fault to catch some, even when the
-    # machine is quiet and the submissions are quick.
-    fault(mesh, "erp", latency_ms=1000)
+    # machine is quiet and the submissions are quick (with 1 s calls, 0 of 30 were still
+    # in flight at the fault in two cases on a quiet machine, 2026-12-07).
+    fault(mesh, "erp", latency_ms=erp_latency_ms)
     return [
         submit(
             mesh,
@@ -217,10 +220,18 @@ def _dead_letters(mesh: Mesh) -> list[DeadLetter]:
     return found
 
 
-def _start(mesh: Mesh, name: str, *, orders: int = ORDERS, requested: bool = False) -> Case:
+def _start(
+    mesh: Mesh,
+    name: str,
+    *,
+    orders: int = ORDERS,
+    requested: bool = False,
+    erp_latency_ms: int = 4000,
+) -> Case:
     """Purchase orders submitted, and still running: the fault comes next, at once."""
     poll(lambda: _all_ready(mesh), timeout=120, interval=0.5, what="every service ready")
-    return Case(name, _orders(mesh, orders, requested=requested), len(_dead_letters(mesh)))
+    submitted = _orders(mesh, orders, requested=requested, erp_latency_ms=erp_latency_ms)
+    return Case(name, submitted, len(_dead_letters(mesh)))
 
 
 def _in_flight(mesh: Mesh, case: Case) -> None:
@@ -340,7 +351,9 @@ def test_broker_stopped_for_15_s(mesh: Mesh, broker: Broker) -> None:
 def test_data_dir_full_for_10_s(sqlite_mesh: Mesh) -> None:
     mesh = sqlite_mesh
     case = _start(mesh, "data dir full")
+    shrinking = time.monotonic()
     _shrink_write_ahead_logs(mesh.data_dir)
+    print(f"\nwrite-ahead logs shrunk in {time.monotonic() - shrinking:.1f} s")
     _in_flight(mesh, case)
     with full_disk(mesh.data_dir, for_s=10) as case.timing:
         stalled = poll(
