@@ -114,17 +114,17 @@ class _SpanFile(RotatingFileHandler):
         where the file would pass its limit."""
         with self.lock or contextlib.nullcontext():
             try:
-                size = self._opened().tell()
+                stream = self._opened()
+                size = stream.tell()
                 chunk: list[str] = []
                 for line in lines:
                     if size and self.maxBytes and size + len(line) >= self.maxBytes:
-                        self._opened().write("".join(chunk))
+                        stream.write("".join(chunk))
                         chunk = []
                         self.doRollover()
-                        size = 0
+                        stream, size = self._opened(), 0
                     chunk.append(line)
                     size += len(line)
-                stream = self._opened()
                 stream.write("".join(chunk))
                 stream.flush()
             except Exception:

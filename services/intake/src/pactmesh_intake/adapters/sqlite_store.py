@@ -3,7 +3,8 @@
 The schema is Alembic's (``migrations``), applied when the store opens. The connection
 runs in autocommit mode: one-statement writes commit alone, and the few writes of
 several statements hold the store's lock from ``BEGIN IMMEDIATE`` to ``COMMIT``, so no
-other coroutine's statement falls into them.
+other coroutine's statement falls into them. Status transitions, the busiest write (one
+per progress event), are committed in groups (``GroupCommitter``, under the same lock).
 """
 
 from __future__ import annotations
