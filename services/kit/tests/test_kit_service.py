@@ -150,6 +150,7 @@ async def test_resources_open_before_the_broker_starts_and_close_after_it_stops(
     monkeypatch.setattr(lifecycle, "reachable", _answers)
     monkeypatch.setattr(service.kafka.broker, "start", start)
     monkeypatch.setattr(service.kafka.broker, "stop", stop)
+    monkeypatch.setattr(lifecycle.collector, "ready", lambda: events.append("frozen") or 0)
     app = service.app(object(), resources=[resource("store"), resource("worker")])
     async with app.router.lifespan_context(app):
         events.append("serving")
@@ -158,6 +159,7 @@ async def test_resources_open_before_the_broker_starts_and_close_after_it_stops(
         "open store",
         "open worker",
         "broker started",
+        "frozen",
         "serving",
         "broker stopped",
         "close worker",
@@ -305,7 +307,10 @@ def test_the_shutdown_grace_is_shared_by_http_and_the_kafka_handlers(
     ran: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: ran.update(options))
     monkeypatch.setattr("pactmesh_kit.app.setup_logging", lambda: None)
+    # This process is not a service: its collector is left alone.
+    monkeypatch.setattr("pactmesh_kit.app.collector.configure", lambda t: ran.update(gc=t))
     serve("some.module:create_app", settings, port=1)
     assert ran["timeout_graceful_shutdown"] == phase
+    assert ran["gc"] == settings.gc_thresholds
     service = Service(settings, title="t", description="d", tracer_provider=TracerProvider())
     assert service.kafka.broker.config.graceful_timeout == phase

@@ -44,6 +44,7 @@ from faststream.specification import AsyncAPI, get_asyncapi_html
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
+from pactmesh_kit import collector
 from pactmesh_kit.auth.http import Authenticator, authenticated
 from pactmesh_kit.errors import PactmeshError
 from pactmesh_kit.kafka import Kafka
@@ -205,8 +206,10 @@ async def refused(_request: Request, exc: Exception) -> JSONResponse:
 def serve(factory: str, settings: KitSettings, *, port: int) -> None:
     """Run a service's app factory under uvicorn, logging with trace ids; on SIGTERM it
     stops within ``settings.shutdown_grace_s`` (uvicorn's wait for open connections is
-    the first third of it)."""
+    the first third of it). The garbage collector runs with ``settings.gc_thresholds``
+    (``collector``)."""
     setup_logging()
+    collector.configure(settings.gc_thresholds)
     uvicorn.run(
         factory,
         factory=True,

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI
 
+from pactmesh_kit import collector
 from pactmesh_kit.kafka import Kafka
 from pactmesh_kit.kafka.clients import reachable
 from pactmesh_kit.settings import KitSettings
@@ -97,7 +98,8 @@ async def _quietly(undo: Callable[[], Awaitable[object]]) -> None:
 def lifespan(
     kafka: Kafka, resources: Sequence[Resource], settings: KitSettings
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """The app's lifespan: resources in order, then Kafka, each waited for; on the way
+    """The app's lifespan: resources in order, then Kafka, each waited for; then what
+    start-up created is frozen out of the garbage collector (``collector``). On the way
     out, Kafka drained and stopped before the resources close in reverse order."""
     name, timeout_s = settings.service_name, settings.startup_timeout_s
 
@@ -119,6 +121,7 @@ def lifespan(
                 broker.start, what=where, service=name, timeout_s=timeout_s, undo=broker.stop
             )
             stack.push_async_callback(_stopped, kafka, name, 2 * settings.shutdown_phase_s)
+            collector.ready()
             logger.info("%s ready", name)
             yield
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pactmesh_contracts.usage import Budgets, PriceTable
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from pactmesh_kit.collector import DEFAULT_THRESHOLDS
 
 if TYPE_CHECKING:
     from faststream.security import BaseSecurity
@@ -62,6 +64,13 @@ class KitSettings(BaseSettings):
     """The service's event loop: ``uvloop`` (libuv's), faster than the standard
     library's ``asyncio`` in both orders of its A/B on a quiet machine
     (docs/benchmarks.md); ``asyncio`` is one setting away."""
+    gc_thresholds: Annotated[tuple[int, int, int], NoDecode] = Field(
+        DEFAULT_THRESHOLDS, validation_alias=_alias("PACTMESH_GC_THRESHOLDS")
+    )
+    """The garbage collector's thresholds, ``young,middle,old`` (``gc.set_threshold``):
+    ``100000,50,100`` by default, CPython's own are ``700,10,10``. With hundreds of
+    workflows in flight CPython's spend a third of the orchestrator's CPU collecting
+    (``pactmesh_kit.collector``, its A/B in docs/benchmarks.md)."""
     kafka_linger_ms: int = Field(
         5, ge=0, le=1_000, validation_alias=_alias("PACTMESH_KAFKA_LINGER_MS")
     )
@@ -114,6 +123,22 @@ class KitSettings(BaseSettings):
     the rest for committing their offsets and closing stores. The platform's grace
     (compose's ``stop_grace_period``, Kubernetes' ``terminationGracePeriodSeconds``) is
     the same 30 s, so it never kills a service that is still stopping cleanly."""
+
+    @field_validator("gc_thresholds", mode="before")
+    @classmethod
+    def _thresholds(cls, value: Any) -> Any:
+        """``100000,50,100`` as the environment gives it."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(","))
+        return value
+
+    @field_validator("gc_thresholds")
+    @classmethod
+    def _positive_young(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        """A young threshold of 0 would switch the collector off altogether."""
+        if value[0] < 1 or min(value) < 0:
+            raise ValueError("the young threshold must be at least 1, the others at least 0")
+        return value
 
     @property
     def shutdown_phase_s(self) -> float:
