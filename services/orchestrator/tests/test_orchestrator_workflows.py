@@ -7,10 +7,12 @@ the way the hitl service would. Every event crosses the wire format of its topic
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -509,6 +511,43 @@ async def test_every_event_of_a_run_belongs_to_it_and_the_run_ends_completed(
     assert mesh.statuses[0] is RequestStatus.RUNNING
     assert mesh.statuses[-1] is RequestStatus.COMPLETED
     assert mesh.completed.steps == len(mesh.calls())
+
+
+class RecordingExecutor(ThreadPoolExecutor):
+    """The event loop's default executor, noting what is handed to it."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.submitted: list[str] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.submitted.append(repr(fn))
+        return super().submit(fn, *args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("workflow", "text", "fields"),
+    [
+        ("support-triage", TRIAGE_TEXT, {}),
+        ("procurement", _buy(6000.0), {"amount": 6000.0}),
+        ("supply-chain-reroute", "SH-77 is stuck", {"shipment_id": "SH-77"}),
+        ("refund", _refund(120.0), {"order_id": "4411", "amount": 120.0}),
+    ],
+)
+async def test_a_run_never_leaves_the_event_loop_for_a_thread(
+    mesh: Mesh, workflow: str, text: str, fields: dict[str, Any]
+) -> None:
+    """Every step and every branch decision is awaited in place: LangGraph would run a
+    plain function given as a branch in a thread pool (``steps.branch`` is why not)."""
+    executor = RecordingExecutor()
+    asyncio.get_running_loop().set_default_executor(executor)
+    try:
+        await mesh.start(workflow, text, **fields)
+        await mesh.run_tools()
+    finally:
+        executor.shutdown()
+    assert mesh.statuses[-1] is RequestStatus.COMPLETED
+    assert executor.submitted == []
 
 
 # -- recovery paths -------------------------------------------------------------------

@@ -173,6 +173,28 @@ def retryable_failure(state: WorkflowState, key: str) -> bool:
     return answer is not None and not answer["ok"] and answer["retryable"]
 
 
+def branch(
+    graph: Graph, source: str, path: Callable[[WorkflowState], str], ends: list[str]
+) -> None:
+    """After ``source``, go where ``path`` says (one of ``ends``), deciding on the event
+    loop.
+
+    ``graph.add_conditional_edges`` with a plain function would have LangGraph run it in
+    a thread pool whenever the graph is streamed asynchronously (``coerce_to_runnable``
+    wraps it in ``run_in_executor``): a thread hop and back for a decision that reads a
+    key of the state, five per support-triage run. An async path is awaited in place.
+    """
+
+    async def decide(state: WorkflowState) -> str:
+        return path(state)
+
+    # The branch's name as LangGraph gave it before: the function's, "condition" for a
+    # lambda (a graph's structure, and so its checkpoints, stay as they were).
+    name = getattr(path, "__name__", "<lambda>")
+    decide.__name__ = "condition" if name == "<lambda>" else name
+    graph.add_conditional_edges(source, decide, ends)
+
+
 def add_tool_with_retry(
     graph: Graph,
     step: str,
@@ -211,9 +233,12 @@ def add_tool_with_retry(
             return on_success
         return retry if retryable_failure(state, step) else on_failure
 
-    graph.add_conditional_edges(step, after_first, [on_success, retry, on_failure])
-    graph.add_conditional_edges(
-        retry, lambda s: on_success if tool_ok(s, step) else on_failure, [on_success, on_failure]
+    branch(graph, step, after_first, [on_success, retry, on_failure])
+    branch(
+        graph,
+        retry,
+        lambda s: on_success if tool_ok(s, step) else on_failure,
+        [on_success, on_failure],
     )
 
 
@@ -430,7 +455,7 @@ def add_gated_action(
     ``step`` (the side effect, with its retry path) → ``finish``; a rejected or failed
     action ends the run."""
     graph.add_node(gate.spec.step, gate_step(gate, facts=facts))
-    graph.add_conditional_edges(gate.spec.step, lambda s: step if approved(s) else END, [step, END])
+    branch(graph, gate.spec.step, lambda s: step if approved(s) else END, [step, END])
     add_tool_or_fail(graph, step, contract, arguments, tools=tools, on_success="finish")
     graph.add_node("finish", finish)
     graph.add_edge("finish", END)
@@ -523,12 +548,10 @@ def start_graph(input_model: type[Any], *, first: str) -> Graph:
     check, after_check = validate_input(input_model, on_valid=first, on_invalid=END)
     graph.add_node("validate_input", check)
     graph.add_edge(START, "validate_input")
-    graph.add_conditional_edges("validate_input", after_check, [first, END])
+    branch(graph, "validate_input", after_check, [first, END])
     return graph
 
 
 def unless_ended(graph: Graph, step: str, next_step: str) -> None:
     """After ``step``, go to ``next_step`` unless ``step`` decided the outcome."""
-    graph.add_conditional_edges(
-        step, lambda s: END if s.get("outcome") else next_step, [next_step, END]
-    )
+    branch(graph, step, lambda s: END if s.get("outcome") else next_step, [next_step, END])

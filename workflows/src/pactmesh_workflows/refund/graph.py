@@ -20,6 +20,7 @@ from pactmesh_workflows.steps import (
     ToolCaller,
     add_gated_action,
     add_tool_or_fail,
+    branch,
     gate_step,
     inputs,
     proposed_as,
@@ -106,8 +107,11 @@ def build_graph(
     graph.add_node("propose_refund", _propose)
     graph.add_edge("propose_refund", OUT_OF_POLICY.step)
     graph.add_node(OUT_OF_POLICY.step, gate_step(gates.bind(OUT_OF_POLICY), facts=_order_total))
-    graph.add_conditional_edges(
-        OUT_OF_POLICY.step, _after_policy_check, [OVER_AUTO_LIMIT.step, "execute_refund", END]
+    branch(
+        graph,
+        OUT_OF_POLICY.step,
+        _after_policy_check,
+        [OVER_AUTO_LIMIT.step, "execute_refund", END],
     )
     add_gated_action(
         graph,

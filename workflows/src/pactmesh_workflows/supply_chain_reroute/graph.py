@@ -25,6 +25,7 @@ from pactmesh_workflows.state import WorkflowState, entry
 from pactmesh_workflows.steps import (
     ToolCaller,
     add_gated_action,
+    branch,
     inputs,
     proposed_as,
     start_graph,
@@ -134,7 +135,7 @@ def build_graph(
         arguments = _quote_arguments(cast(Carrier, carrier))
         graph.add_node(step, tool_step(step, CARRIERS_QUOTE, arguments, tools=tools))
         following = [_quote_step(c) for c in CARRIERS[index + 1 : index + 2]]
-        graph.add_conditional_edges(step, _after_quote(index), ["choose_route", *following])
+        branch(graph, step, _after_quote(index), ["choose_route", *following])
     graph.add_node("choose_route", _choose)
     unless_ended(graph, "choose_route", COST_INCREASE.step)
     add_gated_action(

@@ -26,6 +26,7 @@ from pactmesh_workflows.steps import (
     ToolCaller,
     add_tool_with_retry,
     approved,
+    branch,
     gate_step,
     proposed_as,
     start_graph,
@@ -222,8 +223,11 @@ def build_graph(
     """The support-triage graph, compiled on ``checkpointer``."""
     graph = start_graph(TriageInput, first="cache_lookup")
     graph.add_node("cache_lookup", _cache_lookup(models))
-    graph.add_conditional_edges(
-        "cache_lookup", lambda s: END if s.get("outcome") else "search_kb", ["search_kb", END]
+    branch(
+        graph,
+        "cache_lookup",
+        lambda s: END if s.get("outcome") else "search_kb",
+        ["search_kb", END],
     )
     add_tool_with_retry(
         graph,
@@ -238,20 +242,25 @@ def build_graph(
     graph.add_node("decide", _decide(models))
     graph.add_node(DRAFT_STEP, _draft(models))
     # A request whose budget is spent goes to a person instead of being drafted.
-    graph.add_conditional_edges(
+    branch(
+        graph,
         DRAFT_STEP,
         lambda s: HUMAN_TRIAGE.step if s.get("proposed_action") else END,
         [END, HUMAN_TRIAGE.step],
     )
     graph.add_node(HUMAN_TRIAGE.step, gate_step(gates.bind(HUMAN_TRIAGE)))
     graph.add_node("agent_answer", _agent_answer)
-    graph.add_conditional_edges(
+    branch(
+        graph,
         "decide",
         lambda s: DRAFT_STEP if s.get("outcome") else HUMAN_TRIAGE.step,
         [DRAFT_STEP, HUMAN_TRIAGE.step],
     )
-    graph.add_conditional_edges(
-        HUMAN_TRIAGE.step, lambda s: "agent_answer" if approved(s) else END, ["agent_answer", END]
+    branch(
+        graph,
+        HUMAN_TRIAGE.step,
+        lambda s: "agent_answer" if approved(s) else END,
+        ["agent_answer", END],
     )
     graph.add_edge("agent_answer", END)
     return graph.compile(checkpointer=checkpointer)
