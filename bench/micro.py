@@ -1,6 +1,7 @@
 """Micro-benchmarks of the components the mesh's profile pointed at, each on its own:
 CPU per span exported to the local trace file, per status transition and per audit
-record kept by intake's SQLite stores (256 at once, as a subscriber's batch arrives).
+record kept by intake's SQLite stores, per accepted request kept by tools' and
+delivery's (256 at once, as a subscriber's batch arrives).
 
 ``uv run --no-sync python bench/micro.py``: prints the figures (docs/benchmarks.md
 quotes them beside each lever's A/B; run it on the commits before and after a change).
@@ -23,6 +24,8 @@ from pactmesh_contracts.events import AuditRecorded, Channel, RequestStatus
 from pactmesh_intake.adapters.audit_store import open_audit_store
 from pactmesh_intake.adapters.sqlite_store import open_sqlite_store
 from pactmesh_intake.domain.requests import Transition
+from pactmesh_kit.stores.accepted import open_accepted
+from pactmesh_kit.stores.settings import StoreSettings
 from pactmesh_kit.telemetry import FileSpanExporter
 
 AT_ONCE = 256
@@ -100,10 +103,31 @@ async def audits_us(count: int = 5000) -> float:
         return (time.process_time() - started) * 1e6 / count
 
 
+async def accepted_us(count: int = 5000) -> float:
+    """CPU µs per accepted request recorded by tools' and delivery's provenance store
+    (``AT_ONCE`` at once)."""
+    principal = Principal(subject="bench", roles=("upstream-system",))
+    ids = [uuid.uuid4() for _ in range(count)]
+    settings = StoreSettings(data_dir=Path(tempfile.mkdtemp()), postgres_url=None)
+    async with open_accepted(settings) as store:
+        started = time.process_time()
+        for n in range(0, count, AT_ONCE):
+            await asyncio.gather(
+                *(
+                    store.insert(i, tenant="t", principal=principal, at=time.time())
+                    for i in ids[n : n + AT_ONCE]
+                )
+            )
+        spent = time.process_time() - started
+        assert await store.find(ids[-1]) == ("t", principal)
+        return spent * 1e6 / count
+
+
 def main() -> None:
     print(f"span exported to the trace file: {spans_us():.1f} us CPU")
     print(f"intake status transition: {asyncio.run(transitions_us()):.0f} us CPU")
     print(f"intake audit record: {asyncio.run(audits_us()):.0f} us CPU")
+    print(f"accepted request kept (tools, delivery): {asyncio.run(accepted_us()):.0f} us CPU")
 
 
 if __name__ == "__main__":
