@@ -8,8 +8,13 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
-from pactmesh_contracts.events import RequestRouted, ToolCallRequested
-from pactmesh_contracts.topics import REQUESTS_ROUTED
+from pactmesh_contracts.events import (
+    RequestRouted,
+    ToolCallCompleted,
+    ToolCallRequested,
+    WorkflowCompleted,
+)
+from pactmesh_contracts.topics import REQUESTS_ROUTED, TOOL_RESULTS
 from pactmesh_kit.auth import load_access_policy
 from pactmesh_orchestrator.domain.engine import Engine, call_id_for
 from pactmesh_orchestrator.domain.workflows import build_graphs
@@ -143,3 +148,74 @@ async def test_a_run_killed_before_its_first_pause_keeps_its_pause_key() -> None
     await engine(publisher).start(event)  # the same routed event, delivered again
     [call] = [e.payload for e in publisher.events if isinstance(e.payload, ToolCallRequested)]
     assert call.call_id == call_id_for(event.workflow_id, "check_policy", key)
+
+
+class DiesBeforeTheCheckpoint(InMemorySaver):
+    """A saver whose process dies, once armed, at the next checkpoint it is asked to
+    write: the step's task has finished and its writes are stored (``put_writes``), the
+    checkpoint that applies them is never written."""
+
+    armed = False
+    dead = False
+
+    async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        if self.armed:
+            self.armed, self.dead = False, True
+        if self.dead:
+            raise Died
+        return await super().aput(config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self, config: Any, writes: Any, task_id: str, task_path: str = ""
+    ) -> None:
+        if not self.dead:
+            await super().aput_writes(config, writes, task_id, task_path)
+
+
+async def test_a_run_killed_between_a_steps_writes_and_its_checkpoint_runs_on() -> None:
+    """The latest checkpoint then has no next step and no pause, only a finished task's
+    stored writes: the run is not over, and the redelivered answer runs it on (it was
+    once taken for a finished run, and completed as failed)."""
+    saver = DiesBeforeTheCheckpoint()
+    graphs = build_graphs(checkpointer=saver, gates=GatePolicy.load())
+
+    def engine(publisher: CollectingPublisher) -> Engine:
+        return Engine(
+            graphs=graphs,
+            checkpointer=saver,
+            publisher=publisher,
+            outbox=NoOutbox(),
+            reviewers=load_access_policy(),
+            tool_timeout_s=5,
+        )
+
+    event = _routed()
+    started = CollectingPublisher()
+    await engine(started).start(event)
+    [call] = [e for e in started.events if isinstance(e.payload, ToolCallRequested)]
+    assert call.payload.tool == "procurement.check_policy"
+    answer = TOOL_RESULTS.adapter.validate_json(
+        call.follow(
+            ToolCallCompleted(
+                call_id=call.payload.call_id,
+                tool=call.payload.tool,
+                result={"within_policy": True, "flags": [], "approval_limit": 10000.0},
+                duration_ms=1,
+            )
+        ).model_dump_json()
+    )
+
+    saver.armed = True
+    with pytest.raises(Died):
+        await engine(CollectingPublisher()).resume(answer)
+    saver.dead = False  # the restarted process, on the same store
+    config = {"configurable": {"thread_id": str(event.workflow_id)}}
+    stopped = await graphs["procurement"].aget_state(config)  # type: ignore[arg-type]
+    assert (stopped.next, stopped.interrupts) == ((), ())
+    assert [t.name for t in stopped.tasks] == ["check_policy"]
+
+    publisher = CollectingPublisher()
+    await engine(publisher).resume(answer)  # the same answer, delivered again
+    assert not [e for e in publisher.events if isinstance(e.payload, WorkflowCompleted)]
+    [following] = [e.payload for e in publisher.events if isinstance(e.payload, ToolCallRequested)]
+    assert following.tool == "erp.create_purchase_order"

@@ -345,14 +345,19 @@ class Engine:
         A checkpoint with steps still to run and nothing to wait for is what a process
         killed mid-run leaves with ``durability="sync"`` (every step checkpointed), and
         what a step that raised or was cancelled leaves with either durability
-        (LangGraph writes the checkpoint on its way out). The redelivered event that
-        started that segment finds it here and runs it on from the checkpoint; without
-        this the workflow would wait forever. (With ``"exit"`` a killed process leaves
+        (LangGraph writes the checkpoint on its way out). A kill between a step's stored
+        writes and the checkpoint that applies them leaves one with no next step, only
+        that finished step (``_mid_run``), whose writes LangGraph applies when run on.
+        The redelivered event that started that segment finds it here and runs it on
+        from the checkpoint; without this the workflow would wait forever (or, in the
+        second case, be taken for finished). (With ``"exit"`` a killed process leaves
         the last pause's checkpoint instead, which the redelivered event resumes again.)
         """
-        if snapshot.next and not snapshot.interrupts:
+        if _mid_run(snapshot):
             logger.warning(
-                "resuming %s, stopped mid-run before %s", cause.workflow_id, snapshot.next
+                "resuming %s, stopped mid-run before %s",
+                cause.workflow_id,
+                snapshot.next or [task.name for task in snapshot.tasks],
             )
             await self._run(cause, graph, None, config)
             snapshot = await graph.aget_state(config)
@@ -434,7 +439,7 @@ class Engine:
             longest = max(call.timeout_s for call in calls)
             due = self._now() + longest + self._timers.deadline_margin_s
             await self._wakeups.set(thread_id, due, Wake.DEADLINE, _marker(snapshot))
-        elif not snapshot.next:
+        elif _finished(snapshot):
             due = self._now() + self._timers.finished_ttl_s
             await self._wakeups.set(thread_id, due, Wake.EXPIRE)
 
@@ -464,7 +469,7 @@ class Engine:
         config = self._config(workflow_id)
         snapshot = await graph.aget_state(config)
         cause = _woken(workflow_id, cast(WorkflowState, snapshot.values))
-        finished = not snapshot.next and not snapshot.interrupts
+        finished = _finished(snapshot)
         if wake is Wake.EXPIRE and finished:
             # The checkpoints first: a failure after it leaves a row that finds no run.
             await self._checkpointer.adelete_thread(thread_id)
@@ -501,7 +506,7 @@ class Engine:
             for pending in snapshot.interrupts:
                 events += self._pause_events(cause, workflow, pending.value)
             return events
-        if snapshot.next:
+        if _mid_run(snapshot):
             return []  # mid-run without a pause: ``_caught_up`` ran it on before this
         outcome = Outcome(values.get("outcome", "failed"))
         spent = values.get("usage")
@@ -623,6 +628,18 @@ def _initial(event: Envelope[RequestRouted]) -> WorkflowState:
         "history": [],
         "usage": (routed.usage or Usage()).model_dump(),
     }
+
+
+def _mid_run(snapshot: StateSnapshot) -> bool:
+    """Whether the run has steps to go and waits for nothing: a step next, or a step
+    that finished with its writes stored but not yet checkpointed (LangGraph then
+    reports no next step; only the finished task says the run is not over)."""
+    return not snapshot.interrupts and bool(snapshot.next or snapshot.tasks)
+
+
+def _finished(snapshot: StateSnapshot) -> bool:
+    """Whether the run has ended: nothing to run, nothing it waits for."""
+    return not (snapshot.next or snapshot.tasks or snapshot.interrupts)
 
 
 def _started(saved: CheckpointTuple | None) -> bool:
