@@ -93,6 +93,21 @@ class Died(BaseException):
     """The process is gone: nothing after this point runs or is written."""
 
 
+def _engine(
+    saver: InMemorySaver, graphs: Any, publisher: CollectingPublisher, **options: Any
+) -> Engine:
+    """An orchestrator process's engine on ``saver`` (a restarted one shares it)."""
+    return Engine(
+        graphs=graphs,
+        checkpointer=saver,
+        publisher=publisher,
+        outbox=NoOutbox(),
+        reviewers=load_access_policy(),
+        tool_timeout_s=5,
+        **options,
+    )
+
+
 class MortalSaver(InMemorySaver):
     """A saver that writes nothing once its process has died (LangGraph would otherwise
     write the checkpoint on its way out of the interrupted run, which a kill -9 never
@@ -120,15 +135,7 @@ async def test_a_run_killed_before_its_first_pause_keeps_its_pause_key() -> None
     graphs = build_graphs(checkpointer=saver, gates=GatePolicy.load())
 
     def engine(publisher: CollectingPublisher) -> Engine:
-        return Engine(
-            graphs=graphs,
-            checkpointer=saver,
-            publisher=publisher,
-            outbox=NoOutbox(),
-            reviewers=load_access_policy(),
-            tool_timeout_s=5,
-            durability="exit",
-        )
+        return _engine(saver, graphs, publisher, durability="exit")
 
     def die(_workflow_id: uuid.UUID) -> None:
         saver.dead = True
@@ -150,13 +157,12 @@ async def test_a_run_killed_before_its_first_pause_keeps_its_pause_key() -> None
     assert call.call_id == call_id_for(event.workflow_id, "check_policy", key)
 
 
-class DiesBeforeTheCheckpoint(InMemorySaver):
+class DiesBeforeTheCheckpoint(MortalSaver):
     """A saver whose process dies, once armed, at the next checkpoint it is asked to
     write: the step's task has finished and its writes are stored (``put_writes``), the
     checkpoint that applies them is never written."""
 
     armed = False
-    dead = False
 
     async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
         if self.armed:
@@ -164,12 +170,6 @@ class DiesBeforeTheCheckpoint(InMemorySaver):
         if self.dead:
             raise Died
         return await super().aput(config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(
-        self, config: Any, writes: Any, task_id: str, task_path: str = ""
-    ) -> None:
-        if not self.dead:
-            await super().aput_writes(config, writes, task_id, task_path)
 
 
 async def test_a_run_killed_between_a_steps_writes_and_its_checkpoint_runs_on() -> None:
@@ -180,14 +180,7 @@ async def test_a_run_killed_between_a_steps_writes_and_its_checkpoint_runs_on() 
     graphs = build_graphs(checkpointer=saver, gates=GatePolicy.load())
 
     def engine(publisher: CollectingPublisher) -> Engine:
-        return Engine(
-            graphs=graphs,
-            checkpointer=saver,
-            publisher=publisher,
-            outbox=NoOutbox(),
-            reviewers=load_access_policy(),
-            tool_timeout_s=5,
-        )
+        return _engine(saver, graphs, publisher)
 
     event = _routed()
     started = CollectingPublisher()
