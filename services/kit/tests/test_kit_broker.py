@@ -25,6 +25,7 @@ from faststream.kafka import KafkaBroker, KafkaResponse, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 from faststream.specification import AsyncAPI
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -63,6 +64,7 @@ from pactmesh_kit.kafka._internal.decoding import decode
 from pactmesh_kit.kafka.testing import collect
 from pactmesh_kit.settings import KitSettings
 from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
+from pydantic import ValidationError
 
 PREFIX = "kit-test."
 SOURCE = REQUESTS_ACCEPTED.qualified(PREFIX)
@@ -515,6 +517,58 @@ async def test_a_publish_is_one_span_whose_context_the_consumer_continues() -> N
     [process] = [s for s in spans if s.name == f"{SOURCE} process"]
     assert process.parent is not None
     assert process.parent.span_id == publish.context.span_id
+
+
+def _progress() -> Envelope[Any]:
+    return _accepted().follow(WorkflowProgress(status=RequestStatus.RUNNING, service="test"))
+
+
+async def _trace_progress(settings: KitSettings) -> tuple[list[str], int, int | None]:
+    """Publish a progress record inside an ``upstream`` span and read it back: the spans
+    recorded, the upstream trace id, and the trace id the handler ran in."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    kafka = Kafka(settings, tracer_provider=provider)
+    seen: list[int] = []
+
+    @kafka.subscriber(WORKFLOW_PROGRESS)
+    async def on_progress(event: Envelope[Any], record: Record) -> None:
+        seen.append(trace.get_current_span().get_span_context().trace_id)
+
+    async with TestKafkaBroker(kafka.broker):
+        with provider.get_tracer("test").start_as_current_span("upstream") as upstream:
+            await kafka.publisher(WORKFLOW_PROGRESS).publish(_progress())
+    provider.shutdown()
+    names = sorted(s.name for s in exporter.get_finished_spans())
+    return names, upstream.get_span_context().trace_id, seen[0] if seen else None
+
+
+async def test_progress_records_travel_in_the_requests_trace_without_spans_of_their_own() -> None:
+    names, upstream, handled_in = await _trace_progress(_settings())
+    assert names == ["upstream"]
+    assert handled_in == upstream
+
+
+async def test_untraced_topics_is_a_setting_and_an_empty_one_traces_every_record() -> None:
+    settings = _settings().model_copy(update={"untraced_topics": ()})
+    names, upstream, handled_in = await _trace_progress(settings)
+    topic = WORKFLOW_PROGRESS.qualified(PREFIX)
+    assert names == [f"{topic} process", f"{topic} publish", "upstream"]
+    assert handled_in == upstream
+
+
+def test_untraced_topics_are_read_from_the_environment_and_must_be_mesh_topics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert KitSettings().untraced_topics == ("audit", "workflow.progress")
+    monkeypatch.setenv("PACTMESH_UNTRACED_TOPICS", " audit , ")
+    assert KitSettings().untraced_topics == ("audit",)
+    monkeypatch.setenv("PACTMESH_UNTRACED_TOPICS", "")
+    assert KitSettings().untraced_topics == ()
+    monkeypatch.setenv("PACTMESH_UNTRACED_TOPICS", "audit,workflow.progres")
+    with pytest.raises(ValidationError, match=r"not a mesh topic: workflow\.progres"):
+        KitSettings()
 
 
 async def test_a_rebalance_waits_for_the_batch_in_hand() -> None:

@@ -98,7 +98,6 @@ def _register_records(kafka: Kafka, runtime: Runtime) -> None:
     @kafka.subscriber(
         AUDIT,
         description="Every step of every request, kept for timelines and usage.",
-        traced=False,
     )
     async def on_audit(event: Envelope[AuditEvent], record: Record) -> None:
         """Keep a step of a request's timeline (and count a model call's usage)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+from pactmesh_contracts.topics import MESH_TOPICS
 from pactmesh_contracts.usage import Budgets, PriceTable
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -71,6 +72,17 @@ class KitSettings(BaseSettings):
     ``100000,50,100`` by default, CPython's own are ``700,10,10``. With hundreds of
     workflows in flight CPython's spend a third of the orchestrator's CPU collecting
     (``pactmesh_kit.collector``, its A/B in docs/benchmarks.md)."""
+    untraced_topics: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("audit", "workflow.progress"), validation_alias=_alias("PACTMESH_UNTRACED_TOPICS")
+    )
+    """Topics whose records get no producer or consumer span, only the trace context in
+    their headers (comma-separated logical names; empty: every record traced). By default
+    the records about a request rather than steps of it: its timeline (``audit``) and its
+    status transitions and streamed tokens (``workflow.progress``), some 13 of a
+    support-triage workflow's records, each a span where it is published and one where
+    intake reads it. Every step (routing, each segment of the run, each tool and model
+    call, delivery) keeps its spans: one trace per request either way. Their A/B is in
+    docs/benchmarks.md."""
     kafka_linger_ms: int = Field(
         5, ge=0, le=1_000, validation_alias=_alias("PACTMESH_KAFKA_LINGER_MS")
     )
@@ -123,6 +135,23 @@ class KitSettings(BaseSettings):
     the rest for committing their offsets and closing stores. The platform's grace
     (compose's ``stop_grace_period``, Kubernetes' ``terminationGracePeriodSeconds``) is
     the same 30 s, so it never kills a service that is still stopping cleanly."""
+
+    @field_validator("untraced_topics", mode="before")
+    @classmethod
+    def _topic_list(cls, value: Any) -> Any:
+        """``audit,workflow.progress`` as the environment gives it."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("untraced_topics")
+    @classmethod
+    def _known_topics(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Only the mesh's own topics: a misspelt name would trace what it meant to spare."""
+        known = {topic.name for topic in MESH_TOPICS}
+        if unknown := sorted(set(value) - known):
+            raise ValueError(f"not a mesh topic: {', '.join(unknown)} (known: {sorted(known)})")
+        return value
 
     @field_validator("gc_thresholds", mode="before")
     @classmethod

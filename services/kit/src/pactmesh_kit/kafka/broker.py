@@ -31,7 +31,7 @@ from faststream.kafka import KafkaBroker
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import Meter
 from opentelemetry.sdk.trace import TracerProvider
-from pactmesh_contracts.topics import AUDIT, Topic
+from pactmesh_contracts.topics import Topic
 
 from pactmesh_kit.kafka._internal.instruments import KafkaInstruments
 from pactmesh_kit.kafka._internal.renewal import ProducerRenewal
@@ -68,7 +68,7 @@ def make_broker(
     """
     outer: list[Any] = []
     if tracer_provider is not None:
-        untraced = frozenset({AUDIT.qualified(settings.topic_prefix)})
+        untraced = frozenset(settings.topic_prefix + name for name in settings.untraced_topics)
         outer.append(publish_spans(tracer_provider.get_tracer(TRACER_NAME), untraced=untraced))
     # FastStream takes a string as one server (aiokafka would split it): a cluster's
     # comma-separated list goes as a list.
@@ -140,7 +140,6 @@ class Kafka:
         lenient: bool = False,
         description: str | None = None,
         max_bytes: int | None = None,
-        traced: bool = True,
     ) -> Callable[[H], H]:
         """Subscribe the decorated handler to ``topics`` (see ``Subscription`` for the
         options); ``name`` defaults to the one topic's name."""
@@ -156,7 +155,6 @@ class Kafka:
             lenient=lenient,
             description=description,
             max_bytes=max_bytes,
-            traced=traced,
         )
 
         def register(handler: H) -> H:

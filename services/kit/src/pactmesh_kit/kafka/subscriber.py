@@ -105,9 +105,6 @@ class Subscription:
     max_bytes: int | None = None
     """A larger message is dead-lettered (``too_large``) undecoded; the service-wide
     ``max_message_bytes`` when unset."""
-    traced: bool = True
-    """False: no consumer span per message (records about requests, such as the audit
-    topic's, rather than steps of them: a span each would cost more than it tells)."""
 
 
 class Abandoned(Exception):
@@ -128,9 +125,13 @@ class KeyedSubscriber:
         dead_letters: DeadLetters,
         policy: FailurePolicy,
         max_bytes: int,
+        traced: bool = True,
         instruments: KafkaInstruments | None = None,
     ) -> None:
+        """``traced``: a consumer span per message (none for records of the untraced
+        topics, ``KitSettings.untraced_topics``)."""
         self._subscription = subscription
+        self._traced = traced
         self._topic = subscription.topics[0]
         self._handler = handler
         self._group = group
@@ -253,8 +254,7 @@ class KeyedSubscriber:
         """One record, in its own span continuing the publisher's trace (unless the
         subscription is untraced), tried until it is handled or dead-lettered; its
         partition paused while it is retried."""
-        traced = self._subscription.traced
-        with consumer_span(self._tracer, record, self._group, traced=traced) as span:
+        with consumer_span(self._tracer, record, self._group, traced=self._traced) as span:
             for attempt in itertools.count(1):
                 retrying = await self._attempt(record, span, attempt=attempt)
                 if retrying is None:
@@ -386,6 +386,7 @@ def subscribe(
         dead_letters=dead_letters,
         policy=policy,
         max_bytes=settings.max_message_bytes,
+        traced=not all(topic.name in settings.untraced_topics for topic in subscription.topics),
         instruments=instruments,
     )
     [record_type] = record_types

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from faststream import BaseMiddleware
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -26,10 +27,15 @@ def headers_of(record: Record) -> dict[str, str]:
 def consumer_span(
     tracer: trace.Tracer, record: Record, group: str, *, traced: bool = True
 ) -> Iterator[trace.Span]:
-    """The span one consumed record is handled in, continuing its publisher's trace (none
-    for an untraced subscription: a no-op span)."""
+    """The span one consumed record is handled in, continuing its publisher's trace. An
+    untraced one records no span but still runs in the publisher's trace context, so
+    what its handler logs or publishes (a dead letter) belongs to the request's trace."""
     if not traced:
-        yield trace.INVALID_SPAN
+        token = otel_context.attach(PROPAGATOR.extract(headers_of(record)))
+        try:
+            yield trace.get_current_span()
+        finally:
+            otel_context.detach(token)
         return
     with tracer.start_as_current_span(
         f"{record.topic} process",
@@ -56,8 +62,8 @@ def publish_spans(
     Instead of FastStream's TelemetryMiddleware, which records two spans per message (an
     empty ``create`` span, then ``publish``) and none for batch consumers: spans are a
     large part of a handler's CPU, and one says the same. Messages to ``untraced``
-    topics (the audit topic: records about the request, not steps of it) get no span,
-    only the current trace context in their headers.
+    topics (``KitSettings.untraced_topics``: records about the request, not steps of it)
+    get no span, only the current trace context in their headers.
     """
 
     class PublishSpans(BaseMiddleware):
