@@ -335,7 +335,11 @@ def _check_results(mesh: Mesh, run: Run) -> Counter[str]:
             kind,
             status(mesh, result.workflow_id, tenant=run.tenants[result.workflow_id]),
         )
-        assert (result.payload.workflow, result.payload.outcome) == (kind.workflow, "succeeded")
+        assert (result.payload.workflow, result.payload.outcome) == (kind.workflow, "succeeded"), (
+            result.workflow_id,
+            result.payload.error,
+            status(mesh, result.workflow_id, tenant=run.tenants[result.workflow_id]),
+        )
     return Counter(result.payload.workflow for _, result in seen)
 
 

@@ -4,6 +4,7 @@ concurrently, once each, and again after a restart."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import uuid
 from collections import Counter
@@ -24,7 +25,7 @@ from pactmesh_contracts.events import (
     ToolErrorCode,
 )
 from pactmesh_harness.pytest_plugin import StoreBackend
-from pactmesh_kit.provenance import Provenance
+from pactmesh_kit.provenance import Provenance, RequestNotReadYet
 from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 from pactmesh_tools.adapters.inbox import INBOX_FILE, open_inbox
 from pactmesh_tools.domain.dispatcher import ResultPublisher
@@ -378,3 +379,32 @@ async def test_a_call_whose_request_another_instance_recorded_is_run(
 
     assert isinstance(answer.payload, ToolCallCompleted), answer.payload
     assert backend.runs == {"k": 1}
+
+
+async def test_a_call_whose_request_is_not_read_yet_waits_for_it_and_is_not_refused(
+    run_tools: RunTools, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The service has not read every accepted request yet (an instance of it killed,
+    its partitions not handed over): the call stays pending and runs, once, when it is
+    claimed again after its lease, instead of being refused; said as a warning, not as
+    a call that could not be run."""
+    backend = SlowBackend()
+    async with run_tools(backend.registry(), lease_s=0.5) as service:
+        check = service.provenance.refusal
+        lagging = [RequestNotReadYet("the accepted requests are not all read yet")]
+
+        async def refusal(event: Envelope[Any]) -> str | None:
+            if lagging:
+                raise lagging.pop()
+            return await check(event)
+
+        service.provenance.refusal = refusal  # type: ignore[method-assign]
+        request = await service.call("test.nap", {"seconds": 0.01}, key="late")
+        answer = await service.answer_to(request)
+
+    assert isinstance(answer.payload, ToolCallCompleted), answer.payload
+    assert not lagging
+    assert service.audits == []  # no refusal audited
+    assert backend.runs == {"late": 1}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert any("waits for its request" in r.getMessage() for r in caplog.records)

@@ -19,7 +19,14 @@ that every instance of the service shares (the instance handed a tool call may n
 the one that read its request), else in a SQLite file of the data dir
 (``pactmesh_kit.stores.accepted``). An event can outrun its request's record (two
 subscriptions, two consumers, perhaps two instances), so an unknown request is waited
-for, up to ``wait_s``, before the event is refused. Records are kept for
+for, up to ``wait_s``. Then the event is refused only if the service's consumer group of
+``requests.accepted`` has handled every record written before the wait began: the
+request's acceptance precedes every event of it, so it would have been read. While the
+group is behind (an instance killed and its partitions not yet handed over, a backlog),
+``RequestNotReadYet`` is raised instead: a dependency's delay, not bad input, which the
+subscriber retries with its backoff rather than dead-letter (the scale test's kill of
+one instance of every service had a procurement run's tool call refused after 10 s, its
+request's acceptance on a partition of the killed tools instance). Records are kept for
 ``retention_s`` (30 days by default, a month past the longest gate's deadline), then
 pruned.
 """
@@ -39,7 +46,7 @@ from pactmesh_contracts.events import RequestAccepted
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED
 
 from pactmesh_kit.errors import NotReady
-from pactmesh_kit.kafka import Kafka, Record
+from pactmesh_kit.kafka import Kafka, KeyedSubscriber, Record
 from pactmesh_kit.stores.accepted import AcceptedStore, open_accepted
 from pactmesh_kit.stores.settings import StoreSettings
 
@@ -47,6 +54,13 @@ DEFAULT_WAIT_S = 10.0
 """How long an event naming a request not read yet waits for it."""
 DEFAULT_RETENTION_S = 30 * 86_400.0
 _PRUNE_EVERY_S = 3600.0
+
+
+class RequestNotReadYet(NotReady):
+    """An event's request is not recorded and the accepted requests are not all read yet:
+    retried (an outage of a dependency), never refused for it."""
+
+    code = "request_not_read_yet"
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,7 @@ class Provenance:
         self._clock = clock
         self._requests: AcceptedRequests | None = None
         self._recorded = asyncio.Event()
+        self._reader: KeyedSubscriber | None = None
 
     @property
     def requests(self) -> AcceptedRequests:
@@ -138,6 +153,8 @@ class Provenance:
             """Remember whose request this is (as intake verified it)."""
             await self.record(event)
 
+        self._reader = kafka.subscription("accepted-requests")
+
     async def record(self, event: Envelope[Any]) -> None:
         """Remember ``event``'s request, and wake whoever waits for it."""
         await self.requests.record(
@@ -146,9 +163,23 @@ class Provenance:
         self._recorded.set()
 
     async def refusal(self, event: Envelope[Any]) -> str | None:
-        """Why ``event`` does not act for its request as accepted; None if it does."""
-        vouched = await self._vouched(event.workflow_id)
+        """Why ``event`` does not act for its request as accepted; None if it does.
+        Raises ``RequestNotReadYet`` when its request may still be among the accepted
+        requests not read yet."""
+        vouched = await self.requests.get(event.workflow_id)
+        ends = None
         if vouched is None:
+            # Where the accepted requests end now, before the wait (only when the request
+            # is unknown: a request to the broker): its acceptance, written before this
+            # event, is before these offsets if it exists at all.
+            ends = await self._reader.end_offsets() if self._reader is not None else None
+            vouched = await self._vouched(event.workflow_id)
+        if vouched is None:
+            if self._reader is not None and ends and not await self._reader.handled_up_to(ends):
+                raise RequestNotReadYet(
+                    f"request {event.workflow_id} is not recorded after {self.wait_s:g}s and"
+                    " the accepted requests written before it are not all read yet"
+                )
             return f"the mesh accepted no request {event.workflow_id} (waited {self.wait_s:g}s)"
         if vouched.tenant != event.tenant:
             return (

@@ -16,6 +16,7 @@ from pactmesh_kit.kafka.publisher import JSON_HEADERS, EventPublisher, encode
 from pactmesh_kit.kafka.subscriber import (
     BATCH_MAX_RECORDS,
     Handler,
+    KeyedSubscriber,
     Record,
     Stall,
     Subscription,
@@ -30,6 +31,7 @@ __all__ = [
     "FailurePolicy",
     "Handler",
     "Kafka",
+    "KeyedSubscriber",
     "Record",
     "Reject",
     "Retry",

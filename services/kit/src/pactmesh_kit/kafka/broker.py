@@ -173,6 +173,13 @@ class Kafka:
 
         return register
 
+    def subscription(self, name: str) -> KeyedSubscriber:
+        """The subscriber registered as ``name``."""
+        for keyed in self._subscribers:
+            if keyed.name == name:
+                return keyed
+        raise LookupError(f"no subscription {name!r}")
+
     def publisher(self, *produces: Topic) -> EventPublisher:
         """A publisher of enveloped events, documenting ``produces`` in AsyncAPI."""
         return EventPublisher(self.broker, self.settings, produces=produces)

@@ -151,6 +151,32 @@ class KeyedSubscriber:
         """The subscription's name."""
         return self._subscription.name
 
+    async def end_offsets(self) -> dict[TopicPartition, int] | None:
+        """Where every partition of the subscription's topics ends now (committed records
+        only), or None when its consumer cannot tell (not started, or FastStream's
+        in-memory test broker's)."""
+        consumer = getattr(self.source, "consumer", None)
+        if consumer is None or not hasattr(consumer, "end_offsets"):
+            return None
+        tps = [
+            TopicPartition(topic, partition)
+            for topic in consumer.subscription()
+            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        return dict(await consumer.end_offsets(tps)) if tps else None
+
+    async def handled_up_to(self, ends: dict[TopicPartition, int]) -> bool:
+        """Whether this subscription's consumer group, all its instances together, has
+        handled every record before ``ends`` (its committed offsets reach them: a record's
+        offset is committed only once its handler's effects are durable)."""
+        consumer = getattr(self.source, "consumer", None)
+        if consumer is None:
+            return False
+        for tp, end in ends.items():
+            if end > (await consumer.committed(tp) or 0):
+                return False
+        return True
+
     def stalls(self) -> list[Stall]:
         """The partitions taking no new work while a message of theirs is retried."""
         return [work.stall for work in self._works.values() if work.stall is not None]

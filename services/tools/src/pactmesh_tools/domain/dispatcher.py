@@ -52,6 +52,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from pactmesh_contracts.envelope import Envelope
 from pactmesh_contracts.events import AuditToolCalled, ToolCallRequested
 from pactmesh_contracts.topics import TOOL_CALLS
+from pactmesh_kit.provenance import RequestNotReadYet
 from pactmesh_kit.telemetry import WORKFLOW_ID_ATTRIBUTE
 
 from pactmesh_tools.domain.access import RequestCheck, ToolAccess, refusal_events, refusal_of
@@ -236,7 +237,22 @@ class Dispatcher:
             context=trace_context(call.traceparent),
             attributes=attributes,
         ) as span:
-            reason = await refusal_of(access=self._access, requests=self._requests, request=event)
+            try:
+                reason = await refusal_of(
+                    access=self._access, requests=self._requests, request=event
+                )
+            except RequestNotReadYet as exc:
+                # Not refused: the service has not read every accepted request yet (an
+                # instance of it killed, a backlog). Left pending, the call is claimed
+                # again when its lease ends.
+                logger.warning(
+                    "tool call %s waits for its request, tried again in %gs: %s",
+                    request.call_id,
+                    self._limits.lease_s,
+                    exc,
+                )
+                span.add_event("tool.call.deferred", {"pactmesh.reason": str(exc)})
+                return
             if reason is not None:
                 await self._refuse(event, reason, span)
                 self._answered.append(call.call_id)
