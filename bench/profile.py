@@ -3,9 +3,10 @@
 Runs BENCH_PROFILE_WORKFLOWS (default 1000) support-triage workflows on a fresh mesh in
 its default configuration (the bench's fast phase) with py-spy (from PyPI, run by
 ``uvx``) sampling each service at BENCH_PROFILE_RATE per second (default 50) while the
-workflows run, then gives each process's CPU per workflow and how its busy samples
-split by component. Writes
-bench-results/profile.json and prints the tables (docs/benchmarks.md quotes them).
+workflows run (with BENCH_PROFILE_MODEL_MS, drafting goes through the model simulator and
+langchain-openai, as in bench-compare's m phase), then gives each process's CPU per
+workflow and how its busy samples split by component. Writes bench-results/profile.json
+and prints the tables (docs/benchmarks.md quotes them).
 
 A sample is given to a component in two passes over its stack. First the components
 that own everything below them: checkpointing (LangGraph's checkpoint savers, the
@@ -155,6 +156,9 @@ def main() -> int:
     workflows = int(os.environ.get("BENCH_PROFILE_WORKFLOWS", "1000"))
     # BENCH_AB_ENV (JSON): settings of the profiled mesh, to profile before and after a lever.
     phase = Phase("profile", workflows, 0, json.loads(os.environ.get("BENCH_AB_ENV", "{}")))
+    # BENCH_PROFILE_MODEL_MS: drafting through the model simulator and langchain-openai
+    # (bench-compare's m phase), its answers this many ms late.
+    phase.model_latency_ms = int(os.environ.get("BENCH_PROFILE_MODEL_MS", "0"))
     rate = int(os.environ.get("BENCH_PROFILE_RATE", "50"))
     port = int(os.environ.get("BENCH_KAFKA_PORT", "19192"))
     broker = start_broker(REPO / ".cache", name="kafka-bench", port=port)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from langchain_core.language_models import BaseChatModel
 from pactmesh_model_sim.testing import SimAdmin
 from pactmesh_reasoning.models import (
     OFFLINE_MODEL,
@@ -337,3 +338,31 @@ def test_retry_after_is_read_from_milliseconds_seconds_or_a_date() -> None:
     assert retry_after_s(limited({"retry-after": date}), now=1445412470.0) == 10.0
     assert retry_after_s(limited({})) is None
     assert retry_after_s(Exception("no response")) is None
+
+
+def test_build_all_builds_every_model_of_the_roles_and_leaves_a_broken_one_to_its_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    built: list[str] = []
+
+    def factory(s: ModelSpec) -> BaseChatModel:
+        if s.model == "openai:broken":
+            raise ModelConfigError("openai:broken: api_key_env names NOPE, unset")
+        built.append(s.model)
+        return build_chat_model(ModelSpec())
+
+    drafting = RoleConfig(
+        primary=ModelSpec(model="openai:broken"), fallbacks=[ModelSpec(model="openai:sim-b")]
+    )
+    routing = RoleConfig(primary=ModelSpec(model="openai:sim-r"))
+    models = ModelRouter(
+        ModelsConfig(routing=routing, drafting=drafting), factory=factory, counters=CallCounters()
+    )
+
+    models.build_all(("routing",))
+    assert built == ["openai:sim-r"]
+    models.build_all()
+    assert sorted(built) == ["openai:sim-b", "openai:sim-r", OFFLINE_MODEL]  # extraction's
+    assert "openai:broken (drafting) not built at start-up" in caplog.text
+    with pytest.raises(ModelConfigError):  # as before: the call says what is wrong
+        models.chat_for("drafting")

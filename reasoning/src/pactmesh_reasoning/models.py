@@ -647,6 +647,21 @@ class ModelRouter:
         self._models: dict[str, BaseChatModel] = {}
         self._chains: dict[Hashable, Runnable[LanguageModelInput, BaseMessage]] = {}
 
+    def build_all(self, roles: Sequence[Role] = ROLES) -> None:
+        """Build every model of ``roles``' chains now, at start-up. A provider's package
+        is imported when its first model is built (langchain-openai with the OpenAI SDK:
+        about 2 s of CPU), which on the first call would hold the event loop, and every
+        run in flight with it. A spec that cannot be built is logged and left to fail at
+        its call, as it would have."""
+        for role in roles:
+            for spec in self.config.role(role).chain:
+                try:
+                    self.model(spec)
+                except Exception as exc:  # raised again at the call, where it is handled
+                    logger.warning(
+                        "models: %s (%s) not built at start-up: %s", spec.model, role, exc
+                    )
+
     def model(self, spec: ModelSpec) -> BaseChatModel:
         """The (shared) chat model of ``spec``."""
         key = spec.model_dump_json()

@@ -121,6 +121,7 @@ async def _engine(runtime: Runtime, policy: GatePolicy, service: Service) -> Asy
         prices=settings.model_prices,
         budgets=settings.budgets,
     )
+    reasoning.models.build_all()  # providers' packages imported now, not at a first call
     async with open_persistence(settings) as store:
         graphs = build_graphs(checkpointer=store.checkpointer, gates=policy, models=reasoning)
         runtime.engine = Engine(

@@ -58,8 +58,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 @asynccontextmanager
 async def _warm_up(nearest: ExampleClassifier, models: ModelRouter) -> AsyncIterator[None]:
-    """Load the embeddings and embed the examples before consuming, when the routing chain
-    uses the offline model, so the first request does not wait for them."""
+    """Build the routing chain's models (their providers' packages imported) and, when it
+    uses the offline model, load the embeddings and embed the examples, before consuming,
+    so the first request does not wait for them."""
+    models.build_all(("routing",))
     if any(spec.offline for spec in models.config.role("routing").chain):
         await nearest.aclassify("warm-up")
         logger.info("routing: offline examples embedded")
