@@ -186,7 +186,7 @@ def main() -> None:
     # The services' event loop (PACTMESH_EVENT_LOOP, uvloop by default), as serve() runs
     # them: the standard library's loop wakes itself with a write to its self-pipe for
     # each item LangGraph streams (call_soon_threadsafe), which uvloop coalesces. On
-    # asyncio this bench read 0.2-0.5 ms more per workflow than the services spend.
+    # asyncio this bench read 0.2-0.5 ms more per workflow than on uvloop.
     factory = None
     if KitSettings().event_loop == "uvloop":
         import uvloop

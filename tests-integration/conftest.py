@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
-from pactmesh_harness.mesh import REPO, Broker, Mesh, running_mesh, start_broker
+from pactmesh_harness.mesh import REPO, Broker, Mesh, create_topics, running_mesh, start_broker
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -23,6 +24,17 @@ def broker() -> Iterator[Broker]:
         yield started
     finally:
         started.stop()
+
+
+@pytest.fixture
+def topic_prefix(broker: Broker, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A topic prefix of the test's own with every topic created, and the broker's client
+    settings (the admin user on a secured cluster) in the environment."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    create_topics(broker, prefix)
+    for name, value in broker.client_env().items():
+        monkeypatch.setenv(name, value)
+    return prefix
 
 
 @pytest.fixture(scope="module")

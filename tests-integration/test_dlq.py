@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +16,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from pactmesh_contracts.events import DeadLetter
 from pactmesh_contracts.topics import DEAD_LETTERS, REQUESTS_ACCEPTED, TOOL_RESULTS
 from pactmesh_harness.faults import allow_message_bytes
-from pactmesh_harness.mesh import Broker, create_topics
 from pactmesh_kit import dlq
 from pactmesh_kit.cli import main
 from pactmesh_kit.kafka import Reject
@@ -28,12 +26,8 @@ BIG = 2_000_000
 
 
 @pytest.fixture
-def settings(broker: Broker, monkeypatch: pytest.MonkeyPatch) -> KitSettings:
-    prefix = f"t{uuid.uuid4().hex[:10]}."
-    create_topics(broker, prefix)
-    for name, value in broker.client_env().items():  # the admin user on a secured cluster
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("PACTMESH_TOPIC_PREFIX", prefix)
+def settings(topic_prefix: str, monkeypatch: pytest.MonkeyPatch) -> KitSettings:
+    monkeypatch.setenv("PACTMESH_TOPIC_PREFIX", topic_prefix)
     return KitSettings()
 
 

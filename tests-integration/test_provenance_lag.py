@@ -17,7 +17,6 @@ import pytest
 from pactmesh_contracts.envelope import Envelope, Principal, new_event
 from pactmesh_contracts.events import Channel, RequestAccepted, ToolCallRequested
 from pactmesh_contracts.topics import REQUESTS_ACCEPTED
-from pactmesh_harness.mesh import Broker, create_topics
 from pactmesh_kit.kafka import EventPublisher, Kafka
 from pactmesh_kit.provenance import Provenance, RequestNotReadYet
 from pactmesh_kit.settings import KitSettings
@@ -43,12 +42,8 @@ class Held:
 
 
 @pytest.fixture
-def settings(broker: Broker, monkeypatch: pytest.MonkeyPatch) -> KitSettings:
-    prefix = f"t{uuid.uuid4().hex[:10]}."
-    create_topics(broker, prefix)
-    for name, value in broker.client_env().items():  # the admin user on a secured cluster
-        monkeypatch.setenv(name, value)
-    return KitSettings(service_name="tools", topic_prefix=prefix, kafka_idle_poll_ms=200)
+def settings(topic_prefix: str) -> KitSettings:
+    return KitSettings(service_name="tools", topic_prefix=topic_prefix, kafka_idle_poll_ms=200)
 
 
 @pytest.fixture

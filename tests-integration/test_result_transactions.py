@@ -30,19 +30,14 @@ from pactmesh_delivery.adapters.sqlite_store import SqliteDeliveryLedger, open_s
 from pactmesh_delivery.adapters.transactions import ResultTransactions
 from pactmesh_delivery.domain.results import LedgerEntry, Outgoing, result_for
 from pactmesh_delivery.settings import Settings
-from pactmesh_harness.mesh import Broker, create_topics
 from pactmesh_kit import dlq
 
 TOPIC = result_topic("refund")
 
 
 @pytest.fixture
-def settings(broker: Broker, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
-    prefix = f"t{uuid.uuid4().hex[:10]}."
-    create_topics(broker, prefix)
-    for name, value in broker.client_env().items():  # the admin user on a secured cluster
-        monkeypatch.setenv(name, value)
-    return Settings(topic_prefix=prefix, data_dir=tmp_path)
+def settings(topic_prefix: str, tmp_path: Path) -> Settings:
+    return Settings(topic_prefix=topic_prefix, data_dir=tmp_path)
 
 
 @pytest.fixture

@@ -650,8 +650,8 @@ class ModelRouter:
     def build_all(self, roles: Sequence[Role] = ROLES) -> None:
         """Build every model of ``roles``' chains now, at start-up. A provider's package
         is imported when its first model is built (langchain-openai with the OpenAI SDK:
-        about 2 s of CPU), which on the first call would hold the event loop, and every
-        run in flight with it. A spec that cannot be built is logged and left to fail at
+        0.7 s on a 2-core machine), which on the first call would hold the event loop,
+        and every run in flight with it. A spec that cannot be built is logged and left to fail at
         its call, as it would have."""
         for role in roles:
             for spec in self.config.role(role).chain:
