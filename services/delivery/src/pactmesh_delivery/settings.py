@@ -2,6 +2,7 @@
 
 from typing import Annotated, Any
 
+from pactmesh_kit.settings import comma_separated
 from pactmesh_kit.stores import StoreSettings
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -57,9 +58,7 @@ class Settings(StoreSettings):
     @field_validator("webhook_allowed_networks", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+        return comma_separated(value)
 
     def secret_box(self) -> SecretBox:
         """What seals webhook secrets: the configured keys, or the data dir's own."""

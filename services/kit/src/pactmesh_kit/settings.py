@@ -23,6 +23,15 @@ def _alias(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
+def comma_separated(value: Any) -> Any:
+    """A list setting as the environment gives it (``a, b,c``), as a tuple of its
+    non-empty parts; any other value as it is. For ``mode="before"`` validators of
+    ``NoDecode`` fields."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
 class KitSettings(BaseSettings):
     """Shared settings. Fields read fixed environment variables whatever the service's
     own prefix, so one environment configures the whole mesh."""
@@ -140,9 +149,7 @@ class KitSettings(BaseSettings):
     @classmethod
     def _topic_list(cls, value: Any) -> Any:
         """``audit,workflow.progress`` as the environment gives it."""
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+        return comma_separated(value)
 
     @field_validator("untraced_topics")
     @classmethod
