@@ -638,8 +638,8 @@ def _mid_run(snapshot: StateSnapshot) -> bool:
 
 
 def _finished(snapshot: StateSnapshot) -> bool:
-    """Whether the run has ended: nothing to run, nothing it waits for."""
-    return not (snapshot.next or snapshot.tasks or snapshot.interrupts)
+    """Whether the run has ended: nothing it waits for, and not mid-run."""
+    return not snapshot.interrupts and not _mid_run(snapshot)
 
 
 def _started(saved: CheckpointTuple | None) -> bool:
