@@ -241,6 +241,7 @@ def run_phase(
     (every instance, the sandbox too) but the model simulator, which stands for a model
     provider; with several instances, the Postgres and Redis started for the phase too
     (Postgres's postmaster and every backend it forked, see ``procstat.tree_cpu_s``).
+    The local broker's CPU is read over the same window and reported beside it.
     ``around(mesh)`` is entered just before the workflows are sent and left when they
     are done (a profiler attached to the mesh's processes). With ``idle_s``, the ready
     mesh's CPU is first read over that many seconds with no work: what its processes
@@ -297,6 +298,7 @@ def run_phase(
             time.sleep(idle_s)  # a measuring window, not a wait for a condition
             idle = {n: (s - idle_from[n]) * 1000 / idle_s for n, s in read_cpu().items()}
         cpu_before = read_cpu()
+        broker_before = sum(cpu_s(pid) for pid in broker.pids())
 
         async def drive() -> None:
             deadline = time.monotonic() + deadline_s
@@ -308,6 +310,8 @@ def run_phase(
         with around(mesh) if around else nullcontext():
             asyncio.run(drive())
         cpu = {name: seconds - cpu_before[name] for name, seconds in read_cpu().items()}
+        broker_pids = broker.pids()
+        broker_cpu = sum(cpu_s(pid) for pid in broker_pids) - broker_before
         peak = {name: round(_peak_rss_mb(pid), 1) for name, pid in pids.items()}
         spans = _span_summary(mesh)
     latencies = sorted(phase.done_at[w] - phase.sent_at[w] for w in phase.done_at)
@@ -344,6 +348,11 @@ def run_phase(
         )
         if completed and servers
         else None,
+        # The broker is not in the mesh's figure (a deployment's Kafka is not its
+        # own, and the peer has none): reported beside it, for the local broker only.
+        "broker_cpu_ms_per_workflow": round(broker_cpu * 1000 / completed, 1)
+        if completed and broker_pids
+        else None,
         "idle_cpu_ms_per_s": round(sum(idle.values()), 1) if idle else None,
         "cpu_s_by_process": {k: round(v, 1) for k, v in cpu.items()},
         "cpu_s_by_service": {k: round(v, 1) for k, v in by_service(cpu).items()},
@@ -357,8 +366,9 @@ def _table(results: dict[str, Any]) -> list[str]:
     """The phases side by side, one row each (markdown)."""
     lines = [
         "| phase | mesh | workflows | completed | injected tool latency | max in flight"
-        " | p50 | p99 | workflows/s | CPU ms / workflow | idle CPU ms / s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        " | p50 | p99 | workflows/s | CPU ms / workflow | broker CPU ms / workflow"
+        " | idle CPU ms / s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["phases"].items():
         lines.append(
@@ -366,7 +376,8 @@ def _table(results: dict[str, Any]) -> list[str]:
             f" {r['injected_tool_latency_ms']} ms |"
             f" {r['max_in_flight']} | {r['p50_ms']} ms | {r['p99_ms']} ms |"
             f" {r['workflows_per_s']} |"
-            f" {r['cpu_ms_per_workflow']} | {r.get('idle_cpu_ms_per_s')} |"
+            f" {r['cpu_ms_per_workflow']} | {r.get('broker_cpu_ms_per_workflow')} |"
+            f" {r.get('idle_cpu_ms_per_s')} |"
         )
     return lines
 

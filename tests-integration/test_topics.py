@@ -10,8 +10,10 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from pactmesh_contracts.topics import AUDIT, DEAD_LETTERS, TOOL_CALLS
@@ -138,3 +140,15 @@ def test_the_command_reports_and_exits_cleanly(broker: Broker) -> None:
     )
     assert refused.returncode == 2
     assert "set PACTMESH_KAFKA_REPLICATION_FACTOR to at most 1" in refused.stderr
+
+
+def test_the_local_broker_runs_with_its_jit_flags(broker: Broker) -> None:
+    """kafka.sh's JIT flags reach the broker's JVM (the client compiler only, unless
+    ``KAFKA_JIT_OPTS`` says otherwise), and the harness knows the broker's PID."""
+    if broker.how != "local KRaft broker":
+        pytest.skip(f"not kafka.sh's broker: {broker.how}")
+    [pid] = broker.pids()
+    command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert b"kafka.Kafka" in command
+    expected = os.environ.get("KAFKA_JIT_OPTS", "-XX:TieredStopAtLevel=1")
+    assert all(flag.encode() in command for flag in expected.split())

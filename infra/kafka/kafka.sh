@@ -36,6 +36,12 @@
 #                           Every listener is bound to 127.0.0.1 only.
 #   KAFKA_HEAP_OPTS         JVM heap flags per node (default "-Xms256m -Xmx512m", "-Xms128m -Xmx384m" in a cluster)
 #   KAFKA_JVM_OPTS          extra JVM flags appended to the command line
+#   KAFKA_JIT_OPTS          the JIT's flags (default "-XX:TieredStopAtLevel=1": the client compiler only).
+#                           These brokers share a laptop's or CI machine's few cores with the services:
+#                           under a bench's load the server compiler (C2) spent more CPU compiling than
+#                           the broker spent serving (3.1-3.4 of 6.6-7.0 CPU s over 1,000 workflows);
+#                           C1 alone halves the broker's CPU (docs/benchmarks.md). Set it empty for the
+#                           JVM's full tiered JIT (a broker that runs for hours on cores of its own).
 #   KAFKA_START_TIMEOUT     seconds to wait for readiness (default 60, 120 for a cluster)
 #   KAFKA_STOP_TIMEOUT      seconds to wait after SIGTERM before SIGKILL (default 30)
 #   KAFKA_MVN_ARGS          extra mvn arguments for install (e.g. "-o" or "-Dmaven.repo.local=...")
@@ -99,6 +105,7 @@ else
   KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
 fi
 KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:-}"
+KAFKA_JIT_OPTS="${KAFKA_JIT_OPTS--XX:TieredStopAtLevel=1}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 JAVA="${JAVA:-java}"
 MAIN_CLASS=kafka.Kafka
@@ -518,7 +525,7 @@ launch_node() {
     -XX:+ExplicitGCInvokesConcurrent -XX:MaxMetaspaceSize=192m -XX:+ExitOnOutOfMemoryError \
     -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="file:$LOG4J_CONF" -Dlog4j2.shutdownHookEnabled=false \
-    $KAFKA_JVM_OPTS \
+    $KAFKA_JIT_OPTS $KAFKA_JVM_OPTS \
     -cp "$LIB_DIR/*" "$MAIN_CLASS" "$(server_props "$i")" \
     >>"$(log_file "$i")" 2>&1 </dev/null 9>&- &
   for _ in $(seq 1 100); do
@@ -683,6 +690,7 @@ PID_FILE=$(pid_file 1)
 KAFKA_BOOTSTRAP_SERVERS=$(bootstrap_servers)
 KAFKA_CONTROLLERS=$(for i in $(nodes); do printf '%s%s' "$([[ $i == 1 ]] || echo ,)" "$HOST:$(controller_port "$i")"; done)
 KAFKA_HEAP_OPTS=$KAFKA_HEAP_OPTS
+KAFKA_JIT_OPTS=$KAFKA_JIT_OPTS
 EOF
 }
 

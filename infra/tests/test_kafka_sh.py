@@ -7,7 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from pactmesh_harness.mesh import KAFKA_SH
+import pytest
+from pactmesh_harness.mesh import KAFKA_SH, kafka_sh_env
 
 
 def kafka_sh(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -60,3 +61,18 @@ def test_plaintext_clients_need_no_credentials() -> None:
         "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19600",
         "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
     }
+
+
+def test_brokers_run_the_client_compiler_only_unless_told_otherwise() -> None:
+    assert settings("env")["KAFKA_JIT_OPTS"] == "-XX:TieredStopAtLevel=1"
+    assert settings("env", KAFKA_JIT_OPTS="")["KAFKA_JIT_OPTS"] == ""
+
+
+def test_the_harness_hands_kafka_sh_the_jit_flags_and_no_other_kafka_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KAFKA_PORT", "9999")
+    monkeypatch.setenv("KAFKA_JIT_OPTS", "")
+    env = kafka_sh_env()
+    assert "KAFKA_PORT" not in env
+    assert env["KAFKA_JIT_OPTS"] == ""

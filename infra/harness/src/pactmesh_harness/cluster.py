@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pactmesh_harness.mesh import KAFKA_SH, Broker, free_port_block, wait_for
+from pactmesh_harness.mesh import KAFKA_SH, Broker, free_port_block, kafka_sh_env, wait_for
 from pactmesh_harness.procstat import alive
 
 
@@ -31,7 +31,7 @@ class LocalCluster:
     def __post_init__(self) -> None:
         port = free_port_block(2 * self.nodes)
         self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")},
+            **kafka_sh_env(),
             "KAFKA_NODES": str(self.nodes),
             "KAFKA_DATA_DIR": str(self.data_dir),
             "KAFKA_PORT": str(port),

@@ -124,6 +124,9 @@ class Broker:
     """Stop the broker, keeping its data, for a fault test (only the local broker)."""
     resume: Callable[[], object] | None = None
     """Start a halted broker again, and wait until it is ready."""
+    pids: Callable[[], list[int]] = list
+    """The PIDs of its running nodes (a local broker's JVM, for a bench to read its
+    CPU); none for a broker this process did not start."""
 
     @property
     def secured(self) -> bool:
@@ -212,12 +215,21 @@ def start_broker(
     return _start_local(data_dir, (port, controller), protocol=protocol, started=started)
 
 
+def kafka_sh_env() -> dict[str, str]:
+    """The environment kafka.sh is run with: this process's, less the ``KAFKA_*``
+    settings (a shell's own broker's would move a test's), but for the JIT's flags
+    (``KAFKA_JIT_OPTS``), which a bench may set to measure them."""
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith("KAFKA_") or k == "KAFKA_JIT_OPTS"
+    }
+
+
 def _start_local(
     data_dir: Path, ports: tuple[int, int], *, started: float, protocol: str
 ) -> Broker:
     """kafka.sh's single local broker on ``ports`` (client, controller)."""
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")},
+        **kafka_sh_env(),
         "KAFKA_DATA_DIR": str(data_dir),
         "KAFKA_SECURITY_PROTOCOL": protocol,
         "KAFKA_PORT": str(ports[0]),
@@ -240,7 +252,26 @@ def _start_local(
         resume=lambda: subprocess.run(
             [str(KAFKA_SH), "start"], env={**env, "KAFKA_START_TIMEOUT": "240"}, check=True
         ),
+        pids=partial(_running_pids, _pid_file(env)),
     )
+
+
+def _pid_file(env: Mapping[str, str]) -> Path:
+    """Where kafka.sh keeps the PID of the single node it runs with ``env``."""
+    done = subprocess.run(
+        [str(KAFKA_SH), "env"], env=env, check=True, capture_output=True, text=True
+    )
+    return Path(dict(line.split("=", 1) for line in done.stdout.splitlines())["PID_FILE"])
+
+
+def _running_pids(*pid_files: Path) -> list[int]:
+    """The PIDs the files name (a file gone or empty names none)."""
+    pids = []
+    for file in pid_files:
+        text = file.read_text().strip() if file.is_file() else ""
+        if text.isdigit():
+            pids.append(int(text))
+    return pids
 
 
 def _client_env(env: Mapping[str, str], user: str) -> dict[str, str]:
