@@ -267,3 +267,16 @@ async def test_live_events_reach_the_followers_of_their_request_only(intake: Int
         await intake.send(WORKFLOW_PROGRESS, token)
         assert follower.queue.qsize() == 1
         assert follower.queue.get_nowait() == token
+
+
+def test_the_live_groups_are_wanted_while_any_client_follows_a_request_here(
+    intake: Intake,
+) -> None:
+    live, first, second = intake.runtime.live, uuid.uuid4(), uuid.uuid4()
+    assert not live.wanted.is_set()
+    with live.follow(first):
+        assert live.wanted.is_set()
+        with live.follow(second), live.follow(second):
+            assert live.wanted.is_set()
+        assert live.wanted.is_set()  # the first request is still followed
+    assert not live.wanted.is_set()

@@ -136,6 +136,7 @@ def _register_live(kafka: Kafka, runtime: Runtime) -> None:
             per_instance=True,
             from_latest=True,
             select=followed,
+            wanted=runtime.live.wanted,
             lenient=True,
             description=f"{name}, for this instance's SSE clients.",
         )(on_live)

@@ -2,7 +2,9 @@
 
 Every intake instance reads every progress, token and result event (its own consumer group,
 from the latest offset) and hands each to the SSE clients connected to *it* that follow
-that request. Queues are bounded: a client that stops reading loses its stream (it is
+that request. While no client follows any request here, its groups fetch nothing
+(``LiveFeed.wanted``); the first client to follow one moves them to the topics' ends.
+Queues are bounded: a client that stops reading loses its stream (it is
 closed, the client can reconnect and replay), never the consumer.
 """
 
@@ -53,12 +55,15 @@ class LiveFeed:
     def __init__(self, *, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
         self._queue_size = queue_size
         self._followers: dict[uuid.UUID, set[Follower]] = {}
+        self.wanted = asyncio.Event()
+        """Set while any client follows a request here: the live groups read only then."""
 
     @contextmanager
     def follow(self, request_id: uuid.UUID) -> Iterator[Follower]:
         """Receive ``request_id``'s events from now until the block exits."""
         follower = Follower(self._queue_size)
         self._followers.setdefault(request_id, set()).add(follower)
+        self.wanted.set()
         try:
             yield follower
         finally:
@@ -66,6 +71,8 @@ class LiveFeed:
             followers.discard(follower)
             if not followers:
                 self._followers.pop(request_id, None)
+            if not self._followers:
+                self.wanted.clear()
 
     def publish(self, event: Envelope[Any]) -> None:
         """Hand ``event`` to every follower of its request (none: dropped)."""

@@ -140,6 +140,7 @@ class Kafka:
         lenient: bool = False,
         description: str | None = None,
         max_bytes: int | None = None,
+        wanted: asyncio.Event | None = None,
     ) -> Callable[[H], H]:
         """Subscribe the decorated handler to ``topics`` (see ``Subscription`` for the
         options); ``name`` defaults to the one topic's name."""
@@ -155,6 +156,7 @@ class Kafka:
             lenient=lenient,
             description=description,
             max_bytes=max_bytes,
+            wanted=wanted,
         )
 
         def register(handler: H) -> H:

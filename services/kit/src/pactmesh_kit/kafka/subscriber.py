@@ -23,6 +23,7 @@ the outage abandons the retry and hands the partition over from its last commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -30,9 +31,10 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias, cast
 
 from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -105,6 +107,11 @@ class Subscription:
     max_bytes: int | None = None
     """A larger message is dead-lettered (``too_large``) undecoded; the service-wide
     ``max_message_bytes`` when unset."""
+    wanted: asyncio.Event | None = None
+    """While not set, nothing is fetched (the subscription's partitions are paused);
+    once set, its partitions are moved to their ends and read from there. For a
+    per-instance group from the latest offsets that feeds only what is being followed
+    now (intake's live feed, while no client follows a request on this instance)."""
 
 
 class Abandoned(Exception):
@@ -430,8 +437,8 @@ def subscribe(
         title=f"{settings.service_name}:{subscription.name}",
         description=subscription.description or subscription.topics[0].description,
     )
-    if settings.kafka_idle_poll_ms:
-        _long_poll(keyed.source, settings.kafka_idle_poll_ms)
+    if settings.kafka_idle_poll_ms or subscription.wanted is not None:
+        _poll(keyed.source, wait_ms=settings.kafka_idle_poll_ms, wanted=subscription.wanted)
     keyed.source(
         documented_batch_handler(
             record_type, keyed.consume, name=handler.__name__, doc=handler.__doc__
@@ -445,8 +452,9 @@ async def _batch(msg: KafkaMessage, _original: Any = None) -> Batch:
     return Batch(records=msg.raw_message, consumer=msg.consumer)
 
 
-def _long_poll(source: Any, wait_ms: int) -> None:
-    """Make ``source`` (FastStream's batch subscriber) wait up to ``wait_ms`` for records.
+def _poll(source: Any, *, wait_ms: int, wanted: asyncio.Event | None) -> None:
+    """Make ``source`` (FastStream's batch subscriber) wait up to ``wait_ms`` for records
+    (FastStream's own poll when 0), and fetch nothing while ``wanted`` is not set.
 
     FastStream's batch loop polls for ``batch_timeout_ms`` and, after an empty poll,
     sleeps as long again: with the 25 ms the mesh needs for a quick hop, every idle
@@ -456,10 +464,20 @@ def _long_poll(source: Any, wait_ms: int) -> None:
     latency. FastStream has no option for this, hence the replaced method. An empty
     answer well before the wait is up (a rebalance, a stopping consumer) still gets the
     short pause, so nothing can spin.
+
+    A live group that no one wants still fetched every record of its topics and skipped
+    them one by one: intake's two, some 7 records per workflow, were 10% of the mesh's
+    throughput (docs/benchmarks.md). ``wanted`` pauses it instead.
     """
     max_records = source.max_records
+    fetch = source.get_msg
 
     async def get_msg(consumer: Any) -> tuple[Any, ...]:
+        if wanted is not None and not wanted.is_set():
+            await _until_wanted(consumer, wanted, wait_ms or BATCH_IDLE_MS)
+            return ()
+        if not wait_ms:
+            return cast(tuple[Any, ...], await fetch(consumer))
         loop = asyncio.get_running_loop()
         started = loop.time()
         fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=max_records)
@@ -470,3 +488,22 @@ def _long_poll(source: Any, wait_ms: int) -> None:
         return ()
 
     source.get_msg = get_msg
+
+
+async def _until_wanted(consumer: Any, wanted: asyncio.Event, wait_ms: int) -> None:
+    """Fetch nothing for up to ``wait_ms`` or until ``wanted`` is set; once it is, read
+    every partition from its end.
+
+    The partitions are paused each time (a rebalance may have assigned new ones), and
+    an empty poll is made, which counts as one for the group: a consumer that does not
+    poll for ``max_poll_interval_ms`` leaves it."""
+    with contextlib.suppress(IllegalStateError):
+        consumer.pause(*consumer.assignment())
+    await consumer.getmany(timeout_ms=0)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wanted.wait(), wait_ms / 1000)
+    assigned = consumer.assignment()
+    if wanted.is_set() and assigned:
+        with contextlib.suppress(IllegalStateError):
+            await consumer.seek_to_end(*assigned)
+            consumer.resume(*assigned)
