@@ -466,8 +466,8 @@ def _poll(source: Any, *, wait_ms: int, wanted: asyncio.Event | None) -> None:
     short pause, so nothing can spin.
 
     A live group that no one wants still fetched every record of its topics and skipped
-    them one by one: intake's two, some 7 records per workflow, were 10% of the mesh's
-    throughput (docs/benchmarks.md). ``wanted`` pauses it instead.
+    them one by one: intake's two, some 7 records per workflow, cost it 0.3 of its 3.1
+    CPU ms per workflow (docs/benchmarks.md). ``wanted`` pauses it instead.
     """
     max_records = source.max_records
     fetch = source.get_msg
