@@ -1538,6 +1538,27 @@ async def test_a_cached_answer_skips_the_knowledge_base_and_the_model(
     assert (stats.hits, stats.misses, stats.stores, stats.model_calls_saved) == (1, 1, 1, 1)
 
 
+async def _steps_run(mesh: Mesh, workflow_id: uuid.UUID) -> set[str]:
+    """The steps a run's checkpoints name as next, over its whole history."""
+    graph = mesh.engine._graphs["support-triage"]
+    config = {"configurable": {"thread_id": str(workflow_id)}}
+    return {step async for snapshot in graph.aget_state_history(config) for step in snapshot.next}
+
+
+async def test_the_cache_is_a_step_only_where_there_is_one(mesh: Mesh, cached_mesh: Mesh) -> None:
+    """Without a cache the run goes from its input straight to the knowledge base: a
+    step that could only say "no cache" would still cost a superstep and a checkpoint."""
+    without = await mesh.start("support-triage", TRIAGE_TEXT)
+    await mesh.run_tools()
+    with_cache = await cached_mesh.start("support-triage", TRIAGE_TEXT)
+    await cached_mesh.run_tools()
+
+    assert mesh.completed.output["reply"] == cached_mesh.completed.output["reply"] == DRAFTED
+    assert await _steps_run(cached_mesh, with_cache) - await _steps_run(mesh, without) == {
+        "cache_lookup"
+    }
+
+
 async def test_what_is_cached_is_the_knowledge_bases_answer_not_the_draft(
     cached_mesh: Mesh, cache: SemanticCache
 ) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from langgraph.config import get_config
@@ -495,10 +495,11 @@ def tool_failure_reason(*keys: str) -> Callable[[WorkflowState], str]:
 
 
 def validate_input(
-    model: type[Any], *, on_valid: str, on_invalid: str
+    model: type[Any], *, on_valid: str | Callable[[WorkflowState], str], on_invalid: str
 ) -> tuple[Node, Callable[[WorkflowState], str]]:
     """A first node checking routing's fields against the workflow's input contract,
-    and the router that follows it. The validated input replaces ``fields``."""
+    and the router that follows it (to ``on_valid``, or where it says for the validated
+    state). The validated input replaces ``fields``."""
 
     async def node(state: WorkflowState) -> WorkflowState:
         try:
@@ -518,7 +519,9 @@ def validate_input(
         }
 
     def route(state: WorkflowState) -> str:
-        return on_invalid if state.get("outcome") == "failed" else on_valid
+        if state.get("outcome") == "failed":
+            return on_invalid
+        return on_valid if isinstance(on_valid, str) else on_valid(state)
 
     return node, route
 
@@ -541,14 +544,25 @@ def proposed_as(state: WorkflowState, model: type[M]) -> M:
     return model.model_validate_json(json.dumps(proposed(state)))
 
 
-def start_graph(input_model: type[Any], *, first: str) -> Graph:
+def start_graph(
+    input_model: type[Any],
+    *,
+    first: str | Callable[[WorkflowState], str],
+    firsts: Sequence[str] = (),
+) -> Graph:
     """A workflow graph whose first node checks routing's fields against ``input_model``;
-    valid input goes on to ``first``, invalid input ends the run as failed."""
+    valid input goes on to ``first`` (a step, or a choice among ``firsts`` made on the
+    validated state), invalid input ends the run as failed."""
     graph: Graph = StateGraph(WorkflowState)
     check, after_check = validate_input(input_model, on_valid=first, on_invalid=END)
     graph.add_node("validate_input", check)
     graph.add_edge(START, "validate_input")
-    branch(graph, "validate_input", after_check, [first, END])
+    branch(
+        graph,
+        "validate_input",
+        after_check,
+        [first, END] if isinstance(first, str) else [*firsts, END],
+    )
     return graph
 
 

@@ -1,5 +1,5 @@
-"""support-triage's graph: validate → cache_lookup → search_kb (retry with a narrower
-query) → draft | human triage."""
+"""support-triage's graph: validate → cache_lookup (when a cache may answer) → search_kb
+(retry with a narrower query) → draft | human triage."""
 
 from __future__ import annotations
 
@@ -221,7 +221,14 @@ def build_graph(
     gates: GatePolicy,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """The support-triage graph, compiled on ``checkpointer``."""
-    graph = start_graph(TriageInput, first="cache_lookup")
+
+    def first(state: WorkflowState) -> str:
+        """The cache is looked up only when there is one that may answer: otherwise
+        the step would do nothing but cost a superstep and its checkpoint (0.5 CPU ms
+        per run in ``bench/engine.py``, docs/benchmarks.md)."""
+        return "cache_lookup" if models.cache is not None and _may_cache(state) else "search_kb"
+
+    graph = start_graph(TriageInput, first=first, firsts=["cache_lookup", "search_kb"])
     graph.add_node("cache_lookup", _cache_lookup(models))
     branch(
         graph,
