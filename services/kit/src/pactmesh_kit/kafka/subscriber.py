@@ -471,11 +471,17 @@ def _poll(source: Any, *, wait_ms: int, wanted: asyncio.Event | None) -> None:
     """
     max_records = source.max_records
     fetch = source.get_msg
+    unwanted: set[TopicPartition] = set()
+    """The partitions paused here while the subscription was not wanted (not those a
+    stalled message paused)."""
 
     async def get_msg(consumer: Any) -> tuple[Any, ...]:
-        if wanted is not None and not wanted.is_set():
-            await _until_wanted(consumer, wanted, wait_ms or BATCH_IDLE_MS)
-            return ()
+        if wanted is not None:
+            if not wanted.is_set():
+                await _until_wanted(consumer, wanted, wait_ms or BATCH_IDLE_MS, unwanted)
+                return ()
+            if unwanted:
+                await _from_the_end(consumer, unwanted)
         if not wait_ms:
             return cast(tuple[Any, ...], await fetch(consumer))
         loop = asyncio.get_running_loop()
@@ -490,20 +496,34 @@ def _poll(source: Any, *, wait_ms: int, wanted: asyncio.Event | None) -> None:
     source.get_msg = get_msg
 
 
-async def _until_wanted(consumer: Any, wanted: asyncio.Event, wait_ms: int) -> None:
-    """Fetch nothing for up to ``wait_ms`` or until ``wanted`` is set; once it is, read
-    every partition from its end.
+async def _until_wanted(
+    consumer: Any, wanted: asyncio.Event, wait_ms: int, unwanted: set[TopicPartition]
+) -> None:
+    """Pause every assigned partition (adding it to ``unwanted``) and wait up to
+    ``wait_ms`` or until ``wanted`` is set.
 
-    The partitions are paused each time (a rebalance may have assigned new ones), and
-    an empty poll is made, which counts as one for the group: a consumer that does not
-    poll for ``max_poll_interval_ms`` leaves it."""
+    Paused each time: a rebalance may have assigned new ones. An empty poll is made,
+    which counts as one for the group: a consumer that does not poll for
+    ``max_poll_interval_ms`` leaves it."""
+    assigned = consumer.assignment()
     with contextlib.suppress(IllegalStateError):
-        consumer.pause(*consumer.assignment())
+        consumer.pause(*assigned)
+        unwanted.update(assigned)
     await consumer.getmany(timeout_ms=0)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(wanted.wait(), wait_ms / 1000)
-    assigned = consumer.assignment()
-    if wanted.is_set() and assigned:
+
+
+async def _from_the_end(consumer: Any, unwanted: set[TopicPartition]) -> None:
+    """Move the ``unwanted`` partitions still assigned to their ends and resume them
+    (what was written while no one wanted it is not read); a seek that fails (the
+    partition revoked meanwhile) still resumes it."""
+    partitions = unwanted & consumer.assignment()
+    unwanted.clear()
+    if not partitions:
+        return
+    with contextlib.suppress(IllegalStateError):
+        await consumer.seek_to_end(*partitions)
+    for tp in partitions:
         with contextlib.suppress(IllegalStateError):
-            await consumer.seek_to_end(*assigned)
-            consumer.resume(*assigned)
+            consumer.resume(tp)
