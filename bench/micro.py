@@ -1,7 +1,8 @@
 """Micro-benchmarks of the components the mesh's profile pointed at, each on its own:
 CPU per span exported to the local trace file, per status transition and per audit
 record kept by intake's SQLite stores, per accepted request kept by tools' and
-delivery's (256 at once, as a subscriber's batch arrives).
+delivery's, per finished workflow hitl looks up for reviews to withdraw (256 at once, as
+a subscriber's batch arrives).
 
 ``uv run --no-sync python bench/micro.py``: prints the figures (docs/benchmarks.md
 quotes them beside each lever's A/B; run it on the commits before and after a change).
@@ -21,6 +22,7 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import AuditRecorded, Channel, RequestStatus
+from pactmesh_hitl.adapters.sqlite_store import open_sqlite_store as open_review_store
 from pactmesh_intake.adapters.audit_store import open_audit_store
 from pactmesh_intake.adapters.sqlite_store import open_sqlite_store
 from pactmesh_intake.domain.requests import Transition
@@ -123,11 +125,27 @@ async def accepted_us(count: int = 5000) -> float:
         return spent * 1e6 / count
 
 
+async def withdrawn_us(count: int = 5000) -> float:
+    """CPU µs per finished workflow hitl withdraws the reviews of, none pending (what
+    almost every workflow is), ``AT_ONCE`` at once."""
+    ids = [uuid.uuid4() for _ in range(count)]
+    async with open_review_store(Path(tempfile.mkdtemp()) / "reviews.sqlite3") as store:
+        now = datetime.now(UTC)
+        started = time.process_time()
+        for n in range(0, count, AT_ONCE):
+            withdrawn = await asyncio.gather(
+                *(store.withdraw_for(i, now=now) for i in ids[n : n + AT_ONCE])
+            )
+            assert not any(withdrawn)
+        return (time.process_time() - started) * 1e6 / count
+
+
 def main() -> None:
     print(f"span exported to the trace file: {spans_us():.1f} us CPU")
     print(f"intake status transition: {asyncio.run(transitions_us()):.0f} us CPU")
     print(f"intake audit record: {asyncio.run(audits_us()):.0f} us CPU")
     print(f"accepted request kept (tools, delivery): {asyncio.run(accepted_us()):.0f} us CPU")
+    print(f"hitl, a finished workflow's reviews withdrawn: {asyncio.run(withdrawn_us()):.0f} us")
 
 
 if __name__ == "__main__":
