@@ -1,8 +1,9 @@
 """Micro-benchmarks of the components the mesh's profile pointed at, each on its own:
 CPU per span exported to the local trace file, per status transition and per audit
 record kept by intake's SQLite stores, per accepted request kept by tools' and
-delivery's, per finished workflow hitl looks up for reviews to withdraw (256 at once, as
-a subscriber's batch arrives).
+delivery's, per finished workflow hitl looks up for reviews to withdraw, per result
+delivery looks up for webhooks to queue it for and in its ledger (256 at once, as a
+subscriber's batch arrives).
 
 ``uv run --no-sync python bench/micro.py``: prints the figures (docs/benchmarks.md
 quotes them beside each lever's A/B; run it on the commits before and after a change).
@@ -22,6 +23,9 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import AuditRecorded, Channel, RequestStatus
+from pactmesh_delivery.adapters.secrets import SecretBox, generated_key
+from pactmesh_delivery.adapters.sqlite_store import open_sqlite_stores as open_delivery_stores
+from pactmesh_delivery.domain.webhooks import ResultRecord
 from pactmesh_hitl.adapters.sqlite_store import open_sqlite_store as open_review_store
 from pactmesh_intake.adapters.audit_store import open_audit_store
 from pactmesh_intake.adapters.sqlite_store import open_sqlite_store
@@ -140,12 +144,48 @@ async def withdrawn_us(count: int = 5000) -> float:
         return (time.process_time() - started) * 1e6 / count
 
 
+async def results_us(count: int = 5000) -> float:
+    """CPU µs per result delivery looks up: its ledger entry (none yet), then the
+    webhooks of its tenant to queue it for (none, as for most tenants), ``AT_ONCE`` at
+    once."""
+    data = Path(tempfile.mkdtemp())
+    records = [
+        ResultRecord(
+            result_event_id=uuid.uuid4(),
+            workflow_id=uuid.uuid4(),
+            workflow="support-triage",
+            tenant="acme",
+            body=b"{}",
+            key=None,
+            headers={},
+            source_topic="results.support-triage",
+            source_partition=0,
+            source_offset=n,
+            trace_context={},
+        )
+        for n in range(count)
+    ]
+    box = SecretBox([generated_key(data)])
+    async with open_delivery_stores(data / "delivery.sqlite3", box=box) as (ledger, webhooks):
+
+        async def one(record: ResultRecord) -> int:
+            assert await ledger.entry(record.workflow_id) is None
+            return await webhooks.enqueue(record, now=time.time())
+
+        started = time.process_time()
+        for n in range(0, count, AT_ONCE):
+            queued = await asyncio.gather(*(one(r) for r in records[n : n + AT_ONCE]))
+            assert not any(queued)
+        return (time.process_time() - started) * 1e6 / count
+
+
 def main() -> None:
     print(f"span exported to the trace file: {spans_us():.1f} us CPU")
     print(f"intake status transition: {asyncio.run(transitions_us()):.0f} us CPU")
     print(f"intake audit record: {asyncio.run(audits_us()):.0f} us CPU")
     print(f"accepted request kept (tools, delivery): {asyncio.run(accepted_us()):.0f} us CPU")
     print(f"hitl, a finished workflow's reviews withdrawn: {asyncio.run(withdrawn_us()):.0f} us")
+    print(f"delivery, a result's ledger entry and webhooks: {asyncio.run(results_us()):.0f} us")
 
 
 if __name__ == "__main__":
