@@ -1,7 +1,7 @@
 """Micro-benchmarks of the components the mesh's profile pointed at, each on its own:
 CPU per span exported to the local trace file, per status transition and per audit
-record kept by intake's SQLite stores, per accepted request kept by tools' and
-delivery's, per finished workflow hitl looks up for reviews to withdraw, per result
+record kept by intake's SQLite stores, per accepted request kept and looked up by tools'
+and delivery's, per finished workflow hitl looks up for reviews to withdraw, per result
 delivery looks up for webhooks to queue it for and in its ledger (256 at once, as a
 subscriber's batch arrives).
 
@@ -129,6 +129,27 @@ async def accepted_us(count: int = 5000) -> float:
         return spent * 1e6 / count
 
 
+async def found_us(count: int = 5000) -> float:
+    """CPU µs per accepted request looked up by tools' and delivery's provenance check
+    (each tool call, each result), ``AT_ONCE`` at once."""
+    principal = Principal(subject="bench", roles=("upstream-system",))
+    ids = [uuid.uuid4() for _ in range(count)]
+    settings = StoreSettings(data_dir=Path(tempfile.mkdtemp()), postgres_url=None)
+    async with open_accepted(settings) as store:
+        for n in range(0, count, AT_ONCE):
+            await asyncio.gather(
+                *(
+                    store.insert(i, tenant="t", principal=principal, at=time.time())
+                    for i in ids[n : n + AT_ONCE]
+                )
+            )
+        started = time.process_time()
+        for n in range(0, count, AT_ONCE):
+            found = await asyncio.gather(*(store.find(i) for i in ids[n : n + AT_ONCE]))
+            assert all(f == ("t", principal) for f in found)
+        return (time.process_time() - started) * 1e6 / count
+
+
 async def withdrawn_us(count: int = 5000) -> float:
     """CPU µs per finished workflow hitl withdraws the reviews of, none pending (what
     almost every workflow is), ``AT_ONCE`` at once."""
@@ -184,6 +205,7 @@ def main() -> None:
     print(f"intake status transition: {asyncio.run(transitions_us()):.0f} us CPU")
     print(f"intake audit record: {asyncio.run(audits_us()):.0f} us CPU")
     print(f"accepted request kept (tools, delivery): {asyncio.run(accepted_us()):.0f} us CPU")
+    print(f"accepted request looked up (tools, delivery): {asyncio.run(found_us()):.0f} us CPU")
     print(f"hitl, a finished workflow's reviews withdrawn: {asyncio.run(withdrawn_us()):.0f} us")
     print(f"delivery, a result's ledger entry and webhooks: {asyncio.run(results_us()):.0f} us")
 

@@ -68,12 +68,13 @@ class SqliteAccepted:
         await self._grouped.run(insert)
 
     async def find(self, workflow_id: uuid.UUID) -> tuple[str, Principal] | None:
-        async with self._conn.execute(
+        # One hop to the connection's thread (a cursor's execute, fetch and close are
+        # three): looked up for every tool call and every result (bench/micro.py).
+        rows = await self._conn.execute_fetchall(
             "SELECT tenant, principal FROM accepted_requests WHERE workflow_id = ?",
             (str(workflow_id),),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return None if row is None else (row[0], Principal.model_validate_json(row[1]))
+        )
+        return next(((t, Principal.model_validate_json(p)) for t, p in rows), None)
 
     async def delete_before(self, instant: float) -> int:
         async with self._lock:  # never inside a group's transaction
