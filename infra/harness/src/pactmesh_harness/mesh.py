@@ -252,7 +252,7 @@ def _start_local(
         resume=lambda: subprocess.run(
             [str(KAFKA_SH), "start"], env={**env, "KAFKA_START_TIMEOUT": "240"}, check=True
         ),
-        pids=partial(_running_pids, _pid_file(env)),
+        pids=partial(_running_pid, _pid_file(env)),
     )
 
 
@@ -264,14 +264,10 @@ def _pid_file(env: Mapping[str, str]) -> Path:
     return Path(dict(line.split("=", 1) for line in done.stdout.splitlines())["PID_FILE"])
 
 
-def _running_pids(*pid_files: Path) -> list[int]:
-    """The PIDs the files name (a file gone or empty names none)."""
-    pids = []
-    for file in pid_files:
-        text = file.read_text().strip() if file.is_file() else ""
-        if text.isdigit():
-            pids.append(int(text))
-    return pids
+def _running_pid(pid_file: Path) -> list[int]:
+    """The PID the file names (none when it is gone or empty)."""
+    text = pid_file.read_text().strip() if pid_file.is_file() else ""
+    return [int(text)] if text.isdigit() else []
 
 
 def _client_env(env: Mapping[str, str], user: str) -> dict[str, str]:
