@@ -50,7 +50,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from pactmesh_contracts.envelope import Principal, new_event
 from pactmesh_contracts.events import RequestSubmitted
 from pactmesh_contracts.ids import uuid7
@@ -178,6 +179,31 @@ async def _collect(mesh: Mesh, phase: Phase, deadline: float) -> None:
             phase.max_in_flight = max(phase.max_in_flight, in_flight)
     finally:
         await consumer.stop()
+
+
+async def _records_by_topic(mesh: Mesh) -> dict[str, int]:
+    """How many offsets each of the mesh's topics took (every partition's end offset,
+    summed): its records, and on the transactional ones (delivery's result topics) one
+    commit marker per transaction besides."""
+    admin = AIOKafkaAdminClient(**mesh.kafka_options())
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(mesh.prefix)]
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    tps = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+    consumer = AIOKafkaConsumer(**mesh.kafka_options(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    records: dict[str, int] = defaultdict(int)
+    for tp, end in ends.items():
+        records[tp.topic.removeprefix(mesh.prefix)] += end
+    return dict(sorted(records.items(), key=lambda kv: -kv[1]))
 
 
 def _span_summary(mesh: Mesh) -> dict[str, dict[str, float]]:
@@ -314,6 +340,7 @@ def run_phase(
         broker_cpu = sum(cpu_s(pid) for pid in broker_pids) - broker_before
         peak = {name: round(_peak_rss_mb(pid), 1) for name, pid in pids.items()}
         spans = _span_summary(mesh)
+        records = asyncio.run(_records_by_topic(mesh))
     latencies = sorted(phase.done_at[w] - phase.sent_at[w] for w in phase.done_at)
     completed = len(latencies)
     elapsed = (max(phase.done_at.values()) - phase.started) if completed else 0.0
@@ -359,6 +386,12 @@ def run_phase(
         "idle_cpu_ms_per_s_by_process": {k: round(v, 1) for k, v in idle.items()},
         "peak_rss_mb_by_process": peak,
         "busiest_spans": spans,
+        # What a workflow sends through Kafka, by topic: the hops its CPU pays for.
+        "records_per_workflow_by_topic": {
+            topic: round(count / completed, 2) for topic, count in records.items() if count
+        }
+        if completed
+        else {},
     }
 
 

@@ -1,5 +1,6 @@
-"""One hop through the kit on the real broker, with nothing else: what a record costs
-to publish and to consume before any service does anything with it.
+"""The floor of a workflow's CPU in this stack: what one record costs to publish and to
+consume through the kit on the real broker before any service does anything with it,
+and what LangGraph costs to run the peer's own three-node graph in-process.
 
 A workflow of the bench's support-triage phase sends some 20 records through Kafka and
 its services handle some 24 (docs/benchmarks.md, "Records per workflow"). This measures
@@ -11,16 +12,25 @@ shipped; the kit's metrics; the services' event loop and garbage collector setti
 CPU per record is each process's CPU from its first record to its last (start-up and
 shutdown left out).
 
-``uv run --no-sync python bench/hop.py`` prints the figures; ``HOP_RECORDS`` (default
-20000) records, ``HOP_KAFKA_PORT`` (default 19592) the local broker's port,
-``HOP_TRACED=0`` the same with no spans (``OTEL_TRACES_SAMPLER=always_off``).
+The graph is the peer's (``../shared/peers/graph.py``, which ``make bench-compare``
+serves with the LangGraph Agent Server) with its sleeps set to zero, ``FLOOR_RUNS``
+(default 500) runs at once on the services' event loop, the median of three rounds,
+without a checkpointer and with LangGraph's in-memory one: LangGraph's own cost for the
+smallest graph that calls a model, a tool and answers, with no durability.
+
+``uv run --no-sync python bench/floor.py`` prints the figures: the hop with spans, and
+without any recorded (``OTEL_TRACES_SAMPLER=always_off``, as for the records of the
+untraced topics, which carry only the trace context); ``HOP_RECORDS`` (default 20000)
+records each, ``HOP_KAFKA_PORT`` (default 19592) the local broker's port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +44,7 @@ from pactmesh_kit.kafka import Kafka
 from pactmesh_kit.settings import KitSettings
 
 REPO = Path(__file__).resolve().parent.parent
+PEER_GRAPH = Path(os.environ.get("BENCH_PEER_GRAPH", REPO.parent / "shared" / "peers" / "graph.py"))
 
 
 def _settings(prefix: str, service: str, data_dir: Path) -> KitSettings:
@@ -135,24 +146,57 @@ async def _create_topic(bootstrap: str, name: str) -> None:
         await admin.close()
 
 
-def main() -> int:
-    from pactmesh_contracts.topics import REQUESTS_ROUTED
-    from pactmesh_harness.mesh import start_broker
+def _graph_ms_per_run(runs: int, *, checkpointed: bool) -> float:
+    """CPU ms per run of the peer's graph, ``runs`` at once (the median of three rounds)."""
+    from langgraph.checkpoint.memory import InMemorySaver
 
-    n = int(os.environ.get("HOP_RECORDS", "20000"))
-    port = int(os.environ.get("HOP_KAFKA_PORT", "19592"))
-    if os.environ.get("HOP_TRACED", "1") == "0":
-        os.environ["OTEL_TRACES_SAMPLER"] = "always_off"
-    broker = start_broker(REPO / ".cache", name="kafka-hop", port=port)
+    os.environ["LLM_S"] = os.environ["TOOL_S"] = "0"  # the graph's sleeps, read per call
+    spec = importlib.util.spec_from_file_location("peer_graph", PEER_GRAPH)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    graph = module.build_graph(checkpointer=InMemorySaver() if checkpointed else None)
+
+    async def one(thread: int) -> None:
+        config: Any = {"configurable": {"thread_id": str(thread)}} if checkpointed else None
+        async for _ in graph.astream({"text": "I want a refund"}, config, stream_mode="updates"):
+            pass
+
+    async def rounds() -> list[float]:
+        await asyncio.gather(*(one(-1 - i) for i in range(100)))  # warm-up
+        figures = []
+        for r in range(3):
+            started = time.process_time()
+            await asyncio.gather(*(one(r * runs + i) for i in range(runs)))
+            figures.append((time.process_time() - started) * 1000 / runs)
+        return figures
+
+    from pactmesh_kit.settings import KitSettings as Settings
+
+    if Settings().event_loop == "uvloop":
+        import uvloop
+
+        return statistics.median(uvloop.run(rounds()))
+    return statistics.median(asyncio.run(rounds()))
+
+
+def _hop(bootstrap: str, n: int, *, traced: bool) -> tuple[float, float]:
+    """CPU µs per record to publish and to consume ``n`` records, each side in a process
+    of its own, on a topic of its own."""
+    from pactmesh_contracts.topics import REQUESTS_ROUTED
+
     prefix = f"hop{uuid.uuid4().hex[:8]}."
-    try:
-        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
-        asyncio.run(_create_topic(broker.bootstrap, REQUESTS_ROUTED.qualified(prefix)))
-        with tempfile.TemporaryDirectory(prefix="bench-hop-") as tmp:
-            argv = [sys.executable, __file__]
-            consumer = subprocess.Popen(
-                [*argv, "consume", prefix, str(n), tmp], stdout=subprocess.PIPE, text=True
-            )
+    asyncio.run(_create_topic(bootstrap, REQUESTS_ROUTED.qualified(prefix)))
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    if not traced:
+        env["OTEL_TRACES_SAMPLER"] = "always_off"
+    with tempfile.TemporaryDirectory(prefix="bench-hop-") as tmp:
+        argv = [sys.executable, __file__]
+        consumer = subprocess.Popen(
+            [*argv, "consume", prefix, str(n), tmp], stdout=subprocess.PIPE, text=True, env=env
+        )
+        try:
             assert consumer.stdout is not None
             if consumer.stdout.readline().strip() != "ready":
                 raise RuntimeError("the consumer did not start")
@@ -162,17 +206,42 @@ def main() -> int:
                 text=True,
                 check=True,
                 timeout=300,
+                env=env,
             )
-            consumed_out, _ = consumer.communicate(timeout=300)
+            consumed, _ = consumer.communicate(timeout=300)
+        finally:
+            if consumer.poll() is None:
+                consumer.kill()
+                consumer.wait()
+    publish = json.loads(published.stdout.strip().splitlines()[-1])["cpu_us_per_record"]
+    consume = json.loads(consumed.strip().splitlines()[-1])["cpu_us_per_record"]
+    return publish, consume
+
+
+def main() -> int:
+    from pactmesh_harness.mesh import start_broker
+
+    n = int(os.environ.get("HOP_RECORDS", "20000"))
+    port = int(os.environ.get("HOP_KAFKA_PORT", "19592"))
+    runs = int(os.environ.get("FLOOR_RUNS", "500"))
+    broker = start_broker(REPO / ".cache", name="kafka-hop", port=port)
+    try:
+        hops = {traced: _hop(broker.bootstrap, n, traced=traced) for traced in (True, False)}
     finally:
         broker.stop()
-    publish = json.loads(published.stdout.strip().splitlines()[-1])
-    consume = json.loads(consumed_out.strip().splitlines()[-1])
-    traced = os.environ.get("OTEL_TRACES_SAMPLER") != "always_off"
+    for traced, (publish, consume) in hops.items():
+        print(
+            f"hop: {n} routed requests, {'spans' if traced else 'no spans'}: publish "
+            f"{publish:.0f} + consume {consume:.0f} CPU µs per record"
+        )
+    if not PEER_GRAPH.exists():
+        print(f"graph: {PEER_GRAPH} not found, not measured")
+        return 0
+    bare = _graph_ms_per_run(runs, checkpointed=False)
+    saved = _graph_ms_per_run(runs, checkpointed=True)
     print(
-        f"hop: {n} routed requests, tracing {'on' if traced else 'off'}: publish "
-        f"{publish['cpu_us_per_record']:.0f} + consume {consume['cpu_us_per_record']:.0f} "
-        f"CPU µs per record"
+        f"graph: the peer's graph, {runs} runs at once: {bare:.2f} CPU ms per run without"
+        f" a checkpointer, {saved:.2f} with LangGraph's in-memory one"
     )
     return 0
 
