@@ -88,12 +88,13 @@ class Mesh:
         await self.broker.publish(value, SOURCE, key=key)
 
 
-def _settings() -> KitSettings:
+def _settings(**overrides: Any) -> KitSettings:
     return KitSettings(
         service_name="kit-test",
         topic_prefix=PREFIX,
         retry_backoff_initial_s=0.01,
         retry_backoff_max_s=0.05,
+        **overrides,
     )
 
 
@@ -661,6 +662,19 @@ def test_a_subscriber_of_one_topic_has_the_services_group_for_it_from_the_earlie
     assert call["ack_policy"] is AckPolicy.MANUAL
     # an aborted redrive transaction (pactmesh dlq) is never handled
     assert call["isolation_level"] == "read_committed"
+
+
+def test_an_idle_subscribers_fetch_is_held_as_long_as_the_setting_says() -> None:
+    """``PACTMESH_KAFKA_FETCH_MAX_WAIT_MS``: how long the broker holds an idle consumer's
+    fetch, 3 s unless set (aiokafka's own is 0.5 s)."""
+    kafka = Kafka(_settings(), tracer_provider=None)
+    calls = _recording(kafka)
+    kafka.subscriber(REQUESTS_ACCEPTED)(_ignore)
+    assert calls[0]["fetch_max_wait_ms"] == 3_000
+    tuned = Kafka(_settings(kafka_fetch_max_wait_ms=750), tracer_provider=None)
+    calls = _recording(tuned)
+    tuned.subscriber(REQUESTS_ACCEPTED)(_ignore)
+    assert calls[0]["fetch_max_wait_ms"] == 750
 
 
 def test_a_per_instance_subscriber_has_a_group_of_its_own_from_the_latest() -> None:

@@ -427,6 +427,7 @@ def subscribe(
         *(topic.qualified(settings.topic_prefix) for topic in subscription.topics),
         group_id=group,
         auto_offset_reset="latest" if subscription.from_latest else "earliest",
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         ack_policy=AckPolicy.MANUAL,
         isolation_level="read_committed",
         batch=True,
