@@ -36,14 +36,16 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.sdk.trace import TracerProvider
 from pactmesh_kit.kafka import Kafka
 from pactmesh_kit.settings import KitSettings
 
 REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 PEER_GRAPH = Path(os.environ.get("BENCH_PEER_GRAPH", REPO.parent / "shared" / "peers" / "graph.py"))
 
 
@@ -125,25 +127,27 @@ def _role(role: str, prefix: str, n: int, data_dir: Path) -> None:
     """Run one side in this process (a child of ``main``) and print its figures."""
     settings = _settings(prefix, f"hop-{role}", data_dir)
     run = _consume if role == "consume" else _publish
+    print(json.dumps(_on_services_loop(run(settings, n), settings)), flush=True)
+
+
+def _on_services_loop(main: Coroutine[Any, Any, T], settings: KitSettings) -> T:
+    """Run ``main`` on the event loop the services run on (``PACTMESH_EVENT_LOOP``)."""
     if settings.event_loop == "uvloop":
         import uvloop
 
-        figures = uvloop.run(run(settings, n))
-    else:
-        figures = asyncio.run(run(settings, n))
-    print(json.dumps(figures), flush=True)
+        return uvloop.run(main)
+    return asyncio.run(main)
 
 
-async def _create_topic(bootstrap: str, name: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from pactmesh_contracts.topics import KEYED_PARTITIONS
+async def _create_topic(bootstrap: str, prefix: str) -> None:
+    """The hop's topic, created as ``pactmesh-topics`` creates the mesh's."""
+    from pactmesh_contracts.topics import REQUESTS_ROUTED
+    from pactmesh_kit.bootstrap import admin_client, ensure_topics
+    from pactmesh_kit.settings import TopicSettings
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, KEYED_PARTITIONS, 1)])
-    finally:
-        await admin.close()
+    settings = TopicSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix)
+    async with admin_client(settings) as admin:
+        await ensure_topics(admin, settings, topics=(REQUESTS_ROUTED,))
 
 
 def _graph_ms_per_run(runs: int, *, checkpointed: bool) -> float:
@@ -172,22 +176,14 @@ def _graph_ms_per_run(runs: int, *, checkpointed: bool) -> float:
             figures.append((time.process_time() - started) * 1000 / runs)
         return figures
 
-    from pactmesh_kit.settings import KitSettings as Settings
-
-    if Settings().event_loop == "uvloop":
-        import uvloop
-
-        return statistics.median(uvloop.run(rounds()))
-    return statistics.median(asyncio.run(rounds()))
+    return statistics.median(_on_services_loop(rounds(), KitSettings()))
 
 
 def _hop(bootstrap: str, n: int, *, traced: bool) -> tuple[float, float]:
     """CPU µs per record to publish and to consume ``n`` records, each side in a process
     of its own, on a topic of its own."""
-    from pactmesh_contracts.topics import REQUESTS_ROUTED
-
     prefix = f"hop{uuid.uuid4().hex[:8]}."
-    asyncio.run(_create_topic(bootstrap, REQUESTS_ROUTED.qualified(prefix)))
+    asyncio.run(_create_topic(bootstrap, prefix))
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
     if not traced:
         env["OTEL_TRACES_SAMPLER"] = "always_off"
