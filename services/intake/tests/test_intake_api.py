@@ -661,6 +661,11 @@ async def test_events_replay_the_history_then_stream_live_until_the_result(
     assert events[-1][1]["output"] == {"reply": "Open Settings"}
     assert events[-1][1]["workflow"] == "support-triage"
     assert runtime.live.following(workflow_id) == 0
+    # The store's group has not recorded `delivered` nor the result (nothing here feeds
+    # it): a status read right after the stream still returns what the stream sent.
+    view = (await http.get(f"/v1/requests/{workflow_id}", headers=acme)).json()
+    assert view["status"] == "delivered"
+    assert view["result"] == events[-1][1]
 
 
 async def test_events_of_a_delivered_request_end_with_its_kept_result(

@@ -141,6 +141,20 @@ async def test_a_finished_request_keeps_its_status_and_workflow(
     assert view.updated_at == T0 + timedelta(seconds=4)
 
 
+async def test_a_transition_recorded_late_never_moves_the_update_time_back(
+    store: RequestStore, request_id: uuid.UUID
+) -> None:
+    """A stream writes a terminal transition ahead of the store's group (see
+    ``request_events``): what the group records after it is older."""
+    await store.record(_transition(request_id, RequestStatus.DELIVERED, seconds=5))
+    await store.record(_transition(request_id, RequestStatus.RUNNING, seconds=2))
+    view = await store.get(request_id)
+    assert view is not None
+    assert view.status is RequestStatus.DELIVERED
+    assert view.updated_at == T0 + timedelta(seconds=5)
+    assert [h.status for h in view.history][-2:] == [RequestStatus.RUNNING, RequestStatus.DELIVERED]
+
+
 async def test_retention_removes_old_requests_with_their_history_and_result(
     store: RequestStore, request_id: uuid.UUID
 ) -> None:

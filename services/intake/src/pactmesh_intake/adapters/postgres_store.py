@@ -72,7 +72,8 @@ _RECORD = (
     " SELECT %(eid)s, request_id, %(status)s, %(service)s, %(detail)s, %(at)s FROM requests"
     " WHERE request_id = %(rid)s ON CONFLICT (event_id) DO NOTHING RETURNING request_id)"
     f" UPDATE requests r SET status = {_NEXT_STATUS}, workflow = COALESCE(%(workflow)s,"
-    " r.workflow), updated_at = %(at)s FROM hist WHERE r.request_id = hist.request_id"
+    " r.workflow), updated_at = GREATEST(r.updated_at, %(at)s)"
+    " FROM hist WHERE r.request_id = hist.request_id"
 )
 _PRUNE_REQUESTS = (
     "WITH gone AS (DELETE FROM requests WHERE request_id IN (SELECT request_id FROM requests"

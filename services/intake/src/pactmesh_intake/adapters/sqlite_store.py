@@ -225,7 +225,9 @@ class SqliteRequestStore:
 def _record(transition: Transition, conn: sqlite3.Connection) -> bool:
     """A status transition, on the connection's thread (``GroupCommitter``)."""
     request_id = str(transition.request_id)
-    row = conn.execute("SELECT status FROM requests WHERE request_id = ?", (request_id,))
+    row = conn.execute(
+        "SELECT status, updated_at FROM requests WHERE request_id = ?", (request_id,)
+    )
     found = row.fetchone()
     if found is None:
         return False  # not a request of this intake: nothing to report on
@@ -234,13 +236,16 @@ def _record(transition: Transition, conn: sqlite3.Connection) -> bool:
     added = conn.execute(_INSERT_HISTORY, (*entry, transition.service, transition.detail, at))
     if added.rowcount != 1:
         return False
+    # A transition recorded late (a stream writes the terminal one ahead of the store's
+    # group) never moves ``updated_at`` back.
+    updated = max(datetime.fromisoformat(found[1]), transition.at)
     conn.execute(
         "UPDATE requests SET status = ?, workflow = COALESCE(?, workflow),"
         " updated_at = ? WHERE request_id = ?",
         (
             next_status(RequestStatus(found[0]), transition.status).value,
             transition.workflow,
-            at,
+            updated.isoformat(),
             request_id,
         ),
     )

@@ -26,7 +26,7 @@ from pactmesh_contracts.events import (
     WorkflowToken,
 )
 
-from pactmesh_intake.domain.requests import HistoryEntry, RequestStore, ResultView
+from pactmesh_intake.domain.requests import HistoryEntry, RequestStore, ResultView, Transition
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +112,13 @@ async def request_events(
     this instance first: the result is held until ``delivered`` was sent, and after
     ``delivered`` the stream waits up to ``result_wait_s`` for it (live, or kept by the
     store's consumer), then ends either way.
+
+    A status read follows the stream: the live group and the store's group read
+    independently, so a terminal status or a result this stream takes from the live feed
+    is written to the store (idempotently, as the store's group writes it) before it is
+    sent. Once a client has seen ``delivered`` and the result here, ``GET
+    /v1/requests/{id}`` on any instance returns them. Earlier transitions are left to the
+    store's group: recorded ahead of their predecessors they could move a status back.
     """
     with live.follow(request_id) as follower:
         view = await store.get(request_id)
@@ -122,7 +129,9 @@ async def request_events(
         for entry in replayed:
             yield _replayed(entry)
         if _delivered(replayed):
-            async for last in _result(store, follower, request_id, view.result, result_wait_s):
+            async for last in _result(
+                store, follower, request_id, None, view.result, result_wait_s
+            ):
                 yield last
             return
         held: ResultView | None = None
@@ -139,8 +148,10 @@ async def request_events(
                 for entry in caught_up:
                     yield _replayed(entry)
                 if _delivered(caught_up):
-                    known = held or (view.result if view is not None else None)
-                    async for last in _result(store, follower, request_id, known, result_wait_s):
+                    stored = view.result if view is not None else None
+                    async for last in _result(
+                        store, follower, request_id, held, stored, result_wait_s
+                    ):
                         yield last
                     return
                 continue
@@ -149,9 +160,13 @@ async def request_events(
                 continue
             item = _live_item(event, sent)
             if item is not None:
+                if isinstance(event.payload, WorkflowProgress) and event.payload.status.is_terminal:
+                    await store.record(Transition.of(event, event.payload))
                 yield item
                 if item.data.get("status") == RequestStatus.DELIVERED.value:
-                    async for last in _result(store, follower, request_id, held, result_wait_s):
+                    async for last in _result(
+                        store, follower, request_id, held, None, result_wait_s
+                    ):
                         yield last
                     return
         yield StreamItem("lagging", {"detail": "too far behind; reconnect to replay"})
@@ -186,12 +201,17 @@ async def _result(
     store: RequestStore,
     follower: Follower,
     request_id: uuid.UUID,
-    known: ResultView | None,
+    held: ResultView | None,
+    stored: ResultView | None,
     wait_s: float,
 ) -> AsyncIterator[StreamItem]:
-    """The ``result`` event, once it is known (at most ``wait_s`` from now)."""
+    """The ``result`` event, once it is known (at most ``wait_s`` from now): ``held``
+    from the live feed, else ``stored`` (read with the history), else the store's or the
+    live feed's, whichever has it first."""
     deadline = asyncio.get_running_loop().time() + wait_s
-    result = known or await store.result(request_id)
+    result, live = held, held is not None
+    if result is None:
+        result = stored or await store.result(request_id)
     while result is None:
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
@@ -203,7 +223,10 @@ async def _result(
             result = await store.result(request_id)
             continue
         if isinstance(event.payload, WorkflowResult):
-            result = ResultView.of(event)
+            result, live = ResultView.of(event), True
+    if live:
+        # What this stream sends, a status read returns (see ``request_events``).
+        await store.record_result(request_id=request_id, result=result)
     yield StreamItem("result", result.model_dump(mode="json"))
 
 
