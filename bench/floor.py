@@ -18,10 +18,19 @@ serves with the LangGraph Agent Server) with its sleeps set to zero, ``FLOOR_RUN
 without a checkpointer and with LangGraph's in-memory one: LangGraph's own cost for the
 smallest graph that calls a model, a tool and answers, with no durability.
 
+The same records' bytes are also sent through the bare client libraries, without the
+kit, envelopes or spans: aiokafka (the kit's client) and, when it is installed,
+confluent-kafka (librdkafka, in C; FastStream's other Kafka broker). Same producer
+settings as the kit's (``acks=all``, idempotence, ``linger_ms``), a ``read_committed``
+consumer committing each batch: what the client alone costs, and what a client in C
+would save.
+
 ``uv run --no-sync python bench/floor.py`` prints the figures: the hop with spans, and
 without any recorded (``OTEL_TRACES_SAMPLER=always_off``, as for the records of the
-untraced topics, which carry only the trace context); ``HOP_RECORDS`` (default 20000)
-records each, ``HOP_KAFKA_PORT`` (default 19592) the local broker's port.
+untraced topics, which carry only the trace context), then the bare clients;
+``HOP_RECORDS`` (default 20000) records each, ``HOP_KAFKA_PORT`` (default 19592) the
+local broker's port. confluent-kafka is not a dependency of the project: ``uv run
+--no-sync --with confluent-kafka python bench/floor.py`` adds it for one run.
 """
 
 from __future__ import annotations
@@ -123,11 +132,155 @@ async def _publish(settings: KitSettings, n: int) -> dict[str, float]:
     return {"cpu_us_per_record": cpu * 1e6 / n}
 
 
+def _wire_records(n: int) -> tuple[list[tuple[bytes, bytes]], list[tuple[str, bytes]]]:
+    """``n`` routed requests as the kit writes them (key: the workflow id; value: JSON),
+    and a record's headers."""
+    from pactmesh_contracts.envelope import Principal, new_event
+    from pactmesh_contracts.events import RequestRouted
+    from pactmesh_contracts.ids import uuid7
+
+    principal = Principal(subject="system:bench", roles=("upstream-system",))
+    event = RequestRouted(
+        workflow="support-triage",
+        confidence=0.9,
+        reason="keywords: password",
+        text="How do I reset my password?",
+    )
+    envelopes = [
+        new_event(event, workflow_id=uuid7(), tenant="bench", principal=principal) for _ in range(n)
+    ]
+    records = [(str(e.workflow_id).encode(), e.model_dump_json().encode()) for e in envelopes]
+    traceparent = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    return records, [("content-type", b"application/json"), ("traceparent", traceparent)]
+
+
+async def _aiokafka_publish(settings: KitSettings, topic: str, n: int) -> dict[str, float]:
+    from aiokafka import AIOKafkaProducer
+
+    records, headers = _wire_records(n)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=settings.kafka_linger_ms,
+    )
+    await producer.start()
+    try:
+        started = time.process_time()
+        for start in range(0, n, 500):
+            sent = [
+                await producer.send(topic, value, key=key, headers=headers)
+                for key, value in records[start : start + 500]
+            ]
+            await asyncio.gather(*sent)
+        cpu = time.process_time() - started
+    finally:
+        await producer.stop()
+    return {"cpu_us_per_record": cpu * 1e6 / n}
+
+
+async def _aiokafka_consume(settings: KitSettings, topic: str, n: int) -> dict[str, float]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=f"{topic}.bare",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+    )
+    await consumer.start()
+    print("ready", flush=True)
+    seen = 0
+    first = last = 0.0
+    try:
+        while seen < n:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=500)
+            for records in batches.values():
+                for _ in records:
+                    seen += 1
+                    last = time.process_time()
+                    first = first or last
+            if batches:
+                await consumer.commit()
+    finally:
+        await consumer.stop()
+    return {"cpu_us_per_record": (last - first) * 1e6 / (seen - 1)}
+
+
+def _confluent_publish(settings: KitSettings, topic: str, n: int) -> dict[str, float]:
+    from confluent_kafka import Producer  # type: ignore[import-not-found,unused-ignore]
+
+    records, headers = _wire_records(n)
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": settings.kafka_linger_ms,
+        }
+    )
+    started = time.process_time()
+    for key, value in records:
+        producer.produce(topic, value, key=key, headers=headers)
+        producer.poll(0)
+    if producer.flush(60) != 0:
+        raise RuntimeError("confluent-kafka: records left unsent")
+    return {"cpu_us_per_record": (time.process_time() - started) * 1e6 / n}
+
+
+def _confluent_consume(settings: KitSettings, topic: str, n: int) -> dict[str, float]:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"{topic}.bare",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": settings.kafka_fetch_max_wait_ms,
+        }
+    )
+    consumer.subscribe([topic])
+    print("ready", flush=True)
+    seen = 0
+    first = last = 0.0
+    try:
+        while seen < n:
+            records = consumer.consume(num_messages=500, timeout=1.0)
+            for record in records:
+                if record.error() is None:
+                    seen += 1
+                    last = time.process_time()
+                    first = first or last
+            if records:
+                consumer.commit(asynchronous=True)
+    finally:
+        consumer.close()
+    return {"cpu_us_per_record": (last - first) * 1e6 / (seen - 1)}
+
+
 def _role(role: str, prefix: str, n: int, data_dir: Path) -> None:
     """Run one side in this process (a child of ``main``) and print its figures."""
+    from pactmesh_contracts.topics import REQUESTS_ROUTED
+
     settings = _settings(prefix, f"hop-{role}", data_dir)
-    run = _consume if role == "consume" else _publish
-    print(json.dumps(_on_services_loop(run(settings, n), settings)), flush=True)
+    topic = f"{prefix}{REQUESTS_ROUTED.name}"
+    if role == "confluent-publish":
+        figures = _confluent_publish(settings, topic, n)
+    elif role == "confluent-consume":
+        figures = _confluent_consume(settings, topic, n)
+    elif role == "aiokafka-publish":
+        figures = _on_services_loop(_aiokafka_publish(settings, topic, n), settings)
+    elif role == "aiokafka-consume":
+        figures = _on_services_loop(_aiokafka_consume(settings, topic, n), settings)
+    else:
+        run = _consume if role == "consume" else _publish
+        figures = _on_services_loop(run(settings, n), settings)
+    print(json.dumps(figures), flush=True)
 
 
 def _on_services_loop(main: Coroutine[Any, Any, T], settings: KitSettings) -> T:
@@ -179,25 +332,26 @@ def _graph_ms_per_run(runs: int, *, checkpointed: bool) -> float:
     return statistics.median(_on_services_loop(rounds(), KitSettings()))
 
 
-def _hop(bootstrap: str, n: int, *, traced: bool) -> tuple[float, float]:
+def _hop(bootstrap: str, n: int, *, traced: bool = True, client: str = "") -> tuple[float, float]:
     """CPU µs per record to publish and to consume ``n`` records, each side in a process
-    of its own, on a topic of its own."""
+    of its own, on a topic of its own: through the kit, or the bare ``client``."""
     prefix = f"hop{uuid.uuid4().hex[:8]}."
     asyncio.run(_create_topic(bootstrap, prefix))
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
     if not traced:
         env["OTEL_TRACES_SAMPLER"] = "always_off"
+    roles = (f"{client}-consume", f"{client}-publish") if client else ("consume", "publish")
     with tempfile.TemporaryDirectory(prefix="bench-hop-") as tmp:
         argv = [sys.executable, __file__]
         consumer = subprocess.Popen(
-            [*argv, "consume", prefix, str(n), tmp], stdout=subprocess.PIPE, text=True, env=env
+            [*argv, roles[0], prefix, str(n), tmp], stdout=subprocess.PIPE, text=True, env=env
         )
         try:
             assert consumer.stdout is not None
             if consumer.stdout.readline().strip() != "ready":
                 raise RuntimeError("the consumer did not start")
             published = subprocess.run(
-                [*argv, "publish", prefix, str(n), tmp],
+                [*argv, roles[1], prefix, str(n), tmp],
                 stdout=subprocess.PIPE,
                 text=True,
                 check=True,
@@ -221,15 +375,24 @@ def main() -> int:
     port = int(os.environ.get("HOP_KAFKA_PORT", "19592"))
     runs = int(os.environ.get("FLOOR_RUNS", "500"))
     broker = start_broker(REPO / ".cache", name="kafka-hop", port=port)
+    clients = ["aiokafka"]
+    if importlib.util.find_spec("confluent_kafka") is not None:
+        clients.append("confluent")
     try:
-        hops = {traced: _hop(broker.bootstrap, n, traced=traced) for traced in (True, False)}
+        hops = {
+            "the kit, spans": _hop(broker.bootstrap, n),
+            "the kit, no spans": _hop(broker.bootstrap, n, traced=False),
+            **{f"bare {c}": _hop(broker.bootstrap, n, client=c) for c in clients},
+        }
     finally:
         broker.stop()
-    for traced, (publish, consume) in hops.items():
+    for how, (publish, consume) in hops.items():
         print(
-            f"hop: {n} routed requests, {'spans' if traced else 'no spans'}: publish "
+            f"hop: {n} routed requests, {how}: publish "
             f"{publish:.0f} + consume {consume:.0f} CPU µs per record"
         )
+    if "confluent" not in clients:
+        print("hop: bare confluent-kafka not measured (not installed; see the docstring)")
     if not PEER_GRAPH.exists():
         print(f"graph: {PEER_GRAPH} not found, not measured")
         return 0
