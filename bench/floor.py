@@ -97,34 +97,39 @@ async def _consume(settings: KitSettings, n: int) -> dict[str, float]:
     return {"cpu_us_per_record": (seen[-1] - seen[0]) * 1e6 / (len(seen) - 1)}
 
 
-async def _publish(settings: KitSettings, n: int) -> dict[str, float]:
+def _routed(n: int) -> list[Any]:
+    """``n`` routed requests, each of a workflow of its own."""
     from pactmesh_contracts.envelope import Principal, new_event
     from pactmesh_contracts.events import RequestRouted
     from pactmesh_contracts.ids import uuid7
+
+    principal = Principal(subject="system:bench", roles=("upstream-system",))
+    return [
+        new_event(
+            RequestRouted(
+                workflow="support-triage",
+                confidence=0.9,
+                reason="keywords: password",
+                text="How do I reset my password?",
+            ),
+            workflow_id=uuid7(),
+            tenant="bench",
+            principal=principal,
+        )
+        for _ in range(n)
+    ]
+
+
+async def _publish(settings: KitSettings, n: int) -> dict[str, float]:
     from pactmesh_contracts.topics import REQUESTS_ROUTED
 
     kafka, provider = _service(settings)
     publisher = kafka.publisher(REQUESTS_ROUTED)
-    principal = Principal(subject="system:bench", roles=("upstream-system",))
     await kafka.broker.start()
     try:
         started = time.process_time()
-        for start in range(0, n, 500):
-            events = [
-                new_event(
-                    RequestRouted(
-                        workflow="support-triage",
-                        confidence=0.9,
-                        reason="keywords: password",
-                        text="How do I reset my password?",
-                    ),
-                    workflow_id=uuid7(),
-                    tenant="bench",
-                    principal=principal,
-                )
-                for _ in range(start, min(n, start + 500))
-            ]
-            await publisher.publish_all(events)
+        for start in range(0, n, 500):  # built as they are published, as a service does
+            await publisher.publish_all(_routed(min(n, start + 500) - start))
         cpu = time.process_time() - started
     finally:
         await kafka.broker.stop()
@@ -135,21 +140,7 @@ async def _publish(settings: KitSettings, n: int) -> dict[str, float]:
 def _wire_records(n: int) -> tuple[list[tuple[bytes, bytes]], list[tuple[str, bytes]]]:
     """``n`` routed requests as the kit writes them (key: the workflow id; value: JSON),
     and a record's headers."""
-    from pactmesh_contracts.envelope import Principal, new_event
-    from pactmesh_contracts.events import RequestRouted
-    from pactmesh_contracts.ids import uuid7
-
-    principal = Principal(subject="system:bench", roles=("upstream-system",))
-    event = RequestRouted(
-        workflow="support-triage",
-        confidence=0.9,
-        reason="keywords: password",
-        text="How do I reset my password?",
-    )
-    envelopes = [
-        new_event(event, workflow_id=uuid7(), tenant="bench", principal=principal) for _ in range(n)
-    ]
-    records = [(str(e.workflow_id).encode(), e.model_dump_json().encode()) for e in envelopes]
+    records = [(str(e.workflow_id).encode(), e.model_dump_json().encode()) for e in _routed(n)]
     traceparent = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     return records, [("content-type", b"application/json"), ("traceparent", traceparent)]
 
