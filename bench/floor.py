@@ -259,7 +259,7 @@ def _role(role: str, prefix: str, n: int, data_dir: Path) -> None:
     from pactmesh_contracts.topics import REQUESTS_ROUTED
 
     settings = _settings(prefix, f"hop-{role}", data_dir)
-    topic = f"{prefix}{REQUESTS_ROUTED.name}"
+    topic = REQUESTS_ROUTED.qualified(prefix)
     if role == "confluent-publish":
         figures = _confluent_publish(settings, topic, n)
     elif role == "confluent-consume":
